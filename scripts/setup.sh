@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs every build, run and test dependency of Berth from Debian's archive.
+# Idempotent: when everything is already installed it only runs dpkg-query (well under a second).
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential cmake ninja-build pkg-config clang-format
+  libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
+  libnl-3-dev libnl-route-3-dev libnftnl-dev libmnl-dev
+  libisofs-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libssl-dev
+  catch2
+  # run
+  qemu-system-x86 qemu-utils ca-certificates
+  # test: real peers and inspection tools
+  nftables iproute2 busybox isc-dhcp-client bind9-dnsutils util-linux procps curl
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "installed" ]] || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "setup: missing packages: ${missing[*]}; run as root (or install them) and retry" >&2
+  exit 1
+fi
+
+echo "setup: installing ${#missing[@]} packages: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "setup: done" >&2

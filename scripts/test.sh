@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, builds, and runs every test tier that this machine
+# allows. As root (CI) that includes the tests that need namespaces, nftables and QEMU.
+# Extra arguments go to ctest, e.g. `scripts/test.sh -L unit` or `scripts/test.sh -R config`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+./scripts/build.sh
+build=${BERTH_BUILD_DIR:-build}
+args=(--test-dir "$build" --output-on-failure --no-tests=error -j"$(nproc)")
+if [[ $(id -u) -ne 0 ]]; then
+  echo "test: not root: running the unit tier only (root, namespace and QEMU tiers need root)" >&2
+  args+=(-L unit)
+fi
+ctest "${args[@]}" "$@"

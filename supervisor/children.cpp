@@ -1,0 +1,165 @@
+#include "children.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/post.hpp>
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+
+namespace berth {
+
+bool ExitStatus::signaled() const {
+  return WIFSIGNALED(wait_status);
+}
+int ExitStatus::signal() const {
+  return signaled() ? WTERMSIG(wait_status) : 0;
+}
+int ExitStatus::exit_code() const {
+  return WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : 0;
+}
+int ExitStatus::as_shell_code() const {
+  return signaled() ? 128 + signal() : exit_code();
+}
+
+std::string ExitStatus::describe() const {
+  if (signaled()) {
+    const char* abbrev = sigabbrev_np(signal());
+    return fmt::format("killed by signal {} (SIG{}){}", signal(), abbrev ? abbrev : "?",
+                       WCOREDUMP(wait_status) ? ", core dumped" : "");
+  }
+  return fmt::format("exited with code {}", exit_code());
+}
+
+std::optional<std::string> find_program(const std::string& name) {
+  if (name.empty())
+    return std::nullopt;
+  if (name.find('/') != std::string::npos)
+    return name;
+  const char* path = std::getenv("PATH");
+  std::istringstream dirs(path ? path
+                               : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  for (std::string dir; std::getline(dirs, dir, ':');) {
+    std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0)
+      return candidate;
+  }
+  return std::nullopt;
+}
+
+ChildReaper::ChildReaper(boost::asio::io_context& io) : sigchld_(io, SIGCHLD) {
+  if (::getpid() != 1)
+    ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  wait_for_signal();
+  // Children that ended before the signal_set existed would otherwise wait for the next SIGCHLD.
+  boost::asio::post(io, [this] { reap(); });
+}
+
+void ChildReaper::wait_for_signal() {
+  sigchld_.async_wait([this](boost::system::error_code ec, int) {
+    if (ec)
+      return;  // cancelled: the reaper is going away
+    reap();
+    wait_for_signal();
+  });
+}
+
+void ChildReaper::reap() {
+  for (;;) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid <= 0)
+      return;  // 0: children left but none exited; -1/ECHILD: none at all
+    auto it = handlers_.find(pid);
+    if (it == handlers_.end()) {
+      ++orphans_reaped_;
+      continue;
+    }
+    ExitHandler handler = std::move(it->second);
+    handlers_.erase(it);
+    if (handler)
+      handler(ExitStatus{status});
+  }
+}
+
+pid_t ChildReaper::spawn(const SpawnOptions& options, ExitHandler on_exit,
+                         boost::system::error_code& ec) {
+  ec.clear();
+  if (options.argv.empty()) {
+    ec = make_error_code(boost::system::errc::invalid_argument);
+    return -1;
+  }
+  const auto program = find_program(options.argv[0]);
+  if (!program) {
+    ec = make_error_code(boost::system::errc::no_such_file_or_directory);
+    return -1;
+  }
+  // Everything the child needs is prepared before fork: after it only async-signal-safe calls.
+  std::vector<char*> argv;
+  for (const auto& arg : options.argv)
+    argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+
+  int report[2];  // the child writes errno here if exec fails; CLOEXEC closes it on success
+  if (::pipe2(report, O_CLOEXEC) != 0) {
+    ec.assign(errno, boost::system::system_category());
+    return -1;
+  }
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ec.assign(errno, boost::system::system_category());
+    ::close(report[0]);
+    ::close(report[1]);
+    return -1;
+  }
+  if (pid == 0) {
+    ::close(report[0]);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (int sig = 1; sig < NSIG; ++sig)
+      ::signal(sig, SIG_DFL);  // fails harmlessly for KILL/STOP
+    if (options.group == ProcessGroup::kOwn)
+      ::setpgid(0, 0);
+    if (options.parent_death == ParentDeath::kKillChild) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent)
+        ::_exit(127);  // the parent already died
+    }
+    const int null_fd = ::open("/dev/null", O_RDWR);
+    auto redirect = [&](int from, int to) {
+      if (from >= 0 && from != to)
+        ::dup2(from, to);
+    };
+    redirect(options.stdin_fd >= 0 ? options.stdin_fd : null_fd, STDIN_FILENO);
+    redirect(options.stdout_fd, STDOUT_FILENO);
+    redirect(options.stderr_fd, STDERR_FILENO);
+    ::execv(program->c_str(), argv.data());
+    const int error = errno;
+    [[maybe_unused]] auto written = ::write(report[1], &error, sizeof error);
+    ::_exit(127);
+  }
+  ::close(report[1]);
+  int child_errno = 0;
+  ssize_t n;
+  do {
+    n = ::read(report[0], &child_errno, sizeof child_errno);
+  } while (n < 0 && errno == EINTR);
+  ::close(report[0]);
+  if (n == sizeof child_errno) {
+    ::waitpid(pid, nullptr, 0);  // it exits at once with 127
+    ec.assign(child_errno, boost::system::system_category());
+    return -1;
+  }
+  handlers_.emplace(pid, std::move(on_exit));
+  return pid;
+}
+
+}  // namespace berth

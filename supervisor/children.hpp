@@ -1,0 +1,78 @@
+#pragma once
+// Child processes: spawning with a clean signal state, and reaping every child (PID-1 duty),
+// including orphans that the kernel re-parents to us. Exit statuses arrive on the io_context.
+
+#include <sys/types.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/system/error_code.hpp>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace berth {
+
+// How a child ended, as waitpid reported it.
+struct ExitStatus {
+  int wait_status = 0;
+
+  bool signaled() const;
+  int signal() const;     // the terminating signal; 0 when it exited
+  int exit_code() const;  // its exit code; 0 when killed
+  // The shell convention: the exit code, or 128+n when killed by signal n.
+  int as_shell_code() const;
+  // "exited with code 3" / "killed by signal 9 (SIGKILL)".
+  std::string describe() const;
+};
+
+enum class ProcessGroup { kInherit, kOwn };      // kOwn: Ctrl-C in a terminal does not reach it
+enum class ParentDeath { kIgnore, kKillChild };  // kKillChild: PR_SET_PDEATHSIG SIGKILL
+
+struct SpawnOptions {
+  std::vector<std::string> argv;  // argv[0] is looked up in PATH when it has no '/'
+  int stdin_fd = -1;              // -1: /dev/null
+  int stdout_fd = -1;             // -1: inherit ours
+  int stderr_fd = -1;             // -1: inherit ours
+  ProcessGroup group = ProcessGroup::kOwn;
+  ParentDeath parent_death = ParentDeath::kKillChild;
+};
+
+class ChildReaper {
+ public:
+  using ExitHandler = std::function<void(ExitStatus)>;
+
+  // Starts watching SIGCHLD on `io`. When berth is not PID 1 it also becomes a child subreaper,
+  // so grandchildren orphaned under it are reaped here too.
+  explicit ChildReaper(boost::asio::io_context& io);
+  ChildReaper(const ChildReaper&) = delete;
+  ChildReaper& operator=(const ChildReaper&) = delete;
+
+  // Forks and execs; in the child the signal mask is emptied and every disposition reset before
+  // exec. Returns the pid, or the error that stopped the exec (e.g. no such file), in which case
+  // `on_exit` is never called. `on_exit` runs on the io_context once the child has been reaped.
+  pid_t spawn(const SpawnOptions& options, ExitHandler on_exit, boost::system::error_code& ec);
+
+  // Children spawned here that have not been reaped yet.
+  std::size_t running() const { return handlers_.size(); }
+  // Processes reaped that were not spawned here (orphans re-parented to us).
+  std::uint64_t orphans_reaped() const { return orphans_reaped_; }
+
+  // Reaps whatever has exited now (also called on every SIGCHLD).
+  void reap();
+
+ private:
+  void wait_for_signal();
+
+  boost::asio::signal_set sigchld_;
+  std::map<pid_t, ExitHandler> handlers_;
+  std::uint64_t orphans_reaped_ = 0;
+};
+
+// Resolves a program name against PATH the way execvp would; nullopt when not found.
+std::optional<std::string> find_program(const std::string& name);
+
+}  // namespace berth

@@ -1,0 +1,541 @@
+#include "config.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <boost/url/parse.hpp>
+#include <cctype>
+#include <charconv>
+#include <cstdlib>
+
+#include "qemu/shell_words.hpp"
+
+namespace berth {
+namespace {
+
+namespace ip = boost::asio::ip;
+
+constexpr std::uint64_t kMiB = 1024 * 1024;
+
+const std::vector<VariableDoc> kDocs = {
+    {"IMG_SOURCE", "", "http(s) URL or absolute path",
+     "Base image (qcow2 or raw; .gz/.xz/.zst are decompressed). Required."},
+    {"IMG_TARGET", "basename of IMG_SOURCE", "file name",
+     "Name of the base image in the image cache (a compression suffix is dropped)."},
+    {"IMG_CHECKSUM", "", "sha256:<64 hex digits>", "Checksum verified while the image streams in."},
+    {"VM_IP", "192.168.254.2", "an IPv4 address such as 192.168.254.2",
+     "The VM's address on the private /30."},
+    {"VM_GW", "192.168.254.1", "an IPv4 address such as 192.168.254.1",
+     "The gateway (bridge) address on the same /30."},
+    {"NO_VNC", "", "yes/no (1/true/yes/on, 0/false/no/off)",
+     "Set: no VNC; TCP 5900 is forwarded to the VM like every other port."},
+    {"VM_CPUS", "1", "integer 1-255", "Number of vCPUs."},
+    {"VM_MEMORY", "1Gi", "size, e.g. 1024M or 2Gi (binary units)", "Guest memory, at least 64Mi."},
+    {"VM_DISK_SIZE", "", "size, e.g. 20Gi", "Grow the pet disk to this size (never shrinks)."},
+    {"VM_ACCEL", "auto", "auto | kvm | tcg",
+     "auto: KVM when a guest really runs under it, else TCG (logged)."},
+    {"VM_MAC", "derived from the hostname", "unicast MAC, e.g. 52:54:00:12:34:56",
+     "The guest's MAC address."},
+    {"BERTH_IMAGE_DIR", "/var/lib/berth/images", "absolute path",
+     "Image cache (shared by a node)."},
+    {"BERTH_DISK_DIR", "/var/lib/berth/disks", "absolute path", "Pet disks (one volume per VM)."},
+    {"BERTH_RUNTIME_DIR", "/run/berth", "absolute path", "Sockets and scratch files (QMP socket)."},
+    {"BERTH_USERDATA", "/userdata", "absolute path",
+     "User-data file, or ConfigMap directory holding the key `userdata`."},
+    {"BERTH_METADATA", "/metadata", "absolute path",
+     "Meta-data file (JSON or YAML), or ConfigMap directory holding the key `metadata`."},
+    {"BERTH_NETWORKDATA", "/networkdata", "absolute path",
+     "Network-data file, or ConfigMap directory holding the key `networkdata`."},
+    {"BERTH_DRIVE_FORMAT", "configdrive", "configdrive | nocloud",
+     "Config drive layout: ConfigDrive v2 (label config-2) or NoCloud (label cidata)."},
+    {"BERTH_HEALTH_PORT", "9250", "TCP port 1-65535",
+     "Probes and metrics on the pod IP; never forwarded to the VM."},
+    {"BERTH_CONTROL_LISTEN", "127.0.0.1:9251", "address:port, [v6]:port",
+     "Control API and QMP console (loopback: reach it with kubectl port-forward)."},
+    {"BERTH_SHUTDOWN_TIMEOUT", "25", "seconds 1-3600",
+     "Time the guest gets to power off after SIGTERM before QEMU is quit."},
+    {"BERTH_QEMU_ARGS", "", "words, quoted like a shell (never run by one)",
+     "Extra QEMU arguments appended to the command line."},
+    {"BERTH_LOG_FORMAT", "text", "text | json", "Log format on stderr."},
+    {"BERTH_LOG_LEVEL", "info", "trace | debug | info | warn | error", "Log verbosity."},
+};
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+template <typename Int>
+std::optional<Int> parse_int(std::string_view text) {
+  Int value{};
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc{} || ptr != end)
+    return std::nullopt;
+  return value;
+}
+
+const VariableDoc& doc(std::string_view name) {
+  for (const auto& d : kDocs)
+    if (d.name == name)
+      return d;
+  std::abort();  // a name missing from the table is a programming error
+}
+
+// Collects errors and reads variables, falling back to the documented defaults.
+class Reader {
+ public:
+  explicit Reader(const EnvLookup& env) : env_(env) {}
+
+  // The value given, or nullopt when unset or empty (empty counts as unset: Helm renders "" for
+  // values the user left out).
+  std::optional<std::string> given(std::string_view name) const {
+    auto value = env_(name);
+    if (value && value->empty())
+      return std::nullopt;
+    return value;
+  }
+  std::string get(std::string_view name) const {
+    return given(name).value_or(std::string(doc(name).default_value));
+  }
+
+  void fail(std::string_view name, std::string_view value, std::string_view what) {
+    errors_.push_back(
+        {std::string(name), std::string(value),
+         fmt::format("{}: \"{}\" {}; expected {}", name, value, what, doc(name).form)});
+  }
+  void fail_message(std::string_view name, std::string_view value, std::string message) {
+    errors_.push_back({std::string(name), std::string(value), std::move(message)});
+  }
+
+  template <typename T, typename Parse>
+  T parse(std::string_view name, Parse parse_fn, std::string_view what, T fallback = T{}) {
+    const std::string text = get(name);
+    auto value = parse_fn(text);
+    if (!value) {
+      fail(name, text, what);
+      return fallback;
+    }
+    return *value;
+  }
+
+  std::filesystem::path absolute_path(std::string_view name) {
+    const std::string text = get(name);
+    if (text.empty() || text.front() != '/')
+      fail(name, text, "is not an absolute path");
+    return std::filesystem::path(text).lexically_normal();
+  }
+
+  std::vector<ConfigError> take_errors() { return std::move(errors_); }
+
+ private:
+  const EnvLookup& env_;
+  std::vector<ConfigError> errors_;
+};
+
+bool is_hex(std::string_view text) {
+  return std::all_of(text.begin(), text.end(),
+                     [](unsigned char c) { return std::isxdigit(c) != 0; });
+}
+
+std::string strip_compression_suffix(std::string name) {
+  for (std::string_view suffix : {".gz", ".xz", ".zst"}) {
+    if (name.size() > suffix.size() && name.ends_with(suffix)) {
+      name.resize(name.size() - suffix.size());
+      break;
+    }
+  }
+  return name;
+}
+
+bool valid_file_name(std::string_view name) {
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string_view::npos
+         && name.find('\0') == std::string_view::npos && name.size() <= 255;
+}
+
+void parse_image(Reader& r, Config& c) {
+  auto source = r.given("IMG_SOURCE");
+  std::string default_target;
+  if (!source) {
+    r.fail_message("IMG_SOURCE", "",
+                   "IMG_SOURCE: not set; expected an http(s) URL or an absolute path of the base "
+                   "image, e.g. IMG_SOURCE=https://example.org/disk.qcow2");
+  } else if (source->front() == '/') {
+    c.img_source = *source;
+    c.img_source_kind = SourceKind::kPath;
+    default_target = std::filesystem::path(*source).filename().string();
+  } else {
+    auto url = boost::urls::parse_absolute_uri(*source);
+    const std::string scheme = url ? lower(url->scheme()) : "";
+    if (!url || (scheme != "http" && scheme != "https") || url->encoded_host().empty()) {
+      r.fail("IMG_SOURCE", *source, "is neither an http(s) URL nor an absolute path");
+    } else {
+      c.img_source = *source;
+      c.img_source_kind = SourceKind::kUrl;
+      default_target = std::filesystem::path(std::string(url->path())).filename().string();
+    }
+  }
+
+  if (auto target = r.given("IMG_TARGET")) {
+    if (!valid_file_name(*target))
+      r.fail("IMG_TARGET", *target, "is not a plain file name");
+    else
+      c.img_target = *target;
+  } else if (!c.img_source.empty()) {
+    c.img_target = strip_compression_suffix(default_target);
+    if (!valid_file_name(c.img_target))
+      r.fail_message("IMG_SOURCE", c.img_source,
+                     fmt::format("IMG_SOURCE: \"{}\" does not end in a file name; set IMG_TARGET "
+                                 "to the name the image should have in the cache",
+                                 c.img_source));
+  }
+
+  if (auto checksum = r.given("IMG_CHECKSUM")) {
+    const std::string text = lower(*checksum);
+    constexpr std::string_view kPrefix = "sha256:";
+    const std::string_view hex =
+        std::string_view(text).substr(std::min(text.size(), kPrefix.size()));
+    if (!text.starts_with(kPrefix) || hex.size() != 64 || !is_hex(hex))
+      r.fail("IMG_CHECKSUM", *checksum, "is not a SHA-256 checksum");
+    else
+      c.img_sha256 = std::string(hex);
+  }
+}
+
+void parse_network(Reader& r, Config& c) {
+  c.vm_ip = r.parse<ip::address_v4>("VM_IP", parse_ipv4, "is not an IPv4 address");
+  c.vm_gw = r.parse<ip::address_v4>("VM_GW", parse_ipv4, "is not an IPv4 address");
+  if (!c.vm_ip.is_unspecified() && !c.vm_gw.is_unspecified()) {
+    const auto ipn = c.vm_ip.to_uint(), gwn = c.vm_gw.to_uint();
+    const bool same_net = (ipn & ~3u) == (gwn & ~3u);
+    const bool hosts = (ipn & 3u) != 0 && (ipn & 3u) != 3 && (gwn & 3u) != 0 && (gwn & 3u) != 3;
+    if (!same_net || !hosts || ipn == gwn) {
+      r.fail_message(
+          "VM_IP", c.vm_ip.to_string(),
+          fmt::format("VM_IP/VM_GW: {} and {} are not the two host addresses of one /30; "
+                      "expected e.g. VM_IP=192.168.254.2 VM_GW=192.168.254.1",
+                      c.vm_ip.to_string(), c.vm_gw.to_string()));
+    }
+  }
+  if (auto no_vnc = r.given("NO_VNC")) {
+    auto value = parse_bool(*no_vnc);
+    if (!value)
+      r.fail("NO_VNC", *no_vnc, "is not a yes/no value");
+    else
+      c.vnc = !*value;
+  }
+  if (auto mac_text = r.given("VM_MAC")) {
+    auto mac = parse_mac(*mac_text);
+    if (!mac)
+      r.fail("VM_MAC", *mac_text, "is not a MAC address");
+    else if (((*mac)[0] & 1) != 0 || *mac == MacAddress{})
+      r.fail("VM_MAC", *mac_text, "is a multicast or zero address");
+    else
+      c.vm_mac = mac;
+  }
+  c.health_port = r.parse<std::uint16_t>(
+      "BERTH_HEALTH_PORT",
+      [](std::string_view t) {
+        auto p = parse_int<std::uint16_t>(t);
+        return p && *p != 0 ? p : std::nullopt;
+      },
+      "is not a TCP port");
+  c.control_listen =
+      r.parse<Endpoint>("BERTH_CONTROL_LISTEN", parse_endpoint, "is not an address:port");
+  if (c.vnc && c.health_port == 5900)
+    r.fail_message(
+        "BERTH_HEALTH_PORT", "5900",
+        "BERTH_HEALTH_PORT: \"5900\" is VNC's port; choose another port or set NO_VNC=1");
+  if (c.health_port != 0 && c.health_port == c.control_listen.port)
+    r.fail_message("BERTH_CONTROL_LISTEN", format_endpoint(c.control_listen),
+                   fmt::format("BERTH_CONTROL_LISTEN: port {} is also BERTH_HEALTH_PORT; expected "
+                               "two different ports",
+                               c.health_port));
+}
+
+void parse_machine(Reader& r, Config& c) {
+  c.vm_cpus = r.parse<unsigned>(
+      "VM_CPUS",
+      [](std::string_view t) {
+        auto n = parse_int<unsigned>(t);
+        return n && *n >= 1 && *n <= 255 ? n : std::nullopt;
+      },
+      "is not a vCPU count");
+
+  const std::string memory = r.get("VM_MEMORY");
+  if (auto bytes = parse_size(memory); !bytes) {
+    r.fail("VM_MEMORY", memory, "is not a size");
+  } else if (*bytes < 64 * kMiB) {
+    r.fail_message("VM_MEMORY", memory,
+                   fmt::format("VM_MEMORY: \"{}\" is {} bytes, below the minimum 64Mi; a plain "
+                               "number means bytes (did you mean {}M?)",
+                               memory, *bytes, memory));
+  } else if (*bytes % kMiB != 0) {
+    r.fail("VM_MEMORY", memory, "is not a whole number of MiB");
+  } else {
+    c.vm_memory = *bytes;
+  }
+
+  if (auto disk = r.given("VM_DISK_SIZE")) {
+    auto bytes = parse_size(*disk);
+    if (!bytes || *bytes < kMiB)
+      r.fail("VM_DISK_SIZE", *disk, "is not a size of at least 1Mi");
+    else
+      c.vm_disk_size = bytes;
+  }
+
+  const std::string accel = lower(r.get("VM_ACCEL"));
+  if (accel == "auto")
+    c.vm_accel = Accel::kAuto;
+  else if (accel == "kvm")
+    c.vm_accel = Accel::kKvm;
+  else if (accel == "tcg")
+    c.vm_accel = Accel::kTcg;
+  else
+    r.fail("VM_ACCEL", r.get("VM_ACCEL"), "is not an accelerator");
+
+  const std::string qemu_args = r.get("BERTH_QEMU_ARGS");
+  if (auto words = qemu::split_shell_words(qemu_args))
+    c.qemu_args = std::move(*words);
+  else
+    r.fail("BERTH_QEMU_ARGS", qemu_args, "has an unbalanced quote or a trailing backslash");
+
+  c.shutdown_timeout = std::chrono::seconds(r.parse<unsigned>(
+      "BERTH_SHUTDOWN_TIMEOUT",
+      [](std::string_view t) {
+        auto n = parse_int<unsigned>(t);
+        return n && *n >= 1 && *n <= 3600 ? n : std::nullopt;
+      },
+      "is not a number of seconds"));
+}
+
+void parse_files(Reader& r, Config& c) {
+  c.image_dir = r.absolute_path("BERTH_IMAGE_DIR");
+  c.disk_dir = r.absolute_path("BERTH_DISK_DIR");
+  c.runtime_dir = r.absolute_path("BERTH_RUNTIME_DIR");
+  c.userdata = r.absolute_path("BERTH_USERDATA");
+  c.metadata = r.absolute_path("BERTH_METADATA");
+  c.networkdata = r.absolute_path("BERTH_NETWORKDATA");
+  const std::string format = lower(r.get("BERTH_DRIVE_FORMAT"));
+  if (format == "configdrive")
+    c.drive_format = DriveFormat::kConfigDrive;
+  else if (format == "nocloud")
+    c.drive_format = DriveFormat::kNoCloud;
+  else
+    r.fail("BERTH_DRIVE_FORMAT", r.get("BERTH_DRIVE_FORMAT"), "is not a drive format");
+}
+
+void parse_logging(Reader& r, Config& c) {
+  const std::string format = lower(r.get("BERTH_LOG_FORMAT"));
+  if (format == "text")
+    c.log_format = LogFormat::kText;
+  else if (format == "json")
+    c.log_format = LogFormat::kJson;
+  else
+    r.fail("BERTH_LOG_FORMAT", r.get("BERTH_LOG_FORMAT"), "is not a log format");
+
+  static constexpr std::pair<std::string_view, LogLevel> kLevels[] = {{"trace", LogLevel::kTrace},
+                                                                      {"debug", LogLevel::kDebug},
+                                                                      {"info", LogLevel::kInfo},
+                                                                      {"warn", LogLevel::kWarn},
+                                                                      {"error", LogLevel::kError}};
+  const std::string level = lower(r.get("BERTH_LOG_LEVEL"));
+  auto it = std::find_if(std::begin(kLevels), std::end(kLevels),
+                         [&](const auto& entry) { return entry.first == level; });
+  if (it == std::end(kLevels))
+    r.fail("BERTH_LOG_LEVEL", r.get("BERTH_LOG_LEVEL"), "is not a log level");
+  else
+    c.log_level = it->second;
+}
+
+std::string_view name_of(Accel accel) {
+  switch (accel) {
+    case Accel::kAuto:
+      return "auto";
+    case Accel::kKvm:
+      return "kvm";
+    case Accel::kTcg:
+      return "tcg";
+  }
+  return "?";
+}
+
+}  // namespace
+
+EnvLookup process_env() {
+  return [](std::string_view name) -> std::optional<std::string> {
+    const char* value = std::getenv(std::string(name).c_str());
+    if (value == nullptr)
+      return std::nullopt;
+    return std::string(value);
+  };
+}
+
+const std::vector<VariableDoc>& variable_docs() {
+  return kDocs;
+}
+
+ConfigResult parse_config(const EnvLookup& env) {
+  Reader reader(env);
+  Config config;
+  parse_image(reader, config);
+  parse_network(reader, config);
+  parse_machine(reader, config);
+  parse_files(reader, config);
+  parse_logging(reader, config);
+  auto errors = reader.take_errors();
+  if (!errors.empty())
+    return {std::nullopt, std::move(errors)};
+  return {std::move(config), {}};
+}
+
+std::string describe_config(const Config& c, const EnvLookup& env) {
+  const std::vector<std::pair<std::string_view, std::string>> values = {
+      {"IMG_SOURCE", c.img_source},
+      {"IMG_TARGET", c.img_target},
+      {"IMG_CHECKSUM", c.img_sha256 ? "sha256:" + *c.img_sha256 : ""},
+      {"VM_IP", c.vm_ip.to_string()},
+      {"VM_GW", c.vm_gw.to_string()},
+      {"NO_VNC", c.vnc ? "no" : "yes"},
+      {"VM_CPUS", std::to_string(c.vm_cpus)},
+      {"VM_MEMORY", format_size(c.vm_memory)},
+      {"VM_DISK_SIZE", c.vm_disk_size ? format_size(*c.vm_disk_size) : ""},
+      {"VM_ACCEL", std::string(name_of(c.vm_accel))},
+      {"VM_MAC", c.vm_mac ? format_mac(*c.vm_mac) : ""},
+      {"BERTH_IMAGE_DIR", c.image_dir.string()},
+      {"BERTH_DISK_DIR", c.disk_dir.string()},
+      {"BERTH_RUNTIME_DIR", c.runtime_dir.string()},
+      {"BERTH_USERDATA", c.userdata.string()},
+      {"BERTH_METADATA", c.metadata.string()},
+      {"BERTH_NETWORKDATA", c.networkdata.string()},
+      {"BERTH_DRIVE_FORMAT",
+       c.drive_format == DriveFormat::kConfigDrive ? "configdrive" : "nocloud"},
+      {"BERTH_HEALTH_PORT", std::to_string(c.health_port)},
+      {"BERTH_CONTROL_LISTEN", format_endpoint(c.control_listen)},
+      {"BERTH_SHUTDOWN_TIMEOUT", std::to_string(c.shutdown_timeout.count())},
+      {"BERTH_QEMU_ARGS", qemu::quote_command(c.qemu_args)},
+      {"BERTH_LOG_FORMAT", c.log_format == LogFormat::kJson ? "json" : "text"},
+      {"BERTH_LOG_LEVEL", std::string(std::array{"trace", "debug", "info", "warn",
+                                                 "error"}[static_cast<int>(c.log_level)])},
+  };
+  std::string out;
+  for (const auto& [name, value] : values) {
+    const auto given = env(name);
+    const bool set = given && !given->empty();
+    const std::string_view fallback = doc(name).default_value;
+    std::string origin = set ? "set" : fallback.empty() ? "unset" : "default";
+    if (!set && name == "VM_MAC")
+      origin = "derived from the hostname at start";
+    if (!set && name == "IMG_TARGET")
+      origin = "from IMG_SOURCE";
+    out += fmt::format("{}={}  # {}\n", name, qemu::quote_shell_word(value), origin);
+  }
+  return out;
+}
+
+std::optional<std::uint64_t> parse_size(std::string_view text) {
+  std::size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits])))
+    ++digits;
+  auto number = parse_int<std::uint64_t>(text.substr(0, digits));
+  if (!number)
+    return std::nullopt;
+  const std::string unit = lower(text.substr(digits));
+  static constexpr std::pair<std::string_view, unsigned> kUnits[] = {
+      {"", 0},    {"b", 0},    {"k", 10},  {"ki", 10}, {"kib", 10}, {"m", 20},
+      {"mi", 20}, {"mib", 20}, {"g", 30},  {"gi", 30}, {"gib", 30}, {"t", 40},
+      {"ti", 40}, {"tib", 40}, {"kb", 10}, {"mb", 20}, {"gb", 30},  {"tb", 40}};
+  for (const auto& [suffix, shift] : kUnits) {
+    if (unit != suffix)
+      continue;
+    if (shift > 0 && *number > (UINT64_MAX >> shift))
+      return std::nullopt;
+    return *number << shift;
+  }
+  return std::nullopt;
+}
+
+std::string format_size(std::uint64_t bytes) {
+  static constexpr std::pair<std::string_view, unsigned> kUnits[] = {
+      {"Ti", 40}, {"Gi", 30}, {"Mi", 20}, {"Ki", 10}};
+  for (const auto& [suffix, shift] : kUnits) {
+    const std::uint64_t unit = std::uint64_t{1} << shift;
+    if (bytes != 0 && bytes % unit == 0)
+      return fmt::format("{}{}", bytes / unit, suffix);
+  }
+  return std::to_string(bytes);
+}
+
+std::optional<ip::address_v4> parse_ipv4(std::string_view text) {
+  boost::system::error_code ec;
+  auto address = ip::make_address_v4(std::string(text), ec);
+  if (ec || address.is_unspecified())
+    return std::nullopt;
+  return address;
+}
+
+std::optional<MacAddress> parse_mac(std::string_view text) {
+  if (text.size() != 17)
+    return std::nullopt;
+  MacAddress mac{};
+  for (std::size_t i = 0; i < 6; ++i) {
+    if (i > 0 && text[i * 3 - 1] != ':' && text[i * 3 - 1] != '-')
+      return std::nullopt;
+    const std::string_view octet = text.substr(i * 3, 2);
+    if (!is_hex(octet))
+      return std::nullopt;
+    std::from_chars(octet.data(), octet.data() + 2, mac[i], 16);
+  }
+  return mac;
+}
+
+std::string format_mac(const MacAddress& mac) {
+  return fmt::format("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", mac[0], mac[1], mac[2], mac[3],
+                     mac[4], mac[5]);
+}
+
+std::optional<Endpoint> parse_endpoint(std::string_view text) {
+  std::string_view host, port;
+  if (text.starts_with('[')) {
+    const auto close = text.find("]:");
+    if (close == std::string_view::npos)
+      return std::nullopt;
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos)
+      return std::nullopt;
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos)
+      return std::nullopt;  // v6 needs brackets
+  }
+  boost::system::error_code ec;
+  auto address = ip::make_address(std::string(host), ec);
+  auto number = parse_int<std::uint16_t>(port);
+  if (ec || !number || *number == 0)
+    return std::nullopt;
+  return Endpoint{address, *number};
+}
+
+std::string format_endpoint(const Endpoint& endpoint) {
+  if (endpoint.address.is_v6())
+    return fmt::format("[{}]:{}", endpoint.address.to_string(), endpoint.port);
+  return fmt::format("{}:{}", endpoint.address.to_string(), endpoint.port);
+}
+
+std::optional<bool> parse_bool(std::string_view text) {
+  const std::string word = lower(text);
+  for (std::string_view yes : {"1", "true", "yes", "on", "y"})
+    if (word == yes)
+      return true;
+  for (std::string_view no : {"0", "false", "no", "off", "n"})
+    if (word == no)
+      return false;
+  return std::nullopt;
+}
+
+}  // namespace berth

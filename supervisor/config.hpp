@@ -1,0 +1,109 @@
+#pragma once
+// The runtime contract: every environment variable Berth reads, parsed and validated in one place.
+// Parsing is pure (the environment comes in through a lookup function) so tests can drive it.
+
+#include <array>
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/address_v4.hpp>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace berth {
+
+enum class Accel { kAuto, kKvm, kTcg };
+enum class DriveFormat { kConfigDrive, kNoCloud };
+enum class LogFormat { kText, kJson };
+enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError };
+enum class SourceKind { kUrl, kPath };
+
+using MacAddress = std::array<std::uint8_t, 6>;
+
+struct Endpoint {
+  boost::asio::ip::address address;
+  std::uint16_t port = 0;
+};
+
+struct Config {
+  std::string img_source;
+  SourceKind img_source_kind = SourceKind::kPath;
+  std::string img_target;                 // file name inside image_dir
+  std::optional<std::string> img_sha256;  // 64 lower-case hex digits
+  boost::asio::ip::address_v4 vm_ip;
+  boost::asio::ip::address_v4 vm_gw;
+  bool vnc = true;  // false when NO_VNC is set
+  unsigned vm_cpus = 1;
+  std::uint64_t vm_memory = 0;                // bytes, a multiple of 1 MiB
+  std::optional<std::uint64_t> vm_disk_size;  // bytes
+  Accel vm_accel = Accel::kAuto;
+  std::optional<MacAddress> vm_mac;
+  std::filesystem::path image_dir;
+  std::filesystem::path disk_dir;
+  std::filesystem::path runtime_dir;
+  std::filesystem::path userdata;
+  std::filesystem::path metadata;
+  std::filesystem::path networkdata;
+  DriveFormat drive_format = DriveFormat::kConfigDrive;
+  std::uint16_t health_port = 0;
+  Endpoint control_listen;
+  std::chrono::seconds shutdown_timeout{0};
+  std::vector<std::string> qemu_args;  // BERTH_QEMU_ARGS, split like a shell would
+  LogFormat log_format = LogFormat::kText;
+  LogLevel log_level = LogLevel::kInfo;
+};
+
+// One invalid variable: its name, the value it had, and a sentence saying what is accepted.
+struct ConfigError {
+  std::string variable;
+  std::string value;
+  std::string message;  // complete, e.g. `VM_IP: "300.1.1.1" is not an IPv4 address; expected ...`
+};
+
+// Returns the environment variable's value, or nullopt when it is unset.
+using EnvLookup = std::function<std::optional<std::string>(std::string_view)>;
+
+// The process environment (getenv).
+EnvLookup process_env();
+
+// Parses and validates the whole contract. On success `errors` is empty; otherwise it holds one
+// entry per invalid variable (every one of them, not just the first) and `config` is unset.
+struct ConfigResult {
+  std::optional<Config> config;
+  std::vector<ConfigError> errors;
+};
+ConfigResult parse_config(const EnvLookup& env);
+
+// What `berth --help` documents: each variable, its default and its accepted form.
+struct VariableDoc {
+  std::string_view name;
+  std::string_view default_value;  // as the user would write it; "" = unset / required
+  std::string_view form;
+  std::string_view help;
+};
+const std::vector<VariableDoc>& variable_docs();
+
+// The effective configuration as NAME=value lines, in variable_docs() order; `env` marks which
+// values were given rather than defaulted.
+std::string describe_config(const Config& config, const EnvLookup& env);
+
+// ---- Value parsers, exposed for tests. Each returns nullopt when the text is not of its form.
+
+// "2Gi", "1024M", "512k", "1073741824": binary multiples (K=Ki=1024 ...), plain number = bytes.
+std::optional<std::uint64_t> parse_size(std::string_view text);
+// Canonical form of a size for display: the largest binary unit that divides it, e.g. "2Gi".
+std::string format_size(std::uint64_t bytes);
+std::optional<boost::asio::ip::address_v4> parse_ipv4(std::string_view text);
+std::optional<MacAddress> parse_mac(std::string_view text);
+std::string format_mac(const MacAddress& mac);
+// "127.0.0.1:9251", "[::1]:9251", "0.0.0.0:9251".
+std::optional<Endpoint> parse_endpoint(std::string_view text);
+std::string format_endpoint(const Endpoint& endpoint);
+// yes/no words: 1/true/yes/on/y and 0/false/no/off/n, case-insensitive.
+std::optional<bool> parse_bool(std::string_view text);
+
+}  // namespace berth

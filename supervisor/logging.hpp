@@ -1,0 +1,20 @@
+#pragma once
+// Logging set-up: spdlog to stderr, human-readable or one JSON object per line. Other modules log
+// through loggers cloned from the default logger this installs (see component_logger).
+
+#include <spdlog/logger.h>
+
+#include <memory>
+#include <string>
+
+#include "supervisor/config.hpp"
+
+namespace berth {
+
+// Installs the default logger (named "berth") writing to stderr in `format` at `level`.
+void init_logging(LogFormat format, LogLevel level);
+
+// A logger for one component ("qemu", "net", ...) that shares the default logger's sinks and level.
+std::shared_ptr<spdlog::logger> component_logger(const std::string& name);
+
+}  // namespace berth

@@ -1,0 +1,53 @@
+#pragma once
+// The supervisor: one io_context, the lifecycle from configuration to exit, PID-1 duties (signals,
+// reaping). Owns every module's runtime object.
+
+#include <spdlog/logger.h>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <memory>
+#include <optional>
+
+#include "supervisor/children.hpp"
+#include "supervisor/config.hpp"
+#include "supervisor/exit_code.hpp"
+#include "supervisor/lifecycle.hpp"
+
+namespace berth {
+
+// How a stop was asked for.
+enum class StopKind {
+  kGraceful,  // SIGTERM, SIGINT, SIGHUP: ACPI power-down, wait, exit 0
+  kFast,      // SIGQUIT: no power-down, clean up, exit 128+3
+};
+
+class Supervisor {
+ public:
+  Supervisor(Config config, boost::asio::io_context& io);
+
+  // Runs the whole lifecycle on the io_context and returns the process exit code.
+  int run();
+
+ private:
+  boost::asio::awaitable<void> main_flow();
+  boost::asio::awaitable<void> wait_for_stop();
+  void watch_signals();
+  void request_stop(StopKind kind, int signal_number);
+  void finish(int exit_code);
+
+  Config config_;
+  boost::asio::io_context& io_;
+  std::shared_ptr<spdlog::logger> log_;
+  Lifecycle lifecycle_;
+  ChildReaper children_;
+  boost::asio::signal_set signals_;
+  boost::asio::steady_timer stop_signal_;  // cancelled when a stop is requested
+  std::optional<StopKind> stop_kind_;
+  int stop_signal_number_ = 0;
+  std::optional<int> exit_code_;
+};
+
+}  // namespace berth

@@ -1,0 +1,274 @@
+#include "supervisor/config.hpp"
+
+#include <catch2/catch.hpp>
+#include <map>
+
+using namespace berth;
+
+namespace {
+
+using Env = std::map<std::string, std::string, std::less<>>;
+
+EnvLookup lookup(const Env& env) {
+  return [&env](std::string_view name) -> std::optional<std::string> {
+    auto it = env.find(name);
+    if (it == env.end())
+      return std::nullopt;
+    return it->second;
+  };
+}
+
+Env minimal() {
+  return {{"IMG_SOURCE", "https://images.example.org/debian-12.qcow2"}};
+}
+
+Config parse_ok(const Env& env) {
+  auto result = parse_config(lookup(env));
+  INFO((result.errors.empty() ? "" : result.errors.front().message));
+  REQUIRE(result.config);
+  return *result.config;
+}
+
+// Parses `env` expecting exactly one error, and returns it.
+ConfigError parse_one_error(const Env& env) {
+  auto result = parse_config(lookup(env));
+  REQUIRE_FALSE(result.config);
+  REQUIRE(result.errors.size() == 1);
+  return result.errors.front();
+}
+
+Env with(Env env, const std::string& name, const std::string& value) {
+  env[name] = value;
+  return env;
+}
+
+}  // namespace
+
+TEST_CASE("every default of the runtime contract", "[config]") {
+  const Config c = parse_ok(minimal());
+  CHECK(c.img_source_kind == SourceKind::kUrl);
+  CHECK(c.img_target == "debian-12.qcow2");
+  CHECK_FALSE(c.img_sha256);
+  CHECK(c.vm_ip.to_string() == "192.168.254.2");
+  CHECK(c.vm_gw.to_string() == "192.168.254.1");
+  CHECK(c.vnc);
+  CHECK(c.vm_cpus == 1);
+  CHECK(c.vm_memory == 1024ull * 1024 * 1024);
+  CHECK_FALSE(c.vm_disk_size);
+  CHECK(c.vm_accel == Accel::kAuto);
+  CHECK_FALSE(c.vm_mac);
+  CHECK(c.image_dir == "/var/lib/berth/images");
+  CHECK(c.disk_dir == "/var/lib/berth/disks");
+  CHECK(c.runtime_dir == "/run/berth");
+  CHECK(c.userdata == "/userdata");
+  CHECK(c.metadata == "/metadata");
+  CHECK(c.networkdata == "/networkdata");
+  CHECK(c.drive_format == DriveFormat::kConfigDrive);
+  CHECK(c.health_port == 9250);
+  CHECK(format_endpoint(c.control_listen) == "127.0.0.1:9251");
+  CHECK(c.shutdown_timeout == std::chrono::seconds(25));
+  CHECK(c.qemu_args.empty());
+  CHECK(c.log_format == LogFormat::kText);
+  CHECK(c.log_level == LogLevel::kInfo);
+}
+
+TEST_CASE("every variable set to a valid non-default value", "[config]") {
+  Env env = {{"IMG_SOURCE", "/images/cirros.img.xz"},
+             {"IMG_CHECKSUM", "SHA256:" + std::string(64, 'A')},
+             {"VM_IP", "10.9.8.5"},
+             {"VM_GW", "10.9.8.6"},
+             {"NO_VNC", "true"},
+             {"VM_CPUS", "4"},
+             {"VM_MEMORY", "2Gi"},
+             {"VM_DISK_SIZE", "20G"},
+             {"VM_ACCEL", "TCG"},
+             {"VM_MAC", "52:54:00:AB:cd:01"},
+             {"BERTH_IMAGE_DIR", "/cache/"},
+             {"BERTH_DISK_DIR", "/pet"},
+             {"BERTH_RUNTIME_DIR", "/tmp/run"},
+             {"BERTH_USERDATA", "/cm/user"},
+             {"BERTH_METADATA", "/cm/meta"},
+             {"BERTH_NETWORKDATA", "/cm/net"},
+             {"BERTH_DRIVE_FORMAT", "nocloud"},
+             {"BERTH_HEALTH_PORT", "5900"},  // allowed once VNC is off
+             {"BERTH_CONTROL_LISTEN", "[::1]:8080"},
+             {"BERTH_SHUTDOWN_TIMEOUT", "90"},
+             {"BERTH_QEMU_ARGS", "-device 'virtio-rng-pci,id=rng 0' -smp \"2\""},
+             {"BERTH_LOG_FORMAT", "json"},
+             {"BERTH_LOG_LEVEL", "debug"}};
+  const Config c = parse_ok(env);
+  CHECK(c.img_source_kind == SourceKind::kPath);
+  CHECK(c.img_target == "cirros.img");  // compression suffix dropped: the cache holds it unpacked
+  CHECK(c.img_sha256 == std::string(64, 'a'));
+  CHECK(c.vm_ip.to_string() == "10.9.8.5");
+  CHECK_FALSE(c.vnc);
+  CHECK(c.vm_cpus == 4);
+  CHECK(c.vm_memory == 2ull << 30);
+  CHECK(c.vm_disk_size == 20ull << 30);
+  CHECK(c.vm_accel == Accel::kTcg);
+  CHECK(format_mac(*c.vm_mac) == "52:54:00:ab:cd:01");
+  CHECK(c.image_dir == "/cache/");
+  CHECK(c.drive_format == DriveFormat::kNoCloud);
+  CHECK(c.health_port == 5900);
+  CHECK(format_endpoint(c.control_listen) == "[::1]:8080");
+  CHECK(c.shutdown_timeout == std::chrono::seconds(90));
+  CHECK(c.qemu_args == std::vector<std::string>{"-device", "virtio-rng-pci,id=rng 0", "-smp", "2"});
+  CHECK(c.log_format == LogFormat::kJson);
+  CHECK(c.log_level == LogLevel::kDebug);
+}
+
+TEST_CASE("each invalid value is named with its value and the accepted form", "[config]") {
+  struct Case {
+    std::string variable, value, expected_fragment;
+  };
+  const std::vector<Case> cases = {
+      {"VM_IP", "300.1.1.1", "is not an IPv4 address; expected an IPv4 address such as"},
+      {"VM_GW", "192.168.254", "is not an IPv4 address"},
+      {"IMG_SOURCE", "ftp://host/x.qcow2", "is neither an http(s) URL nor an absolute path"},
+      {"IMG_SOURCE", "relative/path.qcow2", "is neither an http(s) URL nor an absolute path"},
+      {"IMG_TARGET", "../escape.qcow2", "is not a plain file name"},
+      {"IMG_CHECKSUM", "md5:d41d8cd98f00b204e9800998ecf8427e", "expected sha256:<64 hex digits>"},
+      {"IMG_CHECKSUM", "sha256:" + std::string(63, 'a'), "is not a SHA-256 checksum"},
+      {"IMG_CHECKSUM", "sha256:" + std::string(64, 'g'), "is not a SHA-256 checksum"},
+      {"NO_VNC", "maybe", "is not a yes/no value"},
+      {"VM_CPUS", "0", "is not a vCPU count; expected integer 1-255"},
+      {"VM_CPUS", "four", "is not a vCPU count"},
+      {"VM_MEMORY", "lots", "is not a size; expected size"},
+      {"VM_MEMORY", "1024", "below the minimum 64Mi"},
+      {"VM_MEMORY", "1.5Gi", "is not a size"},
+      {"VM_MEMORY", "1048577Ki", "is not a whole number of MiB"},
+      {"VM_DISK_SIZE", "10Q", "is not a size of at least 1Mi"},
+      {"VM_ACCEL", "hvf", "is not an accelerator; expected auto | kvm | tcg"},
+      {"VM_MAC", "52:54:00:12:34", "is not a MAC address"},
+      {"VM_MAC", "01:00:5e:00:00:01", "is a multicast or zero address"},
+      {"BERTH_IMAGE_DIR", "images", "is not an absolute path"},
+      {"BERTH_DISK_DIR", "./disks", "is not an absolute path"},
+      {"BERTH_RUNTIME_DIR", "run", "is not an absolute path"},
+      {"BERTH_USERDATA", "userdata", "is not an absolute path"},
+      {"BERTH_METADATA", "metadata", "is not an absolute path"},
+      {"BERTH_NETWORKDATA", "networkdata", "is not an absolute path"},
+      {"BERTH_DRIVE_FORMAT", "iso", "is not a drive format; expected configdrive | nocloud"},
+      {"BERTH_HEALTH_PORT", "0", "is not a TCP port"},
+      {"BERTH_HEALTH_PORT", "65536", "is not a TCP port"},
+      {"BERTH_HEALTH_PORT", "5900", "is VNC's port"},
+      {"BERTH_CONTROL_LISTEN", "9251", "is not an address:port"},
+      {"BERTH_CONTROL_LISTEN", "::1:9251", "is not an address:port"},
+      {"BERTH_CONTROL_LISTEN", "127.0.0.1:9250", "is also BERTH_HEALTH_PORT"},
+      {"BERTH_SHUTDOWN_TIMEOUT", "0", "is not a number of seconds"},
+      {"BERTH_SHUTDOWN_TIMEOUT", "10m", "is not a number of seconds"},
+      {"BERTH_QEMU_ARGS", "-append 'console=ttyS0", "has an unbalanced quote"},
+      {"BERTH_LOG_FORMAT", "xml", "is not a log format"},
+      {"BERTH_LOG_LEVEL", "verbose", "is not a log level"},
+  };
+  for (const auto& c : cases) {
+    DYNAMIC_SECTION(c.variable << "=" << c.value) {
+      const auto error = parse_one_error(with(minimal(), c.variable, c.value));
+      CHECK(error.variable == c.variable);
+      CHECK(error.value == c.value);
+      CHECK_THAT(error.message, Catch::StartsWith(c.variable + ":"));
+      CHECK_THAT(error.message, Catch::Contains(c.expected_fragment));
+      if (c.variable != "BERTH_CONTROL_LISTEN" || c.value != "127.0.0.1:9250")
+        CHECK_THAT(error.message,
+                   Catch::Contains("\"" + c.value + "\"") || Catch::Contains(c.value));
+    }
+  }
+}
+
+TEST_CASE("IMG_SOURCE is required and must name a file", "[config]") {
+  auto error = parse_one_error({});
+  CHECK(error.variable == "IMG_SOURCE");
+  CHECK_THAT(error.message, Catch::Contains("not set"));
+
+  error = parse_one_error({{"IMG_SOURCE", "https://example.org/"}});
+  CHECK_THAT(error.message, Catch::Contains("set IMG_TARGET"));
+  CHECK(parse_ok({{"IMG_SOURCE", "https://example.org/"}, {"IMG_TARGET", "base.qcow2"}}).img_target
+        == "base.qcow2");
+  CHECK(parse_ok({{"IMG_SOURCE", "http://h:8080/a/b/img.qcow2?token=x"}}).img_target
+        == "img.qcow2");
+}
+
+TEST_CASE("VM_IP and VM_GW must be the two hosts of one /30", "[config]") {
+  CHECK(parse_ok(with(with(minimal(), "VM_IP", "10.0.0.1"), "VM_GW", "10.0.0.2")).vm_ip
+        == boost::asio::ip::make_address_v4("10.0.0.1"));
+  for (auto [vm, gw] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"192.168.254.2", "192.168.254.5"},   // different /30
+           {"192.168.254.2", "192.168.254.2"},   // equal
+           {"192.168.254.0", "192.168.254.1"},   // network address
+           {"192.168.254.2", "192.168.254.3"}})  // broadcast address
+  {
+    DYNAMIC_SECTION(vm << " " << gw) {
+      const auto error = parse_one_error(with(with(minimal(), "VM_IP", vm), "VM_GW", gw));
+      CHECK(error.variable == "VM_IP");
+      CHECK_THAT(error.message,
+                 Catch::Contains("one /30") && Catch::Contains(vm) && Catch::Contains(gw));
+    }
+  }
+}
+
+TEST_CASE("every invalid variable is reported, not only the first", "[config]") {
+  auto result = parse_config(lookup({{"VM_IP", "300.1.1.1"}, {"VM_CPUS", "x"}}));
+  REQUIRE_FALSE(result.config);
+  std::vector<std::string> names;
+  for (const auto& e : result.errors)
+    names.push_back(e.variable);
+  CHECK(names == std::vector<std::string>{"IMG_SOURCE", "VM_IP", "VM_CPUS"});
+}
+
+TEST_CASE("empty values count as unset (Helm renders left-out values as \"\")", "[config]") {
+  const Config c =
+      parse_ok(with(with(with(minimal(), "NO_VNC", ""), "VM_MEMORY", ""), "IMG_CHECKSUM", ""));
+  CHECK(c.vnc);
+  CHECK(c.vm_memory == 1ull << 30);
+  CHECK_FALSE(c.img_sha256);
+}
+
+TEST_CASE("NO_VNC accepts yes/no words", "[config]") {
+  for (auto word : {"1", "true", "YES", "on", "y"})
+    CHECK_FALSE(parse_ok(with(minimal(), "NO_VNC", word)).vnc);
+  for (auto word : {"0", "false", "No", "off", "n"})
+    CHECK(parse_ok(with(minimal(), "NO_VNC", word)).vnc);
+}
+
+TEST_CASE("sizes use binary units", "[config]") {
+  CHECK(parse_size("1024M") == 1ull << 30);
+  CHECK(parse_size("1Gi") == 1ull << 30);
+  CHECK(parse_size("1gib") == 1ull << 30);
+  CHECK(parse_size("512k") == 512ull << 10);
+  CHECK(parse_size("2T") == 2ull << 40);
+  CHECK(parse_size("4096") == 4096);
+  CHECK(parse_size("7B") == 7);
+  CHECK_FALSE(parse_size(""));
+  CHECK_FALSE(parse_size("G"));
+  CHECK_FALSE(parse_size("-1G"));
+  CHECK_FALSE(parse_size("1 G"));
+  CHECK_FALSE(parse_size("99999999999999999999"));
+  CHECK_FALSE(parse_size("17179869184Ti"));  // overflows 64 bits
+  CHECK(format_size(2ull << 30) == "2Gi");
+  CHECK(format_size(1536ull << 20) == "1536Mi");
+  CHECK(format_size(1000) == "1000");
+}
+
+TEST_CASE("endpoints and MAC addresses", "[config]") {
+  CHECK(format_endpoint(*parse_endpoint("0.0.0.0:1")) == "0.0.0.0:1");
+  CHECK(format_endpoint(*parse_endpoint("[::]:65535")) == "[::]:65535");
+  CHECK_FALSE(parse_endpoint("localhost:9251"));
+  CHECK_FALSE(parse_endpoint("127.0.0.1:0"));
+  CHECK_FALSE(parse_endpoint("127.0.0.1:"));
+  CHECK_FALSE(parse_endpoint("[::1]9251"));
+  CHECK(parse_mac("52-54-00-12-34-56"));
+  CHECK_FALSE(parse_mac("52:54:00:12:34:5g"));
+  CHECK_FALSE(parse_mac("52:54:00:12:34:567"));
+  CHECK_FALSE(parse_mac("5254.0012.3456.7"));
+}
+
+TEST_CASE("describe_config prints every variable with where its value came from", "[config]") {
+  Env env = with(minimal(), "VM_CPUS", "2");
+  const std::string text = describe_config(parse_ok(env), lookup(env));
+  for (const auto& doc : variable_docs())
+    CHECK_THAT(text, Catch::Contains(std::string(doc.name) + "="));
+  CHECK_THAT(text, Catch::Contains("VM_CPUS=2  # set\n"));
+  CHECK_THAT(text, Catch::Contains("VM_MEMORY=1Gi  # default\n"));
+  CHECK_THAT(text, Catch::Contains("IMG_TARGET=debian-12.qcow2  # from IMG_SOURCE\n"));
+  CHECK_THAT(text, Catch::Contains("IMG_CHECKSUM=''  # unset\n"));
+}
