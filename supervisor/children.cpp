@@ -6,7 +6,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -160,6 +164,53 @@ pid_t ChildReaper::spawn(const SpawnOptions& options, ExitHandler on_exit,
   }
   handlers_.emplace(pid, std::move(on_exit));
   return pid;
+}
+
+}  // namespace berth
+
+namespace berth {
+
+boost::asio::awaitable<ProgramResult> run_program(boost::asio::io_context& io,
+                                                  ChildReaper& children,
+                                                  std::vector<std::string> argv) {
+  namespace asio = boost::asio;
+  ProgramResult result;
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    result.spawn_error.assign(errno, boost::system::system_category());
+    co_return result;
+  }
+  auto state = std::make_shared<std::optional<ExitStatus>>();
+  auto done = std::make_shared<asio::steady_timer>(io, asio::steady_timer::time_point::max());
+  children.spawn(
+      {.argv = std::move(argv), .stdout_fd = fds[1], .stderr_fd = fds[1]},
+      [state, done](ExitStatus status) {
+        *state = status;
+        done->cancel();
+      },
+      result.spawn_error);
+  ::close(fds[1]);
+  asio::posix::stream_descriptor out(io, fds[0]);
+  if (result.spawn_error)
+    co_return result;
+  std::array<char, 4096> chunk;
+  for (;;) {
+    boost::system::error_code ec;
+    const std::size_t n = co_await out.async_read_some(
+        asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec)
+      break;
+    if (result.output.size() < 64 * 1024)
+      result.output.append(chunk.data(), n);
+  }
+  while (!*state) {
+    boost::system::error_code ec;
+    co_await done->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  result.status = **state;
+  while (!result.output.empty() && result.output.back() == '\n')
+    result.output.pop_back();
+  co_return result;
 }
 
 }  // namespace berth

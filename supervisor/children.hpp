@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/system/error_code.hpp>
@@ -74,5 +75,23 @@ class ChildReaper {
 
 // Resolves a program name against PATH the way execvp would; nullopt when not found.
 std::optional<std::string> find_program(const std::string& name);
+
+}  // namespace berth
+
+namespace berth {
+
+// What a short-lived program (qemu-img) did.
+struct ProgramResult {
+  boost::system::error_code spawn_error;  // set when it could not be started at all
+  ExitStatus status;
+  std::string output;  // stdout and stderr together, at most 64 KiB
+
+  bool ok() const { return !spawn_error && status.as_shell_code() == 0; }
+};
+
+// Runs `argv` as a child (no shell) and waits for it without blocking the io_context.
+boost::asio::awaitable<ProgramResult> run_program(boost::asio::io_context& io,
+                                                  ChildReaper& children,
+                                                  std::vector<std::string> argv);
 
 }  // namespace berth

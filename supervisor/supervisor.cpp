@@ -1,23 +1,30 @@
 #include "supervisor.hpp"
 
 #include <fmt/ranges.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <csignal>
 #include <fstream>
 #include <sstream>
 
-#include "net/resolv_conf.hpp"
+#include "qemu/kvm.hpp"
 #include "supervisor/logging.hpp"
 
 namespace berth {
 namespace {
 
 namespace asio = boost::asio;
+using namespace std::chrono_literals;
+using namespace asio::experimental::awaitable_operators;
+
+// How long a guest must run under KVM before VM_ACCEL=auto trusts KVM.
+constexpr auto kKvmProbation = 5s;
 
 std::string read_file(const std::filesystem::path& path) {
   std::ifstream in(path);
@@ -33,6 +40,33 @@ std::string hostname() {
   return name;
 }
 
+// A locally administered unicast MAC, stable for a hostname (and so for its pet disk).
+MacAddress mac_for(const std::string& host) {
+  std::uint32_t hash = 2166136261u;  // FNV-1a
+  for (unsigned char c : host)
+    hash = (hash ^ c) * 16777619u;
+  return {0x52,
+          0x54,
+          0x00,
+          static_cast<std::uint8_t>(hash >> 16),
+          static_cast<std::uint8_t>(hash >> 8),
+          static_cast<std::uint8_t>(hash)};
+}
+
+// qcow2 images start with "QFI\xfb"; anything else is treated as raw.
+qemu::DiskFormat detect_format(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {};
+  in.read(magic, sizeof magic);
+  return in && std::string_view(magic, 4) == std::string_view("QFI\xfb", 4)
+             ? qemu::DiskFormat::kQcow2
+             : qemu::DiskFormat::kRaw;
+}
+
+std::string_view format_name(qemu::DiskFormat format) {
+  return format == qemu::DiskFormat::kQcow2 ? "qcow2" : "raw";
+}
+
 }  // namespace
 
 Supervisor::Supervisor(Config config, asio::io_context& io)
@@ -46,6 +80,8 @@ Supervisor::Supervisor(Config config, asio::io_context& io)
   signals_.add(SIGQUIT);
 }
 
+Supervisor::~Supervisor() = default;
+
 int Supervisor::run() {
   std::signal(SIGPIPE, SIG_IGN);  // a closed peer is an error code, never a death
   watch_signals();
@@ -57,6 +93,8 @@ int Supervisor::run() {
     } catch (const std::exception& e) {
       log_->critical("internal error: {}", e.what());
     }
+    if (vm_)
+      vm_->kill();
     finish(to_int(ExitCode::kInternal));
   });
   io_.run();
@@ -87,37 +125,214 @@ void Supervisor::request_stop(StopKind kind, int signal_number) {
 }
 
 asio::awaitable<void> Supervisor::wait_for_stop() {
-  if (stop_kind_)
-    co_return;
-  boost::system::error_code ec;
-  co_await stop_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  while (!stop_kind_) {
+    boost::system::error_code ec;
+    co_await stop_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
 }
 
 asio::awaitable<void> Supervisor::main_flow() {
   log_->info("berth {} starting as pid {}", BERTH_VERSION, ::getpid());
-
-  lifecycle_.enter(Phase::kDiscovering);
-  const std::string host = hostname();
-  const auto resolv = net::parse_resolv_conf(read_file("/etc/resolv.conf"));
-  std::vector<std::string> servers;
-  for (const auto& server : resolv.nameservers)
-    servers.push_back(server.to_string());
-  log_->info("pod: hostname {}, nameservers [{}], search [{}], ndots {}", host,
-             fmt::join(servers, " "), fmt::join(resolv.search, " "), resolv.ndots);
-
-  // The remaining start-up phases (image, disk, drive, network, services, QEMU) land with their
-  // modules. Until then the supervisor says so and idles as a well-behaved PID 1.
-  log_->warn(
-      "not built yet: image fetch, pet disk, config drive, network, DHCP/DNS and QEMU; "
-      "idling until SIGTERM");
-  lifecycle_.enter(Phase::kRunning);
-  co_await wait_for_stop();
-
-  lifecycle_.enter(Phase::kStopping);
+  int code = 0;
+  if (auto failure = co_await start_up()) {
+    log_->error("{}", failure->message);
+    code = to_int(failure->code);
+  } else if (stop_kind_) {
+    code = 0;  // stopped during start-up, before QEMU ran
+  } else {
+    lifecycle_.enter(Phase::kRunning);
+    code = co_await run_until_end();
+  }
   lifecycle_.enter(Phase::kCleaningUp);
+  std::error_code ignored;
+  std::filesystem::remove(config_.runtime_dir / "qmp.sock", ignored);
   lifecycle_.enter(Phase::kExited);
-  finish(*stop_kind_ == StopKind::kFast ? kSignalExitBase + stop_signal_number_
-                                        : to_int(ExitCode::kOk));
+  finish(code);
+}
+
+asio::awaitable<std::optional<Failure>> Supervisor::start_up() {
+  lifecycle_.enter(Phase::kDiscovering);
+  hostname_ = hostname();
+  resolv_ = net::parse_resolv_conf(read_file("/etc/resolv.conf"));
+  std::vector<std::string> servers;
+  for (const auto& server : resolv_.nameservers)
+    servers.push_back(server.to_string());
+  log_->info("pod: hostname {}, nameservers [{}], search [{}], ndots {}", hostname_,
+             fmt::join(servers, " "), fmt::join(resolv_.search, " "), resolv_.ndots);
+  mac_ = config_.vm_mac.value_or(mac_for(hostname_));
+  if (stop_kind_)
+    co_return std::nullopt;
+
+  lifecycle_.enter(Phase::kImage);
+  if (config_.img_source_kind == SourceKind::kUrl)
+    co_return Failure{ExitCode::kImage,
+                      fmt::format("IMG_SOURCE {}: downloading images is not built yet; give an "
+                                  "absolute path to a local image",
+                                  config_.img_source)};
+  base_image_ = config_.img_source;
+  if (::access(base_image_.c_str(), R_OK) != 0)
+    co_return Failure{ExitCode::kImage, fmt::format("IMG_SOURCE {}: {}; mount or bake the image "
+                                                    "there, or give an http(s) URL",
+                                                    base_image_.string(), std::strerror(errno))};
+  base_format_ = detect_format(base_image_);
+  log_->info("base image {} ({})", base_image_.string(), format_name(base_format_));
+  if (stop_kind_)
+    co_return std::nullopt;
+
+  lifecycle_.enter(Phase::kDisk);
+  if (auto failure = co_await prepare_disk())
+    co_return failure;
+  if (stop_kind_)
+    co_return std::nullopt;
+
+  lifecycle_.enter(Phase::kBooting);
+  co_return co_await boot();
+}
+
+asio::awaitable<std::optional<Failure>> Supervisor::prepare_disk() {
+  std::error_code ec;
+  std::filesystem::create_directories(config_.disk_dir, ec);
+  if (ec)
+    co_return Failure{ExitCode::kDisk, fmt::format("BERTH_DISK_DIR {}: {}",
+                                                   config_.disk_dir.string(), ec.message())};
+  pet_disk_ = config_.disk_dir / (hostname_ + ".qcow2");
+  if (std::filesystem::exists(pet_disk_)) {
+    log_->info("pet disk {} exists: reusing it", pet_disk_.string());
+    co_return std::nullopt;
+  }
+  // Created under a temporary name and renamed, so a crash never leaves a half-made pet disk.
+  const auto temporary = pet_disk_.string() + ".tmp-" + std::to_string(::getpid());
+  std::vector<std::string> argv = {"qemu-img", "create", "-q", "-f", "qcow2", "-F"};
+  argv.emplace_back(format_name(base_format_));
+  argv.insert(argv.end(), {"-b", std::filesystem::absolute(base_image_).string(), temporary});
+  auto result = co_await run_program(io_, children_, std::move(argv));
+  if (!result.ok()) {
+    std::filesystem::remove(temporary, ec);
+    co_return Failure{ExitCode::kDisk,
+                      fmt::format("cannot create the pet disk {}: qemu-img {}: {}",
+                                  pet_disk_.string(), result.status.describe(), result.output)};
+  }
+  std::filesystem::rename(temporary, pet_disk_, ec);
+  if (ec)
+    co_return Failure{ExitCode::kDisk, fmt::format("cannot create the pet disk {}: {}",
+                                                   pet_disk_.string(), ec.message())};
+  log_->info("pet disk {} created over {}", pet_disk_.string(), base_image_.string());
+  co_return std::nullopt;
+}
+
+qemu::MachineSpec Supervisor::machine_spec(qemu::Accelerator accel) const {
+  qemu::MachineSpec spec;
+  spec.accel = accel;
+  spec.cpus = config_.vm_cpus;
+  spec.memory_mib = config_.vm_memory / (1024 * 1024);
+  spec.disk = pet_disk_;
+  spec.disk_format = qemu::DiskFormat::kQcow2;
+  spec.mac = mac_;
+  spec.mtu = mtu_;
+  spec.vnc = config_.vnc ? qemu::Vnc::kOn : qemu::Vnc::kOff;
+  spec.qmp_socket = config_.runtime_dir / "qmp.sock";
+  spec.extra_args = config_.qemu_args;
+  return spec;
+}
+
+asio::awaitable<std::optional<Failure>> Supervisor::boot() {
+  std::error_code ec;
+  std::filesystem::create_directories(config_.runtime_dir, ec);
+  ::chmod(config_.runtime_dir.c_str(), 0700);
+  if (ec)
+    co_return Failure{ExitCode::kQemu, fmt::format("BERTH_RUNTIME_DIR {}: {}",
+                                                   config_.runtime_dir.string(), ec.message())};
+
+  auto start = [this](qemu::Accelerator accel) -> asio::awaitable<std::optional<std::string>> {
+    accel_ = accel;
+    vm_ = std::make_unique<Vm>(io_, children_, log_);
+    co_return co_await vm_->start(machine_spec(accel));
+  };
+  // Runs the guest under KVM for the probation time; returns why KVM failed, if it did.
+  auto try_kvm = [&]() -> asio::awaitable<std::optional<std::string>> {
+    if (auto error = co_await start(qemu::Accelerator::kKvm))
+      co_return error;
+    if (co_await vm_->wait_exit(kKvmProbation))
+      co_return vm_->describe_end();
+    co_return std::nullopt;
+  };
+
+  switch (config_.vm_accel) {
+    case Accel::kTcg:
+      log_->info("acceleration: TCG (VM_ACCEL=tcg)");
+      break;
+    case Accel::kKvm: {
+      const auto probe = qemu::probe_kvm();
+      if (!probe.usable)
+        co_return Failure{ExitCode::kQemu, fmt::format("VM_ACCEL=kvm, but KVM is not usable: {}; "
+                                                       "give the pod /dev/kvm or set "
+                                                       "VM_ACCEL=auto or tcg",
+                                                       probe.reason)};
+      if (auto error = co_await try_kvm())
+        co_return Failure{ExitCode::kQemu,
+                          fmt::format("VM_ACCEL=kvm, but the guest did not run under KVM: {}; set "
+                                      "VM_ACCEL=auto or tcg",
+                                      *error)};
+      log_->info("acceleration: KVM (VM_ACCEL=kvm)");
+      co_return std::nullopt;
+    }
+    case Accel::kAuto: {
+      const auto probe = qemu::probe_kvm();
+      if (!probe.usable) {
+        log_->info("acceleration: TCG, because KVM is not usable: {}", probe.reason);
+        break;
+      }
+      auto error = co_await try_kvm();
+      if (!error) {
+        log_->info("acceleration: KVM (the guest ran {}s under it)",
+                   std::chrono::duration_cast<std::chrono::seconds>(kKvmProbation).count());
+        co_return std::nullopt;
+      }
+      log_->warn("acceleration: TCG, because the guest did not run under KVM: {}", *error);
+      if (vm_->running())
+        co_await vm_->quit();
+      if (stop_kind_)
+        co_return std::nullopt;
+      break;
+    }
+  }
+  if (auto error = co_await start(qemu::Accelerator::kTcg))
+    co_return Failure{ExitCode::kQemu, *error};
+  co_return std::nullopt;
+}
+
+asio::awaitable<int> Supervisor::run_until_end() {
+  co_await (wait_for_stop() || vm_->wait_exit());
+  if (vm_->running() && stop_kind_) {
+    lifecycle_.enter(Phase::kStopping);
+    if (*stop_kind_ == StopKind::kFast) {
+      co_await vm_->quit();
+      co_return kSignalExitBase + stop_signal_number_;
+    }
+    const bool powered_off = co_await vm_->power_down(config_.shutdown_timeout);
+    if (powered_off) {
+      log_->info("the guest powered off");
+      co_return to_int(ExitCode::kOk);
+    }
+    co_return to_int(ExitCode::kShutdownTimeout);
+  }
+  lifecycle_.enter(Phase::kStopping);
+  const VmEnd end = vm_->end();
+  switch (end) {
+    case VmEnd::kPoweredOff:
+      log_->info("{}", vm_->describe_end());
+      co_return to_int(ExitCode::kOk);
+    case VmEnd::kGuestPanicked:
+    case VmEnd::kInternalError:
+      log_->error("{}", vm_->describe_end());
+      co_return to_int(ExitCode::kGuestCrash);
+    case VmEnd::kQemuExited:
+    case VmEnd::kQmpLost:
+    case VmEnd::kQuit:
+      log_->error("{}", vm_->describe_end());
+      co_return to_int(ExitCode::kQemu);
+  }
+  co_return to_int(ExitCode::kInternal);
 }
 
 void Supervisor::finish(int exit_code) {

@@ -11,10 +11,13 @@
 #include <memory>
 #include <optional>
 
+#include "net/resolv_conf.hpp"
+#include "qemu/command_line.hpp"
 #include "supervisor/children.hpp"
 #include "supervisor/config.hpp"
 #include "supervisor/exit_code.hpp"
 #include "supervisor/lifecycle.hpp"
+#include "supervisor/vm.hpp"
 
 namespace berth {
 
@@ -24,19 +27,31 @@ enum class StopKind {
   kFast,      // SIGQUIT: no power-down, clean up, exit 128+3
 };
 
+// A start-up step failed: the exit code and the sentence for the log.
+struct Failure {
+  ExitCode code;
+  std::string message;
+};
+
 class Supervisor {
  public:
   Supervisor(Config config, boost::asio::io_context& io);
+  ~Supervisor();
 
   // Runs the whole lifecycle on the io_context and returns the process exit code.
   int run();
 
  private:
   boost::asio::awaitable<void> main_flow();
+  boost::asio::awaitable<std::optional<Failure>> start_up();
+  boost::asio::awaitable<std::optional<Failure>> prepare_disk();
+  boost::asio::awaitable<std::optional<Failure>> boot();
+  boost::asio::awaitable<int> run_until_end();
   boost::asio::awaitable<void> wait_for_stop();
   void watch_signals();
   void request_stop(StopKind kind, int signal_number);
   void finish(int exit_code);
+  qemu::MachineSpec machine_spec(qemu::Accelerator accel) const;
 
   Config config_;
   boost::asio::io_context& io_;
@@ -48,6 +63,17 @@ class Supervisor {
   std::optional<StopKind> stop_kind_;
   int stop_signal_number_ = 0;
   std::optional<int> exit_code_;
+
+  // What start-up found and made.
+  std::string hostname_;
+  net::ResolvConf resolv_;
+  unsigned mtu_ = 1500;
+  std::filesystem::path base_image_;
+  qemu::DiskFormat base_format_ = qemu::DiskFormat::kRaw;
+  std::filesystem::path pet_disk_;
+  MacAddress mac_{};
+  std::unique_ptr<Vm> vm_;
+  qemu::Accelerator accel_ = qemu::Accelerator::kTcg;
 };
 
 }  // namespace berth

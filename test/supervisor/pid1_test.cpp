@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "supervisor/children.hpp"
+#include "test/support/berth_process.hpp"
 
 using namespace berth;
 using namespace std::chrono_literals;
@@ -25,12 +26,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string slurp(const fs::path& path) {
-  std::ifstream in(path);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
+using test::slurp;
 
 // Fields of /proc/<pid>/stat after the command name: state and parent pid.
 struct ProcStat {
@@ -170,113 +166,94 @@ TEST_CASE("children: a program that does not exist is an error, not a child", "[
   CHECK(reaper.running() == 0);
 }
 
-// ---- The berth binary as PID 1 of its own PID namespace.
+// ---- The berth binary as PID 1 of its own PID namespace, running the test guest.
 
 namespace {
 
-struct Berth {
-  pid_t unshare_pid = -1;
-  pid_t berth_pid = -1;  // berth's pid as seen from here (it is 1 inside its namespace)
-  fs::path log;
+// berth under `unshare --pid --fork --mount-proc`: unshare is our child, berth its child.
+struct Pid1Berth {
+  test::TempDir dir;
+  test::BerthProcess process;
+  pid_t berth_pid = -1;  // as seen from here (it is 1 inside its namespace)
 
-  // Starts `unshare --pid --fork --mount-proc berth` with `env` added to ours.
-  explicit Berth(const std::vector<std::string>& env) {
-    const char* binary = std::getenv("BERTH_BINARY");
-    REQUIRE(binary != nullptr);
-    log = fs::temp_directory_path() / ("berth-pid1-" + std::to_string(::getpid()) + ".log");
-    unshare_pid = ::fork();
-    REQUIRE(unshare_pid >= 0);
-    if (unshare_pid == 0) {
-      for (const auto& kv : env)
-        ::putenv(const_cast<char*>(kv.c_str()));
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(fd, STDERR_FILENO);
-      ::execlp("unshare", "unshare", "--pid", "--fork", "--mount-proc", binary, nullptr);
-      ::_exit(127);
-    }
+  explicit Pid1Berth(std::vector<std::string> env = {})
+      : process(dir.path, with_guest(std::move(env), dir.path),
+                {"unshare", "--pid", "--fork", "--mount-proc"}) {}
+
+  static std::vector<std::string> with_guest(std::vector<std::string> env, const fs::path& dir) {
+    env.push_back("IMG_SOURCE=" + test::test_guest());
+    env.push_back("BERTH_DISK_DIR=" + (dir / "disks").string());
+    env.push_back("BERTH_RUNTIME_DIR=" + (dir / "run").string());
+    env.push_back("VM_ACCEL=tcg");
+    env.push_back("VM_MEMORY=256M");
+    env.push_back("NO_VNC=1");
+    return env;
   }
 
-  // Finds berth's pid: the child of unshare.
-  void find_pid() {
+  // Finds berth's pid (unshare's child) and waits until the guest is up.
+  void start() {
     const auto deadline = std::chrono::steady_clock::now() + 10s;
     while (berth_pid < 0 && std::chrono::steady_clock::now() < deadline) {
-      if (auto kids = children_of(unshare_pid); !kids.empty())
+      if (auto kids = children_of(process.pid); !kids.empty())
         berth_pid = kids.front();
       std::this_thread::sleep_for(10ms);
     }
     REQUIRE(berth_pid > 0);
-  }
-
-  bool log_contains(const std::string& text, std::chrono::milliseconds limit = 10s) const {
-    const auto deadline = std::chrono::steady_clock::now() + limit;
-    do {
-      if (slurp(log).find(text) != std::string::npos)
-        return true;
-      std::this_thread::sleep_for(20ms);
-    } while (std::chrono::steady_clock::now() < deadline);
-    return false;
-  }
-
-  // Waits for unshare, which exits with berth's status.
-  int wait() {
-    int status = 0;
-    ::waitpid(unshare_pid, &status, 0);
-    unshare_pid = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-
-  ~Berth() {
-    if (unshare_pid > 0) {
-      ::kill(berth_pid > 0 ? berth_pid : unshare_pid, SIGKILL);
-      wait();
-    }
-    fs::remove(log);
+    INFO(process.log_text());
+    REQUIRE(process.wait_console("berth-guest: ready"));
   }
 };
 
-const std::vector<std::string> kEnv = {"IMG_SOURCE=/dev/null", "BERTH_LOG_LEVEL=debug"};
-
 }  // namespace
 
-TEST_CASE("binary: SIGTERM to berth as PID 1 stops it with exit code 0", "[binary]") {
-  Berth berth(kEnv);
-  berth.find_pid();
-  REQUIRE(berth.log_contains("-> running"));
-  CHECK(berth.log_contains("as pid 1\n", 0ms));
+TEST_CASE("binary: SIGTERM to berth as PID 1 powers the guest off and exits 0", "[binary]") {
+  Pid1Berth berth;
+  berth.start();
+  CHECK(berth.process.wait_log("starting as pid 1\\n", 0ms));
   ::kill(berth.berth_pid, SIGTERM);
-  CHECK(berth.wait() == 0);
-  CHECK(berth.log_contains("SIGTERM received: graceful stop", 0ms));
-  CHECK(berth.log_contains("exiting with code 0", 0ms));
+  INFO(berth.process.log_text());
+  CHECK(berth.process.wait_exit(40s) == 0);
+  CHECK(berth.process.wait_log("SIGTERM received: graceful stop", 0ms));
+  CHECK(berth.process.wait_console("berth-guest: powering off", 0ms));
+  CHECK(berth.process.wait_log("exiting with code 0", 0ms));
 }
 
 TEST_CASE("binary: SIGQUIT is a fast stop with exit code 128+3", "[binary]") {
-  Berth berth(kEnv);
-  berth.find_pid();
-  REQUIRE(berth.log_contains("-> running"));
+  Pid1Berth berth;
+  berth.start();
   ::kill(berth.berth_pid, SIGQUIT);
-  CHECK(berth.wait() == 131);
+  INFO(berth.process.log_text());
+  CHECK(berth.process.wait_exit(20s) == 131);
+  CHECK_FALSE(berth.process.wait_console("berth-guest: powering off", 0ms));
 }
 
 TEST_CASE("binary: orphans in berth's namespace are reaped by berth", "[binary]") {
-  Berth berth(kEnv);
-  berth.find_pid();
-  REQUIRE(berth.log_contains("-> running"));
+  Pid1Berth berth;
+  berth.start();
   // nsenter's child runs inside berth's PID namespace; when the shell exits, its background sleep
   // is re-parented to the namespace's init: berth.
-  const std::string command = "nsenter --target " + std::to_string(berth.berth_pid)
-                              + " --pid -- sh -c 'sleep 0.5 & exit 0'";
+  const std::string command =
+      "nsenter --target " + std::to_string(berth.berth_pid) + " --pid -- sh -c 'sleep 2 & exit 0'";
   REQUIRE(std::system(command.c_str()) == 0);
-  const auto orphans = children_of(berth.berth_pid);
+  std::vector<pid_t> orphans;
+  for (pid_t child : children_of(berth.berth_pid)) {
+    if (slurp("/proc/" + std::to_string(child) + "/comm") == "sleep\n")
+      orphans.push_back(child);
+  }
   REQUIRE(orphans.size() == 1);  // the sleep, now berth's child
-  std::this_thread::sleep_for(1500ms);
-  CHECK_FALSE(proc_stat(orphans.front()).has_value());  // reaped: gone, not a zombie
+  // Once the sleep ends, berth must reap it: gone from /proc, not left as a zombie.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (proc_stat(orphans.front()) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(100ms);
+  CHECK_FALSE(proc_stat(orphans.front()).has_value());
   ::kill(berth.berth_pid, SIGTERM);
-  CHECK(berth.wait() == 0);
+  CHECK(berth.process.wait_exit(40s) == 0);
 }
 
 TEST_CASE("binary: an invalid VM_IP ends berth with the configuration code, naming VM_IP",
           "[binary]") {
-  Berth berth({"IMG_SOURCE=/dev/null", "VM_IP=300.1.1.1"});
-  CHECK(berth.wait() == 3);
-  CHECK(berth.log_contains("VM_IP: \"300.1.1.1\" is not an IPv4 address", 0ms));
+  test::TempDir dir;
+  test::BerthProcess berth(dir.path, {"IMG_SOURCE=/dev/null", "VM_IP=300.1.1.1"});
+  CHECK(berth.wait_exit(10s) == 3);
+  CHECK(berth.wait_log("VM_IP: \"300\\.1\\.1\\.1\" is not an IPv4 address", 0ms));
 }

@@ -1,0 +1,87 @@
+#include "command_line.hpp"
+
+#include <fmt/format.h>
+
+namespace berth::qemu {
+namespace {
+
+// QEMU's option syntax escapes a comma in a value by doubling it.
+std::string escape_commas(const std::string& value) {
+  std::string out;
+  for (char c : value) {
+    out += c;
+    if (c == ',')
+      out += ',';
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string cpu_model(Accelerator accel) {
+  return accel == Accelerator::kKvm ? "host,arch-capabilities=off" : "max";
+}
+
+std::vector<std::string> build_command_line(const MachineSpec& spec) {
+  const bool kvm = spec.accel == Accelerator::kKvm;
+  std::vector<std::string> argv = {
+      spec.binary,
+      "-name",
+      "berth,debug-threads=on",
+      "-machine",
+      fmt::format("q35,accel={}", kvm ? "kvm" : "tcg"),
+      "-cpu",
+      cpu_model(spec.accel),
+      "-smp",
+      std::to_string(spec.cpus),
+      "-m",
+      fmt::format("{}M", spec.memory_mib),
+      "-nodefaults",
+      "-no-user-config",
+      "-sandbox",
+      "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+      "-qmp",
+      fmt::format("unix:{},server=on,wait=off", escape_commas(spec.qmp_socket.string())),
+      "-chardev",
+      "stdio,id=console,signal=off",
+      "-serial",
+      "chardev:console",
+      "-device",
+      "virtio-rng-pci",
+  };
+  auto add = [&argv](std::string option, std::string value) {
+    argv.push_back(std::move(option));
+    argv.push_back(std::move(value));
+  };
+  if (spec.vnc == Vnc::kOn) {
+    add("-vga", "std");
+    add("-display", "vnc=:0");
+  } else {
+    add("-display", "none");
+  }
+  add("-drive", fmt::format("if=none,id=disk0,file={},format={},cache=writeback,discard=unmap",
+                            escape_commas(spec.disk.string()),
+                            spec.disk_format == DiskFormat::kQcow2 ? "qcow2" : "raw"));
+  add("-device", "virtio-blk-pci,drive=disk0,bootindex=0");
+  add("-device", "virtio-scsi-pci,id=scsi0");
+  if (spec.config_drive) {
+    add("-drive", fmt::format("if=none,id={},media=cdrom,readonly=on,format=raw,file={}",
+                              kConfigDriveDrive, escape_commas(spec.config_drive->string())));
+  } else {
+    add("-drive", fmt::format("if=none,id={},media=cdrom", kConfigDriveDrive));
+  }
+  add("-device",
+      fmt::format("scsi-cd,bus=scsi0.0,drive={},id={}", kConfigDriveDrive, kConfigDriveDevice));
+  if (spec.tap) {
+    add("-netdev", fmt::format("tap,id=net0,ifname={},script=no,downscript=no", *spec.tap));
+    const auto& m = spec.mac;
+    add("-device",
+        fmt::format("virtio-net-pci,netdev=net0,mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x},"
+                    "host_mtu={}",
+                    m[0], m[1], m[2], m[3], m[4], m[5], spec.mtu));
+  }
+  argv.insert(argv.end(), spec.extra_args.begin(), spec.extra_args.end());
+  return argv;
+}
+
+}  // namespace berth::qemu

@@ -1,0 +1,46 @@
+#pragma once
+// The QEMU command line, built as an argv from a machine description (never a shell string).
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace berth::qemu {
+
+enum class Accelerator { kKvm, kTcg };
+enum class DiskFormat { kQcow2, kRaw };
+enum class Vnc { kOff, kOn };
+
+// The config drive's fixed ids: the device id is what QMP media change (blockdev-change-medium)
+// names; the drive id is what the -drive option defines.
+inline constexpr std::string_view kConfigDriveDevice = "configdrive";
+inline constexpr std::string_view kConfigDriveDrive = "configdrive-media";
+
+struct MachineSpec {
+  std::string binary = "qemu-system-x86_64";
+  Accelerator accel = Accelerator::kTcg;
+  unsigned cpus = 1;
+  std::uint64_t memory_mib = 1024;
+  std::filesystem::path disk;  // the pet disk, on virtio-blk
+  DiskFormat disk_format = DiskFormat::kQcow2;
+  std::optional<std::filesystem::path> config_drive;  // ISO on a virtio-scsi CD-ROM
+  std::optional<std::string> tap;                     // tap interface for virtio-net; none: no NIC
+  std::array<std::uint8_t, 6> mac{};
+  unsigned mtu = 1500;  // virtio-net host_mtu: the guest learns the pod MTU without DHCP too
+  Vnc vnc = Vnc::kOn;   // VNC on :0 (TCP 5900) of every address
+  std::filesystem::path qmp_socket;
+  std::vector<std::string> extra_args;  // BERTH_QEMU_ARGS, appended last
+};
+
+// The CPU model for an accelerator: `max` under TCG; under KVM `host` without the
+// arch-capabilities MSR, which nested KVM refuses (QEMU aborts setting MSR 0x10a).
+std::string cpu_model(Accelerator accel);
+
+// Builds the argv (argv[0] = spec.binary). The serial console is QEMU's stdout; QMP listens on
+// spec.qmp_socket; QEMU runs sandboxed (-sandbox on), without defaults or user config.
+std::vector<std::string> build_command_line(const MachineSpec& spec);
+
+}  // namespace berth::qemu

@@ -1,0 +1,379 @@
+#include "vm.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/serialize.hpp>
+#include <csignal>
+#include <cstdio>
+
+#include "qemu/shell_words.hpp"
+
+namespace berth {
+namespace asio = boost::asio;
+using boost::system::error_code;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr std::size_t kStderrTail = 20;
+constexpr std::size_t kMaxLine = 64 * 1024;  // a console line longer than this is cut
+
+struct Pipe {
+  int read = -1, write = -1;
+  bool open() {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0)
+      return false;
+    read = fds[0];
+    write = fds[1];
+    return true;
+  }
+  void close_both() {
+    if (read >= 0)
+      ::close(read);
+    if (write >= 0)
+      ::close(write);
+    read = write = -1;
+  }
+};
+
+}  // namespace
+
+std::string_view vm_end_name(VmEnd end) {
+  switch (end) {
+    case VmEnd::kPoweredOff:
+      return "powered-off";
+    case VmEnd::kGuestPanicked:
+      return "guest-panicked";
+    case VmEnd::kInternalError:
+      return "internal-error";
+    case VmEnd::kQemuExited:
+      return "qemu-exited";
+    case VmEnd::kQmpLost:
+      return "qmp-lost";
+    case VmEnd::kQuit:
+      return "quit";
+  }
+  return "?";
+}
+
+Vm::Vm(asio::io_context& io, ChildReaper& children, std::shared_ptr<spdlog::logger> log)
+    : io_(io),
+      children_(children),
+      log_(std::move(log)),
+      qemu_log_(log_->clone("qemu")),
+      exited_(io, asio::steady_timer::time_point::max()),
+      qmp_grace_(io) {}
+
+Vm::~Vm() {
+  *alive_ = false;
+  if (qmp_)
+    qmp_->close();
+  if (running())
+    ::kill(pid_, SIGKILL);  // the reaper still reaps it
+}
+
+asio::awaitable<std::optional<std::string>> Vm::start(qemu::MachineSpec spec,
+                                                      std::chrono::seconds connect_within) {
+  std::error_code fs_ec;
+  std::filesystem::remove(spec.qmp_socket, fs_ec);  // a stale socket from a crashed run
+  const auto argv = qemu::build_command_line(spec);
+  log_->info("starting QEMU: {}", qemu::quote_command(argv));
+
+  Pipe console, errors;
+  if (!console.open() || !errors.open()) {
+    console.close_both();
+    co_return fmt::format("cannot create pipes for QEMU: {}", std::strerror(errno));
+  }
+  error_code ec;
+  std::weak_ptr<bool> alive = alive_;
+  pid_ = children_.spawn(
+      {.argv = argv, .stdout_fd = console.write, .stderr_fd = errors.write},
+      [this, alive](ExitStatus status) {
+        if (alive.expired())
+          return;
+        exit_status_ = status;
+        exited_.cancel();
+      },
+      ec);
+  ::close(console.write);
+  ::close(errors.write);
+  if (ec) {
+    ::close(console.read);
+    ::close(errors.read);
+    co_return fmt::format("cannot run {}: {}", spec.binary, ec.message());
+  }
+  auto console_in = std::make_shared<asio::posix::stream_descriptor>(io_, console.read);
+  auto errors_in = std::make_shared<asio::posix::stream_descriptor>(io_, errors.read);
+  asio::co_spawn(io_, pump_console(console_in), asio::detached);
+  asio::co_spawn(io_, pump_stderr(errors_in), asio::detached);
+  log_->info("QEMU running as pid {}", pid_);
+
+  qmp_ = qmp::Client::create(io_.get_executor(), log_->clone("qmp"));
+  // Connect, but give up as soon as QEMU dies (a bad option makes it exit at once).
+  struct Connecting {
+    bool done = false;
+    error_code ec;
+  };
+  auto connecting = std::make_shared<Connecting>();
+  asio::co_spawn(
+      io_,
+      [client = qmp_, within = connect_within, path = spec.qmp_socket, connecting, this,
+       alive]() -> asio::awaitable<void> {
+        auto result = co_await client->connect(path, within);
+        if (alive.expired())
+          co_return;
+        connecting->ec = result;
+        connecting->done = true;
+        exited_.cancel();  // wake the waiter below
+      },
+      asio::detached);
+  while (!connecting->done && !exit_status_) {
+    error_code wait_ec;
+    co_await exited_.async_wait(asio::redirect_error(asio::use_awaitable, wait_ec));
+  }
+  if (exit_status_) {
+    qmp_->close();
+    // Let the stderr pump take QEMU's last words before they go into the message.
+    asio::steady_timer drain(io_, 100ms);
+    co_await drain.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_return fmt::format("QEMU {} at start: {}", exit_status_->describe(), stderr_tail());
+  }
+  if (connecting->ec) {
+    kill();
+    co_await wait_exit(5s);
+    co_return fmt::format("QMP socket {} did not answer within {}s: {}", spec.qmp_socket.string(),
+                          connect_within.count(), connecting->ec.message());
+  }
+  log_->info("QMP connected (QEMU {})", qmp_->qemu_version());
+  qmp_->subscribe([this](const qmp::Event& event) { on_event(event); });
+  qmp_->on_close([this, alive](error_code closed_ec) {
+    if (!alive.expired())
+      on_qmp_closed(closed_ec);
+  });
+  co_return std::nullopt;
+}
+
+void Vm::on_event(const qmp::Event& event) {
+  if (event.name == "SHUTDOWN") {
+    const auto* guest = event.data.if_contains("guest");
+    const auto* reason = event.data.if_contains("reason");
+    const std::string why = reason && reason->is_string() ? std::string(reason->get_string()) : "";
+    if (why == "guest-panic")
+      panicked_ = true;
+    if (guest && guest->is_bool() && guest->get_bool())
+      shutdown_by_guest_ = true;
+    log_->info("QMP event SHUTDOWN (reason {})", why.empty() ? "unknown" : why);
+  } else if (event.name == "GUEST_PANICKED") {
+    panicked_ = true;
+    log_->error("the guest panicked");
+  } else if (event.name == "RESET") {
+    log_->info("the guest rebooted");
+  } else if (event.name == "STOP") {
+    asio::co_spawn(io_, check_status_after_stop(), asio::detached);
+  } else if (event.name == "BLOCK_IO_ERROR") {
+    log_->error("block I/O error: {}", boost::json::serialize(event.data));
+  } else {
+    log_->debug("QMP event {} {}", event.name, boost::json::serialize(event.data));
+  }
+}
+
+asio::awaitable<void> Vm::check_status_after_stop() {
+  auto client = qmp_;
+  auto result = co_await client->execute("query-status", {}, 5s);
+  if (!result.ok() || !result.value.is_object())
+    co_return;
+  const auto* status = result.value.get_object().if_contains("status");
+  if (status && status->is_string() && status->get_string() == "internal-error") {
+    internal_error_ = true;
+    log_->error("the VM stopped with an internal error (see QEMU's messages above); quitting QEMU");
+    co_await quit();
+  }
+}
+
+void Vm::on_qmp_closed(error_code ec) {
+  if (exit_status_)
+    return;
+  // QEMU closes QMP as it exits: give the reaper a moment before calling it a lost socket.
+  qmp_grace_.expires_after(2s);
+  std::weak_ptr<bool> alive = alive_;
+  qmp_grace_.async_wait([this, alive, ec](error_code timer_ec) {
+    if (timer_ec || alive.expired() || exit_status_)
+      return;
+    qmp_lost_ = true;
+    log_->error("the QMP socket closed ({}) while QEMU still runs; killing QEMU", ec.message());
+    kill();
+  });
+}
+
+asio::awaitable<bool> Vm::wait_exit(std::chrono::steady_clock::duration limit) {
+  using Clock = std::chrono::steady_clock;
+  const bool bounded = limit != Clock::duration::max();
+  const auto deadline = bounded ? Clock::now() + limit : Clock::time_point::max();
+  // exited_ never expires: it is a condition that the reaper (or this alarm) signals by cancel().
+  asio::steady_timer alarm(io_);
+  if (bounded) {
+    alarm.expires_at(deadline);
+    alarm.async_wait([this](error_code ec) {
+      if (!ec)
+        exited_.cancel();
+    });
+  }
+  while (!exit_status_ && Clock::now() < deadline) {
+    error_code ec;
+    co_await exited_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  alarm.cancel();
+  co_return exit_status_.has_value();
+}
+
+asio::awaitable<bool> Vm::power_down(std::chrono::seconds timeout, std::chrono::seconds repeat) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  log_->info("asking the guest to power off (ACPI power button), up to {}s", timeout.count());
+  while (running()) {
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= 0s)
+      break;
+    auto result = co_await qmp_->execute("system_powerdown", {}, 2s);
+    if (!result.ok())
+      log_->warn("system_powerdown: {}", result.describe());
+    co_await wait_exit(std::min<std::chrono::steady_clock::duration>(repeat, left));
+  }
+  if (!running())
+    co_return shutdown_by_guest_;
+  log_->warn("the guest did not power off within {}s; quitting QEMU", timeout.count());
+  co_await quit();
+  co_return false;
+}
+
+asio::awaitable<void> Vm::quit() {
+  if (!running())
+    co_return;
+  we_quit_ = true;
+  if (qmp_ && qmp_->connected()) {
+    auto result = co_await qmp_->execute("quit", {}, 2s);
+    if (!result.ok())
+      log_->warn("QMP quit: {}", result.describe());
+  }
+  if (!co_await wait_exit(5s)) {
+    log_->warn("QEMU did not quit; killing it");
+    kill();
+    co_await wait_exit(5s);
+  }
+}
+
+void Vm::kill() {
+  if (!running())
+    return;
+  we_quit_ = true;
+  ::kill(pid_, SIGKILL);
+}
+
+VmEnd Vm::end() const {
+  if (panicked_)
+    return VmEnd::kGuestPanicked;
+  if (internal_error_)
+    return VmEnd::kInternalError;
+  if (shutdown_by_guest_ && exit_status_ && !exit_status_->signaled())
+    return VmEnd::kPoweredOff;
+  if (qmp_lost_)
+    return VmEnd::kQmpLost;
+  if (we_quit_)
+    return VmEnd::kQuit;
+  return VmEnd::kQemuExited;
+}
+
+std::string Vm::describe_end() const {
+  const std::string status = exit_status_ ? exit_status_->describe() : "still running";
+  switch (end()) {
+    case VmEnd::kPoweredOff:
+      return "the guest powered off";
+    case VmEnd::kGuestPanicked:
+      return "the guest panicked; QEMU " + status;
+    case VmEnd::kInternalError:
+      return "the VM stopped with an internal error; QEMU " + status;
+    case VmEnd::kQmpLost:
+      return "the QMP socket died; QEMU " + status;
+    case VmEnd::kQuit:
+      return "QEMU was stopped by berth; it " + status;
+    case VmEnd::kQemuExited:
+      return fmt::format("QEMU {} without the guest powering off{}", status,
+                         stderr_lines_.empty() ? "" : ": " + stderr_tail());
+  }
+  return status;
+}
+
+std::string Vm::stderr_tail() const {
+  std::string out;
+  for (const auto& line : stderr_lines_)
+    out += (out.empty() ? "" : " | ") + line;
+  return out.empty() ? "(no message)" : out;
+}
+
+asio::awaitable<void> Vm::pump_console(std::shared_ptr<asio::posix::stream_descriptor> in) {
+  std::string pending;
+  std::array<char, 4096> chunk;
+  auto emit = [this](std::string_view line) {
+    if (!line.empty() && line.back() == '\r')
+      line.remove_suffix(1);
+    std::fwrite(line.data(), 1, line.size(), stdout);
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+    ++console_lines_;
+  };
+  for (;;) {
+    error_code ec;
+    const std::size_t n = co_await in->async_read_some(
+        asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec)
+      break;
+    pending.append(chunk.data(), n);
+    std::size_t start = 0;
+    for (std::size_t nl; (nl = pending.find('\n', start)) != std::string::npos; start = nl + 1)
+      emit(std::string_view(pending).substr(start, nl - start));
+    pending.erase(0, start);
+    if (pending.size() > kMaxLine)
+      emit(std::exchange(pending, {}));
+  }
+  if (!pending.empty())
+    emit(pending);
+}
+
+asio::awaitable<void> Vm::pump_stderr(std::shared_ptr<asio::posix::stream_descriptor> in) {
+  std::string pending;
+  std::array<char, 4096> chunk;
+  auto emit = [this](std::string line) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' '))
+      line.pop_back();
+    if (line.empty())
+      return;
+    qemu_log_->warn("{}", line);
+    stderr_lines_.push_back(std::move(line));
+    if (stderr_lines_.size() > kStderrTail)
+      stderr_lines_.pop_front();
+  };
+  for (;;) {
+    error_code ec;
+    const std::size_t n = co_await in->async_read_some(
+        asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec)
+      break;
+    pending.append(chunk.data(), n);
+    std::size_t start = 0;
+    for (std::size_t nl; (nl = pending.find('\n', start)) != std::string::npos; start = nl + 1)
+      emit(pending.substr(start, nl - start));
+    pending.erase(0, start);
+    if (pending.size() > kMaxLine)
+      emit(std::exchange(pending, {}));
+  }
+  if (!pending.empty())
+    emit(pending);
+}
+
+}  // namespace berth

@@ -1,0 +1,99 @@
+#pragma once
+// One QEMU process as the supervisor sees it: spawned as our child with its serial console piped
+// to our stdout line by line and its stderr into our log, QMP connected, and how it ended.
+
+#include <spdlog/logger.h>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "qemu/command_line.hpp"
+#include "qemu/qmp_client.hpp"
+#include "supervisor/children.hpp"
+
+namespace berth {
+
+// Why the VM is over.
+enum class VmEnd {
+  kPoweredOff,     // the guest powered itself off (SHUTDOWN guest=true) or honoured ACPI
+  kGuestPanicked,  // GUEST_PANICKED, or SHUTDOWN reason guest-panic
+  kInternalError,  // the VM stopped with QEMU's internal-error state (e.g. a KVM failure)
+  kQemuExited,     // QEMU exited or was killed without the guest powering off
+  kQmpLost,        // the QMP socket died while QEMU lived on; QEMU was killed
+  kQuit,           // we quit or killed QEMU (shutdown timeout, fast stop, fallback)
+};
+std::string_view vm_end_name(VmEnd end);
+
+class Vm {
+ public:
+  Vm(boost::asio::io_context& io, ChildReaper& children, std::shared_ptr<spdlog::logger> log);
+  ~Vm();
+  Vm(const Vm&) = delete;
+  Vm& operator=(const Vm&) = delete;
+
+  // Spawns QEMU with `spec` and connects QMP within `connect_within`. On failure returns a message
+  // that includes what QEMU wrote to stderr, and QEMU is gone.
+  boost::asio::awaitable<std::optional<std::string>> start(
+      qemu::MachineSpec spec, std::chrono::seconds connect_within = std::chrono::seconds(30));
+
+  // Waits until QEMU has exited (or `limit` passed); returns true when it has exited.
+  boost::asio::awaitable<bool> wait_exit(
+      std::chrono::steady_clock::duration limit = std::chrono::steady_clock::duration::max());
+
+  // Graceful: ACPI power-down every `repeat` until the guest powers off or `timeout` passes;
+  // then `quit`, then SIGKILL. Returns true when the guest powered off by itself.
+  boost::asio::awaitable<bool> power_down(std::chrono::seconds timeout,
+                                          std::chrono::seconds repeat = std::chrono::seconds(5));
+  // Fast: `quit`, then SIGKILL after a short grace.
+  boost::asio::awaitable<void> quit();
+  void kill();
+
+  bool running() const { return pid_ > 0 && !exit_status_; }
+  pid_t pid() const { return pid_; }
+  std::optional<ExitStatus> exit_status() const { return exit_status_; }
+  // How it ended; meaningful once it has exited.
+  VmEnd end() const;
+  // A sentence for the log: "guest powered off" / "QEMU killed by signal 9 (SIGKILL)" ...
+  std::string describe_end() const;
+  // The last lines QEMU wrote to stderr.
+  std::string stderr_tail() const;
+  const std::shared_ptr<qmp::Client>& qmp() const { return qmp_; }
+  // Lines the guest wrote to the serial console so far.
+  std::uint64_t console_lines() const { return console_lines_; }
+
+ private:
+  boost::asio::awaitable<void> pump_console(
+      std::shared_ptr<boost::asio::posix::stream_descriptor> in);
+  boost::asio::awaitable<void> pump_stderr(
+      std::shared_ptr<boost::asio::posix::stream_descriptor> in);
+  boost::asio::awaitable<void> check_status_after_stop();
+  void on_event(const qmp::Event& event);
+  void on_qmp_closed(boost::system::error_code ec);
+
+  boost::asio::io_context& io_;
+  ChildReaper& children_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::shared_ptr<spdlog::logger> qemu_log_;
+  std::shared_ptr<qmp::Client> qmp_;
+  pid_t pid_ = -1;
+  std::optional<ExitStatus> exit_status_;
+  boost::asio::steady_timer exited_;  // cancelled when QEMU has been reaped
+  boost::asio::steady_timer qmp_grace_;
+  std::deque<std::string> stderr_lines_;
+  std::uint64_t console_lines_ = 0;
+  bool shutdown_by_guest_ = false;
+  bool panicked_ = false;
+  bool internal_error_ = false;
+  bool qmp_lost_ = false;
+  bool we_quit_ = false;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace berth

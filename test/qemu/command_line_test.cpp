@@ -1,0 +1,98 @@
+#include "qemu/command_line.hpp"
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+
+using namespace berth::qemu;
+using Argv = std::vector<std::string>;
+
+namespace {
+
+MachineSpec sample() {
+  MachineSpec spec;
+  spec.accel = Accelerator::kTcg;
+  spec.cpus = 2;
+  spec.memory_mib = 2048;
+  spec.disk = "/var/lib/berth/disks/vm-0.qcow2";
+  spec.config_drive = "/run/berth/config-drive.iso";
+  spec.tap = "tap0";
+  spec.mac = {0x52, 0x54, 0x00, 0xab, 0xcd, 0xef};
+  spec.mtu = 1450;
+  spec.qmp_socket = "/run/berth/qmp.sock";
+  return spec;
+}
+
+// The value following `option` (the n-th occurrence), or "" when absent.
+std::string value_of(const Argv& argv, const std::string& option, int nth = 0) {
+  for (std::size_t i = 0; i + 1 < argv.size(); ++i)
+    if (argv[i] == option && nth-- == 0)
+      return argv[i + 1];
+  return "";
+}
+
+bool has_pair(const Argv& argv, const std::string& option, const std::string& value) {
+  for (std::size_t i = 0; i + 1 < argv.size(); ++i)
+    if (argv[i] == option && argv[i + 1] == value)
+      return true;
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("the command line for TCG with every device", "[qemu]") {
+  const Argv argv = build_command_line(sample());
+  CHECK(argv.front() == "qemu-system-x86_64");
+  CHECK(value_of(argv, "-machine") == "q35,accel=tcg");
+  CHECK(value_of(argv, "-cpu") == "max");
+  CHECK(value_of(argv, "-smp") == "2");
+  CHECK(value_of(argv, "-m") == "2048M");
+  CHECK(std::count(argv.begin(), argv.end(), "-nodefaults") == 1);
+  CHECK(std::count(argv.begin(), argv.end(), "-no-user-config") == 1);
+  CHECK(value_of(argv, "-sandbox").starts_with("on,"));
+  CHECK(value_of(argv, "-qmp") == "unix:/run/berth/qmp.sock,server=on,wait=off");
+  CHECK(has_pair(argv, "-drive",
+                 "if=none,id=disk0,file=/var/lib/berth/disks/vm-0.qcow2,format=qcow2,"
+                 "cache=writeback,discard=unmap"));
+  CHECK(has_pair(argv, "-device", "virtio-blk-pci,drive=disk0,bootindex=0"));
+  // The config drive: a virtio-scsi CD-ROM with fixed ids (cloud kernels lack AHCI).
+  CHECK(has_pair(argv, "-device", "virtio-scsi-pci,id=scsi0"));
+  CHECK(has_pair(argv, "-drive",
+                 "if=none,id=configdrive-media,media=cdrom,readonly=on,format=raw,"
+                 "file=/run/berth/config-drive.iso"));
+  CHECK(has_pair(argv, "-device", "scsi-cd,bus=scsi0.0,drive=configdrive-media,id=configdrive"));
+  CHECK(value_of(argv, "-netdev") == "tap,id=net0,ifname=tap0,script=no,downscript=no");
+  CHECK(
+      has_pair(argv, "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:ab:cd:ef,host_mtu=1450"));
+  CHECK(value_of(argv, "-display") == "vnc=:0");
+  CHECK(value_of(argv, "-serial") == "chardev:console");
+}
+
+TEST_CASE("KVM gets a CPU model that nested KVM accepts", "[qemu]") {
+  auto spec = sample();
+  spec.accel = Accelerator::kKvm;
+  const Argv argv = build_command_line(spec);
+  CHECK(value_of(argv, "-machine") == "q35,accel=kvm");
+  CHECK(value_of(argv, "-cpu") == "host,arch-capabilities=off");
+}
+
+TEST_CASE("no VNC, no NIC, an empty CD-ROM, and extra arguments last", "[qemu]") {
+  auto spec = sample();
+  spec.vnc = Vnc::kOff;
+  spec.tap.reset();
+  spec.config_drive.reset();
+  spec.extra_args = {"-device", "pvpanic"};
+  const Argv argv = build_command_line(spec);
+  CHECK(value_of(argv, "-display") == "none");
+  CHECK(value_of(argv, "-netdev").empty());
+  CHECK(has_pair(argv, "-drive", "if=none,id=configdrive-media,media=cdrom"));
+  CHECK(Argv(argv.end() - 2, argv.end()) == Argv{"-device", "pvpanic"});
+}
+
+TEST_CASE("commas in paths are doubled, as QEMU's option syntax requires", "[qemu]") {
+  auto spec = sample();
+  spec.disk = "/disks/a,b.qcow2";
+  spec.qmp_socket = "/run/x,y/qmp.sock";
+  const Argv argv = build_command_line(spec);
+  CHECK(value_of(argv, "-drive").find("file=/disks/a,,b.qcow2,") != std::string::npos);
+  CHECK(value_of(argv, "-qmp") == "unix:/run/x,,y/qmp.sock,server=on,wait=off");
+}

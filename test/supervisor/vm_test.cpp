@@ -1,0 +1,120 @@
+// QEMU supervision with real QEMU (TCG) and the built-in test guest, through the berth binary:
+// boot, power-off, ACPI timeout, QEMU killed, reboot, acceleration choice.
+
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+
+#include "test/support/berth_process.hpp"
+#include "test/support/qmp_probe.hpp"
+
+using namespace berth::test;
+
+namespace {
+
+enum class Probe { kNone, kAttached };  // kAttached: a second QMP monitor for the test itself
+
+// berth on the test guest with its own disk and runtime folders; `env` adds or overrides.
+struct GuestBerth {
+  TempDir dir;
+  BerthProcess process;
+
+  explicit GuestBerth(std::vector<std::string> env = {}, Probe probe = Probe::kNone)
+      : process(dir.path, defaults(dir.path, std::move(env), probe)) {}
+
+  static std::vector<std::string> defaults(const fs::path& dir, std::vector<std::string> env,
+                                           Probe probe) {
+    std::vector<std::string> all = {"IMG_SOURCE=" + test_guest(),
+                                    "BERTH_DISK_DIR=" + (dir / "disks").string(),
+                                    "BERTH_RUNTIME_DIR=" + (dir / "run").string(),
+                                    "VM_ACCEL=tcg",
+                                    "VM_MEMORY=256M",
+                                    "NO_VNC=1"};
+    if (probe == Probe::kAttached)
+      all.push_back("BERTH_QEMU_ARGS=-qmp unix:" + (dir / "probe.qmp").string()
+                    + ",server=on,wait=off");
+    all.insert(all.end(), env.begin(), env.end());  // later entries win in putenv order
+    return all;
+  }
+
+  std::string probe_socket() const { return (dir.path / "probe.qmp").string(); }
+};
+
+}  // namespace
+
+TEST_CASE("vm: the guest boots to its ready line; SIGTERM powers it off; exit 0 in time", "[vm]") {
+  GuestBerth berth({"BERTH_SHUTDOWN_TIMEOUT=20"});
+  INFO(berth.process.log_text());
+  REQUIRE(berth.process.wait_console("berth-guest: ready"));
+  CHECK(berth.process.wait_console("berth-guest: booted 6\\.", 0ms));  // console reaches stdout
+  const auto stop = std::chrono::steady_clock::now();
+  berth.process.signal(SIGTERM);
+  REQUIRE(berth.process.wait_exit(30s) == 0);
+  CHECK(std::chrono::steady_clock::now() - stop < 20s);
+  CHECK(berth.process.wait_console("berth-guest: powering off", 0ms));
+  CHECK(berth.process.wait_log("the guest powered off", 0ms));
+}
+
+TEST_CASE("vm: a guest that ignores ACPI is quit after BERTH_SHUTDOWN_TIMEOUT, exit 10", "[vm]") {
+  // -S: the vCPUs never start, so nothing in the guest can answer the power button.
+  GuestBerth berth({"BERTH_SHUTDOWN_TIMEOUT=3", "BERTH_QEMU_ARGS=-S"});
+  INFO(berth.process.log_text());
+  REQUIRE(berth.process.wait_log("phase booting -> running"));
+  const auto stop = std::chrono::steady_clock::now();
+  berth.process.signal(SIGTERM);
+  REQUIRE(berth.process.wait_exit(20s) == 10);
+  const auto took = std::chrono::steady_clock::now() - stop;
+  CHECK(took >= 3s);
+  CHECK(took < 12s);
+  CHECK(berth.process.wait_log("did not power off within 3s; quitting QEMU", 0ms));
+}
+
+TEST_CASE("vm: kill -9 of QEMU ends berth with the QEMU failure code 8", "[vm]") {
+  GuestBerth berth;
+  INFO(berth.process.log_text());
+  const auto qemu_pid = berth.process.wait_log("QEMU running as pid (\\d+)");
+  REQUIRE(qemu_pid);
+  REQUIRE(berth.process.wait_console("berth-guest: ready"));
+  ::kill(std::stoi(*qemu_pid), SIGKILL);
+  REQUIRE(berth.process.wait_exit(20s) == 8);
+  CHECK(berth.process.wait_log("QEMU killed by signal 9 \\(SIGKILL\\) without the guest", 0ms));
+}
+
+TEST_CASE("vm: a guest reboot keeps the VM running; a guest power-off ends berth with 0", "[vm]") {
+  GuestBerth berth({}, Probe::kAttached);
+  INFO(berth.process.log_text());
+  REQUIRE(berth.process.wait_console("berth-guest: ready"));
+  QmpProbe probe;
+  REQUIRE(probe.connect(berth.probe_socket()));
+  CHECK(probe.execute("system_reset").find("\"return\"") != std::string::npos);
+  REQUIRE(berth.process.wait_log("the guest rebooted"));
+  REQUIRE(berth.process.wait_console("boot-count 2[\\s\\S]*berth-guest: ready"));
+  CHECK_FALSE(berth.process.poll_exit());
+  // The power button pressed by someone else: the guest powers itself off, berth exits 0.
+  CHECK(probe.execute("system_powerdown").find("\"return\"") != std::string::npos);
+  REQUIRE(berth.process.wait_exit(30s) == 0);
+  CHECK(berth.process.wait_log("the guest powered off", 0ms));
+  CHECK_FALSE(berth.process.wait_log("SIGTERM", 0ms));
+}
+
+TEST_CASE("vm: QEMU that cannot start ends berth with code 8 and QEMU's own message", "[vm]") {
+  GuestBerth berth({"BERTH_QEMU_ARGS=-no-such-option"});
+  REQUIRE(berth.process.wait_exit(20s) == 8);
+  INFO(berth.process.log_text());
+  CHECK(berth.process.wait_log("QEMU exited with code 1 at start: .*invalid option", 0ms));
+}
+
+TEST_CASE("vm: VM_ACCEL=auto uses KVM only when a guest runs under it, and says why not", "[vm]") {
+  GuestBerth berth({"VM_ACCEL=auto"});
+  INFO(berth.process.log_text());
+  const auto choice =
+      berth.process.wait_log("acceleration: (KVM \\(the guest ran|TCG, because .*)");
+  REQUIRE(choice);
+  WARN("this machine: acceleration " << *choice);
+  if (!fs::exists("/dev/kvm"))
+    CHECK_THAT(*choice, Catch::Contains("KVM is not usable"));
+  REQUIRE(berth.process.wait_console("berth-guest: ready"));
+  berth.process.signal(SIGTERM);
+  CHECK(berth.process.wait_exit(30s) == 0);
+}

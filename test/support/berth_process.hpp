@@ -1,0 +1,159 @@
+#pragma once
+// Test support: runs the real berth binary (BERTH_BINARY) as a child with extra environment,
+// its stdout (the guest console) and stderr (the log) in files, and waits on what it prints.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace berth::test {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+// The berth binary and the test guest image: the environment (BERTH_BINARY, BERTH_TEST_GUEST)
+// overrides the paths the build compiled in.
+inline std::string berth_binary() {
+  const char* env = std::getenv("BERTH_BINARY");
+#ifdef BERTH_BINARY_PATH
+  return env ? env : BERTH_BINARY_PATH;
+#else
+  return env ? env : "";
+#endif
+}
+inline std::string test_guest() {
+  const char* env = std::getenv("BERTH_TEST_GUEST");
+#ifdef BERTH_TEST_GUEST_PATH
+  return env ? env : BERTH_TEST_GUEST_PATH;
+#else
+  return env ? env : "";
+#endif
+}
+
+inline std::string slurp(const fs::path& path) {
+  std::ifstream in(path);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+// A fresh directory under /tmp, removed with its contents when this goes out of scope.
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "berth-test-XXXXXX").string();
+    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+    path = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+struct BerthProcess {
+  pid_t pid = -1;
+  fs::path console;  // stdout
+  fs::path log;      // stderr
+  std::optional<int> exit_code;
+
+  // Starts `prefix... berth` with `env` added to ours; output files go into `dir`.
+  BerthProcess(const fs::path& dir, const std::vector<std::string>& env,
+               const std::vector<std::string>& prefix = {}) {
+    const std::string binary = berth_binary();
+    REQUIRE(!binary.empty());
+    console = dir / "console.log";
+    log = dir / "berth.log";
+    std::vector<std::string> argv = prefix;
+    argv.emplace_back(binary);
+    pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      for (const auto& kv : env)
+        ::putenv(const_cast<char*>(kv.c_str()));
+      const int out = ::open(console.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      const int err = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(out, STDOUT_FILENO);
+      ::dup2(err, STDERR_FILENO);
+      std::vector<char*> args;
+      for (auto& a : argv)
+        args.push_back(a.data());
+      args.push_back(nullptr);
+      ::execvp(args[0], args.data());
+      ::_exit(127);
+    }
+  }
+
+  // Waits until `file` contains a match of `pattern` (ECMAScript regex); returns the match's first
+  // group (or the whole match), or nullopt after `limit` or once berth exited without it.
+  std::optional<std::string> wait_for(const fs::path& file, const std::string& pattern,
+                                      std::chrono::milliseconds limit = 60s) {
+    const std::regex re(pattern);
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    for (;;) {
+      // Whether berth had exited is read before the file, so its last words are always seen.
+      const bool over = std::chrono::steady_clock::now() >= deadline || poll_exit();
+      const std::string text = slurp(file);
+      std::smatch m;
+      if (std::regex_search(text, m, re))
+        return m.size() > 1 ? m[1].str() : m[0].str();
+      if (over)
+        return std::nullopt;
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  std::optional<std::string> wait_log(const std::string& pattern,
+                                      std::chrono::milliseconds limit = 60s) {
+    return wait_for(log, pattern, limit);
+  }
+  std::optional<std::string> wait_console(const std::string& pattern,
+                                          std::chrono::milliseconds limit = 120s) {
+    return wait_for(console, pattern, limit);
+  }
+
+  // True once berth has exited (reaps it).
+  bool poll_exit() {
+    if (exit_code)
+      return true;
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) != pid)
+      return false;
+    exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return true;
+  }
+
+  // Waits for berth's exit code, at most `limit`; nullopt if it still runs.
+  std::optional<int> wait_exit(std::chrono::milliseconds limit = 60s) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!poll_exit() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(20ms);
+    return exit_code;
+  }
+
+  void signal(int sig) const { ::kill(pid, sig); }
+
+  // Everything berth logged, for failure messages.
+  std::string log_text() const { return slurp(log); }
+
+  ~BerthProcess() {
+    if (!poll_exit()) {
+      ::kill(pid, SIGKILL);
+      wait_exit(10s);
+    }
+  }
+};
+
+}  // namespace berth::test
