@@ -23,7 +23,8 @@ namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using namespace asio::experimental::awaitable_operators;
 
-// How long a guest must run under KVM before VM_ACCEL=auto trusts KVM.
+// How long a guest must run under KVM before VM_ACCEL=auto reports that it uses KVM. A later KVM
+// failure still falls back to TCG once (run_until_end): nested KVM can fail well after start.
 constexpr auto kKvmProbation = 5s;
 
 std::string read_file(const std::filesystem::path& path) {
@@ -243,11 +244,7 @@ asio::awaitable<std::optional<Failure>> Supervisor::boot() {
     co_return Failure{ExitCode::kQemu, fmt::format("BERTH_RUNTIME_DIR {}: {}",
                                                    config_.runtime_dir.string(), ec.message())};
 
-  auto start = [this](qemu::Accelerator accel) -> asio::awaitable<std::optional<std::string>> {
-    accel_ = accel;
-    vm_ = std::make_unique<Vm>(io_, children_, log_);
-    co_return co_await vm_->start(machine_spec(accel));
-  };
+  auto start = [this](qemu::Accelerator accel) { return start_vm(accel); };
   // Runs the guest under KVM for the probation time; returns why KVM failed, if it did.
   auto try_kvm = [&]() -> asio::awaitable<std::optional<std::string>> {
     if (auto error = co_await start(qemu::Accelerator::kKvm))
@@ -301,8 +298,30 @@ asio::awaitable<std::optional<Failure>> Supervisor::boot() {
   co_return std::nullopt;
 }
 
+asio::awaitable<std::optional<std::string>> Supervisor::start_vm(qemu::Accelerator accel) {
+  accel_ = accel;
+  vm_started_ = std::chrono::steady_clock::now();
+  vm_ = std::make_unique<Vm>(io_, children_, log_);
+  co_return co_await vm_->start(machine_spec(accel));
+}
+
 asio::awaitable<int> Supervisor::run_until_end() {
   co_await (wait_for_stop() || vm_->wait_exit());
+  // VM_ACCEL=auto: a guest that stops running under KVM (internal error, QEMU dying) is started
+  // again under TCG, once, rather than failing the pod into a restart loop on the same KVM.
+  while (!vm_->running() && !stop_kind_ && config_.vm_accel == Accel::kAuto
+         && accel_ == qemu::Accelerator::kKvm
+         && (vm_->end() == VmEnd::kInternalError || vm_->end() == VmEnd::kQemuExited)) {
+    log_->warn(
+        "acceleration: TCG, because the guest stopped running under KVM after {:.1f}s: {}",
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - vm_started_).count(),
+        vm_->describe_end());
+    if (auto error = co_await start_vm(qemu::Accelerator::kTcg)) {
+      log_->error("{}", *error);
+      co_return to_int(ExitCode::kQemu);
+    }
+    co_await (wait_for_stop() || vm_->wait_exit());
+  }
   if (vm_->running() && stop_kind_) {
     lifecycle_.enter(Phase::kStopping);
     if (*stop_kind_ == StopKind::kFast) {

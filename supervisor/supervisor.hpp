@@ -47,6 +47,8 @@ class Supervisor {
   boost::asio::awaitable<std::optional<Failure>> prepare_disk();
   boost::asio::awaitable<std::optional<Failure>> boot();
   boost::asio::awaitable<int> run_until_end();
+  // Starts QEMU under `accel` (replacing any previous Vm); returns why it failed, if it did.
+  boost::asio::awaitable<std::optional<std::string>> start_vm(qemu::Accelerator accel);
   boost::asio::awaitable<void> wait_for_stop();
   void watch_signals();
   void request_stop(StopKind kind, int signal_number);
@@ -74,6 +76,7 @@ class Supervisor {
   MacAddress mac_{};
   std::unique_ptr<Vm> vm_;
   qemu::Accelerator accel_ = qemu::Accelerator::kTcg;
+  std::chrono::steady_clock::time_point vm_started_;
 };
 
 }  // namespace berth
