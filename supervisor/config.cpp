@@ -52,6 +52,10 @@ const std::vector<VariableDoc> kDocs = {
      "Probes and metrics on the pod IP; never forwarded to the VM."},
     {"BERTH_CONTROL_LISTEN", "127.0.0.1:9251", "address:port, [v6]:port",
      "Control API and QMP console (loopback: reach it with kubectl port-forward)."},
+    {"BERTH_CONTROL_TOKEN_FILE", "", "absolute path",
+     "File holding the bearer token of the control API; required off loopback."},
+    {"BERTH_READY_TCP", "", "TCP port 1-65535",
+     "Readiness also requires the guest to accept TCP connections on this port."},
     {"BERTH_SHUTDOWN_TIMEOUT", "25", "seconds 1-3600",
      "Time the guest gets to power off after SIGTERM before QEMU is quit."},
     {"BERTH_QEMU_ARGS", "", "words, quoted like a shell (never run by one)",
@@ -244,6 +248,28 @@ void parse_network(Reader& r, Config& c) {
       "is not a TCP port");
   c.control_listen =
       r.parse<Endpoint>("BERTH_CONTROL_LISTEN", parse_endpoint, "is not an address:port");
+  if (auto token = r.given("BERTH_CONTROL_TOKEN_FILE")) {
+    if (token->front() != '/')
+      r.fail("BERTH_CONTROL_TOKEN_FILE", *token, "is not an absolute path");
+    else
+      c.control_token_file = *token;
+  }
+  if (!c.control_listen.address.is_unspecified() || c.control_listen.port != 0) {
+    if (!c.control_listen.address.is_loopback() && !c.control_token_file)
+      r.fail_message(
+          "BERTH_CONTROL_LISTEN", format_endpoint(c.control_listen),
+          fmt::format("BERTH_CONTROL_LISTEN: \"{}\" is not a loopback address, so the "
+                      "control API needs a token: set BERTH_CONTROL_TOKEN_FILE to a file "
+                      "holding it, or listen on 127.0.0.1",
+                      format_endpoint(c.control_listen)));
+  }
+  if (auto ready = r.given("BERTH_READY_TCP")) {
+    auto port = parse_int<std::uint16_t>(*ready);
+    if (!port || *port == 0)
+      r.fail("BERTH_READY_TCP", *ready, "is not a TCP port");
+    else
+      c.ready_tcp = port;
+  }
   if (c.vnc && c.health_port == 5900)
     r.fail_message(
         "BERTH_HEALTH_PORT", "5900",
@@ -414,6 +440,8 @@ std::string describe_config(const Config& c, const EnvLookup& env) {
        c.drive_format == DriveFormat::kConfigDrive ? "configdrive" : "nocloud"},
       {"BERTH_HEALTH_PORT", std::to_string(c.health_port)},
       {"BERTH_CONTROL_LISTEN", format_endpoint(c.control_listen)},
+      {"BERTH_CONTROL_TOKEN_FILE", c.control_token_file ? c.control_token_file->string() : ""},
+      {"BERTH_READY_TCP", c.ready_tcp ? std::to_string(*c.ready_tcp) : ""},
       {"BERTH_SHUTDOWN_TIMEOUT", std::to_string(c.shutdown_timeout.count())},
       {"BERTH_QEMU_ARGS", qemu::quote_command(c.qemu_args)},
       {"BERTH_LOG_FORMAT", c.log_format == LogFormat::kJson ? "json" : "text"},

@@ -51,6 +51,8 @@ struct Config {
   DriveFormat drive_format = DriveFormat::kConfigDrive;
   std::uint16_t health_port = 0;
   Endpoint control_listen;
+  std::optional<std::filesystem::path> control_token_file;
+  std::optional<std::uint16_t> ready_tcp;  // readiness also needs the guest to accept TCP here
   std::chrono::seconds shutdown_timeout{0};
   std::vector<std::string> qemu_args;  // BERTH_QEMU_ARGS, split like a shell would
   LogFormat log_format = LogFormat::kText;

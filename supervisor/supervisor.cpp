@@ -141,18 +141,18 @@ asio::awaitable<void> Supervisor::main_flow() {
   } else if (stop_kind_) {
     code = 0;  // stopped during start-up, before QEMU ran
   } else {
-    lifecycle_.enter(Phase::kRunning);
+    enter(Phase::kRunning);
     code = co_await run_until_end();
   }
-  lifecycle_.enter(Phase::kCleaningUp);
+  enter(Phase::kCleaningUp);
   std::error_code ignored;
   std::filesystem::remove(config_.runtime_dir / "qmp.sock", ignored);
-  lifecycle_.enter(Phase::kExited);
+  enter(Phase::kExited);
   finish(code);
 }
 
 asio::awaitable<std::optional<Failure>> Supervisor::start_up() {
-  lifecycle_.enter(Phase::kDiscovering);
+  enter(Phase::kDiscovering);
   hostname_ = hostname();
   resolv_ = net::parse_resolv_conf(read_file("/etc/resolv.conf"));
   std::vector<std::string> servers;
@@ -161,10 +161,14 @@ asio::awaitable<std::optional<Failure>> Supervisor::start_up() {
   log_->info("pod: hostname {}, nameservers [{}], search [{}], ndots {}", hostname_,
              fmt::join(servers, " "), fmt::join(resolv_.search, " "), resolv_.ndots);
   mac_ = config_.vm_mac.value_or(mac_for(hostname_));
+  state_.hostname = hostname_;
+  state_.vm_ip = config_.vm_ip;
+  if (auto failure = start_listeners())
+    co_return failure;
   if (stop_kind_)
     co_return std::nullopt;
 
-  lifecycle_.enter(Phase::kImage);
+  enter(Phase::kImage);
   if (config_.img_source_kind == SourceKind::kUrl)
     co_return Failure{ExitCode::kImage,
                       fmt::format("IMG_SOURCE {}: downloading images is not built yet; give an "
@@ -180,13 +184,13 @@ asio::awaitable<std::optional<Failure>> Supervisor::start_up() {
   if (stop_kind_)
     co_return std::nullopt;
 
-  lifecycle_.enter(Phase::kDisk);
+  enter(Phase::kDisk);
   if (auto failure = co_await prepare_disk())
     co_return failure;
   if (stop_kind_)
     co_return std::nullopt;
 
-  lifecycle_.enter(Phase::kBooting);
+  enter(Phase::kBooting);
   co_return co_await boot();
 }
 
@@ -299,10 +303,20 @@ asio::awaitable<std::optional<Failure>> Supervisor::boot() {
 }
 
 asio::awaitable<std::optional<std::string>> Supervisor::start_vm(qemu::Accelerator accel) {
+  if (vm_ && accel_ == qemu::Accelerator::kKvm && accel == qemu::Accelerator::kTcg)
+    ++state_.accel_fallbacks;
   accel_ = accel;
   vm_started_ = std::chrono::steady_clock::now();
+  state_.qmp.reset();
   vm_ = std::make_unique<Vm>(io_, children_, log_);
-  co_return co_await vm_->start(machine_spec(accel));
+  ++state_.qemu_starts;
+  auto error = co_await vm_->start(machine_spec(accel));
+  if (!error) {
+    state_.accel = accel == qemu::Accelerator::kKvm ? "kvm" : "tcg";
+    state_.qmp = vm_->qmp();
+    vm_->qmp()->subscribe([this](const qmp::Event& event) { state_.events.publish(event); });
+  }
+  co_return error;
 }
 
 asio::awaitable<int> Supervisor::run_until_end() {
@@ -323,7 +337,7 @@ asio::awaitable<int> Supervisor::run_until_end() {
     co_await (wait_for_stop() || vm_->wait_exit());
   }
   if (vm_->running() && stop_kind_) {
-    lifecycle_.enter(Phase::kStopping);
+    enter(Phase::kStopping);
     if (*stop_kind_ == StopKind::kFast) {
       co_await vm_->quit();
       co_return kSignalExitBase + stop_signal_number_;
@@ -335,7 +349,7 @@ asio::awaitable<int> Supervisor::run_until_end() {
     }
     co_return to_int(ExitCode::kShutdownTimeout);
   }
-  lifecycle_.enter(Phase::kStopping);
+  enter(Phase::kStopping);
   const VmEnd end = vm_->end();
   switch (end) {
     case VmEnd::kPoweredOff:
@@ -354,6 +368,56 @@ asio::awaitable<int> Supervisor::run_until_end() {
   co_return to_int(ExitCode::kInternal);
 }
 
+void Supervisor::enter(Phase phase) {
+  lifecycle_.enter(phase);
+  state_.phase = lifecycle_.phase();
+}
+
+std::optional<Failure> Supervisor::start_listeners() {
+  std::optional<std::string> token;
+  if (config_.control_token_file) {
+    std::ifstream in(*config_.control_token_file);
+    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' '))
+      text.pop_back();
+    if (!in.good() && !in.eof())
+      return Failure{ExitCode::kConfig, fmt::format("BERTH_CONTROL_TOKEN_FILE {}: cannot read it",
+                                                    config_.control_token_file->string())};
+    if (text.size() < 16)
+      return Failure{ExitCode::kConfig,
+                     fmt::format("BERTH_CONTROL_TOKEN_FILE {}: the token must be at least 16 "
+                                 "characters (it has {}); e.g. `openssl rand -hex 32`",
+                                 config_.control_token_file->string(), text.size())};
+    token = std::move(text);
+  }
+  api_ = std::make_unique<Api>(io_, state_, config_, std::move(token), log_->clone("http"));
+  const HttpLimits limits;
+  health_server_ = std::make_unique<HttpServer>(
+      io_, "health", limits,
+      [this](HttpRequest request, asio::ip::tcp::endpoint peer) {
+        return api_->health(std::move(request), peer);
+      },
+      log_->clone("http"));
+  control_server_ = std::make_unique<HttpServer>(
+      io_, "control", limits,
+      [this](HttpRequest request, asio::ip::tcp::endpoint peer) {
+        return api_->control(std::move(request), peer);
+      },
+      log_->clone("http"));
+  // The health port is reserved from the VM's NAT, so it is answered here on every pod address.
+  const asio::ip::tcp::endpoint health{asio::ip::address_v4::any(), config_.health_port};
+  if (auto ec = health_server_->listen(health))
+    return Failure{ExitCode::kNetwork, fmt::format("BERTH_HEALTH_PORT {}: cannot listen: {}",
+                                                   config_.health_port, ec.message())};
+  const asio::ip::tcp::endpoint control{config_.control_listen.address,
+                                        config_.control_listen.port};
+  if (auto ec = control_server_->listen(control))
+    return Failure{ExitCode::kNetwork,
+                   fmt::format("BERTH_CONTROL_LISTEN {}: cannot listen: {}",
+                               format_endpoint(config_.control_listen), ec.message())};
+  return std::nullopt;
+}
+
 void Supervisor::finish(int exit_code) {
   if (exit_code_)
     return;
@@ -361,6 +425,10 @@ void Supervisor::finish(int exit_code) {
   log_->info("exiting with code {} after {:.3f}s", exit_code,
              std::chrono::duration<double>(lifecycle_.since_start()).count());
   signals_.cancel();
+  if (health_server_)
+    health_server_->close();
+  if (control_server_)
+    control_server_->close();
   io_.stop();
 }
 

@@ -13,10 +13,13 @@
 
 #include "net/resolv_conf.hpp"
 #include "qemu/command_line.hpp"
+#include "supervisor/api.hpp"
 #include "supervisor/children.hpp"
 #include "supervisor/config.hpp"
 #include "supervisor/exit_code.hpp"
+#include "supervisor/http_server.hpp"
 #include "supervisor/lifecycle.hpp"
+#include "supervisor/runtime_state.hpp"
 #include "supervisor/vm.hpp"
 
 namespace berth {
@@ -53,6 +56,10 @@ class Supervisor {
   void watch_signals();
   void request_stop(StopKind kind, int signal_number);
   void finish(int exit_code);
+  // Moves the lifecycle on and tells the API.
+  void enter(Phase phase);
+  // Starts the health and control listeners; a failure to bind is a start-up failure.
+  std::optional<Failure> start_listeners();
   qemu::MachineSpec machine_spec(qemu::Accelerator accel) const;
 
   Config config_;
@@ -75,6 +82,10 @@ class Supervisor {
   std::filesystem::path pet_disk_;
   MacAddress mac_{};
   std::unique_ptr<Vm> vm_;
+  RuntimeState state_;
+  std::unique_ptr<Api> api_;
+  std::unique_ptr<HttpServer> health_server_;
+  std::unique_ptr<HttpServer> control_server_;
   qemu::Accelerator accel_ = qemu::Accelerator::kTcg;
   std::chrono::steady_clock::time_point vm_started_;
 };

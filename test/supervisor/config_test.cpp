@@ -67,6 +67,8 @@ TEST_CASE("every default of the runtime contract", "[config]") {
   CHECK(c.health_port == 9250);
   CHECK(format_endpoint(c.control_listen) == "127.0.0.1:9251");
   CHECK(c.shutdown_timeout == std::chrono::seconds(25));
+  CHECK_FALSE(c.control_token_file);
+  CHECK_FALSE(c.ready_tcp);
   CHECK(c.qemu_args.empty());
   CHECK(c.log_format == LogFormat::kText);
   CHECK(c.log_level == LogLevel::kInfo);
@@ -93,6 +95,8 @@ TEST_CASE("every variable set to a valid non-default value", "[config]") {
              {"BERTH_HEALTH_PORT", "5900"},  // allowed once VNC is off
              {"BERTH_CONTROL_LISTEN", "[::1]:8080"},
              {"BERTH_SHUTDOWN_TIMEOUT", "90"},
+             {"BERTH_CONTROL_TOKEN_FILE", "/secrets/token"},
+             {"BERTH_READY_TCP", "22"},
              {"BERTH_QEMU_ARGS", "-device 'virtio-rng-pci,id=rng 0' -smp \"2\""},
              {"BERTH_LOG_FORMAT", "json"},
              {"BERTH_LOG_LEVEL", "debug"}};
@@ -112,6 +116,8 @@ TEST_CASE("every variable set to a valid non-default value", "[config]") {
   CHECK(c.health_port == 5900);
   CHECK(format_endpoint(c.control_listen) == "[::1]:8080");
   CHECK(c.shutdown_timeout == std::chrono::seconds(90));
+  CHECK(c.control_token_file == "/secrets/token");
+  CHECK(c.ready_tcp == 22);
   CHECK(c.qemu_args == std::vector<std::string>{"-device", "virtio-rng-pci,id=rng 0", "-smp", "2"});
   CHECK(c.log_format == LogFormat::kJson);
   CHECK(c.log_level == LogLevel::kDebug);
@@ -154,6 +160,9 @@ TEST_CASE("each invalid value is named with its value and the accepted form", "[
       {"BERTH_CONTROL_LISTEN", "9251", "is not an address:port"},
       {"BERTH_CONTROL_LISTEN", "::1:9251", "is not an address:port"},
       {"BERTH_CONTROL_LISTEN", "127.0.0.1:9250", "is also BERTH_HEALTH_PORT"},
+      {"BERTH_CONTROL_LISTEN", "0.0.0.0:9251", "needs a token: set BERTH_CONTROL_TOKEN_FILE"},
+      {"BERTH_CONTROL_TOKEN_FILE", "token", "is not an absolute path"},
+      {"BERTH_READY_TCP", "http", "is not a TCP port"},
       {"BERTH_SHUTDOWN_TIMEOUT", "0", "is not a number of seconds"},
       {"BERTH_SHUTDOWN_TIMEOUT", "10m", "is not a number of seconds"},
       {"BERTH_QEMU_ARGS", "-append 'console=ttyS0", "has an unbalanced quote"},

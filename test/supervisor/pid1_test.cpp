@@ -187,6 +187,9 @@ struct Pid1Berth {
     env.push_back("VM_ACCEL=tcg");
     env.push_back("VM_MEMORY=256M");
     env.push_back("NO_VNC=1");
+    const auto [health, control] = test::test_ports();
+    env.push_back("BERTH_HEALTH_PORT=" + std::to_string(health));
+    env.push_back("BERTH_CONTROL_LISTEN=127.0.0.1:" + std::to_string(control));
     return env;
   }
 

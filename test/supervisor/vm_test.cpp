@@ -19,19 +19,30 @@ enum class Probe { kNone, kAttached };  // kAttached: a second QMP monitor for t
 // berth on the test guest with its own disk and runtime folders; `env` adds or overrides.
 struct GuestBerth {
   TempDir dir;
+  std::pair<int, int> ports = test_ports();
   BerthProcess process;
 
   explicit GuestBerth(std::vector<std::string> env = {}, Probe probe = Probe::kNone)
-      : process(dir.path, defaults(dir.path, std::move(env), probe)) {}
+      : process(dir.path, defaults(dir.path, std::move(env), probe, ports)) {}
+
+  std::string health_url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(ports.first) + path;
+  }
+  std::string control_url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(ports.second) + path;
+  }
 
   static std::vector<std::string> defaults(const fs::path& dir, std::vector<std::string> env,
-                                           Probe probe) {
-    std::vector<std::string> all = {"IMG_SOURCE=" + test_guest(),
-                                    "BERTH_DISK_DIR=" + (dir / "disks").string(),
-                                    "BERTH_RUNTIME_DIR=" + (dir / "run").string(),
-                                    "VM_ACCEL=tcg",
-                                    "VM_MEMORY=256M",
-                                    "NO_VNC=1"};
+                                           Probe probe, std::pair<int, int> ports) {
+    std::vector<std::string> all = {
+        "IMG_SOURCE=" + test_guest(),
+        "BERTH_DISK_DIR=" + (dir / "disks").string(),
+        "BERTH_RUNTIME_DIR=" + (dir / "run").string(),
+        "VM_ACCEL=tcg",
+        "VM_MEMORY=256M",
+        "NO_VNC=1",
+        "BERTH_HEALTH_PORT=" + std::to_string(ports.first),
+        "BERTH_CONTROL_LISTEN=127.0.0.1:" + std::to_string(ports.second)};
     if (probe == Probe::kAttached)
       all.push_back("BERTH_QEMU_ARGS=-qmp unix:" + (dir / "probe.qmp").string()
                     + ",server=on,wait=off");
@@ -44,7 +55,8 @@ struct GuestBerth {
 
 }  // namespace
 
-TEST_CASE("vm: the guest boots to its ready line; SIGTERM powers it off; exit 0 in time", "[vm]") {
+TEST_CASE("vm: the guest boots to its ready line and SIGTERM powers it off with exit 0 in time",
+          "[vm]") {
   GuestBerth berth({"BERTH_SHUTDOWN_TIMEOUT=20"});
   INFO(berth.process.log_text());
   REQUIRE(berth.process.wait_console("berth-guest: ready"));
@@ -57,7 +69,8 @@ TEST_CASE("vm: the guest boots to its ready line; SIGTERM powers it off; exit 0 
   CHECK(berth.process.wait_log("the guest powered off", 0ms));
 }
 
-TEST_CASE("vm: a guest that ignores ACPI is quit after BERTH_SHUTDOWN_TIMEOUT, exit 10", "[vm]") {
+TEST_CASE("vm: a guest that ignores ACPI is quit after BERTH_SHUTDOWN_TIMEOUT with exit 10",
+          "[vm]") {
   // -S: the vCPUs never start, so nothing in the guest can answer the power button.
   GuestBerth berth({"BERTH_SHUTDOWN_TIMEOUT=3", "BERTH_QEMU_ARGS=-S"});
   INFO(berth.process.log_text());
@@ -82,7 +95,8 @@ TEST_CASE("vm: kill -9 of QEMU ends berth with the QEMU failure code 8", "[vm]")
   CHECK(berth.process.wait_log("QEMU killed by signal 9 \\(SIGKILL\\) without the guest", 0ms));
 }
 
-TEST_CASE("vm: a guest reboot keeps the VM running; a guest power-off ends berth with 0", "[vm]") {
+TEST_CASE("vm: a guest reboot keeps the VM running and a guest power-off ends berth with 0",
+          "[vm]") {
   GuestBerth berth({}, Probe::kAttached);
   INFO(berth.process.log_text());
   REQUIRE(berth.process.wait_console("berth-guest: ready"));
@@ -106,7 +120,7 @@ TEST_CASE("vm: QEMU that cannot start ends berth with code 8 and QEMU's own mess
   CHECK(berth.process.wait_log("QEMU exited with code 1 at start: .*invalid option", 0ms));
 }
 
-TEST_CASE("vm: VM_ACCEL=auto uses KVM only when a guest runs under it, and says why not", "[vm]") {
+TEST_CASE("vm: VM_ACCEL=auto uses KVM only when a guest runs under it and says why not", "[vm]") {
   GuestBerth berth({"VM_ACCEL=auto"});
   INFO(berth.process.log_text());
   REQUIRE(berth.process.wait_console("berth-guest: ready"));
@@ -130,5 +144,53 @@ TEST_CASE("vm: VM_ACCEL=auto uses KVM only when a guest runs under it, and says 
           .has_value();
   CHECK(last.starts_with("KVM") == qemu_on_kvm);
   berth.process.signal(SIGTERM);
+  CHECK(berth.process.wait_exit(30s) == 0);
+}
+
+TEST_CASE(
+    "http: probes and metrics and control against a running guest where a hung QEMU fails "
+    "liveness within its deadline and recovers",
+    "[vm][http]") {
+  GuestBerth berth({"NO_VNC=0"});
+  INFO(berth.process.log_text());
+  REQUIRE(berth.process.wait_console("berth-guest: ready"));
+  auto live = http_get(berth.health_url("/healthz"));
+  CHECK(live.status == 200);
+  CHECK_THAT(live.body, Catch::Contains("\"vm\":\"running\""));
+  // No network yet, so no DHCP lease: not ready, and it says why.
+  auto ready = http_get(berth.health_url("/readyz"));
+  CHECK(ready.status == 503);
+  CHECK_THAT(ready.body, Catch::Contains("DHCP lease"));
+  auto metrics = http_get(berth.health_url("/metrics"));
+  CHECK(metrics.status == 200);
+  CHECK_THAT(metrics.body, Catch::Contains("berth_phase{phase=\"running\"} 1")
+                               && Catch::Contains("berth_block_read_bytes_total{device=")
+                               && Catch::Contains("berth_info{version=")
+                               && Catch::Contains("accel=\"tcg\""));
+  auto status = http_get(berth.control_url("/api/v1/status"));
+  CHECK(status.status == 200);
+  CHECK_THAT(status.body, Catch::Contains("\"status\":\"running\""));
+  auto refused = http_request(berth.control_url("/api/v1/qmp"), "POST");
+  CHECK(refused.status == 400);  // {} has no "execute"
+  auto shot = http_get(berth.control_url("/api/v1/screenshot.png"));
+  CHECK(shot.status == 200);
+  CHECK(shot.body.substr(1, 3) == "PNG");
+
+  // SIGSTOP on QEMU: QMP cannot answer, so liveness fails within its 2 s deadline.
+  const auto qemu_pid = berth.process.wait_log("QEMU running as pid (\\d+)", 0ms);
+  REQUIRE(qemu_pid);
+  ::kill(std::stoi(*qemu_pid), SIGSTOP);
+  const auto asked = std::chrono::steady_clock::now();
+  auto hung = http_get(berth.health_url("/healthz"), 10);
+  const auto took = std::chrono::steady_clock::now() - asked;
+  CHECK(hung.status == 503);
+  CHECK_THAT(hung.body, Catch::Contains("timed out"));
+  CHECK(took < 4s);
+  ::kill(std::stoi(*qemu_pid), SIGCONT);
+  std::this_thread::sleep_for(500ms);
+  CHECK(http_get(berth.health_url("/healthz")).status == 200);
+
+  // Power down from the control API: the guest powers off and berth exits 0.
+  CHECK(http_request(berth.control_url("/api/v1/powerdown"), "POST").status == 200);
   CHECK(berth.process.wait_exit(30s) == 0);
 }

@@ -9,6 +9,7 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -48,6 +49,41 @@ inline std::string slurp(const fs::path& path) {
   std::ostringstream out;
   out << in.rdbuf();
   return out.str();
+}
+
+// Two free-looking TCP ports for one berth's health and control listeners, distinct across the
+// test processes that CTest runs in parallel (derived from the pid) and across calls.
+inline std::pair<int, int> test_ports() {
+  static int calls = 0;
+  const int base = 20000 + (static_cast<int>(::getpid()) % 2000) * 10 + (calls++ % 5) * 2;
+  return {base, base + 1};
+}
+
+struct HttpResult {
+  int status = 0;  // 0: no answer
+  std::string body;
+};
+
+// GET (or another method) with curl, at most `seconds`; the status and the body.
+inline HttpResult http_request(const std::string& url, const std::string& method = "GET",
+                               double seconds = 5) {
+  const std::string command = "curl -s -m " + std::to_string(seconds) + " -X " + method
+                              + " -H 'Content-Type: application/json' -d '{}' -w '\\n%{http_code}' "
+                              + url + " 2>/dev/null";
+  std::string out;
+  if (FILE* pipe = ::popen(command.c_str(), "r")) {
+    char buffer[4096];
+    for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;)
+      out.append(buffer, n);
+    ::pclose(pipe);
+  }
+  const auto nl = out.rfind('\n');
+  if (nl == std::string::npos)
+    return {};
+  return {std::atoi(out.c_str() + nl + 1), out.substr(0, nl)};
+}
+inline HttpResult http_get(const std::string& url, double seconds = 5) {
+  return http_request(url, "GET", seconds);
 }
 
 // A fresh directory under /tmp, removed with its contents when this goes out of scope.
@@ -110,8 +146,11 @@ struct BerthProcess {
       std::smatch m;
       if (std::regex_search(text, m, re))
         return m.size() > 1 ? m[1].str() : m[0].str();
-      if (over)
+      if (over) {
+        if (limit.count() > 0)
+          report(pattern);
         return std::nullopt;
+      }
       std::this_thread::sleep_for(50ms);
     }
   }
@@ -144,6 +183,18 @@ struct BerthProcess {
   }
 
   void signal(int sig) const { ::kill(pid, sig); }
+
+  // Prints what berth said to stderr (ctest shows it for a failed test).
+  void report(const std::string& waited_for) const {
+    std::fprintf(stderr,
+                 "--- waited in vain for /%s/; berth %s; its log:\n%s\n--- console tail:\n%s\n",
+                 waited_for.c_str(),
+                 exit_code ? ("exited with " + std::to_string(*exit_code)).c_str() : "still runs",
+                 slurp(log).c_str(), tail(slurp(console), 2000).c_str());
+  }
+  static std::string tail(const std::string& text, std::size_t n) {
+    return text.size() <= n ? text : text.substr(text.size() - n);
+  }
 
   // Everything berth logged, for failure messages.
   std::string log_text() const { return slurp(log); }

@@ -1,0 +1,17 @@
+#pragma once
+// Which QMP commands remote callers (the control API) may run. An allow-list: anything not named
+// here is refused, and SPEC-NOTES' never-expose commands (host paths, migration, memory dumps,
+// device and object creation, the human monitor, x-*) are never on it.
+
+#include <string_view>
+#include <vector>
+
+namespace berth::qmp {
+
+// True when `command` may be run on behalf of a remote caller.
+bool remote_command_allowed(std::string_view command);
+
+// The allowed commands, sorted (for the console's command list and the API's 403 message).
+const std::vector<std::string_view>& remote_commands();
+
+}  // namespace berth::qmp

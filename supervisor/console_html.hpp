@@ -1,0 +1,139 @@
+#pragma once
+// The control console: one self-contained HTML page (no external assets) served at GET / of the
+// control listener. It uses only the control API: status, power buttons, an allow-listed QMP box,
+// the live event log (SSE) and a screenshot.
+
+#include <string_view>
+
+namespace berth {
+
+inline constexpr std::string_view kConsoleHtml = R"HTML(<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Berth console</title>
+<style>
+  body { font: 14px/1.4 system-ui, sans-serif; margin: 0; background: #f4f5f7; color: #1d2330; }
+  header { background: #1d2330; color: #fff; padding: 10px 18px; display: flex; gap: 16px;
+           align-items: baseline; }
+  header h1 { font-size: 18px; margin: 0; }
+  main { display: grid; grid-template-columns: minmax(320px, 1fr) minmax(320px, 1fr); gap: 14px;
+         padding: 14px; }
+  section { background: #fff; border-radius: 6px; padding: 12px 14px;
+            box-shadow: 0 1px 2px rgba(0,0,0,.08); }
+  h2 { font-size: 15px; margin: 0 0 8px; }
+  dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; margin: 0; }
+  dt { color: #5b6475; }
+  button { font: inherit; padding: 6px 12px; margin: 0 6px 6px 0; border-radius: 4px;
+           border: 1px solid #b8bfcc; background: #fff; cursor: pointer; }
+  button.danger { border-color: #c0392b; color: #c0392b; }
+  select, textarea { font: 13px monospace; width: 100%; box-sizing: border-box; margin-bottom: 6px; }
+  pre { background: #0f1420; color: #d6deeb; padding: 8px; border-radius: 4px; max-height: 260px;
+        overflow: auto; font-size: 12px; margin: 0; white-space: pre-wrap; }
+  #screen { max-width: 100%; border: 1px solid #ccd; background: #000; min-height: 40px; }
+  .ok { color: #1e8449; } .bad { color: #c0392b; }
+</style>
+</head>
+<body>
+<header><h1>Berth</h1><span id="host">…</span><span id="state">connecting…</span></header>
+<main>
+  <section>
+    <h2>Status</h2>
+    <dl id="status"></dl>
+    <h2 style="margin-top:12px">Power</h2>
+    <button id="powerdown" data-action="powerdown">Power down (ACPI)</button>
+    <button data-action="reset" class="danger">Reset</button>
+    <button data-action="stop">Pause</button>
+    <button data-action="cont">Resume</button>
+  </section>
+  <section>
+    <h2>QMP (allow-listed commands only)</h2>
+    <select id="command"></select>
+    <textarea id="arguments" rows="3" placeholder='arguments as JSON, e.g. {"keys": [{"type": "qcode", "data": "ret"}]}'></textarea>
+    <button id="run">Run</button>
+    <pre id="reply">—</pre>
+  </section>
+  <section>
+    <h2>Events</h2>
+    <pre id="events"></pre>
+  </section>
+  <section>
+    <h2>Screen</h2>
+    <button id="shot">Take screenshot</button>
+    <div><img id="screen" alt="no screenshot yet"></div>
+  </section>
+</main>
+<script>
+"use strict";
+const token = new URLSearchParams(location.search).get("token");
+const withToken = (url) => token ? url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : url;
+const headers = { "Content-Type": "application/json" };
+if (token) headers["Authorization"] = "Bearer " + token;
+const $ = (id) => document.getElementById(id);
+const log = (line) => { const e = $("events"); e.textContent += line + "\n"; e.scrollTop = e.scrollHeight; };
+
+async function refresh() {
+  try {
+    const r = await fetch(withToken("/api/v1/status"), { headers });
+    const s = await r.json();
+    $("host").textContent = s.hostname;
+    const vm = s.vm ? s.vm.status : "not running";
+    $("state").textContent = s.phase + " · VM " + vm;
+    $("state").className = vm === "running" ? "ok" : "bad";
+    const rows = { phase: s.phase, vm: vm, accel: s.accel, "VM IP": s.vm_ip,
+                   "DHCP lease": s.lease_given ? "given" : "not yet",
+                   uptime: Math.round(s.uptime_seconds) + " s", "QEMU starts": s.qemu_starts };
+    $("status").innerHTML = "";
+    for (const [k, v] of Object.entries(rows)) {
+      const dt = document.createElement("dt"); dt.textContent = k;
+      const dd = document.createElement("dd"); dd.textContent = v;
+      $("status").append(dt, dd);
+    }
+    if (!$("command").options.length) {
+      for (const c of s.qmp_allowed) $("command").add(new Option(c, c));
+      $("command").value = "query-status";
+    }
+    $("shot").disabled = !s.vnc;
+  } catch (e) { $("state").textContent = "berth unreachable"; $("state").className = "bad"; }
+}
+
+async function post(path, body) {
+  const r = await fetch(withToken(path), { method: "POST", headers, body: JSON.stringify(body || {}) });
+  return { status: r.status, body: await r.json() };
+}
+
+for (const b of document.querySelectorAll("button[data-action]")) {
+  b.onclick = async () => {
+    const r = await post("/api/v1/" + b.dataset.action);
+    log("> " + b.dataset.action + ": " + (r.status === 200 ? "ok" : r.body.error));
+    refresh();
+  };
+}
+
+$("run").onclick = async () => {
+  let args = {};
+  const text = $("arguments").value.trim();
+  if (text) { try { args = JSON.parse(text); } catch (e) { $("reply").textContent = "arguments: " + e.message; return; } }
+  const r = await post("/api/v1/qmp", { execute: $("command").value, arguments: args });
+  $("reply").textContent = r.status + "\n" + JSON.stringify(r.body, null, 2);
+};
+
+$("shot").onclick = () => { $("screen").src = withToken("/api/v1/screenshot.png?t=" + Date.now()); };
+
+const events = new EventSource(withToken("/api/v1/events"));
+events.addEventListener("qmp", (m) => {
+  const e = JSON.parse(m.data);
+  log(new Date(e.timestamp * 1000).toISOString().slice(11, 23) + " " + e.event + " " + JSON.stringify(e.data));
+  refresh();
+});
+events.onopen = () => log("(event stream connected)");
+
+refresh();
+setInterval(refresh, 3000);
+</script>
+</body>
+</html>
+)HTML";
+
+}  // namespace berth

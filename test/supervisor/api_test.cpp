@@ -1,0 +1,197 @@
+// The HTTP API's routing, limits and allow-list, in-process on loopback (no QEMU): HttpServer and
+// Api with a RuntimeState whose VM is absent.
+
+#include "supervisor/api.hpp"
+
+#include <spdlog/sinks/null_sink.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <catch2/catch.hpp>
+#include <thread>
+
+#include "supervisor/http_server.hpp"
+
+using namespace berth;
+namespace asio = boost::asio;
+
+namespace {
+
+std::shared_ptr<spdlog::logger> quiet() {
+  return std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_st>());
+}
+
+Config config() {
+  Config c;
+  c.health_port = 0;
+  c.runtime_dir = "/tmp";
+  c.vnc = true;
+  return c;
+}
+
+// One API behind two loopback servers, run on a thread; requests are raw HTTP over a socket.
+struct Fixture {
+  asio::io_context io;
+  RuntimeState state;
+  Config cfg = config();
+  Api api;
+  HttpServer health;
+  HttpServer control;
+  std::thread thread;
+
+  explicit Fixture(std::optional<std::string> token = std::nullopt, HttpLimits limits = {})
+      : api(io, state, cfg, std::move(token), quiet()),
+        health(
+            io, "health", limits,
+            [this](HttpRequest r, asio::ip::tcp::endpoint p) { return api.health(r, p); }, quiet()),
+        control(
+            io, "control", limits,
+            [this](HttpRequest r, asio::ip::tcp::endpoint p) { return api.control(r, p); },
+            quiet()) {
+    const asio::ip::tcp::endpoint any_port{asio::ip::address_v4::loopback(), 0};
+    REQUIRE_FALSE(health.listen(any_port));
+    REQUIRE_FALSE(control.listen(any_port));
+  }
+  void start() {
+    thread = std::thread([this] { io.run(); });
+  }
+  ~Fixture() {
+    io.stop();
+    if (thread.joinable())
+      thread.join();
+  }
+
+  // Sends `raw` to the server and returns everything it answers until it closes.
+  static std::string exchange(const HttpServer& server, const std::string& raw) {
+    asio::io_context client;
+    asio::ip::tcp::socket socket(client);
+    socket.connect(server.local_endpoint());
+    asio::write(socket, asio::buffer(raw));
+    std::string answer;
+    boost::system::error_code ec;
+    asio::read(socket, asio::dynamic_buffer(answer), ec);
+    return answer;
+  }
+  std::string get(const HttpServer& server, const std::string& target,
+                  const std::string& headers = "") {
+    return exchange(server, "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + headers
+                                + "Connection: close\r\n\r\n");
+  }
+  std::string post(const std::string& target, const std::string& body,
+                   const std::string& headers = "Content-Type: application/json\r\n") {
+    return exchange(control, "POST " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + headers
+                                 + "Content-Length: " + std::to_string(body.size())
+                                 + "\r\nConnection: close\r\n\r\n" + body);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("health: liveness answers while starting, readiness waits for the VM", "[api]") {
+  Fixture f;
+  f.state.phase = Phase::kImage;  // e.g. a long image download
+  f.start();
+  CHECK_THAT(f.get(f.health, "/healthz"), Catch::StartsWith("HTTP/1.1 200"));
+  const auto ready = f.get(f.health, "/readyz");
+  CHECK_THAT(ready, Catch::StartsWith("HTTP/1.1 503") && Catch::Contains("not running yet"));
+  CHECK_THAT(f.get(f.health, "/nope"), Catch::StartsWith("HTTP/1.1 404"));
+  CHECK_THAT(
+      f.exchange(f.health, "DELETE /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+      Catch::StartsWith("HTTP/1.1 405"));
+}
+
+TEST_CASE("health: a running phase without QMP fails liveness", "[api]") {
+  Fixture f;
+  f.state.phase = Phase::kRunning;
+  f.start();
+  CHECK_THAT(f.get(f.health, "/healthz"),
+             Catch::StartsWith("HTTP/1.1 503") && Catch::Contains("QMP is not connected"));
+}
+
+TEST_CASE("metrics: Prometheus text with the lifecycle and counters", "[api]") {
+  Fixture f;
+  f.state.phase = Phase::kDisk;
+  f.state.qemu_starts = 2;
+  f.state.extra_metrics = [] { return std::string("berth_dhcp_acks_total 3\n"); };
+  f.start();
+  const auto text = f.get(f.health, "/metrics");
+  CHECK_THAT(text, Catch::Contains("Content-Type: text/plain; version=0.0.4"));
+  CHECK_THAT(text, Catch::Contains("berth_phase{phase=\"disk\"} 1\n"));
+  CHECK_THAT(text, Catch::Contains("berth_phase{phase=\"running\"} 0\n"));
+  CHECK_THAT(
+      text, Catch::Contains("# TYPE berth_qemu_starts_total counter\nberth_qemu_starts_total 2\n"));
+  CHECK_THAT(text, Catch::Contains("berth_dhcp_acks_total 3\n"));
+}
+
+TEST_CASE("control: routes, JSON-only POSTs, cross-origin refusal, allow-list", "[api]") {
+  Fixture f;
+  f.state.phase = Phase::kRunning;
+  f.start();
+  CHECK_THAT(f.get(f.control, "/"),
+             Catch::StartsWith("HTTP/1.1 200") && Catch::Contains("<title>Berth console</title>"));
+  CHECK_THAT(f.get(f.control, "/api/v1/status"),
+             Catch::StartsWith("HTTP/1.1 200") && Catch::Contains("\"qmp_allowed\":["));
+  CHECK_THAT(f.post("/api/v1/powerdown", "{}", "Content-Type: text/plain\r\n"),
+             Catch::StartsWith("HTTP/1.1 415"));
+  CHECK_THAT(f.get(f.control, "/api/v1/status", "Origin: http://evil.example\r\n"),
+             Catch::StartsWith("HTTP/1.1 403"));
+  CHECK_THAT(f.get(f.control, "/api/v1/status", "Origin: http://127.0.0.1\r\n"),
+             Catch::StartsWith("HTTP/1.1 200"));
+  for (const char* command : {"human-monitor-command", "migrate", "device_add", "x-exit-preconfig",
+                              "blockdev-change-medium", "quit"}) {
+    INFO(command);
+    CHECK_THAT(f.post("/api/v1/qmp", std::string("{\"execute\":\"") + command + "\"}"),
+               Catch::StartsWith("HTTP/1.1 403") && Catch::Contains("not allowed"));
+  }
+  // Allowed, but there is no VM: a conflict, not a crash.
+  CHECK_THAT(f.post("/api/v1/qmp", R"({"execute":"query-status"})"),
+             Catch::StartsWith("HTTP/1.1 409"));
+  CHECK_THAT(f.post("/api/v1/qmp", R"({"execute":"query-status","arguments":[1]})"),
+             Catch::StartsWith("HTTP/1.1 400"));
+  CHECK_THAT(f.post("/api/v1/qmp", "not json"), Catch::StartsWith("HTTP/1.1 400"));
+  CHECK_THAT(f.get(f.control, "/api/v1/nothing"), Catch::StartsWith("HTTP/1.1 404"));
+}
+
+TEST_CASE("control: a token, when set, is required as a bearer header or query", "[api]") {
+  Fixture f(std::string("0123456789abcdef0123"));
+  f.start();
+  const auto refused = f.get(f.control, "/api/v1/status");
+  CHECK_THAT(refused,
+             Catch::StartsWith("HTTP/1.1 401") && Catch::Contains("WWW-Authenticate: Bearer"));
+  CHECK_THAT(f.get(f.control, "/api/v1/status", "Authorization: Bearer wrong\r\n"),
+             Catch::StartsWith("HTTP/1.1 401"));
+  CHECK_THAT(f.get(f.control, "/api/v1/status", "Authorization: Bearer 0123456789abcdef0123\r\n"),
+             Catch::StartsWith("HTTP/1.1 200"));
+  CHECK_THAT(f.get(f.control, "/api/v1/status?token=0123456789abcdef0123"),
+             Catch::StartsWith("HTTP/1.1 200"));
+  CHECK_THAT(f.get(f.control, "/api/v1/status?token=0123456789abcdef012"),
+             Catch::StartsWith("HTTP/1.1 401"));
+}
+
+TEST_CASE("limits: oversized headers and bodies, garbage, and the connection cap", "[api]") {
+  HttpLimits limits;
+  limits.header_bytes = 1024;
+  limits.body_bytes = 256;
+  limits.max_connections = 2;
+  limits.read_timeout = std::chrono::seconds(1);
+  Fixture f(std::nullopt, limits);
+  f.start();
+  CHECK_THAT(f.get(f.health, "/healthz", "X-Big: " + std::string(2000, 'a') + "\r\n"),
+             Catch::StartsWith("HTTP/1.1 413") && Catch::Contains("malformed request"));
+  CHECK_THAT(f.post("/api/v1/qmp", std::string(1000, ' ')), Catch::StartsWith("HTTP/1.1 413"));
+  CHECK_THAT(f.exchange(f.health, "\x16\x03\x01 not http\r\n\r\n"),
+             Catch::StartsWith("HTTP/1.1 400"));
+  // Two idle connections fill the cap; a third is closed at once; after the read deadline the
+  // idle ones are dropped and the server answers again.
+  asio::io_context client;
+  asio::ip::tcp::socket a(client), b(client);
+  a.connect(f.health.local_endpoint());
+  b.connect(f.health.local_endpoint());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  CHECK(f.get(f.health, "/healthz").empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  CHECK_THAT(f.get(f.health, "/healthz"), Catch::StartsWith("HTTP/1.1 200"));
+}
