@@ -13,7 +13,7 @@ packages=(
   # run
   qemu-system-x86 qemu-utils ca-certificates
   # test: real peers and inspection tools
-  nftables iproute2 busybox isc-dhcp-client bind9-dnsutils util-linux procps curl genisoimage
+  nftables iproute2 iputils-ping busybox isc-dhcp-client bind9-dnsutils util-linux procps curl genisoimage
   # test guest build (test/guest/build-guest.sh): partitions, filesystems, initramfs
   fdisk dosfstools mtools e2fsprogs cpio gzip
 )

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "net/network.hpp"
 #include "qemu/kvm.hpp"
 #include "supervisor/logging.hpp"
 
@@ -26,20 +27,6 @@ using namespace asio::experimental::awaitable_operators;
 // How long a guest must run under KVM before VM_ACCEL=auto reports that it uses KVM. A later KVM
 // failure still falls back to TCG once (run_until_end): nested KVM can fail well after start.
 constexpr auto kKvmProbation = 5s;
-
-std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-std::string hostname() {
-  char name[256] = {};
-  if (::gethostname(name, sizeof name - 1) != 0)
-    return "berth";
-  return name;
-}
 
 // A locally administered unicast MAC, stable for a hostname (and so for its pet disk).
 MacAddress mac_for(const std::string& host) {
@@ -145,6 +132,18 @@ asio::awaitable<void> Supervisor::main_flow() {
     code = co_await run_until_end();
   }
   enter(Phase::kCleaningUp);
+  if (vm_ && vm_->running()) {
+    vm_->kill();
+    co_await vm_->wait_exit(5s);
+  }
+  if (network_) {
+    if (auto done = network_->teardown(); !done)
+      log_->error("network teardown: {}", done.error().message);
+    else
+      log_->info("network: removed {}, {} and table {}", network_->spec().bridge,
+                 network_->spec().tap, network_->spec().table);
+    network_.reset();
+  }
   std::error_code ignored;
   std::filesystem::remove(config_.runtime_dir / "qmp.sock", ignored);
   enter(Phase::kExited);
@@ -153,13 +152,22 @@ asio::awaitable<void> Supervisor::main_flow() {
 
 asio::awaitable<std::optional<Failure>> Supervisor::start_up() {
   enter(Phase::kDiscovering);
-  hostname_ = hostname();
-  resolv_ = net::parse_resolv_conf(read_file("/etc/resolv.conf"));
+  auto pod = net::discover_pod();
+  if (!pod)
+    co_return Failure{ExitCode::kNetwork, pod.error().message};
+  if (auto subnet = net::check_vm_subnet(*pod, config_.vm_ip, config_.vm_gw); !subnet)
+    co_return Failure{ExitCode::kNetwork, subnet.error().message};
+  pod_ = std::move(*pod);
+  hostname_ = pod_.hostname;
+  resolv_ = pod_.resolv_conf;
+  mtu_ = pod_.mtu;
   std::vector<std::string> servers;
   for (const auto& server : resolv_.nameservers)
     servers.push_back(server.to_string());
-  log_->info("pod: hostname {}, nameservers [{}], search [{}], ndots {}", hostname_,
-             fmt::join(servers, " "), fmt::join(resolv_.search, " "), resolv_.ndots);
+  log_->info("pod: {} {} mtu {}, gateway {}, hostname {}, nameservers [{}], search [{}]",
+             pod_.interface, pod_.address.to_string(), pod_.mtu,
+             pod_.gateway ? pod_.gateway->to_string() : "none", hostname_, fmt::join(servers, " "),
+             fmt::join(resolv_.search, " "));
   mac_ = config_.vm_mac.value_or(mac_for(hostname_));
   state_.hostname = hostname_;
   state_.vm_ip = config_.vm_ip;
@@ -187,6 +195,22 @@ asio::awaitable<std::optional<Failure>> Supervisor::start_up() {
   enter(Phase::kDisk);
   if (auto failure = co_await prepare_disk())
     co_return failure;
+  if (stop_kind_)
+    co_return std::nullopt;
+
+  enter(Phase::kNetwork);
+  std::vector<net::ReservedPort> reserved = {{config_.health_port, "health"}};
+  if (config_.vnc)
+    reserved.push_back({5900, "vnc"});
+  auto network = net::PodNetwork::setup(
+      net::network_spec(pod_, config_.vm_ip, config_.vm_gw, std::move(reserved),
+                        {{config_.control_listen.port, "control"}}));
+  if (!network)
+    co_return Failure{ExitCode::kNetwork, network.error().message};
+  network_ = std::move(*network);
+  log_->info("network: {} {}/30 and {} bridged, NAT {} <-> {} (nft list table ip {})",
+             network_->spec().bridge, config_.vm_gw.to_string(), network_->spec().tap,
+             pod_.address.address().to_string(), config_.vm_ip.to_string(), network_->spec().table);
   if (stop_kind_)
     co_return std::nullopt;
 
@@ -236,6 +260,8 @@ qemu::MachineSpec Supervisor::machine_spec(qemu::Accelerator accel) const {
   spec.mtu = mtu_;
   spec.vnc = config_.vnc ? qemu::Vnc::kOn : qemu::Vnc::kOff;
   spec.qmp_socket = config_.runtime_dir / "qmp.sock";
+  if (network_)
+    spec.tap = network_->spec().tap;
   spec.extra_args = config_.qemu_args;
   return spec;
 }

@@ -11,6 +11,8 @@
 #include <memory>
 #include <optional>
 
+#include "net/network.hpp"
+#include "net/pod.hpp"
 #include "net/resolv_conf.hpp"
 #include "qemu/command_line.hpp"
 #include "supervisor/api.hpp"
@@ -74,6 +76,8 @@ class Supervisor {
   std::optional<int> exit_code_;
 
   // What start-up found and made.
+  net::Pod pod_;
+  std::optional<net::PodNetwork> network_;
   std::string hostname_;
   net::ResolvConf resolv_;
   unsigned mtu_ = 1500;

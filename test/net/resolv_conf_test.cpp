@@ -4,7 +4,7 @@
 
 using berth::net::parse_resolv_conf;
 
-TEST_CASE("a Kubernetes pod's resolv.conf", "[resolv]") {
+TEST_CASE("net: a Kubernetes pod's resolv.conf", "[resolv]") {
   const auto conf = parse_resolv_conf(
       "search default.svc.cluster.local svc.cluster.local cluster.local\n"
       "nameserver 10.96.0.10\n"
@@ -17,7 +17,7 @@ TEST_CASE("a Kubernetes pod's resolv.conf", "[resolv]") {
   CHECK(conf.ndots == 5);
 }
 
-TEST_CASE("resolv.conf quirks: comments, limits, bad lines, last search wins", "[resolv]") {
+TEST_CASE("net: resolv.conf quirks: comments, limits, bad lines, last search wins", "[resolv]") {
   const auto conf = parse_resolv_conf(
       "# generated\n"
       "domain example.org\n"

@@ -173,12 +173,18 @@ namespace {
 // berth under `unshare --pid --fork --mount-proc`: unshare is our child, berth its child.
 struct Pid1Berth {
   test::TempDir dir;
+  test::PodNet net;
   test::BerthProcess process;
   pid_t berth_pid = -1;  // as seen from here (it is 1 inside its namespace)
 
   explicit Pid1Berth(std::vector<std::string> env = {})
-      : process(dir.path, with_guest(std::move(env), dir.path),
-                {"unshare", "--pid", "--fork", "--mount-proc"}) {}
+      : process(dir.path, with_guest(std::move(env), dir.path), prefix(net)) {}
+
+  static std::vector<std::string> prefix(const test::PodNet& net) {
+    auto argv = net.in_pod();
+    argv.insert(argv.end(), {"unshare", "--pid", "--fork", "--mount-proc"});
+    return argv;
+  }
 
   static std::vector<std::string> with_guest(std::vector<std::string> env, const fs::path& dir) {
     env.push_back("IMG_SOURCE=" + test::test_guest());
@@ -187,9 +193,6 @@ struct Pid1Berth {
     env.push_back("VM_ACCEL=tcg");
     env.push_back("VM_MEMORY=256M");
     env.push_back("NO_VNC=1");
-    const auto [health, control] = test::test_ports();
-    env.push_back("BERTH_HEALTH_PORT=" + std::to_string(health));
-    env.push_back("BERTH_CONTROL_LISTEN=127.0.0.1:" + std::to_string(control));
     return env;
   }
 
@@ -197,6 +200,7 @@ struct Pid1Berth {
   void start() {
     const auto deadline = std::chrono::steady_clock::now() + 10s;
     while (berth_pid < 0 && std::chrono::steady_clock::now() < deadline) {
+      // ip netns exec execs unshare in place; unshare forks berth.
       if (auto kids = children_of(process.pid); !kids.empty())
         berth_pid = kids.front();
       std::this_thread::sleep_for(10ms);

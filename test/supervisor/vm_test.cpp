@@ -19,30 +19,29 @@ enum class Probe { kNone, kAttached };  // kAttached: a second QMP monitor for t
 // berth on the test guest with its own disk and runtime folders; `env` adds or overrides.
 struct GuestBerth {
   TempDir dir;
-  std::pair<int, int> ports = test_ports();
+  PodNet net;
   BerthProcess process;
 
   explicit GuestBerth(std::vector<std::string> env = {}, Probe probe = Probe::kNone)
-      : process(dir.path, defaults(dir.path, std::move(env), probe, ports)) {}
+      : process(dir.path, defaults(dir.path, std::move(env), probe), net.in_pod()) {}
 
-  std::string health_url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(ports.first) + path;
+  // The health endpoints as the kubelet reaches them: the pod IP, from the node.
+  HttpResult health(const std::string& path, double seconds = 5) const {
+    return http_get(std::string("http://") + PodNet::kPodIp + ":9250" + path, seconds, net.node());
   }
-  std::string control_url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(ports.second) + path;
+  // The control API as `kubectl port-forward` reaches it: loopback inside the pod.
+  HttpResult control(const std::string& path, const std::string& method = "GET") const {
+    return http_request("http://127.0.0.1:9251" + path, method, 5, net.pod());
   }
 
   static std::vector<std::string> defaults(const fs::path& dir, std::vector<std::string> env,
-                                           Probe probe, std::pair<int, int> ports) {
-    std::vector<std::string> all = {
-        "IMG_SOURCE=" + test_guest(),
-        "BERTH_DISK_DIR=" + (dir / "disks").string(),
-        "BERTH_RUNTIME_DIR=" + (dir / "run").string(),
-        "VM_ACCEL=tcg",
-        "VM_MEMORY=256M",
-        "NO_VNC=1",
-        "BERTH_HEALTH_PORT=" + std::to_string(ports.first),
-        "BERTH_CONTROL_LISTEN=127.0.0.1:" + std::to_string(ports.second)};
+                                           Probe probe) {
+    std::vector<std::string> all = {"IMG_SOURCE=" + test_guest(),
+                                    "BERTH_DISK_DIR=" + (dir / "disks").string(),
+                                    "BERTH_RUNTIME_DIR=" + (dir / "run").string(),
+                                    "VM_ACCEL=tcg",
+                                    "VM_MEMORY=256M",
+                                    "NO_VNC=1"};
     if (probe == Probe::kAttached)
       all.push_back("BERTH_QEMU_ARGS=-qmp unix:" + (dir / "probe.qmp").string()
                     + ",server=on,wait=off");
@@ -154,25 +153,25 @@ TEST_CASE(
   GuestBerth berth({"NO_VNC=0"});
   INFO(berth.process.log_text());
   REQUIRE(berth.process.wait_console("berth-guest: ready"));
-  auto live = http_get(berth.health_url("/healthz"));
+  auto live = berth.health("/healthz");
   CHECK(live.status == 200);
   CHECK_THAT(live.body, Catch::Contains("\"vm\":\"running\""));
   // No network yet, so no DHCP lease: not ready, and it says why.
-  auto ready = http_get(berth.health_url("/readyz"));
+  auto ready = berth.health("/readyz");
   CHECK(ready.status == 503);
   CHECK_THAT(ready.body, Catch::Contains("DHCP lease"));
-  auto metrics = http_get(berth.health_url("/metrics"));
+  auto metrics = berth.health("/metrics");
   CHECK(metrics.status == 200);
   CHECK_THAT(metrics.body, Catch::Contains("berth_phase{phase=\"running\"} 1")
                                && Catch::Contains("berth_block_read_bytes_total{device=")
                                && Catch::Contains("berth_info{version=")
                                && Catch::Contains("accel=\"tcg\""));
-  auto status = http_get(berth.control_url("/api/v1/status"));
+  auto status = berth.control("/api/v1/status");
   CHECK(status.status == 200);
   CHECK_THAT(status.body, Catch::Contains("\"status\":\"running\""));
-  auto refused = http_request(berth.control_url("/api/v1/qmp"), "POST");
+  auto refused = berth.control("/api/v1/qmp", "POST");
   CHECK(refused.status == 400);  // {} has no "execute"
-  auto shot = http_get(berth.control_url("/api/v1/screenshot.png"));
+  auto shot = berth.control("/api/v1/screenshot.png");
   CHECK(shot.status == 200);
   CHECK(shot.body.substr(1, 3) == "PNG");
 
@@ -181,16 +180,16 @@ TEST_CASE(
   REQUIRE(qemu_pid);
   ::kill(std::stoi(*qemu_pid), SIGSTOP);
   const auto asked = std::chrono::steady_clock::now();
-  auto hung = http_get(berth.health_url("/healthz"), 10);
+  auto hung = berth.health("/healthz", 10);
   const auto took = std::chrono::steady_clock::now() - asked;
   CHECK(hung.status == 503);
   CHECK_THAT(hung.body, Catch::Contains("timed out"));
   CHECK(took < 4s);
   ::kill(std::stoi(*qemu_pid), SIGCONT);
   std::this_thread::sleep_for(500ms);
-  CHECK(http_get(berth.health_url("/healthz")).status == 200);
+  CHECK(berth.health("/healthz").status == 200);
 
   // Power down from the control API: the guest powers off and berth exits 0.
-  CHECK(http_request(berth.control_url("/api/v1/powerdown"), "POST").status == 200);
+  CHECK(berth.control("/api/v1/powerdown", "POST").status == 200);
   CHECK(berth.process.wait_exit(30s) == 0);
 }

@@ -51,23 +51,50 @@ inline std::string slurp(const fs::path& path) {
   return out.str();
 }
 
-// Two free-looking TCP ports for one berth's health and control listeners, distinct across the
-// test processes that CTest runs in parallel (derived from the pid) and across calls.
-inline std::pair<int, int> test_ports() {
-  static int calls = 0;
-  const int base = 20000 + (static_cast<int>(::getpid()) % 2000) * 10 + (calls++ % 5) * 2;
-  return {base, base + 1};
-}
+// A pod-like network (test/e2e/podnet.sh): namespaces <name>-node and <name>-pod, unique to this
+// test process, removed again at the end. berth runs in the pod namespace, clients in the node's.
+struct PodNet {
+  std::string name;
+  explicit PodNet(const std::string& style = "calico")
+      : name("bt" + std::to_string(::getpid()) + "-" + std::to_string(counter()++)) {
+    REQUIRE(std::system((script() + " up " + name + " " + style).c_str()) == 0);
+  }
+  ~PodNet() { [[maybe_unused]] int rc = std::system((script() + " down " + name).c_str()); }
+  PodNet(const PodNet&) = delete;
+  PodNet& operator=(const PodNet&) = delete;
+
+  std::string pod() const { return name + "-pod"; }
+  std::string node() const { return name + "-node"; }
+  // argv prefix that runs a program in the pod (resp. node) namespace.
+  std::vector<std::string> in_pod() const { return {"ip", "netns", "exec", pod()}; }
+  std::vector<std::string> in_node() const { return {"ip", "netns", "exec", node()}; }
+  static constexpr const char* kPodIp = "10.77.0.5";
+
+ private:
+  static std::string script() {
+#ifdef BERTH_SOURCE_DIR
+    return std::string(BERTH_SOURCE_DIR) + "/test/e2e/podnet.sh";
+#else
+    return "test/e2e/podnet.sh";
+#endif
+  }
+  static int& counter() {
+    static int n = 0;
+    return n;
+  }
+};
 
 struct HttpResult {
   int status = 0;  // 0: no answer
   std::string body;
 };
 
-// GET (or another method) with curl, at most `seconds`; the status and the body.
+// A request with curl, at most `seconds`, run in network namespace `netns` ("" = here): the status
+// and the body.
 inline HttpResult http_request(const std::string& url, const std::string& method = "GET",
-                               double seconds = 5) {
-  const std::string command = "curl -s -m " + std::to_string(seconds) + " -X " + method
+                               double seconds = 5, const std::string& netns = "") {
+  const std::string command = (netns.empty() ? "" : "ip netns exec " + netns + " ") + "curl -s -m "
+                              + std::to_string(seconds) + " -X " + method
                               + " -H 'Content-Type: application/json' -d '{}' -w '\\n%{http_code}' "
                               + url + " 2>/dev/null";
   std::string out;
@@ -82,8 +109,9 @@ inline HttpResult http_request(const std::string& url, const std::string& method
     return {};
   return {std::atoi(out.c_str() + nl + 1), out.substr(0, nl)};
 }
-inline HttpResult http_get(const std::string& url, double seconds = 5) {
-  return http_request(url, "GET", seconds);
+inline HttpResult http_get(const std::string& url, double seconds = 5,
+                           const std::string& netns = "") {
+  return http_request(url, "GET", seconds, netns);
 }
 
 // A fresh directory under /tmp, removed with its contents when this goes out of scope.

@@ -1,0 +1,236 @@
+#include "plumbing.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <linux/ip.h>
+#include <netlink/route/link/bridge.h>
+#include <netlink/route/link/inet.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "net/netlink.hpp"
+
+namespace berth::net {
+namespace {
+
+using detail::libnl_error;
+using detail::NlAddr;
+using detail::RtnlAddr;
+using detail::RtnlLink;
+
+// Applies `changes` to the interface `name` (which must exist).
+Result<void> change_link(nl_sock* socket, const std::string& name, rtnl_link* changes,
+                         std::string_view what) {
+  auto link = detail::find_link(socket, name);
+  if (!link)
+    return link.error();
+  if (!*link)
+    return Error{ErrorCode::kSystem, fmt::format("{}: interface {} vanished", what, name)};
+  if (int err = rtnl_link_change(socket, link->get(), changes, 0); err < 0)
+    return libnl_error(err, what);
+  return {};
+}
+
+Result<int> create_bridge(nl_sock* socket, const PlumbingSpec& spec) {
+  const std::string what = fmt::format("creating bridge {}", spec.bridge);
+  const RtnlLink bridge(rtnl_link_bridge_alloc());
+  if (!bridge)
+    return Error{ErrorCode::kSystem, what + ": out of memory"};
+  rtnl_link_set_name(bridge.get(), spec.bridge.c_str());
+  if (int err = rtnl_link_add(socket, bridge.get(), NLM_F_CREATE | NLM_F_EXCL); err < 0)
+    return libnl_error(err, what);
+
+  // Set after creation, not in the create request, so the kernel records the MTU as chosen by
+  // the user and does not lower it to the smallest port's.
+  const RtnlLink changes(rtnl_link_alloc());
+  rtnl_link_set_mtu(changes.get(), spec.mtu);
+  rtnl_link_inet_set_conf(changes.get(), IPV4_DEVCONF_FORWARDING, 1);
+  rtnl_link_inet_set_conf(changes.get(), IPV4_DEVCONF_ROUTE_LOCALNET, 1);
+  if (auto done = change_link(socket, spec.bridge, changes.get(),
+                              fmt::format("setting MTU {}, forwarding and route_localnet on {}",
+                                          spec.mtu, spec.bridge));
+      !done)
+    return done.error();
+
+  auto created = detail::find_link(socket, spec.bridge);
+  if (!created)
+    return created.error();
+  if (!*created)
+    return Error{ErrorCode::kSystem, what + ": the bridge vanished"};
+  return rtnl_link_get_ifindex(created->get());
+}
+
+Result<void> add_gateway_address(nl_sock* socket, const PlumbingSpec& spec, int bridge_index) {
+  const std::string what = fmt::format("adding {} to {}", spec.gateway.to_string(), spec.bridge);
+  const auto local_bytes = spec.gateway.address().to_bytes();
+  const auto broadcast_bytes = spec.gateway.broadcast().to_bytes();
+  const NlAddr local(nl_addr_build(AF_INET, local_bytes.data(), local_bytes.size()));
+  const NlAddr broadcast(nl_addr_build(AF_INET, broadcast_bytes.data(), broadcast_bytes.size()));
+  const RtnlAddr address(rtnl_addr_alloc());
+  if (!local || !broadcast || !address)
+    return Error{ErrorCode::kSystem, what + ": out of memory"};
+  nl_addr_set_prefixlen(local.get(), spec.gateway.prefix_length());
+  rtnl_addr_set_ifindex(address.get(), bridge_index);
+  rtnl_addr_set_local(address.get(), local.get());
+  rtnl_addr_set_broadcast(address.get(), broadcast.get());
+  if (int err = rtnl_addr_add(socket, address.get(), 0); err < 0)
+    return libnl_error(err, what);
+  return {};
+}
+
+// A persistent tap, so QEMU can open it by name later and it survives our file descriptor.
+Result<void> create_tap(const std::string& name) {
+  const std::string what = fmt::format("creating tap {}", name);
+  const int fd = ::open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    const int error = errno;
+    if (error == ENOENT || error == ENXIO || error == ENODEV)
+      return Error{ErrorCode::kUnsupported,
+                   fmt::format("{}: /dev/net/tun: {}; the container needs the tun device (a "
+                               "privileged pod, or a device plugin that provides /dev/net/tun)",
+                               what, std::strerror(error))};
+    return detail::errno_error(error, what + ": opening /dev/net/tun");
+  }
+  ifreq request{};
+  std::memcpy(request.ifr_name, name.data(), name.size());  // checked: at most 15 bytes
+  request.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  int result = ::ioctl(fd, TUNSETIFF, &request);
+  if (result == 0)
+    result = ::ioctl(fd, TUNSETPERSIST, 1);
+  const int error = errno;
+  ::close(fd);
+  if (result != 0)
+    return detail::errno_error(error, what);
+  return {};
+}
+
+Result<void> plumb(nl_sock* socket, const PlumbingSpec& spec) {
+  auto bridge_index = create_bridge(socket, spec);
+  if (!bridge_index)
+    return bridge_index.error();
+  if (auto done = add_gateway_address(socket, spec, *bridge_index); !done)
+    return done;
+  if (auto done = create_tap(spec.tap); !done)
+    return done;
+
+  const RtnlLink tap_changes(rtnl_link_alloc());
+  rtnl_link_set_mtu(tap_changes.get(), spec.mtu);
+  rtnl_link_set_master(tap_changes.get(), *bridge_index);
+  rtnl_link_set_flags(tap_changes.get(), IFF_UP);
+  if (auto done = change_link(socket, spec.tap, tap_changes.get(),
+                              fmt::format("enslaving {} to {} and bringing it up (MTU {})",
+                                          spec.tap, spec.bridge, spec.mtu));
+      !done)
+    return done;
+
+  const RtnlLink bridge_changes(rtnl_link_alloc());
+  rtnl_link_set_flags(bridge_changes.get(), IFF_UP);
+  if (auto done = change_link(socket, spec.bridge, bridge_changes.get(),
+                              fmt::format("bringing {} up", spec.bridge));
+      !done)
+    return done;
+
+  const RtnlLink pod_changes(rtnl_link_alloc());
+  rtnl_link_inet_set_conf(pod_changes.get(), IPV4_DEVCONF_FORWARDING, 1);
+  return change_link(socket, spec.pod_interface, pod_changes.get(),
+                     fmt::format("turning forwarding on for {}", spec.pod_interface));
+}
+
+Result<void> check_spec(const PlumbingSpec& spec) {
+  for (auto [name, role] : {std::pair{&spec.pod_interface, "pod"},
+                            std::pair{&spec.bridge, "bridge"}, std::pair{&spec.tap, "tap"}})
+    if (auto valid = detail::check_interface_name(*name, role); !valid)
+      return valid;
+  if (spec.bridge == spec.tap || spec.bridge == spec.pod_interface
+      || spec.tap == spec.pod_interface)
+    return Error{ErrorCode::kInvalid,
+                 fmt::format("pod interface {}, bridge {} and tap {} need three different names",
+                             spec.pod_interface, spec.bridge, spec.tap)};
+  if (spec.gateway.prefix_length() > 30)
+    return Error{ErrorCode::kInvalid,
+                 fmt::format("gateway {} leaves no room for the VM", spec.gateway.to_string())};
+  if (spec.mtu < 576 || spec.mtu > 65535)
+    return Error{ErrorCode::kInvalid, fmt::format("MTU {} is outside 576-65535", spec.mtu)};
+  return {};
+}
+
+}  // namespace
+
+Result<PlumbingState> setup_plumbing(const PlumbingSpec& spec) {
+  if (auto valid = check_spec(spec); !valid)
+    return valid.error();
+  if (!detail::has_net_admin())
+    return Error{ErrorCode::kPermission,
+                 fmt::format("creating {} and {}: the CAP_NET_ADMIN capability is missing; {}",
+                             spec.bridge, spec.tap, detail::kNetAdminHint)};
+  auto socket = detail::open_route_socket();
+  if (!socket)
+    return socket.error();
+
+  auto pod = detail::find_link(socket->get(), spec.pod_interface);
+  if (!pod)
+    return pod.error();
+  if (!*pod)
+    return Error{ErrorCode::kNoInterface,
+                 fmt::format("pod interface {} does not exist in this network namespace",
+                             spec.pod_interface)};
+  PlumbingState state;
+  if (rtnl_link_inet_get_conf(pod->get(), IPV4_DEVCONF_FORWARDING, &state.pod_forwarding) < 0)
+    state.pod_forwarding = 0;
+
+  // Leftovers of a crashed run: the kinds are checked before anything is deleted.
+  for (auto [name, kind] : {std::pair{&spec.tap, "tun"}, std::pair{&spec.bridge, "bridge"}}) {
+    auto existing = detail::find_link(socket->get(), *name);
+    if (!existing)
+      return existing.error();
+    const char* actual = *existing ? rtnl_link_get_type(existing->get()) : nullptr;
+    if (*existing && (actual == nullptr || std::string_view(kind) != actual))
+      return Error{ErrorCode::kConflict,
+                   fmt::format("interface {} exists and is a {}, not the {} Berth creates; "
+                               "remove it or choose another name",
+                               *name, actual ? actual : "device without a kind", kind)};
+  }
+  for (auto [name, kind] : {std::pair{&spec.tap, "tun"}, std::pair{&spec.bridge, "bridge"}})
+    if (auto removed = detail::delete_link_of_kind(socket->get(), *name, kind); !removed)
+      return removed.error();
+
+  if (auto done = plumb(socket->get(), spec); !done) {
+    (void)teardown_plumbing(spec, state);  // best effort; the first error is the one to report
+    return done.error();
+  }
+  return state;
+}
+
+Result<void> teardown_plumbing(const PlumbingSpec& spec, const PlumbingState& state) {
+  auto socket = detail::open_route_socket();
+  if (!socket)
+    return socket.error();
+  Result<void> first;
+  const auto keep_first = [&first](Result<void> result) {
+    if (!result && first)
+      first = std::move(result);
+  };
+  keep_first(detail::delete_link_of_kind(socket->get(), spec.tap, "tun"));
+  keep_first(detail::delete_link_of_kind(socket->get(), spec.bridge, "bridge"));
+
+  auto pod = detail::find_link(socket->get(), spec.pod_interface);
+  std::uint32_t forwarding = 0;
+  if (!pod) {
+    keep_first(pod.error());
+  } else if (*pod && rtnl_link_inet_get_conf(pod->get(), IPV4_DEVCONF_FORWARDING, &forwarding) >= 0
+             && forwarding != state.pod_forwarding) {
+    const RtnlLink changes(rtnl_link_alloc());
+    rtnl_link_inet_set_conf(changes.get(), IPV4_DEVCONF_FORWARDING, state.pod_forwarding);
+    keep_first(change_link(
+        socket->get(), spec.pod_interface, changes.get(),
+        fmt::format("restoring forwarding={} on {}", state.pod_forwarding, spec.pod_interface)));
+  }
+  return first;
+}
+
+}  // namespace berth::net

@@ -1,0 +1,39 @@
+#pragma once
+// The VM's side of the pod network, through libnl-3 and /dev/net/tun: a bridge holding VM_GW/30,
+// a persistent tap enslaved to it for QEMU (`-netdev tap,ifname=tap0,script=no,downscript=no`),
+// both at the pod MTU, and IPv4 forwarding. Forwarding and route_localnet are set per interface
+// over netlink (IFLA_INET_CONF), so a read-only /proc/sys does not matter.
+
+#include <boost/asio/ip/network_v4.hpp>
+#include <cstdint>
+#include <string>
+
+#include "net/error.hpp"
+
+namespace berth::net {
+
+struct PlumbingSpec {
+  std::string pod_interface = "eth0";   // gets forwarding=1 (traffic to the VM enters here)
+  std::string bridge = "br0";           // gets the gateway address, forwarding, route_localnet
+  std::string tap = "tap0";             // QEMU opens it by name
+  boost::asio::ip::network_v4 gateway;  // VM_GW/30
+  unsigned mtu = 1500;                  // the pod interface's MTU, for bridge and tap
+};
+
+// What setup_plumbing changed that teardown_plumbing must put back.
+struct PlumbingState {
+  std::uint32_t pod_forwarding = 0;  // the pod interface's `forwarding` before setup
+};
+
+// Creates the bridge and the tap, addresses, enslaves and brings them up, and turns forwarding on.
+// A bridge or tap of the same name left by a crashed run is deleted first. When a step fails,
+// what was done is undone. Errors: kPermission (no NET_ADMIN), kNoInterface, kConflict (the name
+// is taken by another kind of interface), kInvalid (names), kUnsupported (no /dev/net/tun),
+// kSystem.
+Result<PlumbingState> setup_plumbing(const PlumbingSpec& spec);
+
+// Deletes the tap and the bridge (when they exist and are a tap and a bridge) and restores the pod
+// interface's forwarding setting. Keeps going after an error and returns the first.
+Result<void> teardown_plumbing(const PlumbingSpec& spec, const PlumbingState& state);
+
+}  // namespace berth::net

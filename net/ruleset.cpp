@@ -1,0 +1,152 @@
+#include "ruleset.hpp"
+
+#include <fmt/format.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+
+namespace berth::net::nft {
+namespace {
+
+template <class... Ts>
+struct Overloaded : Ts... {
+  using Ts::operator()...;
+};
+template <class... Ts>
+Overloaded(Ts...) -> Overloaded<Ts...>;
+
+// nft prints a set's elements in ascending order of value.
+template <class T, class Format>
+std::string one_or_set(std::vector<T> values, Format format) {
+  std::sort(values.begin(), values.end());
+  values.erase(std::unique(values.begin(), values.end()), values.end());
+  if (values.size() == 1)
+    return format(values.front());
+  std::string text = "{ ";
+  for (std::size_t i = 0; i < values.size(); ++i)
+    text += (i ? ", " : "") + format(values[i]);
+  return text + " }";
+}
+
+std::string protocol_name(std::uint8_t protocol) {
+  switch (protocol) {
+    case IPPROTO_ICMP:
+      return "icmp";
+    case IPPROTO_TCP:
+      return "tcp";
+    case IPPROTO_UDP:
+      return "udp";
+    case IPPROTO_SCTP:
+      return "sctp";
+    default:
+      return std::to_string(protocol);
+  }
+}
+
+std::string verdict_name(Verdict verdict) {
+  return verdict == Verdict::kAccept ? "accept" : "drop";
+}
+
+std::string hook_name(Hook hook) {
+  switch (hook) {
+    case Hook::kPrerouting:
+      return "prerouting";
+    case Hook::kForward:
+      return "forward";
+    case Hook::kOutput:
+      return "output";
+    case Hook::kPostrouting:
+      return "postrouting";
+  }
+  return "?";
+}
+
+// nft names the standard priorities where they apply to the hook (nft's std_prio table).
+std::string priority_name(const Chain& chain) {
+  if (chain.type == ChainType::kFilter && chain.priority == 0)
+    return "filter";
+  if (chain.hook == Hook::kPrerouting && chain.priority == -100)
+    return "dstnat";
+  if (chain.hook == Hook::kPostrouting && chain.priority == 100)
+    return "srcnat";
+  return std::to_string(chain.priority);
+}
+
+std::string render_expression(const Expression& expression) {
+  return std::visit(
+      Overloaded{
+          [](const IifName& m) { return fmt::format("iifname \"{}\"", m.name); },
+          [](const OifName& m) { return fmt::format("oifname \"{}\"", m.name); },
+          [](const SourceIn& m) {
+            return "ip saddr "
+                   + (m.prefix.prefix_length() == 32 ? m.prefix.address().to_string()
+                                                     : m.prefix.canonical().to_string());
+          },
+          [](const DestinationIn& m) {
+            std::vector<std::uint32_t> values;
+            for (auto address : m.addresses)
+              values.push_back(address.to_uint());
+            return "ip daddr " + one_or_set(values, [](std::uint32_t value) {
+                     return boost::asio::ip::address_v4(value).to_string();
+                   });
+          },
+          [](const ProtocolIn& m) {
+            return "meta l4proto " + one_or_set(m.protocols, protocol_name);
+          },
+          [](const TcpPortIn& m) {
+            return "tcp dport "
+                   + one_or_set(m.ports, [](std::uint16_t port) { return std::to_string(port); });
+          },
+          [](const TcpSyn&) { return std::string("tcp flags syn"); },
+          [](const CtStateIn& m) {
+            // nft lists the states in bit order: established (2) before related (4).
+            std::string text = "ct state ";
+            bool any = false;
+            for (CtState state : {CtState::kEstablished, CtState::kRelated}) {
+              if (std::find(m.states.begin(), m.states.end(), state) == m.states.end())
+                continue;
+              text += any ? "," : "";
+              text += state == CtState::kEstablished ? "established" : "related";
+              any = true;
+            }
+            return text;
+          },
+          [](const CtStatusDnat&) { return std::string("ct status dnat"); },
+          [](const Counter&) { return std::string("counter packets 0 bytes 0"); },
+          [](const Dnat& s) { return "dnat to " + s.to.to_string(); },
+          [](const Snat& s) { return "snat to " + s.to.to_string(); },
+          [](const ClampMss&) { return std::string("tcp option maxseg size set rt mtu"); },
+          [](const Final& s) { return verdict_name(s.verdict); },
+      },
+      expression);
+}
+
+}  // namespace
+
+std::string render(const Rule& rule) {
+  std::string text;
+  for (const Expression& expression : rule.expressions)
+    text += (text.empty() ? "" : " ") + render_expression(expression);
+  if (!rule.comment.empty())
+    text += fmt::format(" comment \"{}\"", rule.comment);
+  return text;
+}
+
+std::string render(const Table& table) {
+  std::string text = fmt::format("table ip {} {{\n", table.name);
+  for (std::size_t i = 0; i < table.chains.size(); ++i) {
+    const Chain& chain = table.chains[i];
+    if (i > 0)
+      text += "\n";
+    text += fmt::format("\tchain {} {{\n", chain.name);
+    text += fmt::format("\t\ttype {} hook {} priority {}; policy {};\n",
+                        chain.type == ChainType::kNat ? "nat" : "filter", hook_name(chain.hook),
+                        priority_name(chain), verdict_name(chain.policy));
+    for (const Rule& rule : chain.rules)
+      text += "\t\t" + render(rule) + "\n";
+    text += "\t}\n";
+  }
+  return text + "}\n";
+}
+
+}  // namespace berth::net::nft

@@ -1,0 +1,87 @@
+#pragma once
+// An nftables table as plain data: the few matches and statements Berth uses, each a value type.
+// nat.hpp builds one from a NatSpec, render() prints it exactly as `nft list table` does (so tests
+// and operators compare like with like) and nftables.hpp encodes it for the kernel.
+
+#include <boost/asio/ip/address_v4.hpp>
+#include <boost/asio/ip/network_v4.hpp>
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace berth::net::nft {
+
+enum class Hook { kPrerouting, kForward, kOutput, kPostrouting };
+enum class ChainType { kFilter, kNat };
+enum class Verdict { kAccept, kDrop };
+enum class CtState { kEstablished, kRelated };
+
+// Matches. A list of more than one value becomes an anonymous set (`{ a, b }`).
+struct IifName {
+  std::string name;  // iifname "eth0"
+};
+struct OifName {
+  std::string name;  // oifname "br0"
+};
+struct SourceIn {
+  boost::asio::ip::network_v4 prefix;  // ip saddr 192.168.254.2 | ip saddr 127.0.0.0/8
+};
+struct DestinationIn {
+  std::vector<boost::asio::ip::address_v4> addresses;  // ip daddr { 127.0.0.1, 10.0.0.5 }
+};
+struct ProtocolIn {
+  std::vector<std::uint8_t> protocols;  // meta l4proto { tcp, udp, sctp } (IPPROTO_* numbers)
+};
+struct TcpPortIn {
+  std::vector<std::uint16_t> ports;  // tcp dport { 5900, 9250 }
+};
+struct TcpSyn {};  // tcp flags syn: SYN and SYN/ACK
+struct CtStateIn {
+  std::vector<CtState> states;  // ct state established,related
+};
+struct CtStatusDnat {};  // ct status dnat: the connection was destination-NATed
+
+// Statements.
+struct Counter {};  // counter packets N bytes M
+struct Dnat {
+  boost::asio::ip::address_v4 to;  // dnat to 192.168.254.2
+};
+struct Snat {
+  boost::asio::ip::address_v4 to;  // snat to 10.0.0.5
+};
+struct ClampMss {};  // tcp option maxseg size set rt mtu
+struct Final {
+  Verdict verdict;  // accept | drop
+};
+
+using Expression =
+    std::variant<IifName, OifName, SourceIn, DestinationIn, ProtocolIn, TcpPortIn, TcpSyn,
+                 CtStateIn, CtStatusDnat, Counter, Dnat, Snat, ClampMss, Final>;
+
+struct Rule {
+  std::vector<Expression> expressions;  // in order: matches first, then statements
+  std::string comment;                  // shown by `nft list`; empty: none
+};
+
+struct Chain {
+  std::string name;
+  ChainType type = ChainType::kFilter;
+  Hook hook = Hook::kForward;
+  int priority = 0;
+  Verdict policy = Verdict::kAccept;
+  std::vector<Rule> rules;
+};
+
+struct Table {
+  std::string name;  // family ip
+  std::vector<Chain> chains;
+};
+
+// The table as `nft list table ip <name>` prints it with nft 1.0 (tabs, counters as given: zero).
+std::string render(const Table& table);
+
+// One rule as it appears in that listing, without indentation or newline.
+std::string render(const Rule& rule);
+
+}  // namespace berth::net::nft

@@ -1,0 +1,99 @@
+#include "net/nat.hpp"
+
+#include <catch2/catch.hpp>
+
+#include "net/network.hpp"
+#include "sample.hpp"
+
+using namespace berth::net;
+using boost::asio::ip::make_address_v4;
+
+namespace {
+
+std::string rendered(const NetworkSpec& spec) {
+  return nft::render(build_nat_table(nat_spec(spec)));
+}
+
+}  // namespace
+
+TEST_CASE("net: the NAT table of the sample pod reads as the snapshot", "[nat]") {
+  // golden/berth-calico.nft is also what `nft list table ip berth` prints for it (root test).
+  CHECK(rendered(test::sample_spec()) == test::golden("berth-calico.nft"));
+}
+
+TEST_CASE("net: NO_VNC leaves only the health port with the pod", "[nat]") {
+  auto spec = test::sample_spec();
+  spec.reserved_tcp_ports = {{9250, "health"}};
+  const auto text = rendered(spec);
+  CHECK_THAT(text, Catch::Contains("iifname \"eth0\" ip daddr 10.77.0.5 tcp dport 9250 accept "
+                                   "comment \"stays with the pod: health\""));
+  CHECK_THAT(text, Catch::Contains("ip daddr { 10.77.0.5, 127.0.0.1 } tcp dport { 9250, 9251 } "
+                                   "accept comment \"stays with the pod: health, control\""));
+  CHECK(text.find("5900") == std::string::npos);
+}
+
+TEST_CASE("net: with no reserved port every port of the pod IP reaches the VM", "[nat]") {
+  auto spec = test::sample_spec();
+  spec.reserved_tcp_ports.clear();
+  spec.local_tcp_ports.clear();
+  const auto table = build_nat_table(nat_spec(spec));
+  REQUIRE(table.chains.size() == 4);
+  const auto& prerouting = table.chains[0];
+  REQUIRE(prerouting.rules.size() == 1);
+  CHECK(nft::render(prerouting.rules[0])
+        == "iifname \"eth0\" ip daddr 10.77.0.5 counter packets 0 bytes 0 dnat to 192.168.254.2 "
+           "comment \"everything else reaches the VM\"");
+  const auto text = nft::render(table);
+  CHECK(text.find("tcp dport") == std::string::npos);
+  CHECK(text.find(" accept comment \"stays") == std::string::npos);
+}
+
+TEST_CASE("net: the rules use the spec's interfaces and addresses, nothing built in", "[nat]") {
+  auto spec = test::sample_spec();
+  spec.pod_interface = "net1";
+  spec.bridge = "vmbr";
+  spec.table = "vm";
+  spec.pod_ip = make_address_v4("10.1.2.3");
+  spec.vm_ip = make_address_v4("172.31.255.254");
+  spec.vm_gw = make_address_v4("172.31.255.253");
+  const auto text = rendered(spec);
+  CHECK(text.starts_with("table ip vm {\n"));
+  for (const char* absent : {"eth0", "br0", "10.77.0.5", "192.168.254"})
+    CHECK(text.find(absent) == std::string::npos);
+  CHECK_THAT(text, Catch::Contains("iifname \"net1\" ip daddr 10.1.2.3 counter packets 0 bytes 0 "
+                                   "dnat to 172.31.255.254"));
+  CHECK_THAT(text, Catch::Contains("oifname \"net1\" ip saddr 172.31.255.254 counter packets 0 "
+                                   "bytes 0 snat to 10.1.2.3"));
+  CHECK_THAT(text, Catch::Contains("oifname \"vmbr\" ip saddr 127.0.0.0/8 counter packets 0 bytes "
+                                   "0 snat to 172.31.255.253"));
+  CHECK_THAT(text, Catch::Contains("iifname \"vmbr\" oifname \"net1\" ip saddr 172.31.255.254 "
+                                   "accept"));
+}
+
+TEST_CASE("net: forwarding is closed except for the VM's own traffic", "[nat]") {
+  const auto table = build_nat_table(nat_spec(test::sample_spec()));
+  const auto& forward = table.chains[3];
+  CHECK(forward.name == "forward");
+  CHECK(forward.policy == nft::Verdict::kDrop);
+  // The MSS clamp must come first: an accept before it would let SYNs through unclamped.
+  REQUIRE_FALSE(forward.rules.empty());
+  CHECK(
+      nft::render(forward.rules[0]).starts_with("tcp flags syn tcp option maxseg size set rt mtu"));
+}
+
+TEST_CASE("net: the supervisor's spec maps onto plumbing and NAT", "[nat]") {
+  Pod pod;
+  pod.interface = "eth0";
+  pod.address = boost::asio::ip::network_v4(make_address_v4("10.77.0.5"), 32);
+  pod.mtu = 1450;
+  const auto spec =
+      network_spec(pod, make_address_v4("192.168.254.2"), make_address_v4("192.168.254.1"),
+                   {{5900, "vnc"}, {9250, "health"}}, {{9251, "control"}});
+  CHECK(rendered(spec) == test::golden("berth-calico.nft"));
+  const auto plumbing = plumbing_spec(spec);
+  CHECK(plumbing.gateway.to_string() == "192.168.254.1/30");
+  CHECK(plumbing.mtu == 1450);
+  CHECK(plumbing.bridge == "br0");
+  CHECK(plumbing.tap == "tap0");
+  CHECK(plumbing.pod_interface == "eth0");
+}

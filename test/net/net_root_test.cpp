@@ -1,0 +1,492 @@
+// The net module against the real kernel, in network namespaces (root). Three namespaces per
+// test, named bnet-<pid>-<role>:
+//
+//   node ── cali0 ═══ eth0 ── pod ── br0 (+ tap0) ── vmport ═══ eth0 ── vm
+//
+// "node" is the Kubernetes node as a cluster client sees it; "pod" is the pod's namespace where
+// Berth runs (Calico style: 10.77.0.5/32, default via 169.254.1.1 answered by proxy ARP, MTU
+// 1450; or plain: 10.77.0.5/24 via 10.77.0.1, MTU 1500); "vm" stands in for the guest: a veth
+// enslaved to br0 next to tap0, 192.168.254.2/30 via 192.168.254.1. The node's and the VM's links
+// have MTU 1500 on purpose: a client and a guest that do not know the pod's smaller MTU, which
+// only the MSS clamp saves.
+
+#include <linux/capability.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cerrno>
+#include <fstream>
+#include <regex>
+
+#include "net/network.hpp"
+#include "net/nftables.hpp"
+#include "net/pod.hpp"
+#include "netns.hpp"
+#include "sample.hpp"
+
+using namespace berth::net;
+using namespace berth::net::test;
+using boost::asio::ip::make_address_v4;
+
+namespace {
+
+enum class PodStyle { kCalico, kPlain };
+enum class Vnc { kOn, kOff };
+
+const address_v4 kPodIp = make_address_v4("10.77.0.5");
+const address_v4 kVmIp = make_address_v4("192.168.254.2");
+const address_v4 kVmGw = make_address_v4("192.168.254.1");
+const address_v4 kLoopback = make_address_v4("127.0.0.1");
+const address_v4 kAny = make_address_v4("0.0.0.0");
+constexpr std::uint16_t kVnc = 5900;
+constexpr std::uint16_t kHealth = 9250;
+constexpr std::uint16_t kControl = 9251;
+
+// "ok", or the error as "<code>: <message>", for test output.
+template <class T>
+std::string outcome(const Result<T>& result) {
+  if (result)
+    return "ok";
+  return std::string(to_string(result.error().code)) + ": " + result.error().message;
+}
+
+std::string prefix() {
+  return "bnet-" + std::to_string(::getpid()) + "-";
+}
+
+// The three namespaces and their wiring; all of it goes away with the object.
+struct Topology {
+  PodStyle style;
+  Netns node{prefix() + "node"};
+  Netns pod{prefix() + "pod"};
+  Netns vm{prefix() + "vm"};
+  address_v4 node_ip;
+  unsigned mtu;
+  std::string resolv_conf = "/tmp/" + prefix() + "resolv.conf";
+
+  explicit Topology(PodStyle pod_style)
+      : style(pod_style),
+        node_ip(make_address_v4(pod_style == PodStyle::kCalico ? "10.77.9.1" : "10.77.0.1")),
+        mtu(pod_style == PodStyle::kCalico ? 1450 : 1500) {
+    const std::string n = "ip -n " + node.name() + " ";
+    const std::string p = "ip -n " + pod.name() + " ";
+    const std::string v = "ip -n " + vm.name() + " ";
+    must(n + "link add cali0 type veth peer name eth0 netns " + pod.name());
+    must(n + "link set cali0 mtu 1500 up");
+    must(p + "link set eth0 mtu " + std::to_string(mtu) + " up");
+    if (style == PodStyle::kCalico) {
+      // The node: its address on lo, a default route out of an "uplink" (so proxy ARP answers
+      // for 169.254.1.1, which is routed elsewhere), a /32 route per pod, proxy ARP on cali0.
+      must(n + "addr add 10.77.9.1/32 dev lo");
+      must(n + "link add uplink type veth peer name uplink-peer");
+      must(n + "link set uplink up");
+      must(n + "link set uplink-peer up");
+      must(n + "route add default dev uplink");
+      must(n + "route add 10.77.0.5/32 dev cali0 src 10.77.9.1");
+      must(
+          node.exec("sysctl -qw net.ipv4.conf.cali0.proxy_arp=1 net.ipv4.conf.cali0.forwarding=1 "
+                    "net.ipv4.neigh.cali0.proxy_delay=0"));
+      must(p + "addr add 10.77.0.5/32 dev eth0");
+      must(p + "route add 169.254.1.1 dev eth0 scope link");
+      must(p + "route add default via 169.254.1.1 dev eth0");
+    } else {
+      must(n + "addr add 10.77.0.1/24 dev cali0");
+      must(p + "addr add 10.77.0.5/24 dev eth0");
+      must(p + "route add default via 10.77.0.1 dev eth0");
+    }
+    must(v + "link add eth0 type veth peer name vmport netns " + pod.name());
+    must(v + "link set eth0 mtu 1500 up");
+    must(v + "addr add 192.168.254.2/30 dev eth0");
+    must(v + "route add default via 192.168.254.1");
+    must(p + "link set vmport mtu 1500 up");
+    std::ofstream(resolv_conf) << "search default.svc.cluster.local svc.cluster.local "
+                                  "cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n";
+  }
+  ~Topology() { std::remove(resolv_conf.c_str()); }
+
+  // Plugs the stand-in VM into the bridge, as QEMU's tap would be.
+  void attach_vm() const { must("ip -n " + pod.name() + " link set vmport master br0"); }
+
+  Result<Pod> try_discover() const {
+    return pod.run([&] { return discover_pod({"eth0", resolv_conf}); });
+  }
+
+  Pod discover() const {
+    auto discovered = try_discover();
+    INFO(outcome(discovered));
+    REQUIRE(discovered.has_value());
+    return *discovered;
+  }
+
+  Error discover_error() const {
+    auto discovered = try_discover();
+    REQUIRE_FALSE(discovered.has_value());
+    return discovered.error();
+  }
+
+  NetworkSpec spec(const Pod& discovered, Vnc vnc) const {
+    std::vector<ReservedPort> reserved;
+    if (vnc == Vnc::kOn)
+      reserved.push_back({kVnc, "vnc"});
+    reserved.push_back({kHealth, "health"});
+    return network_spec(discovered, kVmIp, kVmGw, reserved, {{kControl, "control"}});
+  }
+
+  // `nft list table ip berth` in the pod with counters zeroed; "" when there is no such table.
+  std::string listed_table() const {
+    const auto listed = shell(pod.exec("nft list table ip berth"));
+    if (listed.status != 0)
+      return "";
+    return std::regex_replace(listed.output, std::regex("packets [0-9]+ bytes [0-9]+"),
+                              "packets 0 bytes 0");
+  }
+
+  bool pod_has_link(const std::string& name) const {
+    return shell("ip -n " + pod.name() + " link show " + name).status == 0;
+  }
+
+  std::string pod_sysctl(const std::string& key) const {
+    auto value = must(pod.exec("sysctl -n " + key));
+    return value.substr(0, value.find('\n'));
+  }
+
+  // Nothing of Berth's left in the pod, and eth0's forwarding back to `forwarding`.
+  void check_clean(const std::string& forwarding = "0") const {
+    CHECK(listed_table().empty());
+    CHECK_FALSE(pod_has_link("br0"));
+    CHECK_FALSE(pod_has_link("tap0"));
+    CHECK(pod_has_link("vmport"));  // the stand-in VM's port survives, unplugged
+    CHECK(pod_sysctl("net.ipv4.conf.eth0.forwarding") == forwarding);
+  }
+};
+
+PodNetwork set_up(const Topology& topology, const NetworkSpec& spec) {
+  auto network = topology.pod.run([&] { return PodNetwork::setup(spec); });
+  INFO(outcome(network));
+  REQUIRE(network.has_value());
+  topology.attach_vm();
+  return std::move(*network);
+}
+
+void tear_down(const Topology& topology, PodNetwork& network, const std::string& forwarding = "0") {
+  auto done = topology.pod.run([&] { return network.teardown(); });
+  INFO(outcome(done));
+  CHECK(done.has_value());
+  topology.check_clean(forwarding);
+  auto again = topology.pod.run([&] { return network.teardown(); });
+  INFO(outcome(again));
+  CHECK(again.has_value());  // idempotent
+}
+
+// Runs `f` (returning Result<T>) in a child process inside `ns` whose capabilities lack
+// CAP_NET_ADMIN, and returns its error, or nothing when it succeeded.
+template <class F>
+std::optional<Error> without_net_admin(const Netns& ns, F f) {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::close(fds[0]);
+    std::string answer = "ok";
+    try {
+      __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+      __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+      ::syscall(SYS_capget, &header, data);
+      auto& word = data[CAP_TO_INDEX(CAP_NET_ADMIN)];
+      word.effective &= ~CAP_TO_MASK(CAP_NET_ADMIN);
+      word.permitted &= ~CAP_TO_MASK(CAP_NET_ADMIN);
+      ns.run([&] {
+        if (::syscall(SYS_capset, &header, data) != 0)
+          answer = "capset failed";
+        else if (auto result = f(); !result)
+          answer =
+              std::to_string(static_cast<int>(result.error().code)) + " " + result.error().message;
+        return 0;
+      });
+    } catch (...) {
+      answer = "exception";
+    }
+    (void)!::write(fds[1], answer.data(), answer.size());
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string answer;
+  char buffer[1024];
+  for (ssize_t n; (n = ::read(fds[0], buffer, sizeof buffer)) > 0;)
+    answer.append(buffer, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  INFO("child said: " << answer);
+  REQUIRE(answer != "exception");
+  REQUIRE(answer != "capset failed");
+  if (answer == "ok")
+    return std::nullopt;
+  const auto space = answer.find(' ');
+  return Error{static_cast<ErrorCode>(std::stoi(answer.substr(0, space))),
+               answer.substr(space + 1)};
+}
+
+// A connection from `from` to `to` is accepted by `listener` (and by nothing else); returns the
+// accepted side.
+Accepted expect_accepted(const Netns& from, Endpoint to, const Fd& listener) {
+  INFO("TCP from " << from.name() << " to " << to_string(to));
+  auto connected = tcp_connect(from, to);
+  INFO("connect: " << std::strerror(connected.error));
+  REQUIRE(connected.error == 0);
+  auto accepted = tcp_accept(listener);
+  REQUIRE(accepted);
+  return std::move(*accepted);
+}
+
+void check_vm_answers_on_the_pod_ip(const Topology& t, Vnc vnc) {
+  {  // TCP to any port of the pod IP reaches the VM, from the client's address
+    const auto port = random_port();
+    auto vm_listener = tcp_listen(t.vm, kAny, port);
+    auto accepted = expect_accepted(t.node, {kPodIp, port}, vm_listener);
+    CHECK(accepted.peer.address == t.node_ip);  // DNAT keeps the client's address
+  }
+  {  // so does UDP, and the VM's answer comes back from the pod IP
+    const auto port = random_port();
+    auto vm_socket = udp_bind(t.vm, kAny, port);
+    auto node_socket = udp_bind(t.node, kAny, 0);
+    udp_send(node_socket, {kPodIp, port}, "hello VM");
+    auto request = udp_receive(vm_socket);
+    REQUIRE(request);
+    CHECK(request->payload == "hello VM");
+    CHECK(request->from.address == t.node_ip);
+    udp_send(vm_socket, request->from, "hello node");
+    auto reply = udp_receive(node_socket);
+    REQUIRE(reply);
+    CHECK(reply->payload == "hello node");
+    CHECK(reply->from == Endpoint{kPodIp, port});
+  }
+  {  // and ICMP echo, at the full pod MTU with DF, both ways
+    // The pod ignores echo requests, so an answer can only come from the VM, and a full-size
+    // DF packet crosses eth0 and br0 both ways.
+    must(t.pod.exec("sysctl -qw net.ipv4.icmp_echo_ignore_all=1"));
+    CHECK(ping(t.node, kPodIp, t.mtu) == kPodIp);
+    must(t.vm.exec("sysctl -qw net.ipv4.icmp_echo_ignore_all=1"));
+    CHECK_FALSE(ping(t.node, kPodIp, 100, 500ms));  // proof: with the VM silent, nobody answers
+    must(t.vm.exec("sysctl -qw net.ipv4.icmp_echo_ignore_all=0"));
+    must(t.pod.exec("sysctl -qw net.ipv4.icmp_echo_ignore_all=0"));
+    CHECK(ping(t.vm, t.node_ip, t.mtu) == t.node_ip);  // and from the VM out, full size
+  }
+  {  // TCP 5900 stays with the pod unless NO_VNC
+    auto vm_listener = tcp_listen(t.vm, kAny, kVnc);
+    if (vnc == Vnc::kOn) {
+      auto connected = tcp_connect(t.node, {kPodIp, kVnc});
+      CHECK(connected.error == ECONNREFUSED);  // the pod's own 5900 (nothing listens here)
+      CHECK_FALSE(tcp_accept(vm_listener, 200ms));
+    } else {
+      expect_accepted(t.node, {kPodIp, kVnc}, vm_listener);
+    }
+  }
+  {  // the health port is always the pod's
+    auto pod_listener = tcp_listen(t.pod, kPodIp, kHealth);
+    auto vm_listener = tcp_listen(t.vm, kAny, kHealth);
+    expect_accepted(t.node, {kPodIp, kHealth}, pod_listener);
+    CHECK_FALSE(tcp_accept(vm_listener, 200ms));
+  }
+  {  // the VM reaches the node as the pod IP
+    const auto port = random_port();
+    auto node_listener = tcp_listen(t.node, kAny, port);
+    auto accepted = expect_accepted(t.vm, {t.node_ip, port}, node_listener);
+    CHECK(accepted.peer.address == kPodIp);  // SNAT: the VM leaves as the pod IP
+  }
+  {  // inside the pod: 127.0.0.1 and the pod IP reach the VM (kubectl port-forward)
+    const auto port = random_port();
+    auto vm_listener = tcp_listen(t.vm, kAny, port);
+    auto by_loopback = expect_accepted(t.pod, {kLoopback, port}, vm_listener);
+    CHECK(by_loopback.peer.address == kVmGw);  // the loopback path is SNATed to VM_GW
+    auto by_pod_ip = expect_accepted(t.pod, {kPodIp, port}, vm_listener);
+    CHECK(by_pod_ip.peer.address == kPodIp);
+
+    const auto udp_port = random_port();
+    auto vm_socket = udp_bind(t.vm, kAny, udp_port);
+    auto pod_socket = udp_bind(t.pod, kLoopback, 0);
+    udp_send(pod_socket, {kLoopback, udp_port}, "port-forward");
+    auto request = udp_receive(vm_socket);
+    REQUIRE(request);
+    udp_send(vm_socket, request->from, "back");
+    auto reply = udp_receive(pod_socket);
+    REQUIRE(reply);
+    CHECK(reply->from == Endpoint{kLoopback, udp_port});
+
+    // The control port stays with the pod for local clients, but from outside it is the VM's.
+    auto pod_control = tcp_listen(t.pod, kLoopback, kControl);
+    auto vm_control = tcp_listen(t.vm, kAny, kControl);
+    expect_accepted(t.pod, {kLoopback, kControl}, pod_control);
+    CHECK_FALSE(tcp_accept(vm_control, 200ms));
+    expect_accepted(t.node, {kPodIp, kControl}, vm_control);
+  }
+  {  // large transfers both ways through the MSS clamp
+    // Node and VM both think the path is 1500 bytes; the clamp makes them agree on the pod's.
+    const auto port = random_port();
+    auto vm_listener = tcp_listen(t.vm, kAny, port);
+    auto client = tcp_connect(t.node, {kPodIp, port});
+    REQUIRE(client.error == 0);
+    auto server = tcp_accept(vm_listener);
+    REQUIRE(server);
+    CHECK(tcp_mss(server->socket) <= static_cast<int>(t.mtu) - 40);
+    CHECK(tcp_mss(client.socket) <= static_cast<int>(t.mtu) - 40);
+    CHECK(transfer(client.socket, server->socket, 4 << 20));
+
+    auto node_listener = tcp_listen(t.node, kAny, port);
+    auto vm_client = tcp_connect(t.vm, {t.node_ip, port});
+    REQUIRE(vm_client.error == 0);
+    auto node_server = tcp_accept(node_listener);
+    REQUIRE(node_server);
+    CHECK(transfer(vm_client.socket, node_server->socket, 4 << 20));
+  }
+}
+
+void check_pod(PodStyle style) {
+  Topology t(style);
+  const Pod discovered = t.discover();
+  CHECK(discovered.address.address() == kPodIp);
+  CHECK(discovered.address.prefix_length() == (style == PodStyle::kCalico ? 32 : 24));
+  CHECK(discovered.mtu == t.mtu);
+  CHECK(discovered.gateway
+        == make_address_v4(style == PodStyle::kCalico ? "169.254.1.1" : "10.77.0.1"));
+  CHECK(discovered.resolv_conf.nameservers.size() == 1);
+  CHECK(discovered.resolv_conf.ndots == 5);
+  REQUIRE(check_vm_subnet(discovered, kVmIp, kVmGw).has_value());
+
+  auto network = set_up(t, t.spec(discovered, Vnc::kOn));
+  CHECK(t.listed_table() == golden("berth-calico.nft"));  // the snapshot, read back from the kernel
+  CHECK(t.pod_sysctl("net.ipv4.conf.eth0.forwarding") == "1");
+  CHECK(t.pod_sysctl("net.ipv4.conf.br0.route_localnet") == "1");
+  const auto tap = must("ip -n " + t.pod.name() + " -d link show tap0");
+  CHECK_THAT(tap, Catch::Contains("mtu " + std::to_string(t.mtu)) && Catch::Contains("master br0")
+                      && Catch::Contains("tun type tap") && Catch::Contains("persist on"));
+  // The bridge keeps the pod MTU although the stand-in VM's port has 1500.
+  CHECK_THAT(must("ip -n " + t.pod.name() + " link show br0"),
+             Catch::Contains("mtu " + std::to_string(t.mtu) + " "));
+  check_vm_answers_on_the_pod_ip(t, Vnc::kOn);
+  tear_down(t, network);
+
+  // NO_VNC: 5900 is the VM's like any port.
+  auto no_vnc = set_up(t, t.spec(discovered, Vnc::kOff));
+  CHECK(t.listed_table().find("5900") == std::string::npos);
+  check_vm_answers_on_the_pod_ip(t, Vnc::kOff);
+  tear_down(t, no_vnc);
+}
+
+}  // namespace
+
+TEST_CASE("net: a Calico-style pod: the VM answers on the pod IP", "[root][calico]") {
+  check_pod(PodStyle::kCalico);
+}
+
+TEST_CASE("net: a plain /24 pod: the VM answers on the pod IP", "[root][plain]") {
+  check_pod(PodStyle::kPlain);
+}
+
+TEST_CASE("net: errors say what is wrong and leave nothing behind", "[root][errors]") {
+  Topology t(PodStyle::kCalico);
+  const auto spec = t.spec(t.discover(), Vnc::kOn);
+
+  SECTION("no pod interface") {
+    auto discovered = t.pod.run([&] { return discover_pod({"eth9", t.resolv_conf}); });
+    REQUIRE_FALSE(discovered.has_value());
+    CHECK(discovered.error().code == ErrorCode::kNoInterface);
+    CHECK_THAT(discovered.error().message,
+               Catch::StartsWith("pod interface eth9 does not exist")
+                   && Catch::Contains("(interfaces: lo, eth0, vmport)"));
+    auto other = spec;
+    other.pod_interface = "eth9";
+    auto network = t.pod.run([&] { return PodNetwork::setup(other); });
+    REQUIRE_FALSE(network.has_value());
+    CHECK(network.error().code == ErrorCode::kNoInterface);
+    t.check_clean();
+  }
+  SECTION("no IPv4 address on the pod interface") {
+    must("ip -n " + t.pod.name() + " addr flush dev eth0");
+    auto discovered = t.discover_error();
+    CHECK(discovered.code == ErrorCode::kNoIpv4);
+    CHECK_THAT(discovered.message, Catch::StartsWith("pod interface eth0 has no IPv4 address"));
+  }
+  SECTION("the VM /30 overlaps a pod route") {
+    must("ip -n " + t.pod.name() + " route add 192.168.254.0/24 via 169.254.1.1 dev eth0");
+    auto subnet = check_vm_subnet(t.discover(), kVmIp, kVmGw);
+    REQUIRE_FALSE(subnet.has_value());
+    CHECK(subnet.error().code == ErrorCode::kOverlap);
+    CHECK_THAT(subnet.error().message,
+               Catch::Contains("overlaps the pod route 192.168.254.0/24 via 169.254.1.1 dev eth0"));
+  }
+  SECTION("no NET_ADMIN") {
+    auto setup = without_net_admin(t.pod, [&] { return PodNetwork::setup(spec); });
+    REQUIRE(setup);
+    CHECK(setup->code == ErrorCode::kPermission);
+    CHECK_THAT(setup->message, Catch::Contains("NET_ADMIN"));
+    // The kernel's own refusal is reported the same way (no capability pre-check on this path).
+    auto commit =
+        without_net_admin(t.pod, [&] { return commit_table(build_nat_table(nat_spec(spec))); });
+    REQUIRE(commit);
+    CHECK(commit->code == ErrorCode::kPermission);
+    CHECK_THAT(commit->message, Catch::StartsWith("nftables: committing table ip berth: "
+                                                  "Operation not permitted; berth needs the "
+                                                  "NET_ADMIN capability"));
+    // Discovery needs no privilege.
+    CHECK_FALSE(without_net_admin(t.pod, [&] { return discover_pod({"eth0", t.resolv_conf}); }));
+    t.check_clean();
+  }
+  SECTION("a name Berth needs is taken by another kind of interface") {
+    must("ip -n " + t.pod.name() + " link add tap0 type veth peer name tap0-peer");
+    auto network = t.pod.run([&] { return PodNetwork::setup(spec); });
+    REQUIRE_FALSE(network.has_value());
+    CHECK(network.error().code == ErrorCode::kConflict);
+    CHECK_THAT(network.error().message, Catch::StartsWith("interface tap0 exists and is a veth"));
+    CHECK(t.pod_has_link("tap0"));  // not Berth's: left alone
+    CHECK_FALSE(t.pod_has_link("br0"));
+    CHECK(t.listed_table().empty());
+  }
+  SECTION("a failure half-way through the plumbing undoes the first half") {
+    auto too_big = spec;
+    too_big.mtu = 65535;  // the bridge takes it, the tap (at most 65521) does not
+    auto network = t.pod.run([&] { return PodNetwork::setup(too_big); });
+    REQUIRE_FALSE(network.has_value());
+    CHECK_THAT(network.error().message, Catch::StartsWith("enslaving tap0 to br0"));
+    t.check_clean();
+  }
+  SECTION("a failed setup after a crash removes the crashed run's leftovers too") {
+    auto crashed = set_up(t, spec);  // never torn down
+    auto too_big = spec;
+    too_big.mtu = 65535;
+    auto network = t.pod.run([&] { return PodNetwork::setup(too_big); });
+    REQUIRE_FALSE(network.has_value());
+    t.check_clean("1");  // forwarding as the crashed run left it
+  }
+  SECTION("a refused nftables batch undoes the plumbing") {
+    auto bad_table = spec;
+    bad_table.table = std::string(300, 'x');  // longer than the kernel's 256
+    auto network = t.pod.run([&] { return PodNetwork::setup(bad_table); });
+    REQUIRE_FALSE(network.has_value());
+    CHECK_THAT(network.error().message, Catch::StartsWith("nftables: committing table ip xxx"));
+    t.check_clean();
+    CHECK(must(t.pod.exec("nft list tables")).empty());
+  }
+}
+
+TEST_CASE("net: setup after a crashed run replaces what the crash left", "[root][crash]") {
+  Topology t(PodStyle::kCalico);
+  auto crashed = set_up(t, t.spec(t.discover(), Vnc::kOn));  // never torn down
+
+  // The restarted container finds its pod again; the old bridge's route is no overlap.
+  const Pod again = t.discover();
+  CHECK(std::any_of(again.routes.begin(), again.routes.end(),
+                    [](const Route& route) { return route.interface == "br0"; }));
+  REQUIRE(check_vm_subnet(again, kVmIp, kVmGw).has_value());
+  auto network = set_up(t, t.spec(again, Vnc::kOn));
+  CHECK(t.listed_table() == golden("berth-calico.nft"));  // one table, no rule twice
+
+  const auto port = random_port();
+  auto vm_listener = tcp_listen(t.vm, kAny, port);
+  expect_accepted(t.node, {kPodIp, port}, vm_listener);
+  // The crashed run had turned eth0's forwarding on; that is what the second run found.
+  tear_down(t, network, "1");
+}

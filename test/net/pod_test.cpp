@@ -1,0 +1,122 @@
+#include "net/pod.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace berth::net;
+using boost::asio::ip::make_address_v4;
+using boost::asio::ip::make_network_v4;
+
+namespace {
+
+Route route(const char* destination, const char* gateway, const char* interface) {
+  Route r;
+  r.destination = make_network_v4(destination);
+  if (gateway)
+    r.gateway = make_address_v4(gateway);
+  r.interface = interface;
+  return r;
+}
+
+Pod calico_pod() {
+  Pod pod;
+  pod.interface = "eth0";
+  pod.address = make_network_v4("10.77.0.5/32");
+  pod.mtu = 1450;
+  pod.gateway = make_address_v4("169.254.1.1");
+  pod.routes = {route("0.0.0.0/0", "169.254.1.1", "eth0"),
+                route("169.254.1.1/32", nullptr, "eth0")};
+  return pod;
+}
+
+Pod plain_pod() {
+  Pod pod;
+  pod.interface = "eth0";
+  pod.address = make_network_v4("10.0.0.5/24");
+  pod.mtu = 1500;
+  pod.gateway = make_address_v4("10.0.0.1");
+  pod.routes = {route("0.0.0.0/0", "10.0.0.1", "eth0"), route("10.0.0.0/24", nullptr, "eth0")};
+  return pod;
+}
+
+const auto kVmIp = make_address_v4("192.168.254.2");
+const auto kVmGw = make_address_v4("192.168.254.1");
+
+}  // namespace
+
+TEST_CASE("net: the default /30 fits a Calico pod and a plain /24 pod", "[pod]") {
+  for (const Pod& pod : {calico_pod(), plain_pod()}) {
+    const auto subnet = check_vm_subnet(pod, kVmIp, kVmGw);
+    REQUIRE(subnet);
+    CHECK(subnet->to_string() == "192.168.254.0/30");
+  }
+}
+
+TEST_CASE("net: VM_IP and VM_GW must be the two hosts of one /30", "[pod]") {
+  const std::pair<const char*, const char*> bad[] = {
+      {"192.168.254.2", "192.168.254.2"},  // the same address
+      {"192.168.254.6", "192.168.254.1"},  // another /30
+      {"192.168.254.0", "192.168.254.1"},  // the network address
+      {"192.168.254.3", "192.168.254.1"},  // the broadcast address
+  };
+  for (auto [vm_ip, vm_gw] : bad) {
+    const auto subnet =
+        check_vm_subnet(calico_pod(), make_address_v4(vm_ip), make_address_v4(vm_gw));
+    REQUIRE_FALSE(subnet);
+    CHECK(subnet.error().code == ErrorCode::kInvalid);
+    CHECK_THAT(subnet.error().message, Catch::Contains(vm_ip) && Catch::Contains(vm_gw));
+  }
+  CHECK(check_vm_subnet(calico_pod(), kVmGw, kVmIp));  // either host may be the gateway
+}
+
+TEST_CASE("net: a /30 overlapping a pod route is refused, naming the route", "[pod]") {
+  auto pod = plain_pod();
+  pod.routes.push_back(route("192.168.0.0/16", "10.0.0.1", "eth0"));
+  const auto subnet = check_vm_subnet(pod, kVmIp, kVmGw);
+  REQUIRE_FALSE(subnet);
+  CHECK(subnet.error().code == ErrorCode::kOverlap);
+  CHECK(subnet.error().message
+        == "the VM subnet 192.168.254.0/30 (VM_IP 192.168.254.2, VM_GW 192.168.254.1) overlaps the "
+           "pod route 192.168.0.0/16 via 10.0.0.1 dev eth0; choose VM_IP and VM_GW in a /30 the "
+           "pod network does not use");
+
+  pod = calico_pod();
+  pod.routes.push_back(route("192.168.254.1/32", nullptr, "net1"));  // inside the /30
+  REQUIRE_FALSE(check_vm_subnet(pod, kVmIp, kVmGw));
+  CHECK(check_vm_subnet(pod, kVmIp, kVmGw).error().code == ErrorCode::kOverlap);
+
+  pod = calico_pod();
+  pod.routes.push_back(route("192.168.254.4/30", nullptr, "eth0"));  // the neighbouring /30
+  CHECK(check_vm_subnet(pod, kVmIp, kVmGw));
+}
+
+TEST_CASE("net: a /30 holding the pod address or gateway is refused", "[pod]") {
+  auto pod = plain_pod();
+  pod.address = make_network_v4("192.168.254.2/32");
+  pod.routes.clear();
+  auto subnet = check_vm_subnet(pod, kVmIp, kVmGw);
+  REQUIRE_FALSE(subnet);
+  CHECK(subnet.error().code == ErrorCode::kOverlap);
+  CHECK_THAT(subnet.error().message, Catch::Contains("pod address 192.168.254.2/32 on eth0"));
+
+  pod = calico_pod();
+  pod.gateway = make_address_v4("192.168.254.1");
+  pod.routes.clear();
+  subnet = check_vm_subnet(pod, kVmIp, kVmGw);
+  REQUIRE_FALSE(subnet);
+  CHECK_THAT(subnet.error().message, Catch::Contains("gateway 192.168.254.1"));
+}
+
+TEST_CASE("net: the route of Berth's own bridge, left by a crashed run, does not count", "[pod]") {
+  auto pod = calico_pod();
+  pod.routes.push_back(route("192.168.254.0/30", nullptr, "br0"));
+  CHECK(check_vm_subnet(pod, kVmIp, kVmGw, "br0"));
+  CHECK_FALSE(check_vm_subnet(pod, kVmIp, kVmGw, "vmbr"));
+}
+
+TEST_CASE("net: routes read as `ip route` prints them", "[pod]") {
+  CHECK(to_string(route("0.0.0.0/0", "169.254.1.1", "eth0")) == "default via 169.254.1.1 dev eth0");
+  CHECK(to_string(route("169.254.1.1/32", nullptr, "eth0")) == "169.254.1.1/32 dev eth0");
+  auto in_table = route("10.0.0.0/8", "10.0.0.1", "");
+  in_table.table = 100;
+  CHECK(to_string(in_table) == "10.0.0.0/8 via 10.0.0.1 table 100");
+}
