@@ -16,6 +16,8 @@ packages=(
   nftables iproute2 iputils-ping busybox isc-dhcp-client bind9-dnsutils util-linux procps curl genisoimage
   # test guest build (test/guest/build-guest.sh): partitions, filesystems, initramfs
   fdisk dosfstools mtools e2fsprogs cpio gzip
+  # chart tests (test/chart/run.sh): manifests parsed with Debian's python3 (helm and kubeconform are built with the machine's Go)
+  python3-yaml
 )
 
 missing=()

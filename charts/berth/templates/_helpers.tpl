@@ -1,0 +1,189 @@
+{{/*
+Names and labels in the shape `helm create` gives them, plus the per-VM pieces: every VM of
+`vmlist` is `vmDefaults` merged with its own settings ("berth.vms"), validated once.
+*/}}
+
+{{/* The chart name, for the app.kubernetes.io/name label. */}}
+{{- define "berth.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-wide resources (the shared image-cache claim, the test pod): <release>-<chart>. */}}
+{{- define "berth.fullname" -}}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* chart-version, for the helm.sh/chart label. */}}
+{{- define "berth.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every resource. */}}
+{{- define "berth.labels" -}}
+helm.sh/chart: {{ include "berth.chart" . }}
+{{ include "berth.selectorLabels" . }}
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels of the release. */}}
+{{- define "berth.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "berth.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels of one VM's resources. Context: dict "root" $ "name" <vm resource name>. */}}
+{{- define "berth.vmLabels" -}}
+{{ include "berth.labels" .root }}
+app.kubernetes.io/component: vm
+berth/vm: {{ .name }}
+{{- end }}
+
+{{/* Selector labels of one VM's pod (immutable in a StatefulSet: never change them). */}}
+{{- define "berth.vmSelectorLabels" -}}
+{{ include "berth.selectorLabels" .root }}
+berth/vm: {{ .name }}
+{{- end }}
+
+{{/* metadata.annotations of every resource (commonAnnotations), or nothing. */}}
+{{- define "berth.annotations" -}}
+{{- with .Values.commonAnnotations -}}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* The berth image reference: repository[:tag][@digest]. */}}
+{{- define "berth.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the shared image-cache claim. */}}
+{{- define "berth.imageCacheClaim" -}}
+{{- default (printf "%s-images" (include "berth.fullname" .)) .Values.imageCache.pvc.existingClaim }}
+{{- end }}
+
+{{/*
+berth.merge: `over` merged into a copy of `base`, as JSON. Maps merge key by key; anything else in
+`over` (a scalar, a list, false, 0, "") replaces what `base` has. Sprig's merge functions are not
+used because older Helm releases let false and 0 lose against a default.
+*/}}
+{{- define "berth.merge" -}}
+{{- $out := deepCopy .base }}
+{{- range $key, $value := .over }}
+{{- $current := get $out $key }}
+{{- if and (kindIs "map" $value) (kindIs "map" $current) }}
+{{- $_ := set $out $key (include "berth.merge" (dict "base" $current "over" $value) | fromJson) }}
+{{- else }}
+{{- $_ := set $out $key $value }}
+{{- end }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}
+
+{{/*
+berth.vms: the enabled VMs as JSON, {"<vm>": {<vmDefaults merged with the VM's settings>,
+"resourceName": "<prefix><vm>", "hostname": "<prefix><vm>-0", "unusedKeys": [...]}}.
+Fails, naming the value, on anything the schema cannot express.
+*/}}
+{{- define "berth.vms" -}}
+{{- $root := . }}
+{{- $vmlist := .Values.vmlist | default dict }}
+{{- if not (kindIs "map" $vmlist) }}
+{{- fail (printf "vmlist must be a map of VM name to settings (vmlist: {my-vm: {...}}), not a %s" (kindOf $vmlist)) }}
+{{- end }}
+{{- if not $vmlist }}
+{{- fail "vmlist is empty: define at least one VM, e.g. --set vmlist.my-vm.vmconfig.rootfs.sourceurl=https://example.org/disk.qcow2 (see the chart README)" }}
+{{- end }}
+{{- $out := dict }}
+{{- range $name, $given := $vmlist }}
+{{- $where := printf "vmlist.%s" $name }}
+{{- if not (kindIs "map" $given) }}
+{{- fail (printf "%s must be a map of settings (enabled, vmconfig, netconfig, cloudconfig, pod), not %s" $where (toJson $given)) }}
+{{- end }}
+{{- $resource := printf "%s%s" $root.Values.vmNamePrefix $name }}
+{{- if or (gt (len $resource) 52) (not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $resource)) }}
+{{- fail (printf "%s: the name %q (with vmNamePrefix) must be at most 52 characters of lowercase letters, digits and '-', starting with a letter and not ending with '-'; it names the StatefulSet, its pod %s-0 (the VM's hostname) and the Services" $where $resource $resource) }}
+{{- end }}
+{{- $vm := include "berth.merge" (dict "base" $root.Values.vmDefaults "over" $given) | fromJson }}
+{{- if $vm.enabled }}
+{{- $rootfs := $vm.vmconfig.rootfs }}
+{{- if not $rootfs.sourceurl }}
+{{- fail (printf "%s.vmconfig.rootfs.sourceurl is required: the base image's http(s) URL or an absolute path in the berth image (IMG_SOURCE)" $where) }}
+{{- end }}
+{{- $shutdown := int $vm.vmconfig.shutdownTimeout }}
+{{- $grace := int $vm.pod.terminationGracePeriodSeconds }}
+{{- if and $grace (le $grace $shutdown) }}
+{{- fail (printf "%s.pod.terminationGracePeriodSeconds (%d) must be above vmconfig.shutdownTimeout (%d), or Kubernetes kills the VM before it has powered off; use 0 for %d" $where $grace $shutdown (add $shutdown 15)) }}
+{{- end }}
+{{- $health := int $vm.netconfig.healthPort }}
+{{- if and $vm.vmconfig.vnc (eq $health 5900) }}
+{{- fail (printf "%s.netconfig.healthPort is 5900, VNC's port; choose another port or set vmconfig.vnc: false" $where) }}
+{{- end }}
+{{- range $port := include "berth.servicePorts" $vm | fromJsonArray }}
+{{- if or (gt (len $port.name) 15) (not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" $port.name)) (not (regexMatch "[a-z]" $port.name)) (contains "--" $port.name) }}
+{{- fail (printf "%s.netconfig.ports.%s: a port name must be at most 15 characters of lowercase letters, digits and '-' with at least one letter (a Kubernetes Service port name), e.g. ssh or http-alt" $where $port.name) }}
+{{- end }}
+{{- if eq (int $port.port) $health }}
+{{- fail (printf "%s.netconfig.ports.%s is %d, berth's health port, which never reaches the VM; use another port or change netconfig.healthPort" $where $port.name $health) }}
+{{- end }}
+{{- end }}
+{{- $ready := int $vm.netconfig.readinessTcpProbe }}
+{{- if or (eq $ready $health) (and $vm.vmconfig.vnc (eq $ready 5900)) }}
+{{- fail (printf "%s.netconfig.readinessTcpProbe is %d, a port berth itself serves (health or VNC), not the guest's" $where $ready) }}
+{{- end }}
+{{- if and (eq $vm.pod.security.mode "devicePlugin") (eq $vm.vmconfig.cpu.accel "kvm") }}
+{{- $kvm := 0 }}
+{{- range $resourceName, $count := $vm.pod.security.deviceResources }}
+{{- if hasSuffix "/kvm" $resourceName }}{{ $kvm = add $kvm $count }}{{ end }}
+{{- end }}
+{{- if not $kvm }}
+{{- fail (printf "%s.vmconfig.cpu.accel is kvm, but in devicePlugin mode no pod.security.deviceResources entry gives /dev/kvm (e.g. devices.kubevirt.io/kvm: 1); request it, or use accel auto or tcg" $where) }}
+{{- end }}
+{{- end }}
+{{- $unused := list }}
+{{- range $key, $_ := $vm.cloudconfig }}
+{{- if not (has $key (list "format" "userdata" "metadata" "networkdata")) }}
+{{- $unused = append $unused (printf "%s.cloudconfig.%s" $where $key) }}
+{{- end }}
+{{- end }}
+{{- $_ := set $vm "resourceName" $resource }}
+{{- $_ := set $vm "hostname" (printf "%s-0" $resource) }}
+{{- $_ := set $vm "unusedKeys" $unused }}
+{{- $_ := set $out $name $vm }}
+{{- end }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}
+
+{{/* The Service ports of one VM as a list of {name, port, protocol[, nodePort]}. Context: the VM. */}}
+{{- define "berth.servicePorts" -}}
+{{- $ports := list }}
+{{- range $name, $port := .netconfig.ports }}
+{{- if kindIs "map" $port }}
+{{- $entry := dict "name" $name "port" (int $port.port) "protocol" (default "TCP" $port.protocol) }}
+{{- if $port.nodePort }}
+{{- $_ := set $entry "nodePort" (int $port.nodePort) }}
+{{- end }}
+{{- $ports = append $ports $entry }}
+{{- else }}
+{{- $ports = append $ports (dict "name" $name "port" (int $port) "protocol" "TCP") }}
+{{- end }}
+{{- end }}
+{{- toJson $ports }}
+{{- end }}

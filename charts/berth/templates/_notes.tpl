@@ -1,0 +1,81 @@
+{{/*
+The text of NOTES.txt, kept in a named template so that the chart's tests can render it with
+`helm template` (test/chart/run.sh), which never prints NOTES.txt itself.
+*/}}
+{{- define "berth.notes" -}}
+{{- $ns := .Release.Namespace }}
+{{- $vms := include "berth.vms" . | fromJson -}}
+Berth {{ .Chart.AppVersion }}: {{ len $vms }} VM(s) in namespace {{ $ns }}, release {{ .Release.Name }}.
+Each VM is the pod <vm>-0 of a StatefulSet: it answers on the pod IP, every port and protocol,
+except berth's own ports (health, and VNC 5900 unless vnc is off).
+{{- if not $vms }}
+
+Every VM in vmlist is disabled: nothing runs. Their pet-disk claims are kept.
+{{- end }}
+{{- range $name, $vm := $vms }}
+{{- $pod := $vm.hostname }}
+{{- $ports := include "berth.servicePorts" $vm | fromJsonArray }}
+{{- $service := $vm.netconfig.service }}
+
+== VM {{ $name }} (pod {{ $pod }}, pet disk {{ $pod }}.qcow2 on claim disk-{{ $pod }})
+
+  Watch it boot (berth's log and the guest's serial console):
+    kubectl -n {{ $ns }} get pod {{ $pod }} -o wide -w
+    kubectl -n {{ $ns }} logs -f {{ $pod }}
+
+  The pod IP (the VM's address for everything in the cluster):
+    POD_IP=$(kubectl -n {{ $ns }} get pod {{ $pod }} -o jsonpath='{.status.podIP}')
+{{- if and $service.enabled $ports }}
+  {{- $first := index $ports 0 }}
+  {{- $ssh := $first }}
+  {{- range $ports }}{{ if eq (int .port) 22 }}{{ $ssh = . }}{{ end }}{{ end }}
+
+  Service {{ $vm.resourceName }}.{{ $ns }}.svc ({{ $service.type }}) ports:{{ range $ports }} {{ .name }} {{ int .port }}/{{ .protocol }}{{ end }}
+{{- if eq (int $ssh.port) 22 }}
+  SSH (the user and key come from your cloud-init userdata):
+    from a pod in the cluster:  ssh <user>@{{ $vm.resourceName }}.{{ $ns }}.svc
+    from the pod network:       ssh <user>@$POD_IP
+    from your machine:          kubectl -n {{ $ns }} port-forward svc/{{ $vm.resourceName }} 2222:22
+                                ssh -p 2222 <user>@127.0.0.1
+{{- else }}
+  From your machine: kubectl -n {{ $ns }} port-forward svc/{{ $vm.resourceName }} {{ int $first.port }}:{{ int $first.port }}
+{{- end }}
+{{- if eq $service.type "NodePort" }}
+  NodePort: kubectl -n {{ $ns }} get svc {{ $vm.resourceName }} -o jsonpath='{.spec.ports[*].nodePort}'
+{{- else if eq $service.type "LoadBalancer" }}
+  Load balancer address: kubectl -n {{ $ns }} get svc {{ $vm.resourceName }} -o jsonpath='{.status.loadBalancer.ingress[0]}'
+{{- end }}
+{{- else }}
+
+  No Service ({{ if not $service.enabled }}netconfig.service.enabled is false{{ else }}netconfig.ports is empty{{ end }}); reach it by pod IP
+  or through the pod, e.g. SSH:
+    kubectl -n {{ $ns }} port-forward pod/{{ $pod }} 2222:22
+    ssh -p 2222 <user>@127.0.0.1
+{{- end }}
+{{- if $vm.vmconfig.vnc }}
+
+  VNC (the VM's screen):
+    kubectl -n {{ $ns }} port-forward pod/{{ $pod }} 5900:5900
+    vncviewer 127.0.0.1:5900
+{{- else }}
+
+  VNC is off (vmconfig.vnc: false): port 5900 reaches the VM like any other port.
+{{- end }}
+
+  Control console (status, power buttons, QMP, screenshot), loopback only:
+    kubectl -n {{ $ns }} port-forward pod/{{ $pod }} 9251
+    open http://127.0.0.1:9251/
+
+  Health and metrics: http://$POD_IP:{{ int $vm.netconfig.healthPort }}/healthz, /readyz, /metrics
+  Edit its cloud-init data (reaches the running VM within about a minute):
+    kubectl -n {{ $ns }} edit configmap {{ $vm.resourceName }}-cloudconfig
+{{- range $vm.unusedKeys }}
+
+  WARNING: {{ . }} is not a cloudconfig key berth uses (userdata, metadata, networkdata, format): ignored.
+{{- end }}
+{{- end }}
+{{- if .Values.tests.enabled }}
+
+Check every VM's Service ports: helm test {{ .Release.Name }} -n {{ $ns }}
+{{- end }}
+{{- end }}
