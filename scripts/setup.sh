@@ -18,6 +18,8 @@ packages=(
   fdisk dosfstools mtools e2fsprogs cpio gzip
   # chart tests (test/chart/run.sh): manifests parsed with Debian's python3 (helm and kubeconform are built with the machine's Go)
   python3-yaml
+  # console test (test/console/run.sh): headless Chromium driven by playwright-core from npm
+  chromium
 )
 
 missing=()

@@ -31,7 +31,8 @@ inline constexpr std::string_view kConsoleHtml = R"HTML(<!doctype html>
   select, textarea { font: 13px monospace; width: 100%; box-sizing: border-box; margin-bottom: 6px; }
   pre { background: #0f1420; color: #d6deeb; padding: 8px; border-radius: 4px; max-height: 260px;
         overflow: auto; font-size: 12px; margin: 0; white-space: pre-wrap; }
-  #screen { max-width: 100%; border: 1px solid #ccd; background: #000; min-height: 40px; }
+  #screen { max-width: 100%; border: 1px solid #ccd; background: #000; }
+  #screen:not([src]) { display: none; }
   .ok { color: #1e8449; } .bad { color: #c0392b; }
 </style>
 </head>
