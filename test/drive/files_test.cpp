@@ -1,0 +1,152 @@
+// File primitives, progress lines, Content-Range and image-format parsing.
+
+#include "drive/files.hpp"
+
+#include <sys/stat.h>
+
+#include "drive/http_client.hpp"
+#include "drive/image_format.hpp"
+#include "drive/progress.hpp"
+#include "drive/sha256.hpp"
+#include "test/drive/support.hpp"
+
+namespace berth::drive {
+namespace {
+
+using namespace test;
+
+TEST_CASE("drive files: the sparse writer leaves zero blocks as holes", "[drive]") {
+  TempDir dir;
+  const auto path = dir / "sparse";
+  auto writer = SparseFileWriter::open(path, OpenMode::kTruncate);
+  REQUIRE(writer);
+  std::string expected;
+  auto write = [&](std::string_view piece) {
+    REQUIRE(writer->write(piece));
+    expected += piece;
+  };
+  write("head");                            // unaligned data
+  write(std::string(8 << 20, '\0'));        // 8 MiB of zeros
+  write(std::string(100, 'x'));             // data mid-block
+  write(std::string((4 << 20) + 7, '\0'));  // trailing zeros: only the size records them
+  REQUIRE(writer->finish());
+  CHECK((slurp(path) == expected));
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  CHECK(st.st_size == static_cast<off_t>(expected.size()));
+  CHECK(st.st_blocks * 512 <= 64 * 1024);
+
+  SECTION("appending continues at the end") {
+    auto again = SparseFileWriter::open(path, OpenMode::kAppend);
+    REQUIRE(again);
+    CHECK(again->offset() == expected.size());
+    REQUIRE(again->write(std::string_view("tail")));
+    REQUIRE(again->finish());
+    CHECK((slurp(path) == expected + "tail"));
+  }
+}
+
+TEST_CASE("drive files: atomic replacement and bounded reads", "[drive]") {
+  TempDir dir;
+  const auto path = dir / "f";
+  REQUIRE(write_file_atomic(path, "one"));
+  REQUIRE(write_file_atomic(path, "two"));
+  CHECK((slurp(path) == "two"));
+  CHECK(std::distance(fs::directory_iterator(dir.path), fs::directory_iterator()) == 1);
+  CHECK(*read_file(path, 3) == "two");
+  auto big = read_file(path, 2);
+  REQUIRE_FALSE(big);
+  CHECK(big.error().kind == ErrorKind::kInvalidInput);
+  REQUIRE_FALSE(read_file(dir / "missing", 10));
+  REQUIRE(rename_no_replace(path, dir / "g"));
+  spit(path, "three");
+  auto refused = rename_no_replace(path, dir / "g");
+  REQUIRE_FALSE(refused);
+  CHECK((slurp(dir / "g") == "two"));
+}
+
+TEST_CASE("drive files: a file lock excludes a second holder in the same process", "[drive]") {
+  TempDir dir;
+  CapturedLog log;
+  boost::asio::io_context io;
+  auto first = run_sync(io, FileLock::acquire(dir / "x.lock", "x", 10ms, log.logger));
+  REQUIRE(first);
+  bool second_done = false;
+  boost::asio::co_spawn(
+      io, FileLock::acquire(dir / "x.lock", "x", 10ms, log.logger),
+      [&](std::exception_ptr, Result<FileLock> r) { second_done = r.has_value(); });
+  io.restart();
+  io.run_for(200ms);
+  CHECK_FALSE(second_done);
+  CHECK_THAT(log.text(), Catch::Contains("waiting for another berth that is fetching x"));
+  { FileLock released = std::move(*first); }
+  io.run_for(200ms);
+  CHECK(second_done);
+}
+
+TEST_CASE("drive files: SHA-256", "[drive]") {
+  CHECK(sha256_hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  Sha256 running;
+  running.update(std::string_view("ab"));
+  CHECK(running.hex() == sha256_hex("ab"));
+  running.update(std::string_view("c"));
+  CHECK(running.hex() == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  CHECK(is_sha256_hex(sha256_hex("x")));
+  CHECK_FALSE(is_sha256_hex(std::string(64, 'A')));
+  CHECK_FALSE(is_sha256_hex("abc"));
+}
+
+TEST_CASE("drive progress: bytes, percent, rate and ETA", "[drive]") {
+  using Clock = Progress::Clock;
+  const auto t0 = Clock::time_point{};
+  Progress progress("image", std::chrono::seconds(5), t0);
+  progress.set_total(1 << 30);
+  CHECK_FALSE(progress.update(100 << 20, t0 + std::chrono::seconds(1)));
+  CHECK(progress.update(512 << 20, t0 + std::chrono::seconds(5))
+        == "image: 512.0 MiB of 1.0 GiB (50%) at 102.4 MiB/s, ETA 5s");
+  CHECK(progress.summary(1 << 30, t0 + std::chrono::seconds(10))
+        == "1.0 GiB in 10.0s (102.4 MiB/s)");
+  CHECK(format_bytes(17) == "17 B");
+  CHECK(format_duration(std::chrono::seconds(65)) == "1m05s");
+  CHECK(format_duration(std::chrono::seconds(7380)) == "2h03m");
+}
+
+TEST_CASE("drive http: Content-Range values", "[drive]") {
+  auto full = parse_content_range("bytes 100-199/1000");
+  REQUIRE(full);
+  CHECK(full->first == 100u);
+  CHECK(full->last == 199u);
+  CHECK(full->total == 1000u);
+  auto unknown = parse_content_range("bytes 0-9/*");
+  REQUIRE(unknown);
+  CHECK_FALSE(unknown->total);
+  auto unsatisfied = parse_content_range("bytes */1000");
+  REQUIRE(unsatisfied);
+  CHECK_FALSE(unsatisfied->first);
+  CHECK(unsatisfied->total == 1000u);
+  for (auto bad : {"bytes 9-1/10", "bytes 0-10/10", "items 0-1/2", "bytes x-1/2", "bytes */*",
+                   "bytes 1-2", ""})
+    CHECK_FALSE(parse_content_range(bad));
+  CHECK(is_transient_status(503));
+  CHECK_FALSE(is_transient_status(404));
+}
+
+TEST_CASE("drive image format: told by the bytes", "[drive]") {
+  using namespace std::string_view_literals;
+  auto qcow2 = "QFI\xfb\0\0\0\3\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\1\0\0\0\0"sv;
+  CHECK(*detect_image_format(qcow2) == ImageFormat::kQcow2);
+  auto header = parse_qcow2_header(qcow2);
+  REQUIRE(header);
+  CHECK(header->version == 3);
+  CHECK(header->virtual_size == std::uint64_t{1} << 32);
+  CHECK(header->backing_file_offset == 0);
+  CHECK(*detect_image_format("\xeb\x63\x90 boot sector"sv) == ImageFormat::kRaw);
+  auto vmdk = detect_image_format("KDMV\1\0\0\0"sv);
+  REQUIRE_FALSE(vmdk);
+  CHECK_THAT(vmdk.error().message, Catch::Contains("VMDK") && Catch::Contains("qemu-img convert"));
+  CHECK_FALSE(detect_image_format("vhdxfile"sv));
+  CHECK_FALSE(parse_qcow2_header("QFI"sv));
+}
+
+}  // namespace
+}  // namespace berth::drive

@@ -1,0 +1,120 @@
+// The ISO image itself: identical content gives identical bytes whenever it is built, the volume
+// ids are exactly the labels cloud-init looks for, and the inputs are found in files or ConfigMap
+// directories.
+
+#include <thread>
+
+#include "drive/config_drive.hpp"
+#include "drive/iso_builder.hpp"
+#include "test/drive/support.hpp"
+
+namespace berth::drive {
+namespace {
+
+using namespace test;
+
+// The 32-byte volume id of the primary (sector 16) or the Joliet supplementary (sector 17)
+// volume descriptor; Joliet's is UCS-2 big-endian.
+std::string volume_id(const std::string& iso, int sector) {
+  REQUIRE(iso.size() >= static_cast<std::size_t>((sector + 1) * 2048));
+  const std::string raw = iso.substr(sector * 2048 + 40, 32);
+  if (sector == 16)
+    return raw.substr(0, raw.find_last_not_of(' ') + 1);
+  std::string ascii;
+  for (std::size_t i = 1; i < raw.size(); i += 2)
+    if (raw[i - 1] == 0 && raw[i] != 0 && raw[i] != ' ')
+      ascii.push_back(raw[i]);
+  return ascii;
+}
+
+// The offset of the first differing byte; npos when equal (a readable failure for big strings).
+std::size_t first_difference(const std::string& a, const std::string& b) {
+  const auto mismatch = std::mismatch(a.begin(), a.end(), b.begin(), b.end());
+  if (mismatch.first == a.end() && mismatch.second == b.end())
+    return std::string::npos;
+  return static_cast<std::size_t>(mismatch.first - a.begin());
+}
+
+DriveContent sample(DriveLayout layout, std::string userdata = "#cloud-config\n{}\n") {
+  DriveInputs inputs;
+  inputs.userdata = std::move(userdata);
+  auto content = make_drive_content(layout, "vm-0", inputs);
+  REQUIRE(content);
+  return *content;
+}
+
+TEST_CASE("drive iso: same content, same bytes, whenever built", "[drive]") {
+  const auto content = sample(DriveLayout::kConfigDrive);
+  auto first = build_iso(content);
+  REQUIRE(first);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // a clock leak would show
+  auto second = build_iso(content);
+  REQUIRE(second);
+  CHECK(first_difference(*first, *second) == std::string::npos);
+  CHECK(first->size() % 2048 == 0);
+  auto other = build_iso(sample(DriveLayout::kConfigDrive, "#cloud-config\na: 1\n"));
+  REQUIRE(other);
+  CHECK(first_difference(*other, *first) != std::string::npos);
+}
+
+TEST_CASE("drive iso: the volume ids are exactly config-2 and cidata", "[drive]") {
+  auto configdrive = build_iso(sample(DriveLayout::kConfigDrive));
+  REQUIRE(configdrive);
+  CHECK(configdrive->substr(16 * 2048 + 1, 5) == "CD001");
+  CHECK(volume_id(*configdrive, 16) == "config-2");
+  CHECK(volume_id(*configdrive, 17) == "config-2");
+  auto nocloud = build_iso(sample(DriveLayout::kNoCloud));
+  REQUIRE(nocloud);
+  CHECK(volume_id(*nocloud, 16) == "cidata");
+  CHECK(volume_id(*nocloud, 17) == "cidata");
+}
+
+TEST_CASE("drive config drive: inputs from files, ConfigMap directories, or nowhere", "[drive]") {
+  TempDir dir;
+  CapturedLog log;
+  // userdata: a ConfigMap volume as the kubelet lays it out.
+  const auto cm = dir / "userdata";
+  fs::create_directories(cm / "..2024_01_01_00_00_00.000000001");
+  spit(cm / "..2024_01_01_00_00_00.000000001" / "userdata", "#cloud-config\nfqdn: a\n");
+  fs::create_directory_symlink("..2024_01_01_00_00_00.000000001", cm / "..data");
+  fs::create_symlink("..data/userdata", cm / "userdata");
+  // metadata: a plain file. networkdata: absent.
+  spit(dir / "metadata", "uuid: fixed-id\n");
+  ConfigDriveParams params{DriveLayout::kConfigDrive, cm,     dir / "metadata",
+                           dir / "nothing",           "vm-0", dir / "out" / "drive.iso"};
+  auto drive = build_config_drive(params, *log.logger);
+  INFO(log.text());
+  REQUIRE(drive);
+  CHECK(drive->write == DriveWrite::kWritten);
+  CHECK(drive->label == "config-2");
+  CHECK(drive->instance_id == "fixed-id");
+  CHECK(
+      drive->files
+      == std::vector<std::string>{"openstack/latest/meta_data.json", "openstack/latest/user_data"});
+  const auto bytes = slurp(params.iso);
+  CHECK(bytes.size() == drive->size);
+  CHECK(bytes.find("fqdn: a") != std::string::npos);
+
+  auto again = build_config_drive(params, *log.logger);
+  REQUIRE(again);
+  CHECK(again->write == DriveWrite::kUnchanged);
+
+  SECTION("a ConfigMap directory with a misnamed key is reported") {
+    fs::create_directories(dir / "meta-cm");
+    spit(dir / "meta-cm" / "meta-data", "x: 1\n");
+    params.metadata = dir / "meta-cm";
+    REQUIRE(build_config_drive(params, *log.logger));
+    CHECK_THAT(log.text(), Catch::Contains("has no key \"metadata\" (it has: meta-data)"));
+  }
+  SECTION("errors name the file") {
+    spit(cm / "..2024_01_01_00_00_00.000000001" / "userdata", "#cloud-config\na: [\n");
+    auto bad = build_config_drive(params, *log.logger);
+    REQUIRE_FALSE(bad);
+    CHECK_THAT(bad.error().message,
+               Catch::StartsWith("user-data from " + (cm / "userdata").string()
+                                 + ": #cloud-config is not valid YAML: line 3"));
+  }
+}
+
+}  // namespace
+}  // namespace berth::drive

@@ -1,0 +1,160 @@
+// The pet disk with the real qemu-img, run through the supervisor's ChildReaper exactly as the
+// supervisor will (drive/ only sees the RunProgram function). Tier `root` (real programs).
+
+#include "drive/pet_disk.hpp"
+
+#include <sys/stat.h>
+
+#include "drive/image_cache.hpp"
+#include "supervisor/children.hpp"
+#include "test/drive/support.hpp"
+
+namespace berth::drive::test {
+namespace {
+
+struct PetFixture {
+  TempDir dir;
+  CapturedLog log;
+  boost::asio::io_context io;
+  ChildReaper reaper{io};
+  RunProgram run = [this](std::vector<std::string> argv) -> boost::asio::awaitable<ProgramResult> {
+    auto r = co_await run_program(io, reaper, std::move(argv));
+    if (r.spawn_error)
+      co_return ProgramResult{-1, r.spawn_error.message()};
+    co_return ProgramResult{r.status.as_shell_code(), r.output};
+  };
+  CachedImage base;
+
+  PetFixture() {
+    REQUIRE(run_command(
+                {"qemu-img", "create", "-q", "-f", "qcow2", (dir / "source.qcow2").string(), "64M"})
+            == 0);
+    base = cache("source.qcow2", "base.qcow2");
+  }
+
+  CachedImage cache(const std::string& source, const std::string& target) {
+    FetchParams p;
+    p.source = (dir / source).string();
+    p.image_dir = dir / "images";
+    p.target = target;
+    auto image = run_sync(io, fetch_image(p, log.logger));
+    REQUIRE(image);
+    return *image;
+  }
+
+  PetDiskParams params(std::optional<std::uint64_t> size = std::nullopt) const {
+    return {dir / "disks", "vm-0", base.path, base.format, base.sha256, size, "qemu-img"};
+  }
+
+  Result<PetDisk> prepare(PetDiskParams p) {
+    return run_sync(io, prepare_pet_disk(std::move(p), run, log.logger));
+  }
+
+  boost::json::object info(const fs::path& disk) {
+    std::string output;
+    REQUIRE(run_command({"qemu-img", "info", "--output=json", disk.string()}, &output) == 0);
+    return boost::json::parse(output).as_object();
+  }
+};
+
+ino_t inode(const fs::path& path) {
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  return st.st_ino;
+}
+
+TEST_CASE_METHOD(PetFixture, "drive pet disk: created once over the base, then reused", "[pet]") {
+  auto created = prepare(params());
+  INFO(log.text());
+  REQUIRE(created);
+  CHECK(created->outcome == PetOutcome::kCreated);
+  CHECK(created->path == dir / "disks" / "vm-0.qcow2");
+  CHECK(created->virtual_size == 64 << 20);
+  auto i = info(created->path);
+  CHECK(i["format"].as_string() == "qcow2");
+  CHECK(i["backing-filename"].as_string() == base.path.string());
+  CHECK(i["backing-filename-format"].as_string() == "qcow2");
+  const auto sidecar =
+      boost::json::parse(slurp(created->path.string() + ".berth.json")).as_object();
+  CHECK(sidecar.at("base").as_string() == base.path.string());
+  CHECK(sidecar.at("base_sha256").as_string() == base.sha256);
+  // No temporary files left behind.
+  CHECK(std::distance(fs::directory_iterator(dir / "disks"), fs::directory_iterator()) == 2);
+
+  const auto before = inode(created->path);
+  auto reused = prepare(params());
+  REQUIRE(reused);
+  CHECK(reused->outcome == PetOutcome::kReused);
+  CHECK(inode(reused->path) == before);
+
+  SECTION("grown when VM_DISK_SIZE is larger, never shrunk") {
+    auto grown = prepare(params(128 << 20));
+    REQUIRE(grown);
+    CHECK(grown->grown_from == std::optional<std::uint64_t>(64 << 20));
+    CHECK(info(grown->path)["virtual-size"].as_int64() == 128 << 20);
+    auto same = prepare(params(32 << 20));
+    REQUIRE(same);
+    CHECK_FALSE(same->grown_from);
+    CHECK(info(same->path)["virtual-size"].as_int64() == 128 << 20);
+    CHECK_THAT(log.text(), Catch::Contains("never shrunk"));
+  }
+  SECTION("refused over another base") {
+    REQUIRE(run_command(
+                {"qemu-img", "create", "-q", "-f", "qcow2", (dir / "other.qcow2").string(), "32M"})
+            == 0);
+    base = cache("other.qcow2", "other.qcow2");
+    auto refused = prepare(params());
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().kind == ErrorKind::kConflict);
+    CHECK_THAT(refused.error().message,
+               Catch::Contains("was made from the base image") && Catch::Contains("corrupt"));
+    CHECK(inode(dir / "disks" / "vm-0.qcow2") == before);
+  }
+  SECTION("a pet disk without a record is adopted when its backing file is the base") {
+    fs::remove(created->path.string() + ".berth.json");
+    auto adopted = prepare(params());
+    REQUIRE(adopted);
+    CHECK(adopted->outcome == PetOutcome::kReused);
+    CHECK(fs::exists(created->path.string() + ".berth.json"));
+  }
+}
+
+TEST_CASE_METHOD(PetFixture, "drive pet disk: created at VM_DISK_SIZE when larger", "[pet]") {
+  auto created = prepare(params(100 * 1000 * 1000 + 1));  // rounded up to 512 bytes
+  REQUIRE(created);
+  CHECK(created->virtual_size == 100000256);
+  CHECK(info(created->path)["virtual-size"].as_int64() == 100000256);
+}
+
+TEST_CASE_METHOD(PetFixture, "drive pet disk: a foreign disk without a record is refused",
+                 "[pet]") {
+  fs::create_directories(dir / "disks");
+  REQUIRE(run_command({"qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+                       (dir / "source.qcow2").string(), (dir / "disks" / "vm-0.qcow2").string()})
+          == 0);
+  auto refused = prepare(params());
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().kind == ErrorKind::kConflict);
+  CHECK_THAT(refused.error().message, Catch::Contains((dir / "source.qcow2").string()));
+}
+
+TEST_CASE_METHOD(PetFixture, "drive pet disk: qemu-img failures are reported", "[pet]") {
+  auto p = params();
+  p.qemu_img = "/nonexistent/qemu-img";
+  auto failed = prepare(p);
+  REQUIRE_FALSE(failed);
+  CHECK(failed.error().kind == ErrorKind::kProgram);
+  CHECK_THAT(failed.error().message, Catch::Contains("could not be run"));
+  CHECK_FALSE(fs::exists(dir / "disks" / "vm-0.qcow2"));
+
+  SECTION("and a hostname that is not a file name is refused") {
+    auto q = params();
+    q.hostname = "../escape";
+    auto bad = prepare(q);
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error().kind == ErrorKind::kInvalidInput);
+  }
+}
+
+}  // namespace
+}  // namespace berth::drive::test
