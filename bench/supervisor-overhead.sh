@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Supervisor overhead: time from berth's exec to QEMU's exec with a cached image (pet disk present
-# after the first run), and berth's resident memory while the guest runs.
+# after the first run; the run includes pod discovery, the config drive, bridge/tap/NAT and the
+# DHCP/DNS servers), and berth's resident memory while the guest runs. In a pod-like namespace.
 #   bench/supervisor-overhead.sh [RUNS]       (root; builds the test guest if needed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,7 +9,9 @@ runs=${1:-10}
 berth=${BERTH_BINARY:-build/supervisor/berth}
 guest=$(test/guest/build-guest.sh)
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+ns=berth-bench
+test/e2e/podnet.sh up "$ns"
+trap 'test/e2e/podnet.sh down "$ns"; rm -rf "$work"' EXIT
 
 # Nanoseconds since boot at which a process started (from /proc/<pid>/stat, clock ticks).
 ticks=$(getconf CLK_TCK)
@@ -18,8 +21,10 @@ now_ns() { awk '{ print int($1 * 1e9) }' /proc/uptime; }
 exec_to_exec=()
 for i in $(seq 0 "$runs"); do
   rm -f "$work/log" "$work/console"
-  IMG_SOURCE=$guest BERTH_DISK_DIR=$work/disks BERTH_RUNTIME_DIR=$work/run VM_ACCEL=tcg \
-    VM_MEMORY=256M NO_VNC=1 "$berth" >"$work/console" 2>"$work/log" &
+  IMG_SOURCE=$guest BERTH_IMAGE_DIR=$work/images BERTH_DISK_DIR=$work/disks \
+    BERTH_RUNTIME_DIR=$work/run BERTH_USERDATA=$work/none BERTH_METADATA=$work/none \
+    BERTH_NETWORKDATA=$work/none VM_ACCEL=tcg VM_MEMORY=256M NO_VNC=1 \
+    ip netns exec "$ns-pod" "$berth" >"$work/console" 2>"$work/log" &
   pid=$!
   # The berth log line just before fork/exec of QEMU and QEMU's own log line carry ms timestamps.
   until grep -qs "QEMU running as pid" "$work/log"; do sleep 0.01; done
@@ -32,7 +37,7 @@ for i in $(seq 0 "$runs"); do
     sleep 2
     rss=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
     hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-    qemu_rss=$(awk '/VmRSS/ {print $2}' "/proc/$(pgrep -P "$pid" qemu-system)/status")
+    qemu_rss=$(awk '/VmRSS/ {print $2}' "/proc/$(pgrep -f "qemu-system-x86_64 -name berth" | head -1)/status")
   fi
   kill -TERM "$pid"
   wait "$pid" || true

@@ -8,12 +8,15 @@ packages=(
   build-essential cmake ninja-build pkg-config clang-format
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libnl-3-dev libnl-route-3-dev libnftnl-dev libmnl-dev
-  libisofs-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libssl-dev
+  libisofs-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libssl-dev openssl
+  zlib1g-dev liblzma-dev libzstd-dev  # streamed decompression of .gz, .xz, .zst images
   catch2
   # run
   qemu-system-x86 qemu-utils ca-certificates
   # test: real peers and inspection tools
   nftables iproute2 iputils-ping busybox isc-dhcp-client bind9-dnsutils util-linux procps curl genisoimage
+  clang-14 libclang-rt-14-dev  # libFuzzer targets of the DHCP and DNS parsers (test/dhcp/fuzz)
+  dnsmasq-base  # the upstream DNS of the node namespace in e2e tests and the demo (not used by berth)
   # test guest build (test/guest/build-guest.sh): partitions, filesystems, initramfs
   fdisk dosfstools mtools e2fsprogs cpio gzip
   # chart tests (test/chart/run.sh): manifests parsed with Debian's python3 (helm and kubeconform are built with the machine's Go)

@@ -23,6 +23,8 @@ const std::vector<VariableDoc> kDocs = {
     {"IMG_TARGET", "basename of IMG_SOURCE", "file name",
      "Name of the base image in the image cache (a compression suffix is dropped)."},
     {"IMG_CHECKSUM", "", "sha256:<64 hex digits>", "Checksum verified while the image streams in."},
+    {"BERTH_CA_BUNDLE", "", "absolute path",
+     "PEM file of CAs trusted for an https IMG_SOURCE, besides the system's."},
     {"VM_IP", "192.168.254.2", "an IPv4 address such as 192.168.254.2",
      "The VM's address on the private /30."},
     {"VM_GW", "192.168.254.1", "an IPv4 address such as 192.168.254.1",
@@ -196,6 +198,12 @@ void parse_image(Reader& r, Config& c) {
                                  c.img_source));
   }
 
+  if (auto bundle = r.given("BERTH_CA_BUNDLE")) {
+    if (bundle->front() != '/')
+      r.fail("BERTH_CA_BUNDLE", *bundle, "is not an absolute path");
+    else
+      c.ca_bundle = *bundle;
+  }
   if (auto checksum = r.given("IMG_CHECKSUM")) {
     const std::string text = lower(*checksum);
     constexpr std::string_view kPrefix = "sha256:";
@@ -422,6 +430,7 @@ std::string describe_config(const Config& c, const EnvLookup& env) {
       {"IMG_SOURCE", c.img_source},
       {"IMG_TARGET", c.img_target},
       {"IMG_CHECKSUM", c.img_sha256 ? "sha256:" + *c.img_sha256 : ""},
+      {"BERTH_CA_BUNDLE", c.ca_bundle ? c.ca_bundle->string() : ""},
       {"VM_IP", c.vm_ip.to_string()},
       {"VM_GW", c.vm_gw.to_string()},
       {"NO_VNC", c.vnc ? "no" : "yes"},

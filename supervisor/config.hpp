@@ -32,8 +32,9 @@ struct Endpoint {
 struct Config {
   std::string img_source;
   SourceKind img_source_kind = SourceKind::kPath;
-  std::string img_target;                 // file name inside image_dir
-  std::optional<std::string> img_sha256;  // 64 lower-case hex digits
+  std::string img_target;                          // file name inside image_dir
+  std::optional<std::string> img_sha256;           // 64 lower-case hex digits
+  std::optional<std::filesystem::path> ca_bundle;  // extra CAs for an https IMG_SOURCE
   boost::asio::ip::address_v4 vm_ip;
   boost::asio::ip::address_v4 vm_gw;
   bool vnc = true;  // false when NO_VNC is set

@@ -13,6 +13,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "drive/image_cache.hpp"
+#include "drive/pet_disk.hpp"
 #include "net/network.hpp"
 #include "qemu/kvm.hpp"
 #include "supervisor/logging.hpp"
@@ -39,20 +41,6 @@ MacAddress mac_for(const std::string& host) {
           static_cast<std::uint8_t>(hash >> 16),
           static_cast<std::uint8_t>(hash >> 8),
           static_cast<std::uint8_t>(hash)};
-}
-
-// qcow2 images start with "QFI\xfb"; anything else is treated as raw.
-qemu::DiskFormat detect_format(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  char magic[4] = {};
-  in.read(magic, sizeof magic);
-  return in && std::string_view(magic, 4) == std::string_view("QFI\xfb", 4)
-             ? qemu::DiskFormat::kQcow2
-             : qemu::DiskFormat::kRaw;
-}
-
-std::string_view format_name(qemu::DiskFormat format) {
-  return format == qemu::DiskFormat::kQcow2 ? "qcow2" : "raw";
 }
 
 }  // namespace
@@ -132,6 +120,12 @@ asio::awaitable<void> Supervisor::main_flow() {
     code = co_await run_until_end();
   }
   enter(Phase::kCleaningUp);
+  if (watcher_)
+    watcher_->stop();
+  if (dns_)
+    dns_->stop();
+  if (dhcp_)
+    dhcp_->stop();
   if (vm_ && vm_->running()) {
     vm_->kill();
     co_await vm_->wait_exit(5s);
@@ -176,25 +170,64 @@ asio::awaitable<std::optional<Failure>> Supervisor::start_up() {
   if (stop_kind_)
     co_return std::nullopt;
 
+  std::error_code dir_error;
+  std::filesystem::create_directories(config_.runtime_dir, dir_error);
+  ::chmod(config_.runtime_dir.c_str(), 0700);
+  if (dir_error)
+    co_return Failure{
+        ExitCode::kConfig,
+        fmt::format("BERTH_RUNTIME_DIR {}: {}", config_.runtime_dir.string(), dir_error.message())};
+
   enter(Phase::kImage);
-  if (config_.img_source_kind == SourceKind::kUrl)
-    co_return Failure{ExitCode::kImage,
-                      fmt::format("IMG_SOURCE {}: downloading images is not built yet; give an "
-                                  "absolute path to a local image",
-                                  config_.img_source)};
-  base_image_ = config_.img_source;
-  if (::access(base_image_.c_str(), R_OK) != 0)
-    co_return Failure{ExitCode::kImage, fmt::format("IMG_SOURCE {}: {}; mount or bake the image "
-                                                    "there, or give an http(s) URL",
-                                                    base_image_.string(), std::strerror(errno))};
-  base_format_ = detect_format(base_image_);
-  log_->info("base image {} ({})", base_image_.string(), format_name(base_format_));
+  drive::FetchParams fetch;
+  fetch.source = config_.img_source;
+  fetch.image_dir = config_.image_dir;
+  fetch.target = config_.img_target;
+  fetch.sha256 = config_.img_sha256;
+  fetch.ca_file = config_.ca_bundle;
+  auto image = co_await drive::fetch_image(std::move(fetch), log_->clone("image"));
+  if (!image)
+    co_return Failure{ExitCode::kImage, image.error().message};
+  base_image_ = image->path;
+  base_sha256_ = image->sha256;
+  base_format_ = image->format == drive::ImageFormat::kQcow2 ? qemu::DiskFormat::kQcow2
+                                                             : qemu::DiskFormat::kRaw;
+  if (image->outcome == drive::CacheOutcome::kDownloaded)
+    state_.image_bytes_fetched += image->size;
   if (stop_kind_)
     co_return std::nullopt;
 
   enter(Phase::kDisk);
-  if (auto failure = co_await prepare_disk())
-    co_return failure;
+  drive::PetDiskParams pet;
+  pet.disk_dir = config_.disk_dir;
+  pet.hostname = hostname_;
+  pet.base = base_image_;
+  pet.base_format = image->format;
+  pet.base_sha256 = base_sha256_;
+  pet.size = config_.vm_disk_size;
+  auto disk =
+      co_await drive::prepare_pet_disk(std::move(pet), program_runner(), log_->clone("disk"));
+  if (!disk)
+    co_return Failure{ExitCode::kDisk, disk.error().message};
+  pet_disk_ = disk->path;
+  if (stop_kind_)
+    co_return std::nullopt;
+
+  enter(Phase::kDrive);
+  drive_params_.layout = config_.drive_format == DriveFormat::kNoCloud
+                             ? drive::DriveLayout::kNoCloud
+                             : drive::DriveLayout::kConfigDrive;
+  drive_params_.userdata = config_.userdata;
+  drive_params_.metadata = config_.metadata;
+  drive_params_.networkdata = config_.networkdata;
+  drive_params_.hostname = hostname_;
+  drive_params_.iso = config_.runtime_dir / "config-drive.iso";
+  auto drive_log = log_->clone("drive");
+  auto built = drive::build_config_drive(drive_params_, *drive_log);
+  if (!built)
+    co_return Failure{ExitCode::kDrive, built.error().message};
+  log_->info("config drive {} ({}, instance-id {}, hostname {}): {}", built->iso.string(),
+             built->label, built->instance_id, built->hostname, fmt::join(built->files, " "));
   if (stop_kind_)
     co_return std::nullopt;
 
@@ -214,38 +247,16 @@ asio::awaitable<std::optional<Failure>> Supervisor::start_up() {
   if (stop_kind_)
     co_return std::nullopt;
 
-  enter(Phase::kBooting);
-  co_return co_await boot();
-}
-
-asio::awaitable<std::optional<Failure>> Supervisor::prepare_disk() {
-  std::error_code ec;
-  std::filesystem::create_directories(config_.disk_dir, ec);
-  if (ec)
-    co_return Failure{ExitCode::kDisk, fmt::format("BERTH_DISK_DIR {}: {}",
-                                                   config_.disk_dir.string(), ec.message())};
-  pet_disk_ = config_.disk_dir / (hostname_ + ".qcow2");
-  if (std::filesystem::exists(pet_disk_)) {
-    log_->info("pet disk {} exists: reusing it", pet_disk_.string());
+  enter(Phase::kServices);
+  if (auto failure = start_guest_services())
+    co_return failure;
+  if (stop_kind_)
     co_return std::nullopt;
-  }
-  // Created under a temporary name and renamed, so a crash never leaves a half-made pet disk.
-  const auto temporary = pet_disk_.string() + ".tmp-" + std::to_string(::getpid());
-  std::vector<std::string> argv = {"qemu-img", "create", "-q", "-f", "qcow2", "-F"};
-  argv.emplace_back(format_name(base_format_));
-  argv.insert(argv.end(), {"-b", std::filesystem::absolute(base_image_).string(), temporary});
-  auto result = co_await run_program(io_, children_, std::move(argv));
-  if (!result.ok()) {
-    std::filesystem::remove(temporary, ec);
-    co_return Failure{ExitCode::kDisk,
-                      fmt::format("cannot create the pet disk {}: qemu-img {}: {}",
-                                  pet_disk_.string(), result.status.describe(), result.output)};
-  }
-  std::filesystem::rename(temporary, pet_disk_, ec);
-  if (ec)
-    co_return Failure{ExitCode::kDisk, fmt::format("cannot create the pet disk {}: {}",
-                                                   pet_disk_.string(), ec.message())};
-  log_->info("pet disk {} created over {}", pet_disk_.string(), base_image_.string());
+
+  enter(Phase::kBooting);
+  if (auto failure = co_await boot())
+    co_return failure;
+  start_drive_watch();
   co_return std::nullopt;
 }
 
@@ -260,6 +271,7 @@ qemu::MachineSpec Supervisor::machine_spec(qemu::Accelerator accel) const {
   spec.mtu = mtu_;
   spec.vnc = config_.vnc ? qemu::Vnc::kOn : qemu::Vnc::kOff;
   spec.qmp_socket = config_.runtime_dir / "qmp.sock";
+  spec.config_drive = drive_params_.iso;
   if (network_)
     spec.tap = network_->spec().tap;
   spec.extra_args = config_.qemu_args;
@@ -267,13 +279,6 @@ qemu::MachineSpec Supervisor::machine_spec(qemu::Accelerator accel) const {
 }
 
 asio::awaitable<std::optional<Failure>> Supervisor::boot() {
-  std::error_code ec;
-  std::filesystem::create_directories(config_.runtime_dir, ec);
-  ::chmod(config_.runtime_dir.c_str(), 0700);
-  if (ec)
-    co_return Failure{ExitCode::kQemu, fmt::format("BERTH_RUNTIME_DIR {}: {}",
-                                                   config_.runtime_dir.string(), ec.message())};
-
   auto start = [this](qemu::Accelerator accel) { return start_vm(accel); };
   // Runs the guest under KVM for the probation time; returns why KVM failed, if it did.
   auto try_kvm = [&]() -> asio::awaitable<std::optional<std::string>> {
@@ -392,6 +397,117 @@ asio::awaitable<int> Supervisor::run_until_end() {
       co_return to_int(ExitCode::kQemu);
   }
   co_return to_int(ExitCode::kInternal);
+}
+
+drive::RunProgram Supervisor::program_runner() {
+  return [this](std::vector<std::string> argv) -> asio::awaitable<drive::ProgramResult> {
+    auto result = co_await run_program(io_, children_, std::move(argv));
+    if (result.spawn_error)
+      co_return drive::ProgramResult{-1, result.spawn_error.message()};
+    co_return drive::ProgramResult{result.status.as_shell_code(), std::move(result.output)};
+  };
+}
+
+std::optional<Failure> Supervisor::start_guest_services() {
+  const auto& bridge = network_->spec().bridge;
+  dhcp::DhcpConfig dhcp_config;
+  dhcp_config.interface = bridge;
+  dhcp_config.server_address = config_.vm_gw;
+  dhcp_config.client_address = config_.vm_ip;
+  dhcp_config.prefix_length = 30;
+  dhcp_config.client_mac = mac_;
+  dhcp_config.router = config_.vm_gw;
+  dhcp_config.dns_servers = {config_.vm_gw};
+  dhcp_config.search_domains = resolv_.search;
+  dhcp_config.hostname = hostname_;
+  dhcp_config.mtu = static_cast<std::uint16_t>(mtu_);
+  dhcp_ = std::make_unique<dhcp::DhcpServer>(io_, dhcp_config, log_->clone("dhcp"));
+  dhcp_->on_lease([this](const dhcp::LeaseEvent& event) {
+    const bool holds =
+        event.kind == dhcp::LeaseEventKind::kBound || event.kind == dhcp::LeaseEventKind::kRenewed;
+    if (holds && !state_.lease_given)
+      log_->info("the guest took its lease {} after {:.1f}s", event.address.to_string(),
+                 std::chrono::duration<double>(lifecycle_.since_start()).count());
+    state_.lease_given = holds;
+  });
+  if (auto started = dhcp_->start(); !started)
+    return Failure{ExitCode::kNetwork, started.error().message};
+
+  std::vector<asio::ip::udp::endpoint> upstreams;
+  for (const auto& server : resolv_.nameservers)
+    if (server.is_v4() && upstreams.size() < 3)
+      upstreams.emplace_back(server, 53);
+  if (upstreams.empty()) {
+    log_->warn("DNS: /etc/resolv.conf names no IPv4 nameserver; the guest gets no DNS forwarder");
+  } else {
+    dhcp::DnsConfig dns_config;
+    dns_config.listen_address = config_.vm_gw;
+    dns_config.interface = bridge;
+    dns_config.allowed_clients = asio::ip::network_v4(config_.vm_gw, 30).canonical();
+    dns_config.upstreams = std::move(upstreams);
+    dns_ = std::make_unique<dhcp::DnsForwarder>(io_, dns_config, log_->clone("dns"));
+    if (auto started = dns_->start(); !started)
+      return Failure{ExitCode::kNetwork, started.error().message};
+  }
+  state_.extra_metrics = [this] { return module_metrics(); };
+  return std::nullopt;
+}
+
+void Supervisor::start_drive_watch() {
+  auto swap = [this](std::filesystem::path iso) -> asio::awaitable<std::optional<std::string>> {
+    auto qmp = state_.qmp;
+    if (!qmp || !qmp->connected())
+      co_return std::string("the VM is not running");
+    boost::json::object arguments;
+    arguments["id"] = std::string(qemu::kConfigDriveDevice);
+    arguments["filename"] = iso.string();
+    arguments["format"] = "raw";
+    arguments["read-only-mode"] = "read-only";
+    auto result = co_await qmp->execute("blockdev-change-medium", std::move(arguments), 10s);
+    if (!result.ok())
+      co_return "QMP blockdev-change-medium: " + result.describe();
+    co_return std::nullopt;
+  };
+  watcher_ = drive::ConfigDriveWatcher::create(io_.get_executor(), drive_params_, std::move(swap),
+                                               log_->clone("drive"));
+  if (auto started = watcher_->start(); !started)
+    log_->warn("config drive: not watching for ConfigMap changes: {}", started.error().message);
+}
+
+std::string Supervisor::module_metrics() const {
+  std::string out;
+  auto counter = [&out](std::string_view name, std::string_view help, std::uint64_t value) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} counter\n{} {}\n", name, help, name, name, value);
+  };
+  if (dhcp_) {
+    const auto c = dhcp_->counters();
+    counter("berth_dhcp_received_total", "DHCP datagrams received.", c.received);
+    counter("berth_dhcp_offers_total", "DHCPOFFERs sent.", c.offers);
+    counter("berth_dhcp_acks_total", "DHCPACKs sent (leases given or extended).", c.acks);
+    counter("berth_dhcp_naks_total", "DHCPNAKs sent.", c.naks);
+    counter("berth_dhcp_ignored_total", "DHCP messages ignored (other clients...).", c.ignored);
+    counter("berth_dhcp_malformed_total", "DHCP datagrams that did not parse.", c.malformed);
+  }
+  if (dns_) {
+    const auto c = dns_->counters();
+    counter("berth_dns_udp_queries_total", "DNS queries from the guest over UDP.", c.udp_queries);
+    counter("berth_dns_tcp_queries_total", "DNS queries from the guest over TCP.", c.tcp_queries);
+    counter("berth_dns_answered_total", "Upstream answers passed to the guest.", c.answered);
+    counter("berth_dns_truncated_total", "Answers truncated to the guest's UDP size.", c.truncated);
+    counter("berth_dns_servfail_total", "Queries answered SERVFAIL (every try failed).",
+            c.servfail);
+    counter("berth_dns_refused_clients_total", "Queries from outside the VM subnet.",
+            c.refused_clients);
+    counter("berth_dns_upstream_timeouts_total", "Upstream tries that timed out.",
+            c.upstream_timeouts);
+  }
+  if (watcher_) {
+    const auto& s = watcher_->stats();
+    counter("berth_config_drive_swaps_total", "New config drives handed to the VM.", s.swaps);
+    counter("berth_config_drive_rejected_total", "ConfigMap changes refused as invalid.",
+            s.rejected);
+  }
+  return out;
 }
 
 void Supervisor::enter(Phase phase) {

@@ -11,6 +11,11 @@
 #include <memory>
 #include <optional>
 
+#include "dhcp/dhcp_server.hpp"
+#include "dhcp/dns_forwarder.hpp"
+#include "drive/config_drive.hpp"
+#include "drive/config_watch.hpp"
+#include "drive/program.hpp"
 #include "net/network.hpp"
 #include "net/pod.hpp"
 #include "net/resolv_conf.hpp"
@@ -49,7 +54,14 @@ class Supervisor {
  private:
   boost::asio::awaitable<void> main_flow();
   boost::asio::awaitable<std::optional<Failure>> start_up();
-  boost::asio::awaitable<std::optional<Failure>> prepare_disk();
+  // qemu-img and friends for the drive module, through the reaper.
+  drive::RunProgram program_runner();
+  // DHCP server and DNS forwarder on the bridge.
+  std::optional<Failure> start_guest_services();
+  // The ConfigMap watch that rebuilds and swaps the config drive into the running VM.
+  void start_drive_watch();
+  // DHCP, DNS and drive counters as Prometheus text.
+  std::string module_metrics() const;
   boost::asio::awaitable<std::optional<Failure>> boot();
   boost::asio::awaitable<int> run_until_end();
   // Starts QEMU under `accel` (replacing any previous Vm); returns why it failed, if it did.
@@ -84,6 +96,11 @@ class Supervisor {
   std::filesystem::path base_image_;
   qemu::DiskFormat base_format_ = qemu::DiskFormat::kRaw;
   std::filesystem::path pet_disk_;
+  std::string base_sha256_;
+  drive::ConfigDriveParams drive_params_;
+  std::unique_ptr<dhcp::DhcpServer> dhcp_;
+  std::unique_ptr<dhcp::DnsForwarder> dns_;
+  std::shared_ptr<drive::ConfigDriveWatcher> watcher_;
   MacAddress mac_{};
   std::unique_ptr<Vm> vm_;
   RuntimeState state_;

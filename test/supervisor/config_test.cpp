@@ -163,6 +163,7 @@ TEST_CASE("each invalid value is named with its value and the accepted form", "[
       {"BERTH_CONTROL_LISTEN", "0.0.0.0:9251", "needs a token: set BERTH_CONTROL_TOKEN_FILE"},
       {"BERTH_CONTROL_TOKEN_FILE", "token", "is not an absolute path"},
       {"BERTH_READY_TCP", "http", "is not a TCP port"},
+      {"BERTH_CA_BUNDLE", "ca.pem", "is not an absolute path"},
       {"BERTH_SHUTDOWN_TIMEOUT", "0", "is not a number of seconds"},
       {"BERTH_SHUTDOWN_TIMEOUT", "10m", "is not a number of seconds"},
       {"BERTH_QEMU_ARGS", "-append 'console=ttyS0", "has an unbalanced quote"},

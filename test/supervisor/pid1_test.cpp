@@ -190,6 +190,9 @@ struct Pid1Berth {
     env.push_back("IMG_SOURCE=" + test::test_guest());
     env.push_back("BERTH_DISK_DIR=" + (dir / "disks").string());
     env.push_back("BERTH_RUNTIME_DIR=" + (dir / "run").string());
+    env.push_back("BERTH_IMAGE_DIR=" + (dir / "images").string());
+    for (const char* input : {"USERDATA", "METADATA", "NETWORKDATA"})
+      env.push_back(std::string("BERTH_") + input + "=" + (dir / "none").string());
     env.push_back("VM_ACCEL=tcg");
     env.push_back("VM_MEMORY=256M");
     env.push_back("NO_VNC=1");
@@ -240,12 +243,16 @@ TEST_CASE("binary: orphans in berth's namespace are reaped by berth", "[binary]"
   // nsenter's child runs inside berth's PID namespace; when the shell exits, its background sleep
   // is re-parented to the namespace's init: berth.
   const std::string command =
-      "nsenter --target " + std::to_string(berth.berth_pid) + " --pid -- sh -c 'sleep 2 & exit 0'";
+      "nsenter --target " + std::to_string(berth.berth_pid) + " --pid -- sh -c 'sleep 4 & exit 0'";
   REQUIRE(std::system(command.c_str()) == 0);
   std::vector<pid_t> orphans;
-  for (pid_t child : children_of(berth.berth_pid)) {
-    if (slurp("/proc/" + std::to_string(child) + "/comm") == "sleep\n")
-      orphans.push_back(child);
+  for (int i = 0; i < 30 && orphans.empty(); ++i) {
+    for (pid_t child : children_of(berth.berth_pid)) {
+      if (slurp("/proc/" + std::to_string(child) + "/comm") == "sleep\n")
+        orphans.push_back(child);
+    }
+    if (orphans.empty())
+      std::this_thread::sleep_for(100ms);
   }
   REQUIRE(orphans.size() == 1);  // the sleep, now berth's child
   // Once the sleep ends, berth must reap it: gone from /proc, not left as a zombie.

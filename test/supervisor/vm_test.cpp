@@ -39,6 +39,10 @@ struct GuestBerth {
     std::vector<std::string> all = {"IMG_SOURCE=" + test_guest(),
                                     "BERTH_DISK_DIR=" + (dir / "disks").string(),
                                     "BERTH_RUNTIME_DIR=" + (dir / "run").string(),
+                                    "BERTH_IMAGE_DIR=" + (dir / "images").string(),
+                                    "BERTH_USERDATA=" + (dir / "userdata").string(),
+                                    "BERTH_METADATA=" + (dir / "metadata").string(),
+                                    "BERTH_NETWORKDATA=" + (dir / "networkdata").string(),
                                     "VM_ACCEL=tcg",
                                     "VM_MEMORY=256M",
                                     "NO_VNC=1"};
@@ -156,10 +160,15 @@ TEST_CASE(
   auto live = berth.health("/healthz");
   CHECK(live.status == 200);
   CHECK_THAT(live.body, Catch::Contains("\"vm\":\"running\""));
-  // No network yet, so no DHCP lease: not ready, and it says why.
-  auto ready = berth.health("/readyz");
-  CHECK(ready.status == 503);
-  CHECK_THAT(ready.body, Catch::Contains("DHCP lease"));
+  // Ready once the guest took its DHCP lease from berth.
+  HttpResult ready;
+  for (int i = 0; i < 100 && ready.status != 200; ++i) {
+    ready = berth.health("/readyz");
+    if (ready.status != 200)
+      std::this_thread::sleep_for(200ms);
+  }
+  CHECK(ready.status == 200);
+  CHECK_THAT(ready.body, Catch::Contains("\"status\":\"ready\""));
   auto metrics = berth.health("/metrics");
   CHECK(metrics.status == 200);
   CHECK_THAT(metrics.body, Catch::Contains("berth_phase{phase=\"running\"} 1")

@@ -1,0 +1,258 @@
+// End to end: the berth binary in a Calico-style pod namespace boots the built-in guest from an
+// http:// IMG_SOURCE served by the "node" namespace, with ConfigMap-style user-data and metadata,
+// and everything is checked from the node the way a cluster client would see it.
+
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <fstream>
+
+#include "test/support/berth_process.hpp"
+
+using namespace berth::test;
+
+namespace {
+
+// Runs `command` through sh in namespace `netns`; its stdout, trimmed.
+std::string in_ns(const std::string& netns, const std::string& command) {
+  std::string out;
+  const std::string full = "ip netns exec " + netns + " sh -c '" + command + "' 2>/dev/null";
+  if (FILE* pipe = ::popen(full.c_str(), "r")) {
+    char buffer[4096];
+    for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;)
+      out.append(buffer, n);
+    ::pclose(pipe);
+  }
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r'))
+    out.pop_back();
+  return out;
+}
+
+// A background program in a namespace, killed at the end.
+struct Background {
+  pid_t pid = -1;
+  Background(const std::string& netns, const std::vector<std::string>& argv) {
+    pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      const int null = ::open("/dev/null", O_RDWR);
+      ::dup2(null, STDOUT_FILENO);
+      ::dup2(null, STDERR_FILENO);
+      std::vector<std::string> all = {"ip", "netns", "exec", netns};
+      all.insert(all.end(), argv.begin(), argv.end());
+      std::vector<char*> args;
+      for (auto& a : all)
+        args.push_back(a.data());
+      args.push_back(nullptr);
+      ::execvp(args[0], args.data());
+      ::_exit(127);
+    }
+  }
+  ~Background() {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+  }
+};
+
+std::string sha256_of(const fs::path& file) {
+  std::string out;
+  if (FILE* pipe = ::popen(("sha256sum " + file.string()).c_str(), "r")) {
+    char buffer[128];
+    std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe);
+    out.assign(buffer, n);
+    ::pclose(pipe);
+  }
+  return out.substr(0, 64);
+}
+
+constexpr const char* kNodeIp = "10.77.9.1";
+
+// The guest's user-data: what a user would write to make the guest show things from outside.
+const char* kUserdata = R"(#!/bin/sh
+echo "value-one" > /www/value
+cat /sys/class/net/eth0/mtu > /www/mtu
+nslookup e2e.berth.test > /www/dns 2>&1
+date >> /data/e2e-file
+cp /data/e2e-file /www/e2e-file
+httpd -p 5900 -h /www
+)";
+
+struct Cluster {
+  TempDir dir;
+  PodNet net;
+  std::unique_ptr<Background> http;
+  std::unique_ptr<Background> dns;
+  std::string checksum;
+
+  Cluster() {
+    // The node serves the image over HTTP and answers DNS for e2e.berth.test.
+    fs::create_directories(dir.path / "www");
+    fs::copy_file(test_guest(), dir.path / "www" / "guest.qcow2");
+    checksum = sha256_of(dir.path / "www" / "guest.qcow2");
+    http = std::make_unique<Background>(
+        net.node(), std::vector<std::string>{"python3", "-m", "http.server", "8080", "--bind",
+                                             kNodeIp, "--directory", (dir.path / "www").string()});
+    dns = std::make_unique<Background>(
+        net.node(),
+        std::vector<std::string>{"dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts",
+                                 "--bind-interfaces", std::string("--listen-address=") + kNodeIp,
+                                 std::string("--address=/e2e.berth.test/") + kNodeIp,
+                                 "--pid-file=" + (dir.path / "dnsmasq.pid").string()});
+    write_userdata(kUserdata);
+    write_file(dir.path / "meta.json", R"({"uuid": "e2e-uuid-1", "hostname": "e2e-guest"})");
+    configmap(dir.path / "metadata", "metadata", dir.path / "meta.json");
+  }
+
+  static void write_file(const fs::path& path, const std::string& text) {
+    std::ofstream(path) << text;
+  }
+  void configmap(const fs::path& volume, const std::string& key, const fs::path& file) {
+    const std::string command = std::string(BERTH_SOURCE_DIR) + "/test/e2e/configmap.sh "
+                                + volume.string() + " " + key + "=" + file.string();
+    REQUIRE(std::system(command.c_str()) == 0);
+  }
+  void write_userdata(const std::string& text) {
+    write_file(dir.path / "user.sh", text);
+    configmap(dir.path / "userdata", "userdata", dir.path / "user.sh");
+  }
+
+  std::vector<std::string> env(std::vector<std::string> extra = {}) const {
+    std::vector<std::string> all = {
+        std::string("IMG_SOURCE=http://") + kNodeIp + ":8080/guest.qcow2",
+        "IMG_CHECKSUM=sha256:" + checksum,
+        "BERTH_IMAGE_DIR=" + (dir.path / "images").string(),
+        "BERTH_DISK_DIR=" + (dir.path / "disks").string(),
+        "BERTH_RUNTIME_DIR=" + (dir.path / "run").string(),
+        "BERTH_USERDATA=" + (dir.path / "userdata").string(),
+        "BERTH_METADATA=" + (dir.path / "metadata").string(),
+        "BERTH_NETWORKDATA=" + (dir.path / "networkdata").string(),
+        "VM_ACCEL=tcg",
+        "VM_MEMORY=256M",
+        "BERTH_SHUTDOWN_TIMEOUT=20"};
+    all.insert(all.end(), extra.begin(), extra.end());
+    return all;
+  }
+
+  // A fresh run folder per start keeps each start's logs apart.
+  std::unique_ptr<BerthProcess> start(std::vector<std::string> extra = {}) {
+    static int runs = 0;
+    const fs::path logs = dir.path / ("run-" + std::to_string(runs++));
+    fs::create_directories(logs);
+    return std::make_unique<BerthProcess>(logs, env(std::move(extra)), net.in_pod());
+  }
+
+  // GET http://<pod IP>/<path> from the node: the guest's httpd through the pod IP.
+  std::string guest_http(const std::string& path) const {
+    return in_ns(net.node(), std::string("curl -s -m 5 http://") + PodNet::kPodIp + path);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("e2e: the guest answers on the pod IP with its data, DNS and MTU, and survives a restart",
+          "[e2e]") {
+  Cluster cluster;
+  auto berth = cluster.start();
+  REQUIRE(berth->wait_console("berth-guest: ready", 180s));
+  REQUIRE(berth->wait_log("the guest took its lease 192\\.168\\.254\\.2", 10s));
+  // TCP: the guest's httpd, with the hostname from metadata and a value from user-data.
+  CHECK(cluster.guest_http("/") == "e2e-guest");
+  CHECK(cluster.guest_http("/value") == "value-one");
+  // The guest got the pod's MTU and resolves a name only the node's DNS knows, through berth.
+  CHECK(cluster.guest_http("/mtu") == "1450");
+  CHECK_THAT(cluster.guest_http("/dns"), Catch::Contains(kNodeIp));
+  // UDP and ICMP to the pod IP reach the guest (its UDP echo on 7; the pod itself has neither).
+  CHECK(in_ns(cluster.net.node(),
+              "python3 -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+              "s.settimeout(3); s.sendto(b\\\"udp-ping\\\", (\\\"10.77.0.5\\\", 7)); "
+              "print(s.recv(64).decode())\"")
+        == "udp-ping");
+  CHECK(in_ns(cluster.net.node(), "ping -c 1 -W 3 10.77.0.5 >/dev/null && echo ok") == "ok");
+  // VNC on 5900 is QEMU's, not the guest's listener there.
+  CHECK_THAT(in_ns(cluster.net.node(), "timeout 3 busybox nc 10.77.0.5 5900 | head -c 12"),
+             Catch::StartsWith("RFB 003.008"));
+  // Probes, as the kubelet runs them against the pod IP.
+  CHECK(
+      in_ns(cluster.net.node(), "curl -s -o /dev/null -w %{http_code} http://10.77.0.5:9250/readyz")
+      == "200");
+  // SIGTERM: the guest powers off and berth exits 0 within the timeout.
+  berth->signal(SIGTERM);
+  CHECK(berth->wait_exit(30s) == 0);
+  CHECK(berth->wait_console("berth-guest: powering off", 0ms));
+  // Start again: the same pet disk, with what the guest wrote the first time.
+  auto again = cluster.start();
+  REQUIRE(again->wait_console("berth-guest: ready", 180s));
+  CHECK(again->wait_log("pet disk .* reused|reusing", 0ms));
+  const std::string lines = cluster.guest_http("/e2e-file");
+  CHECK(std::count(lines.begin(), lines.end(), '\n') == 1);  // two lines: both boots wrote one
+  CHECK(again->wait_log("cached", 0ms));                     // no second download
+  again->signal(SIGTERM);
+  CHECK(again->wait_exit(30s) == 0);
+}
+
+TEST_CASE("e2e: NO_VNC forwards 5900 to the guest", "[e2e]") {
+  Cluster cluster;
+  auto berth = cluster.start({"NO_VNC=1"});
+  REQUIRE(berth->wait_console("berth-guest: ready", 180s));
+  // The guest's own httpd on 5900 answers, not QEMU's VNC.
+  CHECK(in_ns(cluster.net.node(), "curl -s -m 5 http://10.77.0.5:5900/value") == "value-one");
+  berth->signal(SIGTERM);
+  CHECK(berth->wait_exit(30s) == 0);
+}
+
+TEST_CASE("e2e: a ConfigMap edit reaches the running guest without a restart", "[e2e]") {
+  Cluster cluster;
+  auto berth = cluster.start({"NO_VNC=1"});
+  REQUIRE(berth->wait_console("berth-guest: ready", 180s));
+  CHECK(cluster.guest_http("/value") == "value-one");
+  cluster.write_userdata("#!/bin/sh\necho value-two > /www/value\n");
+  REQUIRE(berth->wait_console("berth-guest: config-drive changed", 60s));
+  std::string value;
+  for (int i = 0; i < 50 && value != "value-two"; ++i) {
+    value = cluster.guest_http("/value");
+    std::this_thread::sleep_for(200ms);
+  }
+  CHECK(value == "value-two");
+  CHECK_FALSE(berth->poll_exit());
+  berth->signal(SIGTERM);
+  CHECK(berth->wait_exit(30s) == 0);
+}
+
+TEST_CASE("e2e: kill -9 of QEMU fails the pod with code 8 and a restart recovers", "[e2e]") {
+  Cluster cluster;
+  auto berth = cluster.start({"NO_VNC=1"});
+  REQUIRE(berth->wait_console("berth-guest: ready", 180s));
+  const auto qemu = berth->wait_log("QEMU running as pid (\\d+)", 0ms);
+  REQUIRE(qemu);
+  ::kill(std::stoi(*qemu), SIGKILL);
+  CHECK(berth->wait_exit(30s) == 8);
+  // Nothing left behind: a new start plumbs and boots again.
+  auto again = cluster.start({"NO_VNC=1"});
+  REQUIRE(again->wait_console("berth-guest: ready", 180s));
+  CHECK(cluster.guest_http("/value") == "value-one");
+  again->signal(SIGTERM);
+  CHECK(again->wait_exit(30s) == 0);
+}
+
+TEST_CASE("e2e: a wrong IMG_CHECKSUM is a clear error, nothing boots, the cache stays clean",
+          "[e2e]") {
+  Cluster cluster;
+  auto berth = cluster.start({"IMG_CHECKSUM=sha256:" + std::string(64, '0')});
+  CHECK(berth->wait_exit(60s) == 4);
+  CHECK(berth->wait_log("IMG_CHECKSUM", 0ms));
+  CHECK_FALSE(berth->wait_log("starting QEMU", 0ms));
+  CHECK_FALSE(fs::exists(cluster.dir.path / "images" / "guest.qcow2"));
+  // The right checksum afterwards works from the same cache folder.
+  auto good = cluster.start({"NO_VNC=1"});
+  REQUIRE(good->wait_console("berth-guest: ready", 180s));
+  good->signal(SIGTERM);
+  CHECK(good->wait_exit(30s) == 0);
+}
+
+TEST_CASE("e2e: an unreachable IMG_SOURCE is a clear error", "[e2e]") {
+  Cluster cluster;
+  auto berth = cluster.start({"IMG_SOURCE=http://10.77.9.1:9/guest.qcow2"});
+  CHECK(berth->wait_exit(180s) == 4);
+  CHECK(berth->wait_log("10\\.77\\.9\\.1:9", 0ms));
+  CHECK_FALSE(berth->wait_log("starting QEMU", 0ms));
+}
