@@ -35,6 +35,10 @@ ip netns exec "$node" python3 -m http.server 8080 --bind "$node_ip" --directory 
   >/dev/null 2>&1 & pids+=($!)
 ip netns exec "$node" dnsmasq --no-daemon --no-resolv --no-hosts --bind-interfaces \
   --listen-address="$node_ip" --address=/demo.berth.test/"$node_ip" >/dev/null 2>&1 & pids+=($!)
+for _ in $(seq 1 50); do  # the image server is up before berth asks for the image
+  ip netns exec "$node" curl -s -o /dev/null -m 1 "http://$node_ip:8080/" && break
+  sleep 0.1
+done
 cat >"$dir/user.sh" <<'USERDATA'
 #!/bin/sh
 echo "hello from user-data, $(date)" > /www/value
@@ -85,10 +89,11 @@ while kill -0 "$berth_pid" 2>/dev/null; do
     say "the VM runs. Try: ip netns exec $node curl http://$pod_ip/   |   ip netns exec $pod curl http://127.0.0.1:9251/api/v1/status"
     say "Ctrl-C powers it off."
   fi
-  sleep 0.5
+  sleep 0.5 || true  # Ctrl-C interrupts the sleep; the loop then sees berth stop
 done
 status=0
 wait "$berth_pid" || status=$?
+wait "$berth_pid" 2>/dev/null || true
 berth_pid=
 say "berth exited with $status"
 tail -3 "$dir/logs/berth.log" >&2
