@@ -11,6 +11,7 @@
 #include <boost/json/serialize.hpp>
 #include <csignal>
 #include <cstdio>
+#include <functional>
 
 #include "qemu/shell_words.hpp"
 
@@ -316,17 +317,12 @@ std::string Vm::stderr_tail() const {
   return out.empty() ? "(no message)" : out;
 }
 
-asio::awaitable<void> Vm::pump_console(std::shared_ptr<asio::posix::stream_descriptor> in) {
+// Reads `in` to its end and calls `emit` with each line (without its newline; a line longer than
+// kMaxLine is cut there).
+asio::awaitable<void> pump_lines(std::shared_ptr<asio::posix::stream_descriptor> in,
+                                 std::function<void(std::string_view)> emit) {
   std::string pending;
   std::array<char, 4096> chunk;
-  auto emit = [this](std::string_view line) {
-    if (!line.empty() && line.back() == '\r')
-      line.remove_suffix(1);
-    std::fwrite(line.data(), 1, line.size(), stdout);
-    std::fputc('\n', stdout);
-    std::fflush(stdout);
-    ++console_lines_;
-  };
   for (;;) {
     error_code ec;
     const std::size_t n = co_await in->async_read_some(
@@ -345,10 +341,20 @@ asio::awaitable<void> Vm::pump_console(std::shared_ptr<asio::posix::stream_descr
     emit(pending);
 }
 
+asio::awaitable<void> Vm::pump_console(std::shared_ptr<asio::posix::stream_descriptor> in) {
+  co_await pump_lines(std::move(in), [this](std::string_view line) {
+    if (!line.empty() && line.back() == '\r')
+      line.remove_suffix(1);
+    std::fwrite(line.data(), 1, line.size(), stdout);
+    std::fputc('\n', stdout);
+    std::fflush(stdout);
+    ++console_lines_;
+  });
+}
+
 asio::awaitable<void> Vm::pump_stderr(std::shared_ptr<asio::posix::stream_descriptor> in) {
-  std::string pending;
-  std::array<char, 4096> chunk;
-  auto emit = [this](std::string line) {
+  co_await pump_lines(std::move(in), [this](std::string_view text) {
+    std::string line(text);
     while (!line.empty() && (line.back() == '\r' || line.back() == ' '))
       line.pop_back();
     if (line.empty())
@@ -357,23 +363,7 @@ asio::awaitable<void> Vm::pump_stderr(std::shared_ptr<asio::posix::stream_descri
     stderr_lines_.push_back(std::move(line));
     if (stderr_lines_.size() > kStderrTail)
       stderr_lines_.pop_front();
-  };
-  for (;;) {
-    error_code ec;
-    const std::size_t n = co_await in->async_read_some(
-        asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, ec));
-    if (ec)
-      break;
-    pending.append(chunk.data(), n);
-    std::size_t start = 0;
-    for (std::size_t nl; (nl = pending.find('\n', start)) != std::string::npos; start = nl + 1)
-      emit(pending.substr(start, nl - start));
-    pending.erase(0, start);
-    if (pending.size() > kMaxLine)
-      emit(std::exchange(pending, {}));
-  }
-  if (!pending.empty())
-    emit(pending);
+  });
 }
 
 }  // namespace berth
