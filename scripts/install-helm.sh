@@ -18,6 +18,7 @@ if [[ -x "$helm" ]]; then
   exit 0
 fi
 
+export PATH=$PATH:/usr/local/go/bin  # where the machine image keeps Go, if PATH lacks it
 if ! command -v go >/dev/null; then
   echo "install-helm: go not found; install Go >= 1.24 (or put a helm $version binary at $helm)" >&2
   exit 1

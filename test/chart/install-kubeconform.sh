@@ -24,6 +24,7 @@ flock 9 # parallel runs wait for one build
 
 bin=$tools/kubeconform-$version/kubeconform
 if [[ ! -x "$bin" ]]; then
+  export PATH=$PATH:/usr/local/go/bin
   command -v go >/dev/null || { echo "install-kubeconform: go not found" >&2; exit 1; }
   staging=$(mktemp -d "$tools/.kubeconform-$version.XXXXXX")
   trap 'rm -rf "$staging"' EXIT
