@@ -152,18 +152,15 @@ asio::awaitable<std::optional<Failure>> Supervisor::start_up() {
   if (auto subnet = net::check_vm_subnet(*pod, config_.vm_ip, config_.vm_gw); !subnet)
     co_return Failure{ExitCode::kNetwork, subnet.error().message};
   pod_ = std::move(*pod);
-  hostname_ = pod_.hostname;
-  resolv_ = pod_.resolv_conf;
-  mtu_ = pod_.mtu;
   std::vector<std::string> servers;
-  for (const auto& server : resolv_.nameservers)
+  for (const auto& server : pod_.resolv_conf.nameservers)
     servers.push_back(server.to_string());
   log_->info("pod: {} {} mtu {}, gateway {}, hostname {}, nameservers [{}], search [{}]",
              pod_.interface, pod_.address.to_string(), pod_.mtu,
-             pod_.gateway ? pod_.gateway->to_string() : "none", hostname_, fmt::join(servers, " "),
-             fmt::join(resolv_.search, " "));
-  mac_ = config_.vm_mac.value_or(mac_for(hostname_));
-  state_.hostname = hostname_;
+             pod_.gateway ? pod_.gateway->to_string() : "none", pod_.hostname,
+             fmt::join(servers, " "), fmt::join(pod_.resolv_conf.search, " "));
+  mac_ = config_.vm_mac.value_or(mac_for(pod_.hostname));
+  state_.hostname = pod_.hostname;
   state_.vm_ip = config_.vm_ip;
   if (auto failure = start_listeners())
     co_return failure;
@@ -188,10 +185,6 @@ asio::awaitable<std::optional<Failure>> Supervisor::start_up() {
   auto image = co_await drive::fetch_image(std::move(fetch), log_->clone("image"));
   if (!image)
     co_return Failure{ExitCode::kImage, image.error().message};
-  base_image_ = image->path;
-  base_sha256_ = image->sha256;
-  base_format_ = image->format == drive::ImageFormat::kQcow2 ? qemu::DiskFormat::kQcow2
-                                                             : qemu::DiskFormat::kRaw;
   if (image->outcome == drive::CacheOutcome::kDownloaded)
     state_.image_bytes_fetched += image->size;
   if (stop_kind_)
@@ -200,10 +193,10 @@ asio::awaitable<std::optional<Failure>> Supervisor::start_up() {
   enter(Phase::kDisk);
   drive::PetDiskParams pet;
   pet.disk_dir = config_.disk_dir;
-  pet.hostname = hostname_;
-  pet.base = base_image_;
+  pet.hostname = pod_.hostname;
+  pet.base = image->path;
   pet.base_format = image->format;
-  pet.base_sha256 = base_sha256_;
+  pet.base_sha256 = image->sha256;
   pet.size = config_.vm_disk_size;
   auto disk =
       co_await drive::prepare_pet_disk(std::move(pet), program_runner(), log_->clone("disk"));
@@ -220,7 +213,7 @@ asio::awaitable<std::optional<Failure>> Supervisor::start_up() {
   drive_params_.userdata = config_.userdata;
   drive_params_.metadata = config_.metadata;
   drive_params_.networkdata = config_.networkdata;
-  drive_params_.hostname = hostname_;
+  drive_params_.hostname = pod_.hostname;
   drive_params_.iso = config_.runtime_dir / "config-drive.iso";
   auto drive_log = log_->clone("drive");
   auto built = drive::build_config_drive(drive_params_, *drive_log);
@@ -268,7 +261,7 @@ qemu::MachineSpec Supervisor::machine_spec(qemu::Accelerator accel) const {
   spec.disk = pet_disk_;
   spec.disk_format = qemu::DiskFormat::kQcow2;
   spec.mac = mac_;
-  spec.mtu = mtu_;
+  spec.mtu = pod_.mtu;
   spec.vnc = config_.vnc ? qemu::Vnc::kOn : qemu::Vnc::kOff;
   spec.qmp_socket = config_.runtime_dir / "qmp.sock";
   spec.config_drive = drive_params_.iso;
@@ -418,9 +411,9 @@ std::optional<Failure> Supervisor::start_guest_services() {
   dhcp_config.client_mac = mac_;
   dhcp_config.router = config_.vm_gw;
   dhcp_config.dns_servers = {config_.vm_gw};
-  dhcp_config.search_domains = resolv_.search;
-  dhcp_config.hostname = hostname_;
-  dhcp_config.mtu = static_cast<std::uint16_t>(mtu_);
+  dhcp_config.search_domains = pod_.resolv_conf.search;
+  dhcp_config.hostname = pod_.hostname;
+  dhcp_config.mtu = static_cast<std::uint16_t>(pod_.mtu);
   dhcp_ = std::make_unique<dhcp::DhcpServer>(io_, dhcp_config, log_->clone("dhcp"));
   dhcp_->on_lease([this](const dhcp::LeaseEvent& event) {
     const bool holds =
@@ -434,7 +427,7 @@ std::optional<Failure> Supervisor::start_guest_services() {
     return Failure{ExitCode::kNetwork, started.error().message};
 
   std::vector<asio::ip::udp::endpoint> upstreams;
-  for (const auto& server : resolv_.nameservers)
+  for (const auto& server : pod_.resolv_conf.nameservers)
     if (server.is_v4() && upstreams.size() < 3)
       upstreams.emplace_back(server, 53);
   if (upstreams.empty()) {

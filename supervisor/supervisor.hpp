@@ -18,7 +18,6 @@
 #include "drive/program.hpp"
 #include "net/network.hpp"
 #include "net/pod.hpp"
-#include "net/resolv_conf.hpp"
 #include "qemu/command_line.hpp"
 #include "supervisor/api.hpp"
 #include "supervisor/children.hpp"
@@ -90,13 +89,7 @@ class Supervisor {
   // What start-up found and made.
   net::Pod pod_;
   std::optional<net::PodNetwork> network_;
-  std::string hostname_;
-  net::ResolvConf resolv_;
-  unsigned mtu_ = 1500;
-  std::filesystem::path base_image_;
-  qemu::DiskFormat base_format_ = qemu::DiskFormat::kRaw;
   std::filesystem::path pet_disk_;
-  std::string base_sha256_;
   drive::ConfigDriveParams drive_params_;
   std::unique_ptr<dhcp::DhcpServer> dhcp_;
   std::unique_ptr<dhcp::DnsForwarder> dns_;

@@ -15,14 +15,7 @@ namespace {
 
 // Runs `command` through sh in namespace `netns`; its stdout, trimmed.
 std::string in_ns(const std::string& netns, const std::string& command) {
-  std::string out;
-  const std::string full = "ip netns exec " + netns + " sh -c '" + command + "' 2>/dev/null";
-  if (FILE* pipe = ::popen(full.c_str(), "r")) {
-    char buffer[4096];
-    for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;)
-      out.append(buffer, n);
-    ::pclose(pipe);
-  }
+  std::string out = capture("ip netns exec " + netns + " sh -c '" + command + "' 2>/dev/null");
   while (!out.empty() && (out.back() == '\n' || out.back() == '\r'))
     out.pop_back();
   return out;
@@ -55,14 +48,7 @@ struct Background {
 };
 
 std::string sha256_of(const fs::path& file) {
-  std::string out;
-  if (FILE* pipe = ::popen(("sha256sum " + file.string()).c_str(), "r")) {
-    char buffer[128];
-    std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe);
-    out.assign(buffer, n);
-    ::pclose(pipe);
-  }
-  return out.substr(0, 64);
+  return capture("sha256sum " + file.string()).substr(0, 64);
 }
 
 constexpr const char* kNodeIp = "10.77.9.1";

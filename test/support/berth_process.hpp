@@ -84,6 +84,18 @@ struct PodNet {
   }
 };
 
+// Runs `command` through sh and returns what it wrote to stdout (test tooling only).
+inline std::string capture(const std::string& command) {
+  std::string out;
+  if (FILE* pipe = ::popen(command.c_str(), "r")) {
+    char buffer[4096];
+    for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;)
+      out.append(buffer, n);
+    ::pclose(pipe);
+  }
+  return out;
+}
+
 struct HttpResult {
   int status = 0;  // 0: no answer
   std::string body;
@@ -97,13 +109,7 @@ inline HttpResult http_request(const std::string& url, const std::string& method
                               + std::to_string(seconds) + " -X " + method
                               + " -H 'Content-Type: application/json' -d '{}' -w '\\n%{http_code}' "
                               + url + " 2>/dev/null";
-  std::string out;
-  if (FILE* pipe = ::popen(command.c_str(), "r")) {
-    char buffer[4096];
-    for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;)
-      out.append(buffer, n);
-    ::pclose(pipe);
-  }
+  const std::string out = capture(command);
   const auto nl = out.rfind('\n');
   if (nl == std::string::npos)
     return {};
