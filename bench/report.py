@@ -1,0 +1,362 @@
+#!/usr/bin/env python3
+"""Turns the raw outputs of bench/run.sh (one folder) into docs/benchmarks.md on standard output.
+Every figure comes from that folder; nothing here is typed in by hand except the targets, which
+are the ones issue #10 set."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+
+def first_line(*cmd):
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        return (out.stdout or out.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def machine():
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_gib = int(f.readline().split()[1]) / 1024 / 1024
+    os_name = "?"
+    if os.path.exists("/etc/os-release"):
+        for line in open("/etc/os-release"):
+            if line.startswith("PRETTY_NAME="):
+                os_name = line.split("=", 1)[1].strip().strip('"')
+    return (f"{os.cpu_count()} × {cpu}, {mem_gib:.0f} GiB, {os_name}, Linux {os.uname().release}; "
+            "no KVM (guests run under TCG)")
+
+
+def ms(seconds):
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def ratio(baseline, berth, higher_is_better=False):
+    if not baseline or not berth:
+        return "–"
+    r = berth / baseline if higher_is_better else baseline / berth
+    return f"**{r:.1f}×**" if r >= 1 else f"{r:.2f}×"
+
+
+def parse_dhcp(text):
+    """{label: {...}} from bench/dhcp/run.sh's output."""
+    out, cur = {}, None
+    for line in text.splitlines():
+        m = re.match(r"== DNS: (\S+)", line)
+        if m:
+            cur = out.setdefault(m.group(1), {})
+            continue
+        m = re.match(r"== DHCP: (\S+): \d+ exchanges: DISCOVER-to-ACK median=([\d.]+)ms "
+                     r"p90=([\d.]+)ms.*server turnaround median=([\d.]+)ms p90=([\d.]+)ms.*VmHWM:\s+(\d+)",
+                     line)
+        if m:
+            out.setdefault("dhcp-" + m.group(1), {}).update(
+                d2a=float(m.group(2)), d2a_p90=float(m.group(3)), turn=float(m.group(4)),
+                turn_p90=float(m.group(5)), hwm=int(m.group(6)))
+            cur = None
+            continue
+        if cur is None:
+            continue
+        if "over TCP" in line:
+            m = re.search(r"Queries per second:\s+([\d.]+)", line)
+            if m:
+                cur["tcp_qps"] = float(m.group(1))
+        elif "Queries per second" in line:
+            cur["qps"] = float(line.split(":")[1])
+        elif "Queries lost" in line:
+            cur["lost"] = int(line.split(":")[1].split()[0])
+        elif "at 2000 qps" in line:
+            for key in ("p50", "p99"):
+                m = re.search(key + r"=([\d.]+)ms", line)
+                if m:
+                    cur[key] = float(m.group(1))
+        elif "after load" in line:
+            m = re.search(r"VmHWM:\s+(\d+)", line)
+            if m:
+                cur["hwm"] = int(m.group(1))
+    return out
+
+
+def parse_drive(text):
+    out = {}
+    pats = {
+        "curl_file": r"curl -o file && sha256sum file:\s+([\d.]+)s\s+(\d+) MiB/s\s+peak RSS (\d+)",
+        "curl_sha": r"curl \| tee file \| sha256sum:\s+([\d.]+)s\s+(\d+) MiB/s\s+peak RSS (\d+)",
+        "curl_ossl": r"curl \| tee file \| openssl dgst:\s+([\d.]+)s\s+(\d+) MiB/s\s+peak RSS (\d+)",
+        "berth": r"berth drive-tool fetch \(fsync incl.\):\s+([\d.]+)s\s+(\d+) MiB/s\s+peak RSS (\d+)",
+    }
+    for key, pat in pats.items():
+        m = re.search(pat, text)
+        if m:
+            out[key] = {"s": float(m.group(1)), "mibs": int(m.group(2)), "rss": int(m.group(3))}
+    m = re.search(r"fetch: (\d+) MiB", text)
+    out["size_mib"] = int(m.group(1)) if m else None
+    m = re.search(r"berth peak RSS for a 64 MiB image:\s+(\d+)", text)
+    out["rss_small"] = int(m.group(1)) if m else None
+    for key, pat in {"iso_inproc": r"berth in-process.*?([\d.]+) ms",
+                     "iso_proc": r"berth drive-tool iso process.*?([\d.]+) ms",
+                     "iso_gen": r"genisoimage -J -R process.*?([\d.]+) ms"}.items():
+        m = re.search(pat, text)
+        out[key] = float(m.group(1)) if m else None
+    return out
+
+
+def parse_net(text):
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"(.+?)\s{2,}([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)$", line)
+        if m:
+            out[m.group(1).strip()] = [float(m.group(i)) for i in range(2, 6)] + [int(m.group(6))]
+    m = re.match(r"(\d+) rounds", text)
+    out["rounds"] = int(m.group(1)) if m else None
+    return out
+
+
+def main(folder):
+    read = lambda name: open(os.path.join(folder, name)).read()
+    st = json.loads(read("startup.json"))
+    scale = json.loads(read("scale.json"))
+    dhcp = parse_dhcp(read("dhcp.txt"))
+    drive = parse_drive(read("drive.txt"))
+    net = parse_net(read("net.txt"))
+    seconds = int(read("seconds")) if os.path.exists(os.path.join(folder, "seconds")) else None
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    p = print
+
+    p("# Benchmarks: Berth beside what users would otherwise run")
+    p()
+    p("Written by `sudo bench/run.sh` (or `cmake --build build --target bench`); every figure below "
+      "comes from one run of it, and each is measured beside its baseline in that same run. "
+      "Ratios are baseline ÷ Berth for times and Berth ÷ baseline for rates, so **above 1× means "
+      "Berth is better**.")
+    p()
+    p(f"- Machine: {machine()}.")
+    p(f"- Build: {first_line('build/supervisor/berth', '--version')}, commit {commit}"
+      f"{' with local changes' if dirty else ''}, Release.")
+    p(f"- Baselines: {first_line('dnsmasq', '--version')}; {first_line('curl', '--version')}; "
+      f"{first_line('genisoimage', '--version')}; {first_line('iptables', '--version')}; "
+      f"{first_line('qemu-system-x86_64', '--version')}.")
+    if seconds:
+        p(f"- The whole run took {seconds // 60} min {seconds % 60} s.")
+    p()
+
+    # ---- targets ----
+    b_exec, s_exec = st["berth_exec"]["median"], st["baseline_exec"]["median"]
+    dn, dm = dhcp.get("berth", {}), dhcp.get("dnsmasq-nocache", {})
+    curls = {k: drive[k] for k in ("curl_file", "curl_sha", "curl_ossl") if k in drive}
+    best_curl = max(curls.values(), key=lambda v: v["mibs"]) if curls else None
+    fetch_ratio = drive["berth"]["mibs"] / best_curl["mibs"] if best_curl and "berth" in drive else 0
+    rss_mib = scale["rss_kib_max"] / 1024
+
+    def verdict(ok):
+        return "met" if ok else "**not met**"
+
+    p("## Targets")
+    p()
+    p("| target | measured | |")
+    p("|---|---|---|")
+    p(f"| Berth's own start-up work ≥ 20× faster than the baseline's (start → QEMU exec) | "
+      f"{ms(b_exec)} vs {ms(s_exec)}: {s_exec / b_exec:.1f}× | {verdict(s_exec / b_exec >= 20)} |")
+    if dn and dm:
+        p(f"| DNS forwarding ≥ dnsmasq's qps (UDP, no cache on either side) | {dn['qps']:.0f} vs "
+          f"{dm['qps']:.0f} qps: {dn['qps'] / dm['qps']:.2f}× | {verdict(dn['qps'] >= dm['qps'])} |")
+        p(f"| … with no worse p99 (at 2000 qps) | {dn['p99']:.2f} vs {dm['p99']:.2f} ms | "
+          f"{verdict(dn['p99'] <= dm['p99'])} |")
+    if best_curl:
+        p(f"| Image fetch ≥ 0.9× curl's throughput (fastest curl pipeline, both with SHA-256) | "
+          f"{drive['berth']['mibs']} vs {best_curl['mibs']} MiB/s: {fetch_ratio:.2f}× | "
+          f"{verdict(fetch_ratio >= 0.9)} |")
+        p(f"| … with bounded memory | peak RSS {drive['rss_small'] / 1024:.1f} MiB for 64 MiB, "
+          f"{drive['berth']['rss'] / 1024:.1f} MiB for {drive['size_mib']} MiB | "
+          f"{verdict(drive['berth']['rss'] < 1.2 * drive['rss_small'])} |")
+    p(f"| Idle supervisor CPU ≈ 0 ({scale['vms']} VMs, {scale['window_s']:.0f} s) | median "
+      f"{scale['cpu_percent_median']:.3f} %, max {scale['cpu_percent_max']:.3f} %; "
+      f"{scale['wakeups_per_s_max']:.2f} wake-ups/s at most | "
+      f"{verdict(scale['cpu_percent_max'] < 0.1)} |")
+    p(f"| Idle supervisor RSS ≤ 16 MiB | max {rss_mib:.1f} MiB (PSS "
+      f"{scale['pss_kib_median'] / 1024:.1f}, private {scale['private_kib_median'] / 1024:.1f}) | "
+      f"{verdict(rss_mib <= 16)} |")
+    p()
+
+    # ---- start-up ----
+    p(f"## Whole start-up: Berth against the original approach ({st['runs']} runs each, median, "
+      "min–max)")
+    p()
+    p("The baseline is `bench/baseline/startvm.sh`, a short bash entrypoint that does what the seed "
+      "README describes: curl and sha256sum for the image, qemu-img for the pet overlay, "
+      "genisoimage for a config-2 drive, ip for br0 and tap0, iptables for the 1:1 NAT (VNC "
+      "excepted) and the MSS clamp, dnsmasq for DHCP and DNS, then `exec` QEMU with the same "
+      "machine Berth starts. Both start in the same Calico-style pod namespace "
+      "(`test/e2e/podnet.sh`), on the same 18 MB test guest, with the image already in their "
+      "cache and no pet disk yet (a pod landing on a node that has the image); VM_ACCEL=tcg and "
+      "256 MiB for both. Both hand the guest the same lease:")
+    p()
+    p(f"    berth:    {st['lease_lines']['berth']}")
+    p(f"    baseline: {st['lease_lines']['baseline']}")
+    p()
+    p("| from start to | Berth | baseline | ratio |")
+    p("|---|---|---|---|")
+    for key, what in (("exec", "QEMU exec (the tool's own work)"),
+                      ("lease", "the guest's first DHCP lease"),
+                      ("service", "the guest's web server answering at the pod IP")):
+        b, s = st[f"berth_{key}"], st[f"baseline_{key}"]
+        p(f"| {what} | {ms(b['median'])} ({ms(b['min'])}–{ms(b['max'])}) | {ms(s['median'])} "
+          f"({ms(s['min'])}–{ms(s['max'])}) | {ratio(s['median'], b['median'])} |")
+    p()
+    mem = st["memory"]
+
+    def mib(kib):
+        return f"{kib / 1024:.1f} MiB"
+
+    def breakdown(d):
+        return ", ".join(f"{k} {mib(v)}" for k, v in sorted(d.items(), key=lambda kv: -kv[1]))
+
+    p("Memory of everything in the pod that is not QEMU (sampled every 2 ms: the largest sum of the "
+      "processes' peak RSS; then what stays resident once the guest serves):")
+    p()
+    p("| | Berth | baseline |")
+    p("|---|---|---|")
+    p(f"| peak during start-up | {mib(mem['berth']['peak']['sum'])} "
+      f"({breakdown(mem['berth']['peak']['by'])}) | {mib(mem['baseline']['peak']['sum'])} "
+      f"({breakdown(mem['baseline']['peak']['by'])}) |")
+    p(f"| resident while the VM runs | {mib(sum(mem['berth']['resident'].values()))} "
+      f"({breakdown(mem['berth']['resident'])}) | "
+      f"{mib(sum(mem['baseline']['resident'].values()))} "
+      f"({breakdown(mem['baseline']['resident'])}) |")
+    p()
+    p("Berth's resident process does more than the baseline's dnsmasq: it also serves the health, "
+      "metrics and control endpoints, holds QMP, watches the ConfigMaps and rebuilds the drive, and "
+      "cleans up on exit. The baseline has none of these (no probes, no graceful shutdown, no "
+      "config-drive updates, nothing removed when it stops).")
+    p()
+
+    # ---- components ----
+    p("## Components, each against its baseline")
+    p()
+    if dn and dm:
+        dc = dhcp.get("dnsmasq-cache150", {})
+        p("DNS forwarding (`bench/dhcp/run.sh`; dnsperf from the VM's namespace through the "
+          "server under test to an upstream in the node namespace; 20 000 distinct names):")
+        p()
+        p("| | Berth | dnsmasq `--cache-size=0` | ratio | dnsmasq, default cache |")
+        p("|---|---|---|---|---|")
+        p(f"| UDP qps, flat out (4 clients, 200 in flight, 10 s) | {dn['qps']:.0f} | {dm['qps']:.0f} | "
+          f"{ratio(dm['qps'], dn['qps'], True)} | {dc.get('qps', 0):.0f} |")
+        p(f"| queries lost | {dn.get('lost', '?')} | {dm.get('lost', '?')} | | {dc.get('lost', '?')} |")
+        p(f"| p50 at 2000 qps | {dn['p50']:.3f} ms | {dm['p50']:.3f} ms | "
+          f"{ratio(dm['p50'], dn['p50'])} | {dc.get('p50', 0):.3f} ms |")
+        p(f"| p99 at 2000 qps | {dn['p99']:.3f} ms | {dm['p99']:.3f} ms | "
+          f"{ratio(dm['p99'], dn['p99'])} | {dc.get('p99', 0):.3f} ms |")
+        p(f"| TCP qps (4 pipelined connections) | {dn.get('tcp_qps', 0):.0f} | "
+          f"{dm.get('tcp_qps', 0):.0f} | {ratio(dm.get('tcp_qps'), dn.get('tcp_qps'), True)} | "
+          f"{dc.get('tcp_qps', 0):.0f} |")
+        p(f"| peak RSS of the server after load | {mib(dn.get('hwm', 0))} | {mib(dm.get('hwm', 0))} "
+          f"| | {mib(dc.get('hwm', 0))} |")
+        p()
+    bd, md = dhcp.get("dhcp-berth"), dhcp.get("dhcp-dnsmasq")
+    if bd and md:
+        p("DHCP (20 × `busybox udhcpc` in the VM's namespace, timed on the wire with tcpdump):")
+        p()
+        p("| | Berth | dnsmasq | ratio |")
+        p("|---|---|---|---|")
+        p(f"| DISCOVER → ACK, median (p90) | {bd['d2a']:.1f} ms ({bd['d2a_p90']:.1f}) | "
+          f"{md['d2a']:.1f} ms ({md['d2a_p90']:.1f}) | {ratio(md['d2a'], bd['d2a'])} |")
+        p(f"| server turnaround (DISCOVER → OFFER, REQUEST → ACK), median (p90) | "
+          f"{bd['turn']:.3f} ms ({bd['turn_p90']:.3f}) | {md['turn']:.3f} ms ({md['turn_p90']:.3f}) | "
+          f"{ratio(md['turn'], bd['turn'])} |")
+        p()
+        p("DISCOVER → ACK is mostly udhcpc's own pause between OFFER and REQUEST; the server's share "
+          "is the turnaround row.")
+        p()
+    if "berth" in drive:
+        p(f"Image fetch (`bench/drive/bench.sh`; {drive['size_mib']} MiB over HTTP on loopback, "
+          "SHA-256 checked, best of 3; Berth's figure includes fsync and the rename, curl's do not):")
+        p()
+        p("| | time | throughput | peak RSS (largest process) | Berth ÷ it |")
+        p("|---|---|---|---|---|")
+        b = drive["berth"]
+        p(f"| Berth (stream, hash, sparse write, fsync, rename) | {b['s']:.2f} s | {b['mibs']} MiB/s | "
+          f"{mib(b['rss'])} | |")
+        for key, label in (("curl_file", "`curl -o file && sha256sum file` (the seed's way)"),
+                           ("curl_sha", "`curl \\| tee file \\| sha256sum`"),
+                           ("curl_ossl", "`curl \\| tee file \\| openssl dgst -sha256`")):
+            if key in drive:
+                c = drive[key]
+                p(f"| {label} | {c['s']:.2f} s | {c['mibs']} MiB/s | {mib(c['rss'])} | "
+                  f"{ratio(c['mibs'], b['mibs'], True)} |")
+        p()
+        p("Config drive (the same three files, configdrive layout):")
+        p()
+        p("| | per build | genisoimage ÷ it |")
+        p("|---|---|---|")
+        p(f"| Berth, in-process (what the supervisor does: read, validate, build, write) | "
+          f"{drive['iso_inproc']:.2f} ms | {ratio(drive['iso_gen'], drive['iso_inproc'])} |")
+        p(f"| Berth's drive-tool as a process (includes exec and dynamic linking) | "
+          f"{drive['iso_proc']:.2f} ms | {ratio(drive['iso_gen'], drive['iso_proc'])} |")
+        p(f"| `genisoimage -J -R` as a process | {drive['iso_gen']:.2f} ms | |")
+        p()
+    if net:
+        p(f"Bridge, tap and NAT (`net_bench`, {net.get('rounds')} rounds in a scratch namespace "
+          "shaped like a Calico pod; p50, p90 in ms):")
+        p()
+        p("| | setup p50 | setup p90 | teardown p50 | teardown p90 | processes run | setup: "
+          "baseline ÷ Berth |")
+        p("|---|---|---|---|---|---|---|")
+        berth_row = next((v for k, v in net.items() if k.startswith("berth")), None)
+        for k, v in net.items():
+            if k == "rounds":
+                continue
+            r = "" if k.startswith("berth") or not berth_row else ratio(v[0], berth_row[0])
+            p(f"| {k} | {v[0]:.2f} | {v[1]:.2f} | {v[2]:.2f} | {v[3]:.2f} | {v[4]} | {r} |")
+        p()
+        p("Teardown is the kernel deleting the bridge and tap (an RCU grace period each), the "
+          "same for every method.")
+        p()
+
+    # ---- scale ----
+    p(f"## Many VMs on one machine ({scale['vms']} idle VMs side by side)")
+    p()
+    p(f"`bench/scale.py`: {scale['vms']} supervisors, each in its own pod namespace, sharing one "
+      f"image cache, {scale['guest_mib']} MiB guests under TCG; all ready after "
+      f"{scale['boot_all_s']} s; then {scale['window_s']:.0f} s of idle. N was limited by "
+      f"{scale['limited_by']}.")
+    p()
+    p("| per supervisor | median | max |")
+    p("|---|---|---|")
+    p(f"| CPU while its guest idles | {scale['cpu_percent_median']:.3f} % | "
+      f"{scale['cpu_percent_max']:.3f} % |")
+    p(f"| wake-ups (context switches, all threads) | {scale['wakeups_per_s_median']:.2f}/s | "
+      f"{scale['wakeups_per_s_max']:.2f}/s |")
+    p(f"| RSS | {scale['rss_kib_median'] / 1024:.1f} MiB | {scale['rss_kib_max'] / 1024:.1f} MiB |")
+    p(f"| PSS (shared libraries counted once across supervisors) | "
+      f"{scale['pss_kib_median'] / 1024:.1f} MiB | |")
+    p(f"| private memory (Berth's own per VM) | {scale['private_kib_median'] / 1024:.1f} MiB | |")
+    if scale.get("qemu_rss_kib_median"):
+        p(f"| for scale: QEMU's RSS / CPU | {scale['qemu_rss_kib_median'] / 1024:.0f} MiB / "
+          f"{scale['qemu_cpu_percent_median']:.1f} % | |")
+    p()
+    p("## Reproduce")
+    p()
+    p("```sh")
+    p("sudo bench/run.sh        # about 20 min; writes this file. Pieces: bench/startup.py, "
+      "bench/dhcp/run.sh,")
+    p("                         # bench/drive/bench.sh, build/bench/net/net_bench, bench/scale.py")
+    p("```")
+    p()
+    p("Wall-clock figures move by ±20 % between runs on a shared 2-CPU machine; the ratios, "
+      "measured side by side in one run, move less.")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

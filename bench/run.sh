@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Every benchmark in one run, each figure beside the tool a user would otherwise use, written to
+# docs/benchmarks.md (and the raw outputs to BENCH_OUT, default a fresh folder under /var/tmp).
+# Root; installs what it needs; about 20 minutes on 2 CPUs. Run it on an otherwise idle machine:
+# the figures are wall-clock times.
+#   sudo bench/run.sh            or   cmake --build build --target bench
+# Env: BENCH_RUNS (start-up runs per tool, default 7), BENCH_VMS (scale test VMs, default: as many
+# as memory allows, capped at 40), BENCH_WINDOW (idle window of the scale test, s, default 60),
+# BENCH_FETCH_MIB (image size of the fetch benchmark, default 1024), BENCH_DOC (output file).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ $(id -u) -eq 0 ]] || { echo "bench/run.sh: needs root (namespaces, nftables, iptables)" >&2; exit 1; }
+./scripts/setup.sh
+# Tools that only the benchmarks use: the baseline's iptables and the load and timing tools.
+missing=()
+for pkg in dnsperf tcpdump time iptables; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+./scripts/build.sh >/dev/null
+build=${BERTH_BUILD_DIR:-build}
+out=${BENCH_OUT:-$(mktemp -d /var/tmp/berth-bench-XXXXXX)}
+doc=${BENCH_DOC:-docs/benchmarks.md}
+mkdir -p "$out" "$(dirname "$doc")"
+step() { printf '\nbench: %s  (%s)\n' "$1" "$(date -u +%H:%M:%S)" >&2; }
+started=$(date +%s)
+
+step "whole start-up, berth vs the baseline script (bench/startup.py)"
+python3 bench/startup.py --runs "${BENCH_RUNS:-7}" --berth "$build/supervisor/berth" \
+  --json "$out/startup.json" | tee "$out/startup.txt"
+step "DNS and DHCP, berth vs dnsmasq (bench/dhcp/run.sh)"
+BERTH_BUILD_DIR=$build bench/dhcp/run.sh 10 | tee "$out/dhcp.txt"
+step "image fetch vs curl, config drive vs genisoimage (bench/drive/bench.sh)"
+RUNS=3 SIZE_MIB=${BENCH_FETCH_MIB:-1024} bench/drive/bench.sh "$build" | tee "$out/drive.txt"
+step "bridge, tap and NAT vs ip + iptables (net_bench)"
+"$build/bench/net/net_bench" 30 | tee "$out/net.txt"
+step "idle supervisors side by side (bench/scale.py)"
+python3 bench/scale.py ${BENCH_VMS:+--vms "$BENCH_VMS"} --window "${BENCH_WINDOW:-60}" \
+  --berth "$build/supervisor/berth" --json "$out/scale.json" | tee "$out/scale.txt"
+
+echo "$(($(date +%s) - started))" >"$out/seconds"
+python3 bench/report.py "$out" >"$doc.tmp"
+mv "$doc.tmp" "$doc"
+step "wrote $doc (raw outputs in $out)"

@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""Whole start-up, Berth against the baseline (bench/baseline/startvm.sh: the seed's approach with
+ip, iptables, dnsmasq, genisoimage, curl and qemu-img), on the same guest, the same cached image
+and the same pod-like namespace (test/e2e/podnet.sh, Calico style). Root only.
+
+Each run gets a fresh pod (namespaces, runtime folder and pet disk); the image cache survives, so
+every timed run starts with a cached image and creates its pet disk, as a pod does when it lands on
+a node that already has the image. A first, untimed run per tool fills its cache. Runs alternate
+between the tools so that load on the machine hits both alike. Times are from just before the tool
+is started (`ip netns exec POD TOOL`) to:
+  exec      QEMU's exec: a wrapper named qemu-system-x86_64 first in PATH stamps the time and
+            execs the real one (both tools find QEMU through PATH);
+  lease     the guest's console line `berth-guest: lease ...` (it took its DHCP lease);
+  service   the first HTTP 200 from the guest's web server at the pod IP, asked from the node
+            namespace every 10 ms.
+Memory (separate runs, since sampling costs CPU): every 2 ms, the sum of VmHWM of every process in
+the pod's network namespace except QEMU; the largest such sum, and the same 2 s after the service
+answered (what stays resident). Processes that live less than 2 ms can be missed.
+
+  bench/startup.py [--runs N] [--berth PATH] [--json OUT]
+"""
+import argparse
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NAME = "bstart"
+POD, NODE = f"{NAME}-pod", f"{NAME}-node"
+POD_IP, NODE_IP = "10.77.0.5", "10.77.9.1"
+CLONE_NEWNET = 0x40000000
+libc = ctypes.CDLL("libc.so.6", use_errno=True)
+
+
+def enter_netns(name):
+    """Moves the calling thread (only) into a named network namespace."""
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {name}")
+    finally:
+        os.close(fd)
+
+
+def sh(*args, **kw):
+    subprocess.run(args, check=True, **kw)
+
+
+class Pod:
+    """podnet.sh namespaces plus the node's services: an HTTP server with the guest image and a
+    DNS server (dnsmasq) that the pod's resolv.conf names."""
+
+    def __init__(self, www):
+        self.www = www
+        self.procs = []
+
+    def __enter__(self):
+        sh(f"{ROOT}/test/e2e/podnet.sh", "up", NAME)
+        self.procs.append(subprocess.Popen(
+            ["ip", "netns", "exec", NODE, sys.executable, "-m", "http.server", "8080", "--bind",
+             NODE_IP, "--directory", self.www], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.procs.append(subprocess.Popen(
+            ["ip", "netns", "exec", NODE, "dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts",
+             "--bind-interfaces", f"--listen-address={NODE_IP}", f"--address=/berth.test/{NODE_IP}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for _ in range(100):
+            if subprocess.run(["ip", "netns", "exec", NODE, "curl", "-s", "-o", "/dev/null", "-m", "1",
+                               f"http://{NODE_IP}:8080/"]).returncode == 0:
+                break
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            p.kill()
+            p.wait()
+        subprocess.run([f"{ROOT}/test/e2e/podnet.sh", "down", NAME])
+
+
+def pod_processes(pod_ino):
+    """(pid, comm) of every process whose network namespace is the pod's."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{pid}/ns/net") != pod_ino:
+                continue
+            with open(f"/proc/{pid}/comm") as f:
+                out.append((int(pid), f.read().strip()))
+        except OSError:
+            pass
+    return out
+
+
+def status_kib(pid, field):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def non_qemu(pod_ino, field):
+    """{comm: KiB} summed over the pod's processes except QEMU."""
+    by = {}
+    for pid, comm in pod_processes(pod_ino):
+        if comm.startswith("qemu-system"):
+            continue
+        by[comm] = by.get(comm, 0) + status_kib(pid, field)
+    return by
+
+
+def one_run(tool, cmd, env, work, measure_memory):
+    """Starts the tool in a fresh pod and returns its milestones (seconds from start) and memory."""
+    run_dir = tempfile.mkdtemp(dir=work)
+    stamp = os.path.join(run_dir, "qemu-exec")
+    wrap = os.path.join(run_dir, "bin")
+    os.makedirs(wrap)
+    with open(os.path.join(wrap, "qemu-system-x86_64"), "w") as f:
+        f.write(f'#!/bin/bash\necho "$EPOCHREALTIME" >>{stamp}\n'
+                f'exec {shutil.which("qemu-system-x86_64")} "$@"\n')
+    os.chmod(os.path.join(wrap, "qemu-system-x86_64"), 0o755)
+    env = dict(env, PATH=f"{wrap}:{os.environ['PATH']}",
+               BERTH_DISK_DIR=os.path.join(run_dir, "disks"),
+               BERTH_RUNTIME_DIR=os.path.join(run_dir, "run"))
+    result = {"tool": tool}
+    done = threading.Event()
+    with Pod(env["_WWW"]):
+        pod_ino = f"net:[{os.stat(f'/run/netns/{POD}').st_ino}]"
+        log = open(os.path.join(run_dir, "log"), "w")
+        t0 = time.time()
+        proc = subprocess.Popen(["ip", "netns", "exec", POD] + cmd, env=env, stdout=subprocess.PIPE,
+                                stderr=log, text=True, errors="replace")
+
+        def console():
+            for line in proc.stdout:
+                now = time.time()
+                if "berth-guest: lease" in line and "lease" not in result:
+                    result["lease"] = now - t0
+                    result["lease_line"] = line.strip()[line.find("berth-guest"):]
+                if "berth-guest: ready" in line and "ready" not in result:
+                    result["ready"] = now - t0
+
+        def service():
+            enter_netns(NODE)
+            while not done.is_set():
+                try:
+                    with socket.create_connection((POD_IP, 80), timeout=0.3) as s:
+                        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                        head = s.recv(64)
+                        if b" 200 " in head:
+                            result["service"] = time.time() - t0
+                            return
+                except OSError:
+                    pass
+                time.sleep(0.01)
+
+        peak = {"sum": 0, "by": {}}
+
+        def sampler():
+            while not done.is_set():
+                by = non_qemu(pod_ino, "VmHWM")
+                total = sum(by.values())
+                if total > peak["sum"]:
+                    peak.update(sum=total, by=by)
+                time.sleep(0.002)
+
+        threads = [threading.Thread(target=console, daemon=True),
+                   threading.Thread(target=service, daemon=True)]
+        if measure_memory:
+            threads.append(threading.Thread(target=sampler, daemon=True))
+        for t in threads:
+            t.start()
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None and "service" not in result:
+            time.sleep(0.05)
+        if "service" in result:
+            time.sleep(2)
+            if measure_memory:
+                result["resident_kib"] = non_qemu(pod_ino, "VmRSS")
+        done.set()
+        try:
+            with open(stamp) as f:
+                result["exec"] = float(f.readline()) - t0
+        except (OSError, ValueError):
+            pass
+        if measure_memory:
+            result["peak_kib"] = peak
+        # Stop: berth's fast stop (SIGQUIT); the baseline's QEMU (its exec'd entrypoint) and dnsmasq.
+        if tool == "berth":
+            proc.send_signal(signal.SIGQUIT)
+        else:
+            proc.terminate()
+            try:
+                with open(os.path.join(env["BERTH_RUNTIME_DIR"], "dnsmasq.pid")) as f:
+                    os.kill(int(f.read()), signal.SIGTERM)
+            except (OSError, ValueError):
+                pass
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        for t in threads:
+            t.join(timeout=2)
+        if "service" not in result:
+            with open(os.path.join(run_dir, "log")) as f:
+                result["error"] = f.read()[-2000:]
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return result
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--berth", default=os.path.join(ROOT, "build/supervisor/berth"))
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    guest = subprocess.run([f"{ROOT}/test/guest/build-guest.sh"], check=True, capture_output=True,
+                           text=True).stdout.strip()
+    work = tempfile.mkdtemp(prefix="berth-startup-", dir="/var/tmp")
+    try:
+        www = os.path.join(work, "www")
+        os.makedirs(www)
+        shutil.copy(guest, os.path.join(www, "guest.qcow2"))
+        sha = subprocess.run(["sha256sum", os.path.join(www, "guest.qcow2")], check=True,
+                             capture_output=True, text=True).stdout.split()[0]
+        with open(os.path.join(work, "user.sh"), "w") as f:
+            f.write('#!/bin/sh\necho "hello from user-data" > /www/value\n')
+        with open(os.path.join(work, "meta.json"), "w") as f:
+            f.write('{"uuid": "bench-0", "hostname": "bench-vm"}\n')
+        sh(f"{ROOT}/test/e2e/configmap.sh", f"{work}/userdata", f"userdata={work}/user.sh")
+        sh(f"{ROOT}/test/e2e/configmap.sh", f"{work}/metadata", f"metadata={work}/meta.json")
+        tools = {
+            "berth": [os.path.abspath(args.berth)],
+            "baseline": [os.path.join(ROOT, "bench/baseline/startvm.sh")],
+        }
+        envs = {}
+        for tool in tools:
+            envs[tool] = dict(os.environ, _WWW=www, IMG_SOURCE=f"http://{NODE_IP}:8080/guest.qcow2",
+                              IMG_CHECKSUM=f"sha256:{sha}", BERTH_IMAGE_DIR=f"{work}/{tool}-images",
+                              BERTH_USERDATA=f"{work}/userdata", BERTH_METADATA=f"{work}/metadata",
+                              BERTH_NETWORKDATA=f"{work}/none", VM_ACCEL="tcg", VM_MEMORY="256M")
+        runs = {tool: [] for tool in tools}
+        for i in range(args.runs + 1):
+            for tool, cmd in tools.items():
+                r = one_run(tool, cmd, envs[tool], work, measure_memory=False)
+                if "error" in r:
+                    print(f"startup: {tool} run {i} failed: {r['error']}", file=sys.stderr)
+                    return 1
+                label = "fills the cache, not counted" if i == 0 else f"run {i}"
+                print(f"startup: {tool:8s} {label}: exec {r['exec'] * 1000:.1f} ms, lease "
+                      f"{r['lease']:.2f} s, service {r['service']:.2f} s", file=sys.stderr)
+                if i > 0:
+                    runs[tool].append(r)
+        memory = {}
+        for tool, cmd in tools.items():
+            r = one_run(tool, cmd, envs[tool], work, measure_memory=True)
+            memory[tool] = {"peak": r.get("peak_kib"), "resident": r.get("resident_kib")}
+            print(f"startup: {tool:8s} memory: peak {r['peak_kib']['sum']} KiB {r['peak_kib']['by']}, "
+                  f"resident {r.get('resident_kib')}", file=sys.stderr)
+        summary = {"runs": args.runs, "lease_lines": {}, "memory": memory}
+        for tool in tools:
+            summary["lease_lines"][tool] = runs[tool][-1]["lease_line"]
+            for key in ("exec", "lease", "service"):
+                values = sorted(r[key] for r in runs[tool])
+                summary[f"{tool}_{key}"] = {"median": statistics.median(values), "min": values[0],
+                                            "max": values[-1]}
+        for key in ("exec", "lease", "service"):
+            b, s = summary[f"berth_{key}"]["median"], summary[f"baseline_{key}"]["median"]
+            print(f"start -> {key:8s} median of {args.runs}: berth {b * 1000:8.1f} ms   baseline "
+                  f"{s * 1000:8.1f} ms   baseline/berth {s / b:5.1f}x")
+        for tool in tools:
+            print(f"{tool} lease: {summary['lease_lines'][tool]}")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(summary, f, indent=1)
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
