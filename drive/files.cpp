@@ -101,7 +101,7 @@ Result<void> fsync_directory(const fs::path& dir) {
   return {};
 }
 
-Result<void> write_file_atomic(const fs::path& path, std::string_view data) {
+Result<void> write_file_atomic(const fs::path& path, std::string_view data, Durability durability) {
   const fs::path dir = path.parent_path();
   const fs::path temp = dir / fmt::format(".{}.{}.tmp", path.filename().string(), random_suffix());
   UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
@@ -113,12 +113,13 @@ Result<void> write_file_atomic(const fs::path& path, std::string_view data) {
   };
   if (auto written = write_all(fd.get(), data, temp); !written)
     return fail(written.error());
-  if (::fsync(fd.get()) != 0)
+  const bool durable = durability == Durability::kDurable;
+  if (durable && ::fsync(fd.get()) != 0)
     return fail(system_error(fmt::format("cannot fsync {}", temp), errno));
   fd.reset();
   if (::rename(temp.c_str(), path.c_str()) != 0)
     return fail(system_error(fmt::format("cannot rename {} to {}", temp, path), errno));
-  return fsync_directory(dir);
+  return durable ? fsync_directory(dir) : Result<void>{};
 }
 
 Result<void> rename_no_replace(const fs::path& from, const fs::path& to) {

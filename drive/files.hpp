@@ -39,9 +39,16 @@ class UniqueFd {
 // file, or larger than `limit` bytes.
 Result<std::string> read_file(const std::filesystem::path& path, std::uint64_t limit);
 
+// kDurable: the new content survives a crash once the call returns. kAtomicOnly: readers still see
+// the old or the new content, never a mix, but a crash may lose the file; for files rebuilt from
+// their sources on every start (the config drive), where two fsyncs would only slow start-up.
+enum class Durability { kDurable, kAtomicOnly };
+
 // Replaces `path` with `data` atomically: a temporary file in the same directory, fsync, rename
-// over `path`, fsync of the directory. Readers see the old or the new content, never a mix.
-Result<void> write_file_atomic(const std::filesystem::path& path, std::string_view data);
+// over `path`, fsync of the directory (the fsyncs only when kDurable). Readers see the old or the
+// new content, never a mix.
+Result<void> write_file_atomic(const std::filesystem::path& path, std::string_view data,
+                               Durability durability = Durability::kDurable);
 
 // fsyncs a directory so that renames and creations in it are durable.
 Result<void> fsync_directory(const std::filesystem::path& dir);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <cerrno>
 #include <random>
@@ -89,6 +90,45 @@ Result<Qcow2Info> read_qcow2(const fs::path& path) {
     info.backing = std::move(name);
   }
   return info;
+}
+
+// The size the guest sees of the base: a qcow2's virtual size, a raw file's length (to 512).
+Result<std::uint64_t> virtual_size_of(const fs::path& base, ImageFormat format) {
+  UniqueFd fd(::open(base.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd)
+    return system_error(fmt::format("cannot open the base image {}", base), errno);
+  if (format == ImageFormat::kRaw) {
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0)
+      return system_error(fmt::format("cannot stat the base image {}", base), errno);
+    return (static_cast<std::uint64_t>(st.st_size) + 511) / 512 * 512;
+  }
+  char head[64];
+  const ssize_t n = ::pread(fd.get(), head, sizeof head, 0);
+  if (n < 0)
+    return system_error(fmt::format("cannot read the base image {}", base), errno);
+  auto header = parse_qcow2_header({head, static_cast<std::size_t>(n)});
+  if (!header)
+    return Error{ErrorKind::kIntegrity, fmt::format("the base image {} is not qcow2 any more: {}",
+                                                    base, header.error().message)};
+  return header->virtual_size;
+}
+
+// Creates `path` (which must not exist) with the overlay's bytes, sparse, and fsyncs it.
+Result<void> write_sparse(const fs::path& path, const Qcow2Overlay& overlay) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  if (!fd)
+    return system_error(fmt::format("cannot create {}", path), errno);
+  for (const auto& [offset, bytes] : overlay.chunks) {
+    if (::pwrite(fd.get(), bytes.data(), bytes.size(), static_cast<off_t>(offset))
+        != static_cast<ssize_t>(bytes.size()))
+      return system_error(fmt::format("cannot write {}", path), errno == 0 ? ENOSPC : errno);
+  }
+  if (::ftruncate(fd.get(), static_cast<off_t>(overlay.file_size)) != 0)
+    return system_error(fmt::format("cannot size {}", path), errno);
+  if (::fsync(fd.get()) != 0)
+    return system_error(fmt::format("cannot fsync {}", path), errno);
+  return {};
 }
 
 Error program_error(std::string_view what, const ProgramResult& r) {
@@ -195,22 +235,21 @@ asio::awaitable<Result<PetDisk>> prepare_pet_disk(PetDiskParams params, RunProgr
     co_return system_error(fmt::format("cannot stat the pet disk {}", disk.path), errno);
   } else {
     disk.outcome = PetOutcome::kCreated;
+    // Written here rather than by `qemu-img create`: the header is a few hundred bytes, and a
+    // pod's start-up should not wait for a process that maps all of QEMU's block layer.
+    auto base_size = virtual_size_of(base, params.base_format);
+    if (!base_size)
+      co_return base_size.error();
+    std::uint64_t size = *base_size;
+    if (params.size)
+      size = std::max(size, (*params.size + 511) / 512 * 512);
+    auto overlay = qcow2_overlay(size, base.string(), params.base_format);
+    if (!overlay)
+      co_return overlay.error();
     const fs::path temp = params.disk_dir / fmt::format(".{}.qcow2.{}.tmp", host, random_suffix());
-    std::vector<std::string> argv{params.qemu_img, "create",     "-q",   "-f",
-                                  "qcow2",         "-F",         format, "-b",
-                                  base.string(),   temp.string()};
-    auto r = co_await run(std::move(argv));
-    if (r.exit_code != 0) {
+    if (auto written = write_sparse(temp, *overlay); !written) {
       fs::remove(temp, ec);
-      co_return program_error(fmt::format("creating the pet disk {}", disk.path), r);
-    }
-    {
-      UniqueFd fd(::open(temp.c_str(), O_RDONLY | O_CLOEXEC));
-      if (!fd || ::fsync(fd.get()) != 0) {
-        const int error = errno;
-        fs::remove(temp, ec);
-        co_return system_error(fmt::format("cannot fsync {}", temp), error);
-      }
+      co_return written.error();
     }
     // Never overwrite: if a pet disk appeared meanwhile, it wins and this is an error.
     if (auto renamed = rename_no_replace(temp, disk.path); !renamed) {
@@ -223,7 +262,8 @@ asio::awaitable<Result<PetDisk>> prepare_pet_disk(PetDiskParams params, RunProgr
       co_return w.error();
     if (auto synced = fsync_directory(params.disk_dir); !synced)
       co_return synced.error();
-    log->info("created the pet disk {} over {} ({})", disk.path.string(), base.string(), format);
+    log->info("created the pet disk {} ({}) over {} ({})", disk.path.string(), format_bytes(size),
+              base.string(), format);
   }
 
   auto info = read_qcow2(disk.path);

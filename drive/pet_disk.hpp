@@ -38,11 +38,12 @@ struct PetDisk {
   std::optional<std::uint64_t> grown_from;  // the size before it was grown now, if it was
 };
 
-// Creates the pet disk when absent (qemu-img create -f qcow2 -F <fmt> -b <base>, to a temporary
-// name, then renamed without replacing), or reuses it after checking it is based on
-// params.base; then grows it (qemu-img resize) when params.size is larger. Errors: kInvalidInput
-// (hostname not a file name), kConflict (made from another base), kProgram (qemu-img failed),
-// kIntegrity (not a qcow2 file), kSystem.
+// Creates the pet disk when absent (a qcow2 overlay over <base> written by Berth itself, at the
+// base's size or params.size if larger, to a temporary name, fsync'd, then renamed without
+// replacing), or reuses it after checking it is based on params.base and grows it (qemu-img
+// resize) when params.size is larger. Errors: kInvalidInput (hostname not a file name),
+// kConflict (made from another base), kProgram (qemu-img failed), kIntegrity (not a qcow2
+// file), kSystem.
 boost::asio::awaitable<Result<PetDisk>> prepare_pet_disk(PetDiskParams params, RunProgram run,
                                                          std::shared_ptr<spdlog::logger> log);
 

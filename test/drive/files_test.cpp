@@ -148,5 +148,57 @@ TEST_CASE("drive image format: told by the bytes", "[drive]") {
   CHECK_FALSE(parse_qcow2_header("QFI"sv));
 }
 
+TEST_CASE("drive qcow2 overlay: header, refcounts and L1 laid out as qemu-img lays them out",
+          "[drive]") {
+  auto be = [](const std::string& bytes, std::size_t offset, std::size_t width) {
+    std::uint64_t value = 0;
+    for (std::size_t i = 0; i < width; ++i)
+      value = (value << 8) | static_cast<unsigned char>(bytes[offset + i]);
+    return value;
+  };
+  const std::string backing = "/var/lib/berth/images/base.qcow2";
+  auto overlay = qcow2_overlay(std::uint64_t{2} << 30, backing, ImageFormat::kQcow2);
+  REQUIRE(overlay);
+  REQUIRE(overlay->chunks.size() == 3);
+  const auto& head = overlay->chunks[0].second;
+  auto parsed = parse_qcow2_header(head);
+  REQUIRE(parsed);
+  CHECK(parsed->version == 3);
+  CHECK(parsed->virtual_size == std::uint64_t{2} << 30);
+  CHECK(head.substr(parsed->backing_file_offset, parsed->backing_file_size) == backing);
+  CHECK(be(head, 20, 4) == 16);           // 64 KiB clusters
+  CHECK(be(head, 36, 4) == 4);            // 2 GiB / 512 MiB per L2 table
+  CHECK(be(head, 40, 8) == 3 * 65536);    // L1 in cluster 3
+  CHECK(be(head, 48, 8) == 65536);        // refcount table in cluster 1
+  CHECK(be(head, 96, 4) == 4);            // 16-bit refcounts
+  CHECK(be(head, 100, 4) == 112);         // header length
+  CHECK(be(head, 112, 4) == 0xE2792ACA);  // backing format extension: "qcow2"
+  CHECK(head.substr(120, be(head, 116, 4)) == "qcow2");
+  CHECK(be(head, 128, 8) == 0);  // end of extensions
+  CHECK(overlay->chunks[1].first == 65536);
+  CHECK(be(overlay->chunks[1].second, 0, 8) == 2 * 65536);
+  CHECK(overlay->chunks[2].first == 2 * 65536);
+  CHECK(overlay->chunks[2].second == std::string("\0\1\0\1\0\1\0\1", 8));  // 4 clusters
+  CHECK(overlay->file_size == 4 * 65536);
+
+  SECTION("a raw backing file and an L1 table of more than one cluster") {
+    auto big = qcow2_overlay(std::uint64_t{8} << 40, "/base.raw", ImageFormat::kRaw);  // 8 TiB
+    REQUIRE(big);
+    CHECK(be(big->chunks[0].second, 36, 4) == 16384);  // 128 KiB of L1: two clusters
+    CHECK(big->chunks[0].second.substr(120, 3) == "raw");
+    CHECK(big->chunks[2].second.size() == 5 * 2);
+    CHECK(big->file_size == 5 * 65536);
+  }
+  SECTION("sizes and names QEMU would refuse are refused") {
+    CHECK_FALSE(qcow2_overlay(0, backing, ImageFormat::kQcow2));
+    CHECK_FALSE(qcow2_overlay(1000, backing, ImageFormat::kQcow2));
+    CHECK_FALSE(qcow2_overlay(std::uint64_t{4} << 50, backing, ImageFormat::kQcow2));
+    CHECK_FALSE(qcow2_overlay(1 << 20, "", ImageFormat::kQcow2));
+    auto long_name = qcow2_overlay(1 << 20, std::string(1024, 'a'), ImageFormat::kQcow2);
+    REQUIRE_FALSE(long_name);
+    CHECK(long_name.error().kind == ErrorKind::kInvalidInput);
+  }
+}
+
 }  // namespace
 }  // namespace berth::drive

@@ -5,6 +5,8 @@
 
 #include <sys/stat.h>
 
+#include <fstream>
+
 #include "drive/image_cache.hpp"
 #include "supervisor/children.hpp"
 #include "test/drive/support.hpp"
@@ -80,6 +82,20 @@ TEST_CASE_METHOD(PetFixture, "drive pet disk: created once over the base, then r
   CHECK(sidecar.at("base_sha256").as_string() == base.sha256);
   // No temporary files left behind.
   CHECK(std::distance(fs::directory_iterator(dir / "disks"), fs::directory_iterator()) == 2);
+  // Berth writes the overlay itself: qemu-img must find it clean, and data written through it
+  // must read back while the rest still reads from the base.
+  std::string check;
+  CHECK(run_command({"qemu-img", "check", created->path.string()}, &check) == 0);
+  CHECK_THAT(check, Catch::Contains("No errors were found"));
+  REQUIRE(
+      run_command({"qemu-io", "-c", "write -P 0x5a 1M 128k", "-f", "qcow2", created->path.string()})
+      == 0);
+  CHECK(run_command({"qemu-io", "-c", "read -P 0x5a 1M 128k", "-c", "read -P 0 0 1M", "-f", "qcow2",
+                     created->path.string()},
+                    &check)
+        == 0);
+  CHECK_THAT(check, !Catch::Contains("Pattern verification failed"));
+  CHECK(run_command({"qemu-img", "check", created->path.string()}) == 0);
 
   const auto before = inode(created->path);
   auto reused = prepare(params());
@@ -138,14 +154,36 @@ TEST_CASE_METHOD(PetFixture, "drive pet disk: a foreign disk without a record is
   CHECK_THAT(refused.error().message, Catch::Contains((dir / "source.qcow2").string()));
 }
 
+TEST_CASE_METHOD(PetFixture, "drive pet disk: over a raw base image", "[pet]") {
+  {
+    std::ofstream raw(dir / "source.raw", std::ios::binary);
+    raw << std::string(3 << 20, 'r');  // 3 MiB
+  }
+  base = cache("source.raw", "base.raw");
+  REQUIRE(base.format == ImageFormat::kRaw);
+  auto created = prepare(params());
+  INFO(log.text());
+  REQUIRE(created);
+  CHECK(created->virtual_size == 3 << 20);
+  auto i = info(created->path);
+  CHECK(i["backing-filename-format"].as_string() == "raw");
+  CHECK(i["virtual-size"].as_int64() == 3 << 20);
+  std::string out;
+  CHECK(run_command({"qemu-io", "-c", "read -P 0x72 0 3M", "-f", "qcow2", created->path.string()},
+                    &out)
+        == 0);
+  CHECK_THAT(out, !Catch::Contains("Pattern verification failed"));
+}
+
 TEST_CASE_METHOD(PetFixture, "drive pet disk: qemu-img failures are reported", "[pet]") {
-  auto p = params();
+  REQUIRE(prepare(params()));  // created without qemu-img; growing it needs qemu-img
+  auto p = params(128 << 20);
   p.qemu_img = "/nonexistent/qemu-img";
   auto failed = prepare(p);
   REQUIRE_FALSE(failed);
   CHECK(failed.error().kind == ErrorKind::kProgram);
   CHECK_THAT(failed.error().message, Catch::Contains("could not be run"));
-  CHECK_FALSE(fs::exists(dir / "disks" / "vm-0.qcow2"));
+  CHECK(info(dir / "disks" / "vm-0.qcow2")["virtual-size"].as_int64() == 64 << 20);
 
   SECTION("and a hostname that is not a file name is refused") {
     auto q = params();
