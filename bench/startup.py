@@ -65,19 +65,22 @@ class Pod:
 
     def __enter__(self):
         sh(f"{ROOT}/test/e2e/podnet.sh", "up", NAME)
+        # busybox httpd, not Python's http.server: that one looks up its own name before it
+        # listens, which in a namespace without DNS stalls it for 5 s.
         self.procs.append(subprocess.Popen(
-            ["ip", "netns", "exec", NODE, sys.executable, "-m", "http.server", "8080", "--bind",
-             NODE_IP, "--directory", self.www], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            ["ip", "netns", "exec", NODE, "busybox", "httpd", "-f", "-p", f"{NODE_IP}:8080", "-h",
+             self.www], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         self.procs.append(subprocess.Popen(
             ["ip", "netns", "exec", NODE, "dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts",
              "--bind-interfaces", f"--listen-address={NODE_IP}", f"--address=/berth.test/{NODE_IP}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        for _ in range(100):
-            if subprocess.run(["ip", "netns", "exec", NODE, "curl", "-s", "-o", "/dev/null", "-m", "1",
+        # Ready when the pod reaches the image server (a fresh veth takes a moment to carry).
+        for _ in range(200):
+            if subprocess.run(["ip", "netns", "exec", POD, "curl", "-s", "-o", "/dev/null", "-m", "1",
                                f"http://{NODE_IP}:8080/"]).returncode == 0:
-                break
+                return self
             time.sleep(0.05)
-        return self
+        raise RuntimeError(f"the pod cannot reach the image server at {NODE_IP}:8080")
 
     def __exit__(self, *exc):
         for p in self.procs:

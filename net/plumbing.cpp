@@ -7,6 +7,7 @@
 #include <linux/ip.h>
 #include <netlink/route/link/bridge.h>
 #include <netlink/route/link/inet.h>
+#include <netlink/route/neighbour.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -231,6 +232,33 @@ Result<void> teardown_plumbing(const PlumbingSpec& spec, const PlumbingState& st
         fmt::format("restoring forwarding={} on {}", state.pod_forwarding, spec.pod_interface)));
   }
   return first;
+}
+
+Result<void> announce_neighbor(const std::string& interface, boost::asio::ip::address_v4 address,
+                               const std::array<std::uint8_t, 6>& mac) {
+  auto socket = detail::open_route_socket();
+  if (!socket)
+    return socket.error();
+  auto link = detail::find_link(socket->get(), interface);
+  if (!link)
+    return link.error();
+  if (!*link)
+    return Error{ErrorCode::kNoInterface,
+                 fmt::format("announcing the VM's address: there is no interface {}", interface)};
+  struct NeighPut {
+    void operator()(rtnl_neigh* neigh) const { rtnl_neigh_put(neigh); }
+  };
+  const std::unique_ptr<rtnl_neigh, NeighPut> neigh(rtnl_neigh_alloc());
+  const auto bytes = address.to_bytes();
+  const NlAddr destination(nl_addr_build(AF_INET, bytes.data(), bytes.size()));
+  const NlAddr lladdr(nl_addr_build(AF_LLC, mac.data(), mac.size()));
+  rtnl_neigh_set_ifindex(neigh.get(), rtnl_link_get_ifindex(link->get()));
+  rtnl_neigh_set_dst(neigh.get(), destination.get());
+  rtnl_neigh_set_lladdr(neigh.get(), lladdr.get());
+  rtnl_neigh_set_state(neigh.get(), NUD_REACHABLE);
+  if (int err = rtnl_neigh_add(socket->get(), neigh.get(), NLM_F_CREATE | NLM_F_REPLACE); err < 0)
+    return libnl_error(err, fmt::format("announcing {} on {}", address.to_string(), interface));
+  return {};
 }
 
 }  // namespace berth::net

@@ -4,6 +4,7 @@
 // both at the pod MTU, and IPv4 forwarding. Forwarding and route_localnet are set per interface
 // over netlink (IFLA_INET_CONF), so a read-only /proc/sys does not matter.
 
+#include <array>
 #include <boost/asio/ip/network_v4.hpp>
 #include <cstdint>
 #include <string>
@@ -35,5 +36,13 @@ Result<PlumbingState> setup_plumbing(const PlumbingSpec& spec);
 // Deletes the tap and the bridge (when they exist and are a tap and a bridge) and restores the pod
 // interface's forwarding setting. Keeps going after an error and returns the first.
 Result<void> teardown_plumbing(const PlumbingSpec& spec, const PlumbingState& state);
+
+// Tells the kernel the VM's MAC for its address on the bridge: a REACHABLE neighbour entry that
+// replaces whatever is there, a FAILED one included (dnsmasq does the same when it ACKs). Traffic
+// that reached the pod before the guest had its address left such a FAILED entry behind, and the
+// first connection after the lease would otherwise wait for the next ARP retry (up to a second).
+// Errors: kPermission, kNoInterface, kSystem.
+Result<void> announce_neighbor(const std::string& interface, boost::asio::ip::address_v4 address,
+                               const std::array<std::uint8_t, 6>& mac);
 
 }  // namespace berth::net

@@ -31,8 +31,8 @@ test/e2e/podnet.sh up "$name"
 mkdir -p "$dir/www" "$dir/logs"
 cp "$guest" "$dir/www/guest.qcow2"
 sum=$(sha256sum "$dir/www/guest.qcow2" | cut -c1-64)
-ip netns exec "$node" python3 -m http.server 8080 --bind "$node_ip" --directory "$dir/www" \
-  >/dev/null 2>&1 & pids+=($!)
+# busybox httpd: Python's http.server looks up its own name before listening (5 s without DNS).
+ip netns exec "$node" busybox httpd -f -p "$node_ip:8080" -h "$dir/www" >/dev/null 2>&1 & pids+=($!)
 ip netns exec "$node" dnsmasq --no-daemon --no-resolv --no-hosts --bind-interfaces \
   --listen-address="$node_ip" --address=/demo.berth.test/"$node_ip" >/dev/null 2>&1 & pids+=($!)
 for _ in $(seq 1 50); do  # the image server is up before berth asks for the image

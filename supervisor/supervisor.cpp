@@ -421,6 +421,12 @@ std::optional<Failure> Supervisor::start_guest_services() {
     if (holds && !state_.lease_given)
       log_->info("the guest took its lease {} after {:.1f}s", event.address.to_string(),
                  std::chrono::duration<double>(lifecycle_.since_start()).count());
+    if (holds && network_) {
+      // The first connection to the guest then goes out at once (see announce_neighbor).
+      if (auto told = net::announce_neighbor(network_->spec().bridge, event.address, event.mac);
+          !told)
+        log_->warn("{}", told.error().message);
+    }
     state_.lease_given = holds;
   });
   if (auto started = dhcp_->start(); !started)

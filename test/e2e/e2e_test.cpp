@@ -75,9 +75,12 @@ struct Cluster {
     fs::create_directories(dir.path / "www");
     fs::copy_file(test_guest(), dir.path / "www" / "guest.qcow2");
     checksum = sha256_of(dir.path / "www" / "guest.qcow2");
+    // busybox httpd rather than Python's http.server, which resolves its own name before it
+    // listens: 5 s without a DNS server in the node namespace, paid by every test as retries.
     http = std::make_unique<Background>(
-        net.node(), std::vector<std::string>{"python3", "-m", "http.server", "8080", "--bind",
-                                             kNodeIp, "--directory", (dir.path / "www").string()});
+        net.node(),
+        std::vector<std::string>{"busybox", "httpd", "-f", "-p", std::string(kNodeIp) + ":8080",
+                                 "-h", (dir.path / "www").string()});
     dns = std::make_unique<Background>(
         net.node(),
         std::vector<std::string>{"dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts",

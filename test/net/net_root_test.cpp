@@ -490,3 +490,39 @@ TEST_CASE("net: setup after a crashed run replaces what the crash left", "[root]
   // The crashed run had turned eth0's forwarding on; that is what the second run found.
   tear_down(t, network, "1");
 }
+
+TEST_CASE("net: the VM's address announced after its lease replaces a failed ARP entry",
+          "[root][neighbor]") {
+  Topology t(PodStyle::kCalico);
+  auto network = set_up(t, t.spec(t.discover(), Vnc::kOn));
+  // Traffic before the guest has its address: the bridge's ARP for it fails.
+  must(t.vm.exec("ip addr flush dev eth0"));
+  shell(t.pod.exec("ping -c 1 -W 1 192.168.254.2"));
+  must(t.vm.exec("ip addr add 192.168.254.2/30 dev eth0"));
+  must(t.vm.exec("ip route add default via 192.168.254.1"));
+  const auto before = shell(t.pod.exec("ip neigh show 192.168.254.2 dev br0")).output;
+  CHECK_THAT(before, Catch::Contains("FAILED") || Catch::Contains("INCOMPLETE"));
+
+  const auto mac_text = must(t.vm.exec("cat /sys/class/net/eth0/address"));
+  std::array<std::uint8_t, 6> mac{};
+  unsigned parts[6];
+  REQUIRE(std::sscanf(mac_text.c_str(), "%x:%x:%x:%x:%x:%x", &parts[0], &parts[1], &parts[2],
+                      &parts[3], &parts[4], &parts[5])
+          == 6);
+  for (std::size_t i = 0; i < 6; ++i)
+    mac[i] = static_cast<std::uint8_t>(parts[i]);
+  auto told = t.pod.run([&] { return announce_neighbor("br0", kVmIp, mac); });
+  INFO(outcome(told));
+  REQUIRE(told.has_value());
+  const auto after = must(t.pod.exec("ip neigh show 192.168.254.2 dev br0"));
+  CHECK_THAT(after, Catch::Contains(mac_text.substr(0, 17)) && Catch::Contains("REACHABLE"));
+  // And the first connection through the NAT goes straight to the VM.
+  const auto port = random_port();
+  auto vm_listener = tcp_listen(t.vm, kAny, port);
+  expect_accepted(t.node, {kPodIp, port}, vm_listener);
+
+  auto missing = t.pod.run([&] { return announce_neighbor("nosuch0", kVmIp, mac); });
+  REQUIRE_FALSE(missing.has_value());
+  CHECK(missing.error().code == ErrorCode::kNoInterface);
+  tear_down(t, network);
+}
