@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark in one run, each figure beside the tool a user would otherwise use, written to
 # docs/benchmarks.md (and the raw outputs to BENCH_OUT, default a fresh folder under /var/tmp).
-# Root; installs what it needs; about 20 minutes on 2 CPUs. Run it on an otherwise idle machine:
+# Root; installs what it needs; about 10 minutes on 2 CPUs. Run it on an otherwise idle machine:
 # the figures are wall-clock times.
 #   sudo bench/run.sh            or   cmake --build build --target bench
 # Env: BENCH_RUNS (start-up runs per tool, default 7), BENCH_VMS (scale test VMs, default: as many
@@ -26,6 +26,11 @@ out=${BENCH_OUT:-$(mktemp -d /var/tmp/berth-bench-XXXXXX)}
 doc=${BENCH_DOC:-docs/benchmarks.md}
 mkdir -p "$out" "$(dirname "$doc")"
 step() { printf '\nbench: %s  (%s)\n' "$1" "$(date -u +%H:%M:%S)" >&2; }
+# What was measured, recorded now (the report may be written from a later checkout).
+{
+  git rev-parse --short HEAD 2>/dev/null || echo unknown
+  git status --porcelain --untracked-files=no 2>/dev/null | grep -q . && echo "with local changes"
+} | paste -sd' ' >"$out/commit"
 started=$(date +%s)
 
 step "whole start-up, berth vs the baseline script (bench/startup.py)"

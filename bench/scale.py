@@ -12,9 +12,9 @@ here as CPU time and wake-ups.
   bench/scale.py [--vms N] [--window SECONDS] [--memory MiB] [--json OUT]
 
 --vms 0 (the default) picks N from memory: as many as fit in 80 % of MemAvailable, judged by the
-first VM's measured footprint, capped at --max-vms (40: an idle guest under TCG still costs its QEMU a few
-per cent of a CPU, so on a 2-CPU machine the cap, not memory, is what limits N; the report says
-which did).
+first VM's measured footprint, capped at --max-vms (40: an idle guest under TCG still costs its
+QEMU a few per cent of a CPU, so on a 2-CPU machine the cap, not memory, is what limits N; the
+report says which did).
 """
 import argparse
 import json
