@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# Berth's chart in a real single-node Kubernetes cluster (test/cluster/cluster.sh), end to end:
+#   the image built with buildah and imported; the built-in guest served over HTTP from the node;
+#   `helm install` with PersistentVolumes for the claims; the pod Ready through Berth's own probes;
+#   the guest reached at the pod IP and through the Service; `helm test`; `kubectl delete pod` and
+#   the StatefulSet brings it back on the same disk (a file written on the first boot is still
+#   there); a ConfigMap edit reaches the running guest; `kubectl port-forward` to the guest's port;
+#   the chart's privileged and devicePlugin variants both admitted; `helm uninstall` leaves no pod.
+# Root. Needs the caches of build-kube.sh (else it says so and exits 77: skipped).
+#   test/cluster/e2e.sh            BERTH_E2E_KEEP=1 leaves the cluster up afterwards
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cluster=$here/cluster.sh
+NS_PATH=/run/netns/berth-k8s
+NODE_IP=10.250.0.1
+RELEASE=e2e
+VM=guest
+POD=$VM-0
+
+log() { printf 'e2e: %s\n' "$*" >&2; }
+fail() { log "FAIL: $*"; exit 1; }
+t_start=$(date +%s.%N)
+timings=()
+t_step=$t_start
+mark() {  # mark NAME: how long since the previous mark
+  local now
+  now=$(date +%s.%N)
+  timings+=("$(awk -v a="$t_step" -v b="$now" -v n="$1" 'BEGIN { printf "%-44s %6.1f s", n, b - a }')")
+  log "$1: $(awk -v a="$t_step" -v b="$now" 'BEGIN { printf "%.1f s", b - a }')"
+  t_step=$now
+}
+kc() { "$cluster" kubectl "$@"; }
+hm() { "$cluster" helm "$@"; }
+in_node() { nsenter --net="$NS_PATH" -- "$@"; }
+# until_ok SECONDS WHAT COMMAND...: retries COMMAND every 2 s until it succeeds.
+until_ok() {
+  local limit=$1 what=$2 waited=0
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    ((waited += 2))
+    ((waited < limit)) || fail "$what: not within ${limit} s"
+    sleep 2
+  done
+}
+
+[[ $(id -u) -eq 0 ]] || fail "needs root"
+if ! "$here/build-kube.sh" --check >/dev/null 2>&1; then
+  log "SKIPPED: no Kubernetes binaries cached; build them once with test/cluster/build-kube.sh (~16 min)"
+  exit 77
+fi
+image=$("$here/build-image.sh" | tail -1)
+test_image=$("$here/build-test-image.sh" | tail -1)
+guest=$("$root/test/guest/build-guest.sh")
+mark "images (berth, test, guest)"
+
+BERTH_CLUSTER_IMAGES="$image $test_image" "$cluster" up
+work=$(mktemp -d /var/tmp/berth-e2e-XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  if [[ -z ${BERTH_E2E_KEEP:-} ]]; then
+    "$cluster" down || log "cluster down reported leftovers"
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+mark "cluster up"
+
+# The node serves the guest image (busybox httpd: no name lookup before it listens).
+mkdir -p "$work/www"
+cp "$guest" "$work/www/guest.qcow2"
+sum=$(sha256sum "$work/www/guest.qcow2" | cut -c1-64)
+in_node busybox httpd -f -p "$NODE_IP:8081" -h "$work/www" &
+pids+=($!)
+until_ok 10 "image server" in_node curl -sf -o /dev/null "http://$NODE_IP:8081/guest.qcow2"
+
+# PersistentVolumes for the pet-disk claims (hostPath on the node, no StorageClass).
+for i in 1 2 3; do
+  mkdir -p "$work/pv$i"
+  kc apply -f - <<EOF
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: e2e-pv$i}
+spec:
+  capacity: {storage: 2Gi}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Delete
+  storageClassName: ""
+  hostPath: {path: $work/pv$i, type: DirectoryOrCreate}
+EOF
+done
+
+cat >"$work/values.yaml" <<EOF
+image: {repository: localhost/berth}
+tests: {image: localhost/busybox:berth-e2e, timeoutSeconds: 120}
+imageCache: {type: hostPath, hostPath: {path: $work/images}}
+vmlist:
+  $VM:
+    vmconfig:
+      cpu: {vcpu: 1, ram_mb: 256, accel: tcg}
+      rootfs:
+        sourceurl: http://$NODE_IP:8081/guest.qcow2
+        checksum: sha256:$sum
+        pvc_size: 1Gi
+        pvc_class: ""
+    netconfig:
+      ports: {http: 80, echo: 7}
+      readinessTcpProbe: 80
+    cloudconfig:
+      metadata: '{"uuid": "e2e-guest-1", "hostname": "$POD"}'
+      userdata: |
+        #!/bin/sh
+        [ -e /data/first-boot ] || cat /proc/sys/kernel/random/uuid > /data/first-boot
+        cp /data/first-boot /www/first-boot
+        echo v1 > /www/value
+EOF
+hm install "$RELEASE" "$root/charts/berth" -f "$work/values.yaml" --wait=false
+mark "helm install"
+
+kc wait --for=condition=Ready "pod/$POD" --timeout=300s || {
+  kc describe pod "$POD" | tail -30 >&2
+  kc logs "$POD" --tail=50 >&2 || true
+  fail "the pod did not become Ready"
+}
+mark "pod Ready (download, boot, lease, port 80)"
+
+pod_ip=$(kc get pod "$POD" -o jsonpath='{.status.podIP}')
+svc_ip=$(kc get service "$VM" -o jsonpath='{.spec.clusterIP}')
+page=$(in_node curl -sf -m 5 "http://$pod_ip/value") || fail "nothing at http://$pod_ip/value"
+[[ $page == v1 ]] || fail "user-data v1 did not run: /value is '$page'"
+first=$(in_node curl -sf -m 5 "http://$pod_ip/first-boot")
+boots=$(in_node curl -sf -m 5 "http://$pod_ip/boot-count")
+log "guest at the pod IP $pod_ip: value=$page boot-count=$boots first-boot=$first"
+in_node curl -sf -m 5 -o /dev/null "http://$svc_ip/" || fail "nothing through the Service $svc_ip"
+mark "reached at the pod IP and the Service"
+
+hm test "$RELEASE" --timeout 5m || fail "helm test"
+mark "helm test"
+
+kc delete pod "$POD" --wait=true --timeout=120s
+until_ok 60 "the StatefulSet's new pod" kc get pod "$POD"
+kc wait --for=condition=Ready "pod/$POD" --timeout=300s || fail "the new pod did not become Ready"
+pod_ip=$(kc get pod "$POD" -o jsonpath='{.status.podIP}')
+again=$(in_node curl -sf -m 5 "http://$pod_ip/first-boot")
+boots2=$(in_node curl -sf -m 5 "http://$pod_ip/boot-count")
+[[ $again == "$first" ]] || fail "the first boot's file is gone: '$again' != '$first'"
+[[ $boots2 -eq $((boots + 1)) ]] || fail "boot-count $boots2 after $boots: not the same disk"
+mark "pod deleted, back on the same disk"
+
+kc patch configmap "$VM-cloudconfig" --type merge \
+  -p '{"data": {"userdata": "#!/bin/sh\necho v2 > /www/value\n"}}'
+until_ok 180 "the ConfigMap edit in the guest" \
+  sh -c "[ \"\$(nsenter --net=$NS_PATH -- curl -sf -m 3 http://$pod_ip/value)\" = v2 ]"
+mark "ConfigMap edit reached the guest"
+
+"$cluster" kubectl port-forward "pod/$POD" 18080:80 >"$work/port-forward.log" 2>&1 &
+pids+=($!)
+until_ok 30 "kubectl port-forward" in_node curl -sf -m 3 -o /dev/null http://127.0.0.1:18080/value
+mark "kubectl port-forward"
+
+# The devicePlugin variant: NET_ADMIN plus extended resources from a device plugin. There is no
+# device plugin here, so the node advertises the resources itself; admitted = scheduled and its
+# container started by the kubelet.
+kc patch node berth-node --subresource=status --type merge \
+  -p '{"status": {"capacity": {"devices.kubevirt.io/tun": "8"}}}'
+hm install e2e-dp "$root/charts/berth" --wait=false --set vmNamePrefix=dp- \
+  --set image.repository=localhost/berth --set tests.enabled=false \
+  --set "imageCache.hostPath.path=$work/images" \
+  --set "vmlist.$VM.vmconfig.rootfs.sourceurl=http://$NODE_IP:8081/guest.qcow2" \
+  --set "vmlist.$VM.vmconfig.rootfs.pvc_size=1Gi" \
+  --set "vmlist.$VM.vmconfig.cpu.accel=tcg" \
+  --set "vmlist.$VM.pod.security.mode=devicePlugin" \
+  --set "vmlist.$VM.pod.security.deviceResources.devices\.kubevirt\.io/kvm=0"
+until_ok 120 "the devicePlugin pod started" sh -c \
+  "$cluster kubectl get pod dp-$POD -o jsonpath='{.status.containerStatuses[0].state}' | grep -Eq 'running|terminated'"
+kc get pod "dp-$POD" -o wide >&2
+# No device plugin hands it /dev/net/tun here, so berth stops at the network step; say what it said.
+kc logs "dp-$POD" --tail=3 >&2 || kc logs "dp-$POD" --previous --tail=3 >&2 || true
+mark "devicePlugin variant admitted"
+
+hm uninstall e2e-dp --wait --timeout 3m
+hm uninstall "$RELEASE" --wait --timeout 3m
+until_ok 120 "no pod left" sh -c "[ -z \"\$($cluster kubectl get pods -o name)\" ]"
+mark "helm uninstall, no pod left"
+
+log "passed in $(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f s", b - a }'):"
+printf '  %s\n' "${timings[@]}" >&2
