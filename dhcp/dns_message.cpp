@@ -83,11 +83,35 @@ Bytes header_and_question(ByteView message, const Message& view, std::uint16_t i
   put_u16(out, 0);
   put_u16(out, 0);
   put_u16(out, opt_ttl ? 1 : 0);
-  out.insert(out.end(), message.begin() + kHeaderSize,
-             message.begin() + static_cast<std::ptrdiff_t>(view.question_end));
+  if (view.question && view.header.qdcount == 1) {
+    // The name written out in full: a compression pointer in `message` may lead into the
+    // sections left out here (a hostile upstream's answer), which would leave it dangling.
+    out.insert(out.end(), view.question->name.begin(), view.question->name.end());
+    put_u16(out, view.question->type);
+    put_u16(out, view.question->qclass);
+  } else {
+    out.insert(out.end(), message.begin() + kHeaderSize,
+               message.begin() + static_cast<std::ptrdiff_t>(view.question_end));
+    if (!parse_message(out)) {  // the same danger with several questions: send none
+      out.resize(kHeaderSize);
+      store_u16(out, 4, 0);
+    }
+  }
   if (opt_ttl)
     put_opt(out, kAdvertisedUdpSize, *opt_ttl);
   return out;
+}
+
+// Whether `edited` (a copy of a reply with bytes changed) still parses with the same question:
+// a name compressed through the changed bytes would otherwise come out different or broken.
+bool intact(ByteView edited, const Message& original) {
+  const auto again = parse_message(edited);
+  if (!again)
+    return false;
+  if (!original.question)
+    return !again->question;
+  return again->question && again->question->matches(*original.question)
+         && again->question->name == original.question->name;
 }
 
 }  // namespace
@@ -196,13 +220,13 @@ Bytes make_guest_response(ByteView reply, const Message& reply_view, const Messa
         out.erase(begin, begin + static_cast<std::ptrdiff_t>(reply_view.edns->size));
         store_u16(out, kArcountOffset, static_cast<std::uint16_t>(reply_view.header.arcount - 1));
         // A hostile name can run through the OPT's bytes by compression; then cut the answer.
-        must_truncate = !parse_message(out);
+        must_truncate = !intact(out, reply_view);
       } else {
         must_truncate = true;  // records after the OPT may point into it: do not cut
       }
     } else {
       store_u16(out, reply_view.edns->offset + 3, kAdvertisedUdpSize);
-      must_truncate = !parse_message(out);  // a hostile name ran through those two bytes
+      must_truncate = !intact(out, reply_view);  // a hostile name ran through those two bytes
     }
   }
   const std::size_t limit = transport == Transport::kUdp ? guest_udp_limit(guest) : 0xFFFF;

@@ -182,6 +182,26 @@ TEST_CASE("dhcp/dns: a name that runs through the OPT record: the answer is cut,
   CHECK_FALSE(m.edns);
 }
 
+TEST_CASE("dhcp/dns: a question name that points into the answer: the truncated reply keeps it",
+          "[dns][forward][malformed]") {
+  // Found by the fuzzer (in CI): the question's name ends with a pointer whose labels run on into
+  // the answer and OPT records. A cut reply copied the question's raw bytes, pointer included,
+  // without the records it pointed into; now the name is written out in full.
+  const Bytes reply = {0xb0, 0x49, 0x85, 0x80, 0,    1, 0,    1,    0,    0, 0,    1,    2,  1, 0,
+                       4,    0x10, 0,    0xff, 0xff, 4, 1,    1,    0,    1, 0xc0, 0x16, 0,  0, 0,
+                       1,    0,    0,    0,    0,    0, 0x30, 8,    0,    0, 0,    4,    10, 1, 2,
+                       3,    0,    0,    0x29, 4,    0, 0,    0xd0, 0x29, 0, 0,    0};
+  const Message view = parsed(reply);
+  REQUIRE(view.question);
+  for (const char* guest : {"dig-noedns-a.bin", "dig-edns-a.bin"}) {
+    const Bytes out = make_guest_response(reply, view, parsed(fixture(guest)), Transport::kUdp);
+    const Message m = parsed(out);
+    CHECK(m.header.qdcount == 1);
+    REQUIRE(m.question);
+    CHECK(m.question->matches(*view.question));
+  }
+}
+
 TEST_CASE("dhcp/dns: error responses: SERVFAIL, NOTIMP", "[dns][forward]") {
   const Bytes query = fixture("dig-edns-a.bin");
   const Message q = parsed(query);
