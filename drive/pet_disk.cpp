@@ -230,6 +230,7 @@ asio::awaitable<Result<PetDisk>> prepare_pet_disk(PetDiskParams params, RunProgr
                                     disk.path, *info->backing, base)};
       }
     }
+    disk.virtual_size = info->virtual_size;
     log->info("reusing the pet disk {} ({})", disk.path.string(), format_bytes(info->virtual_size));
   } else if (errno != ENOENT) {
     co_return system_error(fmt::format("cannot stat the pet disk {}", disk.path), errno);
@@ -262,14 +263,11 @@ asio::awaitable<Result<PetDisk>> prepare_pet_disk(PetDiskParams params, RunProgr
       co_return w.error();
     if (auto synced = fsync_directory(params.disk_dir); !synced)
       co_return synced.error();
+    disk.virtual_size = size;
     log->info("created the pet disk {} ({}) over {} ({})", disk.path.string(), format_bytes(size),
               base.string(), format);
   }
 
-  auto info = read_qcow2(disk.path);
-  if (!info)
-    co_return info.error();
-  disk.virtual_size = info->virtual_size;
   if (params.size) {
     const std::uint64_t want = (*params.size + 511) / 512 * 512;
     if (want > disk.virtual_size) {
