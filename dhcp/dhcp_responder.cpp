@@ -186,16 +186,20 @@ Decision DhcpResponder::decide(const DhcpPacket& request) const {
       d = {DestinationKind::kClientUnconfigured, client_address, 68, *mac};
     }
   };
-  auto ack = [&](LeaseTransition transition, std::string why) {
-    DhcpPacket reply = reply_to(request, MessageType::kAck);
-    reply.ciaddr = request.ciaddr;
-    reply.yiaddr = config_.client_address;
+  // What an OFFER and an ACK both carry: the lease times, the configuration, the client id.
+  auto add_lease = [&](DhcpPacket& reply) {
     reply.options.set_u32(Option::kLeaseTime, seconds32(config_.lease_time));
     reply.options.set_u32(Option::kRenewalTime, seconds32(config_.lease_time / 2));
     reply.options.set_u32(Option::kRebindingTime, seconds32(config_.lease_time * 7 / 8));
     add_configuration(request, reply);
     if (const Bytes* client_id = request.options.find(Option::kClientIdentifier))
       reply.options.set(Option::kClientIdentifier, *client_id);
+  };
+  auto ack = [&](LeaseTransition transition, std::string why) {
+    DhcpPacket reply = reply_to(request, MessageType::kAck);
+    reply.ciaddr = request.ciaddr;
+    reply.yiaddr = config_.client_address;
+    add_lease(reply);
     decision.action = Action::kAck;
     decision.transition = transition;
     decision.reply = std::move(reply);
@@ -223,12 +227,7 @@ Decision DhcpResponder::decide(const DhcpPacket& request) const {
     case MessageType::kDiscover: {
       DhcpPacket reply = reply_to(request, MessageType::kOffer);
       reply.yiaddr = config_.client_address;
-      reply.options.set_u32(Option::kLeaseTime, seconds32(config_.lease_time));
-      reply.options.set_u32(Option::kRenewalTime, seconds32(config_.lease_time / 2));
-      reply.options.set_u32(Option::kRebindingTime, seconds32(config_.lease_time * 7 / 8));
-      add_configuration(request, reply);
-      if (const Bytes* client_id = request.options.find(Option::kClientIdentifier))
-        reply.options.set(Option::kClientIdentifier, *client_id);
+      add_lease(reply);
       decision.action = Action::kOffer;
       decision.reply = std::move(reply);
       decision.why = "offering " + lease;
