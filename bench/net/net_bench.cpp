@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "net/network.hpp"
+#include "test/net/sample.hpp"
 
 extern char** environ;
 
@@ -195,13 +196,7 @@ int main(int argc, char** argv) {
     die("cannot enter " + ns);
   // From here on this thread, and every command it spawns, is inside the scratch namespace.
 
-  NetworkSpec spec;
-  spec.pod_ip = boost::asio::ip::make_address_v4("10.77.0.5");
-  spec.mtu = 1450;
-  spec.vm_ip = boost::asio::ip::make_address_v4("192.168.254.2");
-  spec.vm_gw = boost::asio::ip::make_address_v4("192.168.254.1");
-  spec.reserved_tcp_ports = {{5900, "vnc"}, {9250, "health"}};
-  spec.local_tcp_ports = {{9251, "control"}};
+  const NetworkSpec spec = test::sample_spec();  // the configuration of the snapshot tests
   const std::string rules_file = fmt::format("/tmp/{}.nft", ns);
   std::ofstream(rules_file) << nft::render(build_nat_table(nat_spec(spec)));
 
