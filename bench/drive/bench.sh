@@ -40,48 +40,32 @@ port=$(cut -d' ' -f2 "$work/port")
 url=http://127.0.0.1:$port/files/image.raw
 
 best() { sort -n | head -1; }
-# The largest process of a pipeline (GNU time's %M: the peak RSS of the biggest child it waited for).
-peak_kib() { sort -n | tail -1; }
 mib_s() { awk -v s="$1" -v m="$size_mib" 'BEGIN { printf "%.0f MiB/s", m / s }'; }
 
+# curl_round LABEL PIPELINE: the best time of `runs` runs of the shell pipeline, and the largest
+# peak RSS of its biggest process (GNU time's %M: the biggest child it waited for).
+curl_round() {
+  local label=$1 pipeline=$2 t times=() rsss=()
+  for _ in $(seq "$runs"); do
+    rm -f "$work/curl.img"
+    t=$( { /usr/bin/time -f "%e %M" bash -c "$pipeline"; } 2>&1 | tail -1)
+    times+=("${t% *}")
+    rsss+=("${t#* }")
+  done
+  t=$(printf '%s\n' "${times[@]}" | best)
+  printf '%-38s %ss  %s  peak RSS %s KiB\n' "$label:" "$t" "$(mib_s "$t")" \
+    "$(printf '%s\n' "${rsss[@]}" | sort -n | tail -1)"
+}
+
 # curl, then sha256sum of the file (what the seed did, in sequence).
-times=() rsss=()
-for _ in $(seq "$runs"); do
-  rm -f "$work/curl.img"
-  t=$( { /usr/bin/time -f "%e %M" bash -c \
-    "curl -sS --fail -o '$work/curl.img' '$url' && sha256sum '$work/curl.img' | grep -q $sha" ; } 2>&1 | tail -1)
-  times+=("${t% *}")
-  rsss+=("${t#* }")
-done
-t=$(printf '%s\n' "${times[@]}" | best)
-rss=$(printf '%s\n' "${rsss[@]}" | peak_kib)
-echo "curl -o file && sha256sum file:        ${t}s  $(mib_s "$t")  peak RSS ${rss} KiB"
-
+curl_round "curl -o file && sha256sum file" \
+  "curl -sS --fail -o '$work/curl.img' '$url' && sha256sum '$work/curl.img' | grep -q $sha"
 # curl streamed through sha256sum while writing (like berth: one pass).
-times=() rsss=()
-for _ in $(seq "$runs"); do
-  rm -f "$work/curl.img"
-  t=$( { /usr/bin/time -f "%e %M" bash -c \
-    "set -o pipefail; curl -sS --fail '$url' | tee '$work/curl.img' | sha256sum | grep -q $sha" ; } 2>&1 | tail -1)
-  times+=("${t% *}")
-  rsss+=("${t#* }")
-done
-t=$(printf '%s\n' "${times[@]}" | best)
-rss=$(printf '%s\n' "${rsss[@]}" | peak_kib)
-echo "curl | tee file | sha256sum:          ${t}s  $(mib_s "$t")  peak RSS ${rss} KiB"
-
+curl_round "curl | tee file | sha256sum" \
+  "set -o pipefail; curl -sS --fail '$url' | tee '$work/curl.img' | sha256sum | grep -q $sha"
 # The same with OpenSSL's SHA-256 (the implementation berth uses; SHA-NI where the CPU has it).
-times=() rsss=()
-for _ in $(seq "$runs"); do
-  rm -f "$work/curl.img"
-  t=$( { /usr/bin/time -f "%e %M" bash -c \
-    "set -o pipefail; curl -sS --fail '$url' | tee '$work/curl.img' | openssl dgst -sha256 | grep -q $sha" ; } 2>&1 | tail -1)
-  times+=("${t% *}")
-  rsss+=("${t#* }")
-done
-t=$(printf '%s\n' "${times[@]}" | best)
-rss=$(printf '%s\n' "${rsss[@]}" | peak_kib)
-echo "curl | tee file | openssl dgst:       ${t}s  $(mib_s "$t")  peak RSS ${rss} KiB"
+curl_round "curl | tee file | openssl dgst" \
+  "set -o pipefail; curl -sS --fail '$url' | tee '$work/curl.img' | openssl dgst -sha256 | grep -q $sha"
 rm -f "$work/curl.img"
 
 # berth: fetch, SHA-256 while streaming, sparse write, fsync, rename.
