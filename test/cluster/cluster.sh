@@ -79,10 +79,9 @@ KUBELET_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_
 DAEMONS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy
   coredns)
 
-log() { printf 'cluster: %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+LOG_PREFIX=cluster
+# shellcheck source=lib.sh
+. "$here/lib.sh"  # log, die, now, secs
 
 in_ns() { nsenter --net="$NETNS_PATH" -- "$@"; }
 

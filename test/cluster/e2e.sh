@@ -18,7 +18,9 @@ RELEASE=e2e
 VM=guest
 POD=$VM-0
 
-log() { printf 'e2e: %s\n' "$*" >&2; }
+LOG_PREFIX=e2e
+# shellcheck source=lib.sh
+. "$here/lib.sh"  # log
 fail() { log "FAIL: $*"; exit 1; }
 t_start=$(date +%s.%N)
 timings=()

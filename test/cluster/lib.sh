@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Helpers shared by build-image.sh, build-test-image.sh and smoke-containerd.sh (test/cluster/).
+# Helpers shared by the scripts of test/cluster/ (cluster.sh takes only log, die, now, secs).
 # Not run on its own: a script sets LOG_PREFIX (and STEP_FORMAT if it likes) and sources it,
 #   LOG_PREFIX=build-image
 #   . "$here/lib.sh"
