@@ -49,6 +49,15 @@ inline Bytes wire_name(std::string_view name) {
   return out;
 }
 
+// An OPT record (root name, type 41) advertising `udp_size`, version 0, no flags, no options.
+inline void put_opt(Bytes& out, std::uint16_t udp_size) {
+  put_u8(out, 0);
+  put_u16(out, 41);
+  put_u16(out, udp_size);
+  put_u32(out, 0);
+  put_u16(out, 0);
+}
+
 // A standard query (RD set) for `name`/`type`, with an OPT record when `edns_size` is given.
 inline Bytes make_query(std::uint16_t id, std::string_view name, std::uint16_t type = 1,
                         std::optional<std::uint16_t> edns_size = std::nullopt) {
@@ -62,13 +71,8 @@ inline Bytes make_query(std::uint16_t id, std::string_view name, std::uint16_t t
   put_bytes(out, wire_name(name));
   put_u16(out, type);
   put_u16(out, 1);
-  if (edns_size) {
-    put_u8(out, 0);
-    put_u16(out, 41);
-    put_u16(out, *edns_size);
-    put_u32(out, 0);
-    put_u16(out, 0);
-  }
+  if (edns_size)
+    put_opt(out, *edns_size);
   return out;
 }
 
@@ -96,13 +100,8 @@ inline Bytes make_response(const Bytes& query, unsigned records,
     put_u16(out, 4);
     put_u32(out, 0x0A000000u + i);
   }
-  if (edns_size) {
-    put_u8(out, 0);
-    put_u16(out, 41);
-    put_u16(out, *edns_size);
-    put_u32(out, 0);
-    put_u16(out, 0);
-  }
+  if (edns_size)
+    put_opt(out, *edns_size);
   return out;
 }
 
