@@ -1,4 +1,4 @@
-#include "error.hpp"
+#include "net/error.hpp"
 
 #include <ostream>
 

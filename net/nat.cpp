@@ -1,4 +1,4 @@
-#include "nat.hpp"
+#include "net/nat.hpp"
 
 #include <netinet/in.h>
 

@@ -1,4 +1,4 @@
-#include "netlink.hpp"
+#include "net/netlink.hpp"
 
 #include <fmt/format.h>
 #include <linux/capability.h>

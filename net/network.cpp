@@ -1,4 +1,4 @@
-#include "network.hpp"
+#include "net/network.hpp"
 
 #include "net/nftables.hpp"
 

@@ -1,4 +1,4 @@
-#include "nftables.hpp"
+#include "net/nftables.hpp"
 
 #include <fmt/format.h>
 #include <libmnl/libmnl.h>

@@ -1,4 +1,4 @@
-#include "plumbing.hpp"
+#include "net/plumbing.hpp"
 
 #include <fcntl.h>
 #include <fmt/format.h>

@@ -1,4 +1,4 @@
-#include "pod.hpp"
+#include "net/pod.hpp"
 
 #include <fmt/format.h>
 #include <linux/if_addr.h>

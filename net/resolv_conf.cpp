@@ -1,4 +1,4 @@
-#include "resolv_conf.hpp"
+#include "net/resolv_conf.hpp"
 
 #include <charconv>
 #include <sstream>

@@ -1,4 +1,4 @@
-#include "ruleset.hpp"
+#include "net/ruleset.hpp"
 
 #include <fmt/format.h>
 #include <netinet/in.h>

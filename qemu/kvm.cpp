@@ -1,4 +1,4 @@
-#include "kvm.hpp"
+#include "qemu/kvm.hpp"
 
 #include <fcntl.h>
 #include <fmt/format.h>

@@ -12,6 +12,13 @@ werror=OFF
 [[ "${CI:-}" == "true" ]] && werror=ON
 if [[ ! -f "$build/build.ninja" ]] || ! grep -q "CMAKE_BUILD_TYPE:STRING=$type$" "$build/CMakeCache.txt" ||
    ! grep -q "BERTH_WERROR:BOOL=$werror$" "$build/CMakeCache.txt"; then
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="$type" -DBERTH_WERROR="$werror" >/dev/null
+  launcher=()
+  # ccache (when installed) keeps compiled objects across clones and worktrees, outside the clone.
+  if command -v ccache >/dev/null; then
+    launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+  fi
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="$type" -DBERTH_WERROR="$werror" "${launcher[@]}" >/dev/null
 fi
+# Paths relative to the checkout, so another clone of the same commit hits the same cache entries.
+export CCACHE_BASEDIR=$PWD CCACHE_DIR=${CCACHE_DIR:-/var/cache/berth/ccache} CCACHE_NOHASHDIR=true
 cmake --build "$build" -- -j"$(nproc)"

@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   # build
-  build-essential cmake ninja-build pkg-config clang-format
+  build-essential cmake ninja-build pkg-config clang-format ccache
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libnl-3-dev libnl-route-3-dev libnftnl-dev libmnl-dev
   libisofs-dev libyaml-cpp-dev libspdlog-dev libfmt-dev libssl-dev openssl

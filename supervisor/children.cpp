@@ -1,4 +1,4 @@
-#include "children.hpp"
+#include "supervisor/children.hpp"
 
 #include <fcntl.h>
 #include <fmt/format.h>

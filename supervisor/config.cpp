@@ -1,4 +1,4 @@
-#include "config.hpp"
+#include "supervisor/config.hpp"
 
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-#include "lifecycle.hpp"
+#include "supervisor/lifecycle.hpp"
 
 #include <fmt/chrono.h>
 

@@ -1,4 +1,4 @@
-#include "logging.hpp"
+#include "supervisor/logging.hpp"
 
 #include <fmt/chrono.h>
 #include <spdlog/pattern_formatter.h>

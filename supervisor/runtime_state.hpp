@@ -10,7 +10,7 @@
 #include <memory>
 #include <string>
 
-#include "qemu/qmp_client.hpp"
+#include "qemu/qmp/qmp_client.hpp"
 #include "supervisor/lifecycle.hpp"
 
 namespace berth {

@@ -1,4 +1,4 @@
-#include "supervisor.hpp"
+#include "supervisor/supervisor.hpp"
 
 #include <fmt/ranges.h>
 #include <sys/stat.h>
@@ -13,8 +13,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "drive/image_cache.hpp"
-#include "drive/pet_disk.hpp"
+#include "drive/image/image_cache.hpp"
+#include "drive/disk/pet_disk.hpp"
 #include "net/network.hpp"
 #include "qemu/kvm.hpp"
 #include "supervisor/logging.hpp"

@@ -1,4 +1,4 @@
-#include "vm.hpp"
+#include "supervisor/vm.hpp"
 
 #include <fcntl.h>
 #include <fmt/format.h>

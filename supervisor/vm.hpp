@@ -15,7 +15,7 @@
 #include <string>
 
 #include "qemu/command_line.hpp"
-#include "qemu/qmp_client.hpp"
+#include "qemu/qmp/qmp_client.hpp"
 #include "supervisor/children.hpp"
 
 namespace berth {

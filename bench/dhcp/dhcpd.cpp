@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "dhcp/dhcp_server.hpp"
-#include "dhcp/dns_forwarder.hpp"
+#include "dhcp/dns/dns_forwarder.hpp"
 
 namespace asio = boost::asio;
 using namespace berth::dhcp;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks that image/Dockerfile's runtime stage installs every shared library the berth binary
+# Checks that container/Dockerfile's runtime stage installs every shared library the berth binary
 # needs: each direct NEEDED entry of the binary is resolved here (Debian bookworm, the image's
 # release), mapped to its Debian package with dpkg -S, and that package must be named in the
 # runtime stage's apt-get install, or be one that debian:bookworm-slim already has (libc6,

@@ -144,8 +144,8 @@ done
 # ---- the image installs every library berth links ----
 binary=${BERTH_BINARY:-$root/build/supervisor/berth}
 if [[ -x "$binary" ]]; then
-  if "$here/check_image_libs.sh" "$binary" "$root/image/Dockerfile" >"$work/libs.log" 2>&1; then
-    pass "image/Dockerfile's runtime stage installs the package of every library $(basename "$binary") needs"
+  if "$here/check_image_libs.sh" "$binary" "$root/container/Dockerfile" >"$work/libs.log" 2>&1; then
+    pass "container/Dockerfile's runtime stage installs the package of every library $(basename "$binary") needs"
   else
     fail "image libraries:"; cat "$work/libs.log" >&2
   fi

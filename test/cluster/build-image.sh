@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build Berth's container image (image/Dockerfile) without a Docker daemon or a registry, and leave
+# Build Berth's container image (container/Dockerfile) without a Docker daemon or a registry, and leave
 # it as an OCI archive that containerd imports (`ctr -n k8s.io images import ARCHIVE`) under the
 # name the chart uses by default: localhost/berth:<appVersion of charts/berth/Chart.yaml>.
 #
@@ -36,7 +36,7 @@ root=$(cd "$here/../.." && pwd)
 cache=${BERTH_CLUSTER_CACHE:-/var/cache/berth/cluster}
 storage=${BERTH_BUILDAH_ROOT:-/var/cache/berth/buildah/storage}
 runroot=${BERTH_BUILDAH_RUNROOT:-/run/berth-buildah}
-dockerfile=image/Dockerfile
+dockerfile=container/Dockerfile
 # Bump when the way the base images are made changes (invalidates the rootfs and archive caches).
 base_recipe=1
 

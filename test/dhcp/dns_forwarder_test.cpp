@@ -1,7 +1,7 @@
 // The DNS forwarder in-process on loopback (no privileges): fake upstreams in the same io_context,
 // a blocking guest on another thread. Ports are free ports picked at run time.
 
-#include "dhcp/dns_forwarder.hpp"
+#include "dhcp/dns/dns_forwarder.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -24,7 +24,7 @@
 #include <set>
 #include <thread>
 
-#include "dhcp/dns_message.hpp"
+#include "dhcp/dns/dns_message.hpp"
 #include "test_util.hpp"
 
 namespace asio = boost::asio;

@@ -1,7 +1,7 @@
 // The DNS codec against queries dig sent and answers dnsmasq gave (fixtures/record_dns.sh), the
 // forwarder's rewrites, and a table of malformed messages.
 
-#include "dhcp/dns_message.hpp"
+#include "dhcp/dns/dns_message.hpp"
 
 #include <catch2/catch.hpp>
 

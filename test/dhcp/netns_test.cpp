@@ -10,7 +10,7 @@
 #include <fstream>
 
 #include "dhcp/dhcp_server.hpp"
-#include "dhcp/dns_forwarder.hpp"
+#include "dhcp/dns/dns_forwarder.hpp"
 #include "netns_lab.hpp"
 
 namespace asio = boost::asio;

@@ -5,7 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "dhcp/dhcp_server.hpp"
-#include "dhcp/dns_forwarder.hpp"
+#include "dhcp/dns/dns_forwarder.hpp"
 #include "test_util.hpp"
 
 namespace asio = boost::asio;

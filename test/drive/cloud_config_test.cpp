@@ -1,7 +1,7 @@
 // What goes on the config drive: metadata in JSON or YAML completed with stable ids, user-data
 // byte for byte, #cloud-config validated with line and column, network data.
 
-#include "drive/cloud_config.hpp"
+#include "drive/configdrive/cloud_config.hpp"
 
 #include <yaml-cpp/yaml.h>
 

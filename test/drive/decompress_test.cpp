@@ -1,7 +1,7 @@
 // Streamed decompression: gzip, xz and zstd produced by their own libraries, fed in small pieces,
 // concatenated streams, truncated and corrupt input.
 
-#include "drive/decompress.hpp"
+#include "drive/image/decompress.hpp"
 
 #include <lzma.h>
 #include <zlib.h>

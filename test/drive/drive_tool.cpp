@@ -16,8 +16,8 @@
 #include <map>
 #include <string>
 
-#include "drive/config_drive.hpp"
-#include "drive/image_cache.hpp"
+#include "drive/configdrive/config_drive.hpp"
+#include "drive/image/image_cache.hpp"
 #include "drive/progress.hpp"
 
 namespace {

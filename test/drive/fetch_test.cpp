@@ -7,8 +7,8 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
-#include "drive/image_cache.hpp"
-#include "drive/sha256.hpp"
+#include "drive/image/image_cache.hpp"
+#include "drive/image/sha256.hpp"
 #include "test/drive/support.hpp"
 
 namespace berth::drive::test {

@@ -4,10 +4,10 @@
 
 #include <sys/stat.h>
 
-#include "drive/http_client.hpp"
-#include "drive/image_format.hpp"
+#include "drive/image/http_client.hpp"
+#include "drive/image/image_format.hpp"
 #include "drive/progress.hpp"
-#include "drive/sha256.hpp"
+#include "drive/image/sha256.hpp"
 #include "test/drive/support.hpp"
 
 namespace berth::drive {

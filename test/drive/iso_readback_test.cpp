@@ -2,7 +2,7 @@
 // for) and isoinfo (names in the Rock Ridge and Joliet trees, and file contents). Tier `root`
 // (real programs).
 
-#include "drive/config_drive.hpp"
+#include "drive/configdrive/config_drive.hpp"
 #include "test/drive/support.hpp"
 
 namespace berth::drive::test {

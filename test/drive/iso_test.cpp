@@ -4,8 +4,8 @@
 
 #include <thread>
 
-#include "drive/config_drive.hpp"
-#include "drive/iso_builder.hpp"
+#include "drive/configdrive/config_drive.hpp"
+#include "drive/configdrive/iso_builder.hpp"
 #include "test/drive/support.hpp"
 
 namespace berth::drive {

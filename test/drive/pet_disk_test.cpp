@@ -1,13 +1,13 @@
 // The pet disk with the real qemu-img, run through the supervisor's ChildReaper exactly as the
 // supervisor will (drive/ only sees the RunProgram function). Tier `root` (real programs).
 
-#include "drive/pet_disk.hpp"
+#include "drive/disk/pet_disk.hpp"
 
 #include <sys/stat.h>
 
 #include <fstream>
 
-#include "drive/image_cache.hpp"
+#include "drive/image/image_cache.hpp"
 #include "supervisor/children.hpp"
 #include "test/drive/support.hpp"
 

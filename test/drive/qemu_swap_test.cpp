@@ -7,9 +7,9 @@
 
 #include <boost/json.hpp>
 
-#include "drive/config_watch.hpp"
+#include "drive/configdrive/config_watch.hpp"
 #include "qemu/command_line.hpp"
-#include "qemu/qmp_client.hpp"
+#include "qemu/qmp/qmp_client.hpp"
 #include "supervisor/children.hpp"
 #include "test/drive/support.hpp"
 

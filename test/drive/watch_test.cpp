@@ -3,7 +3,7 @@
 
 #include <atomic>
 
-#include "drive/config_watch.hpp"
+#include "drive/configdrive/config_watch.hpp"
 #include "test/drive/support.hpp"
 
 namespace berth::drive {

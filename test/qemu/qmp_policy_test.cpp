@@ -1,4 +1,4 @@
-#include "qemu/qmp_policy.hpp"
+#include "qemu/qmp/qmp_policy.hpp"
 
 #include <algorithm>
 #include <catch2/catch.hpp>

@@ -1,4 +1,4 @@
-#include "qemu/qmp_protocol.hpp"
+#include "qemu/qmp/qmp_protocol.hpp"
 
 #include <boost/json/parse.hpp>
 #include <catch2/catch.hpp>

@@ -1,7 +1,7 @@
 // The HTTP API's routing, limits and allow-list, in-process on loopback (no QEMU): HttpServer and
 // Api with a RuntimeState whose VM is absent.
 
-#include "supervisor/api.hpp"
+#include "supervisor/http/api.hpp"
 
 #include <spdlog/sinks/null_sink.h>
 
@@ -13,7 +13,7 @@
 #include <catch2/catch.hpp>
 #include <thread>
 
-#include "supervisor/http_server.hpp"
+#include "supervisor/http/http_server.hpp"
 
 using namespace berth;
 namespace asio = boost::asio;

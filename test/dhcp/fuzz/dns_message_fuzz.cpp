@@ -5,7 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "dhcp/dns_message.hpp"
+#include "dhcp/dns/dns_message.hpp"
 #include "fuzz_check.hpp"
 
 using namespace berth::dhcp;

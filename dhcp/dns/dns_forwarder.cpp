@@ -1,0 +1,637 @@
+#include "dhcp/dns/dns_forwarder.hpp"
+
+#include <fmt/format.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <deque>
+#include <set>
+#include <tuple>
+
+#include "dhcp/dns/dns_message.hpp"
+#include "dhcp/random_source.hpp"
+#include "dhcp/socket_options.hpp"
+
+namespace berth::dhcp {
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using asio::ip::udp;
+using namespace asio::experimental::awaitable_operators;
+using Clock = std::chrono::steady_clock;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+// Runs `operation` (yielding a tuple whose first element is an error_code) until `timer` expires;
+// then the operation is cancelled and the error_code is timed_out.
+template <typename Tuple>
+asio::awaitable<Tuple> before_deadline(asio::steady_timer& timer,
+                                       asio::awaitable<Tuple> operation) {
+  auto result = co_await (std::move(operation) || timer.async_wait(use_tuple));
+  if (result.index() == 0)
+    co_return std::get<0>(std::move(result));
+  Tuple timed_out{};
+  std::get<0>(timed_out) = asio::error::timed_out;
+  co_return timed_out;
+}
+
+// Identifies a guest query in flight, to drop its retransmits.
+struct PendingKey {
+  std::uint32_t address;
+  std::uint16_t port;
+  std::uint16_t id;
+  std::uint16_t type;
+  std::uint16_t qclass;
+  std::string name;  // lower-cased wire form
+  auto operator<=>(const PendingKey&) const = default;
+};
+
+PendingKey pending_key(const udp::endpoint& client, const dns::Message& query) {
+  std::string name(query.question->name.begin(), query.question->name.end());
+  for (char& c : name)
+    c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  return {client.address().to_v4().to_uint(),
+          client.port(),
+          query.header.id,
+          query.question->type,
+          query.question->qclass,
+          std::move(name)};
+}
+
+struct Answer {
+  Bytes bytes;
+  dns::Message view;
+};
+
+struct TcpSession {
+  explicit TcpSession(tcp::socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
+  tcp::socket socket;
+  asio::steady_timer timer;  // read deadline
+  std::deque<Bytes> outbox;  // answers waiting to be written, each with its length prefix
+  bool writing = false;
+  bool reading_done = false;
+  std::size_t in_flight = 0;
+};
+
+void log_exception(const std::shared_ptr<spdlog::logger>& log, std::exception_ptr error) {
+  if (!error)
+    return;
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    log->error("DNS: internal error: {}", e.what());
+  }
+}
+
+std::string endpoint_text(const udp::endpoint& endpoint) {
+  return endpoint.address().is_v6()
+             ? fmt::format("[{}]:{}", endpoint.address().to_string(), endpoint.port())
+             : fmt::format("{}:{}", endpoint.address().to_string(), endpoint.port());
+}
+
+}  // namespace
+
+std::optional<std::string> validate_config(const DnsConfig& config) {
+  if (config.upstreams.empty())
+    return "DNS: no upstream name server (resolv.conf has no usable nameserver line)";
+  if (config.upstreams.size() > 3)
+    return fmt::format("DNS: {} upstreams given; at most 3 are used (as by the libc resolver)",
+                       config.upstreams.size());
+  for (const auto& upstream : config.upstreams) {
+    if (upstream.address().is_unspecified() || upstream.port() == 0)
+      return fmt::format("DNS: upstream {} is not a usable address", endpoint_text(upstream));
+  }
+  if (config.attempt_timeout < std::chrono::milliseconds(100)
+      || config.attempt_timeout >= std::chrono::seconds(5))
+    return fmt::format("DNS: per-try timeout {}ms is not in 100..4999 ms (the guest waits 5 s)",
+                       config.attempt_timeout.count());
+  if (config.attempts < 1 || config.attempts > 6)
+    return fmt::format("DNS: {} tries per query is not in 1..6", config.attempts);
+  if (config.max_in_flight == 0 || config.max_tcp_connections == 0)
+    return "DNS: max_in_flight and max_tcp_connections must be positive";
+  return std::nullopt;
+}
+
+struct DnsForwarder::Impl : std::enable_shared_from_this<DnsForwarder::Impl> {
+  Impl(asio::io_context& io_context, DnsConfig dns_config, std::shared_ptr<spdlog::logger> logger)
+      : io(io_context),
+        config(std::move(dns_config)),
+        log(std::move(logger)),
+        listener(io_context),
+        acceptor(io_context) {}
+
+  StartResult start(const std::shared_ptr<Impl>& self);
+  void close();
+  bool allowed(const asio::ip::address& address) const;
+
+  // Each coroutine takes `self` by value: the Impl lives until the last of them ends, also after
+  // stop() (upstream tries end at their timeout; their answers are then dropped).
+
+  asio::awaitable<void> serve_udp(std::shared_ptr<Impl> self);
+  void handle_datagram(ByteView datagram, const udp::endpoint& client);
+  asio::awaitable<void> answer_udp(std::shared_ptr<Impl> self, Bytes query, dns::Message view,
+                                   udp::endpoint client, PendingKey key);
+  void reply_udp(ByteView answer, const udp::endpoint& client);
+
+  asio::awaitable<void> serve_tcp(std::shared_ptr<Impl> self);
+  asio::awaitable<void> read_session(std::shared_ptr<Impl> self,
+                                     std::shared_ptr<TcpSession> session);
+  asio::awaitable<void> answer_tcp(std::shared_ptr<Impl> self, std::shared_ptr<TcpSession> session,
+                                   Bytes query, dns::Message view);
+  void queue_tcp(const std::shared_ptr<TcpSession>& session, ByteView answer);
+  asio::awaitable<void> write_session(std::shared_ptr<Impl> self,
+                                      std::shared_ptr<TcpSession> session);
+  void maybe_close(const std::shared_ptr<TcpSession>& session);
+
+  // The guest's answer to `query`: from the first upstream that answers, SERVFAIL if none does.
+  asio::awaitable<Bytes> resolve(Bytes query, dns::Message view, dns::Transport transport);
+  asio::awaitable<std::optional<Answer>> ask_udp(udp::endpoint upstream, Bytes message,
+                                                 std::uint16_t id, dns::Question question);
+  asio::awaitable<std::optional<Answer>> ask_tcp(tcp::endpoint upstream, Bytes message,
+                                                 std::uint16_t id, dns::Question question);
+  void spawn(asio::awaitable<void> task) {
+    asio::co_spawn(io, std::move(task),
+                   [log = log](std::exception_ptr e) { log_exception(log, e); });
+  }
+
+  asio::io_context& io;
+  DnsConfig config;
+  std::shared_ptr<spdlog::logger> log;
+  udp::socket listener;
+  tcp::acceptor acceptor;
+  RandomSource random;
+  DnsCounters counters;
+  std::set<PendingKey> pending;  // UDP queries in flight
+  std::size_t in_flight = 0;     // UDP and TCP queries in flight
+  std::set<std::shared_ptr<TcpSession>> sessions;
+  std::size_t preferred = 0;  // the upstream that answered last
+  bool stopped = false;
+};
+
+StartResult DnsForwarder::Impl::start(const std::shared_ptr<Impl>& self) {
+  if (auto problem = validate_config(config))
+    return StartError{*problem, {}};
+  const udp::endpoint udp_endpoint(config.listen_address, config.listen_port);
+  const std::string where =
+      fmt::format("{}:{}{}", config.listen_address.to_string(), config.listen_port,
+                  config.interface.empty() ? "" : " on " + config.interface);
+  boost::system::error_code ec;
+  auto fail = [&](std::string_view what) {
+    close();
+    return StartError{fmt::format("DNS: {} {}: {}", what, where, ec.message()), ec};
+  };
+  if (listener.open(udp::v4(), ec); ec)
+    return fail("cannot open UDP");
+  if (listener.set_option(asio::socket_base::reuse_address(true), ec); ec)
+    return fail("cannot set SO_REUSEADDR for UDP");
+  if (!config.interface.empty()) {
+    if (ec = bind_to_device(listener.native_handle(), config.interface); ec)
+      return fail("cannot bind UDP to the device");
+  }
+  if (listener.bind(udp_endpoint, ec); ec)
+    return fail("cannot bind UDP");
+  if (listener.non_blocking(true, ec); ec)
+    return fail("cannot make UDP non-blocking");
+
+  if (acceptor.open(tcp::v4(), ec); ec)
+    return fail("cannot open TCP");
+  if (acceptor.set_option(asio::socket_base::reuse_address(true), ec); ec)
+    return fail("cannot set SO_REUSEADDR for TCP");
+  if (!config.interface.empty()) {
+    if (ec = bind_to_device(acceptor.native_handle(), config.interface); ec)
+      return fail("cannot bind TCP to the device");
+  }
+  if (acceptor.bind(tcp::endpoint(config.listen_address, config.listen_port), ec); ec)
+    return fail("cannot bind TCP");
+  if (acceptor.listen(asio::socket_base::max_listen_connections, ec); ec)
+    return fail("cannot listen on TCP");
+
+  std::string upstreams;
+  for (const auto& upstream : config.upstreams)
+    upstreams += (upstreams.empty() ? "" : ", ") + endpoint_text(upstream);
+  log->info("DNS: forwarding {} (UDP and TCP, clients {}) to {}", where,
+            config.allowed_clients.to_string(), upstreams);
+  spawn(serve_udp(self));
+  spawn(serve_tcp(self));
+  return {};
+}
+
+void DnsForwarder::Impl::close() {
+  boost::system::error_code ignored;
+  listener.close(ignored);
+  acceptor.close(ignored);
+  for (const auto& session : sessions) {
+    session->socket.close(ignored);
+    session->timer.cancel();
+  }
+  sessions.clear();
+}
+
+bool DnsForwarder::Impl::allowed(const asio::ip::address& address) const {
+  if (!address.is_v4())
+    return false;
+  const std::uint32_t mask = config.allowed_clients.netmask().to_uint();
+  return (address.to_v4().to_uint() & mask) == (config.allowed_clients.address().to_uint() & mask);
+}
+
+// ---- UDP
+
+asio::awaitable<void> DnsForwarder::Impl::serve_udp(std::shared_ptr<Impl> /*keep_alive*/) {
+  std::vector<std::uint8_t> buffer(65536);
+  udp::endpoint client;
+  while (!stopped) {
+    auto [ec] = co_await listener.async_wait(udp::socket::wait_read, use_tuple);
+    if (stopped || ec == asio::error::operation_aborted)
+      co_return;
+    // Drain what is queued: one wake-up, many datagrams.
+    for (int i = 0; i < 64 && !stopped; ++i) {
+      const std::size_t size = listener.receive_from(asio::buffer(buffer), client, 0, ec);
+      if (ec == asio::error::would_block)
+        break;
+      if (ec) {
+        log->debug("DNS: UDP receive failed: {}", ec.message());
+        break;
+      }
+      handle_datagram(ByteView(buffer.data(), size), client);
+    }
+  }
+}
+
+void DnsForwarder::Impl::handle_datagram(ByteView datagram, const udp::endpoint& client) {
+  ++counters.udp_queries;
+  if (!allowed(client.address())) {
+    ++counters.refused_clients;
+    log->debug("DNS: ignored a query from {}, outside {}", endpoint_text(client),
+               config.allowed_clients.to_string());
+    return;
+  }
+  auto view = dns::parse_message(datagram);
+  if (!view || view->header.is_response()) {
+    ++counters.malformed;
+    log->debug("DNS: dropped {} bytes from {}: {}", datagram.size(), endpoint_text(client),
+               view ? "a response, not a query" : to_string(view.error()));
+    return;
+  }
+  if (view->header.opcode() != 0 || view->header.qdcount != 1) {
+    ++counters.not_implemented;
+    reply_udp(dns::make_error_response(
+                  datagram, *view,
+                  view->header.opcode() != 0 ? dns::Rcode::kNotImp : dns::Rcode::kFormErr),
+              client);
+    return;
+  }
+  PendingKey key = pending_key(client, *view);
+  if (pending.contains(key)) {
+    ++counters.duplicates;
+    log->debug("DNS: dropped a retransmit of {} from {}", view->question->name_text(),
+               endpoint_text(client));
+    return;
+  }
+  if (in_flight >= config.max_in_flight) {
+    ++counters.overload;
+    log->debug("DNS: dropped a query from {}: {} in flight", endpoint_text(client), in_flight);
+    return;
+  }
+  pending.insert(key);
+  ++in_flight;
+  spawn(answer_udp(shared_from_this(), Bytes(datagram.begin(), datagram.end()), std::move(*view),
+                   client, std::move(key)));
+}
+
+asio::awaitable<void> DnsForwarder::Impl::answer_udp(std::shared_ptr<Impl> /*keep_alive*/,
+                                                     Bytes query, dns::Message view,
+                                                     udp::endpoint client, PendingKey key) {
+  const Bytes answer = co_await resolve(query, view, dns::Transport::kUdp);
+  pending.erase(key);
+  --in_flight;
+  if (!stopped)
+    reply_udp(answer, client);
+}
+
+void DnsForwarder::Impl::reply_udp(ByteView answer, const udp::endpoint& client) {
+  boost::system::error_code ec;
+  listener.send_to(asio::buffer(answer.data(), answer.size()), client, 0, ec);
+  if (ec)
+    log->debug("DNS: answer to {} not sent: {}", endpoint_text(client), ec.message());
+}
+
+// ---- Upstream
+
+asio::awaitable<Bytes> DnsForwarder::Impl::resolve(Bytes query, dns::Message view,
+                                                   dns::Transport transport) {
+  const std::size_t count = config.upstreams.size();
+  std::optional<Answer> fallback;  // a SERVFAIL/REFUSED answer, used when no one does better
+  const std::size_t first = preferred;
+  for (unsigned attempt = 0; attempt < config.attempts && !stopped; ++attempt) {
+    const std::size_t index = (first + attempt) % count;
+    const udp::endpoint upstream = config.upstreams[index];
+    // UDP first whatever the guest used (a TCP connection per query is what upstreams like
+    // least); TCP when the UDP answer is truncated and the guest asked over TCP.
+    // (No co_await inside ?: in this function: GCC 12 miscompiles it.)
+    std::uint16_t id = random.u16();
+    std::optional<Answer> answer =
+        co_await ask_udp(upstream, dns::make_upstream_query(query, view, id), id, *view.question);
+    if (answer && answer->view.header.truncated() && transport == dns::Transport::kTcp
+        && !stopped) {
+      id = random.u16();
+      answer = co_await ask_tcp(tcp::endpoint(upstream.address(), upstream.port()),
+                                dns::make_upstream_query(query, view, id), id, *view.question);
+    }
+    if (stopped)
+      break;
+    if (!answer) {
+      if (index == preferred && count > 1) {
+        preferred = (index + 1) % count;
+        log->warn("DNS: upstream {} failed; preferring {}", endpoint_text(upstream),
+                  endpoint_text(config.upstreams[preferred]));
+      }
+      continue;
+    }
+    const auto rcode = static_cast<dns::Rcode>(answer->view.header.rcode());
+    if ((rcode == dns::Rcode::kServFail || rcode == dns::Rcode::kRefused) && count > 1
+        && attempt + 1 < config.attempts) {
+      fallback = std::move(answer);
+      continue;
+    }
+    preferred = index;
+    fallback = std::move(answer);
+    break;
+  }
+  if (!fallback) {
+    ++counters.servfail;
+    co_return dns::make_error_response(query, view, dns::Rcode::kServFail);
+  }
+  ++counters.answered;
+  Bytes out = dns::make_guest_response(fallback->bytes, fallback->view, view, transport);
+  if (out.size() >= dns::kHeaderSize && (out[2] & 0x02) != 0 && !fallback->view.header.truncated())
+    ++counters.truncated;
+  co_return out;
+}
+
+asio::awaitable<std::optional<Answer>> DnsForwarder::Impl::ask_udp(udp::endpoint upstream,
+                                                                   Bytes message, std::uint16_t id,
+                                                                   dns::Question question) {
+  // A new socket per try: the kernel picks a random ephemeral source port for it, and connect()
+  // makes the kernel drop datagrams from any other source.
+  udp::socket socket(io);
+  boost::system::error_code ec;
+  socket.open(upstream.protocol(), ec);
+  if (!ec)
+    socket.connect(upstream, ec);
+  if (!ec)
+    socket.non_blocking(true, ec);
+  if (!ec)
+    socket.send(asio::buffer(message), 0, ec);
+  if (ec) {
+    ++counters.upstream_errors;
+    log->debug("DNS: query to {} not sent: {}", endpoint_text(upstream), ec.message());
+    co_return std::nullopt;
+  }
+  asio::steady_timer timer(io, config.attempt_timeout);
+  while (true) {
+    auto [wait_ec] =
+        co_await before_deadline(timer, socket.async_wait(udp::socket::wait_read, use_tuple));
+    if (wait_ec == asio::error::timed_out) {
+      ++counters.upstream_timeouts;
+      log->debug("DNS: {} did not answer in {}ms", endpoint_text(upstream),
+                 config.attempt_timeout.count());
+      co_return std::nullopt;
+    }
+    if (wait_ec || stopped) {
+      ++counters.upstream_errors;
+      co_return std::nullopt;
+    }
+    const std::size_t available = socket.available(ec);
+    Bytes reply(std::max<std::size_t>(available, 1));
+    udp::endpoint from;
+    const std::size_t size = socket.receive_from(asio::buffer(reply), from, 0, ec);
+    if (ec == asio::error::would_block)
+      continue;
+    if (ec) {
+      ++counters.upstream_errors;
+      log->debug("DNS: {} failed: {}", endpoint_text(upstream), ec.message());
+      co_return std::nullopt;
+    }
+    reply.resize(size);
+    auto view = dns::parse_message(reply);
+    if (from != upstream || !view || !dns::is_reply_to(*view, id, question)) {
+      ++counters.mismatched;
+      log->debug("DNS: rejected a reply from {} for {}", endpoint_text(from), question.name_text());
+      continue;
+    }
+    co_return Answer{std::move(reply), std::move(*view)};
+  }
+}
+
+asio::awaitable<std::optional<Answer>> DnsForwarder::Impl::ask_tcp(tcp::endpoint upstream,
+                                                                   Bytes message, std::uint16_t id,
+                                                                   dns::Question question) {
+  tcp::socket socket(io);
+  asio::steady_timer timer(io, config.attempt_timeout);
+  const std::string name =
+      fmt::format("{}:{}/tcp", upstream.address().to_string(), upstream.port());
+  auto failed = [&](const boost::system::error_code& ec, std::string_view step) {
+    if (ec == asio::error::timed_out)
+      ++counters.upstream_timeouts;
+    else
+      ++counters.upstream_errors;
+    log->debug("DNS: {} {}: {}", name, step, ec.message());
+  };
+  auto [connect_ec] = co_await before_deadline(timer, socket.async_connect(upstream, use_tuple));
+  if (connect_ec) {
+    failed(connect_ec, "connect");
+    co_return std::nullopt;
+  }
+  Bytes framed;
+  put_u16(framed, static_cast<std::uint16_t>(message.size()));
+  put_bytes(framed, message);
+  auto [write_ec, written] =
+      co_await before_deadline(timer, asio::async_write(socket, asio::buffer(framed), use_tuple));
+  if (write_ec) {
+    failed(write_ec, "write");
+    co_return std::nullopt;
+  }
+  std::array<std::uint8_t, 2> length{};
+  auto [length_ec, length_read] =
+      co_await before_deadline(timer, asio::async_read(socket, asio::buffer(length), use_tuple));
+  if (length_ec) {
+    failed(length_ec, "read");
+    co_return std::nullopt;
+  }
+  Bytes reply(load_u16(length, 0));
+  auto [body_ec, body_read] =
+      co_await before_deadline(timer, asio::async_read(socket, asio::buffer(reply), use_tuple));
+  if (body_ec) {
+    failed(body_ec, "read");
+    co_return std::nullopt;
+  }
+  auto view = dns::parse_message(reply);
+  if (!view || !dns::is_reply_to(*view, id, question)) {
+    ++counters.mismatched;
+    log->debug("DNS: rejected a TCP reply from {} for {}", name, question.name_text());
+    co_return std::nullopt;
+  }
+  co_return Answer{std::move(reply), std::move(*view)};
+}
+
+// ---- TCP (RFC 7766: pipelined queries, answers in completion order, idle timeout)
+
+asio::awaitable<void> DnsForwarder::Impl::serve_tcp(std::shared_ptr<Impl> self) {
+  while (!stopped) {
+    auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
+    if (stopped || ec == asio::error::operation_aborted)
+      co_return;
+    if (ec) {
+      log->debug("DNS: accept failed: {}", ec.message());
+      continue;
+    }
+    boost::system::error_code remote_ec;
+    const auto remote = socket.remote_endpoint(remote_ec);
+    if (remote_ec || !allowed(remote.address())) {
+      ++counters.refused_clients;
+      log->debug("DNS: closed a TCP connection from {}, outside {}",
+                 remote_ec ? "?" : remote.address().to_string(),
+                 config.allowed_clients.to_string());
+      continue;  // the socket closes here
+    }
+    if (sessions.size() >= config.max_tcp_connections) {
+      ++counters.overload;
+      log->debug("DNS: closed a TCP connection: {} open", sessions.size());
+      continue;
+    }
+    ++counters.tcp_connections;
+    auto session = std::make_shared<TcpSession>(std::move(socket));
+    sessions.insert(session);
+    spawn(read_session(self, session));
+  }
+}
+
+asio::awaitable<void> DnsForwarder::Impl::read_session(std::shared_ptr<Impl> self,
+                                                       std::shared_ptr<TcpSession> session) {
+  while (!stopped && session->socket.is_open()) {
+    session->timer.expires_after(config.tcp_idle_timeout);
+    std::array<std::uint8_t, 2> length{};
+    auto [ec, got] = co_await before_deadline(
+        session->timer, asio::async_read(session->socket, asio::buffer(length), use_tuple));
+    if (ec == asio::error::timed_out && got == 0 && session->in_flight > 0)
+      continue;  // not idle: answers are still coming
+    if (ec)
+      break;  // idle, closed by the guest, or a broken frame
+    Bytes query(load_u16(length, 0));
+    if (query.empty())
+      break;
+    auto [body_ec, body_got] = co_await before_deadline(
+        session->timer, asio::async_read(session->socket, asio::buffer(query), use_tuple));
+    if (body_ec)
+      break;
+    ++counters.tcp_queries;
+    auto view = dns::parse_message(query);
+    if (!view || view->header.is_response()) {
+      ++counters.malformed;
+      log->debug("DNS: closed a TCP connection after a malformed message: {}",
+                 view ? "a response, not a query" : to_string(view.error()));
+      break;
+    }
+    if (view->header.opcode() != 0 || view->header.qdcount != 1) {
+      ++counters.not_implemented;
+      queue_tcp(session,
+                dns::make_error_response(
+                    query, *view,
+                    view->header.opcode() != 0 ? dns::Rcode::kNotImp : dns::Rcode::kFormErr));
+      continue;
+    }
+    if (in_flight >= config.max_in_flight) {
+      ++counters.overload;
+      queue_tcp(session, dns::make_error_response(query, *view, dns::Rcode::kServFail));
+      continue;
+    }
+    ++in_flight;
+    ++session->in_flight;
+    spawn(answer_tcp(self, session, std::move(query), std::move(*view)));
+  }
+  session->reading_done = true;
+  maybe_close(session);
+}
+
+asio::awaitable<void> DnsForwarder::Impl::answer_tcp(std::shared_ptr<Impl> /*keep_alive*/,
+                                                     std::shared_ptr<TcpSession> session,
+                                                     Bytes query, dns::Message view) {
+  const Bytes answer = co_await resolve(query, view, dns::Transport::kTcp);
+  --in_flight;
+  --session->in_flight;
+  if (!stopped && session->socket.is_open())
+    queue_tcp(session, answer);
+  maybe_close(session);
+}
+
+void DnsForwarder::Impl::queue_tcp(const std::shared_ptr<TcpSession>& session, ByteView answer) {
+  Bytes framed;
+  put_u16(framed, static_cast<std::uint16_t>(answer.size()));
+  put_bytes(framed, answer);
+  session->outbox.push_back(std::move(framed));
+  if (!session->writing) {
+    session->writing = true;
+    spawn(write_session(shared_from_this(), session));
+  }
+}
+
+asio::awaitable<void> DnsForwarder::Impl::write_session(std::shared_ptr<Impl> /*keep_alive*/,
+                                                        std::shared_ptr<TcpSession> session) {
+  asio::steady_timer timer(io);
+  while (!session->outbox.empty() && session->socket.is_open()) {
+    timer.expires_after(config.tcp_idle_timeout);
+    const Bytes framed = std::move(session->outbox.front());
+    session->outbox.pop_front();
+    auto [ec, written] = co_await before_deadline(
+        timer, asio::async_write(session->socket, asio::buffer(framed), use_tuple));
+    if (ec) {
+      boost::system::error_code ignored;
+      session->socket.close(ignored);
+      session->outbox.clear();
+    }
+  }
+  session->writing = false;
+  maybe_close(session);
+}
+
+void DnsForwarder::Impl::maybe_close(const std::shared_ptr<TcpSession>& session) {
+  if (!session->reading_done || session->in_flight > 0 || session->writing)
+    return;
+  boost::system::error_code ignored;
+  session->socket.shutdown(tcp::socket::shutdown_both, ignored);
+  session->socket.close(ignored);
+  sessions.erase(session);
+}
+
+// ---- DnsForwarder
+
+DnsForwarder::DnsForwarder(asio::io_context& io, DnsConfig config,
+                           std::shared_ptr<spdlog::logger> log)
+    : impl_(std::make_shared<Impl>(io, std::move(config), std::move(log))) {}
+
+DnsForwarder::~DnsForwarder() {
+  stop();
+}
+
+StartResult DnsForwarder::start() {
+  return impl_->start(impl_);
+}
+
+void DnsForwarder::stop() {
+  if (impl_->stopped)
+    return;
+  impl_->stopped = true;
+  impl_->close();
+}
+
+DnsCounters DnsForwarder::counters() const {
+  return impl_->counters;
+}
+
+}  // namespace berth::dhcp

@@ -1,0 +1,54 @@
+#pragma once
+// The pet disk: <disk dir>/<hostname>.qcow2, a qcow2 overlay over the cached base image that holds
+// everything the guest writes. Created once (atomically, never overwritten), grown when
+// VM_DISK_SIZE asks for more, and tied to its base: a sidecar <hostname>.qcow2.berth.json records
+// the base's path and checksum, and a different base is refused.
+
+#include <spdlog/logger.h>
+
+#include <boost/asio/awaitable.hpp>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "drive/image/image_format.hpp"
+#include "drive/program.hpp"
+#include "drive/result.hpp"
+
+namespace berth::drive {
+
+struct PetDiskParams {
+  std::filesystem::path disk_dir;  // BERTH_DISK_DIR
+  std::string hostname;            // the pod's hostname (StatefulSet: <name>-<ordinal>)
+  std::filesystem::path base;      // the cached base image (CachedImage::path)
+  ImageFormat base_format = ImageFormat::kQcow2;
+  std::string base_sha256;            // CachedImage::sha256
+  std::optional<std::uint64_t> size;  // VM_DISK_SIZE in bytes: grow to this when larger
+  std::string qemu_img = "qemu-img";  // program name or path
+};
+
+enum class PetOutcome { kCreated, kReused };
+
+struct PetDisk {
+  std::filesystem::path path;  // give it to QEMU as qcow2
+  std::uint64_t virtual_size = 0;
+  PetOutcome outcome = PetOutcome::kReused;
+  std::optional<std::uint64_t> grown_from;  // the size before it was grown now, if it was
+};
+
+// Creates the pet disk when absent (a qcow2 overlay over <base> written by Berth itself, at the
+// base's size or params.size if larger, to a temporary name, fsync'd, then renamed without
+// replacing), or reuses it after checking it is based on params.base and grows it (qemu-img
+// resize) when params.size is larger. Errors: kInvalidInput (hostname not a file name),
+// kConflict (made from another base), kProgram (qemu-img failed), kIntegrity (not a qcow2
+// file), kSystem.
+boost::asio::awaitable<Result<PetDisk>> prepare_pet_disk(PetDiskParams params, RunProgram run,
+                                                         std::shared_ptr<spdlog::logger> log);
+
+// The pet disk's path for `hostname` in `disk_dir`.
+std::filesystem::path pet_disk_path(const std::filesystem::path& disk_dir,
+                                    const std::string& hostname);
+
+}  // namespace berth::drive

@@ -1,0 +1,400 @@
+#include "supervisor/http/api.hpp"
+
+#include <fmt/format.h>
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <deque>
+#include <fstream>
+#include <sstream>
+
+#include "qemu/qmp/qmp_policy.hpp"
+#include "supervisor/http/console_html.hpp"
+
+namespace berth {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace json = boost::json;
+using boost::system::error_code;
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto kQmpDeadline = 2s;  // a QEMU that cannot answer in this time is hung
+
+std::string_view path_of(std::string_view target) {
+  return target.substr(0, target.find('?'));
+}
+
+std::string_view query_of(std::string_view target) {
+  const auto q = target.find('?');
+  return q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
+}
+
+HttpReply text_reply(http::status status, std::string body, std::string_view type,
+                     unsigned version) {
+  HttpReply reply{HttpResponse(status, version), {}};
+  reply.response.set(http::field::content_type, type);
+  reply.response.set(http::field::cache_control, "no-store");
+  reply.response.body() = std::move(body);
+  reply.response.prepare_payload();
+  return reply;
+}
+
+// Constant-time comparison, so the token cannot be guessed byte by byte from timings.
+bool same_secret(std::string_view a, std::string_view b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
+  return diff == 0;
+}
+
+std::string vm_status_of(const qmp::CommandResult& result) {
+  if (!result.ok() || !result.value.is_object())
+    return "";
+  const auto* status = result.value.get_object().if_contains("status");
+  return status && status->is_string() ? std::string(status->get_string()) : "";
+}
+
+}  // namespace
+
+Api::Api(asio::io_context& io, RuntimeState& state, const Config& config,
+         std::optional<std::string> token, std::shared_ptr<spdlog::logger> log)
+    : io_(io), state_(state), config_(config), token_(std::move(token)), log_(std::move(log)) {}
+
+asio::awaitable<HttpReply> Api::health(HttpRequest request, asio::ip::tcp::endpoint) {
+  const unsigned version = request.version();
+  if (request.method() != http::verb::get && request.method() != http::verb::head)
+    co_return json_error(http::status::method_not_allowed, "only GET is served here", version);
+  const auto path = path_of(request.target());
+  if (path == "/healthz")
+    co_return co_await healthz(version);
+  if (path == "/readyz")
+    co_return co_await readyz(version);
+  if (path == "/metrics")
+    co_return text_reply(http::status::ok, co_await metrics(), "text/plain; version=0.0.4",
+                         version);
+  co_return json_error(http::status::not_found, "no such endpoint; try /healthz, /readyz, /metrics",
+                       version);
+}
+
+asio::awaitable<HttpReply> Api::healthz(unsigned version) {
+  json::object body;
+  body["phase"] = phase_name(state_.phase);
+  // Before QEMU and while stopping, being able to answer is the whole of liveness.
+  if (state_.phase < Phase::kBooting || state_.phase >= Phase::kStopping) {
+    body["status"] = "ok";
+    co_return json_reply(http::status::ok, json::serialize(body), version);
+  }
+  auto qmp = state_.qmp;
+  if (!qmp || !qmp->connected()) {
+    body["status"] = "failing";
+    body["error"] = "QMP is not connected";
+    co_return json_reply(http::status::service_unavailable, json::serialize(body), version);
+  }
+  const auto result = co_await qmp->execute("query-status", {}, kQmpDeadline);
+  if (!result.ok()) {
+    body["status"] = "failing";
+    body["error"] = "QMP query-status: " + result.describe();
+    co_return json_reply(http::status::service_unavailable, json::serialize(body), version);
+  }
+  body["status"] = "ok";
+  body["vm"] = vm_status_of(result);
+  co_return json_reply(http::status::ok, json::serialize(body), version);
+}
+
+asio::awaitable<HttpReply> Api::readyz(unsigned version) {
+  json::object body;
+  body["phase"] = phase_name(state_.phase);
+  auto not_ready = [&](std::string why) {
+    body["status"] = "not ready";
+    body["reason"] = std::move(why);
+    return json_reply(http::status::service_unavailable, json::serialize(body), version);
+  };
+  if (state_.phase != Phase::kRunning)
+    co_return not_ready("the VM is not running yet");
+  auto qmp = state_.qmp;
+  if (!qmp || !qmp->connected())
+    co_return not_ready("QMP is not connected");
+  const std::string vm = vm_status_of(co_await qmp->execute("query-status", {}, kQmpDeadline));
+  if (vm != "running")
+    co_return not_ready("the VM is " + (vm.empty() ? "not answering" : vm));
+  if (!state_.lease_given)
+    co_return not_ready("the guest has not taken its DHCP lease yet");
+  if (config_.ready_tcp) {
+    asio::ip::tcp::socket socket(io_);
+    asio::steady_timer deadline(io_, 1s);
+    error_code ec = asio::error::timed_out;
+    using namespace asio::experimental::awaitable_operators;
+    auto connect = [&]() -> asio::awaitable<void> {
+      co_await socket.async_connect({state_.vm_ip, *config_.ready_tcp},
+                                    asio::redirect_error(asio::use_awaitable, ec));
+    };
+    co_await (connect() || deadline.async_wait(asio::use_awaitable));
+    if (ec)
+      co_return not_ready(fmt::format("the guest does not accept TCP on {}:{} ({})",
+                                      state_.vm_ip.to_string(), *config_.ready_tcp, ec.message()));
+  }
+  body["status"] = "ready";
+  co_return json_reply(http::status::ok, json::serialize(body), version);
+}
+
+asio::awaitable<std::string> Api::metrics() {
+  std::string out;
+  auto metric = [&out](std::string_view name, std::string_view type, std::string_view help) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+  };
+  const double uptime =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - state_.started).count();
+  metric("berth_info", "gauge", "Berth's version and the accelerator in use.");
+  out += fmt::format("berth_info{{version=\"{}\",accel=\"{}\"}} 1\n", BERTH_VERSION, state_.accel);
+  metric("berth_phase", "gauge", "The lifecycle phase berth is in (1 for the current one).");
+  for (int p = 0; p <= static_cast<int>(Phase::kExited); ++p) {
+    const auto phase = static_cast<Phase>(p);
+    out += fmt::format("berth_phase{{phase=\"{}\"}} {}\n", phase_name(phase),
+                       phase == state_.phase ? 1 : 0);
+  }
+  metric("berth_uptime_seconds", "gauge", "Seconds since berth started.");
+  out += fmt::format("berth_uptime_seconds {:.3f}\n", uptime);
+  metric("berth_qemu_starts_total", "counter", "QEMU processes started.");
+  out += fmt::format("berth_qemu_starts_total {}\n", state_.qemu_starts);
+  metric("berth_accel_fallbacks_total", "counter", "Times KVM failed and TCG was used instead.");
+  out += fmt::format("berth_accel_fallbacks_total {}\n", state_.accel_fallbacks);
+  metric("berth_lease_given", "gauge", "1 once the guest took its DHCP lease.");
+  out += fmt::format("berth_lease_given {}\n", state_.lease_given ? 1 : 0);
+  metric("berth_image_fetched_bytes_total", "counter", "Bytes of base image downloaded.");
+  out += fmt::format("berth_image_fetched_bytes_total {}\n", state_.image_bytes_fetched);
+
+  auto qmp = state_.qmp;
+  if (qmp && qmp->connected()) {
+    const auto stats = co_await qmp->execute("query-blockstats", {}, kQmpDeadline);
+    if (stats.ok() && stats.value.is_array()) {
+      static constexpr std::pair<std::string_view, std::string_view> kFields[] = {
+          {"rd_bytes", "berth_block_read_bytes_total"},
+          {"wr_bytes", "berth_block_written_bytes_total"},
+          {"rd_operations", "berth_block_read_operations_total"},
+          {"wr_operations", "berth_block_write_operations_total"},
+          {"flush_operations", "berth_block_flush_operations_total"}};
+      for (const auto& [field, name] : kFields) {
+        metric(name, "counter", "Guest block I/O from QMP query-blockstats.");
+        for (const auto& device : stats.value.get_array()) {
+          if (!device.is_object())
+            continue;
+          const auto& d = device.get_object();
+          const auto* qdev = d.if_contains("qdev");
+          const auto* s = d.if_contains("stats");
+          if (!s || !s->is_object())
+            continue;
+          const auto* value = s->get_object().if_contains(field);
+          const std::string id = qdev && qdev->is_string() ? std::string(qdev->get_string()) : "";
+          if (value && value->is_number())
+            out += fmt::format("{}{{device=\"{}\"}} {}\n", name, id, value->to_number<double>());
+        }
+      }
+    }
+  }
+  if (state_.extra_metrics)
+    out += state_.extra_metrics();
+  co_return out;
+}
+
+bool Api::authorized(const HttpRequest& request) const {
+  if (!token_)
+    return true;
+  const auto header = request[http::field::authorization];
+  if (header.starts_with("Bearer ") && same_secret(header.substr(7), *token_))
+    return true;
+  // EventSource and <img> cannot send headers: the console passes the token in the query.
+  const auto query = query_of(request.target());
+  for (std::size_t start = 0; start <= query.size();) {
+    const auto end = std::min(query.find('&', start), query.size());
+    const auto pair = query.substr(start, end - start);
+    if (pair.starts_with("token=") && same_secret(pair.substr(6), *token_))
+      return true;
+    start = end + 1;
+  }
+  return false;
+}
+
+asio::awaitable<HttpReply> Api::control(HttpRequest request, asio::ip::tcp::endpoint) {
+  const unsigned version = request.version();
+  if (!authorized(request)) {
+    auto reply = json_error(http::status::unauthorized,
+                            "a bearer token is required (Authorization: Bearer <token>)", version);
+    reply.response.set(http::field::www_authenticate, "Bearer");
+    co_return reply;
+  }
+  // A page on another origin must not drive the VM through the user's browser: cross-origin
+  // requests are refused, and POSTs must be JSON (which a plain HTML form cannot send).
+  const auto origin = request[http::field::origin];
+  if (!origin.empty() && origin != fmt::format("http://{}", request[http::field::host]))
+    co_return json_error(http::status::forbidden, "cross-origin requests are refused", version);
+  const auto path = path_of(request.target());
+  const auto method = request.method();
+
+  if (method == http::verb::get) {
+    if (path == "/")
+      co_return text_reply(http::status::ok, std::string(kConsoleHtml), "text/html; charset=utf-8",
+                           version);
+    if (path == "/api/v1/status")
+      co_return co_await status(version);
+    if (path == "/api/v1/events")
+      co_return events();
+    if (path == "/api/v1/screenshot.png")
+      co_return co_await screenshot(version);
+  } else if (method == http::verb::post) {
+    if (!request[http::field::content_type].starts_with("application/json"))
+      co_return json_error(http::status::unsupported_media_type,
+                           "POST bodies must be application/json", version);
+    static constexpr std::pair<std::string_view, std::string_view> kActions[] = {
+        {"/api/v1/powerdown", "system_powerdown"},
+        {"/api/v1/reset", "system_reset"},
+        {"/api/v1/stop", "stop"},
+        {"/api/v1/cont", "cont"}};
+    for (const auto& [action, command] : kActions)
+      if (path == action)
+        co_return co_await run_qmp(std::string(command), {}, version);
+    if (path == "/api/v1/qmp") {
+      error_code ec;
+      auto body = json::parse(request.body(), ec);
+      const json::object* object = !ec && body.is_object() ? &body.get_object() : nullptr;
+      const json::value* execute = object ? object->if_contains("execute") : nullptr;
+      const json::value* arguments = object ? object->if_contains("arguments") : nullptr;
+      if (!execute || !execute->is_string() || (arguments && !arguments->is_object()))
+        co_return json_error(http::status::bad_request,
+                             "expected {\"execute\": \"<command>\", \"arguments\": {...}}",
+                             version);
+      // Named locals: GCC 12 mishandles temporaries of a conditional inside a co_await operand.
+      std::string command(execute->get_string());
+      json::object args;
+      if (arguments)
+        args = arguments->get_object();
+      co_return co_await run_qmp(std::move(command), std::move(args), version);
+    }
+  } else {
+    co_return json_error(http::status::method_not_allowed, "only GET and POST are served here",
+                         version);
+  }
+  co_return json_error(http::status::not_found, "no such endpoint", version);
+}
+
+asio::awaitable<HttpReply> Api::status(unsigned version) {
+  json::object body;
+  body["phase"] = phase_name(state_.phase);
+  body["hostname"] = state_.hostname;
+  body["accel"] = state_.accel;
+  body["uptime_seconds"] =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - state_.started).count();
+  body["vm_ip"] = state_.vm_ip.to_string();
+  body["lease_given"] = state_.lease_given;
+  body["qemu_starts"] = state_.qemu_starts;
+  body["vnc"] = config_.vnc;
+  json::array allowed;
+  for (auto command : qmp::remote_commands())
+    allowed.emplace_back(command);
+  body["qmp_allowed"] = std::move(allowed);
+  auto qmp = state_.qmp;
+  body["vm"] = nullptr;
+  if (qmp && qmp->connected()) {
+    const auto result = co_await qmp->execute("query-status", {}, kQmpDeadline);
+    if (result.ok())
+      body["vm"] = result.value;
+  }
+  co_return json_reply(http::status::ok, json::serialize(body), version);
+}
+
+asio::awaitable<HttpReply> Api::run_qmp(std::string command, json::object arguments,
+                                        unsigned version) {
+  if (!qmp::remote_command_allowed(command)) {
+    log_->warn("control API: refused QMP command \"{}\" (not on the allow-list)", command);
+    co_return json_error(http::status::forbidden,
+                         fmt::format("QMP command \"{}\" is not allowed through the control API; "
+                                     "GET /api/v1/status lists the allowed ones",
+                                     command),
+                         version);
+  }
+  auto qmp = state_.qmp;
+  if (!qmp || !qmp->connected())
+    co_return json_error(http::status::conflict, "the VM is not running", version);
+  log_->info("control API: QMP {}", command);
+  const auto result = co_await qmp->execute(command, std::move(arguments), 5s);
+  if (result.transport)
+    co_return json_error(http::status::gateway_timeout, "QMP: " + result.describe(), version);
+  if (result.error)
+    co_return json_error(http::status::unprocessable_entity, "QMP: " + result.describe(), version);
+  json::object body;
+  body["return"] = result.value;
+  co_return json_reply(http::status::ok, json::serialize(body), version);
+}
+
+asio::awaitable<HttpReply> Api::screenshot(unsigned version) {
+  if (!config_.vnc)
+    co_return json_error(http::status::conflict, "no display: NO_VNC is set", version);
+  auto qmp = state_.qmp;
+  if (!qmp || !qmp->connected())
+    co_return json_error(http::status::conflict, "the VM is not running", version);
+  // The path is ours, never the caller's.
+  const auto path = config_.runtime_dir / "screenshot.png";
+  json::object arguments;
+  arguments["filename"] = path.string();
+  arguments["format"] = "png";
+  const auto result = co_await qmp->execute("screendump", std::move(arguments), 5s);
+  if (!result.ok())
+    co_return json_error(http::status::bad_gateway, "screendump: " + result.describe(), version);
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream png;
+  png << in.rdbuf();
+  std::error_code ignored;
+  std::filesystem::remove(path, ignored);
+  co_return text_reply(http::status::ok, png.str(), "image/png", version);
+}
+
+HttpReply Api::events() {
+  HttpReply reply{HttpResponse(http::status::ok, 11), {}};
+  reply.response.set(http::field::content_type, "text/event-stream");
+  reply.response.set(http::field::cache_control, "no-store");
+  reply.response.keep_alive(false);  // the stream ends when the connection does
+  reply.stream = [this](beast::tcp_stream& stream) -> asio::awaitable<void> {
+    auto queue = std::make_shared<std::deque<std::string>>();
+    auto wake = std::make_shared<asio::steady_timer>(io_);
+    const auto token = state_.events.subscribe([queue, wake](const qmp::Event& event) {
+      if (queue->size() >= 256)
+        queue->pop_front();  // a slow reader loses the oldest
+      json::object object;
+      object["event"] = event.name;
+      object["data"] = event.data;
+      object["timestamp"] = event.timestamp;
+      queue->push_back("event: qmp\ndata: " + json::serialize(object) + "\n\n");
+      wake->cancel();
+    });
+    std::string chunk = "retry: 2000\n\n";
+    for (;;) {
+      stream.expires_after(10s);
+      error_code ec;
+      co_await asio::async_write(stream, asio::buffer(chunk),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+      if (ec)
+        break;
+      if (queue->empty()) {
+        wake->expires_after(15s);
+        co_await wake->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      }
+      chunk.clear();
+      while (!queue->empty()) {
+        chunk += queue->front();
+        queue->pop_front();
+      }
+      if (chunk.empty())
+        chunk = ": keep-alive\n\n";
+    }
+    state_.events.unsubscribe(token);
+  };
+  return reply;
+}
+
+}  // namespace berth

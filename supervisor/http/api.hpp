@@ -1,0 +1,53 @@
+#pragma once
+// The HTTP API: health (/healthz, /readyz, /metrics on the pod IP) and control (status, power
+// actions, allow-listed QMP, events as SSE, screenshots, the HTML console; loopback by default,
+// bearer token required elsewhere). Handlers for HttpServer; no sockets of their own except the
+// readiness TCP check.
+
+#include <spdlog/logger.h>
+
+#include <boost/asio/io_context.hpp>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "supervisor/config.hpp"
+#include "supervisor/http/http_server.hpp"
+#include "supervisor/runtime_state.hpp"
+
+namespace berth {
+
+class Api {
+ public:
+  // `token`: the bearer token the control API requires (nullopt: none required).
+  Api(boost::asio::io_context& io, RuntimeState& state, const Config& config,
+      std::optional<std::string> token, std::shared_ptr<spdlog::logger> log);
+
+  // Routes of the health listener.
+  boost::asio::awaitable<HttpReply> health(HttpRequest request,
+                                           boost::asio::ip::tcp::endpoint peer);
+  // Routes of the control listener.
+  boost::asio::awaitable<HttpReply> control(HttpRequest request,
+                                            boost::asio::ip::tcp::endpoint peer);
+
+  // The Prometheus text of /metrics (also used by tests).
+  boost::asio::awaitable<std::string> metrics();
+
+ private:
+  boost::asio::awaitable<HttpReply> healthz(unsigned version);
+  boost::asio::awaitable<HttpReply> readyz(unsigned version);
+  boost::asio::awaitable<HttpReply> status(unsigned version);
+  boost::asio::awaitable<HttpReply> run_qmp(std::string command, boost::json::object arguments,
+                                            unsigned version);
+  boost::asio::awaitable<HttpReply> screenshot(unsigned version);
+  HttpReply events();
+  bool authorized(const HttpRequest& request) const;
+
+  boost::asio::io_context& io_;
+  RuntimeState& state_;
+  const Config& config_;
+  std::optional<std::string> token_;
+  std::shared_ptr<spdlog::logger> log_;
+};
+
+}  // namespace berth
