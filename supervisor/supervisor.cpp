@@ -13,8 +13,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "drive/image/image_cache.hpp"
 #include "drive/disk/pet_disk.hpp"
+#include "drive/image/image_cache.hpp"
 #include "net/network.hpp"
 #include "qemu/kvm.hpp"
 #include "supervisor/logging.hpp"

@@ -6,8 +6,8 @@
 
 #include <cerrno>
 
-#include "drive/files.hpp"
 #include "drive/configdrive/iso_builder.hpp"
+#include "drive/files.hpp"
 
 namespace berth::drive {
 

@@ -14,11 +14,11 @@
 #include <cerrno>
 #include <vector>
 
-#include "drive/image/decompress.hpp"
 #include "drive/files.hpp"
+#include "drive/image/decompress.hpp"
 #include "drive/image/http_client.hpp"
-#include "drive/progress.hpp"
 #include "drive/image/sha256.hpp"
+#include "drive/progress.hpp"
 
 namespace berth::drive {
 

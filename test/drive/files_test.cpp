@@ -6,8 +6,8 @@
 
 #include "drive/image/http_client.hpp"
 #include "drive/image/image_format.hpp"
-#include "drive/progress.hpp"
 #include "drive/image/sha256.hpp"
+#include "drive/progress.hpp"
 #include "test/drive/support.hpp"
 
 namespace berth::drive {
