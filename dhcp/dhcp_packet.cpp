@@ -45,11 +45,6 @@ std::optional<ParseError> read_option_area(ByteView area, std::size_t base, Dhcp
 
 }  // namespace
 
-std::string format_mac(const MacAddress& mac) {
-  return fmt::format("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", mac[0], mac[1], mac[2], mac[3],
-                     mac[4], mac[5]);
-}
-
 std::optional<MacAddress> DhcpPacket::ethernet_address() const {
   if (htype != 1 || hlen != 6)
     return std::nullopt;

@@ -9,16 +9,12 @@
 #include <optional>
 #include <string>
 
+#include "common/mac.hpp"
 #include "dhcp/byte_io.hpp"
 #include "dhcp/dhcp_options.hpp"
 #include "dhcp/parse_error.hpp"
 
 namespace berth::dhcp {
-
-using MacAddress = std::array<std::uint8_t, 6>;
-
-// "52:54:00:12:34:56".
-std::string format_mac(const MacAddress& mac);
 
 enum class BootOp : std::uint8_t { kRequest = 1, kReply = 2 };
 

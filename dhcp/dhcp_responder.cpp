@@ -69,35 +69,39 @@ void append_in_requested_order(const DhcpPacket& request, const DhcpOptions& ext
 
 }  // namespace
 
-std::optional<std::string> validate_config(const DhcpConfig& config) {
+Result<void> validate_config(const DhcpConfig& config) {
   if (config.interface.empty())
-    return "DHCP: no interface (the bridge) given";
+    return invalid_input("DHCP: no interface (the bridge) given");
   if (config.prefix_length < 1 || config.prefix_length > 30)
-    return fmt::format("DHCP: prefix length {} is not in 1..30", config.prefix_length);
+    return invalid_input(
+        fmt::format("DHCP: prefix length {} is not in 1..30", config.prefix_length));
   const std::uint32_t mask = netmask(config.prefix_length).to_uint();
   if ((config.server_address.to_uint() & mask) != (config.client_address.to_uint() & mask))
-    return fmt::format("DHCP: client address {} is not in the server's subnet {}/{}",
-                       config.client_address.to_string(), config.server_address.to_string(),
-                       config.prefix_length);
+    return invalid_input(fmt::format("DHCP: client address {} is not in the server's subnet {}/{}",
+                                     config.client_address.to_string(),
+                                     config.server_address.to_string(), config.prefix_length));
   if (config.server_address == config.client_address)
-    return fmt::format("DHCP: client and server address are both {}",
-                       config.client_address.to_string());
+    return invalid_input(fmt::format("DHCP: client and server address are both {}",
+                                     config.client_address.to_string()));
   if ((config.client_mac[0] & 1) != 0)
-    return fmt::format("DHCP: client MAC {} is not unicast", format_mac(config.client_mac));
+    return invalid_input(
+        fmt::format("DHCP: client MAC {} is not unicast", format_mac(config.client_mac)));
   if (config.mtu < 576)
-    return fmt::format("DHCP: MTU {} is below 576", config.mtu);
+    return invalid_input(fmt::format("DHCP: MTU {} is below 576", config.mtu));
   if (config.lease_time < std::chrono::seconds(4))
-    return fmt::format("DHCP: lease time {}s is under 4s", config.lease_time.count());
+    return invalid_input(
+        fmt::format("DHCP: lease time {}s is under 4s", config.lease_time.count()));
   if (config.dns_servers.size() > 8)
-    return "DHCP: more than 8 DNS servers";
+    return invalid_input("DHCP: more than 8 DNS servers");
   for (const auto& domain : config.search_domains) {
     const std::string one[] = {domain};
     if (!encode_domain_search(one, NameCompression::kOff))
-      return fmt::format("DHCP: search domain \"{}\" is not a valid domain name", domain);
+      return invalid_input(
+          fmt::format("DHCP: search domain \"{}\" is not a valid domain name", domain));
   }
   if (config.hostname.size() > 255)
-    return "DHCP: hostname longer than 255 bytes";
-  return std::nullopt;
+    return invalid_input("DHCP: hostname longer than 255 bytes");
+  return {};
 }
 
 std::string_view to_string(Action action) {

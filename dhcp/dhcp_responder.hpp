@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/error.hpp"
 #include "dhcp/dhcp_packet.hpp"
 
 namespace berth::dhcp {
@@ -33,8 +34,8 @@ struct DhcpConfig {
   ClasslessRoutes classless_routes = ClasslessRoutes::kOmit;
 };
 
-// nullopt when `config` is usable, else a sentence naming the bad value.
-std::optional<std::string> validate_config(const DhcpConfig& config);
+// Success when `config` is usable, else an invalid-input Error naming the bad value.
+Result<void> validate_config(const DhcpConfig& config);
 
 // What the server does with a request.
 enum class Action {

@@ -40,7 +40,7 @@ struct DhcpServer::Impl {
         socket(io_context),
         raw(io_context) {}
 
-  StartResult start(const std::shared_ptr<Impl>& self);
+  Result<void> start(const std::shared_ptr<Impl>& self);
   asio::awaitable<void> serve(std::shared_ptr<Impl> self);
   void handle(ByteView datagram, const udp::endpoint& sender);
   void send(const ReplyDestination& destination, ByteView payload);
@@ -61,19 +61,22 @@ struct DhcpServer::Impl {
   bool stopped = false;
 };
 
-StartResult DhcpServer::Impl::start(const std::shared_ptr<Impl>& self) {
+Result<void> DhcpServer::Impl::start(const std::shared_ptr<Impl>& self) {
   const DhcpConfig& config = responder.config();
-  if (auto problem = validate_config(config))
-    return StartError{*problem, {}};
+  if (auto valid = validate_config(config); !valid)
+    return valid.error();
   ifindex = ::if_nametoindex(config.interface.c_str());
   if (ifindex == 0)
-    return StartError{"DHCP: interface " + config.interface + " not found; the bridge must exist "
-                          "before the DHCP server starts",
-                      {errno, boost::system::system_category()}};
+    return Error{
+        ErrorKind::kNoInterface,
+        "DHCP: interface "
+            + config.interface + " not found; the bridge must exist before the DHCP server starts",
+        std::error_code(errno, std::generic_category())};
   boost::system::error_code ec;
   auto fail = [&](std::string_view what) {
     close();
-    return StartError{fmt::format("DHCP: {} on {}: {}", what, config.interface, ec.message()), ec};
+    return Error{ErrorKind::kSystem,
+                 fmt::format("DHCP: {} on {}: {}", what, config.interface, ec.message()), ec};
   };
   if (socket.open(udp::v4(), ec); ec)
     return fail("cannot open a UDP socket");
@@ -261,7 +264,7 @@ DhcpServer::~DhcpServer() {
   stop();
 }
 
-StartResult DhcpServer::start() {
+Result<void> DhcpServer::start() {
   return impl_->start(impl_);
 }
 

@@ -13,8 +13,8 @@
 #include <functional>
 #include <memory>
 
+#include "common/error.hpp"
 #include "dhcp/dhcp_responder.hpp"
-#include "dhcp/start_error.hpp"
 
 namespace berth::dhcp {
 
@@ -55,7 +55,7 @@ class DhcpServer {
 
   // Validates the configuration, opens the sockets on config.interface and starts serving.
   // Errors: invalid configuration, no such interface, port 67 taken, missing privilege.
-  StartResult start();
+  Result<void> start();
 
   // Closes the sockets; pending work ends quietly. Idempotent; also done by the destructor.
   void stop();

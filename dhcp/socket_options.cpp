@@ -3,9 +3,6 @@
 #include <sys/socket.h>
 
 #include <cerrno>
-#include <stdexcept>
-
-#include "dhcp/start_error.hpp"
 
 namespace berth::dhcp {
 
@@ -15,10 +12,6 @@ boost::system::error_code bind_to_device(int fd, const std::string& interface) {
       != 0)
     return {errno, boost::system::system_category()};
   return {};
-}
-
-void throw_exception_from_error(const StartError& error, const boost::source_location&) {
-  throw std::logic_error("StartResult::value() on an error: " + error.message);
 }
 
 }  // namespace berth::dhcp

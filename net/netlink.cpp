@@ -14,17 +14,17 @@ namespace detail {
 
 Error errno_error(int error_number, std::string_view what) {
   if (error_number == EPERM || error_number == EACCES)
-    return {ErrorCode::kPermission,
+    return {ErrorKind::kPermission,
             fmt::format("{}: {}; {}", what, std::strerror(error_number), kNetAdminHint)};
-  return {ErrorCode::kSystem, fmt::format("{}: {}", what, std::strerror(error_number))};
+  return {ErrorKind::kSystem, fmt::format("{}: {}", what, std::strerror(error_number))};
 }
 
 Error libnl_error(int nl_error, std::string_view what) {
   const int code = nl_error < 0 ? -nl_error : nl_error;
   if (code == NLE_PERM || code == NLE_NOACCESS)
-    return {ErrorCode::kPermission,
+    return {ErrorKind::kPermission,
             fmt::format("{}: {}; {}", what, nl_geterror(code), kNetAdminHint)};
-  return {ErrorCode::kSystem, fmt::format("{}: {}", what, nl_geterror(code))};
+  return {ErrorKind::kSystem, fmt::format("{}: {}", what, nl_geterror(code))};
 }
 
 bool has_net_admin() {
@@ -38,7 +38,7 @@ bool has_net_admin() {
 Result<NlSocket> open_route_socket() {
   NlSocket socket(nl_socket_alloc());
   if (!socket)
-    return Error{ErrorCode::kSystem, "netlink: cannot allocate a socket (out of memory)"};
+    return Error{ErrorKind::kSystem, "netlink: cannot allocate a socket (out of memory)"};
   if (int err = nl_connect(socket.get(), NETLINK_ROUTE); err < 0)
     return libnl_error(err, "netlink: opening a NETLINK_ROUTE socket");
   return socket;
@@ -62,7 +62,7 @@ Result<void> delete_link_of_kind(nl_sock* socket, const std::string& name, std::
     return {};
   const char* actual = rtnl_link_get_type(link->get());
   if (actual == nullptr || kind != actual)
-    return Error{ErrorCode::kConflict,
+    return Error{ErrorKind::kConflict,
                  fmt::format("interface {} exists and is a {}, not the {} Berth creates; remove it "
                              "or choose another name",
                              name, actual ? actual : "device without a kind", kind)};
@@ -75,7 +75,7 @@ Result<void> delete_link_of_kind(nl_sock* socket, const std::string& name, std::
 Result<void> check_interface_name(std::string_view name, std::string_view role) {
   const bool bad_char = name.find_first_of("/: \t\n") != std::string_view::npos;
   if (name.empty() || name.size() > 15 || bad_char || name == "." || name == "..")
-    return Error{ErrorCode::kInvalid,
+    return Error{ErrorKind::kInvalidInput,
                  fmt::format("{} interface name \"{}\" is not usable: 1-15 bytes, no '/', ':' or "
                              "whitespace",
                              role, name)};

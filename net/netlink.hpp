@@ -1,6 +1,6 @@
 #pragma once
 // Internal to berth_net: owning handles for libnl-3 objects and the translation of kernel errors
-// into net::Error. Every socket opened here lives in the calling thread's network namespace.
+// into berth::Error. Every socket opened here lives in the calling thread's network namespace.
 
 #include <netlink/cache.h>
 #include <netlink/errno.h>
@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-#include "net/error.hpp"
+#include "common/error.hpp"
 
 namespace berth::net::detail {
 

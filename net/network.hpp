@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "net/error.hpp"
+#include "common/error.hpp"
 #include "net/nat.hpp"
 #include "net/plumbing.hpp"
 #include "net/pod.hpp"

@@ -359,7 +359,7 @@ Result<void> send_batch(const NftBatch& batch, std::string_view what, int tolera
   if (!socket) {
     const int error = errno;
     if (error == EPROTONOSUPPORT)
-      return Error{ErrorCode::kUnsupported,
+      return Error{ErrorKind::kUnsupported,
                    fmt::format("{}: the kernel has no nfnetlink (nf_tables); Berth needs "
                                "nftables in the pod's kernel",
                                what)};
@@ -379,7 +379,7 @@ Result<void> send_batch(const NftBatch& batch, std::string_view what, int tolera
   while (acknowledged < expected) {
     const int ready = ::poll(&poll_fd, 1, kTimeoutMs);
     if (ready == 0)
-      return Error{ErrorCode::kSystem,
+      return Error{ErrorKind::kSystem,
                    fmt::format("{}: the kernel acknowledged {} of {} messages within {} ms", what,
                                acknowledged, expected, kTimeoutMs)};
     if (ready < 0) {
@@ -408,7 +408,7 @@ Result<void> send_batch(const NftBatch& batch, std::string_view what, int tolera
                                       ? fmt::format("{} ({})", what, batch.descriptions[index])
                                       : std::string(what);
       if (error == EOPNOTSUPP || (error == ENOENT && index > 0))
-        return Error{ErrorCode::kUnsupported,
+        return Error{ErrorKind::kUnsupported,
                      fmt::format("{}: {}; the kernel lacks an nftables feature this rule needs "
                                  "(nft_nat, nft_ct, nft_rt, nft_exthdr?)",
                                  culprit, std::strerror(error))};

@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "net/error.hpp"
+#include "common/error.hpp"
 #include "net/ruleset.hpp"
 
 namespace berth::net {

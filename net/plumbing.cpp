@@ -31,7 +31,7 @@ Result<void> change_link(nl_sock* socket, const std::string& name, rtnl_link* ch
   if (!link)
     return link.error();
   if (!*link)
-    return Error{ErrorCode::kSystem, fmt::format("{}: interface {} vanished", what, name)};
+    return Error{ErrorKind::kSystem, fmt::format("{}: interface {} vanished", what, name)};
   if (int err = rtnl_link_change(socket, link->get(), changes, 0); err < 0)
     return libnl_error(err, what);
   return {};
@@ -41,7 +41,7 @@ Result<int> create_bridge(nl_sock* socket, const PlumbingSpec& spec) {
   const std::string what = fmt::format("creating bridge {}", spec.bridge);
   const RtnlLink bridge(rtnl_link_bridge_alloc());
   if (!bridge)
-    return Error{ErrorCode::kSystem, what + ": out of memory"};
+    return Error{ErrorKind::kSystem, what + ": out of memory"};
   rtnl_link_set_name(bridge.get(), spec.bridge.c_str());
   if (int err = rtnl_link_add(socket, bridge.get(), NLM_F_CREATE | NLM_F_EXCL); err < 0)
     return libnl_error(err, what);
@@ -62,7 +62,7 @@ Result<int> create_bridge(nl_sock* socket, const PlumbingSpec& spec) {
   if (!created)
     return created.error();
   if (!*created)
-    return Error{ErrorCode::kSystem, what + ": the bridge vanished"};
+    return Error{ErrorKind::kSystem, what + ": the bridge vanished"};
   return rtnl_link_get_ifindex(created->get());
 }
 
@@ -74,7 +74,7 @@ Result<void> add_gateway_address(nl_sock* socket, const PlumbingSpec& spec, int 
   const NlAddr broadcast(nl_addr_build(AF_INET, broadcast_bytes.data(), broadcast_bytes.size()));
   const RtnlAddr address(rtnl_addr_alloc());
   if (!local || !broadcast || !address)
-    return Error{ErrorCode::kSystem, what + ": out of memory"};
+    return Error{ErrorKind::kSystem, what + ": out of memory"};
   nl_addr_set_prefixlen(local.get(), spec.gateway.prefix_length());
   rtnl_addr_set_ifindex(address.get(), bridge_index);
   rtnl_addr_set_local(address.get(), local.get());
@@ -91,7 +91,7 @@ Result<void> create_tap(const std::string& name) {
   if (fd < 0) {
     const int error = errno;
     if (error == ENOENT || error == ENXIO || error == ENODEV)
-      return Error{ErrorCode::kUnsupported,
+      return Error{ErrorKind::kUnsupported,
                    fmt::format("{}: /dev/net/tun: {}; the container needs the tun device (a "
                                "privileged pod, or a device plugin that provides /dev/net/tun)",
                                what, std::strerror(error))};
@@ -149,14 +149,14 @@ Result<void> check_spec(const PlumbingSpec& spec) {
       return valid;
   if (spec.bridge == spec.tap || spec.bridge == spec.pod_interface
       || spec.tap == spec.pod_interface)
-    return Error{ErrorCode::kInvalid,
+    return Error{ErrorKind::kInvalidInput,
                  fmt::format("pod interface {}, bridge {} and tap {} need three different names",
                              spec.pod_interface, spec.bridge, spec.tap)};
   if (spec.gateway.prefix_length() > 30)
-    return Error{ErrorCode::kInvalid,
+    return Error{ErrorKind::kInvalidInput,
                  fmt::format("gateway {} leaves no room for the VM", spec.gateway.to_string())};
   if (spec.mtu < 576 || spec.mtu > 65535)
-    return Error{ErrorCode::kInvalid, fmt::format("MTU {} is outside 576-65535", spec.mtu)};
+    return Error{ErrorKind::kInvalidInput, fmt::format("MTU {} is outside 576-65535", spec.mtu)};
   return {};
 }
 
@@ -166,7 +166,7 @@ Result<PlumbingState> setup_plumbing(const PlumbingSpec& spec) {
   if (auto valid = check_spec(spec); !valid)
     return valid.error();
   if (!detail::has_net_admin())
-    return Error{ErrorCode::kPermission,
+    return Error{ErrorKind::kPermission,
                  fmt::format("creating {} and {}: the CAP_NET_ADMIN capability is missing; {}",
                              spec.bridge, spec.tap, detail::kNetAdminHint)};
   auto socket = detail::open_route_socket();
@@ -177,7 +177,7 @@ Result<PlumbingState> setup_plumbing(const PlumbingSpec& spec) {
   if (!pod)
     return pod.error();
   if (!*pod)
-    return Error{ErrorCode::kNoInterface,
+    return Error{ErrorKind::kNoInterface,
                  fmt::format("pod interface {} does not exist in this network namespace",
                              spec.pod_interface)};
   PlumbingState state;
@@ -191,7 +191,7 @@ Result<PlumbingState> setup_plumbing(const PlumbingSpec& spec) {
       return existing.error();
     const char* actual = *existing ? rtnl_link_get_type(existing->get()) : nullptr;
     if (*existing && (actual == nullptr || std::string_view(kind) != actual))
-      return Error{ErrorCode::kConflict,
+      return Error{ErrorKind::kConflict,
                    fmt::format("interface {} exists and is a {}, not the {} Berth creates; "
                                "remove it or choose another name",
                                *name, actual ? actual : "device without a kind", kind)};
@@ -243,7 +243,7 @@ Result<void> announce_neighbor(const std::string& interface, boost::asio::ip::ad
   if (!link)
     return link.error();
   if (!*link)
-    return Error{ErrorCode::kNoInterface,
+    return Error{ErrorKind::kNoInterface,
                  fmt::format("announcing the VM's address: there is no interface {}", interface)};
   struct NeighPut {
     void operator()(rtnl_neigh* neigh) const { rtnl_neigh_put(neigh); }

@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <string>
 
-#include "net/error.hpp"
+#include "common/error.hpp"
 
 namespace berth::net {
 

@@ -50,7 +50,7 @@ bool overlaps(const ip::network_v4& a, const ip::network_v4& b) {
 Result<std::string> read_text(const std::filesystem::path& path) {
   std::ifstream in(path);
   if (!in)
-    return Error{ErrorCode::kSystem,
+    return Error{ErrorKind::kSystem,
                  fmt::format("reading {}: {}", path.string(), std::strerror(errno))};
   std::ostringstream text;
   text << in.rdbuf();
@@ -85,7 +85,7 @@ Result<Pod> discover_pod(const DiscoveryOptions& options) {
   pod.interface = options.interface;
   const detail::RtnlLink link(rtnl_link_get_by_name(links.get(), options.interface.c_str()));
   if (!link)
-    return Error{ErrorCode::kNoInterface,
+    return Error{ErrorKind::kNoInterface,
                  fmt::format("pod interface {} does not exist in this network namespace "
                              "(interfaces: {}); is this a pod network?",
                              options.interface, interface_names(links.get()))};
@@ -107,7 +107,7 @@ Result<Pod> discover_pod(const DiscoveryOptions& options) {
     found = true;
   }
   if (!found)
-    return Error{ErrorCode::kNoIpv4,
+    return Error{ErrorKind::kNoIpv4,
                  fmt::format("pod interface {} has no IPv4 address; Berth needs an IPv4 pod "
                              "network (IPv6-only clusters are not supported)",
                              options.interface)};
@@ -163,7 +163,7 @@ Result<ip::network_v4> check_vm_subnet(const Pod& pod, ip::address_v4 vm_ip, ip:
                                && hosts.find(vm_ip) != hosts.end()
                                && hosts.find(vm_gw) != hosts.end();
   if (!hosts_of_one_30)
-    return Error{ErrorCode::kInvalid,
+    return Error{ErrorKind::kInvalidInput,
                  fmt::format("VM_IP {} and VM_GW {} are not the two host addresses of one /30 "
                              "(for example 192.168.254.2 and 192.168.254.1)",
                              vm_ip.to_string(), vm_gw.to_string())};
@@ -171,16 +171,16 @@ Result<ip::network_v4> check_vm_subnet(const Pod& pod, ip::address_v4 vm_ip, ip:
                                        vm_ip.to_string(), vm_gw.to_string());
   const std::string advice = "choose VM_IP and VM_GW in a /30 the pod network does not use";
   if (overlaps(subnet, pod.address))
-    return Error{ErrorCode::kOverlap, fmt::format("{} overlaps the pod address {} on {}; {}", what,
+    return Error{ErrorKind::kOverlap, fmt::format("{} overlaps the pod address {} on {}; {}", what,
                                                   pod.address.to_string(), pod.interface, advice)};
   if (pod.gateway && contains(subnet, *pod.gateway))
-    return Error{ErrorCode::kOverlap, fmt::format("{} contains the pod's gateway {}; {}", what,
+    return Error{ErrorKind::kOverlap, fmt::format("{} contains the pod's gateway {}; {}", what,
                                                   pod.gateway->to_string(), advice)};
   for (const Route& route : pod.routes) {
     if (route.destination.prefix_length() == 0 || route.interface == bridge)
       continue;
     if (overlaps(subnet, route.destination))
-      return Error{ErrorCode::kOverlap,
+      return Error{ErrorKind::kOverlap,
                    fmt::format("{} overlaps the pod route {}; {}", what, to_string(route), advice)};
   }
   return subnet;

@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "net/error.hpp"
+#include "common/error.hpp"
 #include "net/resolv_conf.hpp"
 
 namespace berth::net {

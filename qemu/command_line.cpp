@@ -74,11 +74,8 @@ std::vector<std::string> build_command_line(const MachineSpec& spec) {
       fmt::format("scsi-cd,bus=scsi0.0,drive={},id={}", kConfigDriveDrive, kConfigDriveDevice));
   if (spec.tap) {
     add("-netdev", fmt::format("tap,id=net0,ifname={},script=no,downscript=no", *spec.tap));
-    const auto& m = spec.mac;
-    add("-device",
-        fmt::format("virtio-net-pci,netdev=net0,mac={:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x},"
-                    "host_mtu={}",
-                    m[0], m[1], m[2], m[3], m[4], m[5], spec.mtu));
+    add("-device", fmt::format("virtio-net-pci,netdev=net0,mac={},host_mtu={}",
+                               format_mac(spec.mac), spec.mtu));
   }
   argv.insert(argv.end(), spec.extra_args.begin(), spec.extra_args.end());
   return argv;

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "common/mac.hpp"
+
 namespace berth::qemu {
 
 enum class Accelerator { kKvm, kTcg };
@@ -28,7 +30,7 @@ struct MachineSpec {
   DiskFormat disk_format = DiskFormat::kQcow2;
   std::optional<std::filesystem::path> config_drive;  // ISO on a virtio-scsi CD-ROM
   std::optional<std::string> tap;                     // tap interface for virtio-net; none: no NIC
-  std::array<std::uint8_t, 6> mac{};
+  MacAddress mac{};
   unsigned mtu = 1500;  // virtio-net host_mtu: the guest learns the pod MTU without DHCP too
   Vnc vnc = Vnc::kOn;   // VNC on :0 (TCP 5900) of every address
   std::filesystem::path qmp_socket;

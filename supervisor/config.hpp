@@ -14,6 +14,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/mac.hpp"
+
 namespace berth {
 
 enum class Accel { kAuto, kKvm, kTcg };
@@ -21,8 +23,6 @@ enum class DriveFormat { kConfigDrive, kNoCloud };
 enum class LogFormat { kText, kJson };
 enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError };
 enum class SourceKind { kUrl, kPath };
-
-using MacAddress = std::array<std::uint8_t, 6>;
 
 struct Endpoint {
   boost::asio::ip::address address;
@@ -101,8 +101,6 @@ std::optional<std::uint64_t> parse_size(std::string_view text);
 // Canonical form of a size for display: the largest binary unit that divides it, e.g. "2Gi".
 std::string format_size(std::uint64_t bytes);
 std::optional<boost::asio::ip::address_v4> parse_ipv4(std::string_view text);
-std::optional<MacAddress> parse_mac(std::string_view text);
-std::string format_mac(const MacAddress& mac);
 // "127.0.0.1:9251", "[::1]:9251", "0.0.0.0:9251".
 std::optional<Endpoint> parse_endpoint(std::string_view text);
 std::string format_endpoint(const Endpoint& endpoint);

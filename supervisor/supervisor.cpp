@@ -110,11 +110,11 @@ asio::awaitable<void> Supervisor::wait_for_stop() {
 asio::awaitable<void> Supervisor::main_flow() {
   log_->info("berth {} starting as pid {}", BERTH_VERSION, ::getpid());
   int code = 0;
-  if (auto failure = co_await start_up()) {
-    log_->error("{}", failure->message);
-    code = to_int(failure->code);
+  if (auto started = co_await start_up(); !started) {
+    log_->error("{}", started.error().message);
+    code = to_int(started.error().code);
   } else if (stop_kind_) {
-    code = 0;  // stopped during start-up, before QEMU ran
+    code = 0;  // stopped during start-up; QEMU, if it ran, is stopped below
   } else {
     enter(Phase::kRunning);
     code = co_await run_until_end();
@@ -144,7 +144,7 @@ asio::awaitable<void> Supervisor::main_flow() {
   finish(code);
 }
 
-asio::awaitable<std::optional<Failure>> Supervisor::start_up() {
+asio::awaitable<StepResult> Supervisor::start_up() {
   enter(Phase::kDiscovering);
   auto pod = net::discover_pod();
   if (!pod)
@@ -162,10 +162,10 @@ asio::awaitable<std::optional<Failure>> Supervisor::start_up() {
   mac_ = config_.vm_mac.value_or(mac_for(pod_.hostname));
   state_.hostname = pod_.hostname;
   state_.vm_ip = config_.vm_ip;
-  if (auto failure = start_listeners())
-    co_return failure;
+  if (auto listening = start_listeners(); !listening)
+    co_return listening;
   if (stop_kind_)
-    co_return std::nullopt;
+    co_return StepResult{};
 
   std::error_code dir_error;
   std::filesystem::create_directories(config_.runtime_dir, dir_error);
@@ -188,7 +188,7 @@ asio::awaitable<std::optional<Failure>> Supervisor::start_up() {
   if (image->outcome == drive::CacheOutcome::kDownloaded)
     state_.image_bytes_fetched += image->size;
   if (stop_kind_)
-    co_return std::nullopt;
+    co_return StepResult{};
 
   enter(Phase::kDisk);
   drive::PetDiskParams pet;
@@ -204,7 +204,7 @@ asio::awaitable<std::optional<Failure>> Supervisor::start_up() {
     co_return Failure{ExitCode::kDisk, disk.error().message};
   pet_disk_ = disk->path;
   if (stop_kind_)
-    co_return std::nullopt;
+    co_return StepResult{};
 
   enter(Phase::kDrive);
   drive_params_.layout = config_.drive_format == DriveFormat::kNoCloud
@@ -222,7 +222,7 @@ asio::awaitable<std::optional<Failure>> Supervisor::start_up() {
   log_->info("config drive {} ({}, instance-id {}, hostname {}): {}", built->iso.string(),
              built->label, built->instance_id, built->hostname, fmt::join(built->files, " "));
   if (stop_kind_)
-    co_return std::nullopt;
+    co_return StepResult{};
 
   enter(Phase::kNetwork);
   std::vector<net::ReservedPort> reserved = {{config_.health_port, "health"}};
@@ -238,19 +238,19 @@ asio::awaitable<std::optional<Failure>> Supervisor::start_up() {
              network_->spec().bridge, config_.vm_gw.to_string(), network_->spec().tap,
              pod_.address.address().to_string(), config_.vm_ip.to_string(), network_->spec().table);
   if (stop_kind_)
-    co_return std::nullopt;
+    co_return StepResult{};
 
   enter(Phase::kServices);
-  if (auto failure = start_guest_services())
-    co_return failure;
+  if (auto serving = start_guest_services(); !serving)
+    co_return serving;
   if (stop_kind_)
-    co_return std::nullopt;
+    co_return StepResult{};
 
   enter(Phase::kBooting);
-  if (auto failure = co_await boot())
-    co_return failure;
+  if (auto booted = co_await boot(); !booted)
+    co_return booted;
   start_drive_watch();
-  co_return std::nullopt;
+  co_return StepResult{};
 }
 
 qemu::MachineSpec Supervisor::machine_spec(qemu::Accelerator accel) const {
@@ -271,15 +271,14 @@ qemu::MachineSpec Supervisor::machine_spec(qemu::Accelerator accel) const {
   return spec;
 }
 
-asio::awaitable<std::optional<Failure>> Supervisor::boot() {
-  auto start = [this](qemu::Accelerator accel) { return start_vm(accel); };
-  // Runs the guest under KVM for the probation time; returns why KVM failed, if it did.
-  auto try_kvm = [&]() -> asio::awaitable<std::optional<std::string>> {
-    if (auto error = co_await start(qemu::Accelerator::kKvm))
-      co_return error;
+asio::awaitable<StepResult> Supervisor::boot() {
+  // Runs the guest under KVM for the probation time; fails with why KVM did not work.
+  auto try_kvm = [this]() -> asio::awaitable<Result<void>> {
+    if (auto started = co_await start_vm(qemu::Accelerator::kKvm); !started)
+      co_return started;
     if (co_await vm_->wait_exit(kKvmProbation))
-      co_return vm_->describe_end();
-    co_return std::nullopt;
+      co_return Error{ErrorKind::kUnsupported, vm_->describe_end()};
+    co_return Result<void>{};
   };
 
   switch (config_.vm_accel) {
@@ -293,13 +292,13 @@ asio::awaitable<std::optional<Failure>> Supervisor::boot() {
                                                        "give the pod /dev/kvm or set "
                                                        "VM_ACCEL=auto or tcg",
                                                        probe.reason)};
-      if (auto error = co_await try_kvm())
+      if (auto ran = co_await try_kvm(); !ran)
         co_return Failure{ExitCode::kQemu,
                           fmt::format("VM_ACCEL=kvm, but the guest did not run under KVM: {}; set "
                                       "VM_ACCEL=auto or tcg",
-                                      *error)};
+                                      ran.error().message)};
       log_->info("acceleration: KVM (VM_ACCEL=kvm)");
-      co_return std::nullopt;
+      co_return StepResult{};
     }
     case Accel::kAuto: {
       const auto probe = qemu::probe_kvm();
@@ -307,26 +306,27 @@ asio::awaitable<std::optional<Failure>> Supervisor::boot() {
         log_->info("acceleration: TCG, because KVM is not usable: {}", probe.reason);
         break;
       }
-      auto error = co_await try_kvm();
-      if (!error) {
+      auto ran = co_await try_kvm();
+      if (ran) {
         log_->info("acceleration: KVM (the guest ran {}s under it)",
                    std::chrono::duration_cast<std::chrono::seconds>(kKvmProbation).count());
-        co_return std::nullopt;
+        co_return StepResult{};
       }
-      log_->warn("acceleration: TCG, because the guest did not run under KVM: {}", *error);
+      log_->warn("acceleration: TCG, because the guest did not run under KVM: {}",
+                 ran.error().message);
       if (vm_->running())
         co_await vm_->quit();
       if (stop_kind_)
-        co_return std::nullopt;
+        co_return StepResult{};
       break;
     }
   }
-  if (auto error = co_await start(qemu::Accelerator::kTcg))
-    co_return Failure{ExitCode::kQemu, *error};
-  co_return std::nullopt;
+  if (auto started = co_await start_vm(qemu::Accelerator::kTcg); !started)
+    co_return Failure{ExitCode::kQemu, started.error().message};
+  co_return StepResult{};
 }
 
-asio::awaitable<std::optional<std::string>> Supervisor::start_vm(qemu::Accelerator accel) {
+asio::awaitable<Result<void>> Supervisor::start_vm(qemu::Accelerator accel) {
   if (vm_ && accel_ == qemu::Accelerator::kKvm && accel == qemu::Accelerator::kTcg)
     ++state_.accel_fallbacks;
   accel_ = accel;
@@ -334,13 +334,13 @@ asio::awaitable<std::optional<std::string>> Supervisor::start_vm(qemu::Accelerat
   state_.qmp.reset();
   vm_ = std::make_unique<Vm>(io_, children_, log_);
   ++state_.qemu_starts;
-  auto error = co_await vm_->start(machine_spec(accel));
-  if (!error) {
+  auto started = co_await vm_->start(machine_spec(accel));
+  if (started) {
     state_.accel = accel == qemu::Accelerator::kKvm ? "kvm" : "tcg";
     state_.qmp = vm_->qmp();
     vm_->qmp()->subscribe([this](const qmp::Event& event) { state_.events.publish(event); });
   }
-  co_return error;
+  co_return started;
 }
 
 asio::awaitable<int> Supervisor::run_until_end() {
@@ -354,8 +354,8 @@ asio::awaitable<int> Supervisor::run_until_end() {
         "acceleration: TCG, because the guest stopped running under KVM after {:.1f}s: {}",
         std::chrono::duration<double>(std::chrono::steady_clock::now() - vm_started_).count(),
         vm_->describe_end());
-    if (auto error = co_await start_vm(qemu::Accelerator::kTcg)) {
-      log_->error("{}", *error);
+    if (auto started = co_await start_vm(qemu::Accelerator::kTcg); !started) {
+      log_->error("{}", started.error().message);
       co_return to_int(ExitCode::kQemu);
     }
     co_await (wait_for_stop() || vm_->wait_exit());
@@ -401,7 +401,7 @@ drive::RunProgram Supervisor::program_runner() {
   };
 }
 
-std::optional<Failure> Supervisor::start_guest_services() {
+StepResult Supervisor::start_guest_services() {
   const auto& bridge = network_->spec().bridge;
   dhcp::DhcpConfig dhcp_config;
   dhcp_config.interface = bridge;
@@ -449,14 +449,14 @@ std::optional<Failure> Supervisor::start_guest_services() {
       return Failure{ExitCode::kNetwork, started.error().message};
   }
   state_.extra_metrics = [this] { return module_metrics(); };
-  return std::nullopt;
+  return {};
 }
 
 void Supervisor::start_drive_watch() {
-  auto swap = [this](std::filesystem::path iso) -> asio::awaitable<std::optional<std::string>> {
+  auto swap = [this](std::filesystem::path iso) -> asio::awaitable<Result<void>> {
     auto qmp = state_.qmp;
     if (!qmp || !qmp->connected())
-      co_return std::string("the VM is not running");
+      co_return Error{ErrorKind::kUnsupported, "the VM is not running"};
     boost::json::object arguments;
     arguments["id"] = std::string(qemu::kConfigDriveDevice);
     arguments["filename"] = iso.string();
@@ -464,8 +464,8 @@ void Supervisor::start_drive_watch() {
     arguments["read-only-mode"] = "read-only";
     auto result = co_await qmp->execute("blockdev-change-medium", std::move(arguments), 10s);
     if (!result.ok())
-      co_return "QMP blockdev-change-medium: " + result.describe();
-    co_return std::nullopt;
+      co_return Error{ErrorKind::kSystem, "QMP blockdev-change-medium: " + result.describe()};
+    co_return Result<void>{};
   };
   watcher_ = drive::ConfigDriveWatcher::create(io_.get_executor(), drive_params_, std::move(swap),
                                                log_->clone("drive"));
@@ -514,7 +514,7 @@ void Supervisor::enter(Phase phase) {
   state_.phase = lifecycle_.phase();
 }
 
-std::optional<Failure> Supervisor::start_listeners() {
+StepResult Supervisor::start_listeners() {
   std::optional<std::string> token;
   if (config_.control_token_file) {
     std::ifstream in(*config_.control_token_file);
@@ -556,7 +556,7 @@ std::optional<Failure> Supervisor::start_listeners() {
     return Failure{ExitCode::kNetwork,
                    fmt::format("BERTH_CONTROL_LISTEN {}: cannot listen: {}",
                                format_endpoint(config_.control_listen), ec.message())};
-  return std::nullopt;
+  return {};
 }
 
 void Supervisor::finish(int exit_code) {

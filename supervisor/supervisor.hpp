@@ -42,6 +42,9 @@ struct Failure {
   std::string message;
 };
 
+// A start-up step: done, or the Failure that ends berth.
+using StepResult = Result<void, Failure>;
+
 class Supervisor {
  public:
   Supervisor(Config config, boost::asio::io_context& io);
@@ -52,19 +55,19 @@ class Supervisor {
 
  private:
   boost::asio::awaitable<void> main_flow();
-  boost::asio::awaitable<std::optional<Failure>> start_up();
+  boost::asio::awaitable<StepResult> start_up();
   // qemu-img and friends for the drive module, through the reaper.
   drive::RunProgram program_runner();
   // DHCP server and DNS forwarder on the bridge.
-  std::optional<Failure> start_guest_services();
+  StepResult start_guest_services();
   // The ConfigMap watch that rebuilds and swaps the config drive into the running VM.
   void start_drive_watch();
   // DHCP, DNS and drive counters as Prometheus text.
   std::string module_metrics() const;
-  boost::asio::awaitable<std::optional<Failure>> boot();
+  boost::asio::awaitable<StepResult> boot();
   boost::asio::awaitable<int> run_until_end();
-  // Starts QEMU under `accel` (replacing any previous Vm); returns why it failed, if it did.
-  boost::asio::awaitable<std::optional<std::string>> start_vm(qemu::Accelerator accel);
+  // Starts QEMU under `accel` (replacing any previous Vm).
+  boost::asio::awaitable<Result<void>> start_vm(qemu::Accelerator accel);
   boost::asio::awaitable<void> wait_for_stop();
   void watch_signals();
   void request_stop(StopKind kind, int signal_number);
@@ -72,7 +75,7 @@ class Supervisor {
   // Moves the lifecycle on and tells the API.
   void enter(Phase phase);
   // Starts the health and control listeners; a failure to bind is a start-up failure.
-  std::optional<Failure> start_listeners();
+  StepResult start_listeners();
   qemu::MachineSpec machine_spec(qemu::Accelerator accel) const;
 
   Config config_;

@@ -80,8 +80,8 @@ Vm::~Vm() {
     ::kill(pid_, SIGKILL);  // the reaper still reaps it
 }
 
-asio::awaitable<std::optional<std::string>> Vm::start(qemu::MachineSpec spec,
-                                                      std::chrono::seconds connect_within) {
+asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec,
+                                        std::chrono::seconds connect_within) {
   std::error_code fs_ec;
   std::filesystem::remove(spec.qmp_socket, fs_ec);  // a stale socket from a crashed run
   const auto argv = qemu::build_command_line(spec);
@@ -90,7 +90,7 @@ asio::awaitable<std::optional<std::string>> Vm::start(qemu::MachineSpec spec,
   Pipe console, errors;
   if (!console.open() || !errors.open()) {
     console.close_both();
-    co_return fmt::format("cannot create pipes for QEMU: {}", std::strerror(errno));
+    co_return system_error("cannot create pipes for QEMU", errno);
   }
   error_code ec;
   std::weak_ptr<bool> alive = alive_;
@@ -108,7 +108,8 @@ asio::awaitable<std::optional<std::string>> Vm::start(qemu::MachineSpec spec,
   if (ec) {
     ::close(console.read);
     ::close(errors.read);
-    co_return fmt::format("cannot run {}: {}", spec.binary, ec.message());
+    co_return Error{ErrorKind::kProgram,
+                    fmt::format("cannot run {}: {}", spec.binary, ec.message()), ec};
   }
   auto console_in = std::make_shared<asio::posix::stream_descriptor>(io_, console.read);
   auto errors_in = std::make_shared<asio::posix::stream_descriptor>(io_, errors.read);
@@ -144,13 +145,17 @@ asio::awaitable<std::optional<std::string>> Vm::start(qemu::MachineSpec spec,
     // Let the stderr pump take QEMU's last words before they go into the message.
     asio::steady_timer drain(io_, 100ms);
     co_await drain.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    co_return fmt::format("QEMU {} at start: {}", exit_status_->describe(), stderr_tail());
+    co_return Error{ErrorKind::kProgram,
+                    fmt::format("QEMU {} at start: {}", exit_status_->describe(), stderr_tail())};
   }
   if (connecting->ec) {
     kill();
     co_await wait_exit(5s);
-    co_return fmt::format("QMP socket {} did not answer within {}s: {}", spec.qmp_socket.string(),
-                          connect_within.count(), connecting->ec.message());
+    co_return Error{
+        ErrorKind::kProgram,
+        fmt::format("QMP socket {} did not answer within {}s: {}", spec.qmp_socket.string(),
+                    connect_within.count(), connecting->ec.message()),
+        connecting->ec};
   }
   log_->info("QMP connected (QEMU {})", qmp_->qemu_version());
   qmp_->subscribe([this](const qmp::Event& event) { on_event(event); });
@@ -158,7 +163,7 @@ asio::awaitable<std::optional<std::string>> Vm::start(qemu::MachineSpec spec,
     if (!alive.expired())
       on_qmp_closed(closed_ec);
   });
-  co_return std::nullopt;
+  co_return Result<void>{};
 }
 
 void Vm::on_event(const qmp::Event& event) {

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 
+#include "common/error.hpp"
 #include "qemu/command_line.hpp"
 #include "qemu/qmp/qmp_client.hpp"
 #include "supervisor/children.hpp"
@@ -38,9 +39,9 @@ class Vm {
   Vm(const Vm&) = delete;
   Vm& operator=(const Vm&) = delete;
 
-  // Spawns QEMU with `spec` and connects QMP within `connect_within`. On failure returns a message
-  // that includes what QEMU wrote to stderr, and QEMU is gone.
-  boost::asio::awaitable<std::optional<std::string>> start(
+  // Spawns QEMU with `spec` and connects QMP within `connect_within`. On failure the Error's
+  // message includes what QEMU wrote to stderr, and QEMU is gone.
+  boost::asio::awaitable<Result<void>> start(
       qemu::MachineSpec spec, std::chrono::seconds connect_within = std::chrono::seconds(30));
 
   // Waits until QEMU has exited (or `limit` passed); returns true when it has exited.

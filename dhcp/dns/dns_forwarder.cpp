@@ -97,25 +97,29 @@ std::string endpoint_text(const udp::endpoint& endpoint) {
 
 }  // namespace
 
-std::optional<std::string> validate_config(const DnsConfig& config) {
+Result<void> validate_config(const DnsConfig& config) {
   if (config.upstreams.empty())
-    return "DNS: no upstream name server (resolv.conf has no usable nameserver line)";
+    return invalid_input(
+        "DNS: no upstream name server (resolv.conf has no usable nameserver line)");
   if (config.upstreams.size() > 3)
-    return fmt::format("DNS: {} upstreams given; at most 3 are used (as by the libc resolver)",
-                       config.upstreams.size());
+    return invalid_input(
+        fmt::format("DNS: {} upstreams given; at most 3 are used (as by the libc resolver)",
+                    config.upstreams.size()));
   for (const auto& upstream : config.upstreams) {
     if (upstream.address().is_unspecified() || upstream.port() == 0)
-      return fmt::format("DNS: upstream {} is not a usable address", endpoint_text(upstream));
+      return invalid_input(
+          fmt::format("DNS: upstream {} is not a usable address", endpoint_text(upstream)));
   }
   if (config.attempt_timeout < std::chrono::milliseconds(100)
       || config.attempt_timeout >= std::chrono::seconds(5))
-    return fmt::format("DNS: per-try timeout {}ms is not in 100..4999 ms (the guest waits 5 s)",
-                       config.attempt_timeout.count());
+    return invalid_input(
+        fmt::format("DNS: per-try timeout {}ms is not in 100..4999 ms (the guest waits 5 s)",
+                    config.attempt_timeout.count()));
   if (config.attempts < 1 || config.attempts > 6)
-    return fmt::format("DNS: {} tries per query is not in 1..6", config.attempts);
+    return invalid_input(fmt::format("DNS: {} tries per query is not in 1..6", config.attempts));
   if (config.max_in_flight == 0 || config.max_tcp_connections == 0)
-    return "DNS: max_in_flight and max_tcp_connections must be positive";
-  return std::nullopt;
+    return invalid_input("DNS: max_in_flight and max_tcp_connections must be positive");
+  return {};
 }
 
 struct DnsForwarder::Impl : std::enable_shared_from_this<DnsForwarder::Impl> {
@@ -126,7 +130,7 @@ struct DnsForwarder::Impl : std::enable_shared_from_this<DnsForwarder::Impl> {
         listener(io_context),
         acceptor(io_context) {}
 
-  StartResult start(const std::shared_ptr<Impl>& self);
+  Result<void> start(const std::shared_ptr<Impl>& self);
   void close();
   bool allowed(const asio::ip::address& address) const;
 
@@ -174,9 +178,9 @@ struct DnsForwarder::Impl : std::enable_shared_from_this<DnsForwarder::Impl> {
   bool stopped = false;
 };
 
-StartResult DnsForwarder::Impl::start(const std::shared_ptr<Impl>& self) {
-  if (auto problem = validate_config(config))
-    return StartError{*problem, {}};
+Result<void> DnsForwarder::Impl::start(const std::shared_ptr<Impl>& self) {
+  if (auto valid = validate_config(config); !valid)
+    return valid.error();
   const udp::endpoint udp_endpoint(config.listen_address, config.listen_port);
   const std::string where =
       fmt::format("{}:{}{}", config.listen_address.to_string(), config.listen_port,
@@ -184,7 +188,7 @@ StartResult DnsForwarder::Impl::start(const std::shared_ptr<Impl>& self) {
   boost::system::error_code ec;
   auto fail = [&](std::string_view what) {
     close();
-    return StartError{fmt::format("DNS: {} {}: {}", what, where, ec.message()), ec};
+    return Error{ErrorKind::kSystem, fmt::format("DNS: {} {}: {}", what, where, ec.message()), ec};
   };
   if (listener.open(udp::v4(), ec); ec)
     return fail("cannot open UDP");
@@ -619,7 +623,7 @@ DnsForwarder::~DnsForwarder() {
   stop();
 }
 
-StartResult DnsForwarder::start() {
+Result<void> DnsForwarder::start() {
   return impl_->start(impl_);
 }
 

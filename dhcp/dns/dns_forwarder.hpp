@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "dhcp/start_error.hpp"
+#include "common/error.hpp"
 
 namespace berth::dhcp {
 
@@ -54,8 +54,8 @@ struct DnsCounters {
   std::uint64_t mismatched = 0;         // upstream datagrams rejected (ID/question/source)
 };
 
-// nullopt when `config` is usable, else a sentence naming the bad value.
-std::optional<std::string> validate_config(const DnsConfig& config);
+// Success when `config` is usable, else an invalid-input Error naming the bad value.
+Result<void> validate_config(const DnsConfig& config);
 
 class DnsForwarder {
  public:
@@ -67,7 +67,7 @@ class DnsForwarder {
   // Validates the configuration, binds UDP and TCP on listen_address:listen_port (on `interface`
   // when given) and starts serving. Errors: invalid configuration, address not on this host,
   // port taken, missing privilege.
-  StartResult start();
+  Result<void> start();
 
   // Closes every socket; queries in flight end without an answer. Idempotent; also done by the
   // destructor.

@@ -16,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-#include "drive/result.hpp"
+#include "common/error.hpp"
 
 namespace berth::drive {
 

@@ -12,8 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/error.hpp"
 #include "drive/configdrive/cloud_config.hpp"
-#include "drive/result.hpp"
 
 namespace berth::drive {
 

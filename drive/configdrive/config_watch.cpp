@@ -228,11 +228,11 @@ asio::awaitable<void> ConfigDriveWatcher::rebuild() {
       "into the VM",
       params_.iso.string(), built->content.label, built->iso.size(), built->content.instance_id);
   auto self = shared_from_this();
-  auto failure = co_await swap_(params_.iso);
-  if (failure) {
+  auto swapped = co_await swap_(params_.iso);
+  if (!swapped) {
     ++stats_.swap_failures;
     log_->warn("the VM did not take the new config drive ({}); it sees it after its next boot",
-               *failure);
+               swapped.error().message);
     co_return;
   }
   ++stats_.swaps;

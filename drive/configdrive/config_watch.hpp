@@ -21,15 +21,14 @@
 #include <set>
 #include <string>
 
+#include "common/error.hpp"
 #include "drive/configdrive/config_drive.hpp"
-#include "drive/result.hpp"
 
 namespace berth::drive {
 
 // Puts the drive at `iso` into the running VM (the supervisor: QMP blockdev-change-medium on the
-// device "configdrive"). Returns nullopt on success, otherwise why it failed.
-using SwapMedium =
-    std::function<boost::asio::awaitable<std::optional<std::string>>(std::filesystem::path iso)>;
+// device "configdrive"). Fails with why the VM did not take it.
+using SwapMedium = std::function<boost::asio::awaitable<Result<void>>(std::filesystem::path iso)>;
 
 class ConfigDriveWatcher : public std::enable_shared_from_this<ConfigDriveWatcher> {
  public:

@@ -5,8 +5,8 @@
 
 #include <string>
 
+#include "common/error.hpp"
 #include "drive/configdrive/cloud_config.hpp"
-#include "drive/result.hpp"
 
 namespace berth::drive {
 

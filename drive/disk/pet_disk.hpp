@@ -13,9 +13,9 @@
 #include <optional>
 #include <string>
 
+#include "common/error.hpp"
 #include "drive/image/image_format.hpp"
 #include "drive/program.hpp"
-#include "drive/result.hpp"
 
 namespace berth::drive {
 

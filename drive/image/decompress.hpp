@@ -7,7 +7,7 @@
 #include <span>
 #include <string_view>
 
-#include "drive/result.hpp"
+#include "common/error.hpp"
 
 namespace berth::drive {
 

@@ -14,7 +14,7 @@
 #include <string>
 #include <string_view>
 
-#include "drive/result.hpp"
+#include "common/error.hpp"
 
 namespace berth::drive {
 

@@ -25,8 +25,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/error.hpp"
 #include "drive/image/image_format.hpp"
-#include "drive/result.hpp"
 
 namespace berth::drive {
 

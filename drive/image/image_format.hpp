@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "drive/result.hpp"
+#include "common/error.hpp"
 
 namespace berth::drive {
 

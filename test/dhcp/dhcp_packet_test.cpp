@@ -8,6 +8,7 @@
 #include "test_util.hpp"
 
 using namespace berth::dhcp;
+using berth::MacAddress;
 using berth::dhcp::test::fixture;
 using boost::asio::ip::make_address_v4;
 

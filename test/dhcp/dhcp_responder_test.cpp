@@ -7,6 +7,7 @@
 #include "test_util.hpp"
 
 using namespace berth::dhcp;
+using berth::MacAddress;
 using berth::dhcp::test::fixture;
 using boost::asio::ip::address_v4;
 using boost::asio::ip::make_address_v4;
@@ -284,21 +285,22 @@ TEST_CASE("dhcp: size limits: option 57 and the MTU, long search lists trimmed",
 }
 
 TEST_CASE("dhcp: configuration validation names the bad value", "[dhcp][responder]") {
-  CHECK_FALSE(validate_config(vm_config()));
+  CHECK(validate_config(vm_config()));
   DhcpConfig c = vm_config();
   c.client_address = make_address_v4("192.168.253.2");
-  CHECK(validate_config(c)
+  CHECK(validate_config(c).error().message
         == "DHCP: client address 192.168.253.2 is not in the server's subnet 192.168.254.1/30");
   c = vm_config();
   c.client_mac = {0x01, 0, 0, 0, 0, 1};
-  CHECK(validate_config(c) == "DHCP: client MAC 01:00:00:00:00:01 is not unicast");
+  CHECK(validate_config(c).error().message == "DHCP: client MAC 01:00:00:00:00:01 is not unicast");
   c = vm_config();
   c.search_domains = {"bad..name"};
-  CHECK(validate_config(c) == "DHCP: search domain \"bad..name\" is not a valid domain name");
+  CHECK(validate_config(c).error().message
+        == "DHCP: search domain \"bad..name\" is not a valid domain name");
   c = vm_config();
   c.mtu = 500;
-  CHECK(validate_config(c) == "DHCP: MTU 500 is below 576");
+  CHECK(validate_config(c).error().message == "DHCP: MTU 500 is below 576");
   c = vm_config();
   c.interface.clear();
-  CHECK(validate_config(c));
+  CHECK_FALSE(validate_config(c));
 }

@@ -60,5 +60,5 @@ TEST_CASE("dhcp/dns: the forwarder does not start on an address this host does n
   const auto started = forwarder.start();
   REQUIRE_FALSE(started.has_value());
   CHECK(started.error().message.starts_with("DNS: cannot bind UDP 198.51.100.254:5353: "));
-  CHECK(started.error().error == boost::system::errc::address_not_available);
+  CHECK(started.error().cause == std::errc::address_not_available);
 }

@@ -41,6 +41,7 @@ int usage() {
 
 int main(int argc, char** argv) {
   using namespace berth::drive;
+  using berth::Result;
   if (argc < 2)
     return usage();
   const std::string command = argv[1];

@@ -82,15 +82,15 @@ TEST_CASE("drive watch: a ConfigMap update reaches a running QEMU by media chang
   REQUIRE_FALSE(connected);
 
   // The supervisor's SwapMedium, in essence.
-  SwapMedium swap = [qmp](fs::path iso) -> boost::asio::awaitable<std::optional<std::string>> {
+  SwapMedium swap = [qmp](fs::path iso) -> boost::asio::awaitable<berth::Result<void>> {
     json::object arguments;  // built outside the co_await: GCC 12 miscompiles literals there
     arguments["id"] = qemu::kConfigDriveDevice;
     arguments["filename"] = iso.string();
     arguments["format"] = "raw";
     auto result = co_await qmp->execute("blockdev-change-medium", std::move(arguments));
     if (!result.ok())
-      co_return result.describe();
-    co_return std::nullopt;
+      co_return berth::Error{berth::ErrorKind::kSystem, result.describe()};
+    co_return berth::Result<void>{};
   };
   auto before = run_sync(io, qmp->execute("query-block"));
   REQUIRE(before.ok());

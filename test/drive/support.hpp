@@ -26,13 +26,13 @@
 #include <thread>
 #include <vector>
 
-#include "drive/result.hpp"
+#include "common/error.hpp"
 
 // REQUIRE(result) shows the error message when it fails.
 namespace Catch {
 template <class T>
-struct StringMaker<boost::system::result<T, berth::drive::Error>> {
-  static std::string convert(const boost::system::result<T, berth::drive::Error>& r) {
+struct StringMaker<boost::system::result<T, berth::Error>> {
+  static std::string convert(const boost::system::result<T, berth::Error>& r) {
     return r ? std::string("ok") : "error: " + r.error().message;
   }
 };

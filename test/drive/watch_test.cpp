@@ -46,11 +46,13 @@ struct WatchFixture {
     kubelet_update(params.userdata, {{"userdata", "#cloud-config\nversion: 1\n"}});
     spit(params.metadata, "instance-id: i-1\n");
     REQUIRE(build_config_drive(params, *log.logger));
-    SwapMedium swap = [this](fs::path iso) -> boost::asio::awaitable<std::optional<std::string>> {
+    SwapMedium swap = [this](fs::path iso) -> boost::asio::awaitable<berth::Result<void>> {
       const std::string bytes = slurp(iso);
       const auto at = bytes.find("version: ");
       swapped.push_back(at == std::string::npos ? "" : bytes.substr(at, 10));
-      co_return swap_failure;
+      if (swap_failure)
+        co_return berth::Error{berth::ErrorKind::kSystem, *swap_failure};
+      co_return berth::Result<void>{};
     };
     watcher = ConfigDriveWatcher::create(io.get_executor(), params, swap, log.logger, 250ms);
     REQUIRE(watcher->start());

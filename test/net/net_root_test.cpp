@@ -28,6 +28,8 @@
 
 using namespace berth::net;
 using namespace berth::net::test;
+using berth::Error;
+using berth::Result;
 using boost::asio::ip::make_address_v4;
 
 namespace {
@@ -49,7 +51,7 @@ template <class T>
 std::string outcome(const Result<T>& result) {
   if (result)
     return "ok";
-  return std::string(to_string(result.error().code)) + ": " + result.error().message;
+  return std::string(to_string(result.error().kind)) + ": " + result.error().message;
 }
 
 std::string prefix() {
@@ -203,7 +205,7 @@ std::optional<Error> without_net_admin(const Netns& ns, F f) {
           answer = "capset failed";
         else if (auto result = f(); !result)
           answer =
-              std::to_string(static_cast<int>(result.error().code)) + " " + result.error().message;
+              std::to_string(static_cast<int>(result.error().kind)) + " " + result.error().message;
         return 0;
       });
     } catch (...) {
@@ -226,8 +228,8 @@ std::optional<Error> without_net_admin(const Netns& ns, F f) {
   if (answer == "ok")
     return std::nullopt;
   const auto space = answer.find(' ');
-  return Error{static_cast<ErrorCode>(std::stoi(answer.substr(0, space))),
-               answer.substr(space + 1)};
+  return berth::Error{static_cast<berth::ErrorKind>(std::stoi(answer.substr(0, space))),
+                      answer.substr(space + 1)};
 }
 
 // A connection from `from` to `to` is accepted by `listener` (and by nothing else); returns the
@@ -393,7 +395,7 @@ TEST_CASE("net: errors say what is wrong and leave nothing behind", "[root][erro
   SECTION("no pod interface") {
     auto discovered = t.pod.run([&] { return discover_pod({"eth9", t.resolv_conf}); });
     REQUIRE_FALSE(discovered.has_value());
-    CHECK(discovered.error().code == ErrorCode::kNoInterface);
+    CHECK(discovered.error().kind == berth::ErrorKind::kNoInterface);
     CHECK_THAT(discovered.error().message,
                Catch::StartsWith("pod interface eth9 does not exist")
                    && Catch::Contains("(interfaces: lo, eth0, vmport)"));
@@ -401,33 +403,33 @@ TEST_CASE("net: errors say what is wrong and leave nothing behind", "[root][erro
     other.pod_interface = "eth9";
     auto network = t.pod.run([&] { return PodNetwork::setup(other); });
     REQUIRE_FALSE(network.has_value());
-    CHECK(network.error().code == ErrorCode::kNoInterface);
+    CHECK(network.error().kind == berth::ErrorKind::kNoInterface);
     t.check_clean();
   }
   SECTION("no IPv4 address on the pod interface") {
     must("ip -n " + t.pod.name() + " addr flush dev eth0");
     auto discovered = t.discover_error();
-    CHECK(discovered.code == ErrorCode::kNoIpv4);
+    CHECK(discovered.kind == berth::ErrorKind::kNoIpv4);
     CHECK_THAT(discovered.message, Catch::StartsWith("pod interface eth0 has no IPv4 address"));
   }
   SECTION("the VM /30 overlaps a pod route") {
     must("ip -n " + t.pod.name() + " route add 192.168.254.0/24 via 169.254.1.1 dev eth0");
     auto subnet = check_vm_subnet(t.discover(), kVmIp, kVmGw);
     REQUIRE_FALSE(subnet.has_value());
-    CHECK(subnet.error().code == ErrorCode::kOverlap);
+    CHECK(subnet.error().kind == berth::ErrorKind::kOverlap);
     CHECK_THAT(subnet.error().message,
                Catch::Contains("overlaps the pod route 192.168.254.0/24 via 169.254.1.1 dev eth0"));
   }
   SECTION("no NET_ADMIN") {
     auto setup = without_net_admin(t.pod, [&] { return PodNetwork::setup(spec); });
     REQUIRE(setup);
-    CHECK(setup->code == ErrorCode::kPermission);
+    CHECK(setup->kind == berth::ErrorKind::kPermission);
     CHECK_THAT(setup->message, Catch::Contains("NET_ADMIN"));
     // The kernel's own refusal is reported the same way (no capability pre-check on this path).
     auto commit =
         without_net_admin(t.pod, [&] { return commit_table(build_nat_table(nat_spec(spec))); });
     REQUIRE(commit);
-    CHECK(commit->code == ErrorCode::kPermission);
+    CHECK(commit->kind == berth::ErrorKind::kPermission);
     CHECK_THAT(commit->message, Catch::StartsWith("nftables: committing table ip berth: "
                                                   "Operation not permitted; berth needs the "
                                                   "NET_ADMIN capability"));
@@ -439,7 +441,7 @@ TEST_CASE("net: errors say what is wrong and leave nothing behind", "[root][erro
     must("ip -n " + t.pod.name() + " link add tap0 type veth peer name tap0-peer");
     auto network = t.pod.run([&] { return PodNetwork::setup(spec); });
     REQUIRE_FALSE(network.has_value());
-    CHECK(network.error().code == ErrorCode::kConflict);
+    CHECK(network.error().kind == berth::ErrorKind::kConflict);
     CHECK_THAT(network.error().message, Catch::StartsWith("interface tap0 exists and is a veth"));
     CHECK(t.pod_has_link("tap0"));  // not Berth's: left alone
     CHECK_FALSE(t.pod_has_link("br0"));
@@ -525,6 +527,6 @@ TEST_CASE("net: the VM's address announced after its lease replaces a failed ARP
 
   auto missing = t.pod.run([&] { return announce_neighbor("nosuch0", kVmIp, mac); });
   REQUIRE_FALSE(missing.has_value());
-  CHECK(missing.error().code == ErrorCode::kNoInterface);
+  CHECK(missing.error().kind == berth::ErrorKind::kNoInterface);
   tear_down(t, network);
 }

@@ -62,7 +62,7 @@ TEST_CASE("net: VM_IP and VM_GW must be the two hosts of one /30", "[pod]") {
     const auto subnet =
         check_vm_subnet(calico_pod(), make_address_v4(vm_ip), make_address_v4(vm_gw));
     REQUIRE_FALSE(subnet);
-    CHECK(subnet.error().code == ErrorCode::kInvalid);
+    CHECK(subnet.error().kind == berth::ErrorKind::kInvalidInput);
     CHECK_THAT(subnet.error().message, Catch::Contains(vm_ip) && Catch::Contains(vm_gw));
   }
   CHECK(check_vm_subnet(calico_pod(), kVmGw, kVmIp));  // either host may be the gateway
@@ -73,7 +73,7 @@ TEST_CASE("net: a /30 overlapping a pod route is refused, naming the route", "[p
   pod.routes.push_back(route("192.168.0.0/16", "10.0.0.1", "eth0"));
   const auto subnet = check_vm_subnet(pod, kVmIp, kVmGw);
   REQUIRE_FALSE(subnet);
-  CHECK(subnet.error().code == ErrorCode::kOverlap);
+  CHECK(subnet.error().kind == berth::ErrorKind::kOverlap);
   CHECK(subnet.error().message
         == "the VM subnet 192.168.254.0/30 (VM_IP 192.168.254.2, VM_GW 192.168.254.1) overlaps the "
            "pod route 192.168.0.0/16 via 10.0.0.1 dev eth0; choose VM_IP and VM_GW in a /30 the "
@@ -82,7 +82,7 @@ TEST_CASE("net: a /30 overlapping a pod route is refused, naming the route", "[p
   pod = calico_pod();
   pod.routes.push_back(route("192.168.254.1/32", nullptr, "net1"));  // inside the /30
   REQUIRE_FALSE(check_vm_subnet(pod, kVmIp, kVmGw));
-  CHECK(check_vm_subnet(pod, kVmIp, kVmGw).error().code == ErrorCode::kOverlap);
+  CHECK(check_vm_subnet(pod, kVmIp, kVmGw).error().kind == berth::ErrorKind::kOverlap);
 
   pod = calico_pod();
   pod.routes.push_back(route("192.168.254.4/30", nullptr, "eth0"));  // the neighbouring /30
@@ -95,7 +95,7 @@ TEST_CASE("net: a /30 holding the pod address or gateway is refused", "[pod]") {
   pod.routes.clear();
   auto subnet = check_vm_subnet(pod, kVmIp, kVmGw);
   REQUIRE_FALSE(subnet);
-  CHECK(subnet.error().code == ErrorCode::kOverlap);
+  CHECK(subnet.error().kind == berth::ErrorKind::kOverlap);
   CHECK_THAT(subnet.error().message, Catch::Contains("pod address 192.168.254.2/32 on eth0"));
 
   pod = calico_pod();
