@@ -38,7 +38,7 @@ struct Error {
       : kind(kind_), message(std::move(message_)), cause(cause_) {}
 
   ErrorKind kind = ErrorKind::kSystem;
-  std::string message;   // complete, e.g. "IMG_CHECKSUM mismatch: expected sha256:..., got ..."
+  std::string message;    // complete, e.g. "IMG_CHECKSUM mismatch: expected sha256:..., got ..."
   std::error_code cause;  // the system error, when there was one
 };
 
