@@ -3,13 +3,14 @@
 # docs/benchmarks.md (and the raw outputs to BENCH_OUT, default a fresh folder under /var/tmp).
 # Root; installs what it needs; about 10 minutes on 2 CPUs. Run it on an otherwise idle machine:
 # the figures are wall-clock times.
-#   sudo bench/run.sh            or   cmake --build build --target bench
+#   bench/run.sh                 or   cmake --build build --target bench
 # Env: BENCH_RUNS (start-up runs per tool, default 7), BENCH_VMS (scale test VMs, default: as many
 # as memory allows, capped at 40), BENCH_WINDOW (idle window of the scale test, s, default 60),
 # BENCH_FETCH_MIB (image size of the fetch benchmark, default 1024), BENCH_DOC (output file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ $(id -u) -eq 0 ]] || { echo "bench/run.sh: needs root (namespaces, nftables, iptables)" >&2; exit 1; }
+source scripts/as-root.sh
+berth_as_root "$PWD/bench/run.sh" "$@"
 ./scripts/setup.sh
 # Tools that only the benchmarks use: the baseline's iptables and the load and timing tools.
 missing=()

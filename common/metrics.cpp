@@ -46,8 +46,7 @@ std::string format_value(double value) {
 
 }  // namespace
 
-Histogram::Histogram(std::vector<double> bounds)
-    : bounds_(std::move(bounds)) {
+Histogram::Histogram(std::vector<double> bounds) : bounds_(std::move(bounds)) {
   std::sort(bounds_.begin(), bounds_.end());
   bounds_.erase(std::unique(bounds_.begin(), bounds_.end()), bounds_.end());
   counts_.assign(bounds_.size() + 1, 0);
@@ -74,13 +73,15 @@ MetricsRegistry::Entry& MetricsRegistry::slot(std::string name) {
 }
 
 void MetricsRegistry::counter(std::string name, std::string help, Read read) {
-  family(MetricType::kCounter, std::move(name), std::move(help),
-         [read = std::move(read)] { return std::vector<Sample>{{{}, read()}}; });
+  family(MetricType::kCounter, std::move(name), std::move(help), [read = std::move(read)] {
+    return std::vector<Sample>{{{}, read()}};
+  });
 }
 
 void MetricsRegistry::gauge(std::string name, std::string help, Read read) {
-  family(MetricType::kGauge, std::move(name), std::move(help),
-         [read = std::move(read)] { return std::vector<Sample>{{{}, read()}}; });
+  family(MetricType::kGauge, std::move(name), std::move(help), [read = std::move(read)] {
+    return std::vector<Sample>{{{}, read()}};
+  });
 }
 
 void MetricsRegistry::family(MetricType type, std::string name, std::string help,

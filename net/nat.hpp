@@ -4,8 +4,9 @@
 // inside the pod on 127.0.0.1 and the pod IP (kubectl port-forward, sidecars). Pure: no kernel
 // here.
 //
-// Not in the table: UDP checksum fill (nftables has no such statement; the DHCP server computes
-// its checksums itself, see SPEC-NOTES).
+// Not in the table: UDP checksum fill (nftables has no such statement). With checksum offload,
+// frames to the guest can carry partial UDP checksums that ISC dhclient and udhcpc drop, so the
+// DHCP server computes full checksums itself (dhcp/ipv4_udp).
 
 #include <boost/asio/ip/address_v4.hpp>
 #include <cstdint>

@@ -71,6 +71,74 @@ std::string to_string(const Route& route) {
   return text;
 }
 
+namespace {
+
+// The pod interface's primary IPv4 address and prefix.
+Result<ip::network_v4> primary_ipv4(nl_sock* socket, int ifindex, const std::string& interface) {
+  nl_cache* raw = nullptr;
+  if (int err = rtnl_addr_alloc_cache(socket, &raw); err < 0)
+    return detail::libnl_error(err, "netlink: listing addresses");
+  const detail::NlCache addresses(raw);
+  for (nl_object* object = nl_cache_get_first(addresses.get()); object;
+       object = nl_cache_get_next(object)) {
+    auto* address = reinterpret_cast<rtnl_addr*>(object);
+    if (rtnl_addr_get_family(address) != AF_INET || rtnl_addr_get_ifindex(address) != ifindex
+        || (rtnl_addr_get_flags(address) & IFA_F_SECONDARY) != 0)
+      continue;
+    const auto prefix = static_cast<unsigned short>(rtnl_addr_get_prefixlen(address));
+    return ip::network_v4(to_address_v4(rtnl_addr_get_local(address)), prefix);
+  }
+  return Error{ErrorKind::kNoIpv4,
+               fmt::format("pod interface {} has no IPv4 address; Berth needs an IPv4 pod "
+                           "network (IPv6-only clusters are not supported)",
+                           interface)};
+}
+
+// One kernel route as a Route (first next hop only), naming its interface through `links`.
+Route to_route(rtnl_route* kernel_route, nl_cache* links) {
+  nl_addr* dst = rtnl_route_get_dst(kernel_route);
+  Route route;
+  route.table = rtnl_route_get_table(kernel_route);
+  route.destination = ip::network_v4(
+      to_address_v4(dst), static_cast<unsigned short>(dst ? nl_addr_get_prefixlen(dst) : 0));
+  if (rtnl_route_get_nnexthops(kernel_route) > 0) {
+    rtnl_nexthop* hop = rtnl_route_nexthop_n(kernel_route, 0);
+    if (nl_addr* gateway = rtnl_route_nh_get_gateway(hop))
+      route.gateway = to_address_v4(gateway);
+    std::array<char, 64> name{};
+    if (rtnl_link_i2name(links, rtnl_route_nh_get_ifindex(hop), name.data(), name.size()))
+      route.interface = name.data();
+  }
+  return route;
+}
+
+// Every IPv4 route outside the local table into pod.routes, and pod.gateway from the main table's
+// default route (one through the pod interface preferred).
+Result<void> read_routes(nl_sock* socket, nl_cache* links, Pod& pod) {
+  nl_cache* raw = nullptr;
+  if (int err = rtnl_route_alloc_cache(socket, AF_INET, 0, &raw); err < 0)
+    return detail::libnl_error(err, "netlink: listing routes");
+  const detail::NlCache routes(raw);
+  std::optional<Route> default_route;
+  for (nl_object* object = nl_cache_get_first(routes.get()); object;
+       object = nl_cache_get_next(object)) {
+    auto* kernel_route = reinterpret_cast<rtnl_route*>(object);
+    if (rtnl_route_get_table(kernel_route) == RT_TABLE_LOCAL)
+      continue;
+    Route route = to_route(kernel_route, links);
+    const bool better_default = !default_route || default_route->interface != pod.interface;
+    if (route.table == RT_TABLE_MAIN && route.destination.prefix_length() == 0 && route.gateway
+        && better_default)
+      default_route = route;
+    pod.routes.push_back(std::move(route));
+  }
+  if (default_route)
+    pod.gateway = default_route->gateway;
+  return {};
+}
+
+}  // namespace
+
 Result<Pod> discover_pod(const DiscoveryOptions& options) {
   auto socket = detail::open_route_socket();
   if (!socket)
@@ -89,59 +157,14 @@ Result<Pod> discover_pod(const DiscoveryOptions& options) {
                  fmt::format("pod interface {} does not exist in this network namespace "
                              "(interfaces: {}); is this a pod network?",
                              options.interface, interface_names(links.get()))};
-  const int ifindex = rtnl_link_get_ifindex(link.get());
   pod.mtu = rtnl_link_get_mtu(link.get());
 
-  if (int err = rtnl_addr_alloc_cache(socket->get(), &raw); err < 0)
-    return detail::libnl_error(err, "netlink: listing addresses");
-  const detail::NlCache addresses(raw);
-  bool found = false;
-  for (nl_object* object = nl_cache_get_first(addresses.get()); object && !found;
-       object = nl_cache_get_next(object)) {
-    auto* address = reinterpret_cast<rtnl_addr*>(object);
-    if (rtnl_addr_get_family(address) != AF_INET || rtnl_addr_get_ifindex(address) != ifindex
-        || (rtnl_addr_get_flags(address) & IFA_F_SECONDARY) != 0)
-      continue;
-    const auto prefix = static_cast<unsigned short>(rtnl_addr_get_prefixlen(address));
-    pod.address = ip::network_v4(to_address_v4(rtnl_addr_get_local(address)), prefix);
-    found = true;
-  }
-  if (!found)
-    return Error{ErrorKind::kNoIpv4,
-                 fmt::format("pod interface {} has no IPv4 address; Berth needs an IPv4 pod "
-                             "network (IPv6-only clusters are not supported)",
-                             options.interface)};
-
-  if (int err = rtnl_route_alloc_cache(socket->get(), AF_INET, 0, &raw); err < 0)
-    return detail::libnl_error(err, "netlink: listing routes");
-  const detail::NlCache routes(raw);
-  std::optional<Route> default_route;
-  for (nl_object* object = nl_cache_get_first(routes.get()); object;
-       object = nl_cache_get_next(object)) {
-    auto* kernel_route = reinterpret_cast<rtnl_route*>(object);
-    if (rtnl_route_get_table(kernel_route) == RT_TABLE_LOCAL)
-      continue;
-    nl_addr* dst = rtnl_route_get_dst(kernel_route);
-    Route route;
-    route.table = rtnl_route_get_table(kernel_route);
-    route.destination = ip::network_v4(
-        to_address_v4(dst), static_cast<unsigned short>(dst ? nl_addr_get_prefixlen(dst) : 0));
-    if (rtnl_route_get_nnexthops(kernel_route) > 0) {
-      rtnl_nexthop* hop = rtnl_route_nexthop_n(kernel_route, 0);
-      if (nl_addr* gateway = rtnl_route_nh_get_gateway(hop))
-        route.gateway = to_address_v4(gateway);
-      std::array<char, 64> name{};
-      if (rtnl_link_i2name(links.get(), rtnl_route_nh_get_ifindex(hop), name.data(), name.size()))
-        route.interface = name.data();
-    }
-    const bool better_default = !default_route || default_route->interface != pod.interface;
-    if (route.table == RT_TABLE_MAIN && route.destination.prefix_length() == 0 && route.gateway
-        && better_default)
-      default_route = route;
-    pod.routes.push_back(std::move(route));
-  }
-  if (default_route)
-    pod.gateway = default_route->gateway;
+  auto address = primary_ipv4(socket->get(), rtnl_link_get_ifindex(link.get()), pod.interface);
+  if (!address)
+    return address.error();
+  pod.address = *address;
+  if (auto routes = read_routes(socket->get(), links.get(), pod); !routes)
+    return routes.error();
 
   std::array<char, 256> hostname{};
   if (::gethostname(hostname.data(), hostname.size() - 1) != 0)

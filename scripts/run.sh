@@ -7,6 +7,8 @@
 #   BERTH_RUN_DIR  where the cache, pet disk and logs go (default: a fresh temporary folder)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/as-root.sh
+berth_as_root "$PWD/scripts/run.sh" "$@"
 root=$(pwd)
 ./scripts/setup.sh
 ./scripts/build.sh >/dev/null

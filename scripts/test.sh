@@ -4,12 +4,16 @@
 # Extra arguments go to ctest, e.g. `scripts/test.sh -L unit` or `scripts/test.sh -R config`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/as-root.sh
+# Not root: through sudo when there is one; otherwise the unit tier only (below).
+berth_as_root_or_return "$PWD/scripts/test.sh" "$@" || true
 ./scripts/setup.sh
 ./scripts/build.sh
 build=${BERTH_BUILD_DIR:-build}
 args=(--test-dir "$build" --output-on-failure --no-tests=error -j"$(nproc)")
 if [[ $(id -u) -ne 0 ]]; then
-  echo "test: not root: running the unit tier only (root, namespace and QEMU tiers need root)" >&2
+  echo "test: not root and no sudo: running the unit tier only (root, namespace and QEMU tiers" \
+       "need root)" >&2
   args+=(-L unit)
 fi
 ctest "${args[@]}" "$@"

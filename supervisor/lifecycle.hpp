@@ -1,6 +1,7 @@
 #pragma once
-// The supervisor's lifecycle: the phases of DESIGN.md in order, each transition logged with how
-// long the phase took. Only forward moves are allowed, except that kStopping can be entered from
+// The supervisor's lifecycle: the start-up phases in order (ARCHITECTURE.md lists them; the team's
+// brief is ../shared/DESIGN.md beside this repository), each transition logged with how long the
+// phase took. Only forward moves are allowed, except that kStopping can be entered from
 // any phase before it (a signal can arrive at any time).
 
 #include <spdlog/logger.h>

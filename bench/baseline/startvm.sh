@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The baseline Berth is measured against: the original approach, rewritten here as a short bash
-# entrypoint that follows the seed README step by step. It is not a product; it exists so that
+# entrypoint that follows the seed README (../shared/seed/) step by step. It is not a product; it exists so that
 # bench/startup.py can time the same job done the old way, on the same guest, in the same pod.
 #
 #   curl        the image into the shared cache (IMG_SOURCE -> IMG_DIR/IMG_TARGET), sha256sum it

@@ -1,7 +1,8 @@
 #pragma once
 // Which QMP commands remote callers (the control API) may run. An allow-list: anything not named
-// here is refused, and SPEC-NOTES' never-expose commands (host paths, migration, memory dumps,
-// device and object creation, the human monitor, x-*) are never on it.
+// here is refused, and the commands that must never be exposed (host paths, migration, memory
+// dumps, device and object creation, the human monitor, x-*; the team's ../shared/SPEC-NOTES.md)
+// are never on it.
 
 #include <string_view>
 #include <vector>

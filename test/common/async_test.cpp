@@ -1,13 +1,13 @@
-#include <catch2/catch.hpp>
+#include "common/async.hpp"
+
 #include <spdlog/sinks/ostream_sink.h>
 
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <catch2/catch.hpp>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
-
-#include "common/async.hpp"
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
@@ -25,11 +25,14 @@ TEST_CASE("common: with_deadline returns the value or nullopt when the timer win
     asio::steady_timer t(co_await asio::this_coro::executor, d);
     co_await t.async_wait(asio::use_awaitable);
   };
-  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-    fast = co_await berth::with_deadline(sleep_then(10ms, 1), 2s);
-    slow = co_await berth::with_deadline(sleep_then(5s, 2), 20ms);
-    slow_done = co_await berth::with_deadline(sleep(5s), 20ms);
-  }, asio::detached);
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        fast = co_await berth::with_deadline(sleep_then(10ms, 1), 2s);
+        slow = co_await berth::with_deadline(sleep_then(5s, 2), 20ms);
+        slow_done = co_await berth::with_deadline(sleep(5s), 20ms);
+      },
+      asio::detached);
   const auto start = std::chrono::steady_clock::now();
   io.run();
   CHECK(fast == 1);
@@ -44,18 +47,21 @@ TEST_CASE("common: run_blocking runs on a worker and resumes on the loop thread"
   std::thread::id worker, resumed;
   int value = 0;
   bool threw = false;
-  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-    value = co_await berth::run_blocking([&worker] {
-      worker = std::this_thread::get_id();
-      return 42;
-    });
-    resumed = std::this_thread::get_id();
-    try {
-      co_await berth::run_blocking([]() -> int { throw std::runtime_error("disk on fire"); });
-    } catch (const std::runtime_error& e) {
-      threw = std::string(e.what()) == "disk on fire";
-    }
-  }, asio::detached);
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        value = co_await berth::run_blocking([&worker] {
+          worker = std::this_thread::get_id();
+          return 42;
+        });
+        resumed = std::this_thread::get_id();
+        try {
+          co_await berth::run_blocking([]() -> int { throw std::runtime_error("disk on fire"); });
+        } catch (const std::runtime_error& e) {
+          threw = std::string(e.what()) == "disk on fire";
+        }
+      },
+      asio::detached);
   io.run();
   CHECK(value == 42);
   CHECK(worker != loop_thread);
@@ -68,12 +74,16 @@ TEST_CASE("common: log_exceptions logs what ended a spawned coroutine", "[common
   auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
   auto log = std::make_shared<spdlog::logger>("t", sink);
   asio::io_context io;
-  asio::co_spawn(io, []() -> asio::awaitable<void> {
-    throw std::runtime_error("boom");
-    co_return;
-  }, berth::log_exceptions(log, "the test task"));
-  asio::co_spawn(io, []() -> asio::awaitable<int> { co_return 1; },
-                 berth::log_exceptions(log, "a quiet task"));
+  asio::co_spawn(
+      io,
+      []() -> asio::awaitable<void> {
+        throw std::runtime_error("boom");
+        co_return;
+      },
+      berth::log_exceptions(log, "the test task"));
+  asio::co_spawn(
+      io, []() -> asio::awaitable<int> { co_return 1; },
+      berth::log_exceptions(log, "a quiet task"));
   io.run();
   log->flush();
   CHECK(out.str().find("the test task ended by an exception: boom") != std::string::npos);

@@ -1,10 +1,10 @@
-#include <catch2/catch.hpp>
+#include "common/error.hpp"
 
+#include <catch2/catch.hpp>
 #include <cerrno>
 #include <sstream>
 #include <stdexcept>
 
-#include "common/error.hpp"
 #include "common/mac.hpp"
 
 namespace {

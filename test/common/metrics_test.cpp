@@ -1,6 +1,6 @@
-#include <catch2/catch.hpp>
-
 #include "common/metrics.hpp"
+
+#include <catch2/catch.hpp>
 
 TEST_CASE("common: the registry renders counters, gauges, families and histograms", "[common]") {
   berth::MetricsRegistry registry;
@@ -29,7 +29,7 @@ TEST_CASE("common: the registry renders counters, gauges, families and histogram
            "berth_lag_seconds_sum 2.0505\nberth_lag_seconds_count 3\n");
 }
 
-TEST_CASE("common: registering a name again replaces it; remove forgets it", "[common]") {
+TEST_CASE("common: registering a name again replaces it, and remove forgets it", "[common]") {
   berth::MetricsRegistry registry;
   registry.counter("a_total", "A.", [] { return 1.0; });
   registry.counter("b_total", "B.", [] { return 2.0; });
