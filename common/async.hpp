@@ -57,6 +57,20 @@ class log_exceptions {
   std::string what_;
 };
 
+namespace detail {
+// The work's value in a struct of its own: Asio's `||` flattens a std::variant result into the
+// variant it returns, which would make "which side won" ambiguous.
+template <class T>
+struct Finished {
+  T value;
+};
+template <class T>
+boost::asio::awaitable<Finished<T>> finish(boost::asio::awaitable<T> work) {
+  T value = co_await std::move(work);  // not inside the braces: GCC 12 miscompiles that
+  co_return Finished<T>{std::move(value)};
+}
+}  // namespace detail
+
 // Runs `work` until it completes or `limit` passes, whichever comes first; the loser is cancelled
 // (its pending operation completes with operation_aborted). Returns the work's value, or nullopt
 // when the deadline won.
@@ -65,9 +79,10 @@ boost::asio::awaitable<std::optional<T>> with_deadline(boost::asio::awaitable<T>
                                                        std::chrono::steady_clock::duration limit) {
   using namespace boost::asio::experimental::awaitable_operators;
   boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, limit);
-  auto winner = co_await (std::move(work) || timer.async_wait(boost::asio::use_awaitable));
+  auto winner =
+      co_await (detail::finish(std::move(work)) || timer.async_wait(boost::asio::use_awaitable));
   if (winner.index() == 0)
-    co_return std::move(std::get<0>(winner));
+    co_return std::move(std::get<0>(winner).value);
   co_return std::nullopt;
 }
 

@@ -7,7 +7,9 @@
 #include <catch2/catch.hpp>
 #include <sstream>
 #include <stdexcept>
+#include <string>
 #include <thread>
+#include <variant>
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
@@ -39,6 +41,29 @@ TEST_CASE("common: with_deadline returns the value or nullopt when the timer win
   CHECK_FALSE(slow);
   CHECK_FALSE(slow_done);
   CHECK(std::chrono::steady_clock::now() - start < 2s);  // the losers were cancelled
+}
+
+TEST_CASE("common: with_deadline keeps a variant result whole", "[common]") {
+  // Asio's || flattens variants; every alternative must still count as "the work finished".
+  asio::io_context io;
+  using Value = std::variant<int, std::string>;
+  std::optional<Value> first, second;
+  auto give = [](Value v) -> asio::awaitable<Value> { co_return v; };
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        // Arguments built before the co_await: GCC 12 miscompiles temporaries inside it.
+        Value number = 7;
+        Value text = std::string("text");
+        first = co_await berth::with_deadline(give(number), 1s);
+        second = co_await berth::with_deadline(give(text), 1s);
+      },
+      asio::detached);
+  io.run();
+  REQUIRE(first);
+  CHECK(std::get<int>(*first) == 7);
+  REQUIRE(second);
+  CHECK(std::get<std::string>(*second) == "text");
 }
 
 TEST_CASE("common: run_blocking runs on a worker and resumes on the loop thread", "[common]") {

@@ -27,21 +27,21 @@ namespace fs = std::filesystem;
 
 // The berth binary and the test guest image: the environment (BERTH_BINARY, BERTH_TEST_GUEST)
 // overrides the paths the build compiled in.
-inline std::string berth_binary() {
-  const char* env = std::getenv("BERTH_BINARY");
-#ifdef BERTH_BINARY_PATH
-  return env ? env : BERTH_BINARY_PATH;
-#else
-  return env ? env : "";
+#ifndef BERTH_BINARY_PATH
+#define BERTH_BINARY_PATH ""
 #endif
+#ifndef BERTH_TEST_GUEST_PATH
+#define BERTH_TEST_GUEST_PATH ""
+#endif
+inline std::string env_or(const char* name, const char* fallback) {
+  const char* env = std::getenv(name);
+  return env ? env : fallback;
+}
+inline std::string berth_binary() {
+  return env_or("BERTH_BINARY", BERTH_BINARY_PATH);
 }
 inline std::string test_guest() {
-  const char* env = std::getenv("BERTH_TEST_GUEST");
-#ifdef BERTH_TEST_GUEST_PATH
-  return env ? env : BERTH_TEST_GUEST_PATH;
-#else
-  return env ? env : "";
-#endif
+  return env_or("BERTH_TEST_GUEST", BERTH_TEST_GUEST_PATH);
 }
 
 inline std::string slurp(const fs::path& path) {
