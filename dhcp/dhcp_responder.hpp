@@ -101,9 +101,6 @@ class DhcpResponder {
   const DhcpConfig& config() const { return config_; }
 
  private:
-  DhcpPacket reply_to(const DhcpPacket& request, MessageType type) const;
-  void add_configuration(const DhcpPacket& request, DhcpPacket& reply) const;
-
   DhcpConfig config_;
 };
 
