@@ -43,6 +43,9 @@ struct DhcpServer::Impl {
   Result<void> start(const std::shared_ptr<Impl>& self);
   asio::awaitable<void> serve(std::shared_ptr<Impl> self);
   void handle(ByteView datagram, const udp::endpoint& sender);
+  void account(const Decision& decision, const DhcpPacket& request);
+  void reply(const Decision& decision);
+  void follow_lease(const Decision& decision);
   void send(const ReplyDestination& destination, ByteView payload);
   void notify(LeaseEventKind kind);
   void close();
@@ -127,6 +130,7 @@ asio::awaitable<void> DhcpServer::Impl::serve(std::shared_ptr<Impl> /*keep_alive
   }
 }
 
+// One datagram on port 67: parsed, decided, counted, answered, and the lease followed.
 void DhcpServer::Impl::handle(ByteView datagram, const udp::endpoint& sender) {
   ++counters.received;
   auto request = parse_dhcp_packet(datagram);
@@ -137,6 +141,14 @@ void DhcpServer::Impl::handle(ByteView datagram, const udp::endpoint& sender) {
     return;
   }
   const Decision decision = responder.decide(*request);
+  account(decision, *request);
+  if (decision.reply)
+    reply(decision);
+  follow_lease(decision);
+}
+
+// Counts the decision and logs it: what needs the operator at info or above, the rest at debug.
+void DhcpServer::Impl::account(const Decision& decision, const DhcpPacket& request) {
   const DhcpConfig& config = responder.config();
   switch (decision.action) {
     case Action::kOffer:
@@ -165,7 +177,7 @@ void DhcpServer::Impl::handle(ByteView datagram, const udp::endpoint& sender) {
       break;
     case Action::kIgnoreForeignClient:
       ++counters.ignored;
-      if (const auto mac = request->ethernet_address();
+      if (const auto mac = request.ethernet_address();
           mac && foreign_macs.size() < kMaxForeignMacsLogged && foreign_macs.insert(*mac).second)
         log->info("DHCP: ignoring {}", decision.why);
       else
@@ -177,21 +189,28 @@ void DhcpServer::Impl::handle(ByteView datagram, const udp::endpoint& sender) {
       log->debug("DHCP: ignoring: {}", decision.why);
       break;
   }
-  if (decision.reply) {
-    const auto encoded = responder.encode(decision);
-    if (!encoded) {
-      ++counters.send_errors;
-      log->error("DHCP: reply to {} does not fit in {} bytes", format_mac(config.client_mac),
-                 decision.max_payload);
-      return;
-    }
-    if (encoded->trimmed)
-      log->warn("DHCP: options dropped to fit the client's {}-byte limit (long search list?)",
-                decision.max_payload);
-    log->debug("DHCP: {} ({}), {} bytes to {}", to_string(decision.action), decision.why,
-               encoded->payload.size(), decision.destination.address.to_string());
-    send(decision.destination, encoded->payload);
+}
+
+// Encodes decision.reply within the client's size limit and sends it.
+void DhcpServer::Impl::reply(const Decision& decision) {
+  const auto encoded = responder.encode(decision);
+  if (!encoded) {
+    ++counters.send_errors;
+    log->error("DHCP: reply to {} does not fit in {} bytes",
+               format_mac(responder.config().client_mac), decision.max_payload);
+    return;
   }
+  if (encoded->trimmed)
+    log->warn("DHCP: options dropped to fit the client's {}-byte limit (long search list?)",
+              decision.max_payload);
+  log->debug("DHCP: {} ({}), {} bytes to {}", to_string(decision.action), decision.why,
+             encoded->payload.size(), decision.destination.address.to_string());
+  send(decision.destination, encoded->payload);
+}
+
+// Tells the lease callback what the decision did to the lease.
+void DhcpServer::Impl::follow_lease(const Decision& decision) {
+  const DhcpConfig& config = responder.config();
   switch (decision.transition) {
     case LeaseTransition::kBound:
       log->info("DHCP: lease {} given to {} ({})", config.client_address.to_string(),
