@@ -17,6 +17,7 @@
 #include <cstring>
 #include <set>
 
+#include "common/async.hpp"
 #include "dhcp/ipv4_udp.hpp"
 #include "dhcp/socket_options.hpp"
 
@@ -100,15 +101,7 @@ Result<void> DhcpServer::Impl::start(const std::shared_ptr<Impl>& self) {
             config.client_address.to_string(), format_mac(config.client_mac), config.interface,
             config.server_address.to_string(), config.lease_time.count(),
             path == ReplyPath::kRawFrames ? "raw frames" : "UDP broadcasts");
-  asio::co_spawn(io, serve(self), [log = log](std::exception_ptr error) {
-    if (!error)
-      return;
-    try {
-      std::rethrow_exception(error);
-    } catch (const std::exception& e) {
-      log->error("DHCP: server stopped by an internal error: {}", e.what());
-    }
-  });
+  asio::co_spawn(io, serve(self), berth::log_exceptions(log, "DHCP: the server"));
   return {};
 }
 
