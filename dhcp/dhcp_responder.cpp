@@ -139,7 +139,6 @@ DhcpPacket reply_to(const DhcpConfig& config, const DhcpPacket& request, Message
   reply.hlen = request.hlen;
   reply.xid = request.xid;
   reply.flags = request.flags;
-  reply.giaddr = request.giaddr;
   reply.chaddr = request.chaddr;
   reply.options.set_u8(Option::kMessageType, static_cast<std::uint8_t>(type));
   reply.options.set_ipv4(Option::kServerIdentifier, config.server_address);
@@ -165,11 +164,9 @@ void add_lease(const DhcpConfig& config, const DhcpPacket& request, DhcpPacket& 
   echo_client_id(request, reply);
 }
 
-// Where an OFFER or ACK for `client_address` goes (RFC 2131 §4.1).
+// Where an OFFER or ACK for `client_address` goes (RFC 2131 §4.1; relayed requests are ignored).
 ReplyDestination destination_of(const DhcpPacket& request, const MacAddress& mac,
                                 address_v4 client_address) {
-  if (request.giaddr != kUnspecified)
-    return {DestinationKind::kRelay, request.giaddr, 67, mac};
   if (request.ciaddr != kUnspecified)
     return {DestinationKind::kClient, request.ciaddr, 68, mac};
   if (request.broadcast() || client_address == kUnspecified)
@@ -215,6 +212,9 @@ std::optional<Decision> screen(const DhcpConfig& config, const DhcpPacket& reque
     return no_reply(Action::kIgnoreForeignClient,
                     fmt::format("{} from {}, not the VM's MAC {}", to_string(*type),
                                 format_mac(*mac), format_mac(config.client_mac)));
+  if (request.giaddr != kUnspecified)  // the VM is directly attached: no relay is on the link
+    return no_reply(Action::kIgnoreUnsupported,
+                    fmt::format("{} relayed by {}", to_string(*type), request.giaddr.to_string()));
   return std::nullopt;
 }
 
@@ -240,17 +240,11 @@ Decision ack(const DhcpConfig& config, const DhcpPacket& request, const MacAddre
   return decision;
 }
 
-Decision nak(const DhcpConfig& config, const DhcpPacket& request, const MacAddress& mac,
-             std::string why) {
+Decision nak(const DhcpConfig& config, const DhcpPacket& request, std::string why) {
   DhcpPacket reply = reply_to(config, request, MessageType::kNak);
   reply.options.set_text(Option::kMessage, why);
   echo_client_id(request, reply);
-  ReplyDestination destination;
-  if (request.giaddr != kUnspecified) {
-    reply.flags |= kBroadcastFlag;  // RFC 2131 §4.3.2: the relay broadcasts it
-    destination = {DestinationKind::kRelay, request.giaddr, 67, mac};
-  }
-  return with_reply(Action::kNak, std::move(reply), destination, std::move(why));
+  return with_reply(Action::kNak, std::move(reply), ReplyDestination{}, std::move(why));
 }
 
 // A DHCPREQUEST in each client state of RFC 2131 §4.3.2.
@@ -266,19 +260,19 @@ Decision answer_request(const DhcpConfig& config, const DhcpPacket& request,
     const address_v4 wanted = requested.value_or(request.ciaddr);
     if (wanted == config.client_address)
       return ack(config, request, mac, LeaseTransition::kBound, "selecting: " + lease);
-    return nak(config, request, mac,
+    return nak(config, request,
                fmt::format("requested {}, the lease is {}", wanted.to_string(), lease));
   }
   if (requested) {  // INIT-REBOOT
     if (*requested == config.client_address)
       return ack(config, request, mac, LeaseTransition::kBound, "init-reboot: " + lease);
-    return nak(config, request, mac,
+    return nak(config, request,
                fmt::format("requested {}, the lease is {}", requested->to_string(), lease));
   }
   if (request.ciaddr != kUnspecified) {  // RENEWING (unicast) or REBINDING (broadcast)
     if (request.ciaddr == config.client_address)
       return ack(config, request, mac, LeaseTransition::kRenewed, "renewing/rebinding: " + lease);
-    return nak(config, request, mac,
+    return nak(config, request,
                fmt::format("renewing {}, the lease is {}", request.ciaddr.to_string(), lease));
   }
   return no_reply(Action::kIgnoreUnsupported,

@@ -26,10 +26,15 @@ namespace {
 
 namespace asio = boost::asio;
 using asio::ip::udp;
-using Clock = std::chrono::steady_clock;
 
 constexpr std::uint16_t kServerPort = 67;
 constexpr std::size_t kMaxForeignMacsLogged = 64;
+
+// How replies leave the server.
+enum class ReplyPath {
+  kRawFrames,     // AF_PACKET on the bridge (needs CAP_NET_RAW): unicast to chaddr, RFC 2131 §4.1
+  kUdpBroadcast,  // fallback: UDP to 255.255.255.255 (or ciaddr when the client has its address)
+};
 
 }  // namespace
 
@@ -60,7 +65,6 @@ struct DhcpServer::Impl {
   ReplyPath path = ReplyPath::kRawFrames;
   DhcpCounters counters;
   std::function<void(const LeaseEvent&)> callback;
-  std::optional<Clock::time_point> lease_expiry;
   std::set<MacAddress> foreign_macs;  // logged once each, at info
   bool stopped = false;
 };
@@ -226,10 +230,7 @@ void DhcpServer::Impl::follow_lease(const Decision& decision) {
 void DhcpServer::Impl::send(const ReplyDestination& destination, ByteView payload) {
   const DhcpConfig& config = responder.config();
   boost::system::error_code ec;
-  if (destination.kind == DestinationKind::kRelay) {
-    socket.send_to(asio::buffer(payload.data(), payload.size()),
-                   udp::endpoint(destination.address, destination.port), 0, ec);
-  } else if (path == ReplyPath::kRawFrames) {
+  if (path == ReplyPath::kRawFrames) {
     const Bytes datagram = build_ipv4_udp(
         {config.server_address, kServerPort, destination.address, destination.port}, payload);
     sockaddr_ll link{};
@@ -255,10 +256,6 @@ void DhcpServer::Impl::send(const ReplyDestination& destination, ByteView payloa
 
 void DhcpServer::Impl::notify(LeaseEventKind kind) {
   const DhcpConfig& config = responder.config();
-  if (kind == LeaseEventKind::kBound || kind == LeaseEventKind::kRenewed)
-    lease_expiry = Clock::now() + config.lease_time;
-  else
-    lease_expiry.reset();
   if (callback)
     callback(LeaseEvent{kind, config.client_address, config.client_mac, config.lease_time});
 }
@@ -292,16 +289,8 @@ void DhcpServer::on_lease(std::function<void(const LeaseEvent&)> callback) {
   impl_->callback = std::move(callback);
 }
 
-bool DhcpServer::has_lease() const {
-  return impl_->lease_expiry && Clock::now() < *impl_->lease_expiry;
-}
-
 DhcpCounters DhcpServer::counters() const {
   return impl_->counters;
-}
-
-ReplyPath DhcpServer::reply_path() const {
-  return impl_->path;
 }
 
 }  // namespace berth::dhcp

@@ -236,12 +236,22 @@ TEST_CASE("dhcp: reply destinations (RFC 2131 §4.1)", "[dhcp][responder]") {
   discover.flags = kBroadcastFlag;
   CHECK(responder.decide(discover).destination.kind == DestinationKind::kBroadcast);
   CHECK(on_the_wire(responder, responder.decide(discover)).broadcast());
-  discover.giaddr = make_address_v4("10.9.9.9");
-  const Decision relayed = responder.decide(discover);
-  CHECK(relayed.destination.kind == DestinationKind::kRelay);
-  CHECK(relayed.destination.address == make_address_v4("10.9.9.9"));
-  CHECK(relayed.destination.port == 67);
-  CHECK(on_the_wire(responder, relayed).giaddr == make_address_v4("10.9.9.9"));
+}
+
+TEST_CASE("dhcp: a relayed request (giaddr set) is ignored: the VM is directly attached",
+          "[dhcp][responder]") {
+  const DhcpResponder responder(vm_config());
+  for (const char* name : {"udhcpc-1-discover.bin", "udhcpc-3-request.bin"}) {
+    DhcpPacket relayed = packet(name);
+    REQUIRE(responder.decide(relayed).reply);
+    relayed.giaddr = make_address_v4("10.9.9.9");
+    const Decision d = responder.decide(relayed);
+    INFO(name);
+    CHECK(d.action == Action::kIgnoreUnsupported);
+    CHECK_FALSE(d.reply);
+    CHECK(d.transition == LeaseTransition::kNone);
+    CHECK(d.why.find("relayed by 10.9.9.9") != std::string::npos);
+  }
 }
 
 TEST_CASE("dhcp: option 121 when enabled: the default route, last", "[dhcp][responder]") {
