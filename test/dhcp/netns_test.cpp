@@ -14,6 +14,7 @@
 #include "dhcp/dhcp_server.hpp"
 #include "dhcp/dns/dns_forwarder.hpp"
 #include "netns_lab.hpp"
+#include "test/dhcp/vm_config.hpp"
 
 namespace asio = boost::asio;
 using namespace berth::dhcp;
@@ -37,17 +38,7 @@ bool holds_lease(const std::vector<LeaseEventKind>& events) {
 }
 
 DhcpConfig vm_dhcp(std::chrono::seconds lease) {
-  DhcpConfig config;
-  config.interface = "br0";
-  config.server_address = make_address_v4("192.168.254.1");
-  config.client_address = make_address_v4("192.168.254.2");
-  config.prefix_length = 30;
-  config.client_mac = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
-  config.router = config.server_address;
-  config.dns_servers = {config.server_address};
-  config.search_domains = {"default.svc.cluster.local", "svc.cluster.local", "cluster.local"};
-  config.hostname = "vm-0";
-  config.mtu = 1450;
+  DhcpConfig config = vm_dhcp_config();
   config.lease_time = lease;
   return config;
 }
