@@ -4,6 +4,8 @@
 #include <array>
 #include <map>
 
+#include "dhcp/domain_name.hpp"
+
 namespace berth::dhcp {
 namespace {
 
@@ -374,50 +376,20 @@ ParseResult<std::vector<std::string>> decode_domain_search(ByteView data) {
   std::vector<std::string> names;
   std::size_t offset = 0;
   while (offset < data.size()) {
+    Bytes wire;
+    const auto end = read_wire_name(data, offset, &wire, 0, 119);
+    if (!end)
+      return end.error();
+    if (wire.size() == 1)
+      return ParseError{"empty domain name", offset, 119};
     std::string name;
-    std::size_t wire_length = 1;
-    std::size_t pos = offset;
-    std::size_t limit = offset;  // a pointer must point before this
-    std::optional<std::size_t> resume;
-    while (true) {
-      if (pos >= data.size())
-        return ParseError{"domain name runs past the end", pos, 119};
-      const std::uint8_t length = data[pos];
-      if ((length & 0xC0) == 0xC0) {
-        if (pos + 1 >= data.size())
-          return ParseError{"truncated compression pointer", pos, 119};
-        const std::size_t target = (std::size_t{length} & 0x3F) << 8 | data[pos + 1];
-        if (target >= limit)
-          return ParseError{"compression pointer does not point backwards", pos, 119};
-        if (!resume)
-          resume = pos + 2;
-        limit = target;
-        pos = target;
-        continue;
-      }
-      if ((length & 0xC0) != 0)
-        return ParseError{"unsupported label type", pos, 119};
-      if (length == 0) {
-        if (!resume)
-          resume = pos + 1;
-        break;
-      }
-      if (pos + 1 + length > data.size())
-        return ParseError{"label runs past the end", pos, 119};
-      wire_length += length + 1u;
-      if (wire_length > 255)
-        return ParseError{"domain name longer than 255 bytes", pos, 119};
+    for (std::size_t pos = 0; wire[pos] != 0; pos += 1 + wire[pos]) {
       if (!name.empty())
         name += '.';
-      name.append(reinterpret_cast<const char*>(data.data()) + pos + 1, length);
-      pos += 1 + length;
-      if (!resume)
-        limit = pos;
+      name.append(reinterpret_cast<const char*>(wire.data()) + pos + 1, wire[pos]);
     }
-    if (name.empty())
-      return ParseError{"empty domain name", offset, 119};
     names.push_back(std::move(name));
-    offset = *resume;
+    offset = *end;
   }
   return names;
 }

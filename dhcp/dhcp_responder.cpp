@@ -128,176 +128,212 @@ std::string_view to_string(Action action) {
   return "?";
 }
 
-DhcpResponder::DhcpResponder(DhcpConfig config) : config_(std::move(config)) {}
+namespace {
 
-DhcpPacket DhcpResponder::reply_to(const DhcpPacket& request, MessageType type) const {
+const address_v4 kUnspecified;
+
+DhcpPacket reply_to(const DhcpConfig& config, const DhcpPacket& request, MessageType type) {
   DhcpPacket reply;
   reply.op = BootOp::kReply;
   reply.htype = request.htype;
   reply.hlen = request.hlen;
   reply.xid = request.xid;
   reply.flags = request.flags;
-  reply.giaddr = request.giaddr;
   reply.chaddr = request.chaddr;
   reply.options.set_u8(Option::kMessageType, static_cast<std::uint8_t>(type));
-  reply.options.set_ipv4(Option::kServerIdentifier, config_.server_address);
+  reply.options.set_ipv4(Option::kServerIdentifier, config.server_address);
   return reply;
 }
 
-void DhcpResponder::add_configuration(const DhcpPacket& request, DhcpPacket& reply) const {
-  append_in_requested_order(request, configuration_options(config_, config_.search_domains),
+void add_configuration(const DhcpConfig& config, const DhcpPacket& request, DhcpPacket& reply) {
+  append_in_requested_order(request, configuration_options(config, config.search_domains),
                             reply.options);
 }
 
-Decision DhcpResponder::decide(const DhcpPacket& request) const {
-  Decision decision;
+void echo_client_id(const DhcpPacket& request, DhcpPacket& reply) {
+  if (const Bytes* client_id = request.options.find(Option::kClientIdentifier))
+    reply.options.set(Option::kClientIdentifier, *client_id);
+}
+
+// What an OFFER and an ACK both carry: the lease times, the configuration, the client id.
+void add_lease(const DhcpConfig& config, const DhcpPacket& request, DhcpPacket& reply) {
+  reply.options.set_u32(Option::kLeaseTime, seconds32(config.lease_time));
+  reply.options.set_u32(Option::kRenewalTime, seconds32(config.lease_time / 2));
+  reply.options.set_u32(Option::kRebindingTime, seconds32(config.lease_time * 7 / 8));
+  add_configuration(config, request, reply);
+  echo_client_id(request, reply);
+}
+
+// Where an OFFER or ACK for `client_address` goes (RFC 2131 §4.1; relayed requests are ignored).
+ReplyDestination destination_of(const DhcpPacket& request, const MacAddress& mac,
+                                address_v4 client_address) {
+  if (request.ciaddr != kUnspecified)
+    return {DestinationKind::kClient, request.ciaddr, 68, mac};
+  if (request.broadcast() || client_address == kUnspecified)
+    return ReplyDestination{};
+  return {DestinationKind::kClientUnconfigured, client_address, 68, mac};
+}
+
+// The largest reply payload the client accepts: option 57 (when sane) within the MTU.
+std::size_t max_payload_of(const DhcpPacket& request, std::uint16_t mtu) {
   if (const auto max = request.options.u16(Option::kMaxMessageSize); max && *max >= 576)
-    decision.max_payload = std::min<std::size_t>(*max, config_.mtu) - kIpUdpHeaderSize;
+    return std::min<std::size_t>(*max, mtu) - kIpUdpHeaderSize;
+  return kDefaultMaxMessage - kIpUdpHeaderSize;
+}
 
-  if (request.op != BootOp::kRequest) {
-    decision.why = "BOOTREPLY on the server port";
-    return decision;
-  }
+Decision no_reply(Action action, std::string why) {
+  Decision decision;
+  decision.action = action;
+  decision.why = std::move(why);
+  return decision;
+}
+
+Decision with_reply(Action action, DhcpPacket reply, ReplyDestination destination,
+                    std::string why) {
+  Decision decision = no_reply(action, std::move(why));
+  decision.reply = std::move(reply);
+  decision.destination = destination;
+  return decision;
+}
+
+// Why a request is not for this server to answer, or nullopt when it is (it comes from the VM).
+std::optional<Decision> screen(const DhcpConfig& config, const DhcpPacket& request) {
+  if (request.op != BootOp::kRequest)
+    return no_reply(Action::kIgnoreUnsupported, "BOOTREPLY on the server port");
   const auto type = request.options.message_type();
-  if (!type) {
-    decision.why = "no DHCP message type (plain BOOTP is not served)";
-    return decision;
-  }
+  if (!type)
+    return no_reply(Action::kIgnoreUnsupported, "no DHCP message type (plain BOOTP is not served)");
   const auto mac = request.ethernet_address();
-  if (!mac || *mac != config_.client_mac) {
-    decision.action = Action::kIgnoreForeignClient;
-    decision.why = mac ? fmt::format("{} from {}, not the VM's MAC {}", to_string(*type),
-                                     format_mac(*mac), format_mac(config_.client_mac))
-                       : fmt::format("{} with hardware type {} length {}", to_string(*type),
-                                     request.htype, request.hlen);
-    return decision;
-  }
+  if (!mac)
+    return no_reply(Action::kIgnoreForeignClient,
+                    fmt::format("{} with hardware type {} length {}", to_string(*type),
+                                request.htype, request.hlen));
+  if (*mac != config.client_mac)
+    return no_reply(Action::kIgnoreForeignClient,
+                    fmt::format("{} from {}, not the VM's MAC {}", to_string(*type),
+                                format_mac(*mac), format_mac(config.client_mac)));
+  if (request.giaddr != kUnspecified)  // the VM is directly attached: no relay is on the link
+    return no_reply(Action::kIgnoreUnsupported,
+                    fmt::format("{} relayed by {}", to_string(*type), request.giaddr.to_string()));
+  return std::nullopt;
+}
 
+Decision offer(const DhcpConfig& config, const DhcpPacket& request, const MacAddress& mac) {
+  DhcpPacket reply = reply_to(config, request, MessageType::kOffer);
+  reply.yiaddr = config.client_address;
+  add_lease(config, request, reply);
+  return with_reply(Action::kOffer, std::move(reply),
+                    destination_of(request, mac, config.client_address),
+                    "offering " + config.client_address.to_string());
+}
+
+Decision ack(const DhcpConfig& config, const DhcpPacket& request, const MacAddress& mac,
+             LeaseTransition transition, std::string why) {
+  DhcpPacket reply = reply_to(config, request, MessageType::kAck);
+  reply.ciaddr = request.ciaddr;
+  reply.yiaddr = config.client_address;
+  add_lease(config, request, reply);
+  Decision decision =
+      with_reply(Action::kAck, std::move(reply),
+                 destination_of(request, mac, config.client_address), std::move(why));
+  decision.transition = transition;
+  return decision;
+}
+
+Decision nak(const DhcpConfig& config, const DhcpPacket& request, std::string why) {
+  DhcpPacket reply = reply_to(config, request, MessageType::kNak);
+  reply.options.set_text(Option::kMessage, why);
+  echo_client_id(request, reply);
+  return with_reply(Action::kNak, std::move(reply), ReplyDestination{}, std::move(why));
+}
+
+// A DHCPREQUEST in each client state of RFC 2131 §4.3.2.
+Decision answer_request(const DhcpConfig& config, const DhcpPacket& request,
+                        const MacAddress& mac) {
   const auto server_id = request.options.ipv4(Option::kServerIdentifier);
   const auto requested = request.options.ipv4(Option::kRequestedAddress);
-  const address_v4 zero;
+  const std::string lease = config.client_address.to_string();
+  if (server_id) {  // SELECTING
+    if (*server_id != config.server_address)
+      return no_reply(Action::kIgnoreOtherServer,
+                      fmt::format("client selected server {}", server_id->to_string()));
+    const address_v4 wanted = requested.value_or(request.ciaddr);
+    if (wanted == config.client_address)
+      return ack(config, request, mac, LeaseTransition::kBound, "selecting: " + lease);
+    return nak(config, request,
+               fmt::format("requested {}, the lease is {}", wanted.to_string(), lease));
+  }
+  if (requested) {  // INIT-REBOOT
+    if (*requested == config.client_address)
+      return ack(config, request, mac, LeaseTransition::kBound, "init-reboot: " + lease);
+    return nak(config, request,
+               fmt::format("requested {}, the lease is {}", requested->to_string(), lease));
+  }
+  if (request.ciaddr != kUnspecified) {  // RENEWING (unicast) or REBINDING (broadcast)
+    if (request.ciaddr == config.client_address)
+      return ack(config, request, mac, LeaseTransition::kRenewed, "renewing/rebinding: " + lease);
+    return nak(config, request,
+               fmt::format("renewing {}, the lease is {}", request.ciaddr.to_string(), lease));
+  }
+  return no_reply(Action::kIgnoreUnsupported,
+                  "DHCPREQUEST with neither server identifier, requested address nor ciaddr");
+}
 
-  // Destination of OFFER/ACK (RFC 2131 §4.1).
-  auto set_destination = [&](address_v4 client_address) {
-    ReplyDestination& d = decision.destination;
-    if (request.giaddr != zero) {
-      d = {DestinationKind::kRelay, request.giaddr, 67, *mac};
-    } else if (request.ciaddr != zero) {
-      d = {DestinationKind::kClient, request.ciaddr, 68, *mac};
-    } else if (request.broadcast() || client_address == zero) {
-      d = ReplyDestination{};
-    } else {
-      d = {DestinationKind::kClientUnconfigured, client_address, 68, *mac};
-    }
-  };
-  // What an OFFER and an ACK both carry: the lease times, the configuration, the client id.
-  auto add_lease = [&](DhcpPacket& reply) {
-    reply.options.set_u32(Option::kLeaseTime, seconds32(config_.lease_time));
-    reply.options.set_u32(Option::kRenewalTime, seconds32(config_.lease_time / 2));
-    reply.options.set_u32(Option::kRebindingTime, seconds32(config_.lease_time * 7 / 8));
-    add_configuration(request, reply);
-    if (const Bytes* client_id = request.options.find(Option::kClientIdentifier))
-      reply.options.set(Option::kClientIdentifier, *client_id);
-  };
-  auto ack = [&](LeaseTransition transition, std::string why) {
-    DhcpPacket reply = reply_to(request, MessageType::kAck);
-    reply.ciaddr = request.ciaddr;
-    reply.yiaddr = config_.client_address;
-    add_lease(reply);
-    decision.action = Action::kAck;
-    decision.transition = transition;
-    decision.reply = std::move(reply);
-    decision.why = std::move(why);
-    set_destination(config_.client_address);
-  };
-  auto nak = [&](std::string why) {
-    DhcpPacket reply = reply_to(request, MessageType::kNak);
-    reply.options.set_text(Option::kMessage, why);
-    if (const Bytes* client_id = request.options.find(Option::kClientIdentifier))
-      reply.options.set(Option::kClientIdentifier, *client_id);
-    decision.action = Action::kNak;
-    if (request.giaddr != zero) {
-      reply.flags |= kBroadcastFlag;  // RFC 2131 §4.3.2: the relay broadcasts it
-      decision.destination = {DestinationKind::kRelay, request.giaddr, 67, *mac};
-    } else {
-      decision.destination = ReplyDestination{};
-    }
-    decision.reply = std::move(reply);
-    decision.why = std::move(why);
-  };
-  const std::string lease = config_.client_address.to_string();
+Decision decline(const DhcpConfig& config, const DhcpPacket& request) {
+  const auto requested = request.options.ipv4(Option::kRequestedAddress);
+  return no_reply(Action::kDecline,
+                  fmt::format("the VM reports {} already in use on the link",
+                              requested.value_or(config.client_address).to_string()));
+}
 
-  switch (*type) {
-    case MessageType::kDiscover: {
-      DhcpPacket reply = reply_to(request, MessageType::kOffer);
-      reply.yiaddr = config_.client_address;
-      add_lease(reply);
-      decision.action = Action::kOffer;
-      decision.reply = std::move(reply);
-      decision.why = "offering " + lease;
-      set_destination(config_.client_address);
-      return decision;
-    }
+Decision release(const DhcpConfig& config, const DhcpPacket& request) {
+  if (const auto server_id = request.options.ipv4(Option::kServerIdentifier);
+      server_id && *server_id != config.server_address)
+    return no_reply(Action::kIgnoreOtherServer,
+                    fmt::format("release for server {}", server_id->to_string()));
+  return no_reply(Action::kRelease, "released " + request.ciaddr.to_string());
+}
+
+Decision inform(const DhcpConfig& config, const DhcpPacket& request, const MacAddress& mac) {
+  DhcpPacket reply = reply_to(config, request, MessageType::kAck);
+  reply.ciaddr = request.ciaddr;
+  add_configuration(config, request, reply);
+  return with_reply(Action::kAckInform, std::move(reply),
+                    destination_of(request, mac, kUnspecified),
+                    "inform from " + request.ciaddr.to_string());
+}
+
+// What the rules say to a request that passed screen().
+Decision answer(const DhcpConfig& config, const DhcpPacket& request) {
+  const MessageType type = *request.options.message_type();
+  const MacAddress mac = *request.ethernet_address();
+  switch (type) {
+    case MessageType::kDiscover:
+      return offer(config, request, mac);
     case MessageType::kRequest:
-      if (server_id) {  // SELECTING
-        if (*server_id != config_.server_address) {
-          decision.action = Action::kIgnoreOtherServer;
-          decision.why = fmt::format("client selected server {}", server_id->to_string());
-          return decision;
-        }
-        const address_v4 wanted = requested.value_or(request.ciaddr);
-        if (wanted == config_.client_address)
-          ack(LeaseTransition::kBound, "selecting: " + lease);
-        else
-          nak(fmt::format("requested {}, the lease is {}", wanted.to_string(), lease));
-        return decision;
-      }
-      if (requested) {  // INIT-REBOOT
-        if (*requested == config_.client_address)
-          ack(LeaseTransition::kBound, "init-reboot: " + lease);
-        else
-          nak(fmt::format("requested {}, the lease is {}", requested->to_string(), lease));
-        return decision;
-      }
-      if (request.ciaddr != zero) {  // RENEWING (unicast) or REBINDING (broadcast)
-        if (request.ciaddr == config_.client_address)
-          ack(LeaseTransition::kRenewed, "renewing/rebinding: " + lease);
-        else
-          nak(fmt::format("renewing {}, the lease is {}", request.ciaddr.to_string(), lease));
-        return decision;
-      }
-      decision.why = "DHCPREQUEST with neither server identifier, requested address nor ciaddr";
-      return decision;
+      return answer_request(config, request, mac);
     case MessageType::kDecline:
-      decision.action = Action::kDecline;
-      decision.why = fmt::format("the VM reports {} already in use on the link",
-                                 requested.value_or(config_.client_address).to_string());
-      return decision;
+      return decline(config, request);
     case MessageType::kRelease:
-      if (server_id && *server_id != config_.server_address) {
-        decision.action = Action::kIgnoreOtherServer;
-        decision.why = fmt::format("release for server {}", server_id->to_string());
-        return decision;
-      }
-      decision.action = Action::kRelease;
-      decision.why = "released " + request.ciaddr.to_string();
-      return decision;
-    case MessageType::kInform: {
-      DhcpPacket reply = reply_to(request, MessageType::kAck);
-      reply.ciaddr = request.ciaddr;
-      add_configuration(request, reply);
-      decision.action = Action::kAckInform;
-      decision.reply = std::move(reply);
-      decision.why = "inform from " + request.ciaddr.to_string();
-      set_destination(zero);
-      return decision;
-    }
+      return release(config, request);
+    case MessageType::kInform:
+      return inform(config, request, mac);
     case MessageType::kOffer:
     case MessageType::kAck:
     case MessageType::kNak:
-      decision.why = fmt::format("{} sent by a client", to_string(*type));
-      return decision;
+      break;
   }
+  return no_reply(Action::kIgnoreUnsupported, fmt::format("{} sent by a client", to_string(type)));
+}
+
+}  // namespace
+
+DhcpResponder::DhcpResponder(DhcpConfig config) : config_(std::move(config)) {}
+
+Decision DhcpResponder::decide(const DhcpPacket& request) const {
+  std::optional<Decision> ignored = screen(config_, request);
+  Decision decision = ignored ? std::move(*ignored) : answer(config_, request);
+  decision.max_payload = max_payload_of(request, config_.mtu);
   return decision;
 }
 

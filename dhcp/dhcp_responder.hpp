@@ -47,7 +47,8 @@ enum class Action {
   kDecline,              // DECLINE: VM_IP is in use by someone else; no reply
   kIgnoreForeignClient,  // not the VM's MAC
   kIgnoreOtherServer,    // REQUEST selecting another server (option 54 not ours)
-  kIgnoreUnsupported,    // BOOTREPLY, BOOTP without option 53, server-only types, odd REQUEST
+  kIgnoreUnsupported,    // BOOTREPLY, BOOTP without option 53, server-only types, odd REQUEST,
+                         // relayed (giaddr set: the VM is directly attached, no relay serves it)
 };
 
 std::string_view to_string(Action action);
@@ -57,7 +58,6 @@ enum class LeaseTransition { kNone, kBound, kRenewed };
 
 // Where a reply goes (RFC 2131 §4.1).
 enum class DestinationKind {
-  kRelay,               // to giaddr:67 through the IP stack
   kClient,              // to ciaddr:68; the client has its address and answers ARP
   kClientUnconfigured,  // to yiaddr:68 at chaddr: needs a raw frame (the client cannot ARP yet)
   kBroadcast,           // to 255.255.255.255:68 at ff:ff:ff:ff:ff:ff
@@ -101,9 +101,6 @@ class DhcpResponder {
   const DhcpConfig& config() const { return config_; }
 
  private:
-  DhcpPacket reply_to(const DhcpPacket& request, MessageType type) const;
-  void add_configuration(const DhcpPacket& request, DhcpPacket& reply) const;
-
   DhcpConfig config_;
 };
 

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <set>
 
+#include "common/async.hpp"
 #include "dhcp/ipv4_udp.hpp"
 #include "dhcp/socket_options.hpp"
 
@@ -25,10 +26,15 @@ namespace {
 
 namespace asio = boost::asio;
 using asio::ip::udp;
-using Clock = std::chrono::steady_clock;
 
 constexpr std::uint16_t kServerPort = 67;
 constexpr std::size_t kMaxForeignMacsLogged = 64;
+
+// How replies leave the server.
+enum class ReplyPath {
+  kRawFrames,     // AF_PACKET on the bridge (needs CAP_NET_RAW): unicast to chaddr, RFC 2131 §4.1
+  kUdpBroadcast,  // fallback: UDP to 255.255.255.255 (or ciaddr when the client has its address)
+};
 
 }  // namespace
 
@@ -43,6 +49,9 @@ struct DhcpServer::Impl {
   Result<void> start(const std::shared_ptr<Impl>& self);
   asio::awaitable<void> serve(std::shared_ptr<Impl> self);
   void handle(ByteView datagram, const udp::endpoint& sender);
+  void account(const Decision& decision, const DhcpPacket& request);
+  void reply(const Decision& decision);
+  void follow_lease(const Decision& decision);
   void send(const ReplyDestination& destination, ByteView payload);
   void notify(LeaseEventKind kind);
   void close();
@@ -56,7 +65,6 @@ struct DhcpServer::Impl {
   ReplyPath path = ReplyPath::kRawFrames;
   DhcpCounters counters;
   std::function<void(const LeaseEvent&)> callback;
-  std::optional<Clock::time_point> lease_expiry;
   std::set<MacAddress> foreign_macs;  // logged once each, at info
   bool stopped = false;
 };
@@ -97,15 +105,7 @@ Result<void> DhcpServer::Impl::start(const std::shared_ptr<Impl>& self) {
             config.client_address.to_string(), format_mac(config.client_mac), config.interface,
             config.server_address.to_string(), config.lease_time.count(),
             path == ReplyPath::kRawFrames ? "raw frames" : "UDP broadcasts");
-  asio::co_spawn(io, serve(self), [log = log](std::exception_ptr error) {
-    if (!error)
-      return;
-    try {
-      std::rethrow_exception(error);
-    } catch (const std::exception& e) {
-      log->error("DHCP: server stopped by an internal error: {}", e.what());
-    }
-  });
+  asio::co_spawn(io, serve(self), berth::log_exceptions(log, "DHCP: the server"));
   return {};
 }
 
@@ -127,6 +127,7 @@ asio::awaitable<void> DhcpServer::Impl::serve(std::shared_ptr<Impl> /*keep_alive
   }
 }
 
+// One datagram on port 67: parsed, decided, counted, answered, and the lease followed.
 void DhcpServer::Impl::handle(ByteView datagram, const udp::endpoint& sender) {
   ++counters.received;
   auto request = parse_dhcp_packet(datagram);
@@ -137,6 +138,14 @@ void DhcpServer::Impl::handle(ByteView datagram, const udp::endpoint& sender) {
     return;
   }
   const Decision decision = responder.decide(*request);
+  account(decision, *request);
+  if (decision.reply)
+    reply(decision);
+  follow_lease(decision);
+}
+
+// Counts the decision and logs it: what needs the operator at info or above, the rest at debug.
+void DhcpServer::Impl::account(const Decision& decision, const DhcpPacket& request) {
   const DhcpConfig& config = responder.config();
   switch (decision.action) {
     case Action::kOffer:
@@ -165,7 +174,7 @@ void DhcpServer::Impl::handle(ByteView datagram, const udp::endpoint& sender) {
       break;
     case Action::kIgnoreForeignClient:
       ++counters.ignored;
-      if (const auto mac = request->ethernet_address();
+      if (const auto mac = request.ethernet_address();
           mac && foreign_macs.size() < kMaxForeignMacsLogged && foreign_macs.insert(*mac).second)
         log->info("DHCP: ignoring {}", decision.why);
       else
@@ -177,21 +186,28 @@ void DhcpServer::Impl::handle(ByteView datagram, const udp::endpoint& sender) {
       log->debug("DHCP: ignoring: {}", decision.why);
       break;
   }
-  if (decision.reply) {
-    const auto encoded = responder.encode(decision);
-    if (!encoded) {
-      ++counters.send_errors;
-      log->error("DHCP: reply to {} does not fit in {} bytes", format_mac(config.client_mac),
-                 decision.max_payload);
-      return;
-    }
-    if (encoded->trimmed)
-      log->warn("DHCP: options dropped to fit the client's {}-byte limit (long search list?)",
-                decision.max_payload);
-    log->debug("DHCP: {} ({}), {} bytes to {}", to_string(decision.action), decision.why,
-               encoded->payload.size(), decision.destination.address.to_string());
-    send(decision.destination, encoded->payload);
+}
+
+// Encodes decision.reply within the client's size limit and sends it.
+void DhcpServer::Impl::reply(const Decision& decision) {
+  const auto encoded = responder.encode(decision);
+  if (!encoded) {
+    ++counters.send_errors;
+    log->error("DHCP: reply to {} does not fit in {} bytes",
+               format_mac(responder.config().client_mac), decision.max_payload);
+    return;
   }
+  if (encoded->trimmed)
+    log->warn("DHCP: options dropped to fit the client's {}-byte limit (long search list?)",
+              decision.max_payload);
+  log->debug("DHCP: {} ({}), {} bytes to {}", to_string(decision.action), decision.why,
+             encoded->payload.size(), decision.destination.address.to_string());
+  send(decision.destination, encoded->payload);
+}
+
+// Tells the lease callback what the decision did to the lease.
+void DhcpServer::Impl::follow_lease(const Decision& decision) {
+  const DhcpConfig& config = responder.config();
   switch (decision.transition) {
     case LeaseTransition::kBound:
       log->info("DHCP: lease {} given to {} ({})", config.client_address.to_string(),
@@ -214,10 +230,7 @@ void DhcpServer::Impl::handle(ByteView datagram, const udp::endpoint& sender) {
 void DhcpServer::Impl::send(const ReplyDestination& destination, ByteView payload) {
   const DhcpConfig& config = responder.config();
   boost::system::error_code ec;
-  if (destination.kind == DestinationKind::kRelay) {
-    socket.send_to(asio::buffer(payload.data(), payload.size()),
-                   udp::endpoint(destination.address, destination.port), 0, ec);
-  } else if (path == ReplyPath::kRawFrames) {
+  if (path == ReplyPath::kRawFrames) {
     const Bytes datagram = build_ipv4_udp(
         {config.server_address, kServerPort, destination.address, destination.port}, payload);
     sockaddr_ll link{};
@@ -243,10 +256,6 @@ void DhcpServer::Impl::send(const ReplyDestination& destination, ByteView payloa
 
 void DhcpServer::Impl::notify(LeaseEventKind kind) {
   const DhcpConfig& config = responder.config();
-  if (kind == LeaseEventKind::kBound || kind == LeaseEventKind::kRenewed)
-    lease_expiry = Clock::now() + config.lease_time;
-  else
-    lease_expiry.reset();
   if (callback)
     callback(LeaseEvent{kind, config.client_address, config.client_mac, config.lease_time});
 }
@@ -280,16 +289,8 @@ void DhcpServer::on_lease(std::function<void(const LeaseEvent&)> callback) {
   impl_->callback = std::move(callback);
 }
 
-bool DhcpServer::has_lease() const {
-  return impl_->lease_expiry && Clock::now() < *impl_->lease_expiry;
-}
-
 DhcpCounters DhcpServer::counters() const {
   return impl_->counters;
-}
-
-ReplyPath DhcpServer::reply_path() const {
-  return impl_->path;
 }
 
 }  // namespace berth::dhcp

@@ -40,12 +40,6 @@ struct LeaseEvent {
   std::chrono::seconds lease_time{0};
 };
 
-// How replies leave the server.
-enum class ReplyPath {
-  kRawFrames,     // AF_PACKET on the bridge (needs CAP_NET_RAW): unicast to chaddr, RFC 2131 §4.1
-  kUdpBroadcast,  // fallback: UDP to 255.255.255.255 (or ciaddr when the client has its address)
-};
-
 class DhcpServer {
  public:
   DhcpServer(boost::asio::io_context& io, DhcpConfig config, std::shared_ptr<spdlog::logger> log);
@@ -63,11 +57,7 @@ class DhcpServer {
   // Called for every lease event (bound, renewed, released, declined): the supervisor's readiness.
   void on_lease(std::function<void(const LeaseEvent&)> callback);
 
-  // True while the VM holds an unexpired lease that it has not released or declined.
-  bool has_lease() const;
-
   DhcpCounters counters() const;
-  ReplyPath reply_path() const;
 
  private:
   struct Impl;

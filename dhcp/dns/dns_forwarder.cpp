@@ -2,18 +2,18 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <deque>
 #include <set>
 #include <tuple>
 
+#include "common/async.hpp"
 #include "dhcp/dns/dns_message.hpp"
 #include "dhcp/random_source.hpp"
 #include "dhcp/socket_options.hpp"
@@ -24,22 +24,8 @@ namespace {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 using asio::ip::udp;
-using namespace asio::experimental::awaitable_operators;
 using Clock = std::chrono::steady_clock;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
-
-// Runs `operation` (yielding a tuple whose first element is an error_code) until `timer` expires;
-// then the operation is cancelled and the error_code is timed_out.
-template <typename Tuple>
-asio::awaitable<Tuple> before_deadline(asio::steady_timer& timer,
-                                       asio::awaitable<Tuple> operation) {
-  auto result = co_await (std::move(operation) || timer.async_wait(use_tuple));
-  if (result.index() == 0)
-    co_return std::get<0>(std::move(result));
-  Tuple timed_out{};
-  std::get<0>(timed_out) = asio::error::timed_out;
-  co_return timed_out;
-}
 
 // Identifies a guest query in flight, to drop its retransmits.
 struct PendingKey {
@@ -69,24 +55,58 @@ struct Answer {
   dns::Message view;
 };
 
+// How an upstream exchange ended short of an answer: the step that failed and why.
+struct Failure {
+  std::string_view step;
+  boost::system::error_code ec;
+};
+
+// What an upstream exchange produced: `value`, or else `failure`. Not a std::variant: Asio's
+// awaitable operator || flattens a variant result into its own, which with_deadline cannot take.
+template <class T>
+struct Tried {
+  std::optional<T> value;
+  Failure failure;
+};
+
 struct TcpSession {
-  explicit TcpSession(tcp::socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
+  explicit TcpSession(tcp::socket s) : socket(std::move(s)) {}
   tcp::socket socket;
-  asio::steady_timer timer;  // read deadline
   std::deque<Bytes> outbox;  // answers waiting to be written, each with its length prefix
   bool writing = false;
   bool reading_done = false;
   std::size_t in_flight = 0;
 };
 
-void log_exception(const std::shared_ptr<spdlog::logger>& log, std::exception_ptr error) {
-  if (!error)
-    return;
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    log->error("DNS: internal error: {}", e.what());
-  }
+// `message` with the two-byte length in front, as DNS over TCP frames it (RFC 1035 §4.2.2).
+Bytes tcp_frame(ByteView message) {
+  Bytes framed(2 + message.size());
+  store_u16(framed, 0, static_cast<std::uint16_t>(message.size()));
+  std::copy(message.begin(), message.end(), framed.begin() + 2);
+  return framed;
+}
+
+// Connects `socket` to `upstream`, sends `message` and reads one framed reply. Without side
+// effects when cancelled by a deadline.
+asio::awaitable<Tried<Bytes>> exchange_tcp(tcp::socket& socket, tcp::endpoint upstream,
+                                           Bytes message) {
+  auto [connect_ec] = co_await socket.async_connect(upstream, use_tuple);
+  if (connect_ec)
+    co_return Tried<Bytes>{std::nullopt, Failure{"connect", connect_ec}};
+  const Bytes framed = tcp_frame(message);
+  auto [write_ec, written] = co_await asio::async_write(socket, asio::buffer(framed), use_tuple);
+  if (write_ec)
+    co_return Tried<Bytes>{std::nullopt, Failure{"write", write_ec}};
+  std::array<std::uint8_t, 2> length{};
+  auto [length_ec, length_read] =
+      co_await asio::async_read(socket, asio::buffer(length), use_tuple);
+  if (length_ec)
+    co_return Tried<Bytes>{std::nullopt, Failure{"read", length_ec}};
+  Bytes reply(load_u16(length, 0));
+  auto [body_ec, body_read] = co_await asio::async_read(socket, asio::buffer(reply), use_tuple);
+  if (body_ec)
+    co_return Tried<Bytes>{std::nullopt, Failure{"read", body_ec}};
+  co_return Tried<Bytes>{std::move(reply), {}};
 }
 
 std::string endpoint_text(const udp::endpoint& endpoint) {
@@ -157,11 +177,31 @@ struct DnsForwarder::Impl : std::enable_shared_from_this<DnsForwarder::Impl> {
   asio::awaitable<Bytes> resolve(Bytes query, dns::Message view, dns::Transport transport);
   asio::awaitable<std::optional<Answer>> ask_udp(udp::endpoint upstream, Bytes message,
                                                  std::uint16_t id, dns::Question question);
+  asio::awaitable<Tried<Answer>> receive_udp(udp::socket& socket, udp::endpoint upstream,
+                                             std::uint16_t id, dns::Question question);
   asio::awaitable<std::optional<Answer>> ask_tcp(tcp::endpoint upstream, Bytes message,
                                                  std::uint16_t id, dns::Question question);
-  void spawn(asio::awaitable<void> task) {
-    asio::co_spawn(io, std::move(task),
-                   [log = log](std::exception_ptr e) { log_exception(log, e); });
+  // The value of an upstream try that ended in time without a failure; otherwise counts and logs
+  // how it ended (`limited`: nullopt when the per-try timeout passed) and returns nullopt.
+  template <class T>
+  std::optional<T> outcome(std::optional<Tried<T>> limited, const std::string& upstream) {
+    if (!limited) {
+      ++counters.upstream_timeouts;
+      log->debug("DNS: {} did not answer in {}ms", upstream, config.attempt_timeout.count());
+      return std::nullopt;
+    }
+    if (!limited->value) {
+      const Failure& failure = limited->failure;
+      if (failure.ec == asio::error::timed_out)
+        ++counters.upstream_timeouts;
+      else
+        ++counters.upstream_errors;
+      log->debug("DNS: {} {}: {}", upstream, failure.step, failure.ec.message());
+    }
+    return std::move(limited->value);
+  }
+  void spawn(asio::awaitable<void> task, std::string what) {
+    asio::co_spawn(io, std::move(task), berth::log_exceptions(log, std::move(what)));
   }
 
   asio::io_context& io;
@@ -221,8 +261,8 @@ Result<void> DnsForwarder::Impl::start(const std::shared_ptr<Impl>& self) {
     upstreams += (upstreams.empty() ? "" : ", ") + endpoint_text(upstream);
   log->info("DNS: forwarding {} (UDP and TCP, clients {}) to {}", where,
             config.allowed_clients.to_string(), upstreams);
-  spawn(serve_udp(self));
-  spawn(serve_tcp(self));
+  spawn(serve_udp(self), "DNS: the UDP listener");
+  spawn(serve_tcp(self), "DNS: the TCP listener");
   return {};
 }
 
@@ -230,10 +270,8 @@ void DnsForwarder::Impl::close() {
   boost::system::error_code ignored;
   listener.close(ignored);
   acceptor.close(ignored);
-  for (const auto& session : sessions) {
+  for (const auto& session : sessions)
     session->socket.close(ignored);
-    session->timer.cancel();
-  }
   sessions.clear();
 }
 
@@ -305,7 +343,8 @@ void DnsForwarder::Impl::handle_datagram(ByteView datagram, const udp::endpoint&
   pending.insert(key);
   ++in_flight;
   spawn(answer_udp(shared_from_this(), Bytes(datagram.begin(), datagram.end()), std::move(*view),
-                   client, std::move(key)));
+                   client, std::move(key)),
+        "DNS: a UDP query");
 }
 
 asio::awaitable<void> DnsForwarder::Impl::answer_udp(std::shared_ptr<Impl> /*keep_alive*/,
@@ -397,31 +436,31 @@ asio::awaitable<std::optional<Answer>> DnsForwarder::Impl::ask_udp(udp::endpoint
     log->debug("DNS: query to {} not sent: {}", endpoint_text(upstream), ec.message());
     co_return std::nullopt;
   }
-  asio::steady_timer timer(io, config.attempt_timeout);
+  co_return outcome(
+      co_await with_deadline(receive_udp(socket, upstream, id, question), config.attempt_timeout),
+      endpoint_text(upstream));
+}
+
+// Waits on `socket` (connected to `upstream`) for the reply to query `id`, dropping (and counting)
+// datagrams that do not match it (RFC 5452). Without side effects when cancelled by a deadline.
+asio::awaitable<Tried<Answer>> DnsForwarder::Impl::receive_udp(udp::socket& socket,
+                                                               udp::endpoint upstream,
+                                                               std::uint16_t id,
+                                                               dns::Question question) {
   while (true) {
-    auto [wait_ec] =
-        co_await before_deadline(timer, socket.async_wait(udp::socket::wait_read, use_tuple));
-    if (wait_ec == asio::error::timed_out) {
-      ++counters.upstream_timeouts;
-      log->debug("DNS: {} did not answer in {}ms", endpoint_text(upstream),
-                 config.attempt_timeout.count());
-      co_return std::nullopt;
-    }
-    if (wait_ec || stopped) {
-      ++counters.upstream_errors;
-      co_return std::nullopt;
-    }
+    auto [wait_ec] = co_await socket.async_wait(udp::socket::wait_read, use_tuple);
+    if (wait_ec || stopped)
+      co_return Tried<Answer>{std::nullopt,
+                              Failure{"wait", wait_ec ? wait_ec : asio::error::operation_aborted}};
+    boost::system::error_code ec;
     const std::size_t available = socket.available(ec);
     Bytes reply(std::max<std::size_t>(available, 1));
     udp::endpoint from;
     const std::size_t size = socket.receive_from(asio::buffer(reply), from, 0, ec);
     if (ec == asio::error::would_block)
       continue;
-    if (ec) {
-      ++counters.upstream_errors;
-      log->debug("DNS: {} failed: {}", endpoint_text(upstream), ec.message());
-      co_return std::nullopt;
-    }
+    if (ec)
+      co_return Tried<Answer>{std::nullopt, Failure{"receive", ec}};
     reply.resize(size);
     auto view = dns::parse_message(reply);
     if (from != upstream || !view || !dns::is_reply_to(*view, id, question)) {
@@ -429,59 +468,29 @@ asio::awaitable<std::optional<Answer>> DnsForwarder::Impl::ask_udp(udp::endpoint
       log->debug("DNS: rejected a reply from {} for {}", endpoint_text(from), question.name_text());
       continue;
     }
-    co_return Answer{std::move(reply), std::move(*view)};
+    co_return Tried<Answer>{Answer{std::move(reply), std::move(*view)}, {}};
   }
 }
 
 asio::awaitable<std::optional<Answer>> DnsForwarder::Impl::ask_tcp(tcp::endpoint upstream,
                                                                    Bytes message, std::uint16_t id,
                                                                    dns::Question question) {
-  tcp::socket socket(io);
-  asio::steady_timer timer(io, config.attempt_timeout);
   const std::string name =
       fmt::format("{}:{}/tcp", upstream.address().to_string(), upstream.port());
-  auto failed = [&](const boost::system::error_code& ec, std::string_view step) {
-    if (ec == asio::error::timed_out)
-      ++counters.upstream_timeouts;
-    else
-      ++counters.upstream_errors;
-    log->debug("DNS: {} {}: {}", name, step, ec.message());
-  };
-  auto [connect_ec] = co_await before_deadline(timer, socket.async_connect(upstream, use_tuple));
-  if (connect_ec) {
-    failed(connect_ec, "connect");
+  tcp::socket socket(io);
+  std::optional<Bytes> reply =
+      outcome(co_await with_deadline(exchange_tcp(socket, upstream, std::move(message)),
+                                     config.attempt_timeout),
+              name);
+  if (!reply)
     co_return std::nullopt;
-  }
-  Bytes framed;
-  put_u16(framed, static_cast<std::uint16_t>(message.size()));
-  put_bytes(framed, message);
-  auto [write_ec, written] =
-      co_await before_deadline(timer, asio::async_write(socket, asio::buffer(framed), use_tuple));
-  if (write_ec) {
-    failed(write_ec, "write");
-    co_return std::nullopt;
-  }
-  std::array<std::uint8_t, 2> length{};
-  auto [length_ec, length_read] =
-      co_await before_deadline(timer, asio::async_read(socket, asio::buffer(length), use_tuple));
-  if (length_ec) {
-    failed(length_ec, "read");
-    co_return std::nullopt;
-  }
-  Bytes reply(load_u16(length, 0));
-  auto [body_ec, body_read] =
-      co_await before_deadline(timer, asio::async_read(socket, asio::buffer(reply), use_tuple));
-  if (body_ec) {
-    failed(body_ec, "read");
-    co_return std::nullopt;
-  }
-  auto view = dns::parse_message(reply);
+  auto view = dns::parse_message(*reply);
   if (!view || !dns::is_reply_to(*view, id, question)) {
     ++counters.mismatched;
     log->debug("DNS: rejected a TCP reply from {} for {}", name, question.name_text());
     co_return std::nullopt;
   }
-  co_return Answer{std::move(reply), std::move(*view)};
+  co_return Answer{std::move(*reply), std::move(*view)};
 }
 
 // ---- TCP (RFC 7766: pipelined queries, answers in completion order, idle timeout)
@@ -512,27 +521,29 @@ asio::awaitable<void> DnsForwarder::Impl::serve_tcp(std::shared_ptr<Impl> self) 
     ++counters.tcp_connections;
     auto session = std::make_shared<TcpSession>(std::move(socket));
     sessions.insert(session);
-    spawn(read_session(self, session));
+    spawn(read_session(self, session), "DNS: a TCP session");
   }
 }
 
 asio::awaitable<void> DnsForwarder::Impl::read_session(std::shared_ptr<Impl> self,
                                                        std::shared_ptr<TcpSession> session) {
   while (!stopped && session->socket.is_open()) {
-    session->timer.expires_after(config.tcp_idle_timeout);
+    // One deadline for the whole message: the length, then the rest of the time for the body.
+    const Clock::time_point deadline = Clock::now() + config.tcp_idle_timeout;
     std::array<std::uint8_t, 2> length{};
-    auto [ec, got] = co_await before_deadline(
-        session->timer, asio::async_read(session->socket, asio::buffer(length), use_tuple));
-    if (ec == asio::error::timed_out && got == 0 && session->in_flight > 0)
+    const auto length_read =
+        co_await with_deadline(asio::async_read(session->socket, asio::buffer(length), use_tuple),
+                               config.tcp_idle_timeout);
+    if (!length_read && session->in_flight > 0)
       continue;  // not idle: answers are still coming
-    if (ec)
+    if (!length_read || std::get<0>(*length_read))
       break;  // idle, closed by the guest, or a broken frame
     Bytes query(load_u16(length, 0));
     if (query.empty())
       break;
-    auto [body_ec, body_got] = co_await before_deadline(
-        session->timer, asio::async_read(session->socket, asio::buffer(query), use_tuple));
-    if (body_ec)
+    const auto body_read = co_await with_deadline(
+        asio::async_read(session->socket, asio::buffer(query), use_tuple), deadline - Clock::now());
+    if (!body_read || std::get<0>(*body_read))
       break;
     ++counters.tcp_queries;
     auto view = dns::parse_message(query);
@@ -557,7 +568,7 @@ asio::awaitable<void> DnsForwarder::Impl::read_session(std::shared_ptr<Impl> sel
     }
     ++in_flight;
     ++session->in_flight;
-    spawn(answer_tcp(self, session, std::move(query), std::move(*view)));
+    spawn(answer_tcp(self, session, std::move(query), std::move(*view)), "DNS: a TCP query");
   }
   session->reading_done = true;
   maybe_close(session);
@@ -575,26 +586,22 @@ asio::awaitable<void> DnsForwarder::Impl::answer_tcp(std::shared_ptr<Impl> /*kee
 }
 
 void DnsForwarder::Impl::queue_tcp(const std::shared_ptr<TcpSession>& session, ByteView answer) {
-  Bytes framed;
-  put_u16(framed, static_cast<std::uint16_t>(answer.size()));
-  put_bytes(framed, answer);
-  session->outbox.push_back(std::move(framed));
+  session->outbox.push_back(tcp_frame(answer));
   if (!session->writing) {
     session->writing = true;
-    spawn(write_session(shared_from_this(), session));
+    spawn(write_session(shared_from_this(), session), "DNS: a TCP session's writer");
   }
 }
 
 asio::awaitable<void> DnsForwarder::Impl::write_session(std::shared_ptr<Impl> /*keep_alive*/,
                                                         std::shared_ptr<TcpSession> session) {
-  asio::steady_timer timer(io);
   while (!session->outbox.empty() && session->socket.is_open()) {
-    timer.expires_after(config.tcp_idle_timeout);
     const Bytes framed = std::move(session->outbox.front());
     session->outbox.pop_front();
-    auto [ec, written] = co_await before_deadline(
-        timer, asio::async_write(session->socket, asio::buffer(framed), use_tuple));
-    if (ec) {
+    const auto written =
+        co_await with_deadline(asio::async_write(session->socket, asio::buffer(framed), use_tuple),
+                               config.tcp_idle_timeout);
+    if (!written || std::get<0>(*written)) {
       boost::system::error_code ignored;
       session->socket.close(ignored);
       session->outbox.clear();

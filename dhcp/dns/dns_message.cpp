@@ -2,10 +2,11 @@
 
 #include <algorithm>
 
+#include "dhcp/domain_name.hpp"
+
 namespace berth::dhcp::dns {
 namespace {
 
-constexpr std::size_t kMaxPointerHops = 127;  // a 255-byte name has at most 127 labels
 constexpr std::uint16_t kFlagResponse = 0x8000;
 constexpr std::uint16_t kFlagTruncated = 0x0200;
 constexpr std::uint16_t kFlagRecursionDesired = 0x0100;
@@ -16,52 +17,10 @@ std::uint8_t ascii_lower(std::uint8_t c) {
   return c >= 'A' && c <= 'Z' ? static_cast<std::uint8_t>(c - 'A' + 'a') : c;
 }
 
-// Reads the name at `offset`: follows compression pointers (each must point before the previous
-// jump's target), appends the uncompressed wire form to `out` when given, and returns the offset
-// just past the name where it was written.
+// Reads the name at `offset` (see read_wire_name); no pointer leads into the header, which is
+// rewritten on the way through.
 ParseResult<std::size_t> read_name(ByteView bytes, std::size_t offset, Bytes* out) {
-  std::size_t pos = offset;
-  std::size_t limit = offset;
-  std::optional<std::size_t> end;
-  std::size_t wire_length = 1;
-  std::size_t hops = 0;
-  while (true) {
-    if (pos >= bytes.size())
-      return ParseError{"name runs past the end of the message", pos};
-    const std::uint8_t length = bytes[pos];
-    if ((length & 0xC0) == 0xC0) {
-      if (pos + 1 >= bytes.size())
-        return ParseError{"truncated compression pointer", pos};
-      const std::size_t target = (std::size_t{length} & 0x3F) << 8 | bytes[pos + 1];
-      if (target >= limit || ++hops > kMaxPointerHops)
-        return ParseError{"compression pointer does not point backwards", pos};
-      if (target < kHeaderSize)  // the header is rewritten on the way through: never a name
-        return ParseError{"compression pointer into the header", pos};
-      if (!end)
-        end = pos + 2;
-      limit = target;
-      pos = target;
-      continue;
-    }
-    if ((length & 0xC0) != 0)
-      return ParseError{"unsupported label type", pos};
-    if (length == 0) {
-      if (out)
-        out->push_back(0);
-      return end.value_or(pos + 1);
-    }
-    if (pos + 1 + length > bytes.size())
-      return ParseError{"label runs past the end of the message", pos};
-    wire_length += length + 1u;
-    if (wire_length > 255)
-      return ParseError{"name longer than 255 bytes", pos};
-    if (out)
-      out->insert(out->end(), bytes.begin() + static_cast<std::ptrdiff_t>(pos),
-                  bytes.begin() + static_cast<std::ptrdiff_t>(pos + 1 + length));
-    pos += 1 + length;
-    if (!end)
-      limit = pos;
-  }
+  return read_wire_name(bytes, offset, out, kHeaderSize);
 }
 
 void put_opt(Bytes& out, std::uint16_t udp_size, std::uint32_t ttl) {

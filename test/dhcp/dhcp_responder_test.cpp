@@ -4,33 +4,19 @@
 
 #include <catch2/catch.hpp>
 
+#include "test/dhcp/vm_config.hpp"
 #include "test_util.hpp"
 
 using namespace berth::dhcp;
 using berth::MacAddress;
 using berth::dhcp::test::fixture;
+using berth::dhcp::test::vm_dhcp_config;
 using boost::asio::ip::address_v4;
 using boost::asio::ip::make_address_v4;
 
 namespace {
 
 const MacAddress kVmMac{0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
-
-DhcpConfig vm_config() {
-  DhcpConfig config;
-  config.interface = "br0";
-  config.server_address = make_address_v4("192.168.254.1");
-  config.client_address = make_address_v4("192.168.254.2");
-  config.prefix_length = 30;
-  config.client_mac = kVmMac;
-  config.router = config.server_address;
-  config.dns_servers = {config.server_address};
-  config.search_domains = {"default.svc.cluster.local", "svc.cluster.local", "cluster.local"};
-  config.hostname = "vm-0";
-  config.mtu = 1450;
-  config.lease_time = std::chrono::seconds(3600);
-  return config;
-}
 
 DhcpPacket packet(const std::string& name) {
   auto p = parse_dhcp_packet(fixture(name));
@@ -85,7 +71,7 @@ void check_lease(const DhcpPacket& reply) {
 }  // namespace
 
 TEST_CASE("dhcp: udhcpc: DISCOVER, OFFER, REQUEST, ACK, renew, release", "[dhcp][responder]") {
-  const DhcpResponder responder(vm_config());
+  const DhcpResponder responder(vm_dhcp_config());
 
   const DhcpPacket discover = packet("udhcpc-1-discover.bin");
   const Decision offer = responder.decide(discover);
@@ -132,7 +118,7 @@ TEST_CASE("dhcp: udhcpc: DISCOVER, OFFER, REQUEST, ACK, renew, release", "[dhcp]
 }
 
 TEST_CASE("dhcp: dhclient: DORA, INIT-REBOOT, release", "[dhcp][responder]") {
-  const DhcpResponder responder(vm_config());
+  const DhcpResponder responder(vm_dhcp_config());
   const Decision offer = responder.decide(packet("dhclient-1-discover.bin"));
   REQUIRE(offer.action == Action::kOffer);
   CHECK(offer.max_payload == 548);  // no option 57: 576
@@ -147,7 +133,7 @@ TEST_CASE("dhcp: dhclient: DORA, INIT-REBOOT, release", "[dhcp][responder]") {
 
 TEST_CASE("dhcp: NAK: broadcast, with 54 and a message, without 51 or yiaddr",
           "[dhcp][responder]") {
-  const DhcpResponder responder(vm_config());
+  const DhcpResponder responder(vm_dhcp_config());
   SECTION("init-reboot for another address (the VM moved from another network)") {
     DhcpPacket request = packet("dhclient-5-request.bin");
     request.options.set_ipv4(Option::kRequestedAddress, make_address_v4("10.0.0.9"));
@@ -178,7 +164,7 @@ TEST_CASE("dhcp: NAK: broadcast, with 54 and a message, without 51 or yiaddr",
 
 TEST_CASE("dhcp: what is ignored: other servers, other clients, server messages, BOOTP",
           "[dhcp][responder]") {
-  const DhcpResponder responder(vm_config());
+  const DhcpResponder responder(vm_dhcp_config());
   DhcpPacket other_server = packet("udhcpc-3-request.bin");
   other_server.options.set_ipv4(Option::kServerIdentifier, make_address_v4("192.168.254.9"));
   CHECK(responder.decide(other_server).action == Action::kIgnoreOtherServer);
@@ -207,7 +193,7 @@ TEST_CASE("dhcp: what is ignored: other servers, other clients, server messages,
 }
 
 TEST_CASE("dhcp: DECLINE and INFORM", "[dhcp][responder]") {
-  const DhcpResponder responder(vm_config());
+  const DhcpResponder responder(vm_dhcp_config());
   DhcpPacket decline = packet("udhcpc-3-request.bin");
   decline.options.set_u8(Option::kMessageType, 4);
   const Decision d = responder.decide(decline);
@@ -231,21 +217,31 @@ TEST_CASE("dhcp: DECLINE and INFORM", "[dhcp][responder]") {
 }
 
 TEST_CASE("dhcp: reply destinations (RFC 2131 §4.1)", "[dhcp][responder]") {
-  const DhcpResponder responder(vm_config());
+  const DhcpResponder responder(vm_dhcp_config());
   DhcpPacket discover = packet("udhcpc-1-discover.bin");
   discover.flags = kBroadcastFlag;
   CHECK(responder.decide(discover).destination.kind == DestinationKind::kBroadcast);
   CHECK(on_the_wire(responder, responder.decide(discover)).broadcast());
-  discover.giaddr = make_address_v4("10.9.9.9");
-  const Decision relayed = responder.decide(discover);
-  CHECK(relayed.destination.kind == DestinationKind::kRelay);
-  CHECK(relayed.destination.address == make_address_v4("10.9.9.9"));
-  CHECK(relayed.destination.port == 67);
-  CHECK(on_the_wire(responder, relayed).giaddr == make_address_v4("10.9.9.9"));
+}
+
+TEST_CASE("dhcp: a relayed request (giaddr set) is ignored: the VM is directly attached",
+          "[dhcp][responder]") {
+  const DhcpResponder responder(vm_dhcp_config());
+  for (const char* name : {"udhcpc-1-discover.bin", "udhcpc-3-request.bin"}) {
+    DhcpPacket relayed = packet(name);
+    REQUIRE(responder.decide(relayed).reply);
+    relayed.giaddr = make_address_v4("10.9.9.9");
+    const Decision d = responder.decide(relayed);
+    INFO(name);
+    CHECK(d.action == Action::kIgnoreUnsupported);
+    CHECK_FALSE(d.reply);
+    CHECK(d.transition == LeaseTransition::kNone);
+    CHECK(d.why.find("relayed by 10.9.9.9") != std::string::npos);
+  }
 }
 
 TEST_CASE("dhcp: option 121 when enabled: the default route, last", "[dhcp][responder]") {
-  DhcpConfig config = vm_config();
+  DhcpConfig config = vm_dhcp_config();
   config.classless_routes = ClasslessRoutes::kSend;
   const DhcpResponder responder(config);
   const DhcpPacket o = on_the_wire(responder, responder.decide(packet("udhcpc-1-discover.bin")));
@@ -258,7 +254,7 @@ TEST_CASE("dhcp: option 121 when enabled: the default route, last", "[dhcp][resp
 
 TEST_CASE("dhcp: size limits: option 57 and the MTU, long search lists trimmed",
           "[dhcp][responder]") {
-  DhcpConfig config = vm_config();
+  DhcpConfig config = vm_dhcp_config();
   DhcpPacket discover = packet("udhcpc-1-discover.bin");
   discover.options.set_u16(Option::kMaxMessageSize, 9000);
   CHECK(DhcpResponder(config).decide(discover).max_payload == 1450 - 28);
@@ -285,22 +281,22 @@ TEST_CASE("dhcp: size limits: option 57 and the MTU, long search lists trimmed",
 }
 
 TEST_CASE("dhcp: configuration validation names the bad value", "[dhcp][responder]") {
-  CHECK(validate_config(vm_config()));
-  DhcpConfig c = vm_config();
+  CHECK(validate_config(vm_dhcp_config()));
+  DhcpConfig c = vm_dhcp_config();
   c.client_address = make_address_v4("192.168.253.2");
   CHECK(validate_config(c).error().message
         == "DHCP: client address 192.168.253.2 is not in the server's subnet 192.168.254.1/30");
-  c = vm_config();
+  c = vm_dhcp_config();
   c.client_mac = {0x01, 0, 0, 0, 0, 1};
   CHECK(validate_config(c).error().message == "DHCP: client MAC 01:00:00:00:00:01 is not unicast");
-  c = vm_config();
+  c = vm_dhcp_config();
   c.search_domains = {"bad..name"};
   CHECK(validate_config(c).error().message
         == "DHCP: search domain \"bad..name\" is not a valid domain name");
-  c = vm_config();
+  c = vm_dhcp_config();
   c.mtu = 500;
   CHECK(validate_config(c).error().message == "DHCP: MTU 500 is below 576");
-  c = vm_config();
+  c = vm_dhcp_config();
   c.interface.clear();
   CHECK_FALSE(validate_config(c));
 }

@@ -7,12 +7,12 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <spdlog/sinks/null_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
@@ -24,6 +24,7 @@
 #include <set>
 #include <thread>
 
+#include "common/async.hpp"
 #include "dhcp/dns/dns_message.hpp"
 #include "test_util.hpp"
 
@@ -153,7 +154,11 @@ struct FakeUpstream {
   using Behaviour = std::function<std::vector<Bytes>(const Bytes& query)>;
 
   FakeUpstream(asio::io_context& io, Behaviour b)
-      : behaviour(std::move(b)), udp_socket(io), acceptor(io) {
+      : behaviour(std::move(b)),
+        udp_socket(io),
+        acceptor(io),
+        log(std::make_shared<spdlog::logger>("upstream",
+                                             std::make_shared<spdlog::sinks::stderr_sink_mt>())) {
     const std::uint16_t port = free_port();
     endpoint = udp::endpoint(asio::ip::make_address_v4("127.0.0.1"), port);
     udp_socket.open(udp::v4());
@@ -162,8 +167,8 @@ struct FakeUpstream {
     acceptor.set_option(asio::socket_base::reuse_address(true));
     acceptor.bind(tcp::endpoint(endpoint.address(), port));
     acceptor.listen();
-    asio::co_spawn(io, serve_udp(), asio::detached);
-    asio::co_spawn(io, serve_tcp(), asio::detached);
+    asio::co_spawn(io, serve_udp(), berth::log_exceptions(log, "fake upstream: UDP"));
+    asio::co_spawn(io, serve_tcp(), berth::log_exceptions(log, "fake upstream: TCP"));
   }
 
   asio::awaitable<void> serve_udp() {
@@ -176,7 +181,8 @@ struct FakeUpstream {
       Bytes query(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(n));
       queries.push_back(query);
       sources.push_back(from);
-      asio::co_spawn(udp_socket.get_executor(), answer_udp(query, from), asio::detached);
+      asio::co_spawn(udp_socket.get_executor(), answer_udp(query, from),
+                     berth::log_exceptions(log, "fake upstream: a UDP answer"));
     }
   }
 
@@ -196,7 +202,8 @@ struct FakeUpstream {
       auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
       if (ec)
         co_return;
-      asio::co_spawn(acceptor.get_executor(), serve_connection(std::move(socket)), asio::detached);
+      asio::co_spawn(acceptor.get_executor(), serve_connection(std::move(socket)),
+                     berth::log_exceptions(log, "fake upstream: a TCP connection"));
     }
   }
 
@@ -237,6 +244,7 @@ struct FakeUpstream {
   bool truncate_udp = false;  // answer UDP queries with TC, as for an answer over 1232 bytes
   udp::socket udp_socket;
   tcp::acceptor acceptor;
+  std::shared_ptr<spdlog::logger> log;  // where a coroutine that throws says so
   udp::endpoint endpoint;
   std::vector<Bytes> queries;
   std::vector<udp::endpoint> sources;

@@ -9,6 +9,7 @@
 #include "dhcp/dhcp_packet.hpp"
 #include "dhcp/dhcp_responder.hpp"
 #include "fuzz_check.hpp"
+#include "test/dhcp/vm_config.hpp"
 
 using namespace berth::dhcp;
 
@@ -16,16 +17,7 @@ namespace {
 
 const DhcpResponder& responder() {
   static const DhcpResponder instance([] {
-    DhcpConfig config;
-    config.interface = "br0";
-    config.server_address = boost::asio::ip::make_address_v4("192.168.254.1");
-    config.client_address = boost::asio::ip::make_address_v4("192.168.254.2");
-    config.client_mac = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
-    config.router = config.server_address;
-    config.dns_servers = {config.server_address};
-    config.search_domains = {"default.svc.cluster.local", "svc.cluster.local", "cluster.local"};
-    config.hostname = "vm-0";
-    config.mtu = 1450;
+    DhcpConfig config = test::vm_dhcp_config();
     config.classless_routes = ClasslessRoutes::kSend;
     return config;
   }());
