@@ -54,6 +54,7 @@ Supervisor::Supervisor(Config config, asio::io_context& io)
       signals_(io, SIGTERM, SIGINT, SIGHUP),
       stop_signal_(io, asio::steady_timer::time_point::max()) {
   signals_.add(SIGQUIT);
+  state_.register_metrics(registry_);
 }
 
 Supervisor::~Supervisor() = default;
@@ -130,6 +131,7 @@ asio::awaitable<void> Supervisor::main_flow() {
     vm_->kill();
     co_await vm_->wait_exit(5s);
   }
+  state_.vm_gone();
   if (network_) {
     if (auto done = network_->teardown(); !done)
       log_->error("network teardown: {}", done.error().message);
@@ -160,8 +162,7 @@ asio::awaitable<StepResult> Supervisor::start_up() {
              pod_.gateway ? pod_.gateway->to_string() : "none", pod_.hostname,
              fmt::join(servers, " "), fmt::join(pod_.resolv_conf.search, " "));
   mac_ = config_.vm_mac.value_or(mac_for(pod_.hostname));
-  state_.hostname = pod_.hostname;
-  state_.vm_ip = config_.vm_ip;
+  state_.pod_discovered(pod_.hostname, config_.vm_ip);
   if (auto listening = start_listeners(); !listening)
     co_return listening;
   if (stop_kind_)
@@ -186,7 +187,7 @@ asio::awaitable<StepResult> Supervisor::start_up() {
   if (!image)
     co_return Failure{ExitCode::kImage, image.error().message};
   if (image->outcome == drive::CacheOutcome::kDownloaded)
-    state_.image_bytes_fetched += image->size;
+    state_.image_fetched(image->size);
   if (stop_kind_)
     co_return StepResult{};
 
@@ -328,17 +329,16 @@ asio::awaitable<StepResult> Supervisor::boot() {
 
 asio::awaitable<Result<void>> Supervisor::start_vm(qemu::Accelerator accel) {
   if (vm_ && accel_ == qemu::Accelerator::kKvm && accel == qemu::Accelerator::kTcg)
-    ++state_.accel_fallbacks;
+    state_.kvm_fell_back();
   accel_ = accel;
   vm_started_ = std::chrono::steady_clock::now();
-  state_.qmp.reset();
+  state_.vm_gone();
   vm_ = std::make_unique<Vm>(io_, children_, log_);
-  ++state_.qemu_starts;
+  state_.qemu_starting();
   auto started = co_await vm_->start(machine_spec(accel));
   if (started) {
-    state_.accel = accel == qemu::Accelerator::kKvm ? "kvm" : "tcg";
-    state_.qmp = vm_->qmp();
-    vm_->qmp()->subscribe([this](const qmp::Event& event) { state_.events.publish(event); });
+    state_.vm_started(accel, vm_->qmp());
+    vm_->qmp()->subscribe([this](const qmp::Event& event) { state_.events().publish(event); });
   }
   co_return started;
 }
@@ -418,7 +418,7 @@ StepResult Supervisor::start_guest_services() {
   dhcp_->on_lease([this](const dhcp::LeaseEvent& event) {
     const bool holds =
         event.kind == dhcp::LeaseEventKind::kBound || event.kind == dhcp::LeaseEventKind::kRenewed;
-    if (holds && !state_.lease_given)
+    if (holds && !state_.lease_given())
       log_->info("the guest took its lease {} after {:.1f}s", event.address.to_string(),
                  std::chrono::duration<double>(lifecycle_.since_start()).count());
     if (holds && network_) {
@@ -427,10 +427,11 @@ StepResult Supervisor::start_guest_services() {
           !told)
         log_->warn("{}", told.error().message);
     }
-    state_.lease_given = holds;
+    state_.lease_held(holds);
   });
   if (auto started = dhcp_->start(); !started)
     return Failure{ExitCode::kNetwork, started.error().message};
+  dhcp_->register_metrics(registry_);
 
   std::vector<asio::ip::udp::endpoint> upstreams;
   for (const auto& server : pod_.resolv_conf.nameservers)
@@ -447,14 +448,14 @@ StepResult Supervisor::start_guest_services() {
     dns_ = std::make_unique<dhcp::DnsForwarder>(io_, dns_config, log_->clone("dns"));
     if (auto started = dns_->start(); !started)
       return Failure{ExitCode::kNetwork, started.error().message};
+    dns_->register_metrics(registry_);
   }
-  state_.extra_metrics = [this] { return module_metrics(); };
   return {};
 }
 
 void Supervisor::start_drive_watch() {
   auto swap = [this](std::filesystem::path iso) -> asio::awaitable<Result<void>> {
-    auto qmp = state_.qmp;
+    auto qmp = state_.qmp();
     if (!qmp || !qmp->connected())
       co_return Error{ErrorKind::kUnsupported, "the VM is not running"};
     boost::json::object arguments;
@@ -469,49 +470,14 @@ void Supervisor::start_drive_watch() {
   };
   watcher_ = drive::ConfigDriveWatcher::create(io_.get_executor(), drive_params_, std::move(swap),
                                                log_->clone("drive"));
+  watcher_->register_metrics(registry_);
   if (auto started = watcher_->start(); !started)
     log_->warn("config drive: not watching for ConfigMap changes: {}", started.error().message);
 }
 
-std::string Supervisor::module_metrics() const {
-  std::string out;
-  auto counter = [&out](std::string_view name, std::string_view help, std::uint64_t value) {
-    out += fmt::format("# HELP {} {}\n# TYPE {} counter\n{} {}\n", name, help, name, name, value);
-  };
-  if (dhcp_) {
-    const auto c = dhcp_->counters();
-    counter("berth_dhcp_received_total", "DHCP datagrams received.", c.received);
-    counter("berth_dhcp_offers_total", "DHCPOFFERs sent.", c.offers);
-    counter("berth_dhcp_acks_total", "DHCPACKs sent (leases given or extended).", c.acks);
-    counter("berth_dhcp_naks_total", "DHCPNAKs sent.", c.naks);
-    counter("berth_dhcp_ignored_total", "DHCP messages ignored (other clients...).", c.ignored);
-    counter("berth_dhcp_malformed_total", "DHCP datagrams that did not parse.", c.malformed);
-  }
-  if (dns_) {
-    const auto c = dns_->counters();
-    counter("berth_dns_udp_queries_total", "DNS queries from the guest over UDP.", c.udp_queries);
-    counter("berth_dns_tcp_queries_total", "DNS queries from the guest over TCP.", c.tcp_queries);
-    counter("berth_dns_answered_total", "Upstream answers passed to the guest.", c.answered);
-    counter("berth_dns_truncated_total", "Answers truncated to the guest's UDP size.", c.truncated);
-    counter("berth_dns_servfail_total", "Queries answered SERVFAIL (every try failed).",
-            c.servfail);
-    counter("berth_dns_refused_clients_total", "Queries from outside the VM subnet.",
-            c.refused_clients);
-    counter("berth_dns_upstream_timeouts_total", "Upstream tries that timed out.",
-            c.upstream_timeouts);
-  }
-  if (watcher_) {
-    const auto& s = watcher_->stats();
-    counter("berth_config_drive_swaps_total", "New config drives handed to the VM.", s.swaps);
-    counter("berth_config_drive_rejected_total", "ConfigMap changes refused as invalid.",
-            s.rejected);
-  }
-  return out;
-}
-
 void Supervisor::enter(Phase phase) {
   lifecycle_.enter(phase);
-  state_.phase = lifecycle_.phase();
+  state_.enter_phase(lifecycle_.phase());
 }
 
 StepResult Supervisor::start_listeners() {
@@ -531,7 +497,8 @@ StepResult Supervisor::start_listeners() {
                                  config_.control_token_file->string(), text.size())};
     token = std::move(text);
   }
-  api_ = std::make_unique<Api>(io_, state_, config_, std::move(token), log_->clone("http"));
+  api_ =
+      std::make_unique<Api>(io_, state_, registry_, config_, std::move(token), log_->clone("http"));
   const HttpLimits limits;
   health_server_ = std::make_unique<HttpServer>(
       io_, "health", limits,

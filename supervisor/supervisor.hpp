@@ -62,8 +62,6 @@ class Supervisor {
   StepResult start_guest_services();
   // The ConfigMap watch that rebuilds and swaps the config drive into the running VM.
   void start_drive_watch();
-  // DHCP, DNS and drive counters as Prometheus text.
-  std::string module_metrics() const;
   boost::asio::awaitable<StepResult> boot();
   boost::asio::awaitable<int> run_until_end();
   // Starts QEMU under `accel` (replacing any previous Vm).
@@ -100,6 +98,9 @@ class Supervisor {
   MacAddress mac_{};
   std::unique_ptr<Vm> vm_;
   RuntimeState state_;
+  // Every figure on /metrics. Its readers point into the modules above and the API below, so it is
+  // declared after the modules (destroyed before them) and rendered only through api_.
+  MetricsRegistry registry_;
   std::unique_ptr<Api> api_;
   std::unique_ptr<HttpServer> health_server_;
   std::unique_ptr<HttpServer> control_server_;
