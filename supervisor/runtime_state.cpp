@@ -13,11 +13,10 @@ void RuntimeState::vm_started(qemu::Accelerator accel, std::shared_ptr<qmp::Clie
 }
 
 void RuntimeState::register_metrics(MetricsRegistry& registry) const {
-  registry.family(MetricType::kGauge, "berth_info", "Berth's version and the accelerator in use.",
-                  [this] {
-                    return std::vector<Sample>{
-                        {{{"version", BERTH_VERSION}, {"accel", accel_}}, 1}};
-                  });
+  registry.family(
+      MetricType::kGauge, "berth_info", "Berth's version and the accelerator in use.", [this] {
+        return std::vector<Sample>{{{{"version", BERTH_VERSION}, {"accel", accel_}}, 1}};
+      });
   registry.family(MetricType::kGauge, "berth_phase",
                   "The lifecycle phase berth is in (1 for the current one).", [this] {
                     std::vector<Sample> samples;
@@ -28,9 +27,8 @@ void RuntimeState::register_metrics(MetricsRegistry& registry) const {
                     }
                     return samples;
                   });
-  registry.gauge("berth_uptime_seconds", "Seconds since berth started.", [this] {
-    return std::chrono::duration<double>(Clock::now() - started_).count();
-  });
+  registry.gauge("berth_uptime_seconds", "Seconds since berth started.",
+                 [this] { return std::chrono::duration<double>(Clock::now() - started_).count(); });
   registry.counter("berth_qemu_starts_total", "QEMU processes started.",
                    [this] { return static_cast<double>(qemu_starts_); });
   registry.counter("berth_accel_fallbacks_total", "Times KVM failed and TCG was used instead.",

@@ -17,7 +17,9 @@
 #include "drive/image/image_cache.hpp"
 #include "net/network.hpp"
 #include "qemu/kvm.hpp"
+#include "supervisor/accel_policy.hpp"
 #include "supervisor/logging.hpp"
+#include "supervisor/module_params.hpp"
 
 namespace berth {
 namespace {
@@ -25,23 +27,6 @@ namespace {
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using namespace asio::experimental::awaitable_operators;
-
-// How long a guest must run under KVM before VM_ACCEL=auto reports that it uses KVM. A later KVM
-// failure still falls back to TCG once (run_until_end): nested KVM can fail well after start.
-constexpr auto kKvmProbation = 5s;
-
-// A locally administered unicast MAC, stable for a hostname (and so for its pet disk).
-MacAddress mac_for(const std::string& host) {
-  std::uint32_t hash = 2166136261u;  // FNV-1a
-  for (unsigned char c : host)
-    hash = (hash ^ c) * 16777619u;
-  return {0x52,
-          0x54,
-          0x00,
-          static_cast<std::uint8_t>(hash >> 16),
-          static_cast<std::uint8_t>(hash >> 8),
-          static_cast<std::uint8_t>(hash)};
-}
 
 }  // namespace
 
@@ -147,7 +132,34 @@ asio::awaitable<void> Supervisor::main_flow() {
 }
 
 asio::awaitable<StepResult> Supervisor::start_up() {
-  enter(Phase::kDiscovering);
+  using Run = asio::awaitable<StepResult> (Supervisor::*)();
+  struct Step {
+    std::optional<Phase> phase;  // entered before the step runs
+    Run run;
+  };
+  static const Step kSteps[] = {
+      {Phase::kDiscovering, &Supervisor::discover_pod},
+      {std::nullopt, &Supervisor::open_listeners},
+      {std::nullopt, &Supervisor::make_runtime_dir},
+      {Phase::kImage, &Supervisor::fetch_base_image},
+      {Phase::kDisk, &Supervisor::prepare_disk},
+      {Phase::kDrive, &Supervisor::build_drive},
+      {Phase::kNetwork, &Supervisor::set_up_network},
+      {Phase::kServices, &Supervisor::start_services},
+      {Phase::kBooting, &Supervisor::boot_and_watch},
+  };
+  for (const auto& step : kSteps) {
+    if (step.phase)
+      enter(*step.phase);
+    if (auto done = co_await (this->*step.run)(); !done)
+      co_return done;
+    if (stop_kind_)
+      co_return StepResult{};  // stopped during start-up: main_flow cleans up
+  }
+  co_return StepResult{};
+}
+
+asio::awaitable<StepResult> Supervisor::discover_pod() {
   auto pod = net::discover_pod();
   if (!pod)
     co_return Failure{ExitCode::kNetwork, pod.error().message};
@@ -163,11 +175,14 @@ asio::awaitable<StepResult> Supervisor::start_up() {
              fmt::join(servers, " "), fmt::join(pod_.resolv_conf.search, " "));
   mac_ = config_.vm_mac.value_or(mac_for(pod_.hostname));
   state_.pod_discovered(pod_.hostname, config_.vm_ip);
-  if (auto listening = start_listeners(); !listening)
-    co_return listening;
-  if (stop_kind_)
-    co_return StepResult{};
+  co_return StepResult{};
+}
 
+asio::awaitable<StepResult> Supervisor::open_listeners() {
+  co_return start_listeners();
+}
+
+asio::awaitable<StepResult> Supervisor::make_runtime_dir() {
   std::error_code dir_error;
   std::filesystem::create_directories(config_.runtime_dir, dir_error);
   ::chmod(config_.runtime_dir.c_str(), 0700);
@@ -175,124 +190,94 @@ asio::awaitable<StepResult> Supervisor::start_up() {
     co_return Failure{
         ExitCode::kConfig,
         fmt::format("BERTH_RUNTIME_DIR {}: {}", config_.runtime_dir.string(), dir_error.message())};
+  co_return StepResult{};
+}
 
-  enter(Phase::kImage);
-  drive::FetchParams fetch;
-  fetch.source = config_.img_source;
-  fetch.image_dir = config_.image_dir;
-  fetch.target = config_.img_target;
-  fetch.sha256 = config_.img_sha256;
-  fetch.ca_file = config_.ca_bundle;
-  auto image = co_await drive::fetch_image(std::move(fetch), log_->clone("image"));
+asio::awaitable<StepResult> Supervisor::fetch_base_image() {
+  auto image = co_await drive::fetch_image(fetch_params(config_), log_->clone("image"));
   if (!image)
     co_return Failure{ExitCode::kImage, image.error().message};
   if (image->outcome == drive::CacheOutcome::kDownloaded)
     state_.image_fetched(image->size);
-  if (stop_kind_)
-    co_return StepResult{};
+  image_ = std::move(*image);
+  co_return StepResult{};
+}
 
-  enter(Phase::kDisk);
-  drive::PetDiskParams pet;
-  pet.disk_dir = config_.disk_dir;
-  pet.hostname = pod_.hostname;
-  pet.base = image->path;
-  pet.base_format = image->format;
-  pet.base_sha256 = image->sha256;
-  pet.size = config_.vm_disk_size;
-  auto disk =
-      co_await drive::prepare_pet_disk(std::move(pet), program_runner(), log_->clone("disk"));
+asio::awaitable<StepResult> Supervisor::prepare_disk() {
+  auto disk = co_await drive::prepare_pet_disk(pet_disk_params(config_, pod_.hostname, image_),
+                                               program_runner(), log_->clone("disk"));
   if (!disk)
     co_return Failure{ExitCode::kDisk, disk.error().message};
   pet_disk_ = disk->path;
-  if (stop_kind_)
-    co_return StepResult{};
+  co_return StepResult{};
+}
 
-  enter(Phase::kDrive);
-  drive_params_.layout = config_.drive_format == DriveFormat::kNoCloud
-                             ? drive::DriveLayout::kNoCloud
-                             : drive::DriveLayout::kConfigDrive;
-  drive_params_.userdata = config_.userdata;
-  drive_params_.metadata = config_.metadata;
-  drive_params_.networkdata = config_.networkdata;
-  drive_params_.hostname = pod_.hostname;
-  drive_params_.iso = config_.runtime_dir / "config-drive.iso";
+asio::awaitable<StepResult> Supervisor::build_drive() {
+  drive_params_ = config_drive_params(config_, pod_.hostname);
   auto drive_log = log_->clone("drive");
   auto built = drive::build_config_drive(drive_params_, *drive_log);
   if (!built)
     co_return Failure{ExitCode::kDrive, built.error().message};
   log_->info("config drive {} ({}, instance-id {}, hostname {}): {}", built->iso.string(),
              built->label, built->instance_id, built->hostname, fmt::join(built->files, " "));
-  if (stop_kind_)
-    co_return StepResult{};
+  co_return StepResult{};
+}
 
-  enter(Phase::kNetwork);
-  std::vector<net::ReservedPort> reserved = {{config_.health_port, "health"}};
-  if (config_.vnc)
-    reserved.push_back({5900, "vnc"});
-  auto network = net::PodNetwork::setup(
-      net::network_spec(pod_, config_.vm_ip, config_.vm_gw, std::move(reserved),
-                        {{config_.control_listen.port, "control"}}));
+asio::awaitable<StepResult> Supervisor::set_up_network() {
+  auto network = net::PodNetwork::setup(network_spec(config_, pod_));
   if (!network)
     co_return Failure{ExitCode::kNetwork, network.error().message};
   network_ = std::move(*network);
   log_->info("network: {} {}/30 and {} bridged, NAT {} <-> {} (nft list table ip {})",
              network_->spec().bridge, config_.vm_gw.to_string(), network_->spec().tap,
              pod_.address.address().to_string(), config_.vm_ip.to_string(), network_->spec().table);
-  if (stop_kind_)
-    co_return StepResult{};
-
-  enter(Phase::kServices);
-  if (auto serving = start_guest_services(); !serving)
-    co_return serving;
-  if (stop_kind_)
-    co_return StepResult{};
-
-  enter(Phase::kBooting);
-  if (auto booted = co_await boot(); !booted)
-    co_return booted;
-  start_drive_watch();
   co_return StepResult{};
 }
 
+asio::awaitable<StepResult> Supervisor::start_services() {
+  co_return start_guest_services();
+}
+
+asio::awaitable<StepResult> Supervisor::boot_and_watch() {
+  auto booted = co_await boot();
+  if (booted)
+    start_drive_watch();
+  co_return booted;
+}
+
 qemu::MachineSpec Supervisor::machine_spec(qemu::Accelerator accel) const {
-  qemu::MachineSpec spec;
-  spec.accel = accel;
-  spec.cpus = config_.vm_cpus;
-  spec.memory_mib = config_.vm_memory / (1024 * 1024);
-  spec.disk = pet_disk_;
-  spec.disk_format = qemu::DiskFormat::kQcow2;
-  spec.mac = mac_;
-  spec.mtu = pod_.mtu;
-  spec.vnc = config_.vnc ? qemu::Vnc::kOn : qemu::Vnc::kOff;
-  spec.qmp_socket = config_.runtime_dir / "qmp.sock";
-  spec.config_drive = drive_params_.iso;
+  MachineInputs inputs;
+  inputs.accel = accel;
+  inputs.disk = pet_disk_;
+  inputs.config_drive = drive_params_.iso;
+  inputs.mac = mac_;
+  inputs.mtu = pod_.mtu;
   if (network_)
-    spec.tap = network_->spec().tap;
-  spec.extra_args = config_.qemu_args;
-  return spec;
+    inputs.tap = network_->spec().tap;
+  return berth::machine_spec(config_, inputs);
+}
+
+asio::awaitable<Result<void>> Supervisor::try_kvm() {
+  if (auto started = co_await start_vm(qemu::Accelerator::kKvm); !started)
+    co_return started;
+  if (co_await vm_->wait_exit(kKvmProbation))
+    co_return Error{ErrorKind::kUnsupported, vm_->describe_end()};
+  co_return Result<void>{};
 }
 
 asio::awaitable<StepResult> Supervisor::boot() {
-  // Runs the guest under KVM for the probation time; fails with why KVM did not work.
-  auto try_kvm = [this]() -> asio::awaitable<Result<void>> {
-    if (auto started = co_await start_vm(qemu::Accelerator::kKvm); !started)
-      co_return started;
-    if (co_await vm_->wait_exit(kKvmProbation))
-      co_return Error{ErrorKind::kUnsupported, vm_->describe_end()};
-    co_return Result<void>{};
-  };
-
-  switch (config_.vm_accel) {
-    case Accel::kTcg:
-      log_->info("acceleration: TCG (VM_ACCEL=tcg)");
+  const auto plan = plan_accel(
+      config_.vm_accel, config_.vm_accel == Accel::kTcg ? qemu::KvmProbe{} : qemu::probe_kvm());
+  switch (plan.start) {
+    case AccelStart::kFailKvmNotUsable:
+      co_return Failure{ExitCode::kQemu, plan.reason};
+    case AccelStart::kTcg:
+      if (config_.vm_accel == Accel::kTcg)
+        log_->info("acceleration: TCG ({})", plan.reason);
+      else
+        log_->info("acceleration: TCG, because {}", plan.reason);
       break;
-    case Accel::kKvm: {
-      const auto probe = qemu::probe_kvm();
-      if (!probe.usable)
-        co_return Failure{ExitCode::kQemu, fmt::format("VM_ACCEL=kvm, but KVM is not usable: {}; "
-                                                       "give the pod /dev/kvm or set "
-                                                       "VM_ACCEL=auto or tcg",
-                                                       probe.reason)};
+    case AccelStart::kKvmOrFail: {
       if (auto ran = co_await try_kvm(); !ran)
         co_return Failure{ExitCode::kQemu,
                           fmt::format("VM_ACCEL=kvm, but the guest did not run under KVM: {}; set "
@@ -301,16 +286,10 @@ asio::awaitable<StepResult> Supervisor::boot() {
       log_->info("acceleration: KVM (VM_ACCEL=kvm)");
       co_return StepResult{};
     }
-    case Accel::kAuto: {
-      const auto probe = qemu::probe_kvm();
-      if (!probe.usable) {
-        log_->info("acceleration: TCG, because KVM is not usable: {}", probe.reason);
-        break;
-      }
+    case AccelStart::kKvmElseTcg: {
       auto ran = co_await try_kvm();
       if (ran) {
-        log_->info("acceleration: KVM (the guest ran {}s under it)",
-                   std::chrono::duration_cast<std::chrono::seconds>(kKvmProbation).count());
+        log_->info("acceleration: KVM (the guest ran {}s under it)", kKvmProbation.count());
         co_return StepResult{};
       }
       log_->warn("acceleration: TCG, because the guest did not run under KVM: {}",
@@ -347,9 +326,7 @@ asio::awaitable<int> Supervisor::run_until_end() {
   co_await (wait_for_stop() || vm_->wait_exit());
   // VM_ACCEL=auto: a guest that stops running under KVM (internal error, QEMU dying) is started
   // again under TCG, once, rather than failing the pod into a restart loop on the same KVM.
-  while (!vm_->running() && !stop_kind_ && config_.vm_accel == Accel::kAuto
-         && accel_ == qemu::Accelerator::kKvm
-         && (vm_->end() == VmEnd::kInternalError || vm_->end() == VmEnd::kQemuExited)) {
+  while (!vm_->running() && !stop_kind_ && fall_back_to_tcg(config_.vm_accel, accel_, vm_->end())) {
     log_->warn(
         "acceleration: TCG, because the guest stopped running under KVM after {:.1f}s: {}",
         std::chrono::duration<double>(std::chrono::steady_clock::now() - vm_started_).count(),
@@ -403,17 +380,7 @@ drive::RunProgram Supervisor::program_runner() {
 
 StepResult Supervisor::start_guest_services() {
   const auto& bridge = network_->spec().bridge;
-  dhcp::DhcpConfig dhcp_config;
-  dhcp_config.interface = bridge;
-  dhcp_config.server_address = config_.vm_gw;
-  dhcp_config.client_address = config_.vm_ip;
-  dhcp_config.prefix_length = 30;
-  dhcp_config.client_mac = mac_;
-  dhcp_config.router = config_.vm_gw;
-  dhcp_config.dns_servers = {config_.vm_gw};
-  dhcp_config.search_domains = pod_.resolv_conf.search;
-  dhcp_config.hostname = pod_.hostname;
-  dhcp_config.mtu = static_cast<std::uint16_t>(pod_.mtu);
+  const auto dhcp_config = berth::dhcp_config(config_, pod_, bridge, mac_);
   dhcp_ = std::make_unique<dhcp::DhcpServer>(io_, dhcp_config, log_->clone("dhcp"));
   dhcp_->on_lease([this](const dhcp::LeaseEvent& event) {
     const bool holds =
@@ -433,19 +400,11 @@ StepResult Supervisor::start_guest_services() {
     return Failure{ExitCode::kNetwork, started.error().message};
   dhcp_->register_metrics(registry_);
 
-  std::vector<asio::ip::udp::endpoint> upstreams;
-  for (const auto& server : pod_.resolv_conf.nameservers)
-    if (server.is_v4() && upstreams.size() < 3)
-      upstreams.emplace_back(server, 53);
-  if (upstreams.empty()) {
+  auto dns_config = berth::dns_config(config_, pod_, bridge);
+  if (!dns_config) {
     log_->warn("DNS: /etc/resolv.conf names no IPv4 nameserver; the guest gets no DNS forwarder");
   } else {
-    dhcp::DnsConfig dns_config;
-    dns_config.listen_address = config_.vm_gw;
-    dns_config.interface = bridge;
-    dns_config.allowed_clients = asio::ip::network_v4(config_.vm_gw, 30).canonical();
-    dns_config.upstreams = std::move(upstreams);
-    dns_ = std::make_unique<dhcp::DnsForwarder>(io_, dns_config, log_->clone("dns"));
+    dns_ = std::make_unique<dhcp::DnsForwarder>(io_, *dns_config, log_->clone("dns"));
     if (auto started = dns_->start(); !started)
       return Failure{ExitCode::kNetwork, started.error().message};
     dns_->register_metrics(registry_);
