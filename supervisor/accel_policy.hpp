@@ -18,10 +18,10 @@ namespace berth {
 inline constexpr std::chrono::seconds kKvmProbation{5};
 
 enum class AccelStart {
-  kTcg,                // start under TCG (VM_ACCEL=tcg, or auto without usable KVM)
-  kKvmOrFail,          // VM_ACCEL=kvm with usable KVM: KVM must hold for the probation time
-  kKvmElseTcg,         // VM_ACCEL=auto with usable KVM: try KVM, TCG if it does not hold
-  kFailKvmNotUsable,   // VM_ACCEL=kvm without usable KVM: a start-up failure
+  kTcg,               // start under TCG (VM_ACCEL=tcg, or auto without usable KVM)
+  kKvmOrFail,         // VM_ACCEL=kvm with usable KVM: KVM must hold for the probation time
+  kKvmElseTcg,        // VM_ACCEL=auto with usable KVM: try KVM, TCG if it does not hold
+  kFailKvmNotUsable,  // VM_ACCEL=kvm without usable KVM: a start-up failure
 };
 
 struct AccelPlan {

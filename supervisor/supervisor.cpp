@@ -47,6 +47,7 @@ Supervisor::~Supervisor() = default;
 int Supervisor::run() {
   std::signal(SIGPIPE, SIG_IGN);  // a closed peer is an error code, never a death
   watch_signals();
+  loop_lag_.start();
   asio::co_spawn(io_, main_flow(), [this](std::exception_ptr error) {
     if (!error)
       return;
@@ -492,6 +493,7 @@ void Supervisor::finish(int exit_code) {
   log_->info("exiting with code {} after {:.3f}s", exit_code,
              std::chrono::duration<double>(lifecycle_.since_start()).count());
   signals_.cancel();
+  loop_lag_.stop();
   if (health_server_)
     health_server_->close();
   if (control_server_)

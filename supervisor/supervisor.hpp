@@ -26,6 +26,7 @@
 #include "supervisor/http/api.hpp"
 #include "supervisor/http/http_server.hpp"
 #include "supervisor/lifecycle.hpp"
+#include "supervisor/loop_lag.hpp"
 #include "supervisor/runtime_state.hpp"
 #include "supervisor/vm.hpp"
 
@@ -116,6 +117,7 @@ class Supervisor {
   // Every figure on /metrics. Its readers point into the modules above and the API below, so it is
   // declared after the modules (destroyed before them) and rendered only through api_.
   MetricsRegistry registry_;
+  LoopLagProbe loop_lag_{io_.get_executor(), registry_};
   std::unique_ptr<Api> api_;
   std::unique_ptr<HttpServer> health_server_;
   std::unique_ptr<HttpServer> control_server_;
