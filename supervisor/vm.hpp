@@ -75,6 +75,11 @@ class Vm {
   boost::asio::awaitable<void> pump_stderr(
       std::shared_ptr<boost::asio::posix::stream_descriptor> in);
   boost::asio::awaitable<void> check_status_after_stop();
+  // Connects qmp_ within `within`, or gives up when QEMU exits first; the connect error, if any.
+  boost::asio::awaitable<boost::system::error_code> connect_qmp(std::filesystem::path socket,
+                                                                std::chrono::seconds within);
+  // Returns once QEMU has been reaped.
+  boost::asio::awaitable<void> until_exit();
   void on_event(const qmp::Event& event);
   void on_qmp_closed(boost::system::error_code ec);
 

@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -13,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/async.hpp"
 #include "qemu/qmp/qmp_policy.hpp"
 #include "supervisor/http/console_html.hpp"
 
@@ -135,14 +135,11 @@ asio::awaitable<HttpReply> Api::readyz(unsigned version) {
     co_return not_ready("the guest has not taken its DHCP lease yet");
   if (config_.ready_tcp) {
     asio::ip::tcp::socket socket(io_);
-    asio::steady_timer deadline(io_, 1s);
-    error_code ec = asio::error::timed_out;
-    using namespace asio::experimental::awaitable_operators;
-    auto connect = [&]() -> asio::awaitable<void> {
-      co_await socket.async_connect({state_.vm_ip(), *config_.ready_tcp},
-                                    asio::redirect_error(asio::use_awaitable, ec));
-    };
-    co_await (connect() || deadline.async_wait(asio::use_awaitable));
+    error_code ec;
+    if (!co_await with_deadline(socket.async_connect({state_.vm_ip(), *config_.ready_tcp},
+                                                     asio::redirect_error(asio::use_awaitable, ec)),
+                                1s))
+      ec = asio::error::timed_out;
     if (ec)
       co_return not_ready(fmt::format("the guest does not accept TCP on {}:{} ({})",
                                       state_.vm_ip().to_string(), *config_.ready_tcp,
