@@ -32,7 +32,6 @@ class EventBus {
     for (auto& [token, handler] : handlers)
       handler(event);
   }
-  std::size_t listeners() const { return handlers_.size(); }
 
  private:
   std::map<std::uint64_t, Handler> handlers_;
