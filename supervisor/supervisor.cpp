@@ -39,6 +39,13 @@ Supervisor::Supervisor(Config config, asio::io_context& io)
       stop_signal_(io, asio::steady_timer::time_point::max()) {
   signals_.add(SIGQUIT);
   state_.register_metrics(registry_);
+  registry_.counter("berth_console_lines_dropped_total",
+                    "Guest console lines dropped because stdout's reader did not keep up.",
+                    [this] { return static_cast<double>(console_out_.dropped()); });
+  registry_.counter("berth_log_lines_dropped_total",
+                    "Log lines (QEMU's stderr among them) dropped because stderr's reader did not "
+                    "keep up.",
+                    [] { return static_cast<double>(log_lines_dropped()); });
 }
 
 Supervisor::~Supervisor() = default;
@@ -312,7 +319,7 @@ asio::awaitable<Result<void>> Supervisor::start_vm(qemu::Accelerator accel) {
   accel_ = accel;
   vm_started_ = std::chrono::steady_clock::now();
   state_.vm_gone();
-  vm_ = std::make_unique<Vm>(io_, children_, log_);
+  vm_ = std::make_unique<Vm>(io_, children_, console_out_, log_);
   state_.qemu_starting();
   auto started = co_await vm_->start(machine_spec(accel));
   if (started) {
@@ -382,20 +389,7 @@ StepResult Supervisor::start_guest_services() {
   const auto& bridge = network_->spec().bridge;
   const auto dhcp_config = berth::dhcp_config(config_, pod_, bridge, mac_);
   dhcp_ = std::make_unique<dhcp::DhcpServer>(io_, dhcp_config, log_->clone("dhcp"));
-  dhcp_->on_lease([this](const dhcp::LeaseEvent& event) {
-    const bool holds =
-        event.kind == dhcp::LeaseEventKind::kBound || event.kind == dhcp::LeaseEventKind::kRenewed;
-    if (holds && !state_.lease_given())
-      log_->info("the guest took its lease {} after {:.1f}s", event.address.to_string(),
-                 std::chrono::duration<double>(lifecycle_.since_start()).count());
-    if (holds && network_) {
-      // The first connection to the guest then goes out at once (see announce_neighbor).
-      if (auto told = net::announce_neighbor(network_->spec().bridge, event.address, event.mac);
-          !told)
-        log_->warn("{}", told.error().message);
-    }
-    state_.lease_held(holds);
-  });
+  dhcp_->on_lease([this](const dhcp::LeaseEvent& event) { on_lease(event); });
   if (auto started = dhcp_->start(); !started)
     return Failure{ExitCode::kNetwork, started.error().message};
   dhcp_->register_metrics(registry_);
@@ -410,6 +404,28 @@ StepResult Supervisor::start_guest_services() {
     dns_->register_metrics(registry_);
   }
   return {};
+}
+
+void Supervisor::on_lease(const dhcp::LeaseEvent& event) {
+  const bool holds =
+      event.kind == dhcp::LeaseEventKind::kBound || event.kind == dhcp::LeaseEventKind::kRenewed;
+  if (holds && !state_.lease_given())
+    log_->info("the guest took its lease {} after {:.1f}s", event.address.to_string(),
+               std::chrono::duration<double>(lifecycle_.since_start()).count());
+  // The first connection to the guest then goes out at once (see announce_neighbor). A netlink
+  // round trip: only for a new lease or a changed address or MAC, not for every renewal.
+  const Announced lease{event.address, event.mac};
+  const bool changed = event.kind == dhcp::LeaseEventKind::kBound || announced_ != lease;
+  if (holds && network_ && changed) {
+    if (auto told = net::announce_neighbor(network_->spec().bridge, event.address, event.mac);
+        !told)
+      log_->warn("{}", told.error().message);
+    else
+      announced_ = lease;
+  }
+  if (!holds)
+    announced_.reset();
+  state_.lease_held(holds);
 }
 
 void Supervisor::start_drive_watch() {

@@ -72,6 +72,8 @@ class Supervisor {
   drive::RunProgram program_runner();
   // DHCP server and DNS forwarder on the bridge.
   StepResult start_guest_services();
+  // A DHCP lease event: readiness, and the neighbour announcement for a new address.
+  void on_lease(const dhcp::LeaseEvent& event);
   // The ConfigMap watch that rebuilds and swaps the config drive into the running VM.
   void start_drive_watch();
   // Starts QEMU under the accelerator VM_ACCEL and the KVM probe call for (accel_policy.hpp).
@@ -112,6 +114,9 @@ class Supervisor {
   std::unique_ptr<dhcp::DnsForwarder> dns_;
   std::shared_ptr<drive::ConfigDriveWatcher> watcher_;
   MacAddress mac_{};
+  using Announced = std::pair<boost::asio::ip::address_v4, MacAddress>;
+  std::optional<Announced> announced_;  // the lease last announced to the bridge's neighbours
+  LineWriter console_out_{stdout};      // the guest's console, to berth's stdout
   std::unique_ptr<Vm> vm_;
   RuntimeState state_;
   // Every figure on /metrics. Its readers point into the modules above and the API below, so it is

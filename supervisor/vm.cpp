@@ -64,9 +64,11 @@ std::string_view vm_end_name(VmEnd end) {
   return "?";
 }
 
-Vm::Vm(asio::io_context& io, ChildReaper& children, std::shared_ptr<spdlog::logger> log)
+Vm::Vm(asio::io_context& io, ChildReaper& children, LineWriter& console,
+       std::shared_ptr<spdlog::logger> log)
     : io_(io),
       children_(children),
+      console_(console),
       log_(std::move(log)),
       qemu_log_(log_->clone("qemu")),
       exited_(io, asio::steady_timer::time_point::max()),
@@ -353,10 +355,7 @@ asio::awaitable<void> Vm::pump_console(std::shared_ptr<asio::posix::stream_descr
   co_await pump_lines(std::move(in), [this](std::string_view line) {
     if (!line.empty() && line.back() == '\r')
       line.remove_suffix(1);
-    std::fwrite(line.data(), 1, line.size(), stdout);
-    std::fputc('\n', stdout);
-    std::fflush(stdout);
-    ++console_lines_;
+    console_.write(line);
   });
 }
 
