@@ -13,7 +13,7 @@
 
 using namespace berth;
 
-TEST_CASE("line writer: lines in order; a full pipe drops and counts, never blocks",
+TEST_CASE("line writer: lines in order, and a full pipe drops and counts but never blocks",
           "[line_writer]") {
   int fds[2];
   REQUIRE(::pipe(fds) == 0);
