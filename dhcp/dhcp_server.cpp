@@ -294,3 +294,34 @@ DhcpCounters DhcpServer::counters() const {
 }
 
 }  // namespace berth::dhcp
+
+namespace berth::dhcp {
+
+void DhcpServer::register_metrics(MetricsRegistry& registry) const {
+  using Field = std::uint64_t DhcpCounters::*;
+  struct Entry {
+    const char* name;
+    const char* help;
+    Field field;
+  };
+  static constexpr Entry kCounters[] = {
+      {"berth_dhcp_received_total", "DHCP datagrams received.", &DhcpCounters::received},
+      {"berth_dhcp_malformed_total", "DHCP datagrams that did not parse.",
+       &DhcpCounters::malformed},
+      {"berth_dhcp_offers_total", "DHCPOFFERs sent.", &DhcpCounters::offers},
+      {"berth_dhcp_acks_total", "DHCPACKs sent (leases given or extended).", &DhcpCounters::acks},
+      {"berth_dhcp_informs_total", "DHCPACKs sent in answer to DHCPINFORM.",
+       &DhcpCounters::informs},
+      {"berth_dhcp_naks_total", "DHCPNAKs sent.", &DhcpCounters::naks},
+      {"berth_dhcp_releases_total", "DHCPRELEASEs received.", &DhcpCounters::releases},
+      {"berth_dhcp_declines_total", "DHCPDECLINEs received.", &DhcpCounters::declines},
+      {"berth_dhcp_ignored_total", "DHCP messages ignored (other clients...).",
+       &DhcpCounters::ignored},
+      {"berth_dhcp_send_errors_total", "DHCP replies that could not be encoded or sent.",
+       &DhcpCounters::send_errors},
+  };
+  for (const auto& [name, help, field] : kCounters)
+    registry.counter(name, help, [this, field] { return static_cast<double>(counters().*field); });
+}
+
+}  // namespace berth::dhcp

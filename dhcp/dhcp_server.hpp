@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "common/error.hpp"
+#include "common/metrics.hpp"
 #include "dhcp/dhcp_responder.hpp"
 
 namespace berth::dhcp {
@@ -58,6 +59,10 @@ class DhcpServer {
   void on_lease(std::function<void(const LeaseEvent&)> callback);
 
   DhcpCounters counters() const;
+
+  // Registers every DhcpCounters field as a berth_dhcp_*_total counter read from this server;
+  // the registry must not be rendered after the server is destroyed.
+  void register_metrics(MetricsRegistry& registry) const;
 
  private:
   struct Impl;

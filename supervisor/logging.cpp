@@ -3,19 +3,48 @@
 #include <fmt/chrono.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/base_sink.h>
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <chrono>
 #include <cstdio>
 
+#include "supervisor/line_writer.hpp"
+
 namespace berth {
 namespace {
 
+// The writer behind the installed sink (see log_lines_dropped).
+std::atomic<LineWriter*> current_writer{nullptr};
+
+// Log lines go to stderr through a LineWriter: formatted on the loop, written by its thread.
+class StderrLineSink : public spdlog::sinks::base_sink<spdlog::details::null_mutex> {
+ public:
+  StderrLineSink() : writer_(std::make_shared<LineWriter>(stderr)) {
+    current_writer = writer_.get();
+  }
+  ~StderrLineSink() override {
+    LineWriter* mine = writer_.get();
+    current_writer.compare_exchange_strong(mine, nullptr);
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t formatted;
+    formatter_->format(msg, formatted);
+    writer_->write_raw(std::string(formatted.data(), formatted.size()));
+  }
+  void flush_() override {}
+  LineWriter& writer() { return *writer_; }
+
+ private:
+  std::shared_ptr<LineWriter> writer_;
+};
+
 // One JSON object per line: {"time","level","logger","msg"}; the message is escaped by Boost.JSON.
-class JsonStderrSink final : public spdlog::sinks::base_sink<spdlog::details::null_mutex> {
+class JsonStderrSink final : public StderrLineSink {
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
     const auto since_epoch = msg.time.time_since_epoch();
@@ -33,9 +62,8 @@ class JsonStderrSink final : public spdlog::sinks::base_sink<spdlog::details::nu
     line["msg"] = std::string_view(msg.payload.data(), msg.payload.size());
     std::string out = boost::json::serialize(line);
     out += '\n';
-    std::fwrite(out.data(), 1, out.size(), stderr);
+    writer().write_raw(std::move(out));
   }
-  void flush_() override { std::fflush(stderr); }
 };
 
 spdlog::level::level_enum to_spdlog(LogLevel level) {
@@ -61,7 +89,7 @@ void init_logging(LogFormat format, LogLevel level) {
   if (format == LogFormat::kJson) {
     sink = std::make_shared<JsonStderrSink>();
   } else {
-    sink = std::make_shared<spdlog::sinks::stderr_sink_st>();
+    sink = std::make_shared<StderrLineSink>();
     sink->set_formatter(std::make_unique<spdlog::pattern_formatter>(
         "%Y-%m-%dT%H:%M:%S.%eZ %-5l [%n] %v", spdlog::pattern_time_type::utc));
   }
@@ -69,6 +97,11 @@ void init_logging(LogFormat format, LogLevel level) {
   logger->set_level(to_spdlog(level));
   logger->flush_on(spdlog::level::trace);  // stderr is a pipe under Kubernetes: never hold lines
   spdlog::set_default_logger(logger);
+}
+
+std::uint64_t log_lines_dropped() {
+  const LineWriter* writer = current_writer;
+  return writer ? writer->dropped() : 0;
 }
 
 std::shared_ptr<spdlog::logger> component_logger(const std::string& name) {

@@ -1,9 +1,11 @@
 #pragma once
-// Logging set-up: spdlog to stderr, human-readable or one JSON object per line. Other modules log
+// Logging set-up: spdlog to stderr, human-readable or one JSON object per line, written off the
+// event loop. Other modules log
 // through loggers cloned from the default logger this installs (see component_logger).
 
 #include <spdlog/logger.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -13,6 +15,10 @@ namespace berth {
 
 // Installs the default logger (named "berth") writing to stderr in `format` at `level`.
 void init_logging(LogFormat format, LogLevel level);
+
+// Log lines dropped because stderr's reader did not keep up (the lines are written by a thread
+// of their own with a bounded queue; see line_writer.hpp).
+std::uint64_t log_lines_dropped();
 
 // A logger for one component ("qemu", "net", ...) that shares the default logger's sinks and level.
 std::shared_ptr<spdlog::logger> component_logger(const std::string& name);

@@ -1,6 +1,7 @@
 #pragma once
 // What the supervisor knows at run time, read by the health and control API: the phase, the VM's
-// QMP client, the lease, counters. The supervisor writes it; nothing else does.
+// QMP client, the lease, counters. The supervisor changes it through named methods; nothing else
+// does.
 
 #include <boost/asio/ip/address_v4.hpp>
 #include <chrono>
@@ -10,6 +11,8 @@
 #include <memory>
 #include <string>
 
+#include "common/metrics.hpp"
+#include "qemu/command_line.hpp"
 #include "qemu/qmp/qmp_client.hpp"
 #include "supervisor/lifecycle.hpp"
 
@@ -29,27 +32,64 @@ class EventBus {
     for (auto& [token, handler] : handlers)
       handler(event);
   }
-  std::size_t listeners() const { return handlers_.size(); }
 
  private:
   std::map<std::uint64_t, Handler> handlers_;
   std::uint64_t next_ = 1;
 };
 
-struct RuntimeState {
-  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
-  Phase phase = Phase::kConfiguring;
-  std::string hostname;
-  std::string accel = "none";        // "kvm" or "tcg" once QEMU runs
-  std::shared_ptr<qmp::Client> qmp;  // the current VM's, null before boot and after exit
-  boost::asio::ip::address_v4 vm_ip;
-  bool lease_given = false;
-  std::uint64_t qemu_starts = 0;
-  std::uint64_t accel_fallbacks = 0;
-  std::uint64_t image_bytes_fetched = 0;
-  // Module counters (DHCP, DNS, ...) appended to /metrics as Prometheus text, when present.
-  std::function<std::string()> extra_metrics;
-  EventBus events;
+// The supervisor's state as the API sees it. One owner: the supervisor changes it only through
+// the named methods below; the API reads it through the const getters.
+class RuntimeState {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // Changes, made by the supervisor.
+  void enter_phase(Phase phase) { phase_ = phase; }
+  void pod_discovered(std::string hostname, boost::asio::ip::address_v4 vm_ip);
+  // A QEMU process was spawned (counted whether or not it comes up).
+  void qemu_starting() { ++qemu_starts_; }
+  // QEMU runs under `accel` and answers on `qmp`.
+  void vm_started(qemu::Accelerator accel, std::shared_ptr<qmp::Client> qmp);
+  // The VM's QMP client is gone (a new QEMU is starting, or QEMU ended).
+  void vm_gone() { qmp_.reset(); }
+  // KVM failed and the guest is started again under TCG.
+  void kvm_fell_back() { ++accel_fallbacks_; }
+  // The guest holds its DHCP lease (true) or no longer does (false).
+  void lease_held(bool held) { lease_given_ = held; }
+  void image_fetched(std::uint64_t bytes) { image_bytes_fetched_ += bytes; }
+
+  // Reads, for the API.
+  Clock::time_point started() const { return started_; }
+  Phase phase() const { return phase_; }
+  const std::string& hostname() const { return hostname_; }
+  // "kvm" or "tcg" once QEMU runs, "none" before.
+  const std::string& accel() const { return accel_; }
+  // The current VM's QMP client; null before boot and after exit.
+  std::shared_ptr<qmp::Client> qmp() const { return qmp_; }
+  boost::asio::ip::address_v4 vm_ip() const { return vm_ip_; }
+  bool lease_given() const { return lease_given_; }
+  std::uint64_t qemu_starts() const { return qemu_starts_; }
+  // QMP events of every VM so far, for any number of listeners.
+  EventBus& events() { return events_; }
+
+  // Registers berth_info, berth_phase, berth_uptime_seconds, berth_qemu_starts_total,
+  // berth_accel_fallbacks_total, berth_lease_given and berth_image_fetched_bytes_total, read from
+  // this object (which must outlive every render).
+  void register_metrics(MetricsRegistry& registry) const;
+
+ private:
+  Clock::time_point started_ = Clock::now();
+  Phase phase_ = Phase::kConfiguring;
+  std::string hostname_;
+  std::string accel_ = "none";
+  std::shared_ptr<qmp::Client> qmp_;
+  boost::asio::ip::address_v4 vm_ip_;
+  bool lease_given_ = false;
+  std::uint64_t qemu_starts_ = 0;
+  std::uint64_t accel_fallbacks_ = 0;
+  std::uint64_t image_bytes_fetched_ = 0;
+  EventBus events_;
 };
 
 }  // namespace berth

@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -17,7 +16,9 @@
 #include "drive/image/image_cache.hpp"
 #include "net/network.hpp"
 #include "qemu/kvm.hpp"
+#include "supervisor/accel_policy.hpp"
 #include "supervisor/logging.hpp"
+#include "supervisor/module_params.hpp"
 
 namespace berth {
 namespace {
@@ -25,23 +26,6 @@ namespace {
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using namespace asio::experimental::awaitable_operators;
-
-// How long a guest must run under KVM before VM_ACCEL=auto reports that it uses KVM. A later KVM
-// failure still falls back to TCG once (run_until_end): nested KVM can fail well after start.
-constexpr auto kKvmProbation = 5s;
-
-// A locally administered unicast MAC, stable for a hostname (and so for its pet disk).
-MacAddress mac_for(const std::string& host) {
-  std::uint32_t hash = 2166136261u;  // FNV-1a
-  for (unsigned char c : host)
-    hash = (hash ^ c) * 16777619u;
-  return {0x52,
-          0x54,
-          0x00,
-          static_cast<std::uint8_t>(hash >> 16),
-          static_cast<std::uint8_t>(hash >> 8),
-          static_cast<std::uint8_t>(hash)};
-}
 
 }  // namespace
 
@@ -54,6 +38,14 @@ Supervisor::Supervisor(Config config, asio::io_context& io)
       signals_(io, SIGTERM, SIGINT, SIGHUP),
       stop_signal_(io, asio::steady_timer::time_point::max()) {
   signals_.add(SIGQUIT);
+  state_.register_metrics(registry_);
+  registry_.counter("berth_console_lines_dropped_total",
+                    "Guest console lines dropped because stdout's reader did not keep up.",
+                    [this] { return static_cast<double>(console_out_.dropped()); });
+  registry_.counter("berth_log_lines_dropped_total",
+                    "Log lines (QEMU's stderr among them) dropped because stderr's reader did not "
+                    "keep up.",
+                    [] { return static_cast<double>(log_lines_dropped()); });
 }
 
 Supervisor::~Supervisor() = default;
@@ -61,6 +53,7 @@ Supervisor::~Supervisor() = default;
 int Supervisor::run() {
   std::signal(SIGPIPE, SIG_IGN);  // a closed peer is an error code, never a death
   watch_signals();
+  loop_lag_.start();
   asio::co_spawn(io_, main_flow(), [this](std::exception_ptr error) {
     if (!error)
       return;
@@ -130,6 +123,7 @@ asio::awaitable<void> Supervisor::main_flow() {
     vm_->kill();
     co_await vm_->wait_exit(5s);
   }
+  state_.vm_gone();
   if (network_) {
     if (auto done = network_->teardown(); !done)
       log_->error("network teardown: {}", done.error().message);
@@ -145,7 +139,34 @@ asio::awaitable<void> Supervisor::main_flow() {
 }
 
 asio::awaitable<StepResult> Supervisor::start_up() {
-  enter(Phase::kDiscovering);
+  using Run = asio::awaitable<StepResult> (Supervisor::*)();
+  struct Step {
+    std::optional<Phase> phase;  // entered before the step runs
+    Run run;
+  };
+  static const Step kSteps[] = {
+      {Phase::kDiscovering, &Supervisor::discover_pod},
+      {std::nullopt, &Supervisor::open_listeners},
+      {std::nullopt, &Supervisor::make_runtime_dir},
+      {Phase::kImage, &Supervisor::fetch_base_image},
+      {Phase::kDisk, &Supervisor::prepare_disk},
+      {Phase::kDrive, &Supervisor::build_drive},
+      {Phase::kNetwork, &Supervisor::set_up_network},
+      {Phase::kServices, &Supervisor::start_services},
+      {Phase::kBooting, &Supervisor::boot_and_watch},
+  };
+  for (const auto& step : kSteps) {
+    if (step.phase)
+      enter(*step.phase);
+    if (auto done = co_await (this->*step.run)(); !done)
+      co_return done;
+    if (stop_kind_)
+      co_return StepResult{};  // stopped during start-up: main_flow cleans up
+  }
+  co_return StepResult{};
+}
+
+asio::awaitable<StepResult> Supervisor::discover_pod() {
   auto pod = net::discover_pod();
   if (!pod)
     co_return Failure{ExitCode::kNetwork, pod.error().message};
@@ -160,13 +181,15 @@ asio::awaitable<StepResult> Supervisor::start_up() {
              pod_.gateway ? pod_.gateway->to_string() : "none", pod_.hostname,
              fmt::join(servers, " "), fmt::join(pod_.resolv_conf.search, " "));
   mac_ = config_.vm_mac.value_or(mac_for(pod_.hostname));
-  state_.hostname = pod_.hostname;
-  state_.vm_ip = config_.vm_ip;
-  if (auto listening = start_listeners(); !listening)
-    co_return listening;
-  if (stop_kind_)
-    co_return StepResult{};
+  state_.pod_discovered(pod_.hostname, config_.vm_ip);
+  co_return StepResult{};
+}
 
+asio::awaitable<StepResult> Supervisor::open_listeners() {
+  co_return start_listeners();
+}
+
+asio::awaitable<StepResult> Supervisor::make_runtime_dir() {
   std::error_code dir_error;
   std::filesystem::create_directories(config_.runtime_dir, dir_error);
   ::chmod(config_.runtime_dir.c_str(), 0700);
@@ -174,124 +197,94 @@ asio::awaitable<StepResult> Supervisor::start_up() {
     co_return Failure{
         ExitCode::kConfig,
         fmt::format("BERTH_RUNTIME_DIR {}: {}", config_.runtime_dir.string(), dir_error.message())};
+  co_return StepResult{};
+}
 
-  enter(Phase::kImage);
-  drive::FetchParams fetch;
-  fetch.source = config_.img_source;
-  fetch.image_dir = config_.image_dir;
-  fetch.target = config_.img_target;
-  fetch.sha256 = config_.img_sha256;
-  fetch.ca_file = config_.ca_bundle;
-  auto image = co_await drive::fetch_image(std::move(fetch), log_->clone("image"));
+asio::awaitable<StepResult> Supervisor::fetch_base_image() {
+  auto image = co_await drive::fetch_image(fetch_params(config_), log_->clone("image"));
   if (!image)
     co_return Failure{ExitCode::kImage, image.error().message};
   if (image->outcome == drive::CacheOutcome::kDownloaded)
-    state_.image_bytes_fetched += image->size;
-  if (stop_kind_)
-    co_return StepResult{};
+    state_.image_fetched(image->size);
+  image_ = std::move(*image);
+  co_return StepResult{};
+}
 
-  enter(Phase::kDisk);
-  drive::PetDiskParams pet;
-  pet.disk_dir = config_.disk_dir;
-  pet.hostname = pod_.hostname;
-  pet.base = image->path;
-  pet.base_format = image->format;
-  pet.base_sha256 = image->sha256;
-  pet.size = config_.vm_disk_size;
-  auto disk =
-      co_await drive::prepare_pet_disk(std::move(pet), program_runner(), log_->clone("disk"));
+asio::awaitable<StepResult> Supervisor::prepare_disk() {
+  auto disk = co_await drive::prepare_pet_disk(pet_disk_params(config_, pod_.hostname, image_),
+                                               program_runner(), log_->clone("disk"));
   if (!disk)
     co_return Failure{ExitCode::kDisk, disk.error().message};
   pet_disk_ = disk->path;
-  if (stop_kind_)
-    co_return StepResult{};
+  co_return StepResult{};
+}
 
-  enter(Phase::kDrive);
-  drive_params_.layout = config_.drive_format == DriveFormat::kNoCloud
-                             ? drive::DriveLayout::kNoCloud
-                             : drive::DriveLayout::kConfigDrive;
-  drive_params_.userdata = config_.userdata;
-  drive_params_.metadata = config_.metadata;
-  drive_params_.networkdata = config_.networkdata;
-  drive_params_.hostname = pod_.hostname;
-  drive_params_.iso = config_.runtime_dir / "config-drive.iso";
+asio::awaitable<StepResult> Supervisor::build_drive() {
+  drive_params_ = config_drive_params(config_, pod_.hostname);
   auto drive_log = log_->clone("drive");
   auto built = drive::build_config_drive(drive_params_, *drive_log);
   if (!built)
     co_return Failure{ExitCode::kDrive, built.error().message};
   log_->info("config drive {} ({}, instance-id {}, hostname {}): {}", built->iso.string(),
              built->label, built->instance_id, built->hostname, fmt::join(built->files, " "));
-  if (stop_kind_)
-    co_return StepResult{};
+  co_return StepResult{};
+}
 
-  enter(Phase::kNetwork);
-  std::vector<net::ReservedPort> reserved = {{config_.health_port, "health"}};
-  if (config_.vnc)
-    reserved.push_back({5900, "vnc"});
-  auto network = net::PodNetwork::setup(
-      net::network_spec(pod_, config_.vm_ip, config_.vm_gw, std::move(reserved),
-                        {{config_.control_listen.port, "control"}}));
+asio::awaitable<StepResult> Supervisor::set_up_network() {
+  auto network = net::PodNetwork::setup(network_spec(config_, pod_));
   if (!network)
     co_return Failure{ExitCode::kNetwork, network.error().message};
   network_ = std::move(*network);
   log_->info("network: {} {}/30 and {} bridged, NAT {} <-> {} (nft list table ip {})",
              network_->spec().bridge, config_.vm_gw.to_string(), network_->spec().tap,
              pod_.address.address().to_string(), config_.vm_ip.to_string(), network_->spec().table);
-  if (stop_kind_)
-    co_return StepResult{};
-
-  enter(Phase::kServices);
-  if (auto serving = start_guest_services(); !serving)
-    co_return serving;
-  if (stop_kind_)
-    co_return StepResult{};
-
-  enter(Phase::kBooting);
-  if (auto booted = co_await boot(); !booted)
-    co_return booted;
-  start_drive_watch();
   co_return StepResult{};
 }
 
+asio::awaitable<StepResult> Supervisor::start_services() {
+  co_return start_guest_services();
+}
+
+asio::awaitable<StepResult> Supervisor::boot_and_watch() {
+  auto booted = co_await boot();
+  if (booted)
+    start_drive_watch();
+  co_return booted;
+}
+
 qemu::MachineSpec Supervisor::machine_spec(qemu::Accelerator accel) const {
-  qemu::MachineSpec spec;
-  spec.accel = accel;
-  spec.cpus = config_.vm_cpus;
-  spec.memory_mib = config_.vm_memory / (1024 * 1024);
-  spec.disk = pet_disk_;
-  spec.disk_format = qemu::DiskFormat::kQcow2;
-  spec.mac = mac_;
-  spec.mtu = pod_.mtu;
-  spec.vnc = config_.vnc ? qemu::Vnc::kOn : qemu::Vnc::kOff;
-  spec.qmp_socket = config_.runtime_dir / "qmp.sock";
-  spec.config_drive = drive_params_.iso;
+  MachineInputs inputs;
+  inputs.accel = accel;
+  inputs.disk = pet_disk_;
+  inputs.config_drive = drive_params_.iso;
+  inputs.mac = mac_;
+  inputs.mtu = pod_.mtu;
   if (network_)
-    spec.tap = network_->spec().tap;
-  spec.extra_args = config_.qemu_args;
-  return spec;
+    inputs.tap = network_->spec().tap;
+  return berth::machine_spec(config_, inputs);
+}
+
+asio::awaitable<Result<void>> Supervisor::try_kvm() {
+  if (auto started = co_await start_vm(qemu::Accelerator::kKvm); !started)
+    co_return started;
+  if (co_await vm_->wait_exit(kKvmProbation))
+    co_return Error{ErrorKind::kUnsupported, vm_->describe_end()};
+  co_return Result<void>{};
 }
 
 asio::awaitable<StepResult> Supervisor::boot() {
-  // Runs the guest under KVM for the probation time; fails with why KVM did not work.
-  auto try_kvm = [this]() -> asio::awaitable<Result<void>> {
-    if (auto started = co_await start_vm(qemu::Accelerator::kKvm); !started)
-      co_return started;
-    if (co_await vm_->wait_exit(kKvmProbation))
-      co_return Error{ErrorKind::kUnsupported, vm_->describe_end()};
-    co_return Result<void>{};
-  };
-
-  switch (config_.vm_accel) {
-    case Accel::kTcg:
-      log_->info("acceleration: TCG (VM_ACCEL=tcg)");
+  const auto plan = plan_accel(
+      config_.vm_accel, config_.vm_accel == Accel::kTcg ? qemu::KvmProbe{} : qemu::probe_kvm());
+  switch (plan.start) {
+    case AccelStart::kFailKvmNotUsable:
+      co_return Failure{ExitCode::kQemu, plan.reason};
+    case AccelStart::kTcg:
+      if (config_.vm_accel == Accel::kTcg)
+        log_->info("acceleration: TCG ({})", plan.reason);
+      else
+        log_->info("acceleration: TCG, because {}", plan.reason);
       break;
-    case Accel::kKvm: {
-      const auto probe = qemu::probe_kvm();
-      if (!probe.usable)
-        co_return Failure{ExitCode::kQemu, fmt::format("VM_ACCEL=kvm, but KVM is not usable: {}; "
-                                                       "give the pod /dev/kvm or set "
-                                                       "VM_ACCEL=auto or tcg",
-                                                       probe.reason)};
+    case AccelStart::kKvmOrFail: {
       if (auto ran = co_await try_kvm(); !ran)
         co_return Failure{ExitCode::kQemu,
                           fmt::format("VM_ACCEL=kvm, but the guest did not run under KVM: {}; set "
@@ -300,16 +293,10 @@ asio::awaitable<StepResult> Supervisor::boot() {
       log_->info("acceleration: KVM (VM_ACCEL=kvm)");
       co_return StepResult{};
     }
-    case Accel::kAuto: {
-      const auto probe = qemu::probe_kvm();
-      if (!probe.usable) {
-        log_->info("acceleration: TCG, because KVM is not usable: {}", probe.reason);
-        break;
-      }
+    case AccelStart::kKvmElseTcg: {
       auto ran = co_await try_kvm();
       if (ran) {
-        log_->info("acceleration: KVM (the guest ran {}s under it)",
-                   std::chrono::duration_cast<std::chrono::seconds>(kKvmProbation).count());
+        log_->info("acceleration: KVM (the guest ran {}s under it)", kKvmProbation.count());
         co_return StepResult{};
       }
       log_->warn("acceleration: TCG, because the guest did not run under KVM: {}",
@@ -328,17 +315,16 @@ asio::awaitable<StepResult> Supervisor::boot() {
 
 asio::awaitable<Result<void>> Supervisor::start_vm(qemu::Accelerator accel) {
   if (vm_ && accel_ == qemu::Accelerator::kKvm && accel == qemu::Accelerator::kTcg)
-    ++state_.accel_fallbacks;
+    state_.kvm_fell_back();
   accel_ = accel;
   vm_started_ = std::chrono::steady_clock::now();
-  state_.qmp.reset();
-  vm_ = std::make_unique<Vm>(io_, children_, log_);
-  ++state_.qemu_starts;
+  state_.vm_gone();
+  vm_ = std::make_unique<Vm>(io_, children_, console_out_, log_);
+  state_.qemu_starting();
   auto started = co_await vm_->start(machine_spec(accel));
   if (started) {
-    state_.accel = accel == qemu::Accelerator::kKvm ? "kvm" : "tcg";
-    state_.qmp = vm_->qmp();
-    vm_->qmp()->subscribe([this](const qmp::Event& event) { state_.events.publish(event); });
+    state_.vm_started(accel, vm_->qmp());
+    vm_->qmp()->subscribe([this](const qmp::Event& event) { state_.events().publish(event); });
   }
   co_return started;
 }
@@ -347,9 +333,7 @@ asio::awaitable<int> Supervisor::run_until_end() {
   co_await (wait_for_stop() || vm_->wait_exit());
   // VM_ACCEL=auto: a guest that stops running under KVM (internal error, QEMU dying) is started
   // again under TCG, once, rather than failing the pod into a restart loop on the same KVM.
-  while (!vm_->running() && !stop_kind_ && config_.vm_accel == Accel::kAuto
-         && accel_ == qemu::Accelerator::kKvm
-         && (vm_->end() == VmEnd::kInternalError || vm_->end() == VmEnd::kQemuExited)) {
+  while (!vm_->running() && !stop_kind_ && fall_back_to_tcg(config_.vm_accel, accel_, vm_->end())) {
     log_->warn(
         "acceleration: TCG, because the guest stopped running under KVM after {:.1f}s: {}",
         std::chrono::duration<double>(std::chrono::steady_clock::now() - vm_started_).count(),
@@ -403,58 +387,50 @@ drive::RunProgram Supervisor::program_runner() {
 
 StepResult Supervisor::start_guest_services() {
   const auto& bridge = network_->spec().bridge;
-  dhcp::DhcpConfig dhcp_config;
-  dhcp_config.interface = bridge;
-  dhcp_config.server_address = config_.vm_gw;
-  dhcp_config.client_address = config_.vm_ip;
-  dhcp_config.prefix_length = 30;
-  dhcp_config.client_mac = mac_;
-  dhcp_config.router = config_.vm_gw;
-  dhcp_config.dns_servers = {config_.vm_gw};
-  dhcp_config.search_domains = pod_.resolv_conf.search;
-  dhcp_config.hostname = pod_.hostname;
-  dhcp_config.mtu = static_cast<std::uint16_t>(pod_.mtu);
+  const auto dhcp_config = berth::dhcp_config(config_, pod_, bridge, mac_);
   dhcp_ = std::make_unique<dhcp::DhcpServer>(io_, dhcp_config, log_->clone("dhcp"));
-  dhcp_->on_lease([this](const dhcp::LeaseEvent& event) {
-    const bool holds =
-        event.kind == dhcp::LeaseEventKind::kBound || event.kind == dhcp::LeaseEventKind::kRenewed;
-    if (holds && !state_.lease_given)
-      log_->info("the guest took its lease {} after {:.1f}s", event.address.to_string(),
-                 std::chrono::duration<double>(lifecycle_.since_start()).count());
-    if (holds && network_) {
-      // The first connection to the guest then goes out at once (see announce_neighbor).
-      if (auto told = net::announce_neighbor(network_->spec().bridge, event.address, event.mac);
-          !told)
-        log_->warn("{}", told.error().message);
-    }
-    state_.lease_given = holds;
-  });
+  dhcp_->on_lease([this](const dhcp::LeaseEvent& event) { on_lease(event); });
   if (auto started = dhcp_->start(); !started)
     return Failure{ExitCode::kNetwork, started.error().message};
+  dhcp_->register_metrics(registry_);
 
-  std::vector<asio::ip::udp::endpoint> upstreams;
-  for (const auto& server : pod_.resolv_conf.nameservers)
-    if (server.is_v4() && upstreams.size() < 3)
-      upstreams.emplace_back(server, 53);
-  if (upstreams.empty()) {
+  auto dns_config = berth::dns_config(config_, pod_, bridge);
+  if (!dns_config) {
     log_->warn("DNS: /etc/resolv.conf names no IPv4 nameserver; the guest gets no DNS forwarder");
   } else {
-    dhcp::DnsConfig dns_config;
-    dns_config.listen_address = config_.vm_gw;
-    dns_config.interface = bridge;
-    dns_config.allowed_clients = asio::ip::network_v4(config_.vm_gw, 30).canonical();
-    dns_config.upstreams = std::move(upstreams);
-    dns_ = std::make_unique<dhcp::DnsForwarder>(io_, dns_config, log_->clone("dns"));
+    dns_ = std::make_unique<dhcp::DnsForwarder>(io_, *dns_config, log_->clone("dns"));
     if (auto started = dns_->start(); !started)
       return Failure{ExitCode::kNetwork, started.error().message};
+    dns_->register_metrics(registry_);
   }
-  state_.extra_metrics = [this] { return module_metrics(); };
   return {};
+}
+
+void Supervisor::on_lease(const dhcp::LeaseEvent& event) {
+  const bool holds =
+      event.kind == dhcp::LeaseEventKind::kBound || event.kind == dhcp::LeaseEventKind::kRenewed;
+  if (holds && !state_.lease_given())
+    log_->info("the guest took its lease {} after {:.1f}s", event.address.to_string(),
+               std::chrono::duration<double>(lifecycle_.since_start()).count());
+  // The first connection to the guest then goes out at once (see announce_neighbor). A netlink
+  // round trip: only for a new lease or a changed address or MAC, not for every renewal.
+  const Announced lease{event.address, event.mac};
+  const bool changed = event.kind == dhcp::LeaseEventKind::kBound || announced_ != lease;
+  if (holds && network_ && changed) {
+    if (auto told = net::announce_neighbor(network_->spec().bridge, event.address, event.mac);
+        !told)
+      log_->warn("{}", told.error().message);
+    else
+      announced_ = lease;
+  }
+  if (!holds)
+    announced_.reset();
+  state_.lease_held(holds);
 }
 
 void Supervisor::start_drive_watch() {
   auto swap = [this](std::filesystem::path iso) -> asio::awaitable<Result<void>> {
-    auto qmp = state_.qmp;
+    auto qmp = state_.qmp();
     if (!qmp || !qmp->connected())
       co_return Error{ErrorKind::kUnsupported, "the VM is not running"};
     boost::json::object arguments;
@@ -469,49 +445,14 @@ void Supervisor::start_drive_watch() {
   };
   watcher_ = drive::ConfigDriveWatcher::create(io_.get_executor(), drive_params_, std::move(swap),
                                                log_->clone("drive"));
+  watcher_->register_metrics(registry_);
   if (auto started = watcher_->start(); !started)
     log_->warn("config drive: not watching for ConfigMap changes: {}", started.error().message);
 }
 
-std::string Supervisor::module_metrics() const {
-  std::string out;
-  auto counter = [&out](std::string_view name, std::string_view help, std::uint64_t value) {
-    out += fmt::format("# HELP {} {}\n# TYPE {} counter\n{} {}\n", name, help, name, name, value);
-  };
-  if (dhcp_) {
-    const auto c = dhcp_->counters();
-    counter("berth_dhcp_received_total", "DHCP datagrams received.", c.received);
-    counter("berth_dhcp_offers_total", "DHCPOFFERs sent.", c.offers);
-    counter("berth_dhcp_acks_total", "DHCPACKs sent (leases given or extended).", c.acks);
-    counter("berth_dhcp_naks_total", "DHCPNAKs sent.", c.naks);
-    counter("berth_dhcp_ignored_total", "DHCP messages ignored (other clients...).", c.ignored);
-    counter("berth_dhcp_malformed_total", "DHCP datagrams that did not parse.", c.malformed);
-  }
-  if (dns_) {
-    const auto c = dns_->counters();
-    counter("berth_dns_udp_queries_total", "DNS queries from the guest over UDP.", c.udp_queries);
-    counter("berth_dns_tcp_queries_total", "DNS queries from the guest over TCP.", c.tcp_queries);
-    counter("berth_dns_answered_total", "Upstream answers passed to the guest.", c.answered);
-    counter("berth_dns_truncated_total", "Answers truncated to the guest's UDP size.", c.truncated);
-    counter("berth_dns_servfail_total", "Queries answered SERVFAIL (every try failed).",
-            c.servfail);
-    counter("berth_dns_refused_clients_total", "Queries from outside the VM subnet.",
-            c.refused_clients);
-    counter("berth_dns_upstream_timeouts_total", "Upstream tries that timed out.",
-            c.upstream_timeouts);
-  }
-  if (watcher_) {
-    const auto& s = watcher_->stats();
-    counter("berth_config_drive_swaps_total", "New config drives handed to the VM.", s.swaps);
-    counter("berth_config_drive_rejected_total", "ConfigMap changes refused as invalid.",
-            s.rejected);
-  }
-  return out;
-}
-
 void Supervisor::enter(Phase phase) {
   lifecycle_.enter(phase);
-  state_.phase = lifecycle_.phase();
+  state_.enter_phase(lifecycle_.phase());
 }
 
 StepResult Supervisor::start_listeners() {
@@ -531,7 +472,8 @@ StepResult Supervisor::start_listeners() {
                                  config_.control_token_file->string(), text.size())};
     token = std::move(text);
   }
-  api_ = std::make_unique<Api>(io_, state_, config_, std::move(token), log_->clone("http"));
+  api_ =
+      std::make_unique<Api>(io_, state_, registry_, config_, std::move(token), log_->clone("http"));
   const HttpLimits limits;
   health_server_ = std::make_unique<HttpServer>(
       io_, "health", limits,
@@ -566,6 +508,7 @@ void Supervisor::finish(int exit_code) {
   log_->info("exiting with code {} after {:.3f}s", exit_code,
              std::chrono::duration<double>(lifecycle_.since_start()).count());
   signals_.cancel();
+  loop_lag_.stop();
   if (health_server_)
     health_server_->close();
   if (control_server_)

@@ -15,6 +15,7 @@
 #include "dhcp/dns/dns_forwarder.hpp"
 #include "drive/configdrive/config_drive.hpp"
 #include "drive/configdrive/config_watch.hpp"
+#include "drive/image/image_cache.hpp"
 #include "drive/program.hpp"
 #include "net/network.hpp"
 #include "net/pod.hpp"
@@ -25,6 +26,7 @@
 #include "supervisor/http/api.hpp"
 #include "supervisor/http/http_server.hpp"
 #include "supervisor/lifecycle.hpp"
+#include "supervisor/loop_lag.hpp"
 #include "supervisor/runtime_state.hpp"
 #include "supervisor/vm.hpp"
 
@@ -55,16 +57,29 @@ class Supervisor {
 
  private:
   boost::asio::awaitable<void> main_flow();
+  // The start-up steps in order, with a stop check between them.
   boost::asio::awaitable<StepResult> start_up();
+  boost::asio::awaitable<StepResult> discover_pod();
+  boost::asio::awaitable<StepResult> open_listeners();
+  boost::asio::awaitable<StepResult> make_runtime_dir();
+  boost::asio::awaitable<StepResult> fetch_base_image();
+  boost::asio::awaitable<StepResult> prepare_disk();
+  boost::asio::awaitable<StepResult> build_drive();
+  boost::asio::awaitable<StepResult> set_up_network();
+  boost::asio::awaitable<StepResult> start_services();
+  boost::asio::awaitable<StepResult> boot_and_watch();
   // qemu-img and friends for the drive module, through the reaper.
   drive::RunProgram program_runner();
   // DHCP server and DNS forwarder on the bridge.
   StepResult start_guest_services();
+  // A DHCP lease event: readiness, and the neighbour announcement for a new address.
+  void on_lease(const dhcp::LeaseEvent& event);
   // The ConfigMap watch that rebuilds and swaps the config drive into the running VM.
   void start_drive_watch();
-  // DHCP, DNS and drive counters as Prometheus text.
-  std::string module_metrics() const;
+  // Starts QEMU under the accelerator VM_ACCEL and the KVM probe call for (accel_policy.hpp).
   boost::asio::awaitable<StepResult> boot();
+  // Runs the guest under KVM for the probation time; fails with why KVM did not work.
+  boost::asio::awaitable<Result<void>> try_kvm();
   boost::asio::awaitable<int> run_until_end();
   // Starts QEMU under `accel` (replacing any previous Vm).
   boost::asio::awaitable<Result<void>> start_vm(qemu::Accelerator accel);
@@ -92,14 +107,22 @@ class Supervisor {
   // What start-up found and made.
   net::Pod pod_;
   std::optional<net::PodNetwork> network_;
+  drive::CachedImage image_;
   std::filesystem::path pet_disk_;
   drive::ConfigDriveParams drive_params_;
   std::unique_ptr<dhcp::DhcpServer> dhcp_;
   std::unique_ptr<dhcp::DnsForwarder> dns_;
   std::shared_ptr<drive::ConfigDriveWatcher> watcher_;
   MacAddress mac_{};
+  using Announced = std::pair<boost::asio::ip::address_v4, MacAddress>;
+  std::optional<Announced> announced_;  // the lease last announced to the bridge's neighbours
+  LineWriter console_out_{stdout};      // the guest's console, to berth's stdout
   std::unique_ptr<Vm> vm_;
   RuntimeState state_;
+  // Every figure on /metrics. Its readers point into the modules above and the API below, so it is
+  // declared after the modules (destroyed before them) and rendered only through api_.
+  MetricsRegistry registry_;
+  LoopLagProbe loop_lag_{io_.get_executor(), registry_};
   std::unique_ptr<Api> api_;
   std::unique_ptr<HttpServer> health_server_;
   std::unique_ptr<HttpServer> control_server_;

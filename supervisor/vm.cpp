@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/serialize.hpp>
@@ -13,6 +12,7 @@
 #include <cstdio>
 #include <functional>
 
+#include "common/async.hpp"
 #include "qemu/shell_words.hpp"
 
 namespace berth {
@@ -64,9 +64,11 @@ std::string_view vm_end_name(VmEnd end) {
   return "?";
 }
 
-Vm::Vm(asio::io_context& io, ChildReaper& children, std::shared_ptr<spdlog::logger> log)
+Vm::Vm(asio::io_context& io, ChildReaper& children, LineWriter& console,
+       std::shared_ptr<spdlog::logger> log)
     : io_(io),
       children_(children),
+      console_(console),
       log_(std::move(log)),
       qemu_log_(log_->clone("qemu")),
       exited_(io, asio::steady_timer::time_point::max()),
@@ -113,33 +115,12 @@ asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec,
   }
   auto console_in = std::make_shared<asio::posix::stream_descriptor>(io_, console.read);
   auto errors_in = std::make_shared<asio::posix::stream_descriptor>(io_, errors.read);
-  asio::co_spawn(io_, pump_console(console_in), asio::detached);
-  asio::co_spawn(io_, pump_stderr(errors_in), asio::detached);
+  asio::co_spawn(io_, pump_console(console_in), log_exceptions(log_, "QEMU console pump"));
+  asio::co_spawn(io_, pump_stderr(errors_in), log_exceptions(log_, "QEMU stderr pump"));
   log_->info("QEMU running as pid {}", pid_);
 
   qmp_ = qmp::Client::create(io_.get_executor(), log_->clone("qmp"));
-  // Connect, but give up as soon as QEMU dies (a bad option makes it exit at once).
-  struct Connecting {
-    bool done = false;
-    error_code ec;
-  };
-  auto connecting = std::make_shared<Connecting>();
-  asio::co_spawn(
-      io_,
-      [client = qmp_, within = connect_within, path = spec.qmp_socket, connecting, this,
-       alive]() -> asio::awaitable<void> {
-        auto result = co_await client->connect(path, within);
-        if (alive.expired())
-          co_return;
-        connecting->ec = result;
-        connecting->done = true;
-        exited_.cancel();  // wake the waiter below
-      },
-      asio::detached);
-  while (!connecting->done && !exit_status_) {
-    error_code wait_ec;
-    co_await exited_.async_wait(asio::redirect_error(asio::use_awaitable, wait_ec));
-  }
+  const auto connected = co_await connect_qmp(spec.qmp_socket, connect_within);
   if (exit_status_) {
     qmp_->close();
     // Let the stderr pump take QEMU's last words before they go into the message.
@@ -148,14 +129,14 @@ asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec,
     co_return Error{ErrorKind::kProgram,
                     fmt::format("QEMU {} at start: {}", exit_status_->describe(), stderr_tail())};
   }
-  if (connecting->ec) {
+  if (connected) {
     kill();
     co_await wait_exit(5s);
     co_return Error{
         ErrorKind::kProgram,
         fmt::format("QMP socket {} did not answer within {}s: {}", spec.qmp_socket.string(),
-                    connect_within.count(), connecting->ec.message()),
-        connecting->ec};
+                    connect_within.count(), connected.message()),
+        connected};
   }
   log_->info("QMP connected (QEMU {})", qmp_->qemu_version());
   qmp_->subscribe([this](const qmp::Event& event) { on_event(event); });
@@ -164,6 +145,35 @@ asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec,
       on_qmp_closed(closed_ec);
   });
   co_return Result<void>{};
+}
+
+asio::awaitable<error_code> Vm::connect_qmp(std::filesystem::path socket,
+                                            std::chrono::seconds within) {
+  // Client::connect retries until `within` and reports the last error, so it keeps its own
+  // deadline; it runs beside this waiter, which also wakes when QEMU dies (a bad option makes it
+  // exit at once).
+  struct Connecting {
+    bool done = false;
+    error_code ec;
+  };
+  auto connecting = std::make_shared<Connecting>();
+  std::weak_ptr<bool> alive = alive_;
+  asio::co_spawn(
+      io_,
+      [client = qmp_, within, socket, connecting, this, alive]() -> asio::awaitable<void> {
+        auto result = co_await client->connect(socket, within);
+        if (alive.expired())
+          co_return;
+        connecting->ec = result;
+        connecting->done = true;
+        exited_.cancel();  // wake the waiter below
+      },
+      log_exceptions(log_, "QMP connect"));
+  while (!connecting->done && !exit_status_) {
+    error_code wait_ec;
+    co_await exited_.async_wait(asio::redirect_error(asio::use_awaitable, wait_ec));
+  }
+  co_return connecting->ec;
 }
 
 void Vm::on_event(const qmp::Event& event) {
@@ -182,7 +192,7 @@ void Vm::on_event(const qmp::Event& event) {
   } else if (event.name == "RESET") {
     log_->info("the guest rebooted");
   } else if (event.name == "STOP") {
-    asio::co_spawn(io_, check_status_after_stop(), asio::detached);
+    asio::co_spawn(io_, check_status_after_stop(), log_exceptions(log_, "QMP status check"));
   } else if (event.name == "BLOCK_IO_ERROR") {
     log_->error("block I/O error: {}", boost::json::serialize(event.data));
   } else {
@@ -218,24 +228,19 @@ void Vm::on_qmp_closed(error_code ec) {
   });
 }
 
-asio::awaitable<bool> Vm::wait_exit(std::chrono::steady_clock::duration limit) {
-  using Clock = std::chrono::steady_clock;
-  const bool bounded = limit != Clock::duration::max();
-  const auto deadline = bounded ? Clock::now() + limit : Clock::time_point::max();
-  // exited_ never expires: it is a condition that the reaper (or this alarm) signals by cancel().
-  asio::steady_timer alarm(io_);
-  if (bounded) {
-    alarm.expires_at(deadline);
-    alarm.async_wait([this](error_code ec) {
-      if (!ec)
-        exited_.cancel();
-    });
-  }
-  while (!exit_status_ && Clock::now() < deadline) {
+asio::awaitable<void> Vm::until_exit() {
+  // exited_ never expires: it is a condition that the reaper signals by cancel().
+  while (!exit_status_) {
     error_code ec;
     co_await exited_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
-  alarm.cancel();
+}
+
+asio::awaitable<bool> Vm::wait_exit(std::chrono::steady_clock::duration limit) {
+  if (limit == std::chrono::steady_clock::duration::max())
+    co_await until_exit();
+  else if (!exit_status_)
+    co_await with_deadline(until_exit(), limit);
   co_return exit_status_.has_value();
 }
 
@@ -350,10 +355,7 @@ asio::awaitable<void> Vm::pump_console(std::shared_ptr<asio::posix::stream_descr
   co_await pump_lines(std::move(in), [this](std::string_view line) {
     if (!line.empty() && line.back() == '\r')
       line.remove_suffix(1);
-    std::fwrite(line.data(), 1, line.size(), stdout);
-    std::fputc('\n', stdout);
-    std::fflush(stdout);
-    ++console_lines_;
+    console_.write(line);
   });
 }
 

@@ -1,6 +1,7 @@
 #pragma once
 // One QEMU process as the supervisor sees it: spawned as our child with its serial console piped
-// to our stdout line by line and its stderr into our log, QMP connected, and how it ended.
+// to our stdout line by line (through a LineWriter, so a stalled reader never blocks the loop) and
+// its stderr into our log, QMP connected, and how it ended.
 
 #include <spdlog/logger.h>
 
@@ -18,6 +19,7 @@
 #include "qemu/command_line.hpp"
 #include "qemu/qmp/qmp_client.hpp"
 #include "supervisor/children.hpp"
+#include "supervisor/line_writer.hpp"
 
 namespace berth {
 
@@ -34,7 +36,9 @@ std::string_view vm_end_name(VmEnd end);
 
 class Vm {
  public:
-  Vm(boost::asio::io_context& io, ChildReaper& children, std::shared_ptr<spdlog::logger> log);
+  // The guest's console lines go to `console` (berth's stdout, written off the loop).
+  Vm(boost::asio::io_context& io, ChildReaper& children, LineWriter& console,
+     std::shared_ptr<spdlog::logger> log);
   ~Vm();
   Vm(const Vm&) = delete;
   Vm& operator=(const Vm&) = delete;
@@ -57,8 +61,6 @@ class Vm {
   void kill();
 
   bool running() const { return pid_ > 0 && !exit_status_; }
-  pid_t pid() const { return pid_; }
-  std::optional<ExitStatus> exit_status() const { return exit_status_; }
   // How it ended; meaningful once it has exited.
   VmEnd end() const;
   // A sentence for the log: "guest powered off" / "QEMU killed by signal 9 (SIGKILL)" ...
@@ -66,8 +68,6 @@ class Vm {
   // The last lines QEMU wrote to stderr.
   std::string stderr_tail() const;
   const std::shared_ptr<qmp::Client>& qmp() const { return qmp_; }
-  // Lines the guest wrote to the serial console so far.
-  std::uint64_t console_lines() const { return console_lines_; }
 
  private:
   boost::asio::awaitable<void> pump_console(
@@ -75,11 +75,17 @@ class Vm {
   boost::asio::awaitable<void> pump_stderr(
       std::shared_ptr<boost::asio::posix::stream_descriptor> in);
   boost::asio::awaitable<void> check_status_after_stop();
+  // Connects qmp_ within `within`, or gives up when QEMU exits first; the connect error, if any.
+  boost::asio::awaitable<boost::system::error_code> connect_qmp(std::filesystem::path socket,
+                                                                std::chrono::seconds within);
+  // Returns once QEMU has been reaped.
+  boost::asio::awaitable<void> until_exit();
   void on_event(const qmp::Event& event);
   void on_qmp_closed(boost::system::error_code ec);
 
   boost::asio::io_context& io_;
   ChildReaper& children_;
+  LineWriter& console_;
   std::shared_ptr<spdlog::logger> log_;
   std::shared_ptr<spdlog::logger> qemu_log_;
   std::shared_ptr<qmp::Client> qmp_;
@@ -88,7 +94,6 @@ class Vm {
   boost::asio::steady_timer exited_;  // cancelled when QEMU has been reaped
   boost::asio::steady_timer qmp_grace_;
   std::deque<std::string> stderr_lines_;
-  std::uint64_t console_lines_ = 0;
   bool shutdown_by_guest_ = false;
   bool panicked_ = false;
   bool internal_error_ = false;

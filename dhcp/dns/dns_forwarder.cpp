@@ -646,3 +646,48 @@ DnsCounters DnsForwarder::counters() const {
 }
 
 }  // namespace berth::dhcp
+
+namespace berth::dhcp {
+
+void DnsForwarder::register_metrics(MetricsRegistry& registry) const {
+  using Field = std::uint64_t DnsCounters::*;
+  struct Entry {
+    const char* name;
+    const char* help;
+    Field field;
+  };
+  static constexpr Entry kCounters[] = {
+      {"berth_dns_udp_queries_total", "DNS queries from the guest over UDP.",
+       &DnsCounters::udp_queries},
+      {"berth_dns_tcp_queries_total", "DNS queries from the guest over TCP.",
+       &DnsCounters::tcp_queries},
+      {"berth_dns_tcp_connections_total", "DNS TCP connections accepted from the guest.",
+       &DnsCounters::tcp_connections},
+      {"berth_dns_answered_total", "Upstream answers passed to the guest.", &DnsCounters::answered},
+      {"berth_dns_truncated_total", "Answers truncated to the guest's UDP size.",
+       &DnsCounters::truncated},
+      {"berth_dns_servfail_total", "Queries answered SERVFAIL (every try failed).",
+       &DnsCounters::servfail},
+      {"berth_dns_refused_clients_total", "Queries from outside the VM subnet.",
+       &DnsCounters::refused_clients},
+      {"berth_dns_malformed_total", "Datagrams that were not a DNS query (dropped).",
+       &DnsCounters::malformed},
+      {"berth_dns_not_implemented_total",
+       "Queries with an opcode other than QUERY or not one question (NOTIMP/FORMERR).",
+       &DnsCounters::not_implemented},
+      {"berth_dns_duplicates_total", "Guest retransmits of a query still in flight (dropped).",
+       &DnsCounters::duplicates},
+      {"berth_dns_overload_total", "Queries dropped because too many were in flight.",
+       &DnsCounters::overload},
+      {"berth_dns_upstream_timeouts_total", "Upstream tries that timed out.",
+       &DnsCounters::upstream_timeouts},
+      {"berth_dns_upstream_errors_total",
+       "Upstream tries that failed (refused, unreachable, reset).", &DnsCounters::upstream_errors},
+      {"berth_dns_mismatched_total", "Upstream datagrams rejected (wrong ID, question or source).",
+       &DnsCounters::mismatched},
+  };
+  for (const auto& [name, help, field] : kCounters)
+    registry.counter(name, help, [this, field] { return static_cast<double>(counters().*field); });
+}
+
+}  // namespace berth::dhcp

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/error.hpp"
+#include "common/metrics.hpp"
 
 namespace berth::dhcp {
 
@@ -74,6 +75,10 @@ class DnsForwarder {
   void stop();
 
   DnsCounters counters() const;
+
+  // Registers every DnsCounters field as a berth_dns_*_total counter read from this forwarder;
+  // the registry must not be rendered after the forwarder is destroyed.
+  void register_metrics(MetricsRegistry& registry) const;
 
  private:
   struct Impl;

@@ -240,3 +240,29 @@ asio::awaitable<void> ConfigDriveWatcher::rebuild() {
 }
 
 }  // namespace berth::drive
+
+namespace berth::drive {
+
+void ConfigDriveWatcher::register_metrics(MetricsRegistry& registry) const {
+  using Field = std::uint64_t Stats::*;
+  struct Entry {
+    const char* name;
+    const char* help;
+    Field field;
+  };
+  static constexpr Entry kCounters[] = {
+      {"berth_config_drive_rebuilds_total", "Debounced bursts of ConfigMap changes handled.",
+       &Stats::rebuilds},
+      {"berth_config_drive_swaps_total", "New config drives handed to the VM.", &Stats::swaps},
+      {"berth_config_drive_unchanged_total", "Rebuilds that gave the same drive (nothing to do).",
+       &Stats::unchanged},
+      {"berth_config_drive_rejected_total", "ConfigMap changes refused as invalid.",
+       &Stats::rejected},
+      {"berth_config_drive_swap_failures_total",
+       "New config drives written but not taken by the VM.", &Stats::swap_failures},
+  };
+  for (const auto& [name, help, field] : kCounters)
+    registry.counter(name, help, [this, field] { return static_cast<double>(stats_.*field); });
+}
+
+}  // namespace berth::drive

@@ -22,6 +22,7 @@
 #include <string>
 
 #include "common/error.hpp"
+#include "common/metrics.hpp"
 #include "drive/configdrive/config_drive.hpp"
 
 namespace berth::drive {
@@ -53,6 +54,10 @@ class ConfigDriveWatcher : public std::enable_shared_from_this<ConfigDriveWatche
   // Stops watching; a swap in progress completes.
   void stop();
   const Stats& stats() const { return stats_; }
+
+  // Registers every Stats field as a berth_config_drive_*_total counter read from this watcher;
+  // the registry must not be rendered after the watcher is destroyed.
+  void register_metrics(MetricsRegistry& registry) const;
 
  private:
   struct Interest {

@@ -3,11 +3,12 @@
 #include <fmt/format.h>
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+
+#include "common/async.hpp"
 
 namespace berth::qmp {
 namespace asio = boost::asio;
@@ -54,16 +55,16 @@ asio::awaitable<error_code> Client::connect(std::filesystem::path path, Duration
       co_return asio::error::operation_aborted;
   }
 
-  // The greeting, within what is left of the deadline.
-  timer.expires_at(std::max(deadline, std::chrono::steady_clock::now() + std::chrono::seconds(1)));
-  timer.async_wait([this, self](error_code timer_ec) {
-    if (!timer_ec && !connected_)
-      socket_.cancel();
-  });
-  const std::size_t n =
-      co_await asio::async_read_until(socket_, asio::dynamic_buffer(read_buffer_, kMaxLine), '\n',
-                                      asio::redirect_error(asio::use_awaitable, ec));
-  timer.cancel();
+  // The greeting, within what is left of the deadline (at least a second).
+  std::size_t n = 0;
+  auto read_greeting = [&]() -> asio::awaitable<void> {
+    n = co_await asio::async_read_until(socket_, asio::dynamic_buffer(read_buffer_, kMaxLine), '\n',
+                                        asio::redirect_error(asio::use_awaitable, ec));
+  };
+  const auto left =
+      std::max<Duration>(deadline - std::chrono::steady_clock::now(), std::chrono::seconds(1));
+  if (!co_await with_deadline(read_greeting(), left))
+    co_return make_error_code(errc::timed_out);
   if (ec)
     co_return ec == asio::error::operation_aborted ? make_error_code(errc::timed_out) : ec;
   auto greeting = parse_message(std::string_view(read_buffer_).substr(0, n));
@@ -82,7 +83,7 @@ asio::awaitable<error_code> Client::connect(std::filesystem::path path, Duration
     }
   }
   connected_ = true;
-  asio::co_spawn(executor_, read_loop(), asio::detached);
+  asio::co_spawn(executor_, read_loop(), log_exceptions(log_, "QMP read loop"));
   auto result = co_await execute("qmp_capabilities", {}, std::chrono::seconds(5));
   if (!result.ok()) {
     log_->error("QMP capability negotiation failed: {}", result.describe());
@@ -102,11 +103,14 @@ asio::awaitable<CommandResult> Client::execute(std::string command, boost::json:
   pending_[id] = pending;
   write_queue_.push_back(serialize_command(command, arguments, id));
   if (!writing_)
-    asio::co_spawn(executor_, write_loop(), asio::detached);
+    asio::co_spawn(executor_, write_loop(), log_exceptions(log_, "QMP write loop"));
 
-  pending->wake.expires_after(timeout);
+  // The reply (or fail_all) cancels `wake`, which never expires by itself; the deadline cancels
+  // the wait.
+  pending->wake.expires_at(asio::steady_timer::time_point::max());
   error_code ec;
-  co_await pending->wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  co_await with_deadline(pending->wake.async_wait(asio::redirect_error(asio::use_awaitable, ec)),
+                         timeout);
   pending_.erase(id);
   if (pending->result)
     co_return std::move(*pending->result);

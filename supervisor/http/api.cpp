@@ -2,7 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -13,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/async.hpp"
 #include "qemu/qmp/qmp_policy.hpp"
 #include "supervisor/http/console_html.hpp"
 
@@ -63,9 +63,16 @@ std::string vm_status_of(const qmp::CommandResult& result) {
 
 }  // namespace
 
-Api::Api(asio::io_context& io, RuntimeState& state, const Config& config,
+Api::Api(asio::io_context& io, RuntimeState& state, MetricsRegistry& registry, const Config& config,
          std::optional<std::string> token, std::shared_ptr<spdlog::logger> log)
-    : io_(io), state_(state), config_(config), token_(std::move(token)), log_(std::move(log)) {}
+    : io_(io),
+      state_(state),
+      registry_(registry),
+      config_(config),
+      token_(std::move(token)),
+      log_(std::move(log)) {
+  register_metrics();
+}
 
 asio::awaitable<HttpReply> Api::health(HttpRequest request, asio::ip::tcp::endpoint) {
   const unsigned version = request.version();
@@ -85,13 +92,13 @@ asio::awaitable<HttpReply> Api::health(HttpRequest request, asio::ip::tcp::endpo
 
 asio::awaitable<HttpReply> Api::healthz(unsigned version) {
   json::object body;
-  body["phase"] = phase_name(state_.phase);
+  body["phase"] = phase_name(state_.phase());
   // Before QEMU and while stopping, being able to answer is the whole of liveness.
-  if (state_.phase < Phase::kBooting || state_.phase >= Phase::kStopping) {
+  if (state_.phase() < Phase::kBooting || state_.phase() >= Phase::kStopping) {
     body["status"] = "ok";
     co_return json_reply(http::status::ok, json::serialize(body), version);
   }
-  auto qmp = state_.qmp;
+  auto qmp = state_.qmp();
   if (!qmp || !qmp->connected()) {
     body["status"] = "failing";
     body["error"] = "QMP is not connected";
@@ -110,97 +117,80 @@ asio::awaitable<HttpReply> Api::healthz(unsigned version) {
 
 asio::awaitable<HttpReply> Api::readyz(unsigned version) {
   json::object body;
-  body["phase"] = phase_name(state_.phase);
+  body["phase"] = phase_name(state_.phase());
   auto not_ready = [&](std::string why) {
     body["status"] = "not ready";
     body["reason"] = std::move(why);
     return json_reply(http::status::service_unavailable, json::serialize(body), version);
   };
-  if (state_.phase != Phase::kRunning)
+  if (state_.phase() != Phase::kRunning)
     co_return not_ready("the VM is not running yet");
-  auto qmp = state_.qmp;
+  auto qmp = state_.qmp();
   if (!qmp || !qmp->connected())
     co_return not_ready("QMP is not connected");
   const std::string vm = vm_status_of(co_await qmp->execute("query-status", {}, kQmpDeadline));
   if (vm != "running")
     co_return not_ready("the VM is " + (vm.empty() ? "not answering" : vm));
-  if (!state_.lease_given)
+  if (!state_.lease_given())
     co_return not_ready("the guest has not taken its DHCP lease yet");
   if (config_.ready_tcp) {
     asio::ip::tcp::socket socket(io_);
-    asio::steady_timer deadline(io_, 1s);
-    error_code ec = asio::error::timed_out;
-    using namespace asio::experimental::awaitable_operators;
-    auto connect = [&]() -> asio::awaitable<void> {
-      co_await socket.async_connect({state_.vm_ip, *config_.ready_tcp},
-                                    asio::redirect_error(asio::use_awaitable, ec));
-    };
-    co_await (connect() || deadline.async_wait(asio::use_awaitable));
+    error_code ec;
+    if (!co_await with_deadline(socket.async_connect({state_.vm_ip(), *config_.ready_tcp},
+                                                     asio::redirect_error(asio::use_awaitable, ec)),
+                                1s))
+      ec = asio::error::timed_out;
     if (ec)
       co_return not_ready(fmt::format("the guest does not accept TCP on {}:{} ({})",
-                                      state_.vm_ip.to_string(), *config_.ready_tcp, ec.message()));
+                                      state_.vm_ip().to_string(), *config_.ready_tcp,
+                                      ec.message()));
   }
   body["status"] = "ready";
   co_return json_reply(http::status::ok, json::serialize(body), version);
 }
 
 asio::awaitable<std::string> Api::metrics() {
-  std::string out;
-  auto metric = [&out](std::string_view name, std::string_view type, std::string_view help) {
-    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
-  };
-  const double uptime =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - state_.started).count();
-  metric("berth_info", "gauge", "Berth's version and the accelerator in use.");
-  out += fmt::format("berth_info{{version=\"{}\",accel=\"{}\"}} 1\n", BERTH_VERSION, state_.accel);
-  metric("berth_phase", "gauge", "The lifecycle phase berth is in (1 for the current one).");
-  for (int p = 0; p <= static_cast<int>(Phase::kExited); ++p) {
-    const auto phase = static_cast<Phase>(p);
-    out += fmt::format("berth_phase{{phase=\"{}\"}} {}\n", phase_name(phase),
-                       phase == state_.phase ? 1 : 0);
-  }
-  metric("berth_uptime_seconds", "gauge", "Seconds since berth started.");
-  out += fmt::format("berth_uptime_seconds {:.3f}\n", uptime);
-  metric("berth_qemu_starts_total", "counter", "QEMU processes started.");
-  out += fmt::format("berth_qemu_starts_total {}\n", state_.qemu_starts);
-  metric("berth_accel_fallbacks_total", "counter", "Times KVM failed and TCG was used instead.");
-  out += fmt::format("berth_accel_fallbacks_total {}\n", state_.accel_fallbacks);
-  metric("berth_lease_given", "gauge", "1 once the guest took its DHCP lease.");
-  out += fmt::format("berth_lease_given {}\n", state_.lease_given ? 1 : 0);
-  metric("berth_image_fetched_bytes_total", "counter", "Bytes of base image downloaded.");
-  out += fmt::format("berth_image_fetched_bytes_total {}\n", state_.image_bytes_fetched);
-
-  auto qmp = state_.qmp;
+  blockstats_ = nullptr;
+  auto qmp = state_.qmp();
   if (qmp && qmp->connected()) {
-    const auto stats = co_await qmp->execute("query-blockstats", {}, kQmpDeadline);
-    if (stats.ok() && stats.value.is_array()) {
-      static constexpr std::pair<std::string_view, std::string_view> kFields[] = {
-          {"rd_bytes", "berth_block_read_bytes_total"},
-          {"wr_bytes", "berth_block_written_bytes_total"},
-          {"rd_operations", "berth_block_read_operations_total"},
-          {"wr_operations", "berth_block_write_operations_total"},
-          {"flush_operations", "berth_block_flush_operations_total"}};
-      for (const auto& [field, name] : kFields) {
-        metric(name, "counter", "Guest block I/O from QMP query-blockstats.");
-        for (const auto& device : stats.value.get_array()) {
-          if (!device.is_object())
-            continue;
-          const auto& d = device.get_object();
-          const auto* qdev = d.if_contains("qdev");
-          const auto* s = d.if_contains("stats");
-          if (!s || !s->is_object())
-            continue;
-          const auto* value = s->get_object().if_contains(field);
-          const std::string id = qdev && qdev->is_string() ? std::string(qdev->get_string()) : "";
-          if (value && value->is_number())
-            out += fmt::format("{}{{device=\"{}\"}} {}\n", name, id, value->to_number<double>());
-        }
-      }
-    }
+    auto stats = co_await qmp->execute("query-blockstats", {}, kQmpDeadline);
+    if (stats.ok() && stats.value.is_array())
+      blockstats_ = std::move(stats.value);
   }
-  if (state_.extra_metrics)
-    out += state_.extra_metrics();
-  co_return out;
+  co_return registry_.render();
+}
+
+std::vector<Sample> Api::block_samples(std::string_view field) const {
+  std::vector<Sample> samples;
+  if (!blockstats_.is_array())
+    return samples;
+  for (const auto& device : blockstats_.get_array()) {
+    if (!device.is_object())
+      continue;
+    const auto& d = device.get_object();
+    const auto* qdev = d.if_contains("qdev");
+    const auto* s = d.if_contains("stats");
+    if (!s || !s->is_object())
+      continue;
+    const auto* value = s->get_object().if_contains(field);
+    const std::string id = qdev && qdev->is_string() ? std::string(qdev->get_string()) : "";
+    if (value && value->is_number())
+      samples.push_back({{{"device", id}}, value->to_number<double>()});
+  }
+  return samples;
+}
+
+void Api::register_metrics() {
+  static constexpr std::pair<std::string_view, std::string_view> kFields[] = {
+      {"rd_bytes", "berth_block_read_bytes_total"},
+      {"wr_bytes", "berth_block_written_bytes_total"},
+      {"rd_operations", "berth_block_read_operations_total"},
+      {"wr_operations", "berth_block_write_operations_total"},
+      {"flush_operations", "berth_block_flush_operations_total"}};
+  for (const auto& [field, name] : kFields)
+    registry_.family(MetricType::kCounter, std::string(name),
+                     "Guest block I/O from QMP query-blockstats.",
+                     [this, field] { return block_samples(field); });
 }
 
 bool Api::authorized(const HttpRequest& request) const {
@@ -285,20 +275,20 @@ asio::awaitable<HttpReply> Api::control(HttpRequest request, asio::ip::tcp::endp
 
 asio::awaitable<HttpReply> Api::status(unsigned version) {
   json::object body;
-  body["phase"] = phase_name(state_.phase);
-  body["hostname"] = state_.hostname;
-  body["accel"] = state_.accel;
+  body["phase"] = phase_name(state_.phase());
+  body["hostname"] = state_.hostname();
+  body["accel"] = state_.accel();
   body["uptime_seconds"] =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - state_.started).count();
-  body["vm_ip"] = state_.vm_ip.to_string();
-  body["lease_given"] = state_.lease_given;
-  body["qemu_starts"] = state_.qemu_starts;
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - state_.started()).count();
+  body["vm_ip"] = state_.vm_ip().to_string();
+  body["lease_given"] = state_.lease_given();
+  body["qemu_starts"] = state_.qemu_starts();
   body["vnc"] = config_.vnc;
   json::array allowed;
   for (auto command : qmp::remote_commands())
     allowed.emplace_back(command);
   body["qmp_allowed"] = std::move(allowed);
-  auto qmp = state_.qmp;
+  auto qmp = state_.qmp();
   body["vm"] = nullptr;
   if (qmp && qmp->connected()) {
     const auto result = co_await qmp->execute("query-status", {}, kQmpDeadline);
@@ -318,7 +308,7 @@ asio::awaitable<HttpReply> Api::run_qmp(std::string command, json::object argume
                                      command),
                          version);
   }
-  auto qmp = state_.qmp;
+  auto qmp = state_.qmp();
   if (!qmp || !qmp->connected())
     co_return json_error(http::status::conflict, "the VM is not running", version);
   log_->info("control API: QMP {}", command);
@@ -335,7 +325,7 @@ asio::awaitable<HttpReply> Api::run_qmp(std::string command, json::object argume
 asio::awaitable<HttpReply> Api::screenshot(unsigned version) {
   if (!config_.vnc)
     co_return json_error(http::status::conflict, "no display: NO_VNC is set", version);
-  auto qmp = state_.qmp;
+  auto qmp = state_.qmp();
   if (!qmp || !qmp->connected())
     co_return json_error(http::status::conflict, "the VM is not running", version);
   // The path is ours, never the caller's.
@@ -362,7 +352,7 @@ HttpReply Api::events() {
   reply.stream = [this](beast::tcp_stream& stream) -> asio::awaitable<void> {
     auto queue = std::make_shared<std::deque<std::string>>();
     auto wake = std::make_shared<asio::steady_timer>(io_);
-    const auto token = state_.events.subscribe([queue, wake](const qmp::Event& event) {
+    const auto token = state_.events().subscribe([queue, wake](const qmp::Event& event) {
       if (queue->size() >= 256)
         queue->pop_front();  // a slow reader loses the oldest
       json::object object;
@@ -392,7 +382,7 @@ HttpReply Api::events() {
       if (chunk.empty())
         chunk = ": keep-alive\n\n";
     }
-    state_.events.unsubscribe(token);
+    state_.events().unsubscribe(token);
   };
   return reply;
 }

@@ -10,7 +10,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
+#include "common/metrics.hpp"
 #include "supervisor/config.hpp"
 #include "supervisor/http/http_server.hpp"
 #include "supervisor/runtime_state.hpp"
@@ -20,8 +23,10 @@ namespace berth {
 class Api {
  public:
   // `token`: the bearer token the control API requires (nullopt: none required).
-  Api(boost::asio::io_context& io, RuntimeState& state, const Config& config,
-      std::optional<std::string> token, std::shared_ptr<spdlog::logger> log);
+  // Registers the block I/O families (berth_block_*) with `registry`, read from the snapshot that
+  // metrics() takes; the Api must outlive every render of `registry`.
+  Api(boost::asio::io_context& io, RuntimeState& state, MetricsRegistry& registry,
+      const Config& config, std::optional<std::string> token, std::shared_ptr<spdlog::logger> log);
 
   // Routes of the health listener.
   boost::asio::awaitable<HttpReply> health(HttpRequest request,
@@ -30,7 +35,8 @@ class Api {
   boost::asio::awaitable<HttpReply> control(HttpRequest request,
                                             boost::asio::ip::tcp::endpoint peer);
 
-  // The Prometheus text of /metrics (also used by tests).
+  // The Prometheus text of /metrics: takes a QMP query-blockstats snapshot, then renders the
+  // registry.
   boost::asio::awaitable<std::string> metrics();
 
  private:
@@ -42,12 +48,17 @@ class Api {
   boost::asio::awaitable<HttpReply> screenshot(unsigned version);
   HttpReply events();
   bool authorized(const HttpRequest& request) const;
+  void register_metrics();
+  // One sample per device of the snapshot's `field` ("rd_bytes", ...).
+  std::vector<Sample> block_samples(std::string_view field) const;
 
   boost::asio::io_context& io_;
-  RuntimeState& state_;
+  RuntimeState& state_;  // read through its getters; events() to subscribe
+  MetricsRegistry& registry_;
   const Config& config_;
   std::optional<std::string> token_;
   std::shared_ptr<spdlog::logger> log_;
+  boost::json::value blockstats_;  // the last query-blockstats answer (null: none)
 };
 
 }  // namespace berth

@@ -1,7 +1,6 @@
 #include "supervisor/http/http_server.hpp"
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -9,6 +8,8 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
+
+#include "common/async.hpp"
 
 namespace berth {
 namespace asio = boost::asio;
@@ -61,7 +62,7 @@ error_code HttpServer::listen(const tcp::endpoint& endpoint) {
   }
   log_->info("{} listening on {}:{}", name_, local_endpoint().address().to_string(),
              local_endpoint().port());
-  asio::co_spawn(io_, accept_loop(), asio::detached);
+  asio::co_spawn(io_, accept_loop(), log_exceptions(log_, name_ + " accept loop"));
   return {};
 }
 
@@ -92,7 +93,7 @@ asio::awaitable<void> HttpServer::accept_loop() {
       socket.close(ec);
       continue;
     }
-    asio::co_spawn(io_, serve(std::move(socket)), asio::detached);
+    asio::co_spawn(io_, serve(std::move(socket)), log_exceptions(log_, name_ + " connection"));
   }
 }
 

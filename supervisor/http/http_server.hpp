@@ -55,7 +55,6 @@ class HttpServer {
   // The bound endpoint (port 0 resolved).
   boost::asio::ip::tcp::endpoint local_endpoint() const;
   void close();
-  std::size_t connections() const { return *connections_; }
 
  private:
   boost::asio::awaitable<void> accept_loop();

@@ -1,5 +1,5 @@
 // The HTTP API's routing, limits and allow-list, in-process on loopback (no QEMU): HttpServer and
-// Api with a RuntimeState whose VM is absent.
+// Api with a RuntimeState whose VM is absent and a registry holding its metrics.
 
 #include "supervisor/http/api.hpp"
 
@@ -36,6 +36,7 @@ Config config() {
 struct Fixture {
   asio::io_context io;
   RuntimeState state;
+  MetricsRegistry registry;
   Config cfg = config();
   Api api;
   HttpServer health;
@@ -43,7 +44,7 @@ struct Fixture {
   std::thread thread;
 
   explicit Fixture(std::optional<std::string> token = std::nullopt, HttpLimits limits = {})
-      : api(io, state, cfg, std::move(token), quiet()),
+      : api(io, state, registry, cfg, std::move(token), quiet()),
         health(
             io, "health", limits,
             [this](HttpRequest r, asio::ip::tcp::endpoint p) { return api.health(r, p); }, quiet()),
@@ -51,6 +52,7 @@ struct Fixture {
             io, "control", limits,
             [this](HttpRequest r, asio::ip::tcp::endpoint p) { return api.control(r, p); },
             quiet()) {
+    state.register_metrics(registry);
     const asio::ip::tcp::endpoint any_port{asio::ip::address_v4::loopback(), 0};
     REQUIRE_FALSE(health.listen(any_port));
     REQUIRE_FALSE(control.listen(any_port));
@@ -92,7 +94,7 @@ struct Fixture {
 
 TEST_CASE("health: liveness answers while starting, readiness waits for the VM", "[api]") {
   Fixture f;
-  f.state.phase = Phase::kImage;  // e.g. a long image download
+  f.state.enter_phase(Phase::kImage);  // e.g. a long image download
   f.start();
   CHECK_THAT(f.get(f.health, "/healthz"), Catch::StartsWith("HTTP/1.1 200"));
   const auto ready = f.get(f.health, "/readyz");
@@ -105,7 +107,7 @@ TEST_CASE("health: liveness answers while starting, readiness waits for the VM",
 
 TEST_CASE("health: a running phase without QMP fails liveness", "[api]") {
   Fixture f;
-  f.state.phase = Phase::kRunning;
+  f.state.enter_phase(Phase::kRunning);
   f.start();
   CHECK_THAT(f.get(f.health, "/healthz"),
              Catch::StartsWith("HTTP/1.1 503") && Catch::Contains("QMP is not connected"));
@@ -113,9 +115,10 @@ TEST_CASE("health: a running phase without QMP fails liveness", "[api]") {
 
 TEST_CASE("metrics: Prometheus text with the lifecycle and counters", "[api]") {
   Fixture f;
-  f.state.phase = Phase::kDisk;
-  f.state.qemu_starts = 2;
-  f.state.extra_metrics = [] { return std::string("berth_dhcp_acks_total 3\n"); };
+  f.state.enter_phase(Phase::kDisk);
+  f.state.qemu_starting();
+  f.state.qemu_starting();
+  f.registry.counter("berth_dhcp_acks_total", "DHCPACKs sent.", [] { return 3.0; });
   f.start();
   const auto text = f.get(f.health, "/metrics");
   CHECK_THAT(text, Catch::Contains("Content-Type: text/plain; version=0.0.4"));
@@ -128,7 +131,7 @@ TEST_CASE("metrics: Prometheus text with the lifecycle and counters", "[api]") {
 
 TEST_CASE("control: routes, JSON-only POSTs, cross-origin refusal, allow-list", "[api]") {
   Fixture f;
-  f.state.phase = Phase::kRunning;
+  f.state.enter_phase(Phase::kRunning);
   f.start();
   CHECK_THAT(f.get(f.control, "/"),
              Catch::StartsWith("HTTP/1.1 200") && Catch::Contains("<title>Berth console</title>"));

@@ -1,0 +1,108 @@
+#include "supervisor/module_params.hpp"
+
+namespace berth {
+
+MacAddress mac_for(const std::string& hostname) {
+  std::uint32_t hash = 2166136261u;  // FNV-1a
+  for (unsigned char c : hostname)
+    hash = (hash ^ c) * 16777619u;
+  return {0x52,
+          0x54,
+          0x00,
+          static_cast<std::uint8_t>(hash >> 16),
+          static_cast<std::uint8_t>(hash >> 8),
+          static_cast<std::uint8_t>(hash)};
+}
+
+drive::FetchParams fetch_params(const Config& config) {
+  drive::FetchParams fetch;
+  fetch.source = config.img_source;
+  fetch.image_dir = config.image_dir;
+  fetch.target = config.img_target;
+  fetch.sha256 = config.img_sha256;
+  fetch.ca_file = config.ca_bundle;
+  return fetch;
+}
+
+drive::PetDiskParams pet_disk_params(const Config& config, const std::string& hostname,
+                                     const drive::CachedImage& image) {
+  drive::PetDiskParams pet;
+  pet.disk_dir = config.disk_dir;
+  pet.hostname = hostname;
+  pet.base = image.path;
+  pet.base_format = image.format;
+  pet.base_sha256 = image.sha256;
+  pet.size = config.vm_disk_size;
+  return pet;
+}
+
+drive::ConfigDriveParams config_drive_params(const Config& config, const std::string& hostname) {
+  drive::ConfigDriveParams params;
+  params.layout = config.drive_format == DriveFormat::kNoCloud ? drive::DriveLayout::kNoCloud
+                                                               : drive::DriveLayout::kConfigDrive;
+  params.userdata = config.userdata;
+  params.metadata = config.metadata;
+  params.networkdata = config.networkdata;
+  params.hostname = hostname;
+  params.iso = config.runtime_dir / "config-drive.iso";
+  return params;
+}
+
+net::NetworkSpec network_spec(const Config& config, const net::Pod& pod) {
+  std::vector<net::ReservedPort> reserved = {{config.health_port, "health"}};
+  if (config.vnc)
+    reserved.push_back({5900, "vnc"});
+  return net::network_spec(pod, config.vm_ip, config.vm_gw, std::move(reserved),
+                           {{config.control_listen.port, "control"}});
+}
+
+dhcp::DhcpConfig dhcp_config(const Config& config, const net::Pod& pod, const std::string& bridge,
+                             MacAddress mac) {
+  dhcp::DhcpConfig dhcp;
+  dhcp.interface = bridge;
+  dhcp.server_address = config.vm_gw;
+  dhcp.client_address = config.vm_ip;
+  dhcp.prefix_length = 30;
+  dhcp.client_mac = mac;
+  dhcp.router = config.vm_gw;
+  dhcp.dns_servers = {config.vm_gw};
+  dhcp.search_domains = pod.resolv_conf.search;
+  dhcp.hostname = pod.hostname;
+  dhcp.mtu = static_cast<std::uint16_t>(pod.mtu);
+  return dhcp;
+}
+
+std::optional<dhcp::DnsConfig> dns_config(const Config& config, const net::Pod& pod,
+                                          const std::string& bridge) {
+  std::vector<boost::asio::ip::udp::endpoint> upstreams;
+  for (const auto& server : pod.resolv_conf.nameservers)
+    if (server.is_v4() && upstreams.size() < 3)
+      upstreams.emplace_back(server, 53);
+  if (upstreams.empty())
+    return std::nullopt;
+  dhcp::DnsConfig dns;
+  dns.listen_address = config.vm_gw;
+  dns.interface = bridge;
+  dns.allowed_clients = boost::asio::ip::network_v4(config.vm_gw, 30).canonical();
+  dns.upstreams = std::move(upstreams);
+  return dns;
+}
+
+qemu::MachineSpec machine_spec(const Config& config, const MachineInputs& inputs) {
+  qemu::MachineSpec spec;
+  spec.accel = inputs.accel;
+  spec.cpus = config.vm_cpus;
+  spec.memory_mib = config.vm_memory / (1024 * 1024);
+  spec.disk = inputs.disk;
+  spec.disk_format = qemu::DiskFormat::kQcow2;
+  spec.mac = inputs.mac;
+  spec.mtu = inputs.mtu;
+  spec.vnc = config.vnc ? qemu::Vnc::kOn : qemu::Vnc::kOff;
+  spec.qmp_socket = config.runtime_dir / "qmp.sock";
+  spec.config_drive = inputs.config_drive;
+  spec.tap = inputs.tap;
+  spec.extra_args = config.qemu_args;
+  return spec;
+}
+
+}  // namespace berth

@@ -1,0 +1,62 @@
+#pragma once
+// The parameters of each module, built from the configuration and what start-up found: pure
+// functions, no I/O, so each mapping is tested on its own (test/supervisor/module_params_test).
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "common/mac.hpp"
+#include "dhcp/dhcp_server.hpp"
+#include "dhcp/dns/dns_forwarder.hpp"
+#include "drive/configdrive/config_drive.hpp"
+#include "drive/disk/pet_disk.hpp"
+#include "drive/image/image_cache.hpp"
+#include "net/network.hpp"
+#include "net/pod.hpp"
+#include "qemu/command_line.hpp"
+#include "supervisor/config.hpp"
+
+namespace berth {
+
+// A locally administered unicast MAC (52:54:00:xx:xx:xx), stable for a hostname (and so for its
+// pet disk).
+MacAddress mac_for(const std::string& hostname);
+
+// IMG_SOURCE, IMG_TARGET, IMG_CHECKSUM, BERTH_IMAGE_DIR and the CA bundle, for fetch_image.
+drive::FetchParams fetch_params(const Config& config);
+
+// The pet disk of `hostname` over the cached `image`, grown to VM_DISK_SIZE.
+drive::PetDiskParams pet_disk_params(const Config& config, const std::string& hostname,
+                                     const drive::CachedImage& image);
+
+// The config drive's sources and layout; the ISO goes to <BERTH_RUNTIME_DIR>/config-drive.iso.
+drive::ConfigDriveParams config_drive_params(const Config& config, const std::string& hostname);
+
+// The pod network, with the health port (and VNC, when on) reserved from the VM's NAT and the
+// control port kept local.
+net::NetworkSpec network_spec(const Config& config, const net::Pod& pod);
+
+// The DHCP server on `bridge`: the VM's /30 lease for `mac`, berth as router and DNS server.
+dhcp::DhcpConfig dhcp_config(const Config& config, const net::Pod& pod, const std::string& bridge,
+                             MacAddress mac);
+
+// The DNS forwarder on `bridge` towards the pod's first three IPv4 nameservers; nullopt when
+// /etc/resolv.conf names no IPv4 nameserver (the guest then gets no forwarder).
+std::optional<dhcp::DnsConfig> dns_config(const Config& config, const net::Pod& pod,
+                                          const std::string& bridge);
+
+// What start-up made that QEMU needs besides the configuration.
+struct MachineInputs {
+  qemu::Accelerator accel = qemu::Accelerator::kTcg;
+  std::filesystem::path disk;          // the pet disk (qcow2)
+  std::filesystem::path config_drive;  // the ISO
+  MacAddress mac{};
+  unsigned mtu = 1500;             // the pod interface's
+  std::optional<std::string> tap;  // none: no NIC
+};
+
+// QEMU's machine: VM_CPUS, VM_MEMORY, VNC, the QMP socket in BERTH_RUNTIME_DIR, BERTH_QEMU_ARGS.
+qemu::MachineSpec machine_spec(const Config& config, const MachineInputs& inputs);
+
+}  // namespace berth

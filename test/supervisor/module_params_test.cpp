@@ -1,0 +1,132 @@
+// The pure Config -> module parameter builders of the supervisor.
+
+#include "supervisor/module_params.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace berth;
+namespace ip = boost::asio::ip;
+
+namespace {
+
+net::Pod pod(std::vector<ip::address> nameservers) {
+  net::Pod p;
+  p.interface = "eth0";
+  p.address = ip::make_network_v4("10.244.1.7/24");
+  p.mtu = 1450;
+  p.hostname = "vm-0";
+  p.resolv_conf.nameservers = std::move(nameservers);
+  p.resolv_conf.search = {"default.svc.cluster.local", "svc.cluster.local"};
+  return p;
+}
+
+Config config() {
+  Config c;
+  c.vm_ip = ip::make_address_v4("10.0.2.2");
+  c.vm_gw = ip::make_address_v4("10.0.2.1");
+  c.runtime_dir = "/run/berth";
+  c.health_port = 9250;
+  c.control_listen.port = 9251;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("mac_for: a locally administered MAC, stable per hostname", "[module_params]") {
+  const auto a = mac_for("vm-0");
+  CHECK(a == mac_for("vm-0"));
+  CHECK(a != mac_for("vm-1"));
+  CHECK(a[0] == 0x52);
+  CHECK(a[1] == 0x54);
+  CHECK(a[2] == 0x00);
+}
+
+TEST_CASE("the network spec reserves health, VNC when on, and keeps control local",
+          "[module_params]") {
+  auto c = config();
+  c.vnc = true;
+  auto spec = network_spec(c, pod({}));
+  REQUIRE(spec.reserved_tcp_ports.size() == 2);
+  CHECK(spec.reserved_tcp_ports[0].port == 9250);
+  CHECK(spec.reserved_tcp_ports[1].port == 5900);
+  REQUIRE(spec.local_tcp_ports.size() == 1);
+  CHECK(spec.local_tcp_ports[0].port == 9251);
+  CHECK(spec.vm_ip == c.vm_ip);
+  c.vnc = false;
+  CHECK(network_spec(c, pod({})).reserved_tcp_ports.size() == 1);
+}
+
+TEST_CASE("DHCP gives the VM its /30 with berth as router and DNS", "[module_params]") {
+  const auto c = config();
+  const MacAddress mac = mac_for("vm-0");
+  const auto dhcp = dhcp_config(c, pod({}), "br0", mac);
+  CHECK(dhcp.interface == "br0");
+  CHECK(dhcp.client_address == c.vm_ip);
+  CHECK(dhcp.server_address == c.vm_gw);
+  CHECK(dhcp.router == c.vm_gw);
+  CHECK(dhcp.prefix_length == 30);
+  CHECK(dhcp.client_mac == mac);
+  CHECK(dhcp.mtu == 1450);
+  CHECK(dhcp.hostname == "vm-0");
+  CHECK(dhcp.search_domains.size() == 2);
+}
+
+TEST_CASE("DNS forwards to the first three IPv4 nameservers, or is left out without one",
+          "[module_params]") {
+  const auto c = config();
+  CHECK_FALSE(dns_config(c, pod({ip::make_address("fd00::10")}), "br0"));
+  const auto dns = dns_config(c,
+                              pod({ip::make_address("fd00::10"), ip::make_address("10.96.0.10"),
+                                   ip::make_address("10.96.0.11"), ip::make_address("10.96.0.12"),
+                                   ip::make_address("10.96.0.13")}),
+                              "br0");
+  REQUIRE(dns);
+  REQUIRE(dns->upstreams.size() == 3);
+  CHECK(dns->upstreams[0].address().to_string() == "10.96.0.10");
+  CHECK(dns->upstreams[0].port() == 53);
+  CHECK(dns->listen_address == c.vm_gw);
+  CHECK(dns->allowed_clients.to_string() == "10.0.2.0/30");
+}
+
+TEST_CASE("image, disk and drive parameters come from the configuration", "[module_params]") {
+  auto c = config();
+  c.img_source = "https://example.com/img.qcow2";
+  c.img_target = "img.qcow2";
+  c.vm_disk_size = 10ull << 30;
+  CHECK(fetch_params(c).source == c.img_source);
+  CHECK(fetch_params(c).target == "img.qcow2");
+  drive::CachedImage image;
+  image.path = "/images/img.qcow2";
+  image.sha256 = std::string(64, 'a');
+  const auto pet = pet_disk_params(c, "vm-0", image);
+  CHECK(pet.base == image.path);
+  CHECK(pet.base_sha256 == image.sha256);
+  CHECK(pet.size == c.vm_disk_size);
+  CHECK(pet.hostname == "vm-0");
+  c.drive_format = DriveFormat::kNoCloud;
+  const auto drive = config_drive_params(c, "vm-0");
+  CHECK(drive.layout == drive::DriveLayout::kNoCloud);
+  CHECK(drive.iso == std::filesystem::path("/run/berth/config-drive.iso"));
+}
+
+TEST_CASE("the machine spec combines the configuration with what start-up made",
+          "[module_params]") {
+  auto c = config();
+  c.vm_cpus = 2;
+  c.vm_memory = 512ull << 20;
+  c.vnc = false;
+  MachineInputs inputs;
+  inputs.accel = qemu::Accelerator::kKvm;
+  inputs.disk = "/disks/vm-0.qcow2";
+  inputs.config_drive = "/run/berth/config-drive.iso";
+  inputs.mtu = 1450;
+  inputs.tap = "tap0";
+  const auto spec = machine_spec(c, inputs);
+  CHECK(spec.accel == qemu::Accelerator::kKvm);
+  CHECK(spec.cpus == 2);
+  CHECK(spec.memory_mib == 512);
+  CHECK(spec.vnc == qemu::Vnc::kOff);
+  CHECK(spec.qmp_socket == std::filesystem::path("/run/berth/qmp.sock"));
+  CHECK(spec.tap == std::optional<std::string>("tap0"));
+  CHECK(spec.mtu == 1450);
+}
