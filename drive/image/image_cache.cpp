@@ -180,8 +180,8 @@ class Pipeline {
 
   std::uint64_t raw_bytes() const { return raw_bytes_; }
   std::uint64_t image_bytes() const { return image_bytes_; }
-  std::string raw_sha256() const { return raw_hash_.hex(); }
-  std::string image_sha256() const {
+  Result<std::string> raw_sha256() const { return raw_hash_.hex(); }
+  Result<std::string> image_sha256() const {
     return compression_ == Compression::kNone ? raw_hash_.hex() : image_hash_.hex();
   }
   Compression compression() const { return compression_; }
@@ -462,7 +462,10 @@ class Fetch {
     });
     if (!read)
       co_return read.error();
-    const std::string sha = hash.hex();
+    auto hex = hash.hex();
+    if (!hex)
+      co_return hex.error();
+    const std::string sha = std::move(*hex);
     if (p_.sha256 && *p_.sha256 != sha) {
       log_->warn("{} is sha256:{}, not IMG_CHECKSUM sha256:{}; fetching it again",
                  files_.image.string(), sha, *p_.sha256);
@@ -762,8 +765,12 @@ class Fetch {
         discard();
       co_return Error{r.error().kind, fmt::format("{}: {}", p_.source, r.error().message)};
     }
-    const std::string raw_sha = pipeline.raw_sha256();
-    const std::string image_sha = pipeline.image_sha256();
+    auto raw_hex = pipeline.raw_sha256();
+    auto image_hex = pipeline.image_sha256();
+    if (!raw_hex || !image_hex)
+      co_return !raw_hex ? raw_hex.error() : image_hex.error();
+    const std::string raw_sha = std::move(*raw_hex);
+    const std::string image_sha = std::move(*image_hex);
     const bool compressed = pipeline.compression() != Compression::kNone;
     if (p_.sha256 && *p_.sha256 != raw_sha && *p_.sha256 != image_sha) {
       discard();
