@@ -7,18 +7,16 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <boost/json.hpp>
 #include <cerrno>
-#include <random>
 
 #include "drive/files.hpp"
 #include "drive/progress.hpp"
+#include "drive/record.hpp"
 
 namespace berth::drive {
 
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
-namespace json = boost::json;
 
 namespace {
 
@@ -30,27 +28,20 @@ struct PetRecord {
 };
 
 std::string serialize(const PetRecord& r) {
-  json::object o;
-  o["base"] = r.base;
-  o["base_sha256"] = r.base_sha256;
-  o["base_format"] = r.base_format;
-  return json::serialize(o) + "\n";
+  return Record()
+      .set("base", r.base)
+      .set("base_sha256", r.base_sha256)
+      .set("base_format", r.base_format)
+      .serialize();
 }
 
 std::optional<PetRecord> parse_record(std::string_view text) {
-  boost::system::error_code ec;
-  auto value = json::parse(text, ec);
-  if (ec || !value.is_object())
-    return std::nullopt;
-  const auto& o = value.as_object();
+  auto record = Record::parse(text);
   PetRecord r;
-  for (auto [key, field] : {std::pair{"base", &r.base}, std::pair{"base_sha256", &r.base_sha256},
-                            std::pair{"base_format", &r.base_format}}) {
-    auto it = o.find(key);
-    if (it == o.end() || !it->value().is_string())
-      return std::nullopt;
-    *field = std::string(it->value().as_string());
-  }
+  if (!record
+      || !record->strings(
+          {{"base", &r.base}, {"base_sha256", &r.base_sha256}, {"base_format", &r.base_format}}))
+    return std::nullopt;
   return r;
 }
 
@@ -136,11 +127,6 @@ Error program_error(std::string_view what, const ProgramResult& r) {
           r.exit_code < 0
               ? fmt::format("{}: qemu-img could not be run: {}", what, r.output)
               : fmt::format("{}: qemu-img exited with code {}: {}", what, r.exit_code, r.output)};
-}
-
-std::string random_suffix() {
-  static std::mt19937_64 rng{std::random_device{}()};
-  return fmt::format("{:016x}", rng());
 }
 
 }  // namespace
@@ -247,7 +233,7 @@ asio::awaitable<Result<PetDisk>> prepare_pet_disk(PetDiskParams params, RunProgr
     auto overlay = qcow2_overlay(size, base.string(), params.base_format);
     if (!overlay)
       co_return overlay.error();
-    const fs::path temp = params.disk_dir / fmt::format(".{}.qcow2.{}.tmp", host, random_suffix());
+    const fs::path temp = temporary_path(disk.path);
     if (auto written = write_sparse(temp, *overlay); !written) {
       fs::remove(temp, ec);
       co_return written.error();

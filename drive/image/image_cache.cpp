@@ -10,7 +10,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/json.hpp>
 #include <cerrno>
 #include <vector>
 
@@ -19,12 +18,12 @@
 #include "drive/image/http_client.hpp"
 #include "drive/image/sha256.hpp"
 #include "drive/progress.hpp"
+#include "drive/record.hpp"
 
 namespace berth::drive {
 
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
-namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -61,48 +60,32 @@ struct Sidecar {
 };
 
 std::string serialize(const Sidecar& s) {
-  json::object o;
-  o["source"] = s.source;
-  o["sha256"] = s.sha256;
-  o["source_sha256"] = s.source_sha256;
-  o["compression"] = compression_name(s.compression);
-  o["size"] = s.size;
-  o["format"] = image_format_name(s.format);
-  return json::serialize(o) + "\n";
+  return Record()
+      .set("source", s.source)
+      .set("sha256", s.sha256)
+      .set("source_sha256", s.source_sha256)
+      .set("compression", std::string(compression_name(s.compression)))
+      .set("size", s.size)
+      .set("format", std::string(image_format_name(s.format)))
+      .serialize();
 }
 
 std::optional<Sidecar> parse_sidecar(std::string_view text) {
-  boost::system::error_code ec;
-  auto value = json::parse(text, ec);
-  if (ec || !value.is_object())
+  auto record = Record::parse(text);
+  if (!record)
     return std::nullopt;
-  const auto& o = value.as_object();
-  auto str = [&](std::string_view key) -> std::optional<std::string> {
-    auto it = o.find(key);
-    if (it == o.end() || !it->value().is_string())
-      return std::nullopt;
-    return std::string(it->value().as_string());
-  };
   Sidecar s;
-  auto source = str("source");
-  auto sha = str("sha256");
-  auto source_sha = str("source_sha256");
-  auto format = str("format");
-  auto size = o.find("size");
-  if (!source || !sha || !is_sha256_hex(*sha) || !format || size == o.end()
-      || !size->value().is_number())
+  std::string format;
+  auto size = record->number("size");
+  if (!record->strings({{"source", &s.source}, {"sha256", &s.sha256}, {"format", &format}})
+      || !is_sha256_hex(s.sha256) || !size)
     return std::nullopt;
-  auto parsed_format = parse_image_format(*format);
+  auto parsed_format = parse_image_format(format);
   if (!parsed_format)
     return std::nullopt;
-  s.source = *source;
-  s.sha256 = *sha;
-  s.source_sha256 = source_sha.value_or(*sha);
+  s.source_sha256 = record->string("source_sha256").value_or(s.sha256);
   s.format = *parsed_format;
-  boost::system::error_code size_ec;
-  s.size = size->value().to_number<std::uint64_t>(size_ec);
-  if (size_ec)
-    return std::nullopt;
+  s.size = *size;
   return s;
 }
 
@@ -115,27 +98,20 @@ struct ResumeInfo {
 };
 
 std::string serialize(const ResumeInfo& r) {
-  json::object o;
-  o["url"] = r.url;
-  o["etag"] = r.etag;
-  o["last_modified"] = r.last_modified;
-  return json::serialize(o) + "\n";
+  return Record()
+      .set("url", r.url)
+      .set("etag", r.etag)
+      .set("last_modified", r.last_modified)
+      .serialize();
 }
 
 std::optional<ResumeInfo> parse_resume_info(std::string_view text) {
-  boost::system::error_code ec;
-  auto value = json::parse(text, ec);
-  if (ec || !value.is_object())
-    return std::nullopt;
-  const auto& o = value.as_object();
+  auto record = Record::parse(text);
   ResumeInfo r;
-  for (auto [key, field] : {std::pair{"url", &r.url}, std::pair{"etag", &r.etag},
-                            std::pair{"last_modified", &r.last_modified}}) {
-    auto it = o.find(key);
-    if (it == o.end() || !it->value().is_string())
-      return std::nullopt;
-    *field = std::string(it->value().as_string());
-  }
+  if (!record
+      || !record->strings(
+          {{"url", &r.url}, {"etag", &r.etag}, {"last_modified", &r.last_modified}}))
+    return std::nullopt;
   return r;
 }
 
