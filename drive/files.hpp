@@ -77,6 +77,8 @@ class SparseFileWriter {
   static Result<SparseFileWriter> open(const std::filesystem::path& path, OpenMode mode);
 
   Result<void> write(std::span<const char> data);
+  // Continues `count` bytes further on, leaving them a hole (zeros), as write() would for zeros.
+  void skip(std::uint64_t count) { offset_ += count; }
   // Extends the file to offset() (trailing holes) and fsyncs it.
   Result<void> finish();
   std::uint64_t offset() const { return offset_; }
