@@ -4,10 +4,12 @@
 
 #include <sys/stat.h>
 
+#include "drive/disk/qcow2.hpp"
 #include "drive/image/http_client.hpp"
 #include "drive/image/image_format.hpp"
 #include "drive/image/sha256.hpp"
 #include "drive/progress.hpp"
+#include "drive/record.hpp"
 #include "test/drive/support.hpp"
 
 namespace berth::drive {
@@ -108,6 +110,30 @@ TEST_CASE("drive files: SHA-256 of zero runs equals hashing the zeros", "[drive]
     zeros.update_zeros(n);
     CHECK(zeros.hex().value() == fed.hex().value());
   }
+}
+
+TEST_CASE("drive record: fields round-trip in order, wrong types are not found", "[drive]") {
+  const std::string text =
+      Record().set("name", "a").set("size", std::uint64_t{42}).set("name", "b").serialize();
+  CHECK(text == "{\"name\":\"b\",\"size\":42}\n");
+  auto parsed = Record::parse(text);
+  REQUIRE(parsed);
+  CHECK(parsed->string("name") == "b");
+  CHECK(parsed->number("size") == 42u);
+  CHECK_FALSE(parsed->string("size"));
+  CHECK_FALSE(parsed->number("name"));
+  std::string name;
+  std::string missing;
+  CHECK(parsed->strings({{"name", &name}}));
+  CHECK(name == "b");
+  CHECK_FALSE(parsed->strings({{"name", &name}, {"other", &missing}}));
+  auto odd = Record::parse(R"({"n": -1, "list": [1], "flag": true, "s": "x"})");
+  REQUIRE(odd);
+  CHECK_FALSE(odd->number("n"));
+  CHECK_FALSE(odd->string("list"));
+  CHECK(odd->string("s") == "x");
+  CHECK_FALSE(Record::parse("[]"));
+  CHECK_FALSE(Record::parse("{"));
 }
 
 TEST_CASE("drive progress: bytes, percent, rate and ETA", "[drive]") {
