@@ -163,7 +163,10 @@ Result<void> read_range(const fs::path& path, std::uint64_t size, Consume consum
 template <class T, class Fn>
 asio::awaitable<Result<void>> on_worker(std::unique_ptr<T>& owned, Fn fn) {
   T* raw = owned.release();
-  Result<void> result = co_await run_blocking([raw, fn = std::move(fn)] { return fn(*raw); });
+  // A named callable, moved in: GCC 12 destroys a temporary argument of a coroutine call inside
+  // co_await twice (GCC bug 99576), fatal for captures that own memory.
+  auto work = [raw, fn = std::move(fn)] { return fn(*raw); };
+  Result<void> result = co_await run_blocking(std::move(work));
   owned.reset(raw);
   co_return result;
 }
@@ -373,8 +376,8 @@ class Fetch {
     const auto size = regular_file_size(files_.image).value_or(0);
     log_->info("{} has no record of where it came from; checking it ({})", files_.image.string(),
                format_bytes(size));
-    auto digest =
-        co_await run_blocking([path = files_.image, size] { return digest_file(path, size); });
+    auto work = [path = files_.image, size] { return digest_file(path, size); };
+    auto digest = co_await run_blocking(std::move(work));  // named: see on_worker
     if (!digest)
       co_return digest.error();
     const std::string sha = digest->sha256;
@@ -471,10 +474,10 @@ class Fetch {
     d.pipeline = std::move(*pipeline);
     log_->info("resuming the download of {} after {} fetched earlier", p_.source,
                format_bytes(*have));
-    auto replayed =
-        co_await on_worker(d.pipeline, [path = files_.download, n = *have](Pipeline& p) {
-          return read_range(path, n, [&](std::span<const char> chunk) { return p.replay(chunk); });
-        });
+    auto replay = [path = files_.download, n = *have](Pipeline& p) {
+      return read_range(path, n, [&](std::span<const char> chunk) { return p.replay(chunk); });
+    };
+    auto replayed = co_await on_worker(d.pipeline, std::move(replay));  // named: see on_worker
     if (!replayed) {
       log_->warn("cannot continue the partial download ({}); starting over",
                  replayed.error().message);
