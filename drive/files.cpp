@@ -37,12 +37,22 @@ Result<void> write_all(int fd, std::string_view data, const fs::path& path) {
   return {};
 }
 
-std::string random_suffix() {
+}  // namespace
+
+fs::path temporary_path(const fs::path& path) {
   static std::mt19937_64 rng{std::random_device{}()};
-  return fmt::format("{:016x}", rng());
+  return path.parent_path() / fmt::format(".{}.{:016x}.tmp", path.filename().string(), rng());
 }
 
-}  // namespace
+bool is_dir(const fs::path& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool is_regular(const fs::path& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
 
 UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
   if (this != &other)
@@ -103,7 +113,7 @@ Result<void> fsync_directory(const fs::path& dir) {
 
 Result<void> write_file_atomic(const fs::path& path, std::string_view data, Durability durability) {
   const fs::path dir = path.parent_path();
-  const fs::path temp = dir / fmt::format(".{}.{}.tmp", path.filename().string(), random_suffix());
+  const fs::path temp = temporary_path(path);
   UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
   if (!fd)
     return system_error(fmt::format("cannot create {}", temp), errno);

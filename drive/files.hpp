@@ -50,6 +50,15 @@ enum class Durability { kDurable, kAtomicOnly };
 Result<void> write_file_atomic(const std::filesystem::path& path, std::string_view data,
                                Durability durability = Durability::kDurable);
 
+// A fresh name in the directory of `path` to write it under before renaming it into place:
+// "<dir>/.<file name>.<16 random hex digits>.tmp".
+std::filesystem::path temporary_path(const std::filesystem::path& path);
+
+// True when `path` is a directory (a regular file), following symlinks; false when it is missing,
+// unreadable or something else.
+bool is_dir(const std::filesystem::path& path);
+bool is_regular(const std::filesystem::path& path);
+
 // fsyncs a directory so that renames and creations in it are durable.
 Result<void> fsync_directory(const std::filesystem::path& dir);
 
@@ -68,6 +77,8 @@ class SparseFileWriter {
   static Result<SparseFileWriter> open(const std::filesystem::path& path, OpenMode mode);
 
   Result<void> write(std::span<const char> data);
+  // Continues `count` bytes further on, leaving them a hole (zeros), as write() would for zeros.
+  void skip(std::uint64_t count) { offset_ += count; }
   // Extends the file to offset() (trailing holes) and fsyncs it.
   Result<void> finish();
   std::uint64_t offset() const { return offset_; }

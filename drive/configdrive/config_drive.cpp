@@ -15,11 +15,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool is_dir(const fs::path& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 // The visible keys of a ConfigMap directory (the kubelet's own entries start with "..").
 std::vector<std::string> visible_keys(const fs::path& dir) {
   std::vector<std::string> keys;

@@ -8,11 +8,11 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
 #include <cstring>
 
+#include "common/async.hpp"
 #include "drive/files.hpp"
 
 namespace berth::drive {
@@ -28,16 +28,6 @@ constexpr std::uint32_t kDirMask = IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_
                                    | IN_MOVE_SELF | IN_ONLYDIR;
 constexpr std::uint32_t kFileMask =
     IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF;
-
-bool is_dir(const fs::path& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-bool is_regular(const fs::path& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
-}
 
 }  // namespace
 
@@ -57,8 +47,7 @@ ConfigDriveWatcher::ConfigDriveWatcher(asio::any_io_executor executor, ConfigDri
       params_(std::move(params)),
       swap_(std::move(swap)),
       log_(std::move(log)),
-      debounce_(debounce),
-      timer_(executor_) {}
+      debounce_(debounce) {}
 
 ConfigDriveWatcher::~ConfigDriveWatcher() {
   if (!descriptor_ && inotify_fd_ >= 0)
@@ -71,22 +60,13 @@ Result<void> ConfigDriveWatcher::start() {
     return system_error("inotify_init1", errno);
   descriptor_.emplace(executor_, inotify_fd_);
   arm();
-  auto self = shared_from_this();
-  asio::co_spawn(executor_, loop(), [self](std::exception_ptr error) {
-    if (!error)
-      return;
-    try {
-      std::rethrow_exception(error);
-    } catch (const std::exception& e) {
-      self->log_->error("the config drive watcher stopped: {}", e.what());
-    }
-  });
+  // loop() holds a reference to this watcher until it returns.
+  asio::co_spawn(executor_, loop(), log_exceptions(log_, "the config drive watcher"));
   return {};
 }
 
 void ConfigDriveWatcher::stop() {
   stopped_ = true;
-  timer_.cancel();
   if (descriptor_) {
     boost::system::error_code ec;
     descriptor_->close(ec);
@@ -165,7 +145,6 @@ bool ConfigDriveWatcher::relevant(const char* buffer, std::size_t size) {
 }
 
 asio::awaitable<void> ConfigDriveWatcher::loop() {
-  using namespace asio::experimental::awaitable_operators;
   auto self = shared_from_this();
   alignas(inotify_event) char buffer[64 * 1024];
   bool pending = true;  // look once at start: the inputs may have changed since the build
@@ -182,14 +161,15 @@ asio::awaitable<void> ConfigDriveWatcher::loop() {
       }
       continue;
     }
-    timer_.expires_at(deadline);
-    auto outcome = co_await (
-        descriptor_->async_read_some(asio::buffer(buffer), asio::as_tuple(asio::use_awaitable))
-        || timer_.async_wait(asio::as_tuple(asio::use_awaitable)));
+    // Wait for quiet: another event before the deadline pushes it back. stop() closes the
+    // descriptor, which ends the read.
+    auto read = co_await with_deadline(
+        descriptor_->async_read_some(asio::buffer(buffer), asio::as_tuple(asio::use_awaitable)),
+        deadline - Clock::now());
     if (stopped_)
       co_return;
-    if (outcome.index() == 0) {
-      auto [ec, n] = std::get<0>(outcome);
+    if (read) {
+      auto [ec, n] = *read;
       if (ec)
         co_return;
       if (relevant(buffer, n))
@@ -217,7 +197,9 @@ asio::awaitable<void> ConfigDriveWatcher::rebuild() {
     log_->debug("config drive inputs touched, content unchanged");
     co_return;
   }
-  if (auto w = write_file_atomic(params_.iso, built->iso); !w) {
+  // Atomic (QEMU never reads a torn ISO) but not fsync'd, as at start-up: the drive is rebuilt
+  // from the ConfigMaps at every start, so losing it in a crash loses nothing.
+  if (auto w = write_file_atomic(params_.iso, built->iso, Durability::kAtomicOnly); !w) {
     ++stats_.rejected;
     log_->error("cannot write the new config drive; the VM keeps its current drive: {}",
                 w.error().message);

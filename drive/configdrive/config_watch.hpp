@@ -10,7 +10,6 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -82,7 +81,6 @@ class ConfigDriveWatcher : public std::enable_shared_from_this<ConfigDriveWatche
   std::chrono::milliseconds debounce_;
   int inotify_fd_ = -1;
   std::optional<boost::asio::posix::stream_descriptor> descriptor_;
-  boost::asio::steady_timer timer_;
   std::map<int, Interest> watches_;
   Stats stats_;
   bool stopped_ = false;

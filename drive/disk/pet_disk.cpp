@@ -7,18 +7,17 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <boost/json.hpp>
 #include <cerrno>
-#include <random>
 
+#include "drive/disk/qcow2.hpp"
 #include "drive/files.hpp"
 #include "drive/progress.hpp"
+#include "drive/record.hpp"
 
 namespace berth::drive {
 
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
-namespace json = boost::json;
 
 namespace {
 
@@ -30,105 +29,21 @@ struct PetRecord {
 };
 
 std::string serialize(const PetRecord& r) {
-  json::object o;
-  o["base"] = r.base;
-  o["base_sha256"] = r.base_sha256;
-  o["base_format"] = r.base_format;
-  return json::serialize(o) + "\n";
+  return Record()
+      .set("base", r.base)
+      .set("base_sha256", r.base_sha256)
+      .set("base_format", r.base_format)
+      .serialize();
 }
 
 std::optional<PetRecord> parse_record(std::string_view text) {
-  boost::system::error_code ec;
-  auto value = json::parse(text, ec);
-  if (ec || !value.is_object())
-    return std::nullopt;
-  const auto& o = value.as_object();
+  auto record = Record::parse(text);
   PetRecord r;
-  for (auto [key, field] : {std::pair{"base", &r.base}, std::pair{"base_sha256", &r.base_sha256},
-                            std::pair{"base_format", &r.base_format}}) {
-    auto it = o.find(key);
-    if (it == o.end() || !it->value().is_string())
-      return std::nullopt;
-    *field = std::string(it->value().as_string());
-  }
+  if (!record
+      || !record->strings(
+          {{"base", &r.base}, {"base_sha256", &r.base_sha256}, {"base_format", &r.base_format}}))
+    return std::nullopt;
   return r;
-}
-
-struct Qcow2Info {
-  std::uint64_t virtual_size = 0;
-  std::optional<std::string> backing;
-};
-
-Result<Qcow2Info> read_qcow2(const fs::path& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd)
-    return system_error(fmt::format("cannot open the pet disk {}", path), errno);
-  char head[512];
-  const ssize_t n = ::pread(fd.get(), head, sizeof head, 0);
-  if (n < 0)
-    return system_error(fmt::format("cannot read {}", path), errno);
-  auto header = parse_qcow2_header({head, static_cast<std::size_t>(n)});
-  if (!header)
-    return Error{ErrorKind::kIntegrity,
-                 fmt::format("{} is not a qcow2 file; Berth's pet disks are qcow2 overlays: move "
-                             "it away to start a new pet disk",
-                             path)};
-  Qcow2Info info{header->virtual_size, std::nullopt};
-  if (header->backing_file_offset != 0 && header->backing_file_size > 0) {
-    if (header->backing_file_size > 1023)
-      return Error{ErrorKind::kIntegrity,
-                   fmt::format("{}: the qcow2 header names a backing file of {} bytes (at most "
-                               "1023 are allowed)",
-                               path, header->backing_file_size)};
-    std::string name(header->backing_file_size, '\0');
-    const ssize_t got = ::pread(fd.get(), name.data(), name.size(),
-                                static_cast<off_t>(header->backing_file_offset));
-    if (got != static_cast<ssize_t>(name.size()))
-      return Error{
-          ErrorKind::kIntegrity,
-          fmt::format("{}: cannot read the backing file name from the qcow2 header", path)};
-    info.backing = std::move(name);
-  }
-  return info;
-}
-
-// The size the guest sees of the base: a qcow2's virtual size, a raw file's length (to 512).
-Result<std::uint64_t> virtual_size_of(const fs::path& base, ImageFormat format) {
-  UniqueFd fd(::open(base.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd)
-    return system_error(fmt::format("cannot open the base image {}", base), errno);
-  if (format == ImageFormat::kRaw) {
-    struct stat st {};
-    if (::fstat(fd.get(), &st) != 0)
-      return system_error(fmt::format("cannot stat the base image {}", base), errno);
-    return (static_cast<std::uint64_t>(st.st_size) + 511) / 512 * 512;
-  }
-  char head[64];
-  const ssize_t n = ::pread(fd.get(), head, sizeof head, 0);
-  if (n < 0)
-    return system_error(fmt::format("cannot read the base image {}", base), errno);
-  auto header = parse_qcow2_header({head, static_cast<std::size_t>(n)});
-  if (!header)
-    return Error{ErrorKind::kIntegrity, fmt::format("the base image {} is not qcow2 any more: {}",
-                                                    base, header.error().message)};
-  return header->virtual_size;
-}
-
-// Creates `path` (which must not exist) with the overlay's bytes, sparse, and fsyncs it.
-Result<void> write_sparse(const fs::path& path, const Qcow2Overlay& overlay) {
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-  if (!fd)
-    return system_error(fmt::format("cannot create {}", path), errno);
-  for (const auto& [offset, bytes] : overlay.chunks) {
-    if (::pwrite(fd.get(), bytes.data(), bytes.size(), static_cast<off_t>(offset))
-        != static_cast<ssize_t>(bytes.size()))
-      return system_error(fmt::format("cannot write {}", path), errno == 0 ? ENOSPC : errno);
-  }
-  if (::ftruncate(fd.get(), static_cast<off_t>(overlay.file_size)) != 0)
-    return system_error(fmt::format("cannot size {}", path), errno);
-  if (::fsync(fd.get()) != 0)
-    return system_error(fmt::format("cannot fsync {}", path), errno);
-  return {};
 }
 
 Error program_error(std::string_view what, const ProgramResult& r) {
@@ -138,9 +53,174 @@ Error program_error(std::string_view what, const ProgramResult& r) {
               : fmt::format("{}: qemu-img exited with code {}: {}", what, r.exit_code, r.output)};
 }
 
-std::string random_suffix() {
-  static std::mt19937_64 rng{std::random_device{}()};
-  return fmt::format("{:016x}", rng());
+// What prepare_pet_disk works on, once the parameters are checked.
+struct Target {
+  fs::path base;     // absolute
+  fs::path sidecar;  // <disk>.berth.json
+  std::string format;
+  PetRecord wanted;  // the record of a disk over `base`
+  PetDisk disk;
+};
+
+Result<Target> check_params(const PetDiskParams& params) {
+  const auto& host = params.hostname;
+  if (host.empty() || host == "." || host == ".." || host.find('/') != std::string::npos
+      || host.find('\0') != std::string::npos || host.size() > 253)
+    return Error{ErrorKind::kInvalidInput,
+                 fmt::format("the hostname \"{}\" cannot name a pet disk file", host)};
+  std::error_code ec;
+  Target t;
+  t.base = fs::absolute(params.base, ec);
+  if (ec)
+    return system_error(fmt::format("cannot make {} absolute", params.base), ec);
+  fs::create_directories(params.disk_dir, ec);
+  if (ec)
+    return system_error(
+        fmt::format("cannot create the pet disk directory {} (BERTH_DISK_DIR)", params.disk_dir),
+        ec);
+  t.disk.path = pet_disk_path(params.disk_dir, host);
+  t.sidecar = t.disk.path.string() + ".berth.json";
+  t.format = std::string(image_format_name(params.base_format));
+  t.wanted = PetRecord{t.base.string(), params.base_sha256, t.format};
+  return t;
+}
+
+// The record next to an existing disk: nullopt when there is none. Errors: kIntegrity (there is
+// one but it is unreadable), kConflict (it names another base).
+Result<std::optional<PetRecord>> read_record(const Target& t, const PetDiskParams& params) {
+  auto text = read_file(t.sidecar, 64 * 1024);
+  auto record = text ? parse_record(*text) : std::nullopt;
+  if (text && !record)
+    return Error{ErrorKind::kIntegrity,
+                 fmt::format("{} is unreadable; it records which base image the pet disk {} "
+                             "was made from: restore it, or delete it to have Berth check "
+                             "the disk's backing file again",
+                             t.sidecar, t.disk.path)};
+  if (record && !record->base_sha256.empty() && record->base_sha256 != params.base_sha256)
+    return Error{
+        ErrorKind::kConflict,
+        fmt::format("the pet disk {} was made from the base image {} (sha256:{}), but the base "
+                    "image now is {} (sha256:{}); booting it over another base would corrupt "
+                    "it. Point IMG_SOURCE/IMG_TARGET/IMG_CHECKSUM back at the original image, "
+                    "or delete the pet disk and {} to start afresh",
+                    t.disk.path, record->base, record->base_sha256, t.base, params.base_sha256,
+                    t.sidecar)};
+  return record;
+}
+
+// Same content, another path (the cache moved): points the header at the new path.
+asio::awaitable<Result<void>> rebase(const Target& t, const PetRecord& record,
+                                     const PetDiskParams& params, RunProgram& run,
+                                     spdlog::logger& log) {
+  log.info("the base image of {} moved from {} to {} (same sha256); updating the backing file name",
+           t.disk.path.string(), record.base, t.base.string());
+  std::vector<std::string> argv{
+      params.qemu_img,     "rebase", "-u", "-f", "qcow2", "-F", t.format, "-b", t.base.string(),
+      t.disk.path.string()};
+  auto r = co_await run(std::move(argv));
+  if (r.exit_code != 0)
+    co_return program_error(fmt::format("updating the backing file of {}", t.disk.path), r);
+  co_return write_file_atomic(t.sidecar, serialize(t.wanted));
+}
+
+// No record (created before Berth kept one, or a crash right after creation): trusts the backing
+// file named in the qcow2 header when it is our base.
+Result<void> record_unrecorded(const Target& t, const Qcow2Info& info, spdlog::logger& log) {
+  if (!info.backing) {
+    log.warn("the pet disk {} has no backing file; using it as a standalone disk",
+             t.disk.path.string());
+    return write_file_atomic(t.sidecar, serialize(PetRecord{}));
+  }
+  if (*info.backing == t.base.string()) {
+    log.info("recording that the pet disk {} is based on {}", t.disk.path.string(),
+             t.base.string());
+    return write_file_atomic(t.sidecar, serialize(t.wanted));
+  }
+  return Error{ErrorKind::kConflict,
+               fmt::format("the pet disk {} is based on {}, not on the base image {}; point "
+                           "IMG_SOURCE/IMG_TARGET back at its base, or delete the pet disk to "
+                           "start afresh",
+                           t.disk.path, *info.backing, t.base)};
+}
+
+asio::awaitable<Result<void>> reuse(Target& t, const PetDiskParams& params, RunProgram& run,
+                                    spdlog::logger& log) {
+  t.disk.outcome = PetOutcome::kReused;
+  auto info = read_qcow2(t.disk.path);
+  if (!info)
+    co_return info.error();
+  auto record = read_record(t, params);
+  if (!record)
+    co_return record.error();
+  if (*record && !(*record)->base_sha256.empty() && (*record)->base != t.base.string()) {
+    if (auto r = co_await rebase(t, **record, params, run, log); !r)
+      co_return r;
+  } else if (!*record) {
+    if (auto r = record_unrecorded(t, *info, log); !r)
+      co_return r;
+  }
+  t.disk.virtual_size = info->virtual_size;
+  log.info("reusing the pet disk {} ({})", t.disk.path.string(), format_bytes(info->virtual_size));
+  co_return Result<void>{};
+}
+
+// Written here rather than by `qemu-img create`: the header is a few hundred bytes, and a pod's
+// start-up should not wait for a process that maps all of QEMU's block layer.
+Result<void> create(Target& t, const PetDiskParams& params, spdlog::logger& log) {
+  t.disk.outcome = PetOutcome::kCreated;
+  auto base_size = virtual_size_of(t.base, params.base_format);
+  if (!base_size)
+    return base_size.error();
+  std::uint64_t size = *base_size;
+  if (params.size)
+    size = std::max(size, (*params.size + 511) / 512 * 512);
+  auto overlay = qcow2_overlay(size, t.base.string(), params.base_format);
+  if (!overlay)
+    return overlay.error();
+  const fs::path temp = temporary_path(t.disk.path);
+  std::error_code ec;
+  if (auto written = write_overlay(temp, *overlay); !written) {
+    fs::remove(temp, ec);
+    return written.error();
+  }
+  // Never overwrite: if a pet disk appeared meanwhile, it wins and this is an error.
+  if (auto renamed = rename_no_replace(temp, t.disk.path); !renamed) {
+    fs::remove(temp, ec);
+    return Error{ErrorKind::kConflict,
+                 fmt::format("{}; is another pod using the same BERTH_DISK_DIR and hostname?",
+                             renamed.error().message)};
+  }
+  if (auto w = write_file_atomic(t.sidecar, serialize(t.wanted)); !w)
+    return w.error();
+  if (auto synced = fsync_directory(params.disk_dir); !synced)
+    return synced.error();
+  t.disk.virtual_size = size;
+  log.info("created the pet disk {} ({}) over {} ({})", t.disk.path.string(), format_bytes(size),
+           t.base.string(), t.format);
+  return {};
+}
+
+// Grows the disk to VM_DISK_SIZE when that is larger; never shrinks it.
+asio::awaitable<Result<void>> grow(PetDisk& disk, const PetDiskParams& params, RunProgram& run,
+                                   spdlog::logger& log) {
+  const std::uint64_t want = (*params.size + 511) / 512 * 512;
+  if (want < disk.virtual_size)
+    log.info("VM_DISK_SIZE ({}) is smaller than the pet disk ({}); disks are never shrunk",
+             format_bytes(want), format_bytes(disk.virtual_size));
+  if (want <= disk.virtual_size)
+    co_return Result<void>{};
+  std::vector<std::string> argv{
+      params.qemu_img, "resize", "-q", "-f", "qcow2", disk.path.string(), std::to_string(want)};
+  auto r = co_await run(std::move(argv));
+  if (r.exit_code != 0)
+    co_return program_error(fmt::format("growing the pet disk {} to {}", disk.path, want), r);
+  log.info(
+      "grew the pet disk {} from {} to {} (VM_DISK_SIZE); the guest grows its partition and file "
+      "system itself (cloud-init growpart)",
+      disk.path.string(), format_bytes(disk.virtual_size), format_bytes(want));
+  disk.grown_from = disk.virtual_size;
+  disk.virtual_size = want;
+  co_return Result<void>{};
 }
 
 }  // namespace
@@ -151,143 +231,22 @@ fs::path pet_disk_path(const fs::path& disk_dir, const std::string& hostname) {
 
 asio::awaitable<Result<PetDisk>> prepare_pet_disk(PetDiskParams params, RunProgram run,
                                                   std::shared_ptr<spdlog::logger> log) {
-  const auto& host = params.hostname;
-  if (host.empty() || host == "." || host == ".." || host.find('/') != std::string::npos
-      || host.find('\0') != std::string::npos || host.size() > 253)
-    co_return Error{ErrorKind::kInvalidInput,
-                    fmt::format("the hostname \"{}\" cannot name a pet disk file", host)};
-  std::error_code ec;
-  const fs::path base = fs::absolute(params.base, ec);
-  if (ec)
-    co_return system_error(fmt::format("cannot make {} absolute", params.base), ec);
-  fs::create_directories(params.disk_dir, ec);
-  if (ec)
-    co_return system_error(
-        fmt::format("cannot create the pet disk directory {} (BERTH_DISK_DIR)", params.disk_dir),
-        ec);
-
-  PetDisk disk;
-  disk.path = pet_disk_path(params.disk_dir, host);
-  const fs::path sidecar = disk.path.string() + ".berth.json";
-  const std::string format(image_format_name(params.base_format));
-  const PetRecord wanted{base.string(), params.base_sha256, format};
-
+  auto target = check_params(params);
+  if (!target)
+    co_return target.error();
   struct stat st {};
-  if (::stat(disk.path.c_str(), &st) == 0) {
-    disk.outcome = PetOutcome::kReused;
-    auto info = read_qcow2(disk.path);
-    if (!info)
-      co_return info.error();
-    auto text = read_file(sidecar, 64 * 1024);
-    auto record = text ? parse_record(*text) : std::nullopt;
-    if (text && !record)
-      co_return Error{ErrorKind::kIntegrity,
-                      fmt::format("{} is unreadable; it records which base image the pet disk {} "
-                                  "was made from: restore it, or delete it to have Berth check "
-                                  "the disk's backing file again",
-                                  sidecar, disk.path)};
-    if (record && !record->base_sha256.empty() && record->base_sha256 != params.base_sha256)
-      co_return Error{
-          ErrorKind::kConflict,
-          fmt::format("the pet disk {} was made from the base image {} (sha256:{}), but the base "
-                      "image now is {} (sha256:{}); booting it over another base would corrupt "
-                      "it. Point IMG_SOURCE/IMG_TARGET/IMG_CHECKSUM back at the original image, "
-                      "or delete the pet disk and {} to start afresh",
-                      disk.path, record->base, record->base_sha256, base, params.base_sha256,
-                      sidecar)};
-    if (record && !record->base_sha256.empty() && record->base != base.string()) {
-      // Same content, another path (the cache moved): point the header at the new path.
-      log->info(
-          "the base image of {} moved from {} to {} (same sha256); updating the backing "
-          "file name",
-          disk.path.string(), record->base, base.string());
-      std::vector<std::string> argv{
-          params.qemu_img, "rebase",          "-u", "-f", "qcow2", "-F", format, "-b",
-          base.string(),   disk.path.string()};
-      auto r = co_await run(std::move(argv));
-      if (r.exit_code != 0)
-        co_return program_error(fmt::format("updating the backing file of {}", disk.path), r);
-      if (auto w = write_file_atomic(sidecar, serialize(wanted)); !w)
-        co_return w.error();
-    } else if (!record) {
-      // No record (created before Berth kept one, or a crash right after creation): trust the
-      // backing file named in the qcow2 header when it is our base.
-      if (!info->backing) {
-        log->warn("the pet disk {} has no backing file; using it as a standalone disk",
-                  disk.path.string());
-        if (auto w = write_file_atomic(sidecar, serialize(PetRecord{})); !w)
-          co_return w.error();
-      } else if (*info->backing == base.string()) {
-        log->info("recording that the pet disk {} is based on {}", disk.path.string(),
-                  base.string());
-        if (auto w = write_file_atomic(sidecar, serialize(wanted)); !w)
-          co_return w.error();
-      } else {
-        co_return Error{ErrorKind::kConflict,
-                        fmt::format("the pet disk {} is based on {}, not on the base image {}; "
-                                    "point IMG_SOURCE/IMG_TARGET back at its base, or delete the "
-                                    "pet disk to start afresh",
-                                    disk.path, *info->backing, base)};
-      }
-    }
-    disk.virtual_size = info->virtual_size;
-    log->info("reusing the pet disk {} ({})", disk.path.string(), format_bytes(info->virtual_size));
+  if (::stat(target->disk.path.c_str(), &st) == 0) {
+    if (auto r = co_await reuse(*target, params, run, *log); !r)
+      co_return r.error();
   } else if (errno != ENOENT) {
-    co_return system_error(fmt::format("cannot stat the pet disk {}", disk.path), errno);
-  } else {
-    disk.outcome = PetOutcome::kCreated;
-    // Written here rather than by `qemu-img create`: the header is a few hundred bytes, and a
-    // pod's start-up should not wait for a process that maps all of QEMU's block layer.
-    auto base_size = virtual_size_of(base, params.base_format);
-    if (!base_size)
-      co_return base_size.error();
-    std::uint64_t size = *base_size;
-    if (params.size)
-      size = std::max(size, (*params.size + 511) / 512 * 512);
-    auto overlay = qcow2_overlay(size, base.string(), params.base_format);
-    if (!overlay)
-      co_return overlay.error();
-    const fs::path temp = params.disk_dir / fmt::format(".{}.qcow2.{}.tmp", host, random_suffix());
-    if (auto written = write_sparse(temp, *overlay); !written) {
-      fs::remove(temp, ec);
-      co_return written.error();
-    }
-    // Never overwrite: if a pet disk appeared meanwhile, it wins and this is an error.
-    if (auto renamed = rename_no_replace(temp, disk.path); !renamed) {
-      fs::remove(temp, ec);
-      co_return Error{ErrorKind::kConflict,
-                      fmt::format("{}; is another pod using the same BERTH_DISK_DIR and hostname?",
-                                  renamed.error().message)};
-    }
-    if (auto w = write_file_atomic(sidecar, serialize(wanted)); !w)
-      co_return w.error();
-    if (auto synced = fsync_directory(params.disk_dir); !synced)
-      co_return synced.error();
-    disk.virtual_size = size;
-    log->info("created the pet disk {} ({}) over {} ({})", disk.path.string(), format_bytes(size),
-              base.string(), format);
+    co_return system_error(fmt::format("cannot stat the pet disk {}", target->disk.path), errno);
+  } else if (auto r = create(*target, params, *log); !r) {
+    co_return r.error();
   }
-
-  if (params.size) {
-    const std::uint64_t want = (*params.size + 511) / 512 * 512;
-    if (want > disk.virtual_size) {
-      std::vector<std::string> argv{
-          params.qemu_img, "resize", "-q", "-f", "qcow2", disk.path.string(), std::to_string(want)};
-      auto r = co_await run(std::move(argv));
-      if (r.exit_code != 0)
-        co_return program_error(fmt::format("growing the pet disk {} to {}", disk.path, want), r);
-      log->info(
-          "grew the pet disk {} from {} to {} (VM_DISK_SIZE); the guest grows its "
-          "partition and file system itself (cloud-init growpart)",
-          disk.path.string(), format_bytes(disk.virtual_size), format_bytes(want));
-      disk.grown_from = disk.virtual_size;
-      disk.virtual_size = want;
-    } else if (want < disk.virtual_size) {
-      log->info("VM_DISK_SIZE ({}) is smaller than the pet disk ({}); disks are never shrunk",
-                format_bytes(want), format_bytes(disk.virtual_size));
-    }
-  }
-  co_return disk;
+  if (params.size)
+    if (auto r = co_await grow(target->disk, params, run, *log); !r)
+      co_return r.error();
+  co_return target->disk;
 }
 
 }  // namespace berth::drive

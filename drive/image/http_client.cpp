@@ -7,10 +7,8 @@
 #include <openssl/x509_vfy.h>
 
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
@@ -21,6 +19,8 @@
 #include <charconv>
 #include <variant>
 #include <vector>
+
+#include "common/async.hpp"
 
 namespace berth::drive {
 
@@ -113,7 +113,36 @@ struct Exchange {
 
   template <class Stream>
   asio::awaitable<Result<Step>> run(Stream& stream) {
-    auto& lowest = beast::get_lowest_layer(stream);
+    if (auto sent = co_await send_request(stream); !sent)
+      co_return sent.error();
+    // Beast reads at most what the buffer has room for (512 bytes when it is left to grow by
+    // itself): room for 64 KiB reads keeps the syscalls per GiB in the thousands, not millions.
+    beast::flat_buffer buffer;
+    buffer.reserve(kBodyBuffer);
+    http::response_parser<http::buffer_body> parser;
+    parser.body_limit(options.body_limit);
+    if (auto read = co_await read_head(stream, buffer, parser); !read)
+      co_return read.error();
+    const auto& response = parser.get();
+    const unsigned status = response.result_int();
+    if (status == 301 || status == 302 || status == 303 || status == 307 || status == 308) {
+      auto location = response.find(http::field::location);
+      if (location == response.end() || location->value().empty())
+        co_return Error{ErrorKind::kHttp,
+                        fmt::format("HTTP {} from {} without a Location header", status, url)};
+      co_return Redirect{std::string(location->value())};
+    }
+    auto action = on_head(head_of(response));
+    if (!action)
+      co_return action.error();
+    if (*action == HeadAction::kReadBody)
+      if (auto body = co_await read_body(stream, buffer, parser); !body)
+        co_return body.error();
+    co_return Done{};
+  }
+
+  template <class Stream>
+  asio::awaitable<Result<void>> send_request(Stream& stream) {
     http::request<http::empty_body> request{http::verb::get, target.target, 11};
     request.set(http::field::host, target.host_header);
     request.set(http::field::user_agent, options.user_agent);
@@ -125,44 +154,37 @@ struct Exchange {
       if (!range->if_range.empty())
         request.set(http::field::if_range, range->if_range);
     }
-    lowest.expires_after(options.stall_timeout);
-    auto [write_ec, written] =
+    beast::get_lowest_layer(stream).expires_after(options.stall_timeout);
+    auto [ec, written] =
         co_await http::async_write(stream, request, asio::as_tuple(asio::use_awaitable));
     (void)written;
-    if (write_ec)
-      co_return describe_io("sending the request to", write_ec);
+    if (ec)
+      co_return describe_io("sending the request to", ec);
+    co_return Result<void>{};
+  }
 
-    // Beast reads at most what the buffer has room for (512 bytes when it is left to grow by
-    // itself): room for 64 KiB reads keeps the syscalls per GiB in the thousands, not millions.
-    beast::flat_buffer buffer;
-    buffer.reserve(kBodyBuffer);
-    http::response_parser<http::buffer_body> parser;
-    parser.body_limit(options.body_limit);
-    lowest.expires_after(options.stall_timeout);
-    auto [head_ec, head_bytes] = co_await http::async_read_header(
-        stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
-    (void)head_bytes;
-    if (head_ec == http::error::body_limit)
+  template <class Stream, class Parser>
+  asio::awaitable<Result<void>> read_head(Stream& stream, beast::flat_buffer& buffer,
+                                          Parser& parser) {
+    beast::get_lowest_layer(stream).expires_after(options.stall_timeout);
+    auto [ec, bytes] = co_await http::async_read_header(stream, buffer, parser,
+                                                        asio::as_tuple(asio::use_awaitable));
+    (void)bytes;
+    if (ec == http::error::body_limit)
       co_return Error{
           ErrorKind::kIntegrity,
           fmt::format("the body from {} ({} bytes) is larger than the limit of {} bytes", url,
                       parser.content_length().value_or(0), options.body_limit)};
-    if (head_ec)
-      co_return describe_io("reading the response from", head_ec);
+    if (ec)
+      co_return describe_io("reading the response from", ec);
+    co_return Result<void>{};
+  }
 
-    const auto& response = parser.get();
-    const unsigned status = response.result_int();
-    if (status == 301 || status == 302 || status == 303 || status == 307 || status == 308) {
-      auto location = response.find(http::field::location);
-      if (location == response.end() || location->value().empty())
-        co_return Error{ErrorKind::kHttp,
-                        fmt::format("HTTP {} from {} without a Location header", status, url)};
-      co_return Redirect{std::string(location->value())};
-    }
-
+  template <class Response>
+  HttpHead head_of(const Response& response) const {
     HttpHead head;
     head.url = url;
-    head.status = status;
+    head.status = response.result_int();
     head.reason = std::string(response.reason());
     if (auto cl = response.find(http::field::content_length); cl != response.end())
       head.content_length = parse_u64(cl->value());
@@ -175,19 +197,19 @@ struct Exchange {
     if (auto ra = response.find(http::field::retry_after); ra != response.end())
       if (auto seconds = parse_u64(ra->value()))
         head.retry_after = std::chrono::seconds(*seconds);
+    return head;
+  }
 
-    auto action = on_head(head);
-    if (!action)
-      co_return action.error();
-    if (*action == HeadAction::kSkipBody)
-      co_return Done{};
-
+  // Reads the body to its end, handing each piece to on_body, every read under the stall timeout.
+  template <class Stream, class Parser>
+  asio::awaitable<Result<void>> read_body(Stream& stream, beast::flat_buffer& buffer,
+                                          Parser& parser) {
     std::vector<char> chunk(kBodyBuffer);
     std::uint64_t received = 0;
     while (!parser.is_done()) {
       parser.get().body().data = chunk.data();
       parser.get().body().size = chunk.size();
-      lowest.expires_after(options.stall_timeout);
+      beast::get_lowest_layer(stream).expires_after(options.stall_timeout);
       auto [ec, n] =
           co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
       (void)n;
@@ -199,27 +221,28 @@ struct Exchange {
         if (auto r = on_body({chunk.data(), got}); !r)
           co_return r.error();
       }
-      if (ec == http::error::body_limit)
-        co_return Error{ErrorKind::kIntegrity,
-                        fmt::format("the body from {} is larger than the limit of {} bytes", url,
-                                    options.body_limit)};
-      if (ec == beast::error::timeout)
-        co_return transient(fmt::format("no data from {}:{} for {}s after {} bytes of the body",
-                                        target.host, target.port,
-                                        options.stall_timeout.count() / 1000.0, received));
-      if (ec == http::error::partial_message || ec == http::error::end_of_stream) {
-        const auto remaining = parser.content_length_remaining();
-        co_return transient(fmt::format(
-            "{}:{} closed the connection after {} bytes of the body{}", target.host, target.port,
-            received, remaining ? fmt::format(" ({} more were announced)", *remaining) : ""));
-      }
       if (ec)
-        co_return transient(
-            fmt::format("the connection to {}:{} failed after {} bytes of the "
-                        "body: {}",
-                        target.host, target.port, received, ec.message()));
+        co_return body_error(ec, received, parser.content_length_remaining());
     }
-    co_return Done{};
+    co_return Result<void>{};
+  }
+
+  Error body_error(const beast::error_code& ec, std::uint64_t received,
+                   boost::optional<std::uint64_t> remaining) const {
+    if (ec == http::error::body_limit)
+      return Error{ErrorKind::kIntegrity,
+                   fmt::format("the body from {} is larger than the limit of {} bytes", url,
+                               options.body_limit)};
+    if (ec == beast::error::timeout)
+      return transient(fmt::format("no data from {}:{} for {}s after {} bytes of the body",
+                                   target.host, target.port, options.stall_timeout.count() / 1000.0,
+                                   received));
+    if (ec == http::error::partial_message || ec == http::error::end_of_stream)
+      return transient(fmt::format(
+          "{}:{} closed the connection after {} bytes of the body{}", target.host, target.port,
+          received, remaining ? fmt::format(" ({} more were announced)", *remaining) : ""));
+    return transient(fmt::format("the connection to {}:{} failed after {} bytes of the body: {}",
+                                 target.host, target.port, received, ec.message()));
   }
 
   Error describe_io(std::string_view doing, const beast::error_code& ec) const {
@@ -233,20 +256,99 @@ struct Exchange {
 
 asio::awaitable<Result<tcp::resolver::results_type>> resolve(const Target& t,
                                                              std::chrono::milliseconds timeout) {
-  using namespace asio::experimental::awaitable_operators;
-  auto executor = co_await asio::this_coro::executor;
-  tcp::resolver resolver(executor);
-  asio::steady_timer timer(executor, timeout);
-  auto outcome =
-      co_await (resolver.async_resolve(t.host, t.port, asio::as_tuple(asio::use_awaitable))
-                || timer.async_wait(asio::as_tuple(asio::use_awaitable)));
-  if (outcome.index() == 1)
+  tcp::resolver resolver(co_await asio::this_coro::executor);
+  auto outcome = co_await with_deadline(
+      resolver.async_resolve(t.host, t.port, asio::as_tuple(asio::use_awaitable)), timeout);
+  if (!outcome)
     co_return transient(
         fmt::format("resolving {} timed out after {}s", t.host, timeout.count() / 1000.0));
-  auto [ec, results] = std::get<0>(std::move(outcome));
+  auto [ec, results] = std::move(*outcome);
   if (ec)
     co_return transient(fmt::format("cannot resolve {}: {}", t.host, ec.message()));
   co_return results;
+}
+
+// A URL seen before in this chain of redirects, or one redirect too many. Errors: kHttp.
+Result<void> check_redirects(const std::vector<std::string>& visited, const std::string& url,
+                             unsigned max_redirects) {
+  for (const auto& seen : visited) {
+    if (seen == url) {
+      std::string chain;
+      for (const auto& hop : visited)
+        chain += hop + " -> ";
+      return Error{ErrorKind::kHttp, fmt::format("redirect loop: {}{}", chain, url)};
+    }
+  }
+  if (visited.size() > max_redirects)
+    return Error{ErrorKind::kHttp,
+                 fmt::format("more than {} redirects, the last to {}", max_redirects, url)};
+  return {};
+}
+
+// Resolves and connects `stream` under options.connect_timeout (each of the two).
+asio::awaitable<Result<void>> connect(beast::tcp_stream& stream, const Target& target,
+                                      const HttpOptions& options) {
+  auto endpoints = co_await resolve(target, options.connect_timeout);
+  if (!endpoints)
+    co_return endpoints.error();
+  stream.expires_after(options.connect_timeout);
+  auto [ec, endpoint] =
+      co_await stream.async_connect(*endpoints, asio::as_tuple(asio::use_awaitable));
+  (void)endpoint;
+  if (ec)
+    co_return transient(
+        fmt::format("cannot connect to {}:{}: {}", target.host, target.port,
+                    ec == beast::error::timeout ? std::string("timed out") : ec.message()));
+  co_return Result<void>{};
+}
+
+// The system CAs and options.ca_file. Errors: kInvalidInput (the CA file cannot be loaded).
+Result<void> make_tls_context(std::optional<ssl::context>& context, const HttpOptions& options) {
+  if (context)
+    return {};
+  context.emplace(ssl::context::tls_client);
+  boost::system::error_code ec;
+  context->set_default_verify_paths(ec);
+  if (options.ca_file) {
+    context->load_verify_file(options.ca_file->string(), ec);
+    if (ec) {
+      context.reset();
+      return Error{ErrorKind::kInvalidInput,
+                   fmt::format("cannot load the CA bundle {}: {}", *options.ca_file, ec.message())};
+    }
+  }
+  context->set_verify_mode(ssl::verify_peer);
+  return {};
+}
+
+// The TLS handshake (under the connect timeout), then the exchange over TLS.
+asio::awaitable<Result<Step>> exchange_tls(beast::tcp_stream tcp_stream, ssl::context& context,
+                                           Exchange& exchange) {
+  const Target& target = exchange.target;
+  beast::ssl_stream<beast::tcp_stream> stream(std::move(tcp_stream), context);
+  if (!target.host_is_ip)
+    SSL_ctrl(stream.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+             const_cast<char*>(target.host.c_str()));
+  stream.set_verify_callback(ssl::host_name_verification(target.host));
+  beast::get_lowest_layer(stream).expires_after(exchange.options.connect_timeout);
+  auto [ec] = co_await stream.async_handshake(ssl::stream_base::client,
+                                              asio::as_tuple(asio::use_awaitable));
+  if (ec)
+    co_return tls_error(ec, stream.native_handle(), target);
+  co_return co_await exchange.run(stream);
+}
+
+// Where a redirect from `url` to `location` leads (a relative Location is resolved against
+// `url`). Errors: kHttp (an invalid Location).
+Result<std::string> redirect_target(const std::string& url, const std::string& location) {
+  auto reference = boost::urls::parse_uri_reference(location);
+  boost::urls::url next;
+  auto base = boost::urls::parse_uri(url);
+  if (!reference || !base || !boost::urls::resolve(*base, *reference, next))
+    return Error{ErrorKind::kHttp,
+                 fmt::format("{} redirected to an invalid Location \"{}\"", url, location)};
+  next.remove_fragment();
+  return std::string(next.buffer());
 }
 
 }  // namespace
@@ -299,87 +401,35 @@ bool is_transient_status(unsigned status) {
 asio::awaitable<Result<void>> http_get(HttpOptions options, std::string url,
                                        std::optional<RangeRequest> range, OnHead on_head,
                                        OnBody on_body) {
-  auto executor = co_await asio::this_coro::executor;
   std::optional<ssl::context> tls_context;
   std::vector<std::string> visited;
   for (;;) {
     auto target = parse_target(url);
     if (!target)
       co_return target.error();
-    for (const auto& seen : visited) {
-      if (seen == url) {
-        std::string chain;
-        for (const auto& hop : visited)
-          chain += hop + " -> ";
-        co_return Error{ErrorKind::kHttp, fmt::format("redirect loop: {}{}", chain, url)};
-      }
-    }
+    if (auto ok = check_redirects(visited, url, options.max_redirects); !ok)
+      co_return ok.error();
     visited.push_back(url);
-    if (visited.size() > options.max_redirects + 1)
-      co_return Error{ErrorKind::kHttp, fmt::format("more than {} redirects, the last to {}",
-                                                    options.max_redirects, url)};
-
-    auto endpoints = co_await resolve(*target, options.connect_timeout);
-    if (!endpoints)
-      co_return endpoints.error();
-    beast::tcp_stream tcp_stream(executor);
-    tcp_stream.expires_after(options.connect_timeout);
-    auto [connect_ec, endpoint] =
-        co_await tcp_stream.async_connect(*endpoints, asio::as_tuple(asio::use_awaitable));
-    (void)endpoint;
-    if (connect_ec)
-      co_return transient(fmt::format(
-          "cannot connect to {}:{}: {}", target->host, target->port,
-          connect_ec == beast::error::timeout ? std::string("timed out") : connect_ec.message()));
-
+    beast::tcp_stream stream(co_await asio::this_coro::executor);
+    if (auto connected = co_await connect(stream, *target, options); !connected)
+      co_return connected.error();
     Exchange exchange{options, *target, url, range, on_head, on_body};
     Result<Step> step = Done{};
     if (target->tls) {
-      if (!tls_context) {
-        tls_context.emplace(ssl::context::tls_client);
-        boost::system::error_code ec;
-        tls_context->set_default_verify_paths(ec);
-        if (options.ca_file) {
-          tls_context->load_verify_file(options.ca_file->string(), ec);
-          if (ec)
-            co_return Error{
-                ErrorKind::kInvalidInput,
-                fmt::format("cannot load the CA bundle {}: {}", *options.ca_file, ec.message())};
-        }
-        tls_context->set_verify_mode(ssl::verify_peer);
-      }
-      beast::ssl_stream<beast::tcp_stream> stream(std::move(tcp_stream), *tls_context);
-      if (!target->host_is_ip)
-        SSL_ctrl(stream.native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
-                 const_cast<char*>(target->host.c_str()));
-      stream.set_verify_callback(ssl::host_name_verification(target->host));
-      beast::get_lowest_layer(stream).expires_after(options.connect_timeout);
-      auto [hs_ec] = co_await stream.async_handshake(ssl::stream_base::client,
-                                                     asio::as_tuple(asio::use_awaitable));
-      if (hs_ec)
-        co_return tls_error(hs_ec, stream.native_handle(), *target);
-      step = co_await exchange.run(stream);
+      if (auto made = make_tls_context(tls_context, options); !made)
+        co_return made.error();
+      step = co_await exchange_tls(std::move(stream), *tls_context, exchange);
     } else {
-      step = co_await exchange.run(tcp_stream);
+      step = co_await exchange.run(stream);
     }
     if (!step)
       co_return step.error();
     if (std::holds_alternative<Done>(*step))
       co_return Result<void>{};
-
-    // Follow the redirect, resolving a relative Location against the current URL.
-    const auto& location = std::get<Redirect>(*step).location;
-    auto reference = boost::urls::parse_uri_reference(location);
-    if (!reference)
-      co_return Error{ErrorKind::kHttp,
-                      fmt::format("{} redirected to an invalid Location \"{}\"", url, location)};
-    boost::urls::url next;
-    auto base = boost::urls::parse_uri(url);
-    if (!base || !boost::urls::resolve(*base, *reference, next))
-      co_return Error{ErrorKind::kHttp,
-                      fmt::format("{} redirected to an invalid Location \"{}\"", url, location)};
-    next.remove_fragment();
-    url = std::string(next.buffer());
+    auto next = redirect_target(url, std::get<Redirect>(*step).location);
+    if (!next)
+      co_return next.error();
+    url = std::move(*next);
   }
 }
 

@@ -6,30 +6,32 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/json.hpp>
 #include <cerrno>
 #include <vector>
 
+#include "common/async.hpp"
 #include "drive/files.hpp"
 #include "drive/image/decompress.hpp"
 #include "drive/image/http_client.hpp"
+#include "drive/image/pipeline.hpp"
 #include "drive/image/sha256.hpp"
 #include "drive/progress.hpp"
+#include "drive/record.hpp"
 
 namespace berth::drive {
 
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
-namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
 
 namespace {
 
 constexpr std::size_t kReadChunk = 1 << 20;
+// What one step of a local copy covers, holes included: about half a second of hashing.
+constexpr std::uint64_t kCopyStep = std::uint64_t{1} << 30;
 constexpr std::uint64_t kSidecarLimit = 64 * 1024;
 
 struct CacheFiles {
@@ -61,48 +63,32 @@ struct Sidecar {
 };
 
 std::string serialize(const Sidecar& s) {
-  json::object o;
-  o["source"] = s.source;
-  o["sha256"] = s.sha256;
-  o["source_sha256"] = s.source_sha256;
-  o["compression"] = compression_name(s.compression);
-  o["size"] = s.size;
-  o["format"] = image_format_name(s.format);
-  return json::serialize(o) + "\n";
+  return Record()
+      .set("source", s.source)
+      .set("sha256", s.sha256)
+      .set("source_sha256", s.source_sha256)
+      .set("compression", std::string(compression_name(s.compression)))
+      .set("size", s.size)
+      .set("format", std::string(image_format_name(s.format)))
+      .serialize();
 }
 
 std::optional<Sidecar> parse_sidecar(std::string_view text) {
-  boost::system::error_code ec;
-  auto value = json::parse(text, ec);
-  if (ec || !value.is_object())
+  auto record = Record::parse(text);
+  if (!record)
     return std::nullopt;
-  const auto& o = value.as_object();
-  auto str = [&](std::string_view key) -> std::optional<std::string> {
-    auto it = o.find(key);
-    if (it == o.end() || !it->value().is_string())
-      return std::nullopt;
-    return std::string(it->value().as_string());
-  };
   Sidecar s;
-  auto source = str("source");
-  auto sha = str("sha256");
-  auto source_sha = str("source_sha256");
-  auto format = str("format");
-  auto size = o.find("size");
-  if (!source || !sha || !is_sha256_hex(*sha) || !format || size == o.end()
-      || !size->value().is_number())
+  std::string format;
+  auto size = record->number("size");
+  if (!record->strings({{"source", &s.source}, {"sha256", &s.sha256}, {"format", &format}})
+      || !is_sha256_hex(s.sha256) || !size)
     return std::nullopt;
-  auto parsed_format = parse_image_format(*format);
+  auto parsed_format = parse_image_format(format);
   if (!parsed_format)
     return std::nullopt;
-  s.source = *source;
-  s.sha256 = *sha;
-  s.source_sha256 = source_sha.value_or(*sha);
+  s.source_sha256 = record->string("source_sha256").value_or(s.sha256);
   s.format = *parsed_format;
-  boost::system::error_code size_ec;
-  s.size = size->value().to_number<std::uint64_t>(size_ec);
-  if (size_ec)
-    return std::nullopt;
+  s.size = *size;
   return s;
 }
 
@@ -115,164 +101,22 @@ struct ResumeInfo {
 };
 
 std::string serialize(const ResumeInfo& r) {
-  json::object o;
-  o["url"] = r.url;
-  o["etag"] = r.etag;
-  o["last_modified"] = r.last_modified;
-  return json::serialize(o) + "\n";
+  return Record()
+      .set("url", r.url)
+      .set("etag", r.etag)
+      .set("last_modified", r.last_modified)
+      .serialize();
 }
 
 std::optional<ResumeInfo> parse_resume_info(std::string_view text) {
-  boost::system::error_code ec;
-  auto value = json::parse(text, ec);
-  if (ec || !value.is_object())
-    return std::nullopt;
-  const auto& o = value.as_object();
+  auto record = Record::parse(text);
   ResumeInfo r;
-  for (auto [key, field] : {std::pair{"url", &r.url}, std::pair{"etag", &r.etag},
-                            std::pair{"last_modified", &r.last_modified}}) {
-    auto it = o.find(key);
-    if (it == o.end() || !it->value().is_string())
-      return std::nullopt;
-    *field = std::string(it->value().as_string());
-  }
+  if (!record
+      || !record->strings(
+          {{"url", &r.url}, {"etag", &r.etag}, {"last_modified", &r.last_modified}}))
+    return std::nullopt;
   return r;
 }
-
-// ---- The pipeline: raw bytes in; hashed, stored, decompressed, hashed again, stored.
-
-class Pipeline {
- public:
-  // `raw`: where the raw bytes are kept (downloads, for resuming), or nullopt (local copies).
-  // `part`: where the image goes when it is not the raw file itself (compressed or no raw file).
-  static Result<std::unique_ptr<Pipeline>> create(std::optional<fs::path> raw, OpenMode raw_mode,
-                                                  fs::path part, std::uint64_t max_size) {
-    auto p = std::unique_ptr<Pipeline>(new Pipeline(std::move(part), max_size));
-    if (raw) {
-      auto writer = SparseFileWriter::open(*raw, raw_mode);
-      if (!writer)
-        return writer.error();
-      p->raw_writer_.emplace(std::move(*writer));
-    }
-    return p;
-  }
-
-  // Bytes that are new: stored in the raw file too.
-  Result<void> feed(std::span<const char> chunk) { return consume(chunk, true); }
-  // Bytes already in the raw file (resuming): hashed and decompressed only.
-  Result<void> replay(std::span<const char> chunk) { return consume(chunk, false); }
-
-  Result<void> finish() {
-    if (!decided_)
-      if (auto r = decide(); !r)
-        return r;
-    if (decompressor_)
-      if (auto r = decompressor_->finish([this](auto out) { return to_image(out); }); !r)
-        return r;
-    if (raw_writer_)
-      if (auto r = raw_writer_->finish(); !r)
-        return r;
-    if (image_writer_)
-      if (auto r = image_writer_->finish(); !r)
-        return r;
-    return {};
-  }
-
-  std::uint64_t raw_bytes() const { return raw_bytes_; }
-  std::uint64_t image_bytes() const { return image_bytes_; }
-  std::string raw_sha256() const { return raw_hash_.hex(); }
-  std::string image_sha256() const {
-    return compression_ == Compression::kNone ? raw_hash_.hex() : image_hash_.hex();
-  }
-  Compression compression() const { return compression_; }
-  std::span<const char> image_head() const { return image_head_; }
-  fs::path image_path() const {
-    return image_writer_ ? image_writer_->path() : raw_writer_ ? raw_writer_->path() : part_;
-  }
-
- private:
-  Pipeline(fs::path part, std::uint64_t max_size) : part_(std::move(part)), max_size_(max_size) {}
-
-  Result<void> consume(std::span<const char> chunk, bool store) {
-    raw_bytes_ += chunk.size();
-    if (raw_bytes_ > max_size_)
-      return too_large("download");
-    raw_hash_.update(chunk);
-    if (store && raw_writer_)
-      if (auto r = raw_writer_->write(chunk); !r)
-        return r;
-    if (!decided_) {
-      pending_.insert(pending_.end(), chunk.begin(), chunk.end());
-      if (pending_.size() < 6)
-        return {};
-      if (auto r = decide(); !r)
-        return r;
-      return {};
-    }
-    return route(chunk);
-  }
-
-  // Decides the compression from the first bytes and routes what was held back.
-  Result<void> decide() {
-    decided_ = true;
-    compression_ = detect_compression(pending_);
-    if (compression_ != Compression::kNone)
-      decompressor_ = Decompressor::create(compression_);
-    if (compression_ != Compression::kNone || !raw_writer_) {
-      auto writer = SparseFileWriter::open(part_, OpenMode::kTruncate);
-      if (!writer)
-        return writer.error();
-      image_writer_.emplace(std::move(*writer));
-    }
-    std::vector<char> held = std::move(pending_);
-    return route(held);
-  }
-
-  Result<void> route(std::span<const char> chunk) {
-    if (decompressor_)
-      return decompressor_->feed(chunk, [this](auto out) { return to_image(out); });
-    // Not compressed: the image is the raw stream (already hashed, and stored if raw_writer_).
-    note_image(chunk);
-    if (image_writer_)
-      return image_writer_->write(chunk);
-    return {};
-  }
-
-  Result<void> to_image(std::span<const char> out) {
-    if (image_bytes_ + out.size() > max_size_)
-      return too_large("decompressed image");
-    note_image(out);
-    image_hash_.update(out);
-    return image_writer_->write(out);
-  }
-
-  void note_image(std::span<const char> bytes) {
-    image_bytes_ += bytes.size();
-    if (image_head_.size() < kFormatProbeBytes) {
-      const std::size_t n = std::min(bytes.size(), kFormatProbeBytes - image_head_.size());
-      image_head_.insert(image_head_.end(), bytes.begin(), bytes.begin() + static_cast<long>(n));
-    }
-  }
-
-  Error too_large(std::string_view what) const {
-    return {ErrorKind::kIntegrity,
-            fmt::format("the {} is larger than the limit of {}", what, format_bytes(max_size_))};
-  }
-
-  fs::path part_;
-  std::uint64_t max_size_;
-  std::optional<SparseFileWriter> raw_writer_;
-  std::optional<SparseFileWriter> image_writer_;
-  Sha256 raw_hash_;
-  Sha256 image_hash_;
-  std::uint64_t raw_bytes_ = 0;
-  std::uint64_t image_bytes_ = 0;
-  bool decided_ = false;
-  std::vector<char> pending_;
-  Compression compression_ = Compression::kNone;
-  std::unique_ptr<Decompressor> decompressor_;
-  std::vector<char> image_head_;
-};
 
 void remove_quietly(const fs::path& path) {
   std::error_code ec;
@@ -286,14 +130,13 @@ std::optional<std::uint64_t> regular_file_size(const fs::path& path) {
   return static_cast<std::uint64_t>(st.st_size);
 }
 
-// Reads [0, size) of `path` in chunks, handing each to `consume`, yielding to the io_context
-// between chunks so that a long read (resuming, adopting) does not stall the loop.
+// Reads [0, size) of `path` in chunks, handing each to `consume`. Blocking: call it on a worker
+// thread (through on_worker or run_blocking), never on the loop.
 template <class Consume>
-asio::awaitable<Result<void>> read_through(const fs::path& path, std::uint64_t size,
-                                           Consume consume) {
+Result<void> read_range(const fs::path& path, std::uint64_t size, Consume consume) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd)
-    co_return system_error(fmt::format("cannot open {}", path), errno);
+    return system_error(fmt::format("cannot open {}", path), errno);
   std::vector<char> buffer(kReadChunk);
   std::uint64_t offset = 0;
   while (offset < size) {
@@ -303,16 +146,100 @@ asio::awaitable<Result<void>> read_through(const fs::path& path, std::uint64_t s
     if (n < 0) {
       if (errno == EINTR)
         continue;
-      co_return system_error(fmt::format("cannot read {}", path), errno);
+      return system_error(fmt::format("cannot read {}", path), errno);
     }
     if (n == 0)
-      co_return Error{ErrorKind::kSystem, fmt::format("{} shrank while being read", path)};
+      return Error{ErrorKind::kSystem, fmt::format("{} shrank while being read", path)};
     if (auto r = consume(std::span<const char>(buffer.data(), static_cast<std::size_t>(n))); !r)
-      co_return r;
+      return r;
     offset += static_cast<std::uint64_t>(n);
-    co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
   }
-  co_return Result<void>{};
+  return {};
+}
+
+// Runs fn(*owned) on a worker thread. `owned` is empty during the call and holds the object again
+// after it, so nothing on the loop can touch it meanwhile (and should the waiting coroutine be
+// destroyed first, the object is leaked rather than freed under the worker).
+template <class T, class Fn>
+asio::awaitable<Result<void>> on_worker(std::unique_ptr<T>& owned, Fn fn) {
+  T* raw = owned.release();
+  // A named callable, moved in: GCC 12 destroys a temporary argument of a coroutine call inside
+  // co_await twice (GCC bug 99576), fatal for captures that own memory.
+  auto work = [raw, fn = std::move(fn)] { return fn(*raw); };
+  Result<void> result = co_await run_blocking(std::move(work));
+  owned.reset(raw);
+  co_return result;
+}
+
+// What an unrecorded image is: its checksum and first bytes.
+struct Digest {
+  std::string sha256;
+  std::vector<char> head;
+};
+
+// Hashes [0, size) of `path`. Blocking (see read_range).
+Result<Digest> digest_file(const fs::path& path, std::uint64_t size) {
+  Sha256 hash;
+  Digest digest;
+  auto read = read_range(path, size, [&](std::span<const char> chunk) {
+    hash.update(chunk);
+    const std::size_t room = kFormatProbeBytes - std::min(kFormatProbeBytes, digest.head.size());
+    digest.head.insert(digest.head.end(), chunk.begin(),
+                       chunk.begin() + static_cast<long>(std::min(chunk.size(), room)));
+    return Result<void>{};
+  });
+  if (!read)
+    return read.error();
+  auto hex = hash.hex();
+  if (!hex)
+    return hex.error();
+  digest.sha256 = std::move(*hex);
+  return digest;
+}
+
+// A local copy in progress: owned by the loop between steps and by a worker during one.
+struct LocalCopy {
+  UniqueFd fd;
+  fs::path source;
+  std::uint64_t size = 0;
+  std::uint64_t offset = 0;
+  std::unique_ptr<Pipeline> pipeline;
+  std::vector<char> buffer = std::vector<char>(kReadChunk);
+};
+
+// Copies the next kCopyStep bytes (or what is left) of the source. Holes are not read: they are
+// hashed as zeros and left as holes in the image. Blocking: runs on a worker thread.
+Result<void> copy_step(LocalCopy& c) {
+  const std::uint64_t end = std::min(c.size, c.offset + kCopyStep);
+  while (c.offset < end) {
+    off_t data = ::lseek(c.fd.get(), static_cast<off_t>(c.offset), SEEK_DATA);
+    if (data < 0)
+      data = errno == ENXIO ? static_cast<off_t>(c.size) : static_cast<off_t>(c.offset);
+    if (c.offset < static_cast<std::uint64_t>(data)) {
+      const auto n = std::min<std::uint64_t>(static_cast<std::uint64_t>(data), end) - c.offset;
+      if (auto r = c.pipeline->feed_zeros(n); !r)
+        return r;
+      c.offset += n;
+      continue;
+    }
+    off_t hole = ::lseek(c.fd.get(), data, SEEK_HOLE);
+    if (hole < 0)
+      hole = static_cast<off_t>(c.size);
+    const auto want = std::min<std::uint64_t>(
+        kReadChunk, std::min<std::uint64_t>(static_cast<std::uint64_t>(hole), end) - c.offset);
+    const ssize_t n = ::pread(c.fd.get(), c.buffer.data(), static_cast<std::size_t>(want),
+                              static_cast<off_t>(c.offset));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return n == 0
+                 ? Error{ErrorKind::kSystem, fmt::format("{} shrank while being copied", c.source)}
+                 : system_error(fmt::format("cannot read {}", c.source), errno);
+    if (auto r = c.pipeline->feed({c.buffer.data(), static_cast<std::size_t>(n)}); !r)
+      return r;
+    c.offset += static_cast<std::uint64_t>(n);
+  }
+  return {};
 }
 
 // ---- The fetch of one entry.
@@ -449,20 +376,12 @@ class Fetch {
     const auto size = regular_file_size(files_.image).value_or(0);
     log_->info("{} has no record of where it came from; checking it ({})", files_.image.string(),
                format_bytes(size));
-    Sha256 hash;
-    std::vector<char> head;
-    auto read = co_await read_through(files_.image, size, [&](std::span<const char> chunk) {
-      hash.update(chunk);
-      if (head.size() < kFormatProbeBytes)
-        head.insert(
-            head.end(), chunk.begin(),
-            chunk.begin()
-                + static_cast<long>(std::min(chunk.size(), kFormatProbeBytes - head.size())));
-      return Result<void>{};
-    });
-    if (!read)
-      co_return read.error();
-    const std::string sha = hash.hex();
+    auto work = [path = files_.image, size] { return digest_file(path, size); };
+    auto digest = co_await run_blocking(std::move(work));  // named: see on_worker
+    if (!digest)
+      co_return digest.error();
+    const std::string sha = digest->sha256;
+    const std::vector<char>& head = digest->head;
     if (p_.sha256 && *p_.sha256 != sha) {
       log_->warn("{} is sha256:{}, not IMG_CHECKSUM sha256:{}; fetching it again",
                  files_.image.string(), sha, *p_.sha256);
@@ -517,39 +436,58 @@ class Fetch {
   asio::awaitable<Result<CachedImage>> download() {
     Download d;
     const auto started = Clock::now();
-    // Continue a download an earlier start left behind, if it can be trusted.
+    if (auto r = co_await continue_or_restart(d); !r)
+      co_return r.error();
+    log_->info("fetching {} into {}", p_.source, files_.image.string());
+    Progress progress("image", p_.progress_interval, Clock::now());
+    progress.restart(d.pipeline->raw_bytes(), Clock::now());
+    if (auto r = co_await fetch_with_retries(d, progress); !r)
+      co_return r.error();
+    log_->info("downloaded {}: {}", p_.source,
+               progress.summary(d.pipeline->raw_bytes(), Clock::now()));
+    const bool compressed = d.pipeline->compression() != Compression::kNone;
+    auto image = co_await commit(d.pipeline, CacheOutcome::kDownloaded, started);
+    if (image) {
+      if (compressed)
+        remove_quietly(files_.download);
+      remove_quietly(files_.download_meta);
+    }
+    co_return image;
+  }
+
+  // Continues a download an earlier start left behind, if it can be trusted (its bytes are
+  // replayed through the pipeline on a worker thread); otherwise starts afresh.
+  asio::awaitable<Result<void>> continue_or_restart(Download& d) {
     auto meta = read_file(files_.download_meta, kSidecarLimit);
     auto info = meta ? parse_resume_info(*meta) : std::nullopt;
     const auto have = regular_file_size(files_.download);
     if (info)
       d.resume = *info;
-    if (info && have && *have > 0 && resumable(d)) {
-      auto pipeline =
-          Pipeline::create(files_.download, OpenMode::kAppend, files_.part, p_.max_size);
-      if (!pipeline)
-        co_return pipeline.error();
-      d.pipeline = std::move(*pipeline);
-      log_->info("resuming the download of {} after {} fetched earlier", p_.source,
-                 format_bytes(*have));
-      auto replayed = co_await read_through(
-          files_.download, *have,
-          [&](std::span<const char> chunk) { return d.pipeline->replay(chunk); });
-      if (!replayed) {
-        log_->warn("cannot continue the partial download ({}); starting over",
-                   replayed.error().message);
-        if (auto r = restart(d); !r)
-          co_return r.error();
-      }
-    } else {
+    if (!info || !have || *have == 0 || !resumable(d)) {
       remove_quietly(files_.download_meta);
       d.resume = {};
-      if (auto r = restart(d); !r)
-        co_return r.error();
+      co_return restart(d);
     }
+    auto pipeline = Pipeline::create(files_.download, OpenMode::kAppend, files_.part, p_.max_size);
+    if (!pipeline)
+      co_return pipeline.error();
+    d.pipeline = std::move(*pipeline);
+    log_->info("resuming the download of {} after {} fetched earlier", p_.source,
+               format_bytes(*have));
+    auto replay = [path = files_.download, n = *have](Pipeline& p) {
+      return read_range(path, n, [&](std::span<const char> chunk) { return p.replay(chunk); });
+    };
+    auto replayed = co_await on_worker(d.pipeline, std::move(replay));  // named: see on_worker
+    if (!replayed) {
+      log_->warn("cannot continue the partial download ({}); starting over",
+                 replayed.error().message);
+      co_return restart(d);
+    }
+    co_return Result<void>{};
+  }
 
-    log_->info("fetching {} into {}", p_.source, files_.image.string());
-    Progress progress("image", p_.progress_interval, Clock::now());
-    progress.restart(d.pipeline->raw_bytes(), Clock::now());
+  // Attempts until one succeeds, an error is not transient, or max_attempts is reached.
+  asio::awaitable<Result<void>> fetch_with_retries(Download& d, Progress& progress) {
     auto backoff = p_.backoff;
     for (unsigned attempt = 1;; ++attempt) {
       d.retry_after.reset();
@@ -558,23 +496,14 @@ class Fetch {
             "the server gave no ETag or Last-Modified and there is no IMG_CHECKSUM: "
             "starting over rather than resuming");
         if (auto r = restart(d); !r)
-          co_return r.error();
+          co_return r;
       }
       auto result = co_await attempt_once(d, progress);
       if (result)
-        break;
+        co_return result;
       const Error& error = result.error();
-      if (error.kind != ErrorKind::kTransient || attempt >= p_.max_attempts) {
-        if (error.kind == ErrorKind::kIntegrity)
-          discard();
-        co_return Error{error.kind,
-                        error.kind == ErrorKind::kTransient
-                            ? fmt::format("cannot fetch {}: {} (gave up after {} attempts; the "
-                                          "partial download is kept and resumed on the next "
-                                          "start)",
-                                          p_.source, error.message, attempt)
-                            : fmt::format("cannot fetch {}: {}", p_.source, error.message)};
-      }
+      if (error.kind != ErrorKind::kTransient || attempt >= p_.max_attempts)
+        co_return give_up(error, attempt);
       auto delay = backoff;
       if (d.retry_after)
         delay = std::min<std::chrono::milliseconds>(
@@ -589,15 +518,17 @@ class Fetch {
       co_await timer.async_wait(asio::use_awaitable);
       backoff = std::min(backoff * 2, p_.max_backoff);
     }
-    log_->info("downloaded {}: {}", p_.source,
-               progress.summary(d.pipeline->raw_bytes(), Clock::now()));
-    auto image = co_await commit(*d.pipeline, CacheOutcome::kDownloaded, started);
-    if (image) {
-      if (d.pipeline->compression() != Compression::kNone)
-        remove_quietly(files_.download);
-      remove_quietly(files_.download_meta);
-    }
-    co_return image;
+  }
+
+  // The error that ends the download; an integrity failure discards what was fetched.
+  Error give_up(const Error& error, unsigned attempts) {
+    if (error.kind == ErrorKind::kIntegrity)
+      discard();
+    if (error.kind != ErrorKind::kTransient)
+      return {error.kind, fmt::format("cannot fetch {}: {}", p_.source, error.message)};
+    return {error.kind, fmt::format("cannot fetch {}: {} (gave up after {} attempts; the partial "
+                                    "download is kept and resumed on the next start)",
+                                    p_.source, error.message, attempts)};
   }
 
   asio::awaitable<Result<void>> attempt_once(Download& d, Progress& progress) {
@@ -606,61 +537,7 @@ class Fetch {
       range = RangeRequest{d.pipeline->raw_bytes(),
                            !d.resume.etag.empty() ? d.resume.etag : d.resume.last_modified};
     d.complete = false;
-
-    auto on_head = [&](const HttpHead& head) -> Result<HeadAction> {
-      if (head.status == 200) {
-        if (range) {
-          log_->warn(
-              "{} sent the whole file instead of the range from byte {} (no Range support, "
-              "or the file changed): starting over",
-              head.url, range->from);
-          if (auto r = restart(d); !r)
-            return r.error();
-          progress.restart(0, Clock::now());
-        }
-        d.total = head.content_length;
-        d.resume = {p_.source, head.etag.starts_with("W/") ? std::string() : head.etag,
-                    head.last_modified};
-        if (auto w = write_file_atomic(files_.download_meta, serialize(d.resume)); !w)
-          return w.error();
-        progress.set_total(d.total);
-        return HeadAction::kReadBody;
-      }
-      if (head.status == 206 && range) {
-        const auto& cr = head.content_range;
-        if (!cr || !cr->first || *cr->first != range->from) {
-          if (auto r = restart(d); !r)
-            return r.error();
-          return Error{ErrorKind::kTransient,
-                       fmt::format("{} answered the range request from byte {} with another range; "
-                                   "starting over",
-                                   head.url, range->from)};
-        }
-        d.total = cr->total;
-        progress.set_total(d.total);
-        log_->info("resuming {} at byte {}{}", head.url, range->from,
-                   d.total ? fmt::format(" of {}", *d.total) : std::string());
-        return HeadAction::kReadBody;
-      }
-      if (head.status == 416 && range) {
-        if (head.content_range && head.content_range->total == range->from) {
-          d.complete = true;  // everything was there already
-          return HeadAction::kSkipBody;
-        }
-        if (auto r = restart(d); !r)
-          return r.error();
-        return Error{ErrorKind::kTransient,
-                     fmt::format("{} refused the range from byte {} (HTTP 416); starting over",
-                                 head.url, range->from)};
-      }
-      const std::string what =
-          fmt::format("HTTP {} {} from {}", head.status, head.reason, head.url);
-      if (is_transient_status(head.status)) {
-        d.retry_after = head.retry_after;
-        return Error{ErrorKind::kTransient, what};
-      }
-      return Error{ErrorKind::kHttp, what + "; check IMG_SOURCE"};
-    };
+    auto on_head = [&](const HttpHead& head) { return accept_head(d, progress, range, head); };
     auto on_body = [&](std::span<const char> chunk) -> Result<void> {
       if (auto r = d.pipeline->feed(chunk); !r)
         return r;
@@ -679,6 +556,71 @@ class Fetch {
     co_return Result<void>{};
   }
 
+  // Whether the response's body is read, from its status: 200 (the whole file, perhaps after a
+  // range was asked for), 206 (the range asked for), 416 (nothing left), or an error.
+  Result<HeadAction> accept_head(Download& d, Progress& progress,
+                                 const std::optional<RangeRequest>& range, const HttpHead& head) {
+    if (head.status == 200)
+      return accept_whole(d, progress, range, head);
+    if (head.status == 206 && range)
+      return accept_range(d, progress, *range, head);
+    if (head.status == 416 && range) {
+      if (head.content_range && head.content_range->total == range->from) {
+        d.complete = true;  // everything was there already
+        return HeadAction::kSkipBody;
+      }
+      if (auto r = restart(d); !r)
+        return r.error();
+      return Error{ErrorKind::kTransient,
+                   fmt::format("{} refused the range from byte {} (HTTP 416); starting over",
+                               head.url, range->from)};
+    }
+    const std::string what = fmt::format("HTTP {} {} from {}", head.status, head.reason, head.url);
+    if (is_transient_status(head.status)) {
+      d.retry_after = head.retry_after;
+      return Error{ErrorKind::kTransient, what};
+    }
+    return Error{ErrorKind::kHttp, what + "; check IMG_SOURCE"};
+  }
+
+  Result<HeadAction> accept_whole(Download& d, Progress& progress,
+                                  const std::optional<RangeRequest>& range, const HttpHead& head) {
+    if (range) {
+      log_->warn(
+          "{} sent the whole file instead of the range from byte {} (no Range support, or the "
+          "file changed): starting over",
+          head.url, range->from);
+      if (auto r = restart(d); !r)
+        return r.error();
+      progress.restart(0, Clock::now());
+    }
+    d.total = head.content_length;
+    d.resume = {p_.source, head.etag.starts_with("W/") ? std::string() : head.etag,
+                head.last_modified};
+    if (auto w = write_file_atomic(files_.download_meta, serialize(d.resume)); !w)
+      return w.error();
+    progress.set_total(d.total);
+    return HeadAction::kReadBody;
+  }
+
+  Result<HeadAction> accept_range(Download& d, Progress& progress, const RangeRequest& range,
+                                  const HttpHead& head) {
+    const auto& cr = head.content_range;
+    if (!cr || !cr->first || *cr->first != range.from) {
+      if (auto r = restart(d); !r)
+        return r.error();
+      return Error{ErrorKind::kTransient,
+                   fmt::format("{} answered the range request from byte {} with another range; "
+                               "starting over",
+                               head.url, range.from)};
+    }
+    d.total = cr->total;
+    progress.set_total(d.total);
+    log_->info("resuming {} at byte {}{}", head.url, range.from,
+               d.total ? fmt::format(" of {}", *d.total) : std::string());
+    return HeadAction::kReadBody;
+  }
+
   void discard() {
     remove_quietly(files_.download);
     remove_quietly(files_.download_meta);
@@ -689,63 +631,43 @@ class Fetch {
 
   asio::awaitable<Result<CachedImage>> copy_local() {
     const auto started = Clock::now();
-    const fs::path source = p_.source;
-    UniqueFd fd(::open(source.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd)
-      co_return Error{errno == ENOENT ? ErrorKind::kInvalidInput : ErrorKind::kSystem,
-                      fmt::format("IMG_SOURCE: cannot open {}: {}", source, std::strerror(errno))};
-    struct stat st {};
-    if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
-      co_return Error{ErrorKind::kInvalidInput,
-                      fmt::format("IMG_SOURCE: {} is not a regular file", source)};
-    const auto size = static_cast<std::uint64_t>(st.st_size);
-    auto pipeline = Pipeline::create(std::nullopt, OpenMode::kTruncate, files_.part, p_.max_size);
-    if (!pipeline)
-      co_return pipeline.error();
-    log_->info("copying {} ({}) into {}", source.string(), format_bytes(size),
+    auto opened = open_local();
+    if (!opened)
+      co_return opened.error();
+    std::unique_ptr<LocalCopy> copy = std::move(*opened);
+    log_->info("copying {} ({}) into {}", copy->source.string(), format_bytes(copy->size),
                files_.image.string());
     Progress progress("copy", p_.progress_interval, started);
-    progress.set_total(size);
-    std::vector<char> buffer(kReadChunk);
-    const std::vector<char> zeros(kReadChunk, 0);
-    auto executor = co_await asio::this_coro::executor;
-    std::uint64_t offset = 0;
-    while (offset < size) {
-      // Holes are not read: they are fed as zeros, which the writer leaves as holes again.
-      off_t data = ::lseek(fd.get(), static_cast<off_t>(offset), SEEK_DATA);
-      if (data < 0)
-        data = errno == ENXIO ? static_cast<off_t>(size) : static_cast<off_t>(offset);
-      off_t hole = ::lseek(fd.get(), data, SEEK_HOLE);
-      if (hole < 0)
-        hole = static_cast<off_t>(size);
-      while (offset < static_cast<std::uint64_t>(data)) {
-        const auto n =
-            std::min<std::uint64_t>(kReadChunk, static_cast<std::uint64_t>(data) - offset);
-        if (auto r = (*pipeline)->feed({zeros.data(), static_cast<std::size_t>(n)}); !r)
-          co_return fail_copy(r.error());
-        offset += n;
-      }
-      while (offset < static_cast<std::uint64_t>(hole)) {
-        const auto want =
-            std::min<std::uint64_t>(kReadChunk, static_cast<std::uint64_t>(hole) - offset);
-        const ssize_t n = ::pread(fd.get(), buffer.data(), static_cast<std::size_t>(want),
-                                  static_cast<off_t>(offset));
-        if (n < 0 && errno == EINTR)
-          continue;
-        if (n <= 0)
-          co_return fail_copy(n == 0 ? Error{ErrorKind::kSystem,
-                                             fmt::format("{} shrank while being copied", source)}
-                                     : system_error(fmt::format("cannot read {}", source), errno));
-        if (auto r = (*pipeline)->feed({buffer.data(), static_cast<std::size_t>(n)}); !r)
-          co_return fail_copy(r.error());
-        offset += static_cast<std::uint64_t>(n);
-        if (auto line = progress.update(offset, Clock::now()))
-          log_->info("{}", *line);
-        co_await asio::post(executor, asio::use_awaitable);
-      }
+    progress.set_total(copy->size);
+    while (copy->offset < copy->size) {
+      // Hashing a step (holes too) takes a while: on a worker, so the loop keeps answering.
+      if (auto r = co_await on_worker(copy, copy_step); !r)
+        co_return fail_copy(r.error());
+      if (auto line = progress.update(copy->offset, Clock::now()))
+        log_->info("{}", *line);
     }
-    log_->info("copied {}: {}", source.string(), progress.summary(size, Clock::now()));
-    co_return co_await commit(**pipeline, CacheOutcome::kCopied, started);
+    log_->info("copied {}: {}", copy->source.string(), progress.summary(copy->size, Clock::now()));
+    co_return co_await commit(copy->pipeline, CacheOutcome::kCopied, started);
+  }
+
+  // Opens IMG_SOURCE for copying. Errors: kInvalidInput (missing, not a regular file), kSystem.
+  Result<std::unique_ptr<LocalCopy>> open_local() {
+    auto c = std::make_unique<LocalCopy>();
+    c->source = p_.source;
+    c->fd.reset(::open(c->source.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!c->fd)
+      return Error{errno == ENOENT ? ErrorKind::kInvalidInput : ErrorKind::kSystem,
+                   fmt::format("IMG_SOURCE: cannot open {}: {}", c->source, std::strerror(errno))};
+    struct stat st {};
+    if (::fstat(c->fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
+      return Error{ErrorKind::kInvalidInput,
+                   fmt::format("IMG_SOURCE: {} is not a regular file", c->source)};
+    c->size = static_cast<std::uint64_t>(st.st_size);
+    auto pipeline = Pipeline::create(std::nullopt, OpenMode::kTruncate, files_.part, p_.max_size);
+    if (!pipeline)
+      return pipeline.error();
+    c->pipeline = std::move(*pipeline);
+    return c;
   }
 
   Error fail_copy(Error error) {
@@ -755,15 +677,21 @@ class Fetch {
 
   // ---- Both: verify, record, publish.
 
-  asio::awaitable<Result<CachedImage>> commit(Pipeline& pipeline, CacheOutcome outcome,
-                                              Clock::time_point started) {
-    if (auto r = pipeline.finish(); !r) {
+  asio::awaitable<Result<CachedImage>> commit(std::unique_ptr<Pipeline>& owned,
+                                              CacheOutcome outcome, Clock::time_point started) {
+    // finish() fsyncs the image: seconds for a large one, so on a worker.
+    if (auto r = co_await on_worker(owned, [](Pipeline& p) { return p.finish(); }); !r) {
       if (r.error().kind == ErrorKind::kIntegrity)
         discard();
       co_return Error{r.error().kind, fmt::format("{}: {}", p_.source, r.error().message)};
     }
-    const std::string raw_sha = pipeline.raw_sha256();
-    const std::string image_sha = pipeline.image_sha256();
+    const Pipeline& pipeline = *owned;
+    auto raw_hex = pipeline.raw_sha256();
+    auto image_hex = pipeline.image_sha256();
+    if (!raw_hex || !image_hex)
+      co_return !raw_hex ? raw_hex.error() : image_hex.error();
+    const std::string raw_sha = std::move(*raw_hex);
+    const std::string image_sha = std::move(*image_hex);
     const bool compressed = pipeline.compression() != Compression::kNone;
     if (p_.sha256 && *p_.sha256 != raw_sha && *p_.sha256 != image_sha) {
       discard();

@@ -1,6 +1,6 @@
 #pragma once
 // Disk image formats as told by their bytes (never by the file name), and the few qcow2 header
-// fields the pet disk logic needs. Pure.
+// fields the pet disk logic needs (drive/disk/qcow2 writes and reads the overlays). Pure.
 
 #include <cstdint>
 #include <optional>
@@ -38,20 +38,5 @@ struct Qcow2Header {
 
 // Parses the fixed part of a qcow2 header (the first 32 bytes at least). Errors: not qcow2.
 Result<Qcow2Header> parse_qcow2_header(std::span<const char> head);
-
-// A new, empty qcow2 overlay: version 3, 64 KiB clusters, 16-bit refcounts, laid out as
-// `qemu-img create -f qcow2 -b <backing> -F <format>` lays it out (cluster 0: header, the
-// backing-format extension and the backing file name; 1: the refcount table; 2: its one refcount
-// block; 3 on: the empty L1 table), less the optional feature-name table. `chunks` are the only
-// non-zero bytes; the rest of the file, up to `file_size`, is zero (write it sparse).
-struct Qcow2Overlay {
-  std::vector<std::pair<std::uint64_t, std::string>> chunks;  // (offset, bytes)
-  std::uint64_t file_size = 0;
-};
-
-// Errors (kInvalidInput): a virtual size of 0, not a multiple of 512, or over 2 PiB (QEMU's L1
-// limit); a backing file name that is empty or longer than 1023 bytes.
-Result<Qcow2Overlay> qcow2_overlay(std::uint64_t virtual_size, std::string_view backing,
-                                   ImageFormat backing_format);
 
 }  // namespace berth::drive

@@ -19,7 +19,7 @@ struct FetchFixture {
   fs::path www = dir / "www";
   fs::path cache = dir / "cache";
   std::string data = random_bytes(3 << 20);
-  std::string sha = sha256_hex(data);
+  std::string sha = sha256_hex(data).value();
   CapturedLog log;
   boost::asio::io_context io;
 
@@ -281,7 +281,7 @@ TEST_CASE_METHOD(FetchFixture, "drive fetch: compressed sources are decompressed
   FaultServer server(www, dir.path);
   auto p = params(server.url("/files/disk.img" + which.suffix));
   SECTION("checksum of the compressed file") {
-    p.sha256 = sha256_hex(compressed);
+    p.sha256 = sha256_hex(compressed).value();
   }
   SECTION("checksum of the image") {
     p.sha256 = sha;

@@ -4,10 +4,12 @@
 
 #include <sys/stat.h>
 
+#include "drive/disk/qcow2.hpp"
 #include "drive/image/http_client.hpp"
 #include "drive/image/image_format.hpp"
 #include "drive/image/sha256.hpp"
 #include "drive/progress.hpp"
+#include "drive/record.hpp"
 #include "test/drive/support.hpp"
 
 namespace berth::drive {
@@ -85,15 +87,53 @@ TEST_CASE("drive files: a file lock excludes a second holder in the same process
 }
 
 TEST_CASE("drive files: SHA-256", "[drive]") {
-  CHECK(sha256_hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  CHECK(sha256_hex("").value()
+        == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   Sha256 running;
   running.update(std::string_view("ab"));
-  CHECK(running.hex() == sha256_hex("ab"));
+  CHECK(running.hex().value() == sha256_hex("ab").value());
   running.update(std::string_view("c"));
-  CHECK(running.hex() == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  CHECK(is_sha256_hex(sha256_hex("x")));
+  CHECK(running.hex().value()
+        == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  CHECK(is_sha256_hex(sha256_hex("x").value()));
   CHECK_FALSE(is_sha256_hex(std::string(64, 'A')));
   CHECK_FALSE(is_sha256_hex("abc"));
+}
+
+TEST_CASE("drive files: SHA-256 of zero runs equals hashing the zeros", "[drive]") {
+  for (std::uint64_t n : {0ull, 1ull, 4095ull, (1ull << 20) + 7, (3ull << 20) + 1}) {
+    Sha256 fed;
+    fed.update(std::string_view("head"));
+    fed.update(std::string(n, '\0'));
+    Sha256 zeros;
+    zeros.update(std::string_view("head"));
+    zeros.update_zeros(n);
+    CHECK(zeros.hex().value() == fed.hex().value());
+  }
+}
+
+TEST_CASE("drive record: fields round-trip in order, wrong types are not found", "[drive]") {
+  const std::string text =
+      Record().set("name", "a").set("size", std::uint64_t{42}).set("name", "b").serialize();
+  CHECK(text == "{\"name\":\"b\",\"size\":42}\n");
+  auto parsed = Record::parse(text);
+  REQUIRE(parsed);
+  CHECK(parsed->string("name") == "b");
+  CHECK(parsed->number("size") == 42u);
+  CHECK_FALSE(parsed->string("size"));
+  CHECK_FALSE(parsed->number("name"));
+  std::string name;
+  std::string missing;
+  CHECK(parsed->strings({{"name", &name}}));
+  CHECK(name == "b");
+  CHECK_FALSE(parsed->strings({{"name", &name}, {"other", &missing}}));
+  auto odd = Record::parse(R"({"n": -1, "list": [1], "flag": true, "s": "x"})");
+  REQUIRE(odd);
+  CHECK_FALSE(odd->number("n"));
+  CHECK_FALSE(odd->string("list"));
+  CHECK(odd->string("s") == "x");
+  CHECK_FALSE(Record::parse("[]"));
+  CHECK_FALSE(Record::parse("{"));
 }
 
 TEST_CASE("drive progress: bytes, percent, rate and ETA", "[drive]") {
