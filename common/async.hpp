@@ -101,13 +101,20 @@ boost::asio::any_io_executor blocking_executor();
 
 // Runs `fn()` on a worker thread and resumes the caller on its own executor with the result. `fn`
 // must own (or copy) everything it touches; an exception it throws is rethrown to the caller.
+namespace detail {
+// `fn` is a parameter of a named coroutine, so it lives in the coroutine frame: GCC 12 destroys
+// the captures of a temporary coroutine lambda twice.
+template <class F>
+boost::asio::awaitable<std::invoke_result_t<F>> invoke(F fn) {
+  co_return fn();
+}
+}  // namespace detail
+
 template <class F>
 auto run_blocking(F fn) -> boost::asio::awaitable<std::invoke_result_t<F>> {
-  using R = std::invoke_result_t<F>;
-  co_return co_await boost::asio::co_spawn(
-      blocking_executor(),
-      [fn = std::move(fn)]() mutable -> boost::asio::awaitable<R> { co_return fn(); },
-      boost::asio::use_awaitable);
+  auto spawned = boost::asio::co_spawn(blocking_executor(), detail::invoke(std::move(fn)),
+                                       boost::asio::use_awaitable);
+  co_return co_await std::move(spawned);
 }
 
 }  // namespace berth

@@ -336,12 +336,17 @@ asio::awaitable<HttpReply> Api::screenshot(unsigned version) {
   const auto result = co_await qmp->execute("screendump", std::move(arguments), 5s);
   if (!result.ok())
     co_return json_error(http::status::bad_gateway, "screendump: " + result.describe(), version);
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream png;
-  png << in.rdbuf();
-  std::error_code ignored;
-  std::filesystem::remove(path, ignored);
-  co_return text_reply(http::status::ok, png.str(), "image/png", version);
+  // A screen dump is a few MB at most, but on a slow volume its read can stall the loop.
+  auto read_and_remove = [path] {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream out;
+    out << in.rdbuf();
+    std::error_code ignored;
+    std::filesystem::remove(path, ignored);
+    return out.str();
+  };
+  auto png = co_await run_blocking(std::move(read_and_remove));
+  co_return text_reply(http::status::ok, std::move(png), "image/png", version);
 }
 
 HttpReply Api::events() {

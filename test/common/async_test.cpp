@@ -5,11 +5,13 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <variant>
+#include <vector>
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
@@ -92,6 +94,25 @@ TEST_CASE("common: run_blocking runs on a worker and resumes on the loop thread"
   CHECK(worker != loop_thread);
   CHECK(resumed == loop_thread);
   CHECK(threw);
+}
+
+TEST_CASE("common: run_blocking owns a callable that captures heap-owning values", "[common]") {
+  // A capture with a destructor (a path, a string) must be destroyed once, after the call.
+  asio::io_context io;
+  std::string got;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        for (int i = 0; i < 200; ++i) {
+          std::filesystem::path path = "/var/lib/berth/images/" + std::string(64, 'x');
+          std::vector<std::string> words(8, std::string(100, 'y'));
+          auto work = [path, words] { return path.string() + words.back(); };
+          got = co_await berth::run_blocking(std::move(work));
+        }
+      },
+      asio::detached);
+  io.run();
+  CHECK(got == "/var/lib/berth/images/" + std::string(64, 'x') + std::string(100, 'y'));
 }
 
 TEST_CASE("common: log_exceptions logs what ended a spawned coroutine", "[common]") {
