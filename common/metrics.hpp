@@ -81,4 +81,21 @@ class MetricsRegistry {
   std::vector<Entry> entries_;
 };
 
+// One counter of a module's counters struct: {name, help, &Counters::field}.
+template <class Counters>
+struct CounterField {
+  const char* name;
+  const char* help;
+  std::uint64_t Counters::*field;
+};
+
+// Registers a counter per entry of `fields`, each reading `read().*field` at render time.
+template <class Counters, std::size_t N, class Read>
+void register_counter_fields(MetricsRegistry& registry, const CounterField<Counters> (&fields)[N],
+                             Read read) {
+  for (const auto& f : fields)
+    registry.counter(f.name, f.help,
+                     [read, field = f.field] { return static_cast<double>(read().*field); });
+}
+
 }  // namespace berth

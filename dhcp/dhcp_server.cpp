@@ -298,13 +298,7 @@ DhcpCounters DhcpServer::counters() const {
 namespace berth::dhcp {
 
 void DhcpServer::register_metrics(MetricsRegistry& registry) const {
-  using Field = std::uint64_t DhcpCounters::*;
-  struct Entry {
-    const char* name;
-    const char* help;
-    Field field;
-  };
-  static constexpr Entry kCounters[] = {
+  static constexpr CounterField<DhcpCounters> kCounters[] = {
       {"berth_dhcp_received_total", "DHCP datagrams received.", &DhcpCounters::received},
       {"berth_dhcp_malformed_total", "DHCP datagrams that did not parse.",
        &DhcpCounters::malformed},
@@ -320,8 +314,7 @@ void DhcpServer::register_metrics(MetricsRegistry& registry) const {
       {"berth_dhcp_send_errors_total", "DHCP replies that could not be encoded or sent.",
        &DhcpCounters::send_errors},
   };
-  for (const auto& [name, help, field] : kCounters)
-    registry.counter(name, help, [this, field] { return static_cast<double>(counters().*field); });
+  register_counter_fields(registry, kCounters, [this] { return counters(); });
 }
 
 }  // namespace berth::dhcp

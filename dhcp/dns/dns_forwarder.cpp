@@ -650,13 +650,7 @@ DnsCounters DnsForwarder::counters() const {
 namespace berth::dhcp {
 
 void DnsForwarder::register_metrics(MetricsRegistry& registry) const {
-  using Field = std::uint64_t DnsCounters::*;
-  struct Entry {
-    const char* name;
-    const char* help;
-    Field field;
-  };
-  static constexpr Entry kCounters[] = {
+  static constexpr CounterField<DnsCounters> kCounters[] = {
       {"berth_dns_udp_queries_total", "DNS queries from the guest over UDP.",
        &DnsCounters::udp_queries},
       {"berth_dns_tcp_queries_total", "DNS queries from the guest over TCP.",
@@ -686,8 +680,7 @@ void DnsForwarder::register_metrics(MetricsRegistry& registry) const {
       {"berth_dns_mismatched_total", "Upstream datagrams rejected (wrong ID, question or source).",
        &DnsCounters::mismatched},
   };
-  for (const auto& [name, help, field] : kCounters)
-    registry.counter(name, help, [this, field] { return static_cast<double>(counters().*field); });
+  register_counter_fields(registry, kCounters, [this] { return counters(); });
 }
 
 }  // namespace berth::dhcp

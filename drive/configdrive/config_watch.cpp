@@ -226,13 +226,7 @@ asio::awaitable<void> ConfigDriveWatcher::rebuild() {
 namespace berth::drive {
 
 void ConfigDriveWatcher::register_metrics(MetricsRegistry& registry) const {
-  using Field = std::uint64_t Stats::*;
-  struct Entry {
-    const char* name;
-    const char* help;
-    Field field;
-  };
-  static constexpr Entry kCounters[] = {
+  static constexpr CounterField<Stats> kCounters[] = {
       {"berth_config_drive_rebuilds_total", "Debounced bursts of ConfigMap changes handled.",
        &Stats::rebuilds},
       {"berth_config_drive_swaps_total", "New config drives handed to the VM.", &Stats::swaps},
@@ -243,8 +237,7 @@ void ConfigDriveWatcher::register_metrics(MetricsRegistry& registry) const {
       {"berth_config_drive_swap_failures_total",
        "New config drives written but not taken by the VM.", &Stats::swap_failures},
   };
-  for (const auto& [name, help, field] : kCounters)
-    registry.counter(name, help, [this, field] { return static_cast<double>(stats_.*field); });
+  register_counter_fields(registry, kCounters, [this]() -> const Stats& { return stats_; });
 }
 
 }  // namespace berth::drive
