@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cstdlib>
 
+#include "drive/image/source.hpp"
 #include "qemu/shell_words.hpp"
 
 namespace berth {
@@ -23,6 +24,8 @@ const std::vector<VariableDoc> kDocs = {
     {"IMG_TARGET", "basename of IMG_SOURCE", "file name",
      "Name of the base image in the image cache (a compression suffix is dropped)."},
     {"IMG_CHECKSUM", "", "sha256:<64 hex digits>", "Checksum verified while the image streams in."},
+    {"IMG_MAX_SIZE", "64Gi", "size, e.g. 20Gi (binary units)",
+     "Largest download and decompressed image accepted; a larger one fails and nothing is cached."},
     {"BERTH_CA_BUNDLE", "", "absolute path",
      "PEM file of CAs trusted for an https IMG_SOURCE, besides the system's."},
     {"VM_IP", "192.168.254.2", "an IPv4 address such as 192.168.254.2",
@@ -146,21 +149,6 @@ bool is_hex(std::string_view text) {
                      [](unsigned char c) { return std::isxdigit(c) != 0; });
 }
 
-std::string strip_compression_suffix(std::string name) {
-  for (std::string_view suffix : {".gz", ".xz", ".zst"}) {
-    if (name.size() > suffix.size() && name.ends_with(suffix)) {
-      name.resize(name.size() - suffix.size());
-      break;
-    }
-  }
-  return name;
-}
-
-bool valid_file_name(std::string_view name) {
-  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string_view::npos
-         && name.find('\0') == std::string_view::npos && name.size() <= 255;
-}
-
 void parse_image(Reader& r, Config& c) {
   auto source = r.given("IMG_SOURCE");
   std::string default_target;
@@ -168,35 +156,34 @@ void parse_image(Reader& r, Config& c) {
     r.fail_message("IMG_SOURCE", "",
                    "IMG_SOURCE: not set; expected an http(s) URL or an absolute path of the base "
                    "image, e.g. IMG_SOURCE=https://example.org/disk.qcow2");
-  } else if (source->front() == '/') {
-    c.img_source = *source;
-    c.img_source_kind = SourceKind::kPath;
-    default_target = std::filesystem::path(*source).filename().string();
+  } else if (auto parsed = drive::parse_image_source(*source); !parsed) {
+    r.fail_message("IMG_SOURCE", *source, parsed.error().message);
   } else {
-    auto url = boost::urls::parse_absolute_uri(*source);
-    const std::string scheme = url ? lower(url->scheme()) : "";
-    if (!url || (scheme != "http" && scheme != "https") || url->encoded_host().empty()) {
-      r.fail("IMG_SOURCE", *source, "is neither an http(s) URL nor an absolute path");
-    } else {
-      c.img_source = *source;
-      c.img_source_kind = SourceKind::kUrl;
-      default_target = std::filesystem::path(std::string(url->path())).filename().string();
-    }
+    c.img_source = *source;
+    c.img_source_kind =
+        parsed->kind == drive::ImageSourceKind::kUrl ? SourceKind::kUrl : SourceKind::kPath;
+    default_target = parsed->default_target;
   }
 
   if (auto target = r.given("IMG_TARGET")) {
-    if (!valid_file_name(*target))
-      r.fail("IMG_TARGET", *target, "is not a plain file name");
+    if (auto ok = drive::check_image_target(*target); !ok)
+      r.fail_message("IMG_TARGET", *target, ok.error().message);
     else
       c.img_target = *target;
   } else if (!c.img_source.empty()) {
-    c.img_target = strip_compression_suffix(default_target);
-    if (!valid_file_name(c.img_target))
+    c.img_target = default_target;
+    if (!drive::check_image_target(c.img_target))
       r.fail_message("IMG_SOURCE", c.img_source,
                      fmt::format("IMG_SOURCE: \"{}\" does not end in a file name; set IMG_TARGET "
                                  "to the name the image should have in the cache",
                                  c.img_source));
   }
+  auto positive_size = [](std::string_view text) {
+    auto bytes = parse_size(text);
+    return bytes && *bytes > 0 ? bytes : std::nullopt;
+  };
+  c.img_max_size = r.parse<std::uint64_t>("IMG_MAX_SIZE", positive_size, "is not a size above zero",
+                                          drive::kDefaultMaxImageSize);
 
   if (auto bundle = r.given("BERTH_CA_BUNDLE")) {
     if (bundle->front() != '/')
@@ -430,6 +417,7 @@ std::string describe_config(const Config& c, const EnvLookup& env) {
       {"IMG_SOURCE", c.img_source},
       {"IMG_TARGET", c.img_target},
       {"IMG_CHECKSUM", c.img_sha256 ? "sha256:" + *c.img_sha256 : ""},
+      {"IMG_MAX_SIZE", format_size(c.img_max_size)},
       {"BERTH_CA_BUNDLE", c.ca_bundle ? c.ca_bundle->string() : ""},
       {"VM_IP", c.vm_ip.to_string()},
       {"VM_GW", c.vm_gw.to_string()},

@@ -34,6 +34,7 @@ struct Config {
   SourceKind img_source_kind = SourceKind::kPath;
   std::string img_target;                          // file name inside image_dir
   std::optional<std::string> img_sha256;           // 64 lower-case hex digits
+  std::uint64_t img_max_size = 0;                  // bytes: of the download and of the image
   std::optional<std::filesystem::path> ca_bundle;  // extra CAs for an https IMG_SOURCE
   boost::asio::ip::address_v4 vm_ip;
   boost::asio::ip::address_v4 vm_gw;

@@ -20,6 +20,7 @@ drive::FetchParams fetch_params(const Config& config) {
   fetch.image_dir = config.image_dir;
   fetch.target = config.img_target;
   fetch.sha256 = config.img_sha256;
+  fetch.max_size = config.img_max_size;
   fetch.ca_file = config.ca_bundle;
   return fetch;
 }

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/async.hpp"
+#include "drive/image/source.hpp"
 
 namespace berth::drive {
 
@@ -429,6 +430,12 @@ asio::awaitable<Result<void>> http_get(HttpOptions options, std::string url,
     auto next = redirect_target(url, std::get<Redirect>(*step).location);
     if (!next)
       co_return next.error();
+    if (target->tls && !is_https(*next))
+      co_return Error{ErrorKind::kHttp,
+                      fmt::format("{} redirected to {}: a redirect from https to plain http is "
+                                  "refused (the image would arrive without TLS); if plain http is "
+                                  "meant, give the http URL itself",
+                                  url, *next)};
     url = std::move(*next);
   }
 }

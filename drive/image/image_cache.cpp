@@ -4,12 +4,14 @@
 #include <fmt/format.h>
 #include <fmt/std.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
+#include <limits>
 #include <vector>
 
 #include "common/async.hpp"
@@ -305,21 +307,40 @@ class Fetch {
   };
 
   Result<void> validate() const {
-    const auto& t = p_.target;
-    if (t.empty() || t == "." || t == ".." || t.find('/') != std::string::npos
-        || t.find('\0') != std::string::npos)
-      return Error{ErrorKind::kInvalidInput,
-                   fmt::format("IMG_TARGET: \"{}\" is not a file name; expected a plain name such "
-                               "as debian-12.qcow2",
-                               t)};
+    if (auto ok = check_image_target(p_.target); !ok)
+      return ok;
     if (p_.sha256 && !is_sha256_hex(*p_.sha256))
       return Error{ErrorKind::kInvalidInput,
                    fmt::format("IMG_CHECKSUM: \"{}\" is not 64 lower-case hex digits", *p_.sha256)};
-    if (!is_url(p_.source) && !fs::path(p_.source).is_absolute())
-      return Error{ErrorKind::kInvalidInput,
-                   fmt::format("IMG_SOURCE: \"{}\" is neither an http(s) URL nor an absolute path",
-                               p_.source)};
+    if (auto source = parse_image_source(p_.source); !source)
+      return source.error();
     return {};
+  }
+
+  // Fails unless image_dir has room for `needed` more bytes and keep_free besides. Errors: kSystem.
+  Result<void> check_space(std::uint64_t needed) const {
+    struct statvfs st {};
+    if (::statvfs(p_.image_dir.c_str(), &st) != 0)
+      return system_error(fmt::format("cannot tell the free space of {}", p_.image_dir), errno);
+    const std::uint64_t free = static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize;
+    if (free >= needed && free - needed >= p_.keep_free)
+      return {};
+    return Error{ErrorKind::kSystem,
+                 fmt::format("the image cache {} has {} free, the image needs {} more and {} "
+                             "stays free for the node; free space there or set BERTH_IMAGE_DIR to "
+                             "a bigger volume",
+                             p_.image_dir.string(), format_bytes(free), format_bytes(needed),
+                             format_bytes(p_.keep_free))};
+  }
+
+  // Refuses a download whose announced size is over max_size. Errors: kIntegrity.
+  Result<void> check_announced(std::uint64_t total, const std::string& url) const {
+    if (total <= p_.max_size)
+      return {};
+    return Error{ErrorKind::kIntegrity,
+                 fmt::format("{} is {} bytes ({}), larger than IMG_MAX_SIZE ({}); raise "
+                             "IMG_MAX_SIZE if the image is meant to be this large",
+                             url, total, format_bytes(total), format_bytes(p_.max_size))};
   }
 
   // What the cache holds for the target. Errors: kConflict when a finished entry has another
@@ -412,8 +433,19 @@ class Fetch {
     ResumeInfo resume;
     std::optional<std::uint64_t> total;
     std::optional<std::chrono::seconds> retry_after;
-    bool complete = false;  // a 416 said we already have every byte
+    bool complete = false;               // a 416 said we already have every byte
+    std::uint64_t next_space_check = 0;  // raw + image bytes at which statvfs is asked again
   };
+
+  // Every space_check_every bytes: is there still room for the rest and keep_free?
+  Result<void> recheck_space(Download& d) const {
+    const std::uint64_t written = d.pipeline->raw_bytes() + d.pipeline->image_bytes();
+    if (written < d.next_space_check)
+      return {};
+    d.next_space_check = written + p_.space_check_every;
+    const std::uint64_t raw = d.pipeline->raw_bytes();
+    return check_space(d.total && *d.total > raw ? *d.total - raw : 0);
+  }
 
   Result<void> restart(Download& d) {
     remove_quietly(files_.part);
@@ -503,7 +535,7 @@ class Fetch {
         co_return result;
       const Error& error = result.error();
       if (error.kind != ErrorKind::kTransient || attempt >= p_.max_attempts)
-        co_return give_up(error, attempt);
+        co_return give_up(error, attempt, d.pipeline->raw_bytes());
       auto delay = backoff;
       if (d.retry_after)
         delay = std::min<std::chrono::milliseconds>(
@@ -520,10 +552,16 @@ class Fetch {
     }
   }
 
-  // The error that ends the download; an integrity failure discards what was fetched.
-  Error give_up(const Error& error, unsigned attempts) {
-    if (error.kind == ErrorKind::kIntegrity)
+  // The error that ends the download; an integrity failure discards what was fetched, and so does
+  // any failure before a byte was kept (nothing to resume).
+  Error give_up(const Error& error, unsigned attempts, std::uint64_t kept) {
+    if (error.kind == ErrorKind::kIntegrity || kept == 0)
       discard();
+    if (error.kind == ErrorKind::kSystem && kept > 0)
+      return {error.kind,
+              fmt::format("cannot fetch {}: {} (the {} fetched so far stay in {} to be "
+                          "resumed on the next start; delete it to free its space)",
+                          p_.source, error.message, format_bytes(kept), files_.download)};
     if (error.kind != ErrorKind::kTransient)
       return {error.kind, fmt::format("cannot fetch {}: {}", p_.source, error.message)};
     return {error.kind, fmt::format("cannot fetch {}: {} (gave up after {} attempts; the partial "
@@ -541,12 +579,20 @@ class Fetch {
     auto on_body = [&](std::span<const char> chunk) -> Result<void> {
       if (auto r = d.pipeline->feed(chunk); !r)
         return r;
+      if (auto r = recheck_space(d); !r)
+        return r;
       if (auto line = progress.update(d.pipeline->raw_bytes(), Clock::now()))
         log_->info("{}", *line);
       return {};
     };
-    HttpOptions options{p_.ca_file,       p_.connect_timeout, p_.stall_timeout,
-                        p_.max_redirects, p_.max_size,        "berth"};
+    // No body limit in the client: accept_whole and accept_range refuse an announced size over
+    // max_size with the name of the variable, and the pipeline counts what streams in.
+    HttpOptions options{p_.ca_file,
+                        p_.connect_timeout,
+                        p_.stall_timeout,
+                        p_.max_redirects,
+                        std::numeric_limits<std::uint64_t>::max(),
+                        "berth"};
     auto result = co_await http_get(std::move(options), p_.source, range, on_head, on_body);
     if (!result)
       co_return result;
@@ -595,6 +641,13 @@ class Fetch {
       progress.restart(0, Clock::now());
     }
     d.total = head.content_length;
+    if (d.total) {
+      if (auto r = check_announced(*d.total, head.url); !r)
+        return r.error();
+      if (auto r = check_space(*d.total); !r)
+        return r.error();
+    }
+    d.next_space_check = p_.space_check_every;
     d.resume = {p_.source, head.etag.starts_with("W/") ? std::string() : head.etag,
                 head.last_modified};
     if (auto w = write_file_atomic(files_.download_meta, serialize(d.resume)); !w)
@@ -615,6 +668,13 @@ class Fetch {
                                head.url, range.from)};
     }
     d.total = cr->total;
+    if (d.total) {
+      if (auto r = check_announced(*d.total, head.url); !r)
+        return r.error();
+      if (auto r = check_space(*d.total - range.from); !r)
+        return r.error();
+    }
+    d.next_space_check = d.pipeline->raw_bytes() + d.pipeline->image_bytes() + p_.space_check_every;
     progress.set_total(d.total);
     log_->info("resuming {} at byte {}{}", head.url, range.from,
                d.total ? fmt::format(" of {}", *d.total) : std::string());
@@ -737,10 +797,6 @@ class Fetch {
 };
 
 }  // namespace
-
-bool is_url(std::string_view source) {
-  return source.starts_with("http://") || source.starts_with("https://");
-}
 
 asio::awaitable<Result<CachedImage>> fetch_image(FetchParams params,
                                                  std::shared_ptr<spdlog::logger> log) {

@@ -27,6 +27,7 @@
 
 #include "common/error.hpp"
 #include "drive/image/image_format.hpp"
+#include "drive/image/source.hpp"
 
 namespace berth::drive {
 
@@ -43,7 +44,9 @@ struct FetchParams {
   std::chrono::milliseconds backoff{1'000};         // first retry delay, doubled each time
   std::chrono::milliseconds max_backoff{30'000};
   unsigned max_redirects = 10;
-  std::uint64_t max_size = std::uint64_t{1} << 40;  // refuse larger downloads and images
+  std::uint64_t max_size = kDefaultMaxImageSize;     // IMG_MAX_SIZE: of the download and the image
+  std::uint64_t keep_free = std::uint64_t{1} << 30;  // what a fetch leaves free in image_dir
+  std::uint64_t space_check_every = 64 << 20;        // statvfs of image_dir after this many bytes
   std::chrono::milliseconds progress_interval{5'000};
   std::chrono::milliseconds lock_poll{250};
 };
@@ -67,11 +70,10 @@ struct CachedImage {
 // kInvalidInput (bad parameters), kConflict (the cached entry has another checksum than
 // IMG_CHECKSUM), kHttp/kTransient (the server; transient ones after max_attempts), kIntegrity
 // (checksum mismatch, corrupt compressed data, unsupported format; the download is discarded),
-// kSystem (local I/O; a partial download is kept for the next start to resume).
+// kSystem (local I/O, or too little free space in image_dir: checked against Content-Length before
+// writing and every space_check_every bytes while writing; a partial download is kept for the
+// next start to resume).
 boost::asio::awaitable<Result<CachedImage>> fetch_image(FetchParams params,
                                                         std::shared_ptr<spdlog::logger> log);
-
-// True when `source` is an http:// or https:// URL (otherwise it is taken as a path).
-bool is_url(std::string_view source);
 
 }  // namespace berth::drive

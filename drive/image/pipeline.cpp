@@ -125,7 +125,9 @@ void Pipeline::note_image(std::span<const char> bytes) {
 
 Error Pipeline::too_large(std::string_view what) const {
   return {ErrorKind::kIntegrity,
-          fmt::format("the {} is larger than the limit of {}", what, format_bytes(max_size_))};
+          fmt::format("the {} is larger than IMG_MAX_SIZE ({}); raise IMG_MAX_SIZE if the image "
+                      "is meant to be this large",
+                      what, format_bytes(max_size_))};
 }
 
 }  // namespace berth::drive

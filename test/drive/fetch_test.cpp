@@ -47,6 +47,20 @@ struct FetchFixture {
     return run_sync(io, fetch_image(std::move(p), log.logger));
   }
 
+  fs::path cert = dir / "cert.pem";
+  fs::path key = dir / "key.pem";
+
+  // A self-signed certificate for 127.0.0.1 (cert, key), for a TLS FaultServer.
+  void make_certificate() const {
+    std::string output;
+    REQUIRE(run_command({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                         "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key.string(), "-out",
+                         cert.string(), "-days", "1", "-subj", "/CN=berth-test", "-addext",
+                         "subjectAltName=IP:127.0.0.1,DNS:localhost"},
+                        &output)
+            == 0);
+  }
+
   bool leftovers(const std::string& target = "disk.img") const {
     for (const auto* suffix : {".download", ".download.json", ".part"})
       if (fs::exists(cache / (target + suffix)))
@@ -248,7 +262,9 @@ TEST_CASE_METHOD(FetchFixture, "drive fetch: bodies over the size limit are refu
   auto result = fetch(p);
   REQUIRE_FALSE(result);
   CHECK(result.error().kind == ErrorKind::kIntegrity);
-  CHECK_THAT(result.error().message, Catch::Contains("larger than the limit"));
+  // Content-Length says so: refused before a byte is written, not retried.
+  CHECK_THAT(result.error().message,
+             Catch::Contains("3145728 bytes (3.0 MiB), larger than IMG_MAX_SIZE (1.0 MiB)"));
   CHECK_FALSE(leftovers());
 }
 
@@ -295,15 +311,7 @@ TEST_CASE_METHOD(FetchFixture, "drive fetch: compressed sources are decompressed
 }
 
 TEST_CASE_METHOD(FetchFixture, "drive fetch: TLS needs a trusted certificate", "[fetch]") {
-  const auto cert = dir / "cert.pem";
-  const auto key = dir / "key.pem";
-  std::string output;
-  REQUIRE(run_command({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                       "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key.string(), "-out",
-                       cert.string(), "-days", "1", "-subj", "/CN=berth-test", "-addext",
-                       "subjectAltName=IP:127.0.0.1,DNS:localhost"},
-                      &output)
-          == 0);
+  make_certificate();
   FaultServer server(www, dir.path, cert, key);
   auto p = params(server.url("/files/disk.img"));
   p.sha256 = sha;
@@ -428,6 +436,105 @@ TEST_CASE_METHOD(FetchFixture, "drive fetch: qcow2 is told by its bytes; VMDK is
   CHECK(vmdk.error().kind == ErrorKind::kIntegrity);
   CHECK_THAT(vmdk.error().message, Catch::Contains("qemu-img convert"));
   CHECK_FALSE(fs::exists(cache / "disk.vmdk"));
+}
+
+TEST_CASE_METHOD(FetchFixture, "drive fetch: an upper-case URL scheme is a URL", "[fetch]") {
+  FaultServer server(www, dir.path);
+  std::string url = server.url("/files/disk.img");
+  url.replace(0, 4, "HTTP");
+  auto p = params(url);
+  p.sha256 = sha;
+  auto result = fetch(p);
+  INFO(log.text());
+  REQUIRE(result);
+  CHECK(result->outcome == CacheOutcome::kDownloaded);
+  CHECK((slurp(result->path) == data));
+}
+
+TEST_CASE_METHOD(FetchFixture, "drive fetch: a redirect from https to http is refused", "[fetch]") {
+  make_certificate();
+  const auto plain_work = dir / "plain";
+  fs::create_directories(plain_work);
+  FaultServer plain(www, plain_work);
+  FaultServer secure(www, dir.path, cert, key);
+  const std::string to = plain.url("/files/disk.img");
+  const std::string from = secure.url("/redirect?to=" + to);
+  auto p = params(from);
+  p.ca_file = cert;
+  auto result = fetch(p);
+  INFO(log.text());
+  REQUIRE_FALSE(result);
+  CHECK(result.error().kind == ErrorKind::kHttp);
+  CHECK_THAT(result.error().message,
+             Catch::Contains(from) && Catch::Contains(to) && Catch::Contains("plain http"));
+  CHECK(plain.requests().empty());
+  CHECK_FALSE(fs::exists(cache / "disk.img"));
+  CHECK_FALSE(leftovers());
+}
+
+TEST_CASE_METHOD(FetchFixture,
+                 "drive fetch: a decompressed image over IMG_MAX_SIZE is refused, nothing kept",
+                 "[fetch]") {
+  // 8 MiB that xz makes small: the download fits the limit, the image does not.
+  spit(www / "big.img", std::string(8 << 20, 'x'));
+  REQUIRE(run_command({"xz", "-0", "-q", (www / "big.img").string()}) == 0);
+  FaultServer server(www, dir.path);
+  auto p = params(server.url("/files/big.img.xz"), "big.img");
+  p.max_size = 4 << 20;
+  auto result = fetch(p);
+  INFO(log.text());
+  REQUIRE_FALSE(result);
+  CHECK(result.error().kind == ErrorKind::kIntegrity);
+  CHECK_THAT(result.error().message, Catch::Contains("decompressed image")
+                                         && Catch::Contains("IMG_MAX_SIZE")
+                                         && Catch::Contains("4.0 MiB"));
+  CHECK_FALSE(fs::exists(cache / "big.img"));
+  CHECK_FALSE(leftovers("big.img"));
+}
+
+// A small tmpfs mounted on the cache for one test, unmounted after it.
+struct SmallCache {
+  fs::path where;
+  explicit SmallCache(const fs::path& dir) : where(dir) {
+    fs::create_directories(where);
+    REQUIRE(run_command({"mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", where.string()}) == 0);
+  }
+  ~SmallCache() { run_command({"umount", "-l", where.string()}); }
+  SmallCache(const SmallCache&) = delete;
+  SmallCache& operator=(const SmallCache&) = delete;
+};
+
+TEST_CASE_METHOD(FetchFixture, "drive fetch: an image larger than the free space is refused",
+                 "[fetch]") {
+  spit(www / "huge.img", random_bytes(96 << 20, 7));
+  SmallCache small(cache);
+  FaultServer server(www, dir.path);
+  const std::string says_free_space = "the image cache " + cache.string() + " has";
+  SECTION("Content-Length: refused before a byte is written, nothing left behind") {
+    auto result = fetch(params(server.url("/files/huge.img"), "huge.img"));
+    INFO(log.text());
+    REQUIRE_FALSE(result);
+    CHECK_THAT(result.error().message, Catch::Contains(says_free_space)
+                                           && Catch::Contains("free, the image needs")
+                                           && Catch::Contains("free space"));
+    CHECK_FALSE(fs::exists(cache / "huge.img"));
+    CHECK_FALSE(leftovers("huge.img"));
+  }
+  SECTION("no Content-Length: checked while writing, before the disk is full") {
+    auto p = params(server.url("/files/huge.img?chunked=1"), "huge.img");
+    p.keep_free = 8 << 20;
+    p.space_check_every = 2 << 20;
+    auto result = fetch(p);
+    INFO(log.text());
+    REQUIRE_FALSE(result);
+    CHECK_THAT(result.error().message, Catch::Contains(says_free_space)
+                                           && Catch::Contains("free, the image needs")
+                                           && Catch::Contains("to be resumed on the next start"));
+    CHECK_THAT(result.error().message, !Catch::Contains("No space left"));
+    CHECK_FALSE(fs::exists(cache / "huge.img"));
+    CHECK(fs::exists(cache / "huge.img.download"));  // the partial download, to resume
+    CHECK_FALSE(fs::exists(cache / "huge.img.part"));
+  }
 }
 
 }  // namespace

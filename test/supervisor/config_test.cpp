@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 #include <map>
 
+#include "drive/image/image_cache.hpp"
+
 using namespace berth;
 
 namespace {
@@ -281,4 +283,24 @@ TEST_CASE("describe_config prints every variable with where its value came from"
   CHECK_THAT(text, Catch::Contains("VM_MEMORY=1Gi  # default\n"));
   CHECK_THAT(text, Catch::Contains("IMG_TARGET=debian-12.qcow2  # from IMG_SOURCE\n"));
   CHECK_THAT(text, Catch::Contains("IMG_CHECKSUM=''  # unset\n"));
+}
+
+TEST_CASE("IMG_MAX_SIZE bounds the image, 64Gi by default, and is documented", "[config]") {
+  bool documented = false;
+  for (const auto& d : variable_docs())
+    if (d.name == "IMG_MAX_SIZE") {
+      documented = true;
+      CHECK(d.default_value == "64Gi");
+    }
+  CHECK(documented);
+  const auto error = parse_one_error(with(minimal(), "IMG_MAX_SIZE", "lots"));
+  CHECK(error.variable == "IMG_MAX_SIZE");
+  CHECK_THAT(error.message, Catch::Contains("\"lots\"") && Catch::Contains("size"));
+}
+
+TEST_CASE("an upper-case URL scheme is a URL for config and fetcher alike", "[config]") {
+  const Config c = parse_ok(with(minimal(), "IMG_SOURCE", "HTTPS://images.example.org/d.qcow2"));
+  CHECK(c.img_source_kind == SourceKind::kUrl);
+  CHECK(c.img_target == "d.qcow2");
+  CHECK(drive::is_url(c.img_source));
 }
