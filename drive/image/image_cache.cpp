@@ -723,6 +723,10 @@ class Fetch {
       return Error{ErrorKind::kInvalidInput,
                    fmt::format("IMG_SOURCE: {} is not a regular file", c->source)};
     c->size = static_cast<std::uint64_t>(st.st_size);
+    // A copy keeps holes: what the source has allocated is what the image will need.
+    const auto allocated = std::min(c->size, static_cast<std::uint64_t>(st.st_blocks) * 512);
+    if (auto r = check_space(allocated); !r)
+      return r.error();
     auto pipeline = Pipeline::create(std::nullopt, OpenMode::kTruncate, files_.part, p_.max_size);
     if (!pipeline)
       return pipeline.error();

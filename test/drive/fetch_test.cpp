@@ -520,6 +520,15 @@ TEST_CASE_METHOD(FetchFixture, "drive fetch: an image larger than the free space
     CHECK_FALSE(fs::exists(cache / "huge.img"));
     CHECK_FALSE(leftovers("huge.img"));
   }
+  SECTION("a local path: refused before a byte is copied") {
+    auto result = fetch(params((www / "huge.img").string(), "huge.img"));
+    INFO(log.text());
+    REQUIRE_FALSE(result);
+    CHECK_THAT(result.error().message, Catch::Contains(says_free_space)
+                                           && Catch::Contains("free, the image needs 96.0 MiB"));
+    CHECK_FALSE(fs::exists(cache / "huge.img"));
+    CHECK_FALSE(leftovers("huge.img"));
+  }
   SECTION("no Content-Length: checked while writing, before the disk is full") {
     auto p = params(server.url("/files/huge.img?chunked=1"), "huge.img");
     p.keep_free = 8 << 20;

@@ -43,7 +43,8 @@ TEST_CASE("drive source: paths and URLs, and what is refused", "[source]") {
 
 TEST_CASE("drive source: IMG_TARGET is a plain file name", "[source]") {
   CHECK(check_image_target("debian-12.qcow2").has_value());
-  for (const std::string& bad : std::vector<std::string>{"", ".", "..", "a/b", std::string(256, 'x')}) {
+  for (const std::string& bad :
+       std::vector<std::string>{"", ".", "..", "a/b", std::string(256, 'x')}) {
     auto refused = check_image_target(bad);
     REQUIRE_FALSE(refused.has_value());
     CHECK_THAT(refused.error().message, Catch::StartsWith("IMG_TARGET: \"" + bad + "\""));
