@@ -5,6 +5,7 @@
 
 #include <spdlog/sinks/null_sink.h>
 
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -12,6 +13,7 @@
 #include <boost/asio/write.hpp>
 #include <catch2/catch.hpp>
 #include <thread>
+#include <vector>
 
 #include "supervisor/http/http_server.hpp"
 
@@ -53,6 +55,7 @@ struct Fixture {
             [this](HttpRequest r, asio::ip::tcp::endpoint p) { return api.control(r, p); },
             quiet()) {
     state.register_metrics(registry);
+    health.register_metrics(registry);
     const asio::ip::tcp::endpoint any_port{asio::ip::address_v4::loopback(), 0};
     REQUIRE_FALSE(health.listen(any_port));
     REQUIRE_FALSE(control.listen(any_port));
@@ -179,6 +182,7 @@ TEST_CASE("limits: oversized headers and bodies, garbage, and the connection cap
   limits.header_bytes = 1024;
   limits.body_bytes = 256;
   limits.max_connections = 2;
+  limits.head_timeout = std::chrono::seconds(1);
   limits.read_timeout = std::chrono::seconds(1);
   Fixture f(std::nullopt, limits);
   f.start();
@@ -197,4 +201,62 @@ TEST_CASE("limits: oversized headers and bodies, garbage, and the connection cap
   CHECK(f.get(f.health, "/healthz").empty());
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   CHECK_THAT(f.get(f.health, "/healthz"), Catch::StartsWith("HTTP/1.1 200"));
+}
+
+namespace {
+
+// A connection from `source` (any 127/8 address is this host's loopback) to `server`.
+asio::ip::tcp::socket connect_from(asio::io_context& io, const char* source,
+                                   const HttpServer& server) {
+  asio::ip::tcp::socket socket(io);
+  socket.open(asio::ip::tcp::v4());
+  socket.bind({asio::ip::make_address_v4(source), 0});
+  socket.connect(server.local_endpoint());
+  return socket;
+}
+
+}  // namespace
+
+TEST_CASE("health: one peer holding and dribbling connections cannot starve the probe", "[api]") {
+  Fixture f(std::nullopt, probe_limits());
+  f.start();
+  using Clock = std::chrono::steady_clock;
+  asio::io_context attacker;
+  // 127.0.0.3 dribbles a request head, a byte every 100 ms (20 s for all of it)...
+  const auto dribble_start = Clock::now();
+  std::atomic<double> dribbled_for{-1};
+  std::thread dribbler([&] {
+    asio::io_context io;
+    auto socket = connect_from(io, "127.0.0.3", f.health);
+    const std::string head = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + std::string(200, 'a');
+    boost::system::error_code ec;
+    for (char c : head) {
+      asio::write(socket, asio::buffer(&c, 1), ec);
+      if (ec)
+        break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    dribbled_for = std::chrono::duration<double>(Clock::now() - dribble_start).count();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // ...and 127.0.0.2 opens more connections than any cap and sends nothing on them.
+  std::vector<asio::ip::tcp::socket> idle;
+  for (int i = 0; i < 80; ++i)
+    idle.push_back(connect_from(attacker, "127.0.0.2", f.health));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // The kubelet (127.0.0.1) probes every 250 ms for 4 s; each answer must come within 1 s.
+  for (int probe = 0; probe < 16; ++probe) {
+    INFO("probe " << probe);
+    const auto asked = Clock::now();
+    CHECK_THAT(f.get(f.health, "/healthz"), Catch::StartsWith("HTTP/1.1 200"));
+    CHECK(Clock::now() - asked < std::chrono::seconds(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  dribbler.join();
+  // The dribbled head was cut at the head deadline (2 s), long before its 20 s of bytes.
+  CHECK(dribbled_for.load() > 0);
+  CHECK(dribbled_for.load() < 3.5);
+  // The refused connections are counted.
+  CHECK_THAT(f.get(f.health, "/metrics"),
+             Catch::Contains("berth_health_connections_refused_total{reason=\"per_peer\"}"));
 }
