@@ -425,7 +425,17 @@ void Supervisor::on_lease(const dhcp::LeaseEvent& event) {
   }
   if (!holds)
     announced_.reset();
-  state_.lease_held(holds);
+  if (holds)
+    state_.lease_bound(event.lease_time);
+  else if (event.kind == dhcp::LeaseEventKind::kReleased)
+    state_.lease_ended("the guest released its DHCP lease");
+  else if (event.kind == dhcp::LeaseEventKind::kNaked)
+    state_.lease_ended("the guest asked for an address that is not its lease "
+                       + event.address.to_string()
+                       + " and was refused (DHCPNAK); it has no lease until it binds again");
+  else
+    state_.lease_ended("the guest declined its DHCP address " + event.address.to_string()
+                       + " (another host on the bridge uses it)");
 }
 
 void Supervisor::start_drive_watch() {

@@ -9,9 +9,12 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <catch2/catch.hpp>
+#include <functional>
+#include <future>
 #include <thread>
 #include <vector>
 
@@ -259,4 +262,53 @@ TEST_CASE("health: one peer holding and dribbling connections cannot starve the 
   // The refused connections are counted.
   CHECK_THAT(f.get(f.health, "/metrics"),
              Catch::Contains("berth_health_connections_refused_total{reason=\"per_peer\"}"));
+}
+
+TEST_CASE("readiness: a lease that expires unrenewed stops counting until it is renewed", "[api]") {
+  Fixture f;
+  f.state.enter_phase(Phase::kRunning);
+  f.state.lease_bound(std::chrono::seconds(1));
+  f.start();
+  // The state is the loop's: change it there.
+  auto on_loop = [&f](std::function<void()> change) {
+    std::promise<void> done;
+    asio::post(f.io, [&] {
+      change();
+      done.set_value();
+    });
+    done.get_future().wait();
+  };
+  CHECK_THAT(f.get(f.health, "/metrics"), Catch::Contains("\nberth_lease_given 1\n"));
+  CHECK_THAT(f.get(f.control, "/api/v1/status"), Catch::Contains("\"lease_given\":true"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  CHECK_THAT(f.get(f.health, "/metrics"), Catch::Contains("\nberth_lease_given 0\n"));
+  CHECK_THAT(f.get(f.control, "/api/v1/status"), Catch::Contains("\"lease_given\":false"));
+  on_loop([&f] { f.state.lease_bound(std::chrono::seconds(1)); });
+  CHECK_THAT(f.get(f.health, "/metrics"), Catch::Contains("\nberth_lease_given 1\n"));
+}
+
+TEST_CASE("readiness: the lease's reason follows bound, renewed, expired and released", "[api]") {
+  using Clock = RuntimeState::Clock;
+  using std::chrono::seconds;
+  RuntimeState state;
+  const auto t0 = Clock::now();
+  CHECK_THAT(*state.lease_problem(t0), Catch::Contains("has not taken its DHCP lease yet"));
+  state.lease_bound(seconds(4), t0);
+  CHECK_FALSE(state.lease_problem(t0 + seconds(3)));
+  CHECK(state.lease_given(t0 + seconds(3)));
+  // Not renewed within its 4 s: expired, with the time it ended.
+  const auto expired = state.lease_problem(t0 + seconds(4));
+  REQUIRE(expired);
+  CHECK_THAT(*expired, Catch::Matches("the guest's DHCP lease expired at "
+                                      "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z and was not renewed"));
+  CHECK_FALSE(state.lease_given(t0 + seconds(5)));
+  // Renewed: ready again, until the new expiry.
+  state.lease_bound(seconds(4), t0 + seconds(5));
+  CHECK(state.lease_given(t0 + seconds(8)));
+  CHECK_FALSE(state.lease_given(t0 + seconds(9)));
+  state.lease_bound(seconds(4), t0 + seconds(9));
+  state.lease_ended("the guest released its DHCP lease");
+  CHECK(*state.lease_problem(t0 + seconds(10)) == "the guest released its DHCP lease");
+  state.lease_bound(seconds(4), t0 + seconds(11));
+  CHECK(state.lease_given(t0 + seconds(12)));
 }
