@@ -103,7 +103,8 @@ asio::awaitable<void> HttpServer::accept_loop() {
       socket.close(ec);
       continue;
     }
-    asio::co_spawn(io_, serve(std::move(socket)), log_exceptions(log_, name_ + " connection"));
+    asio::co_spawn(io_, serve(std::move(socket), peer),
+                   log_exceptions(log_, name_ + " connection"));
   }
 }
 
@@ -111,18 +112,23 @@ bool HttpServer::admit(const asio::ip::address& peer) {
   const bool over_total = connections_->total >= limits_.max_connections;
   if (!over_total) {
     const auto open = connections_->per_peer.find(peer);
-    if (open == connections_->per_peer.end() || open->second < limits_.max_connections_per_peer)
+    if (open == connections_->per_peer.end() || open->second < limits_.max_connections_per_peer) {
+      // Counted here, not when serve() starts: accepts of a burst complete before any serve() runs.
+      ++connections_->total;
+      ++connections_->per_peer[peer];
       return true;
+    }
   }
   auto& refused = over_total ? refused_total_ : refused_per_peer_;
   ++refused;
   // An attack would flood the log: say it at the 1st, 2nd, 4th, 8th... refusal of each kind.
   if ((refused & (refused - 1)) == 0)
-    log_->warn("{}: {}; closing a connection from {} ({} refused so far for this reason)", name_,
+    log_->warn("{}: closing a connection from {} at once: {} ({} refused so far for this reason)",
+               name_, peer.to_string(),
                over_total ? fmt::format("{} connections are open", limits_.max_connections)
-                          : fmt::format("{} already holds {} connections", peer.to_string(),
+                          : fmt::format("it already holds {} connections",
                                         limits_.max_connections_per_peer),
-               peer.to_string(), refused);
+               refused);
   return false;
 }
 
@@ -152,13 +158,9 @@ asio::awaitable<error_code> HttpServer::read_request(
   co_return ec;
 }
 
-asio::awaitable<void> HttpServer::serve(tcp::socket socket) {
-  error_code ec;
-  const auto peer = socket.remote_endpoint(ec);
+asio::awaitable<void> HttpServer::serve(tcp::socket socket, tcp::endpoint peer) {
   auto connections = connections_;  // outlives the server while connections drain
-  ++connections->total;
-  ++connections->per_peer[peer.address()];
-  struct Release {
+  struct Release {                  // what admit() counted
     std::shared_ptr<Connections> count;
     asio::ip::address peer;
     ~Release() {
@@ -168,6 +170,7 @@ asio::awaitable<void> HttpServer::serve(tcp::socket socket) {
     }
   } release{connections, peer.address()};
 
+  error_code ec;
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer(limits_.header_bytes + limits_.body_bytes);
   for (;;) {

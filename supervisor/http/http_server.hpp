@@ -89,9 +89,11 @@ class HttpServer {
   };
 
   boost::asio::awaitable<void> accept_loop();
-  // Whether the caps leave room for one more connection from `peer`; counts a refusal if not.
+  // Whether the caps leave room for one more connection from `peer`: if so it is counted as open
+  // (serve() releases it), if not the refusal is counted.
   bool admit(const boost::asio::ip::address& peer);
-  boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket);
+  boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket socket,
+                                     boost::asio::ip::tcp::endpoint peer);
   // Reads one request into `parser`: its head within head_timeout, then its body.
   boost::asio::awaitable<boost::system::error_code> read_request(
       boost::beast::tcp_stream& stream, boost::beast::flat_buffer& buffer,
