@@ -223,6 +223,8 @@ void DhcpServer::Impl::follow_lease(const Decision& decision) {
         notify(LeaseEventKind::kReleased);
       else if (decision.action == Action::kDecline)
         notify(LeaseEventKind::kDeclined);
+      else if (decision.action == Action::kNak)
+        notify(LeaseEventKind::kNaked);
       break;
   }
 }

@@ -32,7 +32,9 @@ struct DhcpCounters {
   std::uint64_t send_errors = 0;  // replies that could not be encoded or sent
 };
 
-enum class LeaseEventKind { kBound, kRenewed, kReleased, kDeclined };
+// kNaked: the VM asked for an address or lease that is not its own and was refused; whatever it
+// held before is gone until it binds again.
+enum class LeaseEventKind { kBound, kRenewed, kReleased, kDeclined, kNaked };
 
 struct LeaseEvent {
   LeaseEventKind kind = LeaseEventKind::kBound;
@@ -55,7 +57,8 @@ class DhcpServer {
   // Closes the sockets; pending work ends quietly. Idempotent; also done by the destructor.
   void stop();
 
-  // Called for every lease event (bound, renewed, released, declined): the supervisor's readiness.
+  // Called for every lease event (bound, renewed, released, declined, NAKed): the supervisor's
+  // readiness.
   void on_lease(std::function<void(const LeaseEvent&)> callback);
 
   DhcpCounters counters() const;

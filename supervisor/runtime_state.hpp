@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/metrics.hpp"
@@ -55,8 +56,10 @@ class RuntimeState {
   void vm_gone() { qmp_.reset(); }
   // KVM failed and the guest is started again under TCG.
   void kvm_fell_back() { ++accel_fallbacks_; }
-  // The guest holds its DHCP lease (true) or no longer does (false).
-  void lease_held(bool held) { lease_given_ = held; }
+  // The guest took or renewed its DHCP lease, for `lease_time` from `now`.
+  void lease_bound(std::chrono::seconds lease_time, Clock::time_point now = Clock::now());
+  // The guest gave its lease up (released, declined); `why` says so, for /readyz.
+  void lease_ended(std::string why);
   void image_fetched(std::uint64_t bytes) { image_bytes_fetched_ += bytes; }
 
   // Reads, for the API.
@@ -68,7 +71,10 @@ class RuntimeState {
   // The current VM's QMP client; null before boot and after exit.
   std::shared_ptr<qmp::Client> qmp() const { return qmp_; }
   boost::asio::ip::address_v4 vm_ip() const { return vm_ip_; }
-  bool lease_given() const { return lease_given_; }
+  // Whether the guest holds its lease at `now`: taken, neither given up nor expired.
+  bool lease_given(Clock::time_point now = Clock::now()) const { return !lease_problem(now); }
+  // Why the guest holds no lease at `now` (a sentence for /readyz); nullopt while it holds one.
+  std::optional<std::string> lease_problem(Clock::time_point now = Clock::now()) const;
   std::uint64_t qemu_starts() const { return qemu_starts_; }
   // QMP events of every VM so far, for any number of listeners.
   EventBus& events() { return events_; }
@@ -85,7 +91,11 @@ class RuntimeState {
   std::string accel_ = "none";
   std::shared_ptr<qmp::Client> qmp_;
   boost::asio::ip::address_v4 vm_ip_;
-  bool lease_given_ = false;
+  // The lease: when it runs out (steady, and on the wall clock for the message); why it ended
+  // early; nothing before the first.
+  std::optional<Clock::time_point> lease_expires_;
+  std::chrono::system_clock::time_point lease_expires_wall_;
+  std::string lease_ended_;
   std::uint64_t qemu_starts_ = 0;
   std::uint64_t accel_fallbacks_ = 0;
   std::uint64_t image_bytes_fetched_ = 0;

@@ -425,7 +425,17 @@ void Supervisor::on_lease(const dhcp::LeaseEvent& event) {
   }
   if (!holds)
     announced_.reset();
-  state_.lease_held(holds);
+  if (holds)
+    state_.lease_bound(event.lease_time);
+  else if (event.kind == dhcp::LeaseEventKind::kReleased)
+    state_.lease_ended("the guest released its DHCP lease");
+  else if (event.kind == dhcp::LeaseEventKind::kNaked)
+    state_.lease_ended("the guest asked for an address that is not its lease "
+                       + event.address.to_string()
+                       + " and was refused (DHCPNAK); it has no lease until it binds again");
+  else
+    state_.lease_ended("the guest declined its DHCP address " + event.address.to_string()
+                       + " (another host on the bridge uses it)");
 }
 
 void Supervisor::start_drive_watch() {
@@ -476,7 +486,7 @@ StepResult Supervisor::start_listeners() {
       std::make_unique<Api>(io_, state_, registry_, config_, std::move(token), log_->clone("http"));
   const HttpLimits limits;
   health_server_ = std::make_unique<HttpServer>(
-      io_, "health", limits,
+      io_, "health", probe_limits(),
       [this](HttpRequest request, asio::ip::tcp::endpoint peer) {
         return api_->health(std::move(request), peer);
       },
@@ -487,6 +497,8 @@ StepResult Supervisor::start_listeners() {
         return api_->control(std::move(request), peer);
       },
       log_->clone("http"));
+  health_server_->register_metrics(registry_);
+  control_server_->register_metrics(registry_);
   // The health port is reserved from the VM's NAT, so it is answered here on every pod address.
   const asio::ip::tcp::endpoint health{asio::ip::address_v4::any(), config_.health_port};
   if (auto ec = health_server_->listen(health))

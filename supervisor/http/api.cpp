@@ -131,8 +131,8 @@ asio::awaitable<HttpReply> Api::readyz(unsigned version) {
   const std::string vm = vm_status_of(co_await qmp->execute("query-status", {}, kQmpDeadline));
   if (vm != "running")
     co_return not_ready("the VM is " + (vm.empty() ? "not answering" : vm));
-  if (!state_.lease_given())
-    co_return not_ready("the guest has not taken its DHCP lease yet");
+  if (auto lease = state_.lease_problem())
+    co_return not_ready(std::move(*lease));
   if (config_.ready_tcp) {
     asio::ip::tcp::socket socket(io_);
     error_code ec;

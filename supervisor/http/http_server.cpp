@@ -1,5 +1,7 @@
 #include "supervisor/http/http_server.hpp"
 
+#include <fmt/format.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -31,6 +33,15 @@ HttpReply json_error(http::status status, std::string_view message, unsigned ver
   boost::json::object object;
   object["error"] = message;
   return json_reply(status, boost::json::serialize(object), version);
+}
+
+HttpLimits probe_limits() {
+  HttpLimits limits;
+  limits.head_timeout = kProbeHeadTimeout;
+  limits.read_timeout = kProbeBodyTimeout;
+  limits.max_connections = kProbeMaxConnections;
+  limits.max_connections_per_peer = kProbeMaxConnectionsPerPeer;
+  return limits;
 }
 
 HttpServer::HttpServer(asio::io_context& io, std::string name, HttpLimits limits,
@@ -87,35 +98,86 @@ asio::awaitable<void> HttpServer::accept_loop() {
       log_->warn("{}: accept: {}", name_, ec.message());
       continue;
     }
-    if (*connections_ >= limits_.max_connections) {
-      log_->warn("{}: connection limit {} reached; refusing a connection", name_,
-                 limits_.max_connections);
+    const auto peer = socket.remote_endpoint(ec);
+    if (ec || !admit(peer.address())) {
       socket.close(ec);
       continue;
     }
-    asio::co_spawn(io_, serve(std::move(socket)), log_exceptions(log_, name_ + " connection"));
+    asio::co_spawn(io_, serve(std::move(socket), peer),
+                   log_exceptions(log_, name_ + " connection"));
   }
 }
 
-asio::awaitable<void> HttpServer::serve(tcp::socket socket) {
+bool HttpServer::admit(const asio::ip::address& peer) {
+  const bool over_total = connections_->total >= limits_.max_connections;
+  if (!over_total) {
+    const auto open = connections_->per_peer.find(peer);
+    if (open == connections_->per_peer.end() || open->second < limits_.max_connections_per_peer) {
+      // Counted here, not when serve() starts: accepts of a burst complete before any serve() runs.
+      ++connections_->total;
+      ++connections_->per_peer[peer];
+      return true;
+    }
+  }
+  auto& refused = over_total ? refused_total_ : refused_per_peer_;
+  ++refused;
+  // An attack would flood the log: say it at the 1st, 2nd, 4th, 8th... refusal of each kind.
+  if ((refused & (refused - 1)) == 0)
+    log_->warn("{}: closing a connection from {} at once: {} ({} refused so far for this reason)",
+               name_, peer.to_string(),
+               over_total ? fmt::format("{} connections are open", limits_.max_connections)
+                          : fmt::format("it already holds {} connections",
+                                        limits_.max_connections_per_peer),
+               refused);
+  return false;
+}
+
+void HttpServer::register_metrics(MetricsRegistry& registry) const {
+  registry.family(MetricType::kCounter, "berth_" + name_ + "_connections_refused_total",
+                  "Connections to the " + name_
+                      + " listener closed at once because a connection cap was reached.",
+                  [this] {
+                    return std::vector<Sample>{
+                        {{{"reason", "per_peer"}}, static_cast<double>(refused_per_peer_)},
+                        {{{"reason", "total"}}, static_cast<double>(refused_total_)}};
+                  });
+}
+
+asio::awaitable<error_code> HttpServer::read_request(
+    beast::tcp_stream& stream, beast::flat_buffer& buffer,
+    http::request_parser<http::string_body>& parser) {
+  error_code ec;
+  stream.expires_after(limits_.head_timeout);
+  co_await http::async_read_header(stream, buffer, parser,
+                                   asio::redirect_error(asio::use_awaitable, ec));
+  if (!ec && !parser.is_done()) {
+    stream.expires_after(limits_.read_timeout);
+    co_await http::async_read(stream, buffer, parser,
+                              asio::redirect_error(asio::use_awaitable, ec));
+  }
+  co_return ec;
+}
+
+asio::awaitable<void> HttpServer::serve(tcp::socket socket, tcp::endpoint peer) {
   auto connections = connections_;  // outlives the server while connections drain
-  ++*connections;
-  struct Release {
-    std::shared_ptr<std::size_t> count;
-    ~Release() { --*count; }
-  } release{connections};
+  struct Release {                  // what admit() counted
+    std::shared_ptr<Connections> count;
+    asio::ip::address peer;
+    ~Release() {
+      --count->total;
+      if (--count->per_peer[peer] == 0)
+        count->per_peer.erase(peer);
+    }
+  } release{connections, peer.address()};
 
   error_code ec;
-  const auto peer = socket.remote_endpoint(ec);
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer(limits_.header_bytes + limits_.body_bytes);
   for (;;) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(limits_.header_bytes));
     parser.body_limit(limits_.body_bytes);
-    stream.expires_after(limits_.read_timeout);
-    co_await http::async_read(stream, buffer, parser,
-                              asio::redirect_error(asio::use_awaitable, ec));
+    ec = co_await read_request(stream, buffer, parser);
     if (ec == http::error::end_of_stream || ec == beast::error::timeout
         || ec == asio::error::connection_reset || ec == asio::error::eof)
       break;

@@ -5,13 +5,18 @@
 
 #include <spdlog/sinks/null_sink.h>
 
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <catch2/catch.hpp>
+#include <functional>
+#include <future>
 #include <thread>
+#include <vector>
 
 #include "supervisor/http/http_server.hpp"
 
@@ -53,6 +58,7 @@ struct Fixture {
             [this](HttpRequest r, asio::ip::tcp::endpoint p) { return api.control(r, p); },
             quiet()) {
     state.register_metrics(registry);
+    health.register_metrics(registry);
     const asio::ip::tcp::endpoint any_port{asio::ip::address_v4::loopback(), 0};
     REQUIRE_FALSE(health.listen(any_port));
     REQUIRE_FALSE(control.listen(any_port));
@@ -179,6 +185,7 @@ TEST_CASE("limits: oversized headers and bodies, garbage, and the connection cap
   limits.header_bytes = 1024;
   limits.body_bytes = 256;
   limits.max_connections = 2;
+  limits.head_timeout = std::chrono::seconds(1);
   limits.read_timeout = std::chrono::seconds(1);
   Fixture f(std::nullopt, limits);
   f.start();
@@ -197,4 +204,111 @@ TEST_CASE("limits: oversized headers and bodies, garbage, and the connection cap
   CHECK(f.get(f.health, "/healthz").empty());
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   CHECK_THAT(f.get(f.health, "/healthz"), Catch::StartsWith("HTTP/1.1 200"));
+}
+
+namespace {
+
+// A connection from `source` (any 127/8 address is this host's loopback) to `server`.
+asio::ip::tcp::socket connect_from(asio::io_context& io, const char* source,
+                                   const HttpServer& server) {
+  asio::ip::tcp::socket socket(io);
+  socket.open(asio::ip::tcp::v4());
+  socket.bind({asio::ip::make_address_v4(source), 0});
+  socket.connect(server.local_endpoint());
+  return socket;
+}
+
+}  // namespace
+
+TEST_CASE("health: one peer holding and dribbling connections cannot starve the probe", "[api]") {
+  Fixture f(std::nullopt, probe_limits());
+  f.start();
+  using Clock = std::chrono::steady_clock;
+  asio::io_context attacker;
+  // 127.0.0.3 dribbles a request head, a byte every 100 ms (20 s for all of it)...
+  const auto dribble_start = Clock::now();
+  std::atomic<double> dribbled_for{-1};
+  std::thread dribbler([&] {
+    asio::io_context io;
+    auto socket = connect_from(io, "127.0.0.3", f.health);
+    const std::string head = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + std::string(200, 'a');
+    boost::system::error_code ec;
+    for (char c : head) {
+      asio::write(socket, asio::buffer(&c, 1), ec);
+      if (ec)
+        break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    dribbled_for = std::chrono::duration<double>(Clock::now() - dribble_start).count();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // ...and 127.0.0.2 opens more connections than any cap and sends nothing on them.
+  std::vector<asio::ip::tcp::socket> idle;
+  for (int i = 0; i < 80; ++i)
+    idle.push_back(connect_from(attacker, "127.0.0.2", f.health));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // The kubelet (127.0.0.1) probes every 250 ms for 4 s; each answer must come within 1 s.
+  for (int probe = 0; probe < 16; ++probe) {
+    INFO("probe " << probe);
+    const auto asked = Clock::now();
+    CHECK_THAT(f.get(f.health, "/healthz"), Catch::StartsWith("HTTP/1.1 200"));
+    CHECK(Clock::now() - asked < std::chrono::seconds(1));
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+  dribbler.join();
+  // The dribbled head was cut at the head deadline (2 s), long before its 20 s of bytes.
+  CHECK(dribbled_for.load() > 0);
+  CHECK(dribbled_for.load() < 3.5);
+  // The refused connections are counted.
+  CHECK_THAT(f.get(f.health, "/metrics"),
+             Catch::Contains("berth_health_connections_refused_total{reason=\"per_peer\"}"));
+}
+
+TEST_CASE("readiness: a lease that expires unrenewed stops counting until it is renewed", "[api]") {
+  Fixture f;
+  f.state.enter_phase(Phase::kRunning);
+  f.state.lease_bound(std::chrono::seconds(1));
+  f.start();
+  // The state is the loop's: change it there.
+  auto on_loop = [&f](std::function<void()> change) {
+    std::promise<void> done;
+    asio::post(f.io, [&] {
+      change();
+      done.set_value();
+    });
+    done.get_future().wait();
+  };
+  CHECK_THAT(f.get(f.health, "/metrics"), Catch::Contains("\nberth_lease_given 1\n"));
+  CHECK_THAT(f.get(f.control, "/api/v1/status"), Catch::Contains("\"lease_given\":true"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+  CHECK_THAT(f.get(f.health, "/metrics"), Catch::Contains("\nberth_lease_given 0\n"));
+  CHECK_THAT(f.get(f.control, "/api/v1/status"), Catch::Contains("\"lease_given\":false"));
+  on_loop([&f] { f.state.lease_bound(std::chrono::seconds(1)); });
+  CHECK_THAT(f.get(f.health, "/metrics"), Catch::Contains("\nberth_lease_given 1\n"));
+}
+
+TEST_CASE("readiness: the lease's reason follows bound, renewed, expired and released", "[api]") {
+  using Clock = RuntimeState::Clock;
+  using std::chrono::seconds;
+  RuntimeState state;
+  const auto t0 = Clock::now();
+  CHECK_THAT(*state.lease_problem(t0), Catch::Contains("has not taken its DHCP lease yet"));
+  state.lease_bound(seconds(4), t0);
+  CHECK_FALSE(state.lease_problem(t0 + seconds(3)));
+  CHECK(state.lease_given(t0 + seconds(3)));
+  // Not renewed within its 4 s: expired, with the time it ended.
+  const auto expired = state.lease_problem(t0 + seconds(4));
+  REQUIRE(expired);
+  CHECK_THAT(*expired, Catch::Matches("the guest's DHCP lease expired at "
+                                      "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z and was not renewed"));
+  CHECK_FALSE(state.lease_given(t0 + seconds(5)));
+  // Renewed: ready again, until the new expiry.
+  state.lease_bound(seconds(4), t0 + seconds(5));
+  CHECK(state.lease_given(t0 + seconds(8)));
+  CHECK_FALSE(state.lease_given(t0 + seconds(9)));
+  state.lease_bound(seconds(4), t0 + seconds(9));
+  state.lease_ended("the guest released its DHCP lease");
+  CHECK(*state.lease_problem(t0 + seconds(10)) == "the guest released its DHCP lease");
+  state.lease_bound(seconds(4), t0 + seconds(11));
+  CHECK(state.lease_given(t0 + seconds(12)));
 }
