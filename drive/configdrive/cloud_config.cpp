@@ -28,12 +28,12 @@ std::string yaml_error(std::string_view what, const YAML::Exception& e) {
 }
 
 // An upper bound of the nesting of YAML text, found without parsing it (yaml-cpp's parser recurses
-// once per level, and gives deep input a misleading "bad file"): per line, the open block
-// indentation levels, the block indicators ("- ", "? ", ": ") on the line, and the open flow
-// brackets '[' '{' (counted even inside quotes and comments, so never under the real nesting).
-// Returns the first line that goes past `limit`, or 0.
+// once per level, and gives deep input a misleading "bad file"): the open block levels (the
+// columns of lines, one per compact "- " or "? " indicator, plus one for a "key:" after them)
+// and the open flow brackets '[' '{' (counted even inside quotes and comments, so never under the
+// real nesting). Returns the first line that goes past `limit`, or 0.
 std::size_t line_past_depth(std::string_view text, std::size_t limit) {
-  std::vector<std::size_t> indents;  // the open block levels' columns
+  std::vector<std::size_t> levels;  // the columns of the open block levels, ascending
   std::size_t flow = 0;
   std::size_t line = 1;
   for (std::size_t pos = 0; pos < text.size(); ++line) {
@@ -42,25 +42,44 @@ std::size_t line_past_depth(std::string_view text, std::size_t limit) {
       end = text.size();
     const std::string_view row = text.substr(pos, end - pos);
     pos = end + 1;
-    const std::size_t indent = std::min(row.find_first_not_of(' '), row.size());
-    if (indent < row.size()) {
-      while (!indents.empty() && indents.back() >= indent)
-        indents.pop_back();
-      indents.push_back(indent);
+    std::size_t i = std::min(row.find_first_not_of(' '), row.size());
+    if (i == row.size() || row[i] == '#' || row[i] == '\r')
+      continue;  // blank lines and comments do not close levels
+    // A line closes the deeper levels; one at a level's column is a sibling there, or an
+    // indentless sequence in it (counted by its "- " below).
+    while (!levels.empty() && levels.back() > i)
+      levels.pop_back();
+    if (levels.empty() || levels.back() != i)
+      levels.push_back(i);
+    const auto separated = [&](std::size_t at) {
+      return at + 1 == row.size() || row[at + 1] == ' ' || row[at + 1] == '\t';
+    };
+    // Compact nesting: "- - ? &anchor !tag - value", each indicator one more level.
+    bool compact = false;
+    while (i < row.size()) {
+      if ((row[i] == '-' || row[i] == '?' || row[i] == ':') && separated(i)) {
+        i = std::min(row.find_first_not_of(" \t", i + 1), row.size());
+        levels.push_back(i);
+        compact = true;
+      } else if (row[i] == '&' || row[i] == '!') {
+        i = std::min(row.find_first_not_of(" \t", std::min(row.find(' ', i), row.size())),
+                     row.size());
+      } else {
+        break;
+      }
     }
-    std::size_t indicators = 0;
-    for (std::size_t i = indent; i < row.size(); ++i) {
-      const char c = row[i];
-      const bool separated = i + 1 == row.size() || row[i + 1] == ' ' || row[i + 1] == '\t';
-      if ((c == '-' || c == '?' || c == ':') && separated)
-        ++indicators;
-      else if (c == '[' || c == '{')
+    if (compact && (row.find(": ", i) != std::string_view::npos || row.back() == ':'))
+      levels.push_back(i);  // a mapping in the sequence item
+    for (; i < row.size(); ++i) {
+      if (row[i] == '[' || row[i] == '{')
         ++flow;
-      else if ((c == ']' || c == '}') && flow > 0)
+      else if ((row[i] == ']' || row[i] == '}') && flow > 0)
         --flow;
-      if (indents.size() + indicators + flow > limit)
+      if (levels.size() + flow > limit)
         return line;
     }
+    if (levels.size() + flow > limit)
+      return line;
   }
   return 0;
 }
@@ -136,9 +155,9 @@ struct YamlBudget {
   // Counts one more node at `depth` holding `scalar` bytes; an error once past the limits.
   Result<void> take(std::size_t depth, std::size_t scalar) {
     if (depth > kMaxYamlDepth)
-      return invalid(
-          fmt::format("{}: YAML is nested deeper than {} levels (an alias inside its own anchor?)",
-                      what, kMaxYamlDepth));
+      return invalid(fmt::format(
+          "{}: YAML is nested deeper than {} levels, or has an alias inside its own anchor", what,
+          kMaxYamlDepth));
     bytes += scalar;
     if (++nodes > kMaxYamlNodes || bytes > kMaxYamlBytes)
       return invalid(fmt::format(

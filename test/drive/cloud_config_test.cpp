@@ -298,6 +298,24 @@ TEST_CASE("drive cloud-config: deep nesting is refused before the parser", "[dri
     REQUIRE_FALSE(content);
     CHECK_THAT(content.error().message, Catch::Contains("nested deeper than 64 levels"));
   }
+  SECTION("what is long but not deep is fine") {
+    std::string keys;
+    for (int i = 0; i < 100; ++i)
+      keys += fmt::format("k{}: v, ", i);
+    CHECK(check_user_data("#cloud-config\na: &a {" + keys + "}\nruncmd:\n  - echo a - b: c - d\n"));
+    std::string siblings = "#cloud-config\nusers:\n";
+    for (int i = 0; i < 1000; ++i)
+      siblings += fmt::format("  - name: u{}\n    groups: [a, b]\n", i);
+    CHECK(check_user_data(siblings));
+  }
+  SECTION("indentless sequences count") {
+    std::string text = "a:\n";
+    for (int i = 0; i < 40; ++i)
+      text += std::string(2 * static_cast<std::size_t>(i), ' ') + "- a:\n";
+    auto bad = check_user_data("#cloud-config\n" + text);
+    REQUIRE_FALSE(bad);
+    CHECK_THAT(bad.error().message, Catch::Contains("nested deeper than 64 levels (line 3"));
+  }
   SECTION("64 levels are fine") {
     auto content = make_drive_content(
         DriveLayout::kConfigDrive, "vm-0",
