@@ -42,7 +42,8 @@ std::size_t line_past_depth(std::string_view text, std::size_t limit) {
       end = text.size();
     const std::string_view row = text.substr(pos, end - pos);
     pos = end + 1;
-    std::size_t i = std::min(row.find_first_not_of(' '), row.size());
+    const std::size_t indent = std::min(row.find_first_not_of(' '), row.size());
+    std::size_t i = indent;
     if (i == row.size() || row[i] == '#' || row[i] == '\r')
       continue;  // blank lines and comments do not close levels
     // A line closes the deeper levels; one at a level's column is a sibling there, or an
@@ -70,7 +71,8 @@ std::size_t line_past_depth(std::string_view text, std::size_t limit) {
     }
     if (compact && (row.find(": ", i) != std::string_view::npos || row.back() == ':'))
       levels.push_back(i);  // a mapping in the sequence item
-    for (; i < row.size(); ++i) {
+    // The whole line: a tag or an anchor may touch a bracket ("![", found by the fuzzer).
+    for (i = indent; i < row.size(); ++i) {
       if (row[i] == '[' || row[i] == '{')
         ++flow;
       else if ((row[i] == ']' || row[i] == '}') && flow > 0)

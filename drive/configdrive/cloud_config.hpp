@@ -55,6 +55,14 @@ struct DriveContent {
   std::vector<DriveFile> files;  // in path order
   std::string instance_id;
   std::string hostname;
+
+  // The file at `path`, or nullptr.
+  const DriveFile* file(std::string_view path) const {
+    for (const auto& f : files)
+      if (f.path == path)
+        return &f;
+    return nullptr;
+  }
 };
 
 // "config-2" or "cidata".

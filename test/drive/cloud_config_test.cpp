@@ -14,10 +14,7 @@ namespace berth::drive {
 namespace {
 
 const DriveFile* find(const DriveContent& content, std::string_view path) {
-  for (const auto& file : content.files)
-    if (file.path == path)
-      return &file;
-  return nullptr;
+  return content.file(path);
 }
 
 // Inputs with only metadata (built in one place: GCC 12 misreports optional<string> assignments
@@ -307,6 +304,11 @@ TEST_CASE("drive cloud-config: deep nesting is refused before the parser", "[dri
     for (int i = 0; i < 1000; ++i)
       siblings += fmt::format("  - name: u{}\n    groups: [a, b]\n", i);
     CHECK(check_user_data(siblings));
+  }
+  SECTION("brackets after a tag count (found by the fuzzer)") {
+    auto bad = check_user_data("#cloud-config\n!" + std::string(600, '[') + "\n");
+    REQUIRE_FALSE(bad);
+    CHECK_THAT(bad.error().message, Catch::Contains("nested deeper than 64 levels (line 2)"));
   }
   SECTION("indentless sequences count") {
     std::string text = "a:\n";

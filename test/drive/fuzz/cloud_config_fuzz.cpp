@@ -25,11 +25,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto content = make_drive_content(DriveLayout::kNoCloud, "vm-0", inputs);
   FUZZ_CHECK(content.has_value() == (checked.has_value() && userdata.size() <= kMaxInputBytes));
   if (content) {
-    bool found = false;
-    for (const auto& file : content->files)
-      if (file.path == "user-data")
-        found = file.data == userdata;
-    FUZZ_CHECK(found);
+    const DriveFile* file = content->file("user-data");
+    FUZZ_CHECK(file != nullptr && file->data == userdata);
   }
   return 0;
 }

@@ -16,17 +16,6 @@
 
 using namespace berth::drive;
 
-namespace {
-
-const DriveFile* find(const DriveContent& content, std::string_view path) {
-  for (const auto& file : content.files)
-    if (file.path == path)
-      return &file;
-  return nullptr;
-}
-
-}  // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);
   for (const DriveLayout layout : {DriveLayout::kConfigDrive, DriveLayout::kNoCloud}) {
@@ -37,13 +26,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       FUZZ_CHECK(!content.error().message.empty());
       FUZZ_CHECK(content.error().message.find("bad file") == std::string::npos);
     } else if (layout == DriveLayout::kConfigDrive) {
-      const DriveFile* file = find(*content, "openstack/latest/meta_data.json");
+      const DriveFile* file = content->file("openstack/latest/meta_data.json");
       FUZZ_CHECK(file != nullptr);
       boost::system::error_code ec;
       const auto json = boost::json::parse(file->data, ec);
       FUZZ_CHECK(!ec && json.is_object());
     } else {
-      const DriveFile* file = find(*content, "meta-data");
+      const DriveFile* file = content->file("meta-data");
       FUZZ_CHECK(file != nullptr);
       try {
         FUZZ_CHECK(YAML::Load(file->data).IsMap());
