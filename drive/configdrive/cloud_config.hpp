@@ -11,6 +11,8 @@
 // hostname so that they are stable for a pet. User-data is passed byte for byte; when it is a
 // #cloud-config it must be valid YAML (a mapping).
 
+#include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,6 +21,16 @@
 #include "common/error.hpp"
 
 namespace berth::drive {
+
+// Limits on what a ConfigMap may hold, so that no content can crash or stall berth (PID 1):
+// each input (user-data, metadata, network data) is at most 64 KiB, cloud-init's own user-data
+// limit on most clouds; YAML is nested at most kMaxYamlDepth levels (checked on the text before
+// parsing: yaml-cpp's parser recurses per level), and expands (aliases repeat their anchor's
+// content) to at most kMaxYamlNodes nodes and kMaxYamlBytes bytes of scalars.
+inline constexpr std::uint64_t kMaxInputBytes = 64 * 1024;
+inline constexpr std::size_t kMaxYamlDepth = 64;
+inline constexpr std::size_t kMaxYamlNodes = 100'000;
+inline constexpr std::size_t kMaxYamlBytes = 1024 * 1024;
 
 enum class DriveLayout { kConfigDrive, kNoCloud };
 
@@ -43,6 +55,14 @@ struct DriveContent {
   std::vector<DriveFile> files;  // in path order
   std::string instance_id;
   std::string hostname;
+
+  // The file at `path`, or nullptr.
+  const DriveFile* file(std::string_view path) const {
+    for (const auto& f : files)
+      if (f.path == path)
+        return &f;
+    return nullptr;
+  }
 };
 
 // "config-2" or "cidata".
@@ -56,6 +76,10 @@ Result<DriveContent> make_drive_content(DriveLayout layout, std::string_view hos
 // A stable instance id for a hostname: the name-based (version 5, SHA-1) UUID of the hostname in
 // a Berth namespace, e.g. "7f0c7e1e-...".
 std::string derive_instance_id(std::string_view hostname);
+
+// Checks the size of an input against kMaxInputBytes. Errors: "<name> is 65537 bytes; the limit
+// is 65536 bytes (64 KiB, ...)".
+Result<void> check_input_size(std::string_view name, std::uint64_t size);
 
 // Checks user-data: anything is accepted except a #cloud-config that is not a YAML mapping.
 // Errors: "<name>: #cloud-config is not valid YAML: line 3, column 5: ...".

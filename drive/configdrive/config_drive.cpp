@@ -34,13 +34,21 @@ fs::path input_file(const fs::path& path, std::string_view key) {
   return is_dir(path) ? path / key : path;
 }
 
-Result<std::optional<std::string>> read_drive_input(const fs::path& path, std::string_view key) {
+Result<std::optional<std::string>> read_drive_input(const fs::path& path, std::string_view key,
+                                                    std::string_view name) {
   const fs::path file = input_file(path, key);
   struct stat st {};
   if (::stat(file.c_str(), &st) != 0) {
     if (errno == ENOENT || errno == ENOTDIR)
       return std::optional<std::string>();
     return system_error(fmt::format("cannot read {}", file), errno);
+  }
+  if (S_ISREG(st.st_mode)) {
+    const std::string file_name = file.string();
+    if (auto ok = check_input_size(name.empty() ? file_name : name,
+                                   static_cast<std::uint64_t>(st.st_size));
+        !ok)
+      return ok.error();
   }
   auto data = read_file(file, kMaxInputBytes);
   if (!data)
@@ -64,11 +72,11 @@ Result<DriveInputs> read_drive_inputs(const ConfigDriveParams& params, spdlog::l
        inputs.networkdata_name},
   };
   for (const auto& slot : slots) {
-    auto data = read_drive_input(slot.path, slot.key);
+    slot.name = fmt::format("{} from {}", slot.what, input_file(slot.path, slot.key).string());
+    auto data = read_drive_input(slot.path, slot.key, slot.name);
     if (!data)
       return data.error();
     slot.data = std::move(*data);
-    slot.name = fmt::format("{} from {}", slot.what, input_file(slot.path, slot.key).string());
     if (!slot.data && is_dir(slot.path)) {
       const auto keys = visible_keys(slot.path);
       if (!keys.empty())

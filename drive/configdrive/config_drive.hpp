@@ -32,16 +32,14 @@ inline constexpr std::string_view kUserdataKey = "userdata";
 inline constexpr std::string_view kMetadataKey = "metadata";
 inline constexpr std::string_view kNetworkdataKey = "networkdata";
 
-// The largest input accepted (a ConfigMap holds at most 1 MiB; a file may be larger).
-inline constexpr std::uint64_t kMaxInputBytes = 16 << 20;
-
 // Where an input is read from: `path` itself, or `path`/`key` when `path` is a directory.
 std::filesystem::path input_file(const std::filesystem::path& path, std::string_view key);
 
 // Reads one input; nullopt when it does not exist. Errors: unreadable, not a regular file, or
-// larger than kMaxInputBytes.
+// larger than kMaxInputBytes (64 KiB; `name` says which input, default the file).
 Result<std::optional<std::string>> read_drive_input(const std::filesystem::path& path,
-                                                    std::string_view key);
+                                                    std::string_view key,
+                                                    std::string_view name = {});
 
 // Reads the three inputs, naming each by its file for error messages. Logs a warning when a
 // ConfigMap directory lacks the key but holds other keys (a misnamed key is a common mistake).

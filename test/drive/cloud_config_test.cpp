@@ -14,10 +14,7 @@ namespace berth::drive {
 namespace {
 
 const DriveFile* find(const DriveContent& content, std::string_view path) {
-  for (const auto& file : content.files)
-    if (file.path == path)
-      return &file;
-  return nullptr;
+  return content.file(path);
 }
 
 // Inputs with only metadata (built in one place: GCC 12 misreports optional<string> assignments
@@ -203,6 +200,166 @@ TEST_CASE("drive cloud-config: network data", "[drive]") {
     REQUIRE(content);
     CHECK(find(*content, "network-config") == nullptr);
   }
+}
+
+// ConfigMap content cannot crash PID 1 (issue #16): scalars are classified without std::regex
+// (which recursed per character), YAML is bounded in size, depth and alias expansion.
+TEST_CASE("drive cloud-config: a 100 000-digit scalar is refused by size, not a crash",
+          "[drive][yaml-limits]") {
+  const auto inputs =
+      metadata_only("big: " + std::string(100'000, '7') + "\n", "metadata from /metadata");
+  auto content = make_drive_content(DriveLayout::kConfigDrive, "vm-0", inputs);
+  REQUIRE_FALSE(content);
+  CHECK(content.error().kind == ErrorKind::kInvalidInput);
+  CHECK_THAT(content.error().message,
+             Catch::Contains("metadata from /metadata is 100006 bytes")
+                 && Catch::Contains("the limit is 65536 bytes (64 KiB, cloud-init's own"));
+}
+
+TEST_CASE("drive cloud-config: long scalars under the size limit keep their types",
+          "[drive][yaml-limits]") {
+  const std::string digits(30'000, '7');  // two of them fit in 64 KiB
+  SECTION("YAML scalars on a configdrive") {
+    auto content = make_drive_content(
+        DriveLayout::kConfigDrive, "vm-0",
+        metadata_only("big: " + digits + "\nfloat: 1." + digits
+                      + "\nsmall: -12\nplus: +7\nf: .5e3\ng: 2.\nz: 00\ne: 1e5\ndot: .\n"));
+    REQUIRE(content);
+    auto meta = meta_json(*content);
+    CHECK(meta.at("big").as_string() == digits);  // past int64: kept as written
+    CHECK(meta.at("float").as_double() == Approx(1.7777777));
+    CHECK(meta.at("small").as_int64() == -12);
+    CHECK(meta.at("plus").as_int64() == 7);
+    CHECK(meta.at("f").as_double() == 500.0);
+    CHECK(meta.at("g").as_double() == 2.0);
+    CHECK(meta.at("z").as_string() == "00");
+    CHECK(meta.at("e").as_string() == "1e5");  // YAML 1.1 floats need a dot
+    CHECK(meta.at("dot").as_string() == ".");
+  }
+  SECTION("a long JSON key in NoCloud's YAML") {
+    auto content = make_drive_content(
+        DriveLayout::kNoCloud, "vm-0",
+        metadata_only("{\"key_" + digits + "\": \"-" + digits + "\", \"plain-key_1\": 1}"));
+    REQUIRE(content);
+    const std::string& text = find(*content, "meta-data")->data;
+    CHECK_THAT(text, Catch::Contains("\nplain-key_1: 1\n"));
+    auto meta = YAML::Load(text);
+    CHECK(meta["key_" + digits].as<std::string>() == "-" + digits);
+  }
+}
+
+TEST_CASE("drive cloud-config: a billion laughs is refused", "[drive][yaml-limits]") {
+  std::string laughs = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n";
+  for (char c = 'b'; c <= 'i'; ++c) {
+    const char p = static_cast<char>(c - 1);
+    laughs += fmt::format(
+        "{0}: &{0} [*{1}, *{1}, *{1}, *{1}, *{1}, *{1}, *{1}, *{1}, *{1}, *{1}]\n", c, p);
+  }
+  auto content = make_drive_content(DriveLayout::kConfigDrive, "vm-0", metadata_only(laughs));
+  REQUIRE_FALSE(content);
+  CHECK_THAT(content.error().message,
+             Catch::StartsWith("metadata: YAML expands to more than 100000 nodes"));
+  auto userdata = check_user_data("#cloud-config\n" + laughs, "user-data from /userdata");
+  REQUIRE_FALSE(userdata);
+  CHECK_THAT(userdata.error().message,
+             Catch::StartsWith("user-data from /userdata: #cloud-config: YAML expands to more "
+                               "than 100000 nodes"));
+}
+
+TEST_CASE("drive cloud-config: deep nesting is refused before the parser", "[drive][yaml-limits]") {
+  SECTION("60 000 '['") {
+    auto content = make_drive_content(DriveLayout::kConfigDrive, "vm-0",
+                                      metadata_only(std::string(60'000, '[')));
+    REQUIRE_FALSE(content);
+    CHECK_THAT(content.error().message,
+               Catch::StartsWith("metadata is neither JSON nor valid YAML: YAML is nested deeper "
+                                 "than 64 levels (line 1): flatten it"));
+  }
+  SECTION("100 000 '[' (over the size limit too)") {
+    auto content = make_drive_content(DriveLayout::kConfigDrive, "vm-0",
+                                      metadata_only(std::string(100'000, '[')));
+    REQUIRE_FALSE(content);
+    CHECK_THAT(content.error().message, Catch::Contains("64 KiB"));
+  }
+  SECTION("block sequences") {
+    std::string dashes;
+    for (int i = 0; i < 30'000; ++i)
+      dashes += "- ";
+    auto bad = check_user_data("#cloud-config\na:\n  " + dashes + "x\n");
+    REQUIRE_FALSE(bad);
+    CHECK_THAT(bad.error().message, Catch::Contains("nested deeper than 64 levels (line 3)"));
+  }
+  SECTION("an alias inside its own anchor") {
+    auto content =
+        make_drive_content(DriveLayout::kConfigDrive, "vm-0", metadata_only("a: &a [*a]\n"));
+    REQUIRE_FALSE(content);
+    CHECK_THAT(content.error().message, Catch::Contains("nested deeper than 64 levels"));
+  }
+  SECTION("what is long but not deep is fine") {
+    std::string keys;
+    for (int i = 0; i < 100; ++i)
+      keys += fmt::format("k{}: v, ", i);
+    CHECK(check_user_data("#cloud-config\na: &a {" + keys + "}\nruncmd:\n  - echo a - b: c - d\n"));
+    std::string siblings = "#cloud-config\nusers:\n";
+    for (int i = 0; i < 1000; ++i)
+      siblings += fmt::format("  - name: u{}\n    groups: [a, b]\n", i);
+    CHECK(check_user_data(siblings));
+  }
+  SECTION("brackets after a tag count (found by the fuzzer)") {
+    auto bad = check_user_data("#cloud-config\n!" + std::string(600, '[') + "\n");
+    REQUIRE_FALSE(bad);
+    CHECK_THAT(bad.error().message, Catch::Contains("nested deeper than 64 levels (line 2)"));
+  }
+  SECTION("indentless sequences count") {
+    std::string text = "a:\n";
+    for (int i = 0; i < 40; ++i)
+      text += std::string(2 * static_cast<std::size_t>(i), ' ') + "- a:\n";
+    auto bad = check_user_data("#cloud-config\n" + text);
+    REQUIRE_FALSE(bad);
+    CHECK_THAT(bad.error().message, Catch::Contains("nested deeper than 64 levels (line 3"));
+  }
+  SECTION("64 levels are fine") {
+    auto content = make_drive_content(
+        DriveLayout::kConfigDrive, "vm-0",
+        metadata_only("a: " + std::string(60, '[') + "1" + std::string(60, ']') + "\n"));
+    REQUIRE(content);
+  }
+}
+
+TEST_CASE("drive cloud-config: metadata that is not UTF-8 is refused (found by the fuzzer)",
+          "[drive][yaml-limits]") {
+  // YAML let it through, and meta_data.json was then not JSON.
+  auto content = make_drive_content(DriveLayout::kConfigDrive, "vm-0",
+                                    metadata_only("a: \"caf\xe9\"\n", "metadata from /metadata"));
+  REQUIRE_FALSE(content);
+  CHECK(content.error().message
+        == "metadata from /metadata is not valid UTF-8 (byte 0xe9 at offset 7): save it as UTF-8");
+  CHECK(make_drive_content(DriveLayout::kConfigDrive, "vm-0",
+                           metadata_only("a: caf\xc3\xa9 \xf0\x9f\x98\x80\n")));
+  CHECK_FALSE(
+      make_drive_content(DriveLayout::kConfigDrive, "vm-0", metadata_only("a: \xed\xa0\x80\n")));
+  CHECK_FALSE(
+      make_drive_content(DriveLayout::kConfigDrive, "vm-0", metadata_only("a: \xc0\xaf\n")));
+  // yaml-cpp writes the escape \N (U+0085) as one raw byte.
+  auto escape = make_drive_content(DriveLayout::kConfigDrive, "vm-0",
+                                   metadata_only("a: 1\nb: \"next\\Nline\"\n"));
+  REQUIRE_FALSE(escape);
+  CHECK_THAT(escape.error().message,
+             Catch::StartsWith("metadata: line 2: a string is not valid UTF-8"));
+}
+
+TEST_CASE("drive cloud-config: each input is at most 64 KiB", "[drive][yaml-limits]") {
+  DriveInputs inputs;
+  inputs.userdata_name = "user-data from /userdata/userdata";
+  inputs.userdata = "#!/bin/sh\n" + std::string(64 * 1024 - 10, '#');
+  REQUIRE(make_drive_content(DriveLayout::kNoCloud, "vm-0", inputs));
+  inputs.userdata->push_back('\n');
+  auto content = make_drive_content(DriveLayout::kNoCloud, "vm-0", inputs);
+  REQUIRE_FALSE(content);
+  CHECK(content.error().message
+        == "user-data from /userdata/userdata is 65537 bytes; the limit is 65536 bytes (64 KiB, "
+           "cloud-init's own user-data limit on most clouds): move large files into the image or "
+           "fetch them from the guest");
 }
 
 }  // namespace

@@ -114,6 +114,19 @@ TEST_CASE("drive config drive: inputs from files, ConfigMap directories, or nowh
                Catch::StartsWith("user-data from " + (cm / "userdata").string()
                                  + ": #cloud-config is not valid YAML: line 3"));
   }
+  SECTION("an input over 64 KiB is refused at start, naming the file, its size and the limit") {
+    const std::string oversize = "#!/bin/sh\n" + std::string(64 * 1024 - 9, '#');
+    spit(cm / "..2024_01_01_00_00_00.000000001" / "userdata", oversize);
+    auto bad = build_config_drive(params, *log.logger);
+    REQUIRE_FALSE(bad);
+    CHECK(bad.error().kind == ErrorKind::kInvalidInput);
+    CHECK(bad.error().message
+          == "user-data from " + (cm / "userdata").string()
+                 + " is 65537 bytes; the limit is 65536 bytes (64 KiB, cloud-init's own user-data "
+                   "limit on most clouds): move large files into the image or fetch them from "
+                   "the guest");
+    CHECK((slurp(params.iso) == bytes));  // the drive already there is left alone
+  }
 }
 
 }  // namespace

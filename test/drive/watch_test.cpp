@@ -105,6 +105,17 @@ TEST_CASE_METHOD(WatchFixture, "drive watch: a kubelet ..data swap reaches the V
     REQUIRE(swapped.size() == 2);
     CHECK(swapped[1] == "version: 4");
   }
+  SECTION("oversize user-data keeps the old drive") {
+    const std::string before = slurp(params.iso);
+    kubelet_update(params.userdata,
+                   {{"userdata", "#!/bin/sh\n" + std::string(64 * 1024 - 9, '#')}});
+    settle();
+    CHECK(swapped.size() == 1);
+    CHECK(watcher->stats().rejected == 1);
+    CHECK((slurp(params.iso) == before));
+    CHECK_THAT(log.text(), Catch::Contains("keeps its current drive")
+                               && Catch::Contains("is 65537 bytes; the limit is 65536 bytes"));
+  }
   SECTION("touching without changing is not a swap") {
     kubelet_update(params.userdata, {{"userdata", "#cloud-config\nversion: 2\n"}});
     settle();
