@@ -1,6 +1,7 @@
 #include "net/nat.hpp"
 
 #include <netinet/in.h>
+#include <netinet/ip_icmp.h>
 
 namespace berth::net {
 namespace {
@@ -73,7 +74,30 @@ Table build_nat_table(const NatSpec& spec) {
       {{IifName{spec.pod_interface}, OifName{spec.bridge}, CtStatusDnat{}, accept},
        "connections to the pod IP reach the VM"});
 
-  return Table{spec.table, {prerouting, output, postrouting, forward}};
+  // What the guest sends to the pod itself (VM_GW, the pod IP, 127.x: whatever reaches the input
+  // hook from the bridge) is refused except DHCP, DNS and ICMP. Reject rather than drop: the guest
+  // learns at once that the port is closed instead of waiting out its timeouts, and dropping hides
+  // nothing (the guest knows its gateway is there).
+  constexpr std::uint16_t kDhcpServer = 67;
+  constexpr std::uint16_t kDns = 53;
+  const IifName from_vm{spec.bridge};
+  Chain input{"input", ChainType::kFilter, Hook::kInput, 0, Verdict::kAccept, {}};
+  input.rules.push_back({{from_vm, CtStateIn{{CtState::kEstablished, CtState::kRelated}}, accept},
+                         "answers to the pod's own connections to the VM"});
+  input.rules.push_back({{from_vm, UdpPortIn{{kDhcpServer}}, accept}, "DHCP"});
+  input.rules.push_back({{from_vm, DestinationIn{{spec.vm_gw}}, UdpPortIn{{kDns}}, accept}, "DNS"});
+  input.rules.push_back(
+      {{from_vm, DestinationIn{{spec.vm_gw}}, TcpPortIn{{kDns}}, accept}, "DNS over TCP"});
+  input.rules.push_back(
+      {{from_vm, IcmpTypeIn{{ICMP_ECHO, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, ICMP_PARAMETERPROB}},
+        accept},
+       "ping, and the errors path MTU discovery needs"});
+  input.rules.push_back(
+      {{from_vm, Reject{RejectWith::kTcpReset}}, "the rest of the pod is not the VM's"});
+  input.rules.push_back(
+      {{from_vm, Reject{RejectWith::kPortUnreachable}}, "the rest of the pod is not the VM's"});
+
+  return Table{spec.table, {prerouting, output, postrouting, forward, input}};
 }
 
 }  // namespace berth::net

@@ -1,8 +1,8 @@
 #pragma once
 // Berth's NAT policy as an nftables table (`table ip berth`): the VM answers on the pod IP for
 // every protocol and port except the reserved ones, leaves as the pod IP, and is reachable from
-// inside the pod on 127.0.0.1 and the pod IP (kubectl port-forward, sidecars). Pure: no kernel
-// here.
+// inside the pod on 127.0.0.1 and the pod IP (kubectl port-forward, sidecars); of the pod's own
+// sockets it reaches only DHCP, DNS and ICMP. Pure: no kernel here.
 //
 // Not in the table: UDP checksum fill (nftables has no such statement). With checksum offload,
 // frames to the guest can carry partial UDP checksums that ISC dhclient and udhcpc drop, so the
@@ -44,6 +44,9 @@ struct NatSpec {
 //               (the DNATed loopback path): SNAT to VM_GW so the guest can answer
 //   forward     policy drop: MSS clamp to the route MTU, established/related, bridge -> pod
 //               interface from VM_IP, pod interface -> bridge when DNATed
+//   input       from the bridge (the guest to the pod itself): established/related, DHCP (UDP 67),
+//               DNS (UDP and TCP 53 to VM_GW) and ICMP echo and errors accepted; everything else
+//               rejected (TCP reset, else ICMP port unreachable)
 nft::Table build_nat_table(const NatSpec& spec);
 
 }  // namespace berth::net

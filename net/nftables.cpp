@@ -15,6 +15,7 @@
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <netinet/in.h>
+#include <netinet/ip_icmp.h>
 #include <poll.h>
 
 #include <algorithm>
@@ -52,6 +53,7 @@ using MnlSocket = std::unique_ptr<mnl_socket, MnlSocketClose>;
 constexpr std::uint32_t kTypeIpv4Address = 7;
 constexpr std::uint32_t kTypeInetProtocol = 12;
 constexpr std::uint32_t kTypeInetService = 13;
+constexpr std::uint32_t kTypeIcmpType = 14;
 constexpr std::uint32_t kByteorderHost = 1;
 constexpr std::uint32_t kByteorderBig = 2;
 constexpr std::uint8_t kTcpOptionMaxseg = 2;
@@ -92,6 +94,8 @@ std::uint32_t hook_number(Hook hook) {
   switch (hook) {
     case Hook::kPrerouting:
       return NF_INET_PRE_ROUTING;
+    case Hook::kInput:
+      return NF_INET_LOCAL_IN;
     case Hook::kForward:
       return NF_INET_FORWARD;
     case Hook::kOutput:
@@ -116,6 +120,23 @@ class RuleEncoder {
         table_(table),
         next_set_id_(next_set_id),
         rule_label_(std::move(rule_label)) {}
+
+  // nft puts the `meta l4proto tcp` a TCP reset needs at the very start of a rule that matches
+  // nothing else of TCP.
+  void begin(nftnl_rule* rule, const Rule& data) {
+    rule_ = rule;
+    bool reset = false;
+    bool other_tcp = false;
+    for (const Expression& expression : data.expressions) {
+      if (const auto* reject = std::get_if<Reject>(&expression))
+        reset = reset || reject->with == RejectWith::kTcpReset;
+      other_tcp = other_tcp || std::holds_alternative<TcpPortIn>(expression)
+                  || std::holds_alternative<TcpSyn>(expression)
+                  || std::holds_alternative<ClampMss>(expression);
+    }
+    if (reset && !other_tcp)
+      tcp_dependency();
+  }
 
   void encode(nftnl_rule* rule, const Expression& expression) {
     rule_ = rule;
@@ -176,15 +197,16 @@ class RuleEncoder {
     nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_FAMILY, NFPROTO_IPV4);
     nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_ADDR_MIN, NFT_REG_1);
   }
-  // `meta l4proto tcp`, which nft adds (and hides when listing) before any tcp header access.
-  void tcp_dependency() {
-    if (tcp_checked_)
+  // `meta l4proto tcp` (udp, icmp), which nft adds (and hides when listing) before the first
+  // access to that protocol's header.
+  void l4_dependency(std::uint8_t protocol) {
+    if (l4_checked_ == protocol)
       return;
-    const std::uint8_t tcp = IPPROTO_TCP;
     meta(NFT_META_L4PROTO);
-    cmp(NFT_CMP_EQ, &tcp, sizeof tcp);
-    tcp_checked_ = true;
+    cmp(NFT_CMP_EQ, &protocol, sizeof protocol);
+    l4_checked_ = protocol;
   }
+  void tcp_dependency() { l4_dependency(IPPROTO_TCP); }
 
   // Register 1 equals one of `keys`, each the low `key_length` bytes of the number in network
   // order: a cmp for one key, else a lookup in an anonymous constant set sent just before the
@@ -276,6 +298,16 @@ class RuleEncoder {
     payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
     one_of({m.ports.begin(), m.ports.end()}, kTypeInetService, 2, kByteorderBig);
   }
+  void add(const UdpPortIn& m) {
+    l4_dependency(IPPROTO_UDP);
+    payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
+    one_of({m.ports.begin(), m.ports.end()}, kTypeInetService, 2, kByteorderBig);
+  }
+  void add(const IcmpTypeIn& m) {
+    l4_dependency(IPPROTO_ICMP);
+    payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1);
+    one_of({m.types.begin(), m.types.end()}, kTypeIcmpType, 1, kByteorderBig);
+  }
   void add(const TcpSyn&) {
     constexpr std::uint8_t kSyn = 0x02;
     const std::uint8_t zero = 0;
@@ -321,6 +353,19 @@ class RuleEncoder {
     nftnl_expr_set_u32(write, NFTNL_EXPR_EXTHDR_LEN, 2);
     nftnl_expr_set_u32(write, NFTNL_EXPR_EXTHDR_OP, NFT_EXTHDR_OP_TCPOPT);
   }
+  void add(const Reject& s) {
+    nftnl_expr* e = nullptr;
+    if (s.with == RejectWith::kTcpReset) {
+      tcp_dependency();
+      e = expr("reject");
+      nftnl_expr_set_u32(e, NFTNL_EXPR_REJECT_TYPE, NFT_REJECT_TCP_RST);
+      nftnl_expr_set_u8(e, NFTNL_EXPR_REJECT_CODE, 0);
+    } else {
+      e = expr("reject");
+      nftnl_expr_set_u32(e, NFTNL_EXPR_REJECT_TYPE, NFT_REJECT_ICMP_UNREACH);
+      nftnl_expr_set_u8(e, NFTNL_EXPR_REJECT_CODE, ICMP_PORT_UNREACH);
+    }
+  }
   void add(const Final& s) { immediate_verdict(verdict_code(s.verdict)); }
 
   BatchWriter& writer_;
@@ -328,7 +373,7 @@ class RuleEncoder {
   std::uint32_t& next_set_id_;
   std::string rule_label_;  // "rule 2 of chain forward"
   nftnl_rule* rule_ = nullptr;
-  bool tcp_checked_ = false;
+  std::uint8_t l4_checked_ = 0;  // the protocol a dependency has matched; 0: none
 };
 
 void append_table_message(BatchWriter& writer, std::uint16_t type, std::uint16_t flags,
@@ -456,6 +501,7 @@ NftBatch encode_replace_batch(const Table& table, std::uint32_t first_seq) {
       nftnl_rule_set_str(encoded.get(), NFTNL_RULE_CHAIN, chain.name.c_str());
       nftnl_rule_set_u32(encoded.get(), NFTNL_RULE_FAMILY, kFamily);
       RuleEncoder encoder(writer, table.name, next_set_id, label);
+      encoder.begin(encoded.get(), rule);
       for (const Expression& expression : rule.expressions)
         encoder.encode(encoded.get(), expression);
       if (!rule.comment.empty()) {

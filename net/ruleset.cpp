@@ -43,6 +43,23 @@ std::string protocol_name(std::uint8_t protocol) {
   }
 }
 
+std::string icmp_type_name(std::uint8_t type) {
+  switch (type) {
+    case 0:
+      return "echo-reply";
+    case 3:
+      return "destination-unreachable";
+    case 8:
+      return "echo-request";
+    case 11:
+      return "time-exceeded";
+    case 12:
+      return "parameter-problem";
+    default:
+      return std::to_string(type);
+  }
+}
+
 std::string verdict_name(Verdict verdict) {
   return verdict == Verdict::kAccept ? "accept" : "drop";
 }
@@ -51,6 +68,8 @@ std::string hook_name(Hook hook) {
   switch (hook) {
     case Hook::kPrerouting:
       return "prerouting";
+    case Hook::kInput:
+      return "input";
     case Hook::kForward:
       return "forward";
     case Hook::kOutput:
@@ -97,6 +116,11 @@ std::string render_expression(const Expression& expression) {
             return "tcp dport "
                    + one_or_set(m.ports, [](std::uint16_t port) { return std::to_string(port); });
           },
+          [](const UdpPortIn& m) {
+            return "udp dport "
+                   + one_or_set(m.ports, [](std::uint16_t port) { return std::to_string(port); });
+          },
+          [](const IcmpTypeIn& m) { return "icmp type " + one_or_set(m.types, icmp_type_name); },
           [](const TcpSyn&) { return std::string("tcp flags syn"); },
           [](const CtStateIn& m) {
             // nft lists the states in bit order: established (2) before related (4).
@@ -116,6 +140,11 @@ std::string render_expression(const Expression& expression) {
           [](const Dnat& s) { return "dnat to " + s.to.to_string(); },
           [](const Snat& s) { return "snat to " + s.to.to_string(); },
           [](const ClampMss&) { return std::string("tcp option maxseg size set rt mtu"); },
+          [](const Reject& s) {
+            // nft hides the `meta l4proto tcp` a TCP reset needs, and the default ICMP code.
+            return std::string(s.with == RejectWith::kTcpReset ? "reject with tcp reset"
+                                                               : "reject");
+          },
           [](const Final& s) { return verdict_name(s.verdict); },
       },
       expression);

@@ -12,7 +12,7 @@
 
 namespace berth::net::nft {
 
-enum class Hook { kPrerouting, kForward, kOutput, kPostrouting };
+enum class Hook { kPrerouting, kInput, kForward, kOutput, kPostrouting };
 enum class ChainType { kFilter, kNat };
 enum class Verdict { kAccept, kDrop };
 enum class CtState { kEstablished, kRelated };
@@ -36,6 +36,12 @@ struct ProtocolIn {
 struct TcpPortIn {
   std::vector<std::uint16_t> ports;  // tcp dport { 5900, 9250 }
 };
+struct UdpPortIn {
+  std::vector<std::uint16_t> ports;  // udp dport 67
+};
+struct IcmpTypeIn {
+  std::vector<std::uint8_t> types;  // icmp type { destination-unreachable, echo-request } (ICMP_*)
+};
 struct TcpSyn {};  // tcp flags syn: SYN and SYN/ACK
 struct CtStateIn {
   std::vector<CtState> states;  // ct state established,related
@@ -51,13 +57,18 @@ struct Snat {
   boost::asio::ip::address_v4 to;  // snat to 10.0.0.5
 };
 struct ClampMss {};  // tcp option maxseg size set rt mtu
+// reject with tcp reset (TCP only: the rule matches TCP) | reject (ICMP port unreachable).
+enum class RejectWith { kTcpReset, kPortUnreachable };
+struct Reject {
+  RejectWith with;
+};
 struct Final {
   Verdict verdict;  // accept | drop
 };
 
-using Expression =
-    std::variant<IifName, OifName, SourceIn, DestinationIn, ProtocolIn, TcpPortIn, TcpSyn,
-                 CtStateIn, CtStatusDnat, Counter, Dnat, Snat, ClampMss, Final>;
+using Expression = std::variant<IifName, OifName, SourceIn, DestinationIn, ProtocolIn, TcpPortIn,
+                                UdpPortIn, IcmpTypeIn, TcpSyn, CtStateIn, CtStatusDnat, Counter,
+                                Dnat, Snat, ClampMss, Reject, Final>;
 
 struct Rule {
   std::vector<Expression> expressions;  // in order: matches first, then statements

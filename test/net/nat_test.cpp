@@ -37,13 +37,15 @@ TEST_CASE("net: with no reserved port every port of the pod IP reaches the VM", 
   spec.reserved_tcp_ports.clear();
   spec.local_tcp_ports.clear();
   const auto table = build_nat_table(nat_spec(spec));
-  REQUIRE(table.chains.size() == 4);
+  REQUIRE(table.chains.size() == 5);
   const auto& prerouting = table.chains[0];
   REQUIRE(prerouting.rules.size() == 1);
   CHECK(nft::render(prerouting.rules[0])
         == "iifname \"eth0\" ip daddr 10.77.0.5 counter packets 0 bytes 0 dnat to 192.168.254.2 "
            "comment \"everything else reaches the VM\"");
-  const auto text = nft::render(table);
+  auto nat_only = table;
+  nat_only.chains.pop_back();  // the input chain's DNS rule has its own `tcp dport 53`
+  const auto text = nft::render(nat_only);
   CHECK(text.find("tcp dport") == std::string::npos);
   CHECK(text.find(" accept comment \"stays") == std::string::npos);
 }
@@ -79,6 +81,26 @@ TEST_CASE("net: forwarding is closed except for the VM's own traffic", "[nat]") 
   REQUIRE_FALSE(forward.rules.empty());
   CHECK(
       nft::render(forward.rules[0]).starts_with("tcp flags syn tcp option maxseg size set rt mtu"));
+}
+
+TEST_CASE("net: from the bridge the pod itself answers only DHCP, DNS and ICMP", "[nat]") {
+  auto spec = test::sample_spec();
+  spec.bridge = "vmbr";
+  spec.vm_gw = make_address_v4("172.31.255.253");
+  const auto table = build_nat_table(nat_spec(spec));
+  const auto& input = table.chains.back();
+  CHECK(input.name == "input");
+  CHECK(input.hook == nft::Hook::kInput);
+  CHECK(input.policy == nft::Verdict::kAccept);
+  REQUIRE(input.rules.size() == 7);
+  for (const auto& rule : input.rules)  // traffic from eth0 and lo is none of this chain's business
+    CHECK(nft::render(rule).starts_with("iifname \"vmbr\" "));
+  CHECK_THAT(nft::render(input.rules[2]), Catch::Contains("ip daddr 172.31.255.253 udp dport 53"));
+  CHECK_THAT(nft::render(input.rules[3]), Catch::Contains("ip daddr 172.31.255.253 tcp dport 53"));
+  // The rejects come last: nothing accepted after them, every port the rules above left refused.
+  CHECK_THAT(nft::render(input.rules[5]),
+             Catch::StartsWith("iifname \"vmbr\" reject with tcp reset"));
+  CHECK_THAT(nft::render(input.rules[6]), Catch::StartsWith("iifname \"vmbr\" reject comment"));
 }
 
 TEST_CASE("net: the supervisor's spec maps onto plumbing and NAT", "[nat]") {

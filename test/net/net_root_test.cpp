@@ -530,3 +530,64 @@ TEST_CASE("net: the VM's address announced after its lease replaces a failed ARP
   CHECK(missing.error().kind == berth::ErrorKind::kNoInterface);
   tear_down(t, network);
 }
+
+TEST_CASE("net: the guest reaches only DHCP, DNS and ICMP of the pod itself", "[root][guest]") {
+  Topology t(PodStyle::kCalico);
+  auto network = set_up(t, t.spec(t.discover(), Vnc::kOn));
+
+  // The pod's own sockets, on every address (a non-loopback control listener included): from the
+  // guest, every one of them is refused at once, on VM_GW and on the pod IP alike.
+  const auto other = random_port();
+  for (const std::uint16_t port : {kHealth, kVnc, kControl, other}) {
+    auto pod_listener = tcp_listen(t.pod, kAny, port);
+    for (const address_v4& address : {kVmGw, kPodIp}) {
+      INFO("TCP from the guest to the pod's own " << to_string(Endpoint{address, port}));
+      auto connected = tcp_connect(t.vm, {address, port});
+      CHECK(connected.error == ECONNREFUSED);
+      CHECK_FALSE(tcp_accept(pod_listener, 100ms));
+    }
+  }
+  {  // UDP to any other port of the pod is refused too
+    auto pod_socket = udp_bind(t.pod, kAny, other);
+    auto vm_socket = udp_bind(t.vm, kAny, 0);
+    const Endpoint to{kVmGw, other};
+    udp_send(vm_socket, to, "not for the guest");
+    CHECK_FALSE(udp_receive(pod_socket, 300ms));
+  }
+
+  {  // DHCP: the server's port takes the guest's datagrams
+    auto server = udp_bind(t.pod, kAny, 67);
+    auto client = udp_bind(t.vm, kAny, 68);
+    const Endpoint to{kVmGw, 67};
+    udp_send(client, to, "DHCPDISCOVER");
+    auto request = udp_receive(server);
+    REQUIRE(request);
+    CHECK(request->payload == "DHCPDISCOVER");
+  }
+  {  // DNS on VM_GW:53, UDP (with the answer back) and TCP
+    auto server = udp_bind(t.pod, kVmGw, 53);
+    auto client = udp_bind(t.vm, kAny, 0);
+    const Endpoint to{kVmGw, 53};
+    udp_send(client, to, "query");
+    auto query = udp_receive(server);
+    REQUIRE(query);
+    udp_send(server, query->from, "answer");
+    auto answer = udp_receive(client);
+    REQUIRE(answer);
+    CHECK(answer->payload == "answer");
+    auto tcp_server = tcp_listen(t.pod, kVmGw, 53);
+    expect_accepted(t.vm, to, tcp_server);
+  }
+  CHECK(ping(t.vm, kVmGw, 100) == kVmGw);            // ping of the gateway
+  CHECK(ping(t.vm, kVmGw, t.mtu) == kVmGw);          // at the full MTU with DF
+  CHECK(ping(t.vm, t.node_ip, t.mtu) == t.node_ip);  // the guest's own traffic still leaves
+  {  // and the pod's own connections to the guest still get their answers
+    const auto port = random_port();
+    auto vm_listener = tcp_listen(t.vm, kAny, port);
+    auto by_loopback = expect_accepted(t.pod, {kLoopback, port}, vm_listener);
+    CHECK(by_loopback.peer.address == kVmGw);
+    auto by_gw = expect_accepted(t.pod, {kVmIp, port}, vm_listener);
+    CHECK(by_gw.peer.address == kVmGw);
+  }
+  tear_down(t, network);
+}

@@ -142,8 +142,8 @@ TEST_CASE("net: one batch replaces the table atomically", "[nftables]") {
     expected_rules += chain.rules.size();
   CHECK(rules == expected_rules);
   CHECK(batch.descriptions[batch.descriptions.size() - 2]
-        == "rule 4 of chain forward: iifname \"eth0\" oifname \"br0\" ct status dnat accept "
-           "comment \"connections to the pod IP reach the VM\"");
+        == "rule 7 of chain input: iifname \"br0\" reject comment \"the rest of the pod is not the "
+           "VM's\"");
 }
 
 TEST_CASE("net: the delete batch deletes one table", "[nftables]") {
