@@ -53,8 +53,17 @@ net::NetworkSpec network_spec(const Config& config, const net::Pod& pod) {
   std::vector<net::ReservedPort> reserved = {{config.health_port, "health"}};
   if (config.vnc)
     reserved.push_back({5900, "vnc"});
-  return net::network_spec(pod, config.vm_ip, config.vm_gw, std::move(reserved),
-                           {{config.control_listen.port, "control"}});
+  // A loopback control listener (the default) is for `kubectl port-forward` and sidecars: the port
+  // stays with the pod only for local clients, and from eth0 it is the VM's like any other. A
+  // non-loopback one (which needs a token) is meant for the cluster, so eth0 must not DNAT it to
+  // the VM. From the guest it is refused either way (the input chain).
+  std::vector<net::ReservedPort> local;
+  const net::ReservedPort control{config.control_listen.port, "control"};
+  if (config.control_listen.address.is_loopback())
+    local.push_back(control);
+  else
+    reserved.push_back(control);
+  return net::network_spec(pod, config.vm_ip, config.vm_gw, std::move(reserved), std::move(local));
 }
 
 dhcp::DhcpConfig dhcp_config(const Config& config, const net::Pod& pod, const std::string& bridge,

@@ -26,7 +26,7 @@ Config config() {
   c.vm_gw = ip::make_address_v4("10.0.2.1");
   c.runtime_dir = "/run/berth";
   c.health_port = 9250;
-  c.control_listen.port = 9251;
+  c.control_listen = {ip::make_address("127.0.0.1"), 9251};
   return c;
 }
 
@@ -54,6 +54,23 @@ TEST_CASE("the network spec reserves health, VNC when on, and keeps control loca
   CHECK(spec.vm_ip == c.vm_ip);
   c.vnc = false;
   CHECK(network_spec(c, pod({})).reserved_tcp_ports.size() == 1);
+}
+
+TEST_CASE("a control listener meant for the cluster is kept from the VM's NAT on eth0 too",
+          "[module_params]") {
+  auto c = config();
+  c.vnc = false;
+  for (const char* address : {"0.0.0.0", "::", "10.77.0.5"}) {
+    INFO(address);
+    c.control_listen = {ip::make_address(address), 9251};
+    const auto spec = network_spec(c, pod({}));
+    CHECK(spec.local_tcp_ports.empty());
+    REQUIRE(spec.reserved_tcp_ports.size() == 2);
+    CHECK(spec.reserved_tcp_ports[1].port == 9251);
+    CHECK(spec.reserved_tcp_ports[1].name == "control");
+  }
+  c.control_listen = {ip::make_address("::1"), 9251};
+  CHECK(network_spec(c, pod({})).local_tcp_ports.size() == 1);
 }
 
 TEST_CASE("DHCP gives the VM its /30 with berth as router and DNS", "[module_params]") {
