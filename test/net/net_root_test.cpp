@@ -244,6 +244,25 @@ Accepted expect_accepted(const Netns& from, Endpoint to, const Fd& listener) {
   return std::move(*accepted);
 }
 
+// A datagram from port `from_port` in `from` to `to` reaches a socket bound to bind:to.port in
+// `in`; returns both sockets and what arrived.
+struct Exchange {
+  Fd server;
+  Fd client;
+  Datagram received;
+};
+Exchange expect_datagram(const Netns& from, std::uint16_t from_port, const Netns& in,
+                         address_v4 bind, Endpoint to) {
+  INFO("UDP from " << from.name() << " to " << to_string(to));
+  Exchange exchange{udp_bind(in, bind, to.port), udp_bind(from, kAny, from_port), {}};
+  udp_send(exchange.client, to, "hello");
+  auto received = udp_receive(exchange.server);
+  REQUIRE(received);
+  CHECK(received->payload == "hello");
+  exchange.received = *received;
+  return exchange;
+}
+
 void check_vm_answers_on_the_pod_ip(const Topology& t, Vnc vnc) {
   {  // TCP to any port of the pod IP reaches the VM, from the client's address
     const auto port = random_port();
@@ -555,24 +574,13 @@ TEST_CASE("net: the guest reaches only DHCP, DNS and ICMP of the pod itself", "[
     CHECK_FALSE(udp_receive(pod_socket, 300ms));
   }
 
-  {  // DHCP: the server's port takes the guest's datagrams
-    auto server = udp_bind(t.pod, kAny, 67);
-    auto client = udp_bind(t.vm, kAny, 68);
-    const Endpoint to{kVmGw, 67};
-    udp_send(client, to, "DHCPDISCOVER");
-    auto request = udp_receive(server);
-    REQUIRE(request);
-    CHECK(request->payload == "DHCPDISCOVER");
-  }
+  // DHCP: the server's port takes the guest's datagrams.
+  expect_datagram(t.vm, 68, t.pod, kAny, {kVmGw, 67});
   {  // DNS on VM_GW:53, UDP (with the answer back) and TCP
-    auto server = udp_bind(t.pod, kVmGw, 53);
-    auto client = udp_bind(t.vm, kAny, 0);
     const Endpoint to{kVmGw, 53};
-    udp_send(client, to, "query");
-    auto query = udp_receive(server);
-    REQUIRE(query);
-    udp_send(server, query->from, "answer");
-    auto answer = udp_receive(client);
+    auto dns = expect_datagram(t.vm, 0, t.pod, kVmGw, to);
+    udp_send(dns.server, dns.received.from, "answer");
+    auto answer = udp_receive(dns.client);
     REQUIRE(answer);
     CHECK(answer->payload == "answer");
     auto tcp_server = tcp_listen(t.pod, kVmGw, 53);
