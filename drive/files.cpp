@@ -111,10 +111,11 @@ Result<void> fsync_directory(const fs::path& dir) {
   return {};
 }
 
-Result<void> write_file_atomic(const fs::path& path, std::string_view data, Durability durability) {
+Result<void> write_file_atomic(const fs::path& path, std::string_view data, Durability durability,
+                               unsigned mode) {
   const fs::path dir = path.parent_path();
   const fs::path temp = temporary_path(path);
-  UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+  UniqueFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
   if (!fd)
     return system_error(fmt::format("cannot create {}", temp), errno);
   auto fail = [&](Error error) -> Result<void> {

@@ -46,9 +46,9 @@ enum class Durability { kDurable, kAtomicOnly };
 
 // Replaces `path` with `data` atomically: a temporary file in the same directory, fsync, rename
 // over `path`, fsync of the directory (the fsyncs only when kDurable). Readers see the old or the
-// new content, never a mix.
+// new content, never a mix. `mode`: the permissions the file is created with (before the umask).
 Result<void> write_file_atomic(const std::filesystem::path& path, std::string_view data,
-                               Durability durability = Durability::kDurable);
+                               Durability durability = Durability::kDurable, unsigned mode = 0644);
 
 // A fresh name in the directory of `path` to write it under before renaming it into place:
 // "<dir>/.<file name>.<16 random hex digits>.tmp".

@@ -1,18 +1,23 @@
 #include "supervisor/supervisor.hpp"
 
 #include <fmt/ranges.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
 #include "drive/disk/pet_disk.hpp"
+#include "drive/files.hpp"
 #include "drive/image/image_cache.hpp"
 #include "net/network.hpp"
 #include "qemu/kvm.hpp"
@@ -134,6 +139,8 @@ asio::awaitable<void> Supervisor::main_flow() {
   }
   std::error_code ignored;
   std::filesystem::remove(config_.runtime_dir / "qmp.sock", ignored);
+  if (generated_token_)
+    std::filesystem::remove(config_.runtime_dir / "control-token", ignored);
   enter(Phase::kExited);
   finish(code);
 }
@@ -197,6 +204,17 @@ asio::awaitable<StepResult> Supervisor::make_runtime_dir() {
     co_return Failure{
         ExitCode::kConfig,
         fmt::format("BERTH_RUNTIME_DIR {}: {}", config_.runtime_dir.string(), dir_error.message())};
+  if (generated_token_) {
+    const auto path = config_.runtime_dir / "control-token";
+    if (auto written = drive::write_file_atomic(path, *generated_token_ + "\n",
+                                                drive::Durability::kAtomicOnly, 0600);
+        !written)
+      co_return Failure{ExitCode::kConfig,
+                        fmt::format("BERTH_RUNTIME_DIR: {}", written.error().message)};
+    log_->info(
+        "control API: token {} (also in {}): log in at http://{}/ or send Authorization: Bearer",
+        *generated_token_, path.string(), format_endpoint(config_.control_listen));
+  }
   co_return StepResult{};
 }
 
@@ -481,6 +499,14 @@ StepResult Supervisor::start_listeners() {
                                  "characters (it has {}); e.g. `openssl rand -hex 32`",
                                  config_.control_token_file->string(), text.size())};
     token = std::move(text);
+  } else {
+    // Even on loopback: `kubectl port-forward` makes this port every local page's neighbour.
+    std::array<unsigned char, 16> bytes{};
+    if (::getrandom(bytes.data(), bytes.size(), 0) != static_cast<ssize_t>(bytes.size()))
+      return Failure{ExitCode::kInternal,
+                     fmt::format("cannot generate the control token: {}", std::strerror(errno))};
+    generated_token_ = fmt::format("{:02x}", fmt::join(bytes, ""));
+    token = generated_token_;
   }
   api_ =
       std::make_unique<Api>(io_, state_, registry_, config_, std::move(token), log_->clone("http"));

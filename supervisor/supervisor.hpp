@@ -124,6 +124,9 @@ class Supervisor {
   MetricsRegistry registry_;
   LoopLagProbe loop_lag_{io_.get_executor(), registry_};
   std::unique_ptr<Api> api_;
+  // The control token berth made up at start (no BERTH_CONTROL_TOKEN_FILE); make_runtime_dir
+  // writes it to <BERTH_RUNTIME_DIR>/control-token.
+  std::optional<std::string> generated_token_;
   std::unique_ptr<HttpServer> health_server_;
   std::unique_ptr<HttpServer> control_server_;
   qemu::Accelerator accel_ = qemu::Accelerator::kTcg;

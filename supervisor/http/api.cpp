@@ -54,6 +54,50 @@ bool same_secret(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
+constexpr std::string_view kTokenCookie = "berth_token";
+
+// The Set-Cookie value that hands the console its token (`max_age` 0: forgets it).
+std::string token_cookie(std::string_view token, std::optional<int> max_age = std::nullopt) {
+  return fmt::format("{}={}; HttpOnly; SameSite=Strict; Path=/{}", kTokenCookie, token,
+                     max_age ? fmt::format("; Max-Age={}", *max_age) : "");
+}
+
+// The value of cookie `name` in a Cookie header ("a=1; b=2").
+std::optional<std::string_view> cookie_value(std::string_view cookies, std::string_view name) {
+  for (std::size_t start = 0; start < cookies.size();) {
+    const auto end = std::min(cookies.find(';', start), cookies.size());
+    auto pair = cookies.substr(start, end - start);
+    while (pair.starts_with(' '))
+      pair.remove_prefix(1);
+    if (pair.size() > name.size() && pair.starts_with(name) && pair[name.size()] == '=')
+      return pair.substr(name.size() + 1);
+    start = end + 1;
+  }
+  return std::nullopt;
+}
+
+// Whether a query string has parameter `name` ("name=..." or a bare "name").
+bool query_has(std::string_view query, std::string_view name) {
+  for (std::size_t start = 0; start < query.size();) {
+    const auto end = std::min(query.find('&', start), query.size());
+    const auto pair = query.substr(start, end - start);
+    if (pair == name
+        || (pair.starts_with(name) && pair.size() > name.size() && pair[name.size()] == '='))
+      return true;
+    start = end + 1;
+  }
+  return false;
+}
+
+// The host of a Host header without its port ("[::1]:9251" -> "[::1]").
+std::string_view host_name(std::string_view host) {
+  if (host.starts_with('[')) {
+    const auto close = host.find(']');
+    return close == std::string_view::npos ? host : host.substr(0, close + 1);
+  }
+  return host.substr(0, host.find(':'));
+}
+
 std::string vm_status_of(const qmp::CommandResult& result) {
   if (!result.ok() || !result.value.is_object())
     return "";
@@ -199,33 +243,71 @@ bool Api::authorized(const HttpRequest& request) const {
   const auto header = request[http::field::authorization];
   if (header.starts_with("Bearer ") && same_secret(header.substr(7), *token_))
     return true;
-  // EventSource and <img> cannot send headers: the console passes the token in the query.
-  const auto query = query_of(request.target());
-  for (std::size_t start = 0; start <= query.size();) {
-    const auto end = std::min(query.find('&', start), query.size());
-    const auto pair = query.substr(start, end - start);
-    if (pair.starts_with("token=") && same_secret(pair.substr(6), *token_))
-      return true;
-    start = end + 1;
-  }
-  return false;
+  // EventSource and <img> cannot send headers: the console has the token as a cookie, set by
+  // POST /api/v1/login (HttpOnly, SameSite=Strict, so no other site's page sends it).
+  const auto cookie = cookie_value(request[http::field::cookie], kTokenCookie);
+  return cookie && same_secret(*cookie, *token_);
+}
+
+// DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1 (where `kubectl
+// port-forward` listens) sends Host: evil.example and a matching Origin. Only names that cannot be
+// rebound are accepted: loopback, localhost, and the listen address (any IP literal when that is
+// unspecified).
+bool Api::host_allowed(std::string_view host) const {
+  auto name = host_name(host);
+  if (name == "localhost")
+    return true;
+  if (name.starts_with('[') && name.ends_with(']'))
+    name = name.substr(1, name.size() - 2);
+  error_code ec;
+  const auto address = asio::ip::make_address(std::string(name), ec);
+  if (ec)
+    return false;
+  return address.is_loopback() || address == config_.control_listen.address
+         || config_.control_listen.address.is_unspecified();
 }
 
 asio::awaitable<HttpReply> Api::control(HttpRequest request, asio::ip::tcp::endpoint) {
   const unsigned version = request.version();
-  if (!authorized(request)) {
-    auto reply = json_error(http::status::unauthorized,
-                            "a bearer token is required (Authorization: Bearer <token>)", version);
-    reply.response.set(http::field::www_authenticate, "Bearer");
-    co_return reply;
-  }
+  if (!host_allowed(request[http::field::host]))
+    co_return json_error(http::status::misdirected_request,
+                         "the Host header must name 127.0.0.1, localhost, [::1] or the address "
+                         "of BERTH_CONTROL_LISTEN (a host name could be rebound to this address)",
+                         version);
+  if (query_has(query_of(request.target()), "token"))
+    co_return json_error(http::status::bad_request,
+                         "the token is not accepted in the URL (it would end up in logs and "
+                         "history): send Authorization: Bearer <token>, or log in at / for the "
+                         "berth_token cookie",
+                         version);
+  const auto method = request.method();
+  const bool changes_state = method != http::verb::get && method != http::verb::head;
+  // Browsers say where a request comes from; a page on another site, even a sibling subdomain,
+  // must not change the VM. "none" is the user's own navigation; tools send no such header.
+  const auto fetch_site = request["Sec-Fetch-Site"];
+  if (changes_state && !fetch_site.empty() && fetch_site != "same-origin" && fetch_site != "none")
+    co_return json_error(http::status::forbidden,
+                         "requests from another site (Sec-Fetch-Site) may not change the VM",
+                         version);
   // A page on another origin must not drive the VM through the user's browser: cross-origin
   // requests are refused, and POSTs must be JSON (which a plain HTML form cannot send).
   const auto origin = request[http::field::origin];
   if (!origin.empty() && origin != fmt::format("http://{}", request[http::field::host]))
     co_return json_error(http::status::forbidden, "cross-origin requests are refused", version);
   const auto path = path_of(request.target());
-  const auto method = request.method();
+  if (!authorized(request)) {
+    // The console's login form: it holds nothing but a field for the token.
+    if (method == http::verb::get && path == "/")
+      co_return text_reply(http::status::ok, std::string(kLoginHtml), "text/html; charset=utf-8",
+                           version);
+    auto reply = json_error(http::status::unauthorized,
+                            "a token is required: Authorization: Bearer <token>, or the "
+                            "berth_token cookie that POST /api/v1/login sets (the token is in "
+                            "<BERTH_RUNTIME_DIR>/control-token and berth's log)",
+                            version);
+    reply.response.set(http::field::www_authenticate, "Bearer");
+    co_return reply;
+  }
 
   if (method == http::verb::get) {
     if (path == "/")
@@ -246,6 +328,13 @@ asio::awaitable<HttpReply> Api::control(HttpRequest request, asio::ip::tcp::endp
         {"/api/v1/reset", "system_reset"},
         {"/api/v1/stop", "stop"},
         {"/api/v1/cont", "cont"}};
+    if (path == "/api/v1/login" || path == "/api/v1/logout") {
+      auto reply = json_reply(http::status::ok, R"({"status":"ok"})", version);
+      if (token_)
+        reply.response.set(http::field::set_cookie,
+                           path == "/api/v1/login" ? token_cookie(*token_) : token_cookie("", 0));
+      co_return reply;
+    }
     for (const auto& [action, command] : kActions)
       if (path == action)
         co_return co_await run_qmp(std::string(command), {}, version);

@@ -1,7 +1,8 @@
 #pragma once
 // The HTTP API: health (/healthz, /readyz, /metrics on the pod IP) and control (status, power
 // actions, allow-listed QMP, events as SSE, screenshots, the HTML console; loopback by default,
-// bearer token required elsewhere). Handlers for HttpServer; no sockets of their own except the
+// a token required everywhere; Host, Origin and Sec-Fetch-Site checked against DNS rebinding and
+// other sites' pages). Handlers for HttpServer; no sockets of their own except the
 // readiness TCP check.
 
 #include <spdlog/logger.h>
@@ -22,7 +23,8 @@ namespace berth {
 
 class Api {
  public:
-  // `token`: the bearer token the control API requires (nullopt: none required).
+  // `token`: the token the control API requires, as a bearer header or the berth_token cookie
+  // (nullopt: none required; berth always has one, generated at start when no file gives it).
   // Registers the block I/O families (berth_block_*) with `registry`, read from the snapshot that
   // metrics() takes; the Api must outlive every render of `registry`.
   Api(boost::asio::io_context& io, RuntimeState& state, MetricsRegistry& registry,
@@ -48,6 +50,8 @@ class Api {
   boost::asio::awaitable<HttpReply> screenshot(unsigned version);
   HttpReply events();
   bool authorized(const HttpRequest& request) const;
+  // Whether a Host header names this listener in a way DNS cannot rebind.
+  bool host_allowed(std::string_view host) const;
   void register_metrics();
   // One sample per device of the snapshot's `field` ("rd_bytes", ...).
   std::vector<Sample> block_samples(std::string_view field) const;

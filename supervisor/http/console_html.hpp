@@ -1,7 +1,8 @@
 #pragma once
 // The control console: one self-contained HTML page (no external assets) served at GET / of the
 // control listener. It uses only the control API: status, power buttons, an allow-listed QMP box,
-// the live event log (SSE) and a screenshot.
+// the live event log (SSE) and a screenshot. Before the berth_token cookie is set, GET / serves
+// kLoginHtml instead: a field for the token that POST /api/v1/login turns into the cookie.
 
 #include <string_view>
 
@@ -67,16 +68,15 @@ inline constexpr std::string_view kConsoleHtml = R"HTML(<!doctype html>
 </main>
 <script>
 "use strict";
-const token = new URLSearchParams(location.search).get("token");
-const withToken = (url) => token ? url + (url.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : url;
+// The token travels as the berth_token cookie (HttpOnly, SameSite=Strict) that the login set.
 const headers = { "Content-Type": "application/json" };
-if (token) headers["Authorization"] = "Bearer " + token;
 const $ = (id) => document.getElementById(id);
 const log = (line) => { const e = $("events"); e.textContent += line + "\n"; e.scrollTop = e.scrollHeight; };
 
 async function refresh() {
   try {
-    const r = await fetch(withToken("/api/v1/status"), { headers });
+    const r = await fetch("/api/v1/status", { headers });
+    if (r.status === 401) { location.reload(); return; }  // logged out: back to the login form
     const s = await r.json();
     $("host").textContent = s.hostname;
     const vm = s.vm ? s.vm.status : "not running";
@@ -100,7 +100,7 @@ async function refresh() {
 }
 
 async function post(path, body) {
-  const r = await fetch(withToken(path), { method: "POST", headers, body: JSON.stringify(body || {}) });
+  const r = await fetch(path, { method: "POST", headers, body: JSON.stringify(body || {}) });
   return { status: r.status, body: await r.json() };
 }
 
@@ -120,9 +120,9 @@ $("run").onclick = async () => {
   $("reply").textContent = r.status + "\n" + JSON.stringify(r.body, null, 2);
 };
 
-$("shot").onclick = () => { $("screen").src = withToken("/api/v1/screenshot.png?t=" + Date.now()); };
+$("shot").onclick = () => { $("screen").src = "/api/v1/screenshot.png?t=" + Date.now(); };
 
-const events = new EventSource(withToken("/api/v1/events"));
+const events = new EventSource("/api/v1/events");
 events.addEventListener("qmp", (m) => {
   const e = JSON.parse(m.data);
   log(new Date(e.timestamp * 1000).toISOString().slice(11, 23) + " " + e.event + " " + JSON.stringify(e.data));
@@ -132,6 +132,48 @@ events.onopen = () => log("(event stream connected)");
 
 refresh();
 setInterval(refresh, 3000);
+</script>
+</body>
+</html>
+)HTML";
+
+inline constexpr std::string_view kLoginHtml = R"HTML(<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Berth console: log in</title>
+<style>
+  body { font: 14px/1.4 system-ui, sans-serif; margin: 0; background: #f4f5f7; color: #1d2330; }
+  form { max-width: 520px; margin: 60px auto; background: #fff; border-radius: 6px; padding: 16px 20px;
+         box-shadow: 0 1px 2px rgba(0,0,0,.08); }
+  input { font: 13px monospace; width: 100%; box-sizing: border-box; padding: 6px; margin: 6px 0; }
+  button { font: inherit; padding: 6px 12px; border-radius: 4px; border: 1px solid #b8bfcc;
+           background: #fff; cursor: pointer; }
+  code { background: #eef0f4; padding: 1px 4px; border-radius: 3px; }
+  #error { color: #c0392b; }
+</style>
+</head>
+<body>
+<form id="login">
+  <h1>Berth</h1>
+  <p>Paste the control token. berth logs it at start and keeps it in the pod:
+     <code>kubectl exec POD -- cat /run/berth/control-token</code></p>
+  <input id="token" type="password" autocomplete="off" autofocus aria-label="control token">
+  <button id="submit">Log in</button>
+  <p id="error"></p>
+</form>
+<script>
+"use strict";
+document.getElementById("login").onsubmit = async (event) => {
+  event.preventDefault();
+  const token = document.getElementById("token").value.trim();
+  const r = await fetch("/api/v1/login", { method: "POST", body: "{}",
+    headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token } });
+  if (r.ok) { location.reload(); return; }
+  const body = await r.json().catch(() => ({}));
+  document.getElementById("error").textContent = "refused: " + (body.error || r.status);
+};
 </script>
 </body>
 </html>

@@ -26,7 +26,10 @@ for _ in $(seq 1 600); do
   sleep 0.2
 done
 shot=${BERTH_CONSOLE_SCREENSHOT:-$work/console.png}
-ip netns exec "$name-pod" node "$here/console.test.mjs" "$shot"
+# The per-start token berth wrote where `kubectl exec POD -- cat /run/berth/control-token` finds it.
+[[ $(stat -c %a "$work/run/control-token") == 600 ]] || { echo "console: control-token is not mode 0600" >&2; exit 1; }
+grep -q "control API: token $(cat "$work/run/control-token")" "$work/berth.log" || { echo "console: the token is not in the log" >&2; exit 1; }
+BERTH_CONSOLE_TOKEN=$(cat "$work/run/control-token") ip netns exec "$name-pod" node "$here/console.test.mjs" "$shot"
 status=0
 wait "$pid" || status=$?
 pid=

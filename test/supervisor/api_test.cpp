@@ -164,7 +164,7 @@ TEST_CASE("control: routes, JSON-only POSTs, cross-origin refusal, allow-list", 
   CHECK_THAT(f.get(f.control, "/api/v1/nothing"), Catch::StartsWith("HTTP/1.1 404"));
 }
 
-TEST_CASE("control: a token, when set, is required as a bearer header or query", "[api]") {
+TEST_CASE("control: a token, when set, is required as a bearer header or cookie", "[api]") {
   Fixture f(std::string("0123456789abcdef0123"));
   f.start();
   const auto refused = f.get(f.control, "/api/v1/status");
@@ -174,10 +174,108 @@ TEST_CASE("control: a token, when set, is required as a bearer header or query",
              Catch::StartsWith("HTTP/1.1 401"));
   CHECK_THAT(f.get(f.control, "/api/v1/status", "Authorization: Bearer 0123456789abcdef0123\r\n"),
              Catch::StartsWith("HTTP/1.1 200"));
-  CHECK_THAT(f.get(f.control, "/api/v1/status?token=0123456789abcdef0123"),
-             Catch::StartsWith("HTTP/1.1 200"));
-  CHECK_THAT(f.get(f.control, "/api/v1/status?token=0123456789abcdef012"),
+  CHECK_THAT(
+      f.get(f.control, "/api/v1/status", "Cookie: a=1; berth_token=0123456789abcdef0123\r\n"),
+      Catch::StartsWith("HTTP/1.1 200"));
+  CHECK_THAT(f.get(f.control, "/api/v1/status", "Cookie: berth_token=0123456789abcdef012\r\n"),
              Catch::StartsWith("HTTP/1.1 401"));
+}
+
+TEST_CASE("control: on loopback, state changes and the console need the token", "[api]") {
+  Fixture f(std::string("0123456789abcdef0123"));
+  f.state.enter_phase(Phase::kRunning);
+  f.start();
+  // Without it: a power action is refused and / is only the login form.
+  CHECK_THAT(f.post("/api/v1/powerdown", "{}"), Catch::StartsWith("HTTP/1.1 401"));
+  const auto login_form = f.get(f.control, "/");
+  CHECK_THAT(login_form, Catch::StartsWith("HTTP/1.1 200") && Catch::Contains("control-token"));
+  CHECK_THAT(login_form, !Catch::Contains("<title>Berth console</title>"));
+  // With the bearer header: allowed (409: there is no VM to power down).
+  CHECK_THAT(
+      f.post("/api/v1/powerdown", "{}",
+             "Content-Type: application/json\r\nAuthorization: Bearer 0123456789abcdef0123\r\n"),
+      Catch::StartsWith("HTTP/1.1 409"));
+  // Login turns the bearer header into the cookie, which then opens the console and powers down.
+  CHECK_THAT(f.post("/api/v1/login", "{}", "Content-Type: application/json\r\n"),
+             Catch::StartsWith("HTTP/1.1 401"));
+  const auto login =
+      f.post("/api/v1/login", "{}",
+             "Content-Type: application/json\r\nAuthorization: Bearer 0123456789abcdef0123\r\n");
+  CHECK_THAT(login,
+             Catch::StartsWith("HTTP/1.1 200")
+                 && Catch::Contains("Set-Cookie: berth_token=0123456789abcdef0123; HttpOnly; "
+                                    "SameSite=Strict; Path=/"));
+  const std::string cookie = "Cookie: berth_token=0123456789abcdef0123\r\n";
+  CHECK_THAT(f.get(f.control, "/", cookie), Catch::Contains("<title>Berth console</title>"));
+  CHECK_THAT(f.post("/api/v1/powerdown", "{}", "Content-Type: application/json\r\n" + cookie),
+             Catch::StartsWith("HTTP/1.1 409"));
+  CHECK_THAT(f.post("/api/v1/logout", "{}", "Content-Type: application/json\r\n" + cookie),
+             Catch::StartsWith("HTTP/1.1 200") && Catch::Contains("Max-Age=0"));
+}
+
+TEST_CASE("control: the token is never accepted in the URL", "[api]") {
+  Fixture f(std::string("0123456789abcdef0123"));
+  f.start();
+  CHECK_THAT(f.get(f.control, "/api/v1/status?token=0123456789abcdef0123"),
+             Catch::StartsWith("HTTP/1.1 400") && Catch::Contains("not accepted in the URL"));
+  CHECK_THAT(f.get(f.control, "/api/v1/events?token=0123456789abcdef0123"),
+             Catch::StartsWith("HTTP/1.1 400"));
+}
+
+TEST_CASE("control: DNS rebinding (a Host that is not loopback) is refused", "[api]") {
+  // A page on evil.example whose name now resolves to 127.0.0.1, where port-forward listens: its
+  // Host and Origin agree, so the Origin check alone lets it through.
+  Fixture f;
+  f.cfg.control_listen.address = asio::ip::make_address("10.1.2.3");  // BERTH_CONTROL_LISTEN
+  f.state.enter_phase(Phase::kRunning);
+  f.start();
+  const auto rebound =
+      f.exchange(f.control,
+                 "POST /api/v1/powerdown HTTP/1.1\r\nHost: evil.example:9251\r\n"
+                 "Origin: http://evil.example:9251\r\nContent-Type: application/json\r\n"
+                 "Content-Length: 2\r\nConnection: close\r\n\r\n{}");
+  CHECK_THAT(rebound, Catch::StartsWith("HTTP/1.1 421") && Catch::Contains("Host header"));
+  CHECK_THAT(f.exchange(f.control,
+                        "GET /api/v1/status HTTP/1.1\r\nHost: evil.example\r\n"
+                        "Connection: close\r\n\r\n"),
+             Catch::StartsWith("HTTP/1.1 421"));
+  for (const char* host : {"127.0.0.1:9251", "localhost", "localhost:9251", "127.1.2.3:80", "[::1]",
+                           "[::1]:9251", "10.1.2.3:9251"}) {
+    INFO(host);
+    CHECK_THAT(f.exchange(f.control, std::string("GET /api/v1/status HTTP/1.1\r\nHost: ") + host
+                                         + "\r\nConnection: close\r\n\r\n"),
+               Catch::StartsWith("HTTP/1.1 200"));
+  }
+  CHECK_THAT(f.exchange(f.control,
+                        "GET /api/v1/status HTTP/1.1\r\nHost: 10.0.0.1:9251\r\n"
+                        "Connection: close\r\n\r\n"),
+             Catch::StartsWith("HTTP/1.1 421"));
+}
+
+TEST_CASE("control: requests from another site may not change the VM", "[api]") {
+  Fixture f;
+  f.state.enter_phase(Phase::kRunning);
+  f.start();
+  for (const char* site : {"cross-site", "same-site"}) {
+    INFO(site);
+    CHECK_THAT(
+        f.post("/api/v1/powerdown", "{}",
+               std::string("Content-Type: application/json\r\nSec-Fetch-Site: ") + site + "\r\n"),
+        Catch::StartsWith("HTTP/1.1 403") && Catch::Contains("Sec-Fetch-Site"));
+    CHECK_THAT(
+        f.post("/api/v1/qmp", R"({"execute":"query-status"})",
+               std::string("Content-Type: application/json\r\nSec-Fetch-Site: ") + site + "\r\n"),
+        Catch::StartsWith("HTTP/1.1 403"));
+  }
+  for (const char* site : {"same-origin", "none"}) {
+    INFO(site);
+    CHECK_THAT(
+        f.post("/api/v1/powerdown", "{}",
+               std::string("Content-Type: application/json\r\nSec-Fetch-Site: ") + site + "\r\n"),
+        Catch::StartsWith("HTTP/1.1 409"));
+  }
+  CHECK_THAT(f.get(f.control, "/api/v1/status", "Sec-Fetch-Site: cross-site\r\n"),
+             Catch::StartsWith("HTTP/1.1 200"));  // reading is not changing; CORS keeps the answer
 }
 
 TEST_CASE("limits: oversized headers and bodies, garbage, and the connection cap", "[api]") {

@@ -29,9 +29,16 @@ struct GuestBerth {
   HttpResult health(const std::string& path, double seconds = 5) const {
     return http_get(std::string("http://") + PodNet::kPodIp + ":9250" + path, seconds, net.node());
   }
-  // The control API as `kubectl port-forward` reaches it: loopback inside the pod.
-  HttpResult control(const std::string& path, const std::string& method = "GET") const {
-    return http_request("http://127.0.0.1:9251" + path, method, 5, net.pod());
+  // The control API as `kubectl port-forward` reaches it: loopback inside the pod, with the token
+  // berth generated (`with_token` false: without it).
+  HttpResult control(const std::string& path, const std::string& method = "GET",
+                     bool with_token = true) const {
+    std::string token =
+        with_token ? capture("cat " + (dir.path / "run/control-token").string()) : "";
+    while (!token.empty() && token.back() == '\n')
+      token.pop_back();
+    return http_request("http://127.0.0.1:9251" + path, method, 5, net.pod(),
+                        token.empty() ? "" : "Authorization: Bearer " + token);
   }
 
   static std::vector<std::string> defaults(const fs::path& dir, std::vector<std::string> env,
@@ -178,6 +185,7 @@ TEST_CASE(
   auto status = berth.control("/api/v1/status");
   CHECK(status.status == 200);
   CHECK_THAT(status.body, Catch::Contains("\"status\":\"running\""));
+  CHECK(berth.control("/api/v1/powerdown", "POST", false).status == 401);
   auto refused = berth.control("/api/v1/qmp", "POST");
   CHECK(refused.status == 400);  // {} has no "execute"
   auto shot = berth.control("/api/v1/screenshot.png");

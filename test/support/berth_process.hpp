@@ -101,14 +101,16 @@ struct HttpResult {
   std::string body;
 };
 
-// A request with curl, at most `seconds`, run in network namespace `netns` ("" = here): the status
-// and the body.
+// A request with curl, at most `seconds`, run in network namespace `netns` ("" = here), with one
+// more `header` ("Name: value"; no quotes in it): the status and the body.
 inline HttpResult http_request(const std::string& url, const std::string& method = "GET",
-                               double seconds = 5, const std::string& netns = "") {
+                               double seconds = 5, const std::string& netns = "",
+                               const std::string& header = "") {
   const std::string command = (netns.empty() ? "" : "ip netns exec " + netns + " ") + "curl -s -m "
                               + std::to_string(seconds) + " -X " + method
                               + " -H 'Content-Type: application/json' -d '{}' -w '\\n%{http_code}' "
-                              + url + " 2>/dev/null";
+                              + (header.empty() ? "" : "-H '" + header + "' ") + url
+                              + " 2>/dev/null";
   const std::string out = capture(command);
   const auto nl = out.rfind('\n');
   if (nl == std::string::npos)
