@@ -267,49 +267,53 @@ bool Api::host_allowed(std::string_view host) const {
          || config_.control_listen.address.is_unspecified();
 }
 
-asio::awaitable<HttpReply> Api::control(HttpRequest request, asio::ip::tcp::endpoint) {
+std::optional<HttpReply> Api::screen_control(const HttpRequest& request) const {
   const unsigned version = request.version();
   if (!host_allowed(request[http::field::host]))
-    co_return json_error(http::status::misdirected_request,
-                         "the Host header must name 127.0.0.1, localhost, [::1] or the address "
-                         "of BERTH_CONTROL_LISTEN (a host name could be rebound to this address)",
-                         version);
+    return json_error(http::status::misdirected_request,
+                      "the Host header must name 127.0.0.1, localhost, [::1] or the address "
+                      "of BERTH_CONTROL_LISTEN (a host name could be rebound to this address)",
+                      version);
   if (query_has(query_of(request.target()), "token"))
-    co_return json_error(http::status::bad_request,
-                         "the token is not accepted in the URL (it would end up in logs and "
-                         "history): send Authorization: Bearer <token>, or log in at / for the "
-                         "berth_token cookie",
-                         version);
+    return json_error(http::status::bad_request,
+                      "the token is not accepted in the URL (it would end up in logs and "
+                      "history): send Authorization: Bearer <token>, or log in at / for the "
+                      "berth_token cookie",
+                      version);
   const auto method = request.method();
   const bool changes_state = method != http::verb::get && method != http::verb::head;
   // Browsers say where a request comes from; a page on another site, even a sibling subdomain,
   // must not change the VM. "none" is the user's own navigation; tools send no such header.
   const auto fetch_site = request["Sec-Fetch-Site"];
   if (changes_state && !fetch_site.empty() && fetch_site != "same-origin" && fetch_site != "none")
-    co_return json_error(http::status::forbidden,
-                         "requests from another site (Sec-Fetch-Site) may not change the VM",
-                         version);
+    return json_error(http::status::forbidden,
+                      "requests from another site (Sec-Fetch-Site) may not change the VM", version);
   // A page on another origin must not drive the VM through the user's browser: cross-origin
   // requests are refused, and POSTs must be JSON (which a plain HTML form cannot send).
   const auto origin = request[http::field::origin];
   if (!origin.empty() && origin != fmt::format("http://{}", request[http::field::host]))
-    co_return json_error(http::status::forbidden, "cross-origin requests are refused", version);
-  const auto path = path_of(request.target());
-  if (!authorized(request)) {
-    // The console's login form: it holds nothing but a field for the token.
-    if (method == http::verb::get && path == "/")
-      co_return text_reply(http::status::ok, std::string(kLoginHtml), "text/html; charset=utf-8",
-                           version);
-    auto reply = json_error(http::status::unauthorized,
-                            "a token is required: Authorization: Bearer <token>, or the "
-                            "berth_token cookie that POST /api/v1/login sets (the token is in "
-                            "<BERTH_RUNTIME_DIR>/control-token and berth's log)",
-                            version);
-    reply.response.set(http::field::www_authenticate, "Bearer");
-    co_return reply;
-  }
+    return json_error(http::status::forbidden, "cross-origin requests are refused", version);
+  if (authorized(request))
+    return std::nullopt;
+  // The console's login form: it holds nothing but a field for the token.
+  if (method == http::verb::get && path_of(request.target()) == "/")
+    return text_reply(http::status::ok, std::string(kLoginHtml), "text/html; charset=utf-8",
+                      version);
+  auto reply = json_error(http::status::unauthorized,
+                          "a token is required: Authorization: Bearer <token>, or the "
+                          "berth_token cookie that POST /api/v1/login sets (the token is in "
+                          "<BERTH_RUNTIME_DIR>/control-token and berth's log)",
+                          version);
+  reply.response.set(http::field::www_authenticate, "Bearer");
+  return reply;
+}
 
-  if (method == http::verb::get) {
+asio::awaitable<HttpReply> Api::control(HttpRequest request, asio::ip::tcp::endpoint) {
+  const unsigned version = request.version();
+  if (auto refused = screen_control(request))
+    co_return std::move(*refused);
+  const auto path = path_of(request.target());
+  if (request.method() == http::verb::get) {
     if (path == "/")
       co_return text_reply(http::status::ok, std::string(kConsoleHtml), "text/html; charset=utf-8",
                            version);
@@ -319,47 +323,55 @@ asio::awaitable<HttpReply> Api::control(HttpRequest request, asio::ip::tcp::endp
       co_return events();
     if (path == "/api/v1/screenshot.png")
       co_return co_await screenshot(version);
-  } else if (method == http::verb::post) {
-    if (!request[http::field::content_type].starts_with("application/json"))
-      co_return json_error(http::status::unsupported_media_type,
-                           "POST bodies must be application/json", version);
-    static constexpr std::pair<std::string_view, std::string_view> kActions[] = {
-        {"/api/v1/powerdown", "system_powerdown"},
-        {"/api/v1/reset", "system_reset"},
-        {"/api/v1/stop", "stop"},
-        {"/api/v1/cont", "cont"}};
-    if (path == "/api/v1/login" || path == "/api/v1/logout") {
-      auto reply = json_reply(http::status::ok, R"({"status":"ok"})", version);
-      if (token_)
-        reply.response.set(http::field::set_cookie,
-                           path == "/api/v1/login" ? token_cookie(*token_) : token_cookie("", 0));
-      co_return reply;
-    }
-    for (const auto& [action, command] : kActions)
-      if (path == action)
-        co_return co_await run_qmp(std::string(command), {}, version);
-    if (path == "/api/v1/qmp") {
-      error_code ec;
-      auto body = json::parse(request.body(), ec);
-      const json::object* object = !ec && body.is_object() ? &body.get_object() : nullptr;
-      const json::value* execute = object ? object->if_contains("execute") : nullptr;
-      const json::value* arguments = object ? object->if_contains("arguments") : nullptr;
-      if (!execute || !execute->is_string() || (arguments && !arguments->is_object()))
-        co_return json_error(http::status::bad_request,
-                             "expected {\"execute\": \"<command>\", \"arguments\": {...}}",
-                             version);
-      // Named locals: GCC 12 mishandles temporaries of a conditional inside a co_await operand.
-      std::string command(execute->get_string());
-      json::object args;
-      if (arguments)
-        args = arguments->get_object();
-      co_return co_await run_qmp(std::move(command), std::move(args), version);
-    }
-  } else {
-    co_return json_error(http::status::method_not_allowed, "only GET and POST are served here",
-                         version);
+    co_return json_error(http::status::not_found, "no such endpoint", version);
   }
-  co_return json_error(http::status::not_found, "no such endpoint", version);
+  if (request.method() == http::verb::post)
+    co_return co_await control_post(std::move(request));
+  co_return json_error(http::status::method_not_allowed, "only GET and POST are served here",
+                       version);
+}
+
+asio::awaitable<HttpReply> Api::control_post(HttpRequest request) {
+  const unsigned version = request.version();
+  const auto path = path_of(request.target());
+  if (!request[http::field::content_type].starts_with("application/json"))
+    co_return json_error(http::status::unsupported_media_type,
+                         "POST bodies must be application/json", version);
+  static constexpr std::pair<std::string_view, std::string_view> kActions[] = {
+      {"/api/v1/powerdown", "system_powerdown"},
+      {"/api/v1/reset", "system_reset"},
+      {"/api/v1/stop", "stop"},
+      {"/api/v1/cont", "cont"}};
+  if (path == "/api/v1/login" || path == "/api/v1/logout") {
+    auto reply = json_reply(http::status::ok, R"({"status":"ok"})", version);
+    if (token_)
+      reply.response.set(http::field::set_cookie,
+                         path == "/api/v1/login" ? token_cookie(*token_) : token_cookie("", 0));
+    co_return reply;
+  }
+  for (const auto& [action, command] : kActions) {
+    if (path == action) {
+      std::string qmp_command(command);  // named: no temporaries inside a co_await (GCC 12)
+      json::object no_arguments;
+      co_return co_await run_qmp(std::move(qmp_command), std::move(no_arguments), version);
+    }
+  }
+  if (path != "/api/v1/qmp")
+    co_return json_error(http::status::not_found, "no such endpoint", version);
+  error_code ec;
+  auto body = json::parse(request.body(), ec);
+  const json::object* object = !ec && body.is_object() ? &body.get_object() : nullptr;
+  const json::value* execute = object ? object->if_contains("execute") : nullptr;
+  const json::value* arguments = object ? object->if_contains("arguments") : nullptr;
+  if (!execute || !execute->is_string() || (arguments && !arguments->is_object()))
+    co_return json_error(http::status::bad_request,
+                         "expected {\"execute\": \"<command>\", \"arguments\": {...}}", version);
+  // Named locals: GCC 12 mishandles temporaries of a conditional inside a co_await operand.
+  std::string command(execute->get_string());
+  json::object args;
+  if (arguments)
+    args = arguments->get_object();
+  co_return co_await run_qmp(std::move(command), std::move(args), version);
 }
 
 asio::awaitable<HttpReply> Api::status(unsigned version) {

@@ -50,6 +50,11 @@ class Api {
   boost::asio::awaitable<HttpReply> screenshot(unsigned version);
   HttpReply events();
   bool authorized(const HttpRequest& request) const;
+  // The reply that refuses a control request before routing (Host, token in the URL,
+  // Sec-Fetch-Site, Origin, no token; the login form for GET / without one), or nullopt.
+  std::optional<HttpReply> screen_control(const HttpRequest& request) const;
+  // POST routes of the control listener: login/logout, power actions, QMP.
+  boost::asio::awaitable<HttpReply> control_post(HttpRequest request);
   // Whether a Host header names this listener in a way DNS cannot rebind.
   bool host_allowed(std::string_view host) const;
   void register_metrics();
