@@ -58,14 +58,17 @@ Result<ImageSource> parse_image_source(std::string_view source) {
     return result;
   }
   auto url = boost::urls::parse_absolute_uri(source);
-  if (!url || !is_url(source))
+  const bool web = url
+                   && (url->scheme_id() == boost::urls::scheme::http
+                       || url->scheme_id() == boost::urls::scheme::https);
+  if (!web)
     return bad_source(source, "is neither an http(s) URL nor an absolute path");
   if (url->encoded_host().empty())
     return bad_source(source, "has no host");
   if (url->has_userinfo())
     return bad_source(source, "holds credentials, which Berth does not support in URLs");
   result.kind = ImageSourceKind::kUrl;
-  result.tls = is_https(source);
+  result.tls = url->scheme_id() == boost::urls::scheme::https;
   result.default_target =
       strip_compression_suffix(std::filesystem::path(std::string(url->path())).filename().string());
   return result;
