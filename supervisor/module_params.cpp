@@ -14,6 +14,14 @@ MacAddress mac_for(const std::string& hostname) {
           static_cast<std::uint8_t>(hash)};
 }
 
+std::filesystem::path qmp_socket_path(const Config& config) {
+  return config.runtime_dir / "qmp.sock";
+}
+
+std::filesystem::path control_token_path(const Config& config) {
+  return config.runtime_dir / "control-token";
+}
+
 drive::FetchParams fetch_params(const Config& config) {
   drive::FetchParams fetch;
   fetch.source = config.img_source;
@@ -108,7 +116,7 @@ qemu::MachineSpec machine_spec(const Config& config, const MachineInputs& inputs
   spec.mac = inputs.mac;
   spec.mtu = inputs.mtu;
   spec.vnc = config.vnc ? qemu::Vnc::kOn : qemu::Vnc::kOff;
-  spec.qmp_socket = config.runtime_dir / "qmp.sock";
+  spec.qmp_socket = qmp_socket_path(config);
   spec.config_drive = inputs.config_drive;
   spec.tap = inputs.tap;
   spec.extra_args = config.qemu_args;

@@ -23,6 +23,10 @@ namespace berth {
 // pet disk).
 MacAddress mac_for(const std::string& hostname);
 
+// Berth's files in BERTH_RUNTIME_DIR, named in one place.
+std::filesystem::path qmp_socket_path(const Config& config);     // QEMU's QMP socket
+std::filesystem::path control_token_path(const Config& config);  // a generated control token
+
 // IMG_SOURCE, IMG_TARGET, IMG_CHECKSUM, BERTH_IMAGE_DIR and the CA bundle, for fetch_image.
 drive::FetchParams fetch_params(const Config& config);
 

@@ -138,9 +138,9 @@ asio::awaitable<void> Supervisor::main_flow() {
     network_.reset();
   }
   std::error_code ignored;
-  std::filesystem::remove(config_.runtime_dir / "qmp.sock", ignored);
+  std::filesystem::remove(qmp_socket_path(config_), ignored);
   if (generated_token_)
-    std::filesystem::remove(config_.runtime_dir / "control-token", ignored);
+    std::filesystem::remove(control_token_path(config_), ignored);
   enter(Phase::kExited);
   finish(code);
 }
@@ -205,7 +205,7 @@ asio::awaitable<StepResult> Supervisor::make_runtime_dir() {
         ExitCode::kConfig,
         fmt::format("BERTH_RUNTIME_DIR {}: {}", config_.runtime_dir.string(), dir_error.message())};
   if (generated_token_) {
-    const auto path = config_.runtime_dir / "control-token";
+    const auto path = control_token_path(config_);
     if (auto written = drive::write_file_atomic(path, *generated_token_ + "\n",
                                                 drive::Durability::kAtomicOnly, 0600);
         !written)
