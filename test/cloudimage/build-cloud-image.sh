@@ -1,0 +1,126 @@
+#!/bin/bash
+# Builds a stock-like Debian 12 "genericcloud" qcow2 image from Debian packages: the kind of image
+# Berth's users boot (systemd, udev, cloud-init, sshd, netplan + systemd-networkd, Debian's cloud
+# kernel), for the tests that prove a feature on a real distribution and not only on the busybox
+# test guest (test/guest).
+#
+#   test/cloudimage/build-cloud-image.sh [OUTPUT]
+#   default OUTPUT: ${BERTH_CACHE:-/var/cache/berth}/cloudimage/debian-12-genericcloud.qcow2
+#
+# Prints OUTPUT on stdout; progress goes to stderr. Cached: when OUTPUT exists and OUTPUT.stamp
+# holds the hash of this directory's files, of test/lib/disk-image.sh and of the packages'
+# candidate versions, nothing is rebuilt (BERTH_CLOUDIMAGE_FORCE=1 rebuilds anyway). Needs root
+# (mmdebstrap's root mode runs the packages' maintainer scripts in a chroot) and network access
+# to Debian's archive; no loop device, no mount of the image.
+#
+# Disk (MBR, SeaBIOS boots it directly; 2 GiB virtual):
+#   partition 1  FAT16 "DEBBOOT" 64 MiB: SYSLINUX, vmlinuz, initrd.img (copies of the chroot's
+#                /boot; not mounted by the guest)
+#   partition 2  ext4 "cloudimg-rootfs", the rest: the root file system, last on the disk so
+#                cloud-init's growpart can grow it when the disk grows
+# Host tools: mmdebstrap (installed here when missing), apt, dpkg, qemu-utils, fdisk, dosfstools,
+# mtools, e2fsprogs, util-linux.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$here/../lib/disk-image.sh"
+out=${1:-${BERTH_CACHE:-/var/cache/berth}/cloudimage/debian-12-genericcloud.qcow2}
+suite=bookworm
+mirror=http://deb.debian.org/debian
+security=http://deb.debian.org/debian-security
+# What is installed on top of minbase (README.md says why each is there).
+packages=(
+	systemd-sysv udev dbus
+	linux-image-cloud-amd64 initramfs-tools
+	cloud-init cloud-guest-utils
+	netplan.io systemd-resolved
+	openssh-server sudo
+	e2fsprogs eject qemu-guest-agent
+)
+disk_mib=2048
+boot_mib=64
+
+log() { echo "build-cloud-image: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "needs root (mmdebstrap runs the packages' maintainer scripts in a chroot)"
+if ! command -v mmdebstrap > /dev/null; then
+	log "installing mmdebstrap"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mmdebstrap > /dev/null
+fi
+
+# Everything the image depends on: our files (names, modes, contents) and the candidate versions
+# of the packages it is made of (their dependencies follow the same archive state).
+inputs_hash() {
+	(
+		cd "$here"
+		find build-cloud-image.sh syslinux.cfg.in rootfs ../lib/disk-image.sh -printf '%p %m\n' | LC_ALL=C sort
+		find build-cloud-image.sh syslinux.cfg.in rootfs ../lib/disk-image.sh -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+		apt-cache policy "${packages[@]}" syslinux syslinux-common | grep -E '^[^ ]|Candidate:'
+	) | sha256sum | cut -d' ' -f1
+}
+
+mkdir -p "$(dirname "$out")"
+out=$(cd "$(dirname "$out")" && pwd)/$(basename "$out")
+hash=$(inputs_hash)
+FORCE=${BERTH_CLOUDIMAGE_FORCE:-} image_cache_check "$out" "$hash" build-cloud-image
+
+started=$SECONDS
+work=$(mktemp -d "${TMPDIR:-/var/tmp}/berth-cloudimage.XXXXXX")
+trap 'rm -rf "$work" "$out.tmp"' EXIT
+root=$work/root
+download_debs "$work" syslinux syslinux-common # the boot loader, run here, not installed
+
+# --- root file system ----------------------------------------------------------------------
+log "mmdebstrap $suite: minbase + ${packages[*]}"
+# Documentation, manual pages and translations are left out (dpkg path-exclude, as in Debian's
+# docker images); copyright files stay.
+mmdebstrap --variant=minbase --mode=root --format=directory \
+	--include="$(IFS=,; echo "${packages[*]}")" \
+	--dpkgopt='path-exclude=/usr/share/man/*' \
+	--dpkgopt='path-exclude=/usr/share/locale/*' \
+	--dpkgopt='path-include=/usr/share/locale/locale.alias' \
+	--dpkgopt='path-exclude=/usr/share/doc/*' \
+	--dpkgopt='path-include=/usr/share/doc/*/copyright' \
+	--dpkgopt='path-exclude=/usr/share/info/*' \
+	--customize-hook='chroot "$1" apt-get clean' \
+	"$suite" "$root" \
+	"deb $mirror $suite main" "deb $mirror $suite-updates main" "deb $security $suite-security main" \
+	>&2
+
+log "configuring"
+# A filesystem UUID that follows from the inputs: the same inputs give the same image.
+uuid=$(echo "$hash" | sed -E 's/^(.{8})(.{4}).(.{3}).(.{3})(.{12}).*/\1-\2-4\3-8\4-\5/')
+cp -a "$here/rootfs/." "$root/"
+chown -R 0:0 "$root/etc/netplan" "$root/etc/hostname" "$root/etc/hosts"
+chmod 600 "$root"/etc/netplan/*.yaml
+chmod 644 "$root/etc/hostname" "$root/etc/hosts"
+printf '# <file system> <mount point> <type> <options> <dump> <pass>\nUUID=%s / ext4 rw,discard,errors=remount-ro,x-systemd.growfs 0 1\n' \
+	"$uuid" > "$root/etc/fstab"
+# What every instance must make for itself (as Debian's image build cleans up): the machine id
+# (systemd, first boot), the SSH host keys (cloud-init), the resolver (systemd-resolved's stub).
+: > "$root/etc/machine-id"
+rm -f "$root/var/lib/dbus/machine-id" "$root"/etc/ssh/ssh_host_*
+ln -sfn ../run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
+rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/log/*.log \
+	"$root"/var/cache/debconf/*-old "$root"/var/lib/dpkg/*-old "$root"/tmp/* "$root"/root/.bash_history
+
+kernel=$(ls "$root"/boot/vmlinuz-* | sort -V | tail -n 1)
+kver=${kernel##*/vmlinuz-}
+[ -f "$root/boot/initrd.img-$kver" ] || die "no initramfs for $kver in the chroot"
+cp "$kernel" "$work/vmlinuz"
+cp "$root/boot/initrd.img-$kver" "$work/initrd.img"
+log "kernel $kver; root file system $(du -sh --apparent-size "$root" | cut -f1)"
+
+# --- disk --------------------------------------------------------------------------------
+log "making the disk"
+sed "s/@ROOT_UUID@/$uuid/" "$here/syslinux.cfg.in" > "$work/syslinux.cfg"
+mkfs.ext4 -q -F -b 4096 -L cloudimg-rootfs -U "$uuid" -d "$root" \
+	-E lazy_itable_init=0,lazy_journal_init=0 \
+	"$work/root.img" "$(second_partition_kib "$disk_mib" "$boot_mib")k" > /dev/null
+rm -rf "$root"
+syslinux_disk "$work/disk.raw" "$disk_mib" "$boot_mib" DEBBOOT "$work/pkg" "$work/root.img" \
+	"$work/vmlinuz=vmlinuz" "$work/initrd.img=initrd.img" "$work/syslinux.cfg=syslinux.cfg"
+QCOW2_COMPRESS=1 image_cache_store "$work/disk.raw" "$out" "$hash"
+log "built $out ($(du -h "$out" | cut -f1), kernel $kver) in $((SECONDS - started)) s"
+echo "$out"
