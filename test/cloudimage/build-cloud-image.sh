@@ -36,6 +36,7 @@ packages=(
 	netplan.io systemd-resolved
 	openssh-server sudo
 	e2fsprogs eject qemu-guest-agent
+	locales
 )
 disk_mib=2048
 boot_mib=64
@@ -72,6 +73,10 @@ root=$work/root
 download_debs "$work" syslinux syslinux-common # the boot loader, run here, not installed
 
 # --- root file system ----------------------------------------------------------------------
+# A filesystem UUID that follows from the inputs: the same inputs give the same image.
+uuid=$(echo "$hash" | sed -E 's/^(.{8})(.{4}).(.{3}).(.{3})(.{12}).*/\1-\2-4\3-8\4-\5/')
+printf '# <file system> <mount point> <type> <options> <dump> <pass>\nUUID=%s / ext4 rw,discard,errors=remount-ro,x-systemd.growfs 0 1\n' \
+	"$uuid" > "$work/fstab"
 log "mmdebstrap $suite: minbase + ${packages[*]}"
 # Documentation, manual pages and translations are left out (dpkg path-exclude, as in Debian's
 # docker images); copyright files stay.
@@ -83,20 +88,18 @@ mmdebstrap --variant=minbase --mode=root --format=directory \
 	--dpkgopt='path-exclude=/usr/share/doc/*' \
 	--dpkgopt='path-include=/usr/share/doc/*/copyright' \
 	--dpkgopt='path-exclude=/usr/share/info/*' \
+	--customize-hook="cp $work/fstab \"\$1/etc/fstab\"" \
+	--customize-hook='chroot "$1" update-initramfs -u -k all' \
 	--customize-hook='chroot "$1" apt-get clean' \
 	"$suite" "$root" \
 	"deb $mirror $suite main" "deb $mirror $suite-updates main" "deb $security $suite-security main" \
 	>&2
 
 log "configuring"
-# A filesystem UUID that follows from the inputs: the same inputs give the same image.
-uuid=$(echo "$hash" | sed -E 's/^(.{8})(.{4}).(.{3}).(.{3})(.{12}).*/\1-\2-4\3-8\4-\5/')
 cp -a "$here/rootfs/." "$root/"
 chown -R 0:0 "$root/etc/netplan" "$root/etc/hostname" "$root/etc/hosts"
 chmod 600 "$root"/etc/netplan/*.yaml
 chmod 644 "$root/etc/hostname" "$root/etc/hosts"
-printf '# <file system> <mount point> <type> <options> <dump> <pass>\nUUID=%s / ext4 rw,discard,errors=remount-ro,x-systemd.growfs 0 1\n' \
-	"$uuid" > "$root/etc/fstab"
 # What every instance must make for itself (as Debian's image build cleans up): the machine id
 # (systemd, first boot), the SSH host keys (cloud-init), the resolver (systemd-resolved's stub).
 : > "$root/etc/machine-id"

@@ -5,53 +5,14 @@
 #include <signal.h>
 
 #include <catch2/catch.hpp>
-#include <fstream>
 
-#include "test/support/berth_process.hpp"
+#include "test/support/pod_cluster.hpp"
 
 using namespace berth::test;
 
 namespace {
 
-// Runs `command` through sh in namespace `netns`; its stdout, trimmed.
-std::string in_ns(const std::string& netns, const std::string& command) {
-  std::string out = capture("ip netns exec " + netns + " sh -c '" + command + "' 2>/dev/null");
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r'))
-    out.pop_back();
-  return out;
-}
-
-// A background program in a namespace, killed at the end.
-struct Background {
-  pid_t pid = -1;
-  Background(const std::string& netns, const std::vector<std::string>& argv) {
-    pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      const int null = ::open("/dev/null", O_RDWR);
-      ::dup2(null, STDOUT_FILENO);
-      ::dup2(null, STDERR_FILENO);
-      std::vector<std::string> all = {"ip", "netns", "exec", netns};
-      all.insert(all.end(), argv.begin(), argv.end());
-      std::vector<char*> args;
-      for (auto& a : all)
-        args.push_back(a.data());
-      args.push_back(nullptr);
-      ::execvp(args[0], args.data());
-      ::_exit(127);
-    }
-  }
-  ~Background() {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-  }
-};
-
-std::string sha256_of(const fs::path& file) {
-  return capture("sha256sum " + file.string()).substr(0, 64);
-}
-
-constexpr const char* kNodeIp = "10.77.9.1";
+constexpr const char* kNodeIp = PodCluster::kNodeIp;
 
 // The guest's user-data: what a user would write to make the guest show things from outside.
 const char* kUserdata = R"(#!/bin/sh
@@ -63,72 +24,11 @@ cp /data/e2e-file /www/e2e-file
 httpd -p 5900 -h /www
 )";
 
-struct Cluster {
-  TempDir dir;
-  PodNet net;
-  std::unique_ptr<Background> http;
-  std::unique_ptr<Background> dns;
-  std::string checksum;
-
-  Cluster() {
-    // The node serves the image over HTTP and answers DNS for e2e.berth.test.
-    fs::create_directories(dir.path / "www");
-    fs::copy_file(test_guest(), dir.path / "www" / "guest.qcow2");
-    checksum = sha256_of(dir.path / "www" / "guest.qcow2");
-    // busybox httpd rather than Python's http.server, which resolves its own name before it
-    // listens: 5 s without a DNS server in the node namespace, paid by every test as retries.
-    http = std::make_unique<Background>(
-        net.node(),
-        std::vector<std::string>{"busybox", "httpd", "-f", "-p", std::string(kNodeIp) + ":8080",
-                                 "-h", (dir.path / "www").string()});
-    dns = std::make_unique<Background>(
-        net.node(),
-        std::vector<std::string>{"dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts",
-                                 "--bind-interfaces", std::string("--listen-address=") + kNodeIp,
-                                 std::string("--address=/e2e.berth.test/") + kNodeIp,
-                                 "--pid-file=" + (dir.path / "dnsmasq.pid").string()});
-    write_userdata(kUserdata);
-    write_file(dir.path / "meta.json", R"({"uuid": "e2e-uuid-1", "hostname": "e2e-guest"})");
-    configmap(dir.path / "metadata", "metadata", dir.path / "meta.json");
-  }
-
-  static void write_file(const fs::path& path, const std::string& text) {
-    std::ofstream(path) << text;
-  }
-  void configmap(const fs::path& volume, const std::string& key, const fs::path& file) {
-    const std::string command = std::string(BERTH_SOURCE_DIR) + "/test/e2e/configmap.sh "
-                                + volume.string() + " " + key + "=" + file.string();
-    REQUIRE(std::system(command.c_str()) == 0);
-  }
-  void write_userdata(const std::string& text) {
-    write_file(dir.path / "user.sh", text);
-    configmap(dir.path / "userdata", "userdata", dir.path / "user.sh");
-  }
-
-  std::vector<std::string> env(std::vector<std::string> extra = {}) const {
-    std::vector<std::string> all = {
-        std::string("IMG_SOURCE=http://") + kNodeIp + ":8080/guest.qcow2",
-        "IMG_CHECKSUM=sha256:" + checksum,
-        "BERTH_IMAGE_DIR=" + (dir.path / "images").string(),
-        "BERTH_DISK_DIR=" + (dir.path / "disks").string(),
-        "BERTH_RUNTIME_DIR=" + (dir.path / "run").string(),
-        "BERTH_USERDATA=" + (dir.path / "userdata").string(),
-        "BERTH_METADATA=" + (dir.path / "metadata").string(),
-        "BERTH_NETWORKDATA=" + (dir.path / "networkdata").string(),
-        "VM_ACCEL=tcg",
-        "VM_MEMORY=256M",
-        "BERTH_SHUTDOWN_TIMEOUT=20"};
-    all.insert(all.end(), extra.begin(), extra.end());
-    return all;
-  }
-
-  // A fresh run folder per start keeps each start's logs apart.
-  std::unique_ptr<BerthProcess> start(std::vector<std::string> extra = {}) {
-    static int runs = 0;
-    const fs::path logs = dir.path / ("run-" + std::to_string(runs++));
-    fs::create_directories(logs);
-    return std::make_unique<BerthProcess>(logs, env(std::move(extra)), net.in_pod());
-  }
+// The busybox test guest with the user-data above and a hostname in its metadata.
+struct Cluster : PodCluster {
+  Cluster()
+      : PodCluster(PodClusterOptions(test_guest(), kUserdata,
+                                     R"({"uuid": "e2e-uuid-1", "hostname": "e2e-guest"})")) {}
 
   // GET http://<pod IP>/<path> from the node: the guest's httpd through the pod IP.
   std::string guest_http(const std::string& path) const {

@@ -1,0 +1,197 @@
+// A stock Debian 12 cloud image (test/cloudimage/build-cloud-image.sh: systemd, udev, cloud-init,
+// netplan + systemd-networkd, sshd, Debian's cloud kernel) under the real berth binary in a
+// Calico-style pod namespace, the way test/e2e boots the busybox test guest: the image is served
+// over HTTP by the node, user-data comes from a kubelet-style ConfigMap, and everything is checked
+// from the node over SSH to the pod IP. QEMU runs under TCG, so a boot takes minutes.
+
+#include <signal.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdio>
+
+#include "test/support/pod_cluster.hpp"
+
+using namespace berth::test;
+
+namespace {
+
+#ifndef BERTH_TEST_CLOUD_IMAGE_PATH
+#define BERTH_TEST_CLOUD_IMAGE_PATH ""
+#endif
+std::string cloud_image() {
+  return env_or("BERTH_TEST_CLOUD_IMAGE", BERTH_TEST_CLOUD_IMAGE_PATH);
+}
+
+// The pod's hostname (berth runs in a UTS namespace of its own that has it): the instance's
+// hostname, since the metadata names none.
+constexpr const char* kPodHostname = "cloud-pod-1";
+constexpr auto kBootLimit = 300s;
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// The user-data of a ConfigMap: an SSH key for the image's default user ("debian"), a file
+// written by cloud-init, and a command that it runs.
+std::string cloud_config(const std::string& public_key, const std::string& marker) {
+  return "#cloud-config\n"
+         "ssh_authorized_keys:\n"
+         "  - "
+         + public_key
+         + "\n"
+           "write_files:\n"
+           "  - path: /var/tmp/berth-marker\n"
+           "    content: "
+         + marker
+         + "\n"
+           "runcmd:\n"
+           "  - [sh, -c, 'echo runcmd-ran > /var/tmp/berth-runcmd']\n";
+}
+
+// The image, 1 GiB for cloud-init's Python, and time for systemd to stop its services under TCG;
+// the user-data is written once the SSH key exists.
+PodClusterOptions options_for_cloud_image() {
+  PodClusterOptions options(cloud_image(), "");
+  REQUIRE(fs::exists(options.image));
+  options.memory = "1G";
+  options.shutdown_timeout_s = 120;
+  return options;
+}
+
+struct CloudCluster : PodCluster {
+  fs::path key;
+
+  CloudCluster() : PodCluster(options_for_cloud_image()) {
+    key = dir.path / "id_ed25519";
+    REQUIRE(std::system(("ssh-keygen -q -t ed25519 -N '' -C berth-test -f " + key.string()).c_str())
+            == 0);
+    write_userdata(cloud_config(public_key(), "marker-one"));
+  }
+
+  std::string public_key() const {
+    std::string text = slurp(key.string() + ".pub");
+    while (!text.empty() && text.back() == '\n')
+      text.pop_back();
+    return text;
+  }
+
+  // berth in its own UTS namespace, named kPodHostname like a pod.
+  std::unique_ptr<BerthProcess> start_pod() {
+    return start({"NO_VNC=1"}, {"unshare", "--uts", "sh", "-c",
+                                std::string("hostname ") + kPodHostname + " && exec \"$0\""});
+  }
+
+  // Runs `command` (no single quotes in it) as the image's default user over SSH from the node
+  // to the pod IP; its stdout, trimmed. SSH's own complaints go to ssh.log.
+  std::string ssh(const std::string& command, int seconds = 60) const {
+    std::string out = capture(
+        "ip netns exec " + net.node() + " timeout " + std::to_string(seconds) + " ssh -i "
+        + key.string()
+        + " -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+          " -o ConnectTimeout=5 -o LogLevel=ERROR debian@"
+        + PodNet::kPodIp + " '" + command + "' 2>>" + (dir.path / "ssh.log").string());
+    while (!out.empty() && (out.back() == '\n' || out.back() == '\r'))
+      out.pop_back();
+    return out;
+  }
+
+  // Waits until SSH logs in with the key (sshd up, cloud-init has installed the key).
+  bool wait_ssh(BerthProcess& berth, std::chrono::seconds limit) const {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline && !berth.poll_exit()) {
+      if (ssh("echo ssh-ok", 15) == "ssh-ok")
+        return true;
+      std::this_thread::sleep_for(2s);
+    }
+    berth.report("an SSH login to the guest");
+    std::fprintf(stderr, "--- ssh.log:\n%s\n", slurp(dir.path / "ssh.log").c_str());
+    return false;
+  }
+
+  // The config drive's user_data as the guest reads it now: the CD mounted, read, unmounted.
+  std::string drive_userdata() const {
+    return ssh("sudo mount -o ro /dev/disk/by-label/config-2 /mnt && "
+               "cat /mnt/openstack/latest/user_data; sudo umount /mnt");
+  }
+};
+
+// SIGTERM to berth: the ACPI power button, systemd shuts the guest down, berth exits 0.
+void power_off(CloudCluster& cluster, BerthProcess& berth) {
+  const auto start = std::chrono::steady_clock::now();
+  berth.signal(SIGTERM);
+  CHECK(berth.wait_exit(std::chrono::seconds(cluster.options.shutdown_timeout_s + 20)) == 0);
+  CHECK(berth.wait_console("reboot: Power down", 0ms));
+  CHECK_FALSE(berth.wait_log("did not power off", 0ms));
+  std::printf("cloud image: powered off %.1f s after SIGTERM\n", seconds_since(start));
+}
+
+}  // namespace
+
+TEST_CASE("cloud image: Debian 12 takes berth's DHCP lease, runs cloud-init from the config"
+          " drive, logs in over SSH on the pod IP and powers off on SIGTERM",
+          "[cloudimage]") {
+  CloudCluster cluster;
+  const auto start = std::chrono::steady_clock::now();
+  auto berth = cluster.start_pod();
+  // The guest's own DHCP client (systemd-networkd, configured by netplan) takes berth's lease.
+  REQUIRE(berth->wait_log("the guest took its lease 192\\.168\\.254\\.2", kBootLimit));
+  std::printf("cloud image: lease taken %.1f s after berth started\n", seconds_since(start));
+  REQUIRE(cluster.wait_ssh(*berth, kBootLimit));
+  std::printf("cloud image: SSH login %.1f s after berth started\n", seconds_since(start));
+
+  // cloud-init found berth's drive as a ConfigDrive and finished without errors.
+  CHECK_THAT(cluster.ssh("cloud-init status --wait", 180), Catch::Contains("status: done"));
+  std::printf("cloud image: cloud-init done %.1f s after berth started\n", seconds_since(start));
+  CHECK_THAT(cluster.ssh("cat /run/cloud-init/result.json"),
+             Catch::Contains("DataSourceConfigDrive") && Catch::Contains("/dev/sr0"));
+  CHECK(cluster.ssh("hostname") == kPodHostname);
+  CHECK(cluster.ssh("cat /var/tmp/berth-marker") == "marker-one");
+  CHECK(cluster.ssh("cat /var/tmp/berth-runcmd") == "runcmd-ran");
+  CHECK(cluster.ssh("sudo -n id -un") == "root");
+  // The lease's address, and the pod's MTU (DHCP option 26) on the guest's interface.
+  CHECK_THAT(cluster.ssh("ip -4 -o addr show scope global"), Catch::Contains("192.168.254.2/"));
+  CHECK_THAT(cluster.ssh("ip -o link show"), Catch::Contains("mtu 1450"));
+  // systemd-resolved asks berth's DNS forwarder, which asks the pod's (the node's) server.
+  CHECK_THAT(cluster.ssh(std::string("getent hosts ") + PodCluster::kNodeOnlyName),
+             Catch::Contains(PodCluster::kNodeIp));
+  CHECK(cluster.ssh("systemctl is-system-running --wait", 120) == "running");
+
+  power_off(cluster, *berth);
+}
+
+TEST_CASE("cloud image: a ConfigMap edit reaches the running guest's config drive",
+          "[cloudimage]") {
+  CloudCluster cluster;
+  auto berth = cluster.start_pod();
+  REQUIRE(cluster.wait_ssh(*berth, kBootLimit));
+  CHECK_THAT(cluster.ssh("cloud-init status --wait", 180), Catch::Contains("status: done"));
+  CHECK_THAT(cluster.drive_userdata(), Catch::Contains("marker-one"));
+  const std::string instance_id = cluster.ssh("cloud-init query instance_id");
+  CHECK_FALSE(instance_id.empty());
+
+  // The kubelet swaps the ConfigMap; berth builds a new drive and changes the medium while the
+  // stock kernel has the tray locked.
+  cluster.write_userdata(cloud_config(cluster.public_key(), "marker-two"));
+  const auto swapped =
+      berth->wait_log("(the VM has the new config drive|the VM did not take the new config drive.*)",
+                      60s);
+  REQUIRE(swapped);
+  CHECK(*swapped == "the VM has the new config drive");
+  std::string seen;
+  for (int i = 0; i < 20 && seen.find("marker-two") == std::string::npos; ++i) {
+    seen = cluster.drive_userdata();
+    std::this_thread::sleep_for(1s);
+  }
+  CHECK_THAT(seen, Catch::Contains("marker-two"));
+
+  // What a user should expect: the instance id is derived from the pod's hostname, so it stays
+  // the same, and a stock cloud-init does not run its per-instance modules again on an edit.
+  CHECK(cluster.ssh("sudo mount -o ro /dev/disk/by-label/config-2 /mnt && "
+                    "grep -c " + instance_id + " /mnt/openstack/latest/meta_data.json; "
+                    "sudo umount /mnt")
+        == "1");
+  CHECK(cluster.ssh("cat /var/tmp/berth-marker") == "marker-one");
+
+  power_off(cluster, *berth);
+}
