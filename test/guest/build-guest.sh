@@ -22,6 +22,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$here/../lib/disk-image.sh"
 out=${1:-${BERTH_CACHE:-/var/cache/berth}/guest/berth-guest.qcow2}
 kernel_meta=linux-image-cloud-amd64
 packages=(busybox-static syslinux syslinux-common inetutils-inetd libc6)
@@ -36,23 +37,16 @@ die() { log "error: $*"; exit 1; }
 inputs_hash() {
 	(
 		cd "$here"
-		find build-guest.sh modules syslinux.cfg rootfs -printf '%p %m\n' | LC_ALL=C sort
-		find build-guest.sh modules syslinux.cfg rootfs -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+		find build-guest.sh modules syslinux.cfg rootfs ../lib/disk-image.sh -printf '%p %m\n' | LC_ALL=C sort
+		find build-guest.sh modules syslinux.cfg rootfs ../lib/disk-image.sh -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
 		apt-cache policy "$kernel_meta" "${packages[@]}" | grep -E '^[^ ]|Candidate:'
 	) | sha256sum | cut -d' ' -f1
 }
 
 mkdir -p "$(dirname "$out")"
 out=$(cd "$(dirname "$out")" && pwd)/$(basename "$out")
-exec 9> "$out.lock"
-flock 9 # one build at a time per output
-
 hash=$(inputs_hash)
-if [ -z "${BERTH_GUEST_FORCE:-}" ] && [ -f "$out" ] && [ "$(cat "$out.stamp" 2>/dev/null)" = "$hash" ]; then
-	log "up to date: $out"
-	echo "$out"
-	exit 0
-fi
+FORCE=${BERTH_GUEST_FORCE:-} image_cache_check "$out" "$hash" build-guest
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/berth-guest.XXXXXX")
 trap 'rm -rf "$work" "$out.tmp"' EXIT
@@ -62,12 +56,7 @@ cd "$work"
 kernel_pkg=$(apt-cache depends "$kernel_meta" | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -n 1)
 [ -n "$kernel_pkg" ] || die "cannot resolve $kernel_meta to a kernel package (apt-get update?)"
 log "downloading $kernel_pkg ${packages[*]}"
-mkdir debs pkg
-(cd debs && apt-get download -q -o APT::Sandbox::User="$(id -un)" "$kernel_pkg" "${packages[@]}" >&2)
-for deb in debs/*.deb; do
-	name=$(dpkg-deb -f "$deb" Package)
-	dpkg -x "$deb" "pkg/$name"
-done
+download_debs "$work" "$kernel_pkg" "${packages[@]}"
 kdir=pkg/$kernel_pkg
 kver=$(basename "$(ls -d "$kdir"/lib/modules/*)")
 busybox=pkg/busybox-static/bin/busybox
@@ -121,32 +110,10 @@ log "$(echo "$needed" | wc -w) kernel modules"
 
 # --- disk --------------------------------------------------------------------------------
 log "making the disk"
-boot_start=2048
-boot_sectors=$((boot_mib * 2048))
-data_start=$((boot_start + boot_sectors))
-data_sectors=$((disk_mib * 2048 - data_start))
-
-mkfs.vfat -F 16 -n BERTHBOOT -h "$boot_start" -C boot.img $((boot_mib * 1024)) > /dev/null
-mcopy -i boot.img "$kdir/boot/vmlinuz-$kver" ::vmlinuz
-mcopy -i boot.img initrd.img ::initrd.img
-mcopy -i boot.img "$here/syslinux.cfg" ::syslinux.cfg
-pkg/syslinux/usr/bin/syslinux --install boot.img
-
 mkfs.ext4 -q -F -b 4096 -L berth-data -E lazy_itable_init=0,lazy_journal_init=0,root_owner=0:0 \
-	data.img $((data_sectors / 2))k > /dev/null
-
-truncate -s "${disk_mib}M" disk.raw
-sfdisk -q disk.raw <<-EOF
-	label: dos
-	start=$boot_start, size=$boot_sectors, type=6, bootable
-	start=$data_start, size=$data_sectors, type=83
-EOF
-dd if=pkg/syslinux-common/usr/lib/syslinux/mbr/mbr.bin of=disk.raw conv=notrunc status=none
-dd if=boot.img of=disk.raw bs=512 seek=$boot_start conv=notrunc,sparse status=none
-dd if=data.img of=disk.raw bs=512 seek=$data_start conv=notrunc,sparse status=none
-
-qemu-img convert -f raw -O qcow2 disk.raw "$out.tmp"
-mv -f "$out.tmp" "$out"
-echo "$hash" > "$out.stamp"
+	data.img "$(second_partition_kib "$disk_mib" "$boot_mib")k" > /dev/null
+syslinux_disk disk.raw "$disk_mib" "$boot_mib" BERTHBOOT "$work/pkg" data.img \
+	"$kdir/boot/vmlinuz-$kver=vmlinuz" initrd.img=initrd.img "$here/syslinux.cfg=syslinux.cfg"
+image_cache_store disk.raw "$out" "$hash"
 log "built $out ($(du -h "$out" | cut -f1), kernel $kver)"
 echo "$out"
