@@ -111,8 +111,9 @@ struct CloudCluster : PodCluster {
 
   // The config drive's user_data as the guest reads it now: the CD mounted, read, unmounted.
   std::string drive_userdata() const {
-    return ssh("sudo mount -o ro /dev/disk/by-label/config-2 /mnt && "
-               "cat /mnt/openstack/latest/user_data; sudo umount /mnt");
+    return ssh(
+        "sudo mount -o ro /dev/disk/by-label/config-2 /mnt && "
+        "cat /mnt/openstack/latest/user_data; sudo umount /mnt");
   }
 };
 
@@ -128,9 +129,10 @@ void power_off(CloudCluster& cluster, BerthProcess& berth) {
 
 }  // namespace
 
-TEST_CASE("cloud image: Debian 12 takes berth's DHCP lease, runs cloud-init from the config"
-          " drive, logs in over SSH on the pod IP and powers off on SIGTERM",
-          "[cloudimage]") {
+TEST_CASE(
+    "cloud image: Debian 12 takes berth's DHCP lease, runs cloud-init from the config"
+    " drive, logs in over SSH on the pod IP and powers off on SIGTERM",
+    "[cloudimage]") {
   CloudCluster cluster;
   const auto start = std::chrono::steady_clock::now();
   auto berth = cluster.start_pod();
@@ -173,9 +175,8 @@ TEST_CASE("cloud image: a ConfigMap edit reaches the running guest's config driv
   // The kubelet swaps the ConfigMap; berth builds a new drive and changes the medium while the
   // stock kernel has the tray locked.
   cluster.write_userdata(cloud_config(cluster.public_key(), "marker-two"));
-  const auto swapped =
-      berth->wait_log("(the VM has the new config drive|the VM did not take the new config drive.*)",
-                      60s);
+  const auto swapped = berth->wait_log(
+      "(the VM has the new config drive|the VM did not take the new config drive.*)", 60s);
   REQUIRE(swapped);
   CHECK(*swapped == "the VM has the new config drive");
   std::string seen;
@@ -188,8 +189,10 @@ TEST_CASE("cloud image: a ConfigMap edit reaches the running guest's config driv
   // What a user should expect: the instance id is derived from the pod's hostname, so it stays
   // the same, and a stock cloud-init does not run its per-instance modules again on an edit.
   CHECK(cluster.ssh("sudo mount -o ro /dev/disk/by-label/config-2 /mnt && "
-                    "grep -c " + instance_id + " /mnt/openstack/latest/meta_data.json; "
-                    "sudo umount /mnt")
+                    "grep -c "
+                    + instance_id
+                    + " /mnt/openstack/latest/meta_data.json; "
+                      "sudo umount /mnt")
         == "1");
   CHECK(cluster.ssh("cat /var/tmp/berth-marker") == "marker-one");
 

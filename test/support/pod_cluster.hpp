@@ -103,11 +103,11 @@ struct PodCluster {
         std::vector<std::string>{"busybox", "httpd", "-f", "-p", std::string(kNodeIp) + ":8080",
                                  "-h", (dir.path / "www").string()});
     dns = std::make_unique<Background>(
-        net.node(), std::vector<std::string>{
-                        "dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts",
-                        "--bind-interfaces", std::string("--listen-address=") + kNodeIp,
-                        std::string("--address=/") + kNodeOnlyName + "/" + kNodeIp,
-                        "--pid-file=" + (dir.path / "dnsmasq.pid").string()});
+        net.node(),
+        std::vector<std::string>{"dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts",
+                                 "--bind-interfaces", std::string("--listen-address=") + kNodeIp,
+                                 std::string("--address=/") + kNodeOnlyName + "/" + kNodeIp,
+                                 "--pid-file=" + (dir.path / "dnsmasq.pid").string()});
     write_userdata(options.userdata);
     if (options.metadata) {
       write_text(dir.path / "meta.json", *options.metadata);
