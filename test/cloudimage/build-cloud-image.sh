@@ -31,7 +31,7 @@ security=http://deb.debian.org/debian-security
 # What is installed on top of minbase (README.md says why each is there).
 packages=(
 	systemd-sysv udev dbus
-	linux-image-cloud-amd64 initramfs-tools
+	linux-image-cloud-amd64 initramfs-tools zstd
 	cloud-init cloud-guest-utils
 	netplan.io systemd-resolved
 	openssh-server sudo
@@ -79,7 +79,8 @@ printf '# <file system> <mount point> <type> <options> <dump> <pass>\nUUID=%s / 
 	"$uuid" > "$work/fstab"
 log "mmdebstrap $suite: minbase + ${packages[*]}"
 # Documentation, manual pages and translations are left out (dpkg path-exclude, as in Debian's
-# docker images); copyright files stay.
+# docker images); copyright files stay. en_US.UTF-8 is generated: cloud-init's locale module sets
+# it on Debian, and update-locale refuses a locale that does not exist.
 mmdebstrap --variant=minbase --mode=root --format=directory \
 	--include="$(IFS=,; echo "${packages[*]}")" \
 	--dpkgopt='path-exclude=/usr/share/man/*' \
@@ -88,7 +89,8 @@ mmdebstrap --variant=minbase --mode=root --format=directory \
 	--dpkgopt='path-exclude=/usr/share/doc/*' \
 	--dpkgopt='path-include=/usr/share/doc/*/copyright' \
 	--dpkgopt='path-exclude=/usr/share/info/*' \
-	--customize-hook="cp $work/fstab \"\$1/etc/fstab\"" \
+	--essential-hook="echo 'locales locales/locales_to_be_generated multiselect en_US.UTF-8 UTF-8' | chroot \"\$1\" debconf-set-selections" \
+	--customize-hook="cp -a $here/rootfs/. \"\$1/\" && cp $work/fstab \"\$1/etc/fstab\"" \
 	--customize-hook='chroot "$1" update-initramfs -u -k all' \
 	--customize-hook='chroot "$1" apt-get clean' \
 	"$suite" "$root" \
@@ -96,10 +98,11 @@ mmdebstrap --variant=minbase --mode=root --format=directory \
 	>&2
 
 log "configuring"
-cp -a "$here/rootfs/." "$root/"
-chown -R 0:0 "$root/etc/netplan" "$root/etc/hostname" "$root/etc/hosts"
-chmod 600 "$root"/etc/netplan/*.yaml
-chmod 644 "$root/etc/hostname" "$root/etc/hosts"
+(cd "$here/rootfs" && find . -type f) | while read -r file; do
+	chown 0:0 "$root/$file"
+	chmod 644 "$root/$file"
+done
+chmod 600 "$root"/etc/netplan/*.yaml # netplan's files hold secrets (Wi-Fi keys) and say so
 # What every instance must make for itself (as Debian's image build cleans up): the machine id
 # (systemd, first boot), the SSH host keys (cloud-init), the resolver (systemd-resolved's stub).
 : > "$root/etc/machine-id"
