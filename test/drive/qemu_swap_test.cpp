@@ -28,6 +28,7 @@ namespace {
 
 namespace json = boost::json;
 using berth::test::tray_holding_userdata;
+using berth::test::TrayHolder;
 
 void write_configmap(const fs::path& dir, const std::string& generation, const std::string& data) {
   fs::create_directories(dir / generation);
@@ -191,9 +192,10 @@ TEST_CASE("drive watch: a ConfigMap edit reaches a guest that holds its CD tray 
   CapturedLog log;
   boost::asio::io_context io;
 
+  // The guest holds the tray with a mount of /dev/sr0 (the e2e test holds it with an open file).
   ConfigDriveParams params{DriveLayout::kNoCloud, dir / "userdata", dir / "metadata",
                            dir / "networkdata",   "vm-0",           dir / "config-drive.iso"};
-  write_configmap(params.userdata, "..1", tray_holding_userdata("one"));
+  write_configmap(params.userdata, "..1", tray_holding_userdata("one", 0, TrayHolder::kMount));
   REQUIRE(build_config_drive(params, *log.logger));
   const std::string guest =
       std::getenv("BERTH_TEST_GUEST") ? std::getenv("BERTH_TEST_GUEST") : BERTH_TEST_GUEST_PATH;
@@ -231,7 +233,7 @@ TEST_CASE("drive watch: a ConfigMap edit reaches a guest that holds its CD tray 
     INFO("edit " << edits[i].first);
     REQUIRE(vm.run_until([&] { return tray_locked(vm.query_block()); }, 30s));
     write_configmap(params.userdata, "..edit" + std::to_string(i),
-                    tray_holding_userdata(edits[i].first, edits[i].second));
+                    tray_holding_userdata(edits[i].first, edits[i].second, TrayHolder::kMount));
     const std::string marker = "tray-test content: " + edits[i].first;
     const bool seen =
         vm.run_until([&] { return vm.console().find(marker) != std::string::npos; }, 60s);
