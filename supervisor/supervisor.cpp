@@ -20,6 +20,7 @@
 #include "drive/files.hpp"
 #include "drive/image/image_cache.hpp"
 #include "net/network.hpp"
+#include "qemu/config_drive_medium.hpp"
 #include "qemu/kvm.hpp"
 #include "supervisor/accel_policy.hpp"
 #include "supervisor/logging.hpp"
@@ -461,15 +462,7 @@ void Supervisor::start_drive_watch() {
     auto qmp = state_.qmp();
     if (!qmp || !qmp->connected())
       co_return Error{ErrorKind::kUnsupported, "the VM is not running"};
-    boost::json::object arguments;
-    arguments["id"] = std::string(qemu::kConfigDriveDevice);
-    arguments["filename"] = iso.string();
-    arguments["format"] = "raw";
-    arguments["read-only-mode"] = "read-only";
-    auto result = co_await qmp->execute("blockdev-change-medium", std::move(arguments), 10s);
-    if (!result.ok())
-      co_return Error{ErrorKind::kSystem, "QMP blockdev-change-medium: " + result.describe()};
-    co_return Result<void>{};
+    co_return co_await qemu::change_config_drive_medium(qmp, std::move(iso));
   };
   watcher_ = drive::ConfigDriveWatcher::create(io_.get_executor(), drive_params_, std::move(swap),
                                                log_->clone("drive"));

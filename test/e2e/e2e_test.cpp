@@ -4,9 +4,12 @@
 
 #include <signal.h>
 
+#include <boost/json.hpp>
 #include <catch2/catch.hpp>
 
+#include "test/support/locked_tray.hpp"
 #include "test/support/pod_cluster.hpp"
+#include "test/support/qmp_probe.hpp"
 
 using namespace berth::test;
 
@@ -103,6 +106,54 @@ TEST_CASE("e2e: a ConfigMap edit reaches the running guest without a restart", "
   }
   CHECK(value == "value-two");
   CHECK_FALSE(berth->poll_exit());
+  berth->signal(SIGTERM);
+  CHECK(berth->wait_exit(30s) == 0);
+}
+
+// The config drive's entry in a query-block reply line (empty when absent).
+boost::json::object config_drive_block(const std::string& reply) {
+  const auto parsed = boost::json::parse(reply);
+  for (const auto& block : parsed.at("return").as_array())
+    if (block.as_object().contains("qdev") && block.at("qdev").as_string() == "configdrive")
+      return block.as_object();
+  return {};
+}
+
+std::size_t block_nodes(QmpProbe& probe) {
+  return boost::json::parse(probe.execute("query-named-block-nodes"))
+      .at("return")
+      .as_array()
+      .size();
+}
+
+TEST_CASE("e2e: a ConfigMap edit reaches a guest that holds its CD tray locked", "[e2e]") {
+  Cluster cluster;
+  cluster.write_userdata(tray_holding_userdata("one"));
+  // A second QMP monitor for the test: it looks at the drive as QEMU sees it.
+  const std::string probe_socket = (cluster.dir.path / "probe.qmp").string();
+  auto berth = cluster.start(
+      {"NO_VNC=1", "BERTH_QEMU_ARGS=-qmp unix:" + probe_socket + ",server=on,wait=off"});
+  REQUIRE(berth->wait_console("berth-guest: ready", 180s));
+  REQUIRE(berth->wait_console("tray-test content: one", 0ms));
+  QmpProbe probe;
+  REQUIRE(probe.connect(probe_socket));
+  // The guest holds the tray locked, and QEMU refuses a media change without force (what berth
+  // sent before: "Device 'configdrive' is locked and force was not specified").
+  const auto block = config_drive_block(probe.execute("query-block"));
+  REQUIRE(block.contains("locked"));
+  REQUIRE(block.at("locked").as_bool());
+  const std::string iso = boost::json::serialize(block.at("inserted").at("file"));
+  CHECK_THAT(probe.execute("blockdev-change-medium",
+                           "{\"id\":\"configdrive\",\"filename\":" + iso + ",\"format\":\"raw\"}"),
+             Catch::Contains("is locked"));
+  const std::size_t nodes = block_nodes(probe);
+
+  cluster.write_userdata(tray_holding_userdata("two"));
+  CHECK(berth->wait_log("the VM has the new config drive", 60s));
+  CHECK(
+      berth->wait_console("berth-guest: config-drive changed[\\s\\S]*tray-test content: two", 60s));
+  CHECK_FALSE(berth->wait_log("did not take the new config drive", 0ms));
+  CHECK(block_nodes(probe) == nodes);  // the old medium went with the swap
   berth->signal(SIGTERM);
   CHECK(berth->wait_exit(30s) == 0);
 }

@@ -33,9 +33,11 @@ class QmpProbe {
     return false;
   }
 
-  // Sends a command and returns the reply line (events before it are skipped).
-  std::string execute(const std::string& command) {
-    const std::string line = "{\"execute\":\"" + command + "\"}\r\n";
+  // Sends a command, with `arguments` (a JSON object's text) when given, and returns the reply
+  // line (events before it are skipped).
+  std::string execute(const std::string& command, const std::string& arguments = "") {
+    const std::string line = "{\"execute\":\"" + command + "\""
+                             + (arguments.empty() ? "" : ",\"arguments\":" + arguments) + "}\r\n";
     if (::write(fd_, line.data(), line.size()) != static_cast<ssize_t>(line.size()))
       return {};
     for (;;) {
