@@ -87,6 +87,7 @@ struct Cluster {
                                  "--bind-interfaces", std::string("--listen-address=") + kNodeIp,
                                  std::string("--address=/e2e.berth.test/") + kNodeIp,
                                  "--pid-file=" + (dir.path / "dnsmasq.pid").string()});
+    write_file(dir.path / "vnc-password", "e2e-vnc\n");
     write_userdata(kUserdata);
     write_file(dir.path / "meta.json", R"({"uuid": "e2e-uuid-1", "hostname": "e2e-guest"})");
     configmap(dir.path / "metadata", "metadata", dir.path / "meta.json");
@@ -115,6 +116,7 @@ struct Cluster {
         "BERTH_USERDATA=" + (dir.path / "userdata").string(),
         "BERTH_METADATA=" + (dir.path / "metadata").string(),
         "BERTH_NETWORKDATA=" + (dir.path / "networkdata").string(),
+        "BERTH_VNC_PASSWORD_FILE=" + (dir.path / "vnc-password").string(),
         "VM_ACCEL=tcg",
         "VM_MEMORY=256M",
         "BERTH_SHUTDOWN_TIMEOUT=20"};
