@@ -188,7 +188,8 @@ asio::awaitable<Result<void>> Vm::set_vnc_password(std::string password) {
   boost::json::object arguments;
   arguments["password"] = std::move(password);
   auto client = qmp_;
-  auto result = co_await client->execute("change-vnc-password", std::move(arguments), 5s);
+  std::string command = "change-vnc-password";  // named: no temporary inside co_await (GCC 12)
+  auto result = co_await client->execute(std::move(command), std::move(arguments), 5s);
   if (!result.ok())
     co_return Error{ErrorKind::kProgram,
                     "QMP change-vnc-password (BERTH_VNC_PASSWORD_FILE): " + result.describe()};
