@@ -367,7 +367,9 @@ asio::awaitable<Result<void>> Supervisor::start_vm(qemu::Accelerator accel) {
   state_.vm_gone();
   vm_ = std::make_unique<Vm>(io_, children_, console_out_, log_);
   state_.qemu_starting();
-  auto started = co_await vm_->start(machine_spec(accel), vnc_password_);
+  auto spec = machine_spec(accel);
+  auto vnc_password = vnc_password_;  // named, not a temporary inside co_await (GCC 12)
+  auto started = co_await vm_->start(std::move(spec), std::move(vnc_password));
   if (started) {
     state_.vm_started(accel, vm_->qmp());
     vm_->qmp()->subscribe([this](const qmp::Event& event) { state_.events().publish(event); });
