@@ -88,7 +88,11 @@ class Vm:
         self.dir = os.path.join(work, self.name)
         os.makedirs(self.dir)
         subprocess.run([f"{ROOT}/test/e2e/podnet.sh", "up", self.name], check=True)
+        password = os.path.join(self.dir, "vnc-password")
+        with open(password, "w") as f:  # VNC is on, as in a pod, so it needs a password
+            f.write("bench-vnc\n")
         env = dict(os.environ, IMG_SOURCE=guest, BERTH_IMAGE_DIR=os.path.join(work, "images"),
+                   BERTH_VNC_PASSWORD_FILE=password,
                    BERTH_DISK_DIR=os.path.join(self.dir, "disks"),
                    BERTH_RUNTIME_DIR=os.path.join(self.dir, "run"),
                    BERTH_USERDATA=os.path.join(self.dir, "none"),

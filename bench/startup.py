@@ -256,11 +256,14 @@ def main():
             "baseline": [os.path.join(ROOT, "bench/baseline/startvm.sh")],
         }
         envs = {}
+        with open(f"{work}/vnc-password", "w") as f:  # VNC is on, as in a pod: it needs a password
+            f.write("bench-vnc\n")
         for tool in tools:
             envs[tool] = dict(os.environ, _WWW=www, IMG_SOURCE=f"http://{NODE_IP}:8080/guest.qcow2",
                               IMG_CHECKSUM=f"sha256:{sha}", BERTH_IMAGE_DIR=f"{work}/{tool}-images",
                               BERTH_USERDATA=f"{work}/userdata", BERTH_METADATA=f"{work}/metadata",
-                              BERTH_NETWORKDATA=f"{work}/none", VM_ACCEL="tcg", VM_MEMORY="256M")
+                              BERTH_NETWORKDATA=f"{work}/none", VM_ACCEL="tcg", VM_MEMORY="256M",
+                              BERTH_VNC_PASSWORD_FILE=f"{work}/vnc-password")
         runs = {tool: [] for tool in tools}
         for i in range(args.runs + 1):
             for tool, cmd in tools.items():

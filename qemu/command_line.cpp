@@ -55,7 +55,11 @@ std::vector<std::string> build_command_line(const MachineSpec& spec) {
   };
   if (spec.vnc == Vnc::kOn) {
     add("-vga", "std");
-    add("-display", "vnc=:0");
+    std::string listen = fmt::format("vnc={}:0", spec.vnc_address.to_string());
+    if (!spec.vnc_address.is_loopback())
+      listen += ",vnc=127.0.0.1:0";
+    add("-display",
+        fmt::format("{},password={}", listen, spec.vnc_auth == VncAuth::kPassword ? "on" : "off"));
   } else {
     add("-display", "none");
   }

@@ -2,6 +2,7 @@
 // The QEMU command line, built as an argv from a machine description (never a shell string).
 
 #include <array>
+#include <boost/asio/ip/address_v4.hpp>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -15,6 +16,9 @@ namespace berth::qemu {
 enum class Accelerator { kKvm, kTcg };
 enum class DiskFormat { kQcow2, kRaw };
 enum class Vnc { kOff, kOn };
+// kPassword: QEMU offers only VNC authentication and lets nobody in until a password is set over
+// QMP (change-vnc-password); kNone offers no authentication at all (unsafe, an explicit opt-out).
+enum class VncAuth { kPassword, kNone };
 
 // The config drive's fixed ids: the device id is what QMP media change (blockdev-change-medium)
 // names; the drive id is what the -drive option defines.
@@ -32,7 +36,11 @@ struct MachineSpec {
   std::optional<std::string> tap;                     // tap interface for virtio-net; none: no NIC
   MacAddress mac{};
   unsigned mtu = 1500;  // virtio-net host_mtu: the guest learns the pod MTU without DHCP too
-  Vnc vnc = Vnc::kOn;   // VNC on :0 (TCP 5900) of every address
+  Vnc vnc = Vnc::kOn;   // VNC display 0 (TCP 5900) on vnc_address and on 127.0.0.1
+  VncAuth vnc_auth = VncAuth::kPassword;
+  // The pod IP: never 0.0.0.0, so VNC is not on VM_GW (br0), where the guest is. Loopback is added
+  // for `kubectl port-forward`, which connects to 127.0.0.1 inside the pod.
+  boost::asio::ip::address_v4 vnc_address = boost::asio::ip::address_v4::loopback();
   std::filesystem::path qmp_socket;
   std::vector<std::string> extra_args;  // BERTH_QEMU_ARGS, appended last
 };
@@ -42,7 +50,8 @@ struct MachineSpec {
 std::string cpu_model(Accelerator accel);
 
 // Builds the argv (argv[0] = spec.binary). The serial console is QEMU's stdout; QMP listens on
-// spec.qmp_socket; QEMU runs sandboxed (-sandbox on), without defaults or user config.
+// spec.qmp_socket; QEMU runs sandboxed (-sandbox on), without defaults or user config. No secret
+// is ever part of it: VNC's password goes over QMP.
 std::vector<std::string> build_command_line(const MachineSpec& spec);
 
 }  // namespace berth::qemu

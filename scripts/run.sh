@@ -48,12 +48,14 @@ USERDATA
 echo '{"uuid": "berth-demo-0", "hostname": "demo-vm"}' >"$dir/meta.json"
 test/e2e/configmap.sh "$dir/userdata" userdata="$dir/user.sh"
 test/e2e/configmap.sh "$dir/metadata" metadata="$dir/meta.json"
+# VNC asks for a password (what a chart's Secret holds): 8 random characters, readable only by root.
+(umask 077 && head -c 6 /dev/urandom | base64 >"$dir/vnc-password")
 say "pod namespace $pod (pod IP $pod_ip, MTU 1450), node namespace $node serving the image and DNS"
 
 IMG_SOURCE=http://$node_ip:8080/guest.qcow2 IMG_CHECKSUM=sha256:$sum \
 BERTH_IMAGE_DIR=$dir/images BERTH_DISK_DIR=$dir/disks BERTH_RUNTIME_DIR=$dir/run \
 BERTH_USERDATA=$dir/userdata BERTH_METADATA=$dir/metadata BERTH_NETWORKDATA=$dir/networkdata \
-VM_MEMORY=${VM_MEMORY:-256M} \
+BERTH_VNC_PASSWORD_FILE=$dir/vnc-password VM_MEMORY=${VM_MEMORY:-256M} \
   ip netns exec "$pod" build/supervisor/berth >"$dir/logs/console.log" 2>"$dir/logs/berth.log" &
 berth_pid=$!
 say "berth started; log: $dir/logs/berth.log, guest console: $dir/logs/console.log"
@@ -84,7 +86,7 @@ while kill -0 "$berth_pid" 2>/dev/null; do
     say "the guest answers at http://$pod_ip/ from the node: hostname \"$page\""
     say "user-data ran: $(ip netns exec "$node" curl -s -m 2 "http://$pod_ip/value")"
     rfb=$(ip netns exec "$node" timeout 2 busybox nc "$pod_ip" 5900 2>/dev/null | head -c 12 || true)
-    say "VNC at $pod_ip:5900 answers: ${rfb:-nothing}"
+    say "VNC at $pod_ip:5900 answers: ${rfb:-nothing} (password: cat $dir/vnc-password)"
     for probe in healthz readyz; do
       say "probe /$probe: HTTP $(ip netns exec "$node" curl -s -o /dev/null -w '%{http_code}' "http://$pod_ip:9250/$probe")"
     done

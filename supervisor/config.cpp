@@ -34,6 +34,11 @@ const std::vector<VariableDoc> kDocs = {
      "The gateway (bridge) address on the same /30."},
     {"NO_VNC", "", "yes/no (1/true/yes/on, 0/false/no/off)",
      "Set: no VNC; TCP 5900 is forwarded to the VM like every other port."},
+    {"BERTH_VNC_PASSWORD_FILE", "", "absolute path",
+     "File holding the VNC password (only its first 8 characters count); required while VNC is "
+     "on."},
+    {"BERTH_VNC_INSECURE_NO_AUTH", "", "yes/no (1/true/yes/on, 0/false/no/off)",
+     "UNSAFE: VNC without a password; whoever reaches the pod IP gets the screen and keyboard."},
     {"VM_CPUS", "1", "integer 1-255", "Number of vCPUs."},
     {"VM_MEMORY", "1Gi", "size, e.g. 1024M or 2Gi (binary units)", "Guest memory, at least 64Mi."},
     {"VM_DISK_SIZE", "", "size, e.g. 20Gi", "Grow the pet disk to this size (never shrinks)."},
@@ -203,6 +208,46 @@ void parse_image(Reader& r, Config& c) {
   }
 }
 
+// NO_VNC, and VNC's credential: a password file unless the unsafe opt-out is set.
+void parse_vnc(Reader& r, Config& c) {
+  if (auto no_vnc = r.given("NO_VNC")) {
+    auto value = parse_bool(*no_vnc);
+    if (!value)
+      r.fail("NO_VNC", *no_vnc, "is not a yes/no value");
+    else
+      c.vnc = !*value;
+  }
+  bool insecure = false;
+  const auto no_auth = r.given("BERTH_VNC_INSECURE_NO_AUTH");
+  if (no_auth) {
+    auto value = parse_bool(*no_auth);
+    if (!value)
+      r.fail("BERTH_VNC_INSECURE_NO_AUTH", *no_auth, "is not a yes/no value");
+    else
+      insecure = *value;
+  }
+  if (auto file = r.given("BERTH_VNC_PASSWORD_FILE")) {
+    if (file->front() != '/')
+      r.fail("BERTH_VNC_PASSWORD_FILE", *file, "is not an absolute path");
+    else
+      c.vnc_password_file = std::filesystem::path(*file).lexically_normal();
+  }
+  if (!c.vnc)
+    return;  // neither the file nor the opt-out matters without VNC
+  if (insecure && c.vnc_password_file)
+    r.fail_message("BERTH_VNC_INSECURE_NO_AUTH", *no_auth,
+                   "BERTH_VNC_INSECURE_NO_AUTH: set together with BERTH_VNC_PASSWORD_FILE; "
+                   "expected one of them: the password file (safe), or no authentication");
+  else if (insecure)
+    c.vnc_auth = VncAuth::kNone;
+  else if (!c.vnc_password_file && !r.given("BERTH_VNC_PASSWORD_FILE"))
+    r.fail_message("BERTH_VNC_PASSWORD_FILE", "",
+                   "BERTH_VNC_PASSWORD_FILE: not set, but VNC (TCP 5900 on the pod IP) needs a "
+                   "password; expected the path of a file holding it (e.g. a mounted Secret), "
+                   "or NO_VNC=1 for no VNC at all (BERTH_VNC_INSECURE_NO_AUTH=1 lets anyone who "
+                   "reaches the pod IP in without one: unsafe)");
+}
+
 void parse_network(Reader& r, Config& c) {
   c.vm_ip = r.parse<ip::address_v4>("VM_IP", parse_ipv4, "is not an IPv4 address");
   c.vm_gw = r.parse<ip::address_v4>("VM_GW", parse_ipv4, "is not an IPv4 address");
@@ -217,13 +262,6 @@ void parse_network(Reader& r, Config& c) {
                       "expected e.g. VM_IP=192.168.254.2 VM_GW=192.168.254.1",
                       c.vm_ip.to_string(), c.vm_gw.to_string()));
     }
-  }
-  if (auto no_vnc = r.given("NO_VNC")) {
-    auto value = parse_bool(*no_vnc);
-    if (!value)
-      r.fail("NO_VNC", *no_vnc, "is not a yes/no value");
-    else
-      c.vnc = !*value;
   }
   if (auto mac_text = r.given("VM_MAC")) {
     auto mac = parse_mac(*mac_text);
@@ -402,6 +440,7 @@ ConfigResult parse_config(const EnvLookup& env) {
   Reader reader(env);
   Config config;
   parse_image(reader, config);
+  parse_vnc(reader, config);
   parse_network(reader, config);
   parse_machine(reader, config);
   parse_files(reader, config);
@@ -422,6 +461,8 @@ std::string describe_config(const Config& c, const EnvLookup& env) {
       {"VM_IP", c.vm_ip.to_string()},
       {"VM_GW", c.vm_gw.to_string()},
       {"NO_VNC", c.vnc ? "no" : "yes"},
+      {"BERTH_VNC_PASSWORD_FILE", c.vnc_password_file ? c.vnc_password_file->string() : ""},
+      {"BERTH_VNC_INSECURE_NO_AUTH", c.vnc_auth == VncAuth::kNone ? "yes" : "no"},
       {"VM_CPUS", std::to_string(c.vm_cpus)},
       {"VM_MEMORY", format_size(c.vm_memory)},
       {"VM_DISK_SIZE", c.vm_disk_size ? format_size(*c.vm_disk_size) : ""},

@@ -23,6 +23,7 @@ enum class DriveFormat { kConfigDrive, kNoCloud };
 enum class LogFormat { kText, kJson };
 enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError };
 enum class SourceKind { kUrl, kPath };
+enum class VncAuth { kPassword, kNone };  // kNone only with BERTH_VNC_INSECURE_NO_AUTH
 
 struct Endpoint {
   boost::asio::ip::address address;
@@ -39,6 +40,8 @@ struct Config {
   boost::asio::ip::address_v4 vm_ip;
   boost::asio::ip::address_v4 vm_gw;
   bool vnc = true;  // false when NO_VNC is set
+  VncAuth vnc_auth = VncAuth::kPassword;
+  std::optional<std::filesystem::path> vnc_password_file;  // read at start, never logged
   unsigned vm_cpus = 1;
   std::uint64_t vm_memory = 0;                // bytes, a multiple of 1 MiB
   std::optional<std::uint64_t> vm_disk_size;  // bytes

@@ -116,6 +116,9 @@ qemu::MachineSpec machine_spec(const Config& config, const MachineInputs& inputs
   spec.mac = inputs.mac;
   spec.mtu = inputs.mtu;
   spec.vnc = config.vnc ? qemu::Vnc::kOn : qemu::Vnc::kOff;
+  spec.vnc_auth =
+      config.vnc_auth == VncAuth::kNone ? qemu::VncAuth::kNone : qemu::VncAuth::kPassword;
+  spec.vnc_address = inputs.pod_address;
   spec.qmp_socket = qmp_socket_path(config);
   spec.config_drive = inputs.config_drive;
   spec.tap = inputs.tap;

@@ -58,9 +58,11 @@ struct MachineInputs {
   MacAddress mac{};
   unsigned mtu = 1500;             // the pod interface's
   std::optional<std::string> tap;  // none: no NIC
+  boost::asio::ip::address_v4 pod_address = boost::asio::ip::address_v4::loopback();  // VNC's
 };
 
-// QEMU's machine: VM_CPUS, VM_MEMORY, VNC, the QMP socket in BERTH_RUNTIME_DIR, BERTH_QEMU_ARGS.
+// QEMU's machine: VM_CPUS, VM_MEMORY, VNC (on the pod address, with its auth), the QMP socket in
+// BERTH_RUNTIME_DIR, BERTH_QEMU_ARGS.
 qemu::MachineSpec machine_spec(const Config& config, const MachineInputs& inputs);
 
 }  // namespace berth

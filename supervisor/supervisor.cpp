@@ -13,8 +13,6 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "drive/disk/pet_disk.hpp"
 #include "drive/files.hpp"
@@ -25,6 +23,7 @@
 #include "supervisor/accel_policy.hpp"
 #include "supervisor/logging.hpp"
 #include "supervisor/module_params.hpp"
+#include "supervisor/secret_file.hpp"
 
 namespace berth {
 namespace {
@@ -155,6 +154,7 @@ asio::awaitable<StepResult> Supervisor::start_up() {
   static const Step kSteps[] = {
       {Phase::kDiscovering, &Supervisor::discover_pod},
       {std::nullopt, &Supervisor::open_listeners},
+      {std::nullopt, &Supervisor::read_vnc_password},
       {std::nullopt, &Supervisor::make_runtime_dir},
       {Phase::kImage, &Supervisor::fetch_base_image},
       {Phase::kDisk, &Supervisor::prepare_disk},
@@ -195,6 +195,33 @@ asio::awaitable<StepResult> Supervisor::discover_pod() {
 
 asio::awaitable<StepResult> Supervisor::open_listeners() {
   co_return start_listeners();
+}
+
+asio::awaitable<StepResult> Supervisor::read_vnc_password() {
+  if (!config_.vnc)
+    co_return StepResult{};
+  if (config_.vnc_auth == VncAuth::kNone) {
+    log_->warn(
+        "VNC: NO AUTHENTICATION (BERTH_VNC_INSECURE_NO_AUTH): whoever reaches {}:5900 gets the "
+        "VM's screen and keyboard; set BERTH_VNC_PASSWORD_FILE instead",
+        pod_.address.address().to_string());
+    co_return StepResult{};
+  }
+  auto text = read_secret_file("BERTH_VNC_PASSWORD_FILE", *config_.vnc_password_file);
+  if (!text)
+    co_return Failure{ExitCode::kConfig, text.error().message};
+  auto password = check_vnc_password(std::move(*text), *config_.vnc_password_file);
+  if (!password)
+    co_return Failure{ExitCode::kConfig, password.error().message};
+  if (password->size() > kVncPasswordLength)
+    log_->warn(
+        "VNC: the password in {} has {} characters; VNC authentication uses only the first "
+        "{}",
+        config_.vnc_password_file->string(), password->size(), kVncPasswordLength);
+  log_->info("VNC: on {}:5900 and 127.0.0.1:5900, password from {}",
+             pod_.address.address().to_string(), config_.vnc_password_file->string());
+  vnc_password_ = std::move(*password);
+  co_return StepResult{};
 }
 
 asio::awaitable<StepResult> Supervisor::make_runtime_dir() {
@@ -278,6 +305,7 @@ qemu::MachineSpec Supervisor::machine_spec(qemu::Accelerator accel) const {
   inputs.config_drive = drive_params_.iso;
   inputs.mac = mac_;
   inputs.mtu = pod_.mtu;
+  inputs.pod_address = pod_.address.address();
   if (network_)
     inputs.tap = network_->spec().tap;
   return berth::machine_spec(config_, inputs);
@@ -340,7 +368,9 @@ asio::awaitable<Result<void>> Supervisor::start_vm(qemu::Accelerator accel) {
   state_.vm_gone();
   vm_ = std::make_unique<Vm>(io_, children_, console_out_, log_);
   state_.qemu_starting();
-  auto started = co_await vm_->start(machine_spec(accel));
+  auto spec = machine_spec(accel);
+  auto vnc_password = vnc_password_;  // named, not a temporary inside co_await (GCC 12)
+  auto started = co_await vm_->start(std::move(spec), std::move(vnc_password));
   if (started) {
     state_.vm_started(accel, vm_->qmp());
     vm_->qmp()->subscribe([this](const qmp::Event& event) { state_.events().publish(event); });
@@ -479,19 +509,15 @@ void Supervisor::enter(Phase phase) {
 StepResult Supervisor::start_listeners() {
   std::optional<std::string> token;
   if (config_.control_token_file) {
-    std::ifstream in(*config_.control_token_file);
-    std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' '))
-      text.pop_back();
-    if (!in.good() && !in.eof())
-      return Failure{ExitCode::kConfig, fmt::format("BERTH_CONTROL_TOKEN_FILE {}: cannot read it",
-                                                    config_.control_token_file->string())};
-    if (text.size() < 16)
+    auto text = read_secret_file("BERTH_CONTROL_TOKEN_FILE", *config_.control_token_file);
+    if (!text)
+      return Failure{ExitCode::kConfig, text.error().message};
+    if (text->size() < 16)
       return Failure{ExitCode::kConfig,
                      fmt::format("BERTH_CONTROL_TOKEN_FILE {}: the token must be at least 16 "
                                  "characters (it has {}); e.g. `openssl rand -hex 32`",
-                                 config_.control_token_file->string(), text.size())};
-    token = std::move(text);
+                                 config_.control_token_file->string(), text->size())};
+    token = std::move(*text);
   } else {
     // Even on loopback: `kubectl port-forward` makes this port every local page's neighbour.
     std::array<unsigned char, 16> bytes{};

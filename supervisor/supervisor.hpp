@@ -61,6 +61,8 @@ class Supervisor {
   boost::asio::awaitable<StepResult> start_up();
   boost::asio::awaitable<StepResult> discover_pod();
   boost::asio::awaitable<StepResult> open_listeners();
+  // VNC's password from BERTH_VNC_PASSWORD_FILE (or the warning that VNC has none).
+  boost::asio::awaitable<StepResult> read_vnc_password();
   boost::asio::awaitable<StepResult> make_runtime_dir();
   boost::asio::awaitable<StepResult> fetch_base_image();
   boost::asio::awaitable<StepResult> prepare_disk();
@@ -127,6 +129,8 @@ class Supervisor {
   // The control token berth made up at start (no BERTH_CONTROL_TOKEN_FILE); make_runtime_dir
   // writes it to <BERTH_RUNTIME_DIR>/control-token.
   std::optional<std::string> generated_token_;
+  // VNC's password, set over QMP whenever QEMU starts; never logged, never on QEMU's argv.
+  std::optional<std::string> vnc_password_;
   std::unique_ptr<HttpServer> health_server_;
   std::unique_ptr<HttpServer> control_server_;
   qemu::Accelerator accel_ = qemu::Accelerator::kTcg;

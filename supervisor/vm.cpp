@@ -83,6 +83,7 @@ Vm::~Vm() {
 }
 
 asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec,
+                                        std::optional<std::string> vnc_password,
                                         std::chrono::seconds connect_within) {
   std::error_code fs_ec;
   std::filesystem::remove(spec.qmp_socket, fs_ec);  // a stale socket from a crashed run
@@ -139,6 +140,13 @@ asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec,
         connected};
   }
   log_->info("QMP connected (QEMU {})", qmp_->qemu_version());
+  if (vnc_password) {
+    if (auto set = co_await set_vnc_password(std::move(*vnc_password)); !set) {
+      kill();
+      co_await wait_exit(5s);
+      co_return set;
+    }
+  }
   qmp_->subscribe([this](const qmp::Event& event) { on_event(event); });
   qmp_->on_close([this, alive](error_code closed_ec) {
     if (!alive.expired())
@@ -174,6 +182,19 @@ asio::awaitable<error_code> Vm::connect_qmp(std::filesystem::path socket,
     co_await exited_.async_wait(asio::redirect_error(asio::use_awaitable, wait_ec));
   }
   co_return connecting->ec;
+}
+
+asio::awaitable<Result<void>> Vm::set_vnc_password(std::string password) {
+  boost::json::object arguments;
+  arguments["password"] = std::move(password);
+  auto client = qmp_;
+  std::string command = "change-vnc-password";  // named: no temporary inside co_await (GCC 12)
+  auto result = co_await client->execute(std::move(command), std::move(arguments), 5s);
+  if (!result.ok())
+    co_return Error{ErrorKind::kProgram,
+                    "QMP change-vnc-password (BERTH_VNC_PASSWORD_FILE): " + result.describe()};
+  log_->info("VNC: password set over QMP");
+  co_return Result<void>{};
 }
 
 void Vm::on_event(const qmp::Event& event) {

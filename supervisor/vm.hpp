@@ -43,10 +43,12 @@ class Vm {
   Vm(const Vm&) = delete;
   Vm& operator=(const Vm&) = delete;
 
-  // Spawns QEMU with `spec` and connects QMP within `connect_within`. On failure the Error's
+  // Spawns QEMU with `spec`, connects QMP within `connect_within` and, with `vnc_password`, sets
+  // VNC's password over QMP (until then QEMU lets no VNC client in). On failure the Error's
   // message includes what QEMU wrote to stderr, and QEMU is gone.
   boost::asio::awaitable<Result<void>> start(
-      qemu::MachineSpec spec, std::chrono::seconds connect_within = std::chrono::seconds(30));
+      qemu::MachineSpec spec, std::optional<std::string> vnc_password = std::nullopt,
+      std::chrono::seconds connect_within = std::chrono::seconds(30));
 
   // Waits until QEMU has exited (or `limit` passed); returns true when it has exited.
   boost::asio::awaitable<bool> wait_exit(
@@ -75,6 +77,8 @@ class Vm {
   boost::asio::awaitable<void> pump_stderr(
       std::shared_ptr<boost::asio::posix::stream_descriptor> in);
   boost::asio::awaitable<void> check_status_after_stop();
+  // change-vnc-password; the password is in no message.
+  boost::asio::awaitable<Result<void>> set_vnc_password(std::string password);
   // Connects qmp_ within `within`, or gives up when QEMU exits first; the connect error, if any.
   boost::asio::awaitable<boost::system::error_code> connect_qmp(std::filesystem::path socket,
                                                                 std::chrono::seconds within);

@@ -13,6 +13,7 @@ security mode, the image cache, the Services and the helm test pod; with --notes
 rendered NOTES.txt gives each VM's commands (logs, port-forward, ssh, VNC, console). Prints one line per failed
 check and exits 1 if there was any.
 """
+import base64
 import sys
 
 import yaml
@@ -208,6 +209,7 @@ def check_vm(name, vm, docs, values, where):
 
     # VNC is a container port exactly when it is on.
     check(("vnc" in ports) == bool(vmc["vnc"]), f"{where}: VNC port {'missing' if vmc['vnc'] else 'present'}")
+    check_vnc_auth(vmc, resource, env, mounts, volumes, by_kind, where)
 
     # The Service: the user's ports, selecting the pod.
     wanted = []
@@ -239,6 +241,39 @@ def check_vm(name, vm, docs, values, where):
                 check(target in args, f"{where}: helm test does not check {target}")
 
 
+def check_vnc_auth(vmc, resource, env, mounts, volumes, by_kind, where):
+    """VNC has a password from a Secret mounted as a file, unless it is off or explicitly unsafe."""
+    auth = vmc["vncAuth"]
+    insecure = vmc["vnc"] and auth["insecureNoAuth"]
+    check((env.get("BERTH_VNC_INSECURE_NO_AUTH") == "1") == bool(insecure),
+          f"{where}: BERTH_VNC_INSECURE_NO_AUTH={env.get('BERTH_VNC_INSECURE_NO_AUTH')!r}")
+    path = env.get("BERTH_VNC_PASSWORD_FILE")
+    secret_name = auth["existingSecret"] or f"{resource}-vnc"
+    own = by_kind("Secret", f"{resource}-vnc")
+    if not vmc["vnc"] or insecure:
+        check(path is None, f"{where}: BERTH_VNC_PASSWORD_FILE set without VNC or with insecureNoAuth")
+        check(own is None, f"{where}: a VNC Secret although VNC {'is off' if not vmc['vnc'] else 'has no auth'}")
+        return
+    if not check(path is not None, f"{where}: VNC is on without BERTH_VNC_PASSWORD_FILE"):
+        return
+    directory, file = path.rsplit("/", 1)
+    mount = mounts.get(directory)
+    if check(mount is not None and mount.get("readOnly"), f"{where}: {directory} is not a read-only mount"):
+        secret = volumes[mount["name"]].get("secret", {})
+        key = auth["existingSecretKey"] if auth["existingSecret"] else "password"
+        check(secret.get("secretName") == secret_name, f"{where}: the password mount is not Secret {secret_name}")
+        check(secret.get("items") == [{"key": key, "path": file}], f"{where}: the mount does not hold key {key}")
+    if auth["existingSecret"]:
+        check(own is None, f"{where}: a VNC Secret made although existingSecret is set")
+        return
+    if check(own is not None, f"{where}: no Secret {resource}-vnc"):
+        value = own.get("data", {}).get("password", "")
+        if auth["password"]:
+            check(base64.b64decode(value).decode() == auth["password"], f"{where}: the Secret is not vncAuth.password")
+        else:
+            check(value == "<random>", f"{where}: the made-up password is not marked random: {value!r}")
+
+
 def check_notes(notes, name, vm, values):
     """NOTES.txt tells the user exactly how to reach the VM."""
     resource = values.get("vmNamePrefix", "") + name
@@ -248,8 +283,15 @@ def check_notes(notes, name, vm, values):
                 f"kubectl -n {NAMESPACE} port-forward pod/{host} 9251",
                 f"kubectl -n {NAMESPACE} edit configmap {resource}-cloudconfig",
                 f"http://$POD_IP:{vm['netconfig']['healthPort']}/healthz"]
+    auth = vm["vmconfig"]["vncAuth"]
     if vm["vmconfig"]["vnc"]:
         expected.append(f"kubectl -n {NAMESPACE} port-forward pod/{host} 5900:5900")
+        if auth["insecureNoAuth"]:
+            expected.append("WARNING: VNC has NO PASSWORD")
+        else:
+            secret = auth["existingSecret"] or f"{resource}-vnc"
+            key = auth["existingSecretKey"] if auth["existingSecret"] else "password"
+            expected.append(f"kubectl -n {NAMESPACE} get secret {secret} -o jsonpath='{{.data.{key}}}' | base64 -d")
     else:
         expected.append("VNC is off")
     ports = vm["netconfig"].get("ports") or {}

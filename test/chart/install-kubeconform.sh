@@ -16,7 +16,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 version=${BERTH_KUBECONFORM_VERSION:-v0.8.0}
 k8s=${BERTH_K8S_SCHEMA_VERSION:-v1.37.2}
 tools=${BERTH_TOOLS_DIR:-/var/cache/berth/tools}
-kinds=${BERTH_K8S_SCHEMA_KINDS:-apps/v1/StatefulSet v1/Service v1/ConfigMap v1/PersistentVolumeClaim v1/Pod}
+kinds=${BERTH_K8S_SCHEMA_KINDS:-apps/v1/StatefulSet v1/Service v1/ConfigMap v1/Secret v1/PersistentVolumeClaim v1/Pod}
 
 mkdir -p "$tools"
 exec 9>"$tools/.kubeconform.lock"

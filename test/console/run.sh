@@ -17,7 +17,10 @@ cleanup() {
 }
 trap cleanup EXIT
 "$root/test/e2e/podnet.sh" up "$name"
+# VNC is on (the console's screenshot needs a display), so it needs a password.
+(umask 077 && head -c 6 /dev/urandom | base64 >"$work/vnc-password")
 IMG_SOURCE=$guest BERTH_DISK_DIR=$work/disks BERTH_RUNTIME_DIR=$work/run VM_ACCEL=tcg VM_MEMORY=256M \
+BERTH_VNC_PASSWORD_FILE=$work/vnc-password \
   ip netns exec "$name-pod" "$berth" >"$work/console.log" 2>"$work/berth.log" &
 pid=$!
 for _ in $(seq 1 600); do

@@ -19,6 +19,7 @@ MachineSpec sample() {
   spec.mac = {0x52, 0x54, 0x00, 0xab, 0xcd, 0xef};
   spec.mtu = 1450;
   spec.qmp_socket = "/run/berth/qmp.sock";
+  spec.vnc_address = boost::asio::ip::make_address_v4("10.77.0.5");
   return spec;
 }
 
@@ -63,8 +64,24 @@ TEST_CASE("the command line for TCG with every device", "[qemu]") {
   CHECK(value_of(argv, "-netdev") == "tap,id=net0,ifname=tap0,script=no,downscript=no");
   CHECK(
       has_pair(argv, "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:ab:cd:ef,host_mtu=1450"));
-  CHECK(value_of(argv, "-display") == "vnc=:0");
+  CHECK(value_of(argv, "-display") == "vnc=10.77.0.5:0,vnc=127.0.0.1:0,password=on");
   CHECK(value_of(argv, "-serial") == "chardev:console");
+}
+
+TEST_CASE("VNC listens on the pod IP and loopback only and asks for a password unless opted out",
+          "[qemu]") {
+  auto spec = sample();
+  // Password auth: the password itself goes over QMP, so nothing on argv can carry it.
+  for (const auto& word : build_command_line(spec)) {
+    CHECK_THAT(word, !Catch::Contains("password=off") && !Catch::Contains("0.0.0.0")
+                         && !Catch::Contains("vnc=:"));
+    CHECK_THAT(word, !Catch::Contains("password-secret") && !Catch::Contains("secret,"));
+  }
+  spec.vnc_auth = VncAuth::kNone;
+  CHECK(value_of(build_command_line(spec), "-display")
+        == "vnc=10.77.0.5:0,vnc=127.0.0.1:0,password=off");
+  spec.vnc_address = boost::asio::ip::address_v4::loopback();
+  CHECK(value_of(build_command_line(spec), "-display") == "vnc=127.0.0.1:0,password=off");
 }
 
 TEST_CASE("KVM gets a CPU model that nested KVM accepts", "[qemu]") {

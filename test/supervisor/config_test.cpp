@@ -21,7 +21,8 @@ EnvLookup lookup(const Env& env) {
 }
 
 Env minimal() {
-  return {{"IMG_SOURCE", "https://images.example.org/debian-12.qcow2"}};
+  return {{"IMG_SOURCE", "https://images.example.org/debian-12.qcow2"},
+          {"BERTH_VNC_PASSWORD_FILE", "/secrets/vnc/password"}};
 }
 
 Config parse_ok(const Env& env) {
@@ -54,6 +55,8 @@ TEST_CASE("every default of the runtime contract", "[config]") {
   CHECK(c.vm_ip.to_string() == "192.168.254.2");
   CHECK(c.vm_gw.to_string() == "192.168.254.1");
   CHECK(c.vnc);
+  CHECK(c.vnc_auth == VncAuth::kPassword);
+  CHECK(c.vnc_password_file == "/secrets/vnc/password");
   CHECK(c.vm_cpus == 1);
   CHECK(c.vm_memory == 1024ull * 1024 * 1024);
   CHECK_FALSE(c.vm_disk_size);
@@ -139,6 +142,8 @@ TEST_CASE("each invalid value is named with its value and the accepted form", "[
       {"IMG_CHECKSUM", "sha256:" + std::string(63, 'a'), "is not a SHA-256 checksum"},
       {"IMG_CHECKSUM", "sha256:" + std::string(64, 'g'), "is not a SHA-256 checksum"},
       {"NO_VNC", "maybe", "is not a yes/no value"},
+      {"BERTH_VNC_INSECURE_NO_AUTH", "maybe", "is not a yes/no value"},
+      {"BERTH_VNC_PASSWORD_FILE", "secrets/vnc", "is not an absolute path"},
       {"VM_CPUS", "0", "is not a vCPU count; expected integer 1-255"},
       {"VM_CPUS", "four", "is not a vCPU count"},
       {"VM_MEMORY", "lots", "is not a size; expected size"},
@@ -187,15 +192,18 @@ TEST_CASE("each invalid value is named with its value and the accepted form", "[
 }
 
 TEST_CASE("IMG_SOURCE is required and must name a file", "[config]") {
-  auto error = parse_one_error({});
+  Env env = minimal();
+  env.erase("IMG_SOURCE");
+  auto error = parse_one_error(env);
   CHECK(error.variable == "IMG_SOURCE");
   CHECK_THAT(error.message, Catch::Contains("not set"));
 
-  error = parse_one_error({{"IMG_SOURCE", "https://example.org/"}});
+  error = parse_one_error(with(env, "IMG_SOURCE", "https://example.org/"));
   CHECK_THAT(error.message, Catch::Contains("set IMG_TARGET"));
-  CHECK(parse_ok({{"IMG_SOURCE", "https://example.org/"}, {"IMG_TARGET", "base.qcow2"}}).img_target
+  CHECK(parse_ok(with(with(env, "IMG_SOURCE", "https://example.org/"), "IMG_TARGET", "base.qcow2"))
+            .img_target
         == "base.qcow2");
-  CHECK(parse_ok({{"IMG_SOURCE", "http://h:8080/a/b/img.qcow2?token=x"}}).img_target
+  CHECK(parse_ok(with(env, "IMG_SOURCE", "http://h:8080/a/b/img.qcow2?token=x")).img_target
         == "img.qcow2");
 }
 
@@ -224,7 +232,8 @@ TEST_CASE("every invalid variable is reported, not only the first", "[config]") 
   std::vector<std::string> names;
   for (const auto& e : result.errors)
     names.push_back(e.variable);
-  CHECK(names == std::vector<std::string>{"IMG_SOURCE", "VM_IP", "VM_CPUS"});
+  CHECK(names
+        == std::vector<std::string>{"IMG_SOURCE", "BERTH_VNC_PASSWORD_FILE", "VM_IP", "VM_CPUS"});
 }
 
 TEST_CASE("empty values count as unset (Helm renders left-out values as \"\")", "[config]") {
@@ -240,6 +249,35 @@ TEST_CASE("NO_VNC accepts yes/no words", "[config]") {
     CHECK_FALSE(parse_ok(with(minimal(), "NO_VNC", word)).vnc);
   for (auto word : {"0", "false", "No", "off", "n"})
     CHECK(parse_ok(with(minimal(), "NO_VNC", word)).vnc);
+}
+
+TEST_CASE("VNC needs a password file unless NO_VNC or the unsafe opt-out is set", "[config]") {
+  Env env = minimal();
+  env.erase("BERTH_VNC_PASSWORD_FILE");
+  const auto missing = parse_one_error(env);
+  CHECK(missing.variable == "BERTH_VNC_PASSWORD_FILE");
+  CHECK_THAT(missing.message, Catch::Contains("not set") && Catch::Contains("NO_VNC=1")
+                                  && Catch::Contains("BERTH_VNC_INSECURE_NO_AUTH=1")
+                                  && Catch::Contains("unsafe"));
+  // Empty is unset, as Helm renders a left-out value.
+  CHECK(parse_one_error(with(env, "BERTH_VNC_PASSWORD_FILE", "")).variable
+        == "BERTH_VNC_PASSWORD_FILE");
+  CHECK(parse_one_error(with(env, "BERTH_VNC_INSECURE_NO_AUTH", "no")).variable
+        == "BERTH_VNC_PASSWORD_FILE");
+
+  const Config off = parse_ok(with(env, "NO_VNC", "1"));
+  CHECK_FALSE(off.vnc);
+  const Config open = parse_ok(with(env, "BERTH_VNC_INSECURE_NO_AUTH", "yes"));
+  CHECK(open.vnc);
+  CHECK(open.vnc_auth == VncAuth::kNone);
+  CHECK_FALSE(open.vnc_password_file);
+
+  const auto both = parse_one_error(with(minimal(), "BERTH_VNC_INSECURE_NO_AUTH", "1"));
+  CHECK(both.variable == "BERTH_VNC_INSECURE_NO_AUTH");
+  CHECK_THAT(both.message, Catch::Contains("BERTH_VNC_PASSWORD_FILE"));
+  // Without VNC, neither matters (a chart may mount the Secret regardless).
+  CHECK_FALSE(
+      parse_ok(with(with(minimal(), "BERTH_VNC_INSECURE_NO_AUTH", "1"), "NO_VNC", "1")).vnc);
 }
 
 TEST_CASE("sizes use binary units", "[config]") {

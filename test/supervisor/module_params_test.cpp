@@ -126,6 +126,19 @@ TEST_CASE("image, disk and drive parameters come from the configuration", "[modu
   CHECK(drive.iso == std::filesystem::path("/run/berth/config-drive.iso"));
 }
 
+TEST_CASE("VNC listens on the pod address, with a password unless the unsafe opt-out is set",
+          "[module_params]") {
+  auto c = config();
+  MachineInputs inputs;
+  inputs.pod_address = boost::asio::ip::make_address_v4("10.77.0.5");
+  auto spec = machine_spec(c, inputs);
+  CHECK(spec.vnc == qemu::Vnc::kOn);
+  CHECK(spec.vnc_address == inputs.pod_address);
+  CHECK(spec.vnc_auth == qemu::VncAuth::kPassword);
+  c.vnc_auth = VncAuth::kNone;
+  CHECK(machine_spec(c, inputs).vnc_auth == qemu::VncAuth::kNone);
+}
+
 TEST_CASE("the machine spec combines the configuration with what start-up made",
           "[module_params]") {
   auto c = config();
@@ -143,6 +156,7 @@ TEST_CASE("the machine spec combines the configuration with what start-up made",
   CHECK(spec.cpus == 2);
   CHECK(spec.memory_mib == 512);
   CHECK(spec.vnc == qemu::Vnc::kOff);
+  CHECK(spec.vnc_auth == qemu::VncAuth::kPassword);
   CHECK(spec.qmp_socket == std::filesystem::path("/run/berth/qmp.sock"));
   CHECK(spec.tap == std::optional<std::string>("tap0"));
   CHECK(spec.mtu == 1450);

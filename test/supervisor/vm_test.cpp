@@ -5,10 +5,12 @@
 
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <fstream>
 #include <regex>
 
 #include "test/support/berth_process.hpp"
 #include "test/support/qmp_probe.hpp"
+#include "test/support/rfb_client.hpp"
 
 using namespace berth::test;
 
@@ -41,9 +43,14 @@ struct GuestBerth {
                         token.empty() ? "" : "Authorization: Bearer " + token);
   }
 
+  static constexpr const char* kVncPassword = "vm-test-vnc-secret";
+
+  // Every run has a VNC password file (VNC itself is off unless a test sets NO_VNC=0).
   static std::vector<std::string> defaults(const fs::path& dir, std::vector<std::string> env,
                                            Probe probe) {
-    std::vector<std::string> all = {"IMG_SOURCE=" + test_guest(),
+    std::ofstream(dir / "vnc-password") << kVncPassword << "\n";
+    std::vector<std::string> all = {"BERTH_VNC_PASSWORD_FILE=" + (dir / "vnc-password").string(),
+                                    "IMG_SOURCE=" + test_guest(),
                                     "BERTH_DISK_DIR=" + (dir / "disks").string(),
                                     "BERTH_RUNTIME_DIR=" + (dir / "run").string(),
                                     "BERTH_IMAGE_DIR=" + (dir / "images").string(),
@@ -209,4 +216,104 @@ TEST_CASE(
   // Power down from the control API: the guest powers off and berth exits 0.
   CHECK(berth.control("/api/v1/powerdown", "POST").status == 200);
   CHECK(berth.process.wait_exit(30s) == 0);
+}
+
+namespace {
+
+// The RFB security types QEMU offers at `ip`:5900, seen from network namespace `netns`.
+std::vector<std::uint8_t> vnc_security_types(const std::string& netns, const std::string& ip) {
+  RfbClient client(netns, ip, 5900);
+  std::string version;
+  auto types = client.connected() ? client.security_types(&version) : std::vector<std::uint8_t>{};
+  if (!types.empty())
+    CHECK(version == "RFB 003.008\n");
+  return types;
+}
+
+// VNC authentication with `password` from the node: 0 accepted, 1 refused.
+std::optional<std::uint32_t> vnc_login(const GuestBerth& berth, const std::string& password) {
+  RfbClient client(berth.net.node(), PodNet::kPodIp, 5900);
+  if (!client.connected() || client.security_types().empty())
+    return std::nullopt;
+  return client.vnc_auth(password);
+}
+
+// User-data for the guest: can it open VNC through its gateway (br0) or the pod IP?
+constexpr const char* kGuestProbesVnc = R"(#!/bin/sh
+for target in 192.168.254.1 10.77.0.5; do
+  if echo | nc -w 3 $target 5900 | head -c 3 | grep -q RFB; then
+    echo "vnc-from-guest $target: open"
+  else
+    echo "vnc-from-guest $target: closed"
+  fi
+done
+)";
+
+}  // namespace
+
+TEST_CASE(
+    "vnc: only VNC authentication is offered (never None) on the pod IP and loopback, the password "
+    "file's password is accepted, a wrong one refused, and the guest cannot reach it",
+    "[vm][vnc]") {
+  TempDir userdata;
+  std::ofstream(userdata.path / "user.sh") << kGuestProbesVnc;
+  GuestBerth berth({"NO_VNC=0", "BERTH_USERDATA=" + (userdata.path / "user.sh").string()});
+  INFO(berth.process.log_text());
+  REQUIRE(berth.process.wait_log("VNC: password set over QMP"));
+
+  // From the node (the cluster) and from inside the pod (kubectl port-forward): type 2 only.
+  const std::vector<std::uint8_t> vnc_auth_only = {RfbClient::kVncAuth};
+  CHECK(vnc_security_types(berth.net.node(), PodNet::kPodIp) == vnc_auth_only);
+  CHECK(vnc_security_types(berth.net.pod(), "127.0.0.1") == vnc_auth_only);
+  CHECK(vnc_login(berth, GuestBerth::kVncPassword) == 0u);
+  CHECK(vnc_login(berth, "wrong-pw") == 1u);
+  // Honest about DES: only the first 8 characters count, and berth says so.
+  CHECK(vnc_login(berth, std::string(GuestBerth::kVncPassword).substr(0, 8)) == 0u);
+  CHECK(
+      berth.process.wait_log("VNC: the password in .* has 18 characters; VNC authentication "
+                             "uses only the first 8",
+                             0ms));
+
+  // QEMU listens on the pod IP and loopback, not on every address (so not on br0's VM_GW).
+  const std::string listening = capture("ip netns exec " + berth.net.pod()
+                                        + " ss -Hltn 'sport = :5900' | awk '{print $4}' | sort");
+  CHECK(listening == "10.77.0.5:5900\n127.0.0.1:5900\n");
+  // The password is on no command line and in no log line.
+  const auto qemu_pid = berth.process.wait_log("QEMU running as pid (\\d+)", 0ms);
+  REQUIRE(qemu_pid);
+  CHECK_THAT(slurp("/proc/" + *qemu_pid + "/cmdline"), !Catch::Contains("vnc-secret"));
+  CHECK_THAT(berth.process.log_text(), !Catch::Contains("vnc-secret"));
+
+  // From the guest: its gateway has no VNC, and the pod IP's 5900 is refused by the input chain.
+  REQUIRE(berth.process.wait_console("vnc-from-guest 10\\.77\\.0\\.5: \\w+"));
+  CHECK(berth.process.wait_console("vnc-from-guest 192\\.168\\.254\\.1: closed", 0ms));
+  CHECK(berth.process.wait_console("vnc-from-guest 10\\.77\\.0\\.5: closed", 0ms));
+  berth.process.signal(SIGTERM);
+  CHECK(berth.process.wait_exit(30s) == 0);
+}
+
+TEST_CASE("vnc: BERTH_VNC_INSECURE_NO_AUTH offers no authentication and warns at start",
+          "[vm][vnc]") {
+  GuestBerth berth({"NO_VNC=0", "BERTH_VNC_PASSWORD_FILE=", "BERTH_VNC_INSECURE_NO_AUTH=1"});
+  INFO(berth.process.log_text());
+  REQUIRE(berth.process.wait_log("QMP connected"));
+  CHECK(berth.process.wait_log("VNC: NO AUTHENTICATION \\(BERTH_VNC_INSECURE_NO_AUTH\\)", 0ms));
+  CHECK(vnc_security_types(berth.net.node(), PodNet::kPodIp)
+        == std::vector<std::uint8_t>{RfbClient::kNone});
+}
+
+TEST_CASE("vnc: an unreadable or empty password file stops berth before QEMU with exit 3",
+          "[vm][vnc]") {
+  GuestBerth missing({"NO_VNC=0", "BERTH_VNC_PASSWORD_FILE=/nonexistent/vnc-password"});
+  REQUIRE(missing.process.wait_exit(20s) == 3);
+  INFO(missing.process.log_text());
+  CHECK(missing.process.wait_log("BERTH_VNC_PASSWORD_FILE /nonexistent/vnc-password: cannot read",
+                                 0ms));
+  CHECK_FALSE(missing.process.wait_log("starting QEMU", 0ms));
+
+  TempDir dir;
+  std::ofstream(dir.path / "empty") << "\n";
+  GuestBerth empty({"NO_VNC=0", "BERTH_VNC_PASSWORD_FILE=" + (dir.path / "empty").string()});
+  REQUIRE(empty.process.wait_exit(20s) == 3);
+  CHECK(empty.process.wait_log("BERTH_VNC_PASSWORD_FILE .*: the file is empty", 0ms));
 }

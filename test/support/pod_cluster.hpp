@@ -108,6 +108,7 @@ struct PodCluster {
                                  "--bind-interfaces", std::string("--listen-address=") + kNodeIp,
                                  std::string("--address=/") + kNodeOnlyName + "/" + kNodeIp,
                                  "--pid-file=" + (dir.path / "dnsmasq.pid").string()});
+    write_text(dir.path / "vnc-password", "e2e-vnc\n");
     write_userdata(options.userdata);
     if (options.metadata) {
       write_text(dir.path / "meta.json", *options.metadata);
@@ -137,6 +138,7 @@ struct PodCluster {
         "BERTH_USERDATA=" + (dir.path / "userdata").string(),
         "BERTH_METADATA=" + (dir.path / "metadata").string(),
         "BERTH_NETWORKDATA=" + (dir.path / "networkdata").string(),
+        "BERTH_VNC_PASSWORD_FILE=" + (dir.path / "vnc-password").string(),
         "VM_ACCEL=tcg",
         "VM_MEMORY=" + options.memory,
         "BERTH_SHUTDOWN_TIMEOUT=" + std::to_string(options.shutdown_timeout_s)};

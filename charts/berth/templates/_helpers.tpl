@@ -98,7 +98,8 @@ used because older Helm releases let false and 0 lose against a default.
 
 {{/*
 berth.vms: the enabled VMs as JSON, {"<vm>": {<vmDefaults merged with the VM's settings>,
-"resourceName": "<prefix><vm>", "hostname": "<prefix><vm>-0", "unusedKeys": [...]}}.
+"resourceName": "<prefix><vm>", "hostname": "<prefix><vm>-0", "unusedKeys": [...],
+"vncSecret": {"name", "key", "create"} (only while VNC is on with a password)}}.
 Fails, naming the value, on anything the schema cannot express.
 */}}
 {{- define "berth.vms" -}}
@@ -160,6 +161,17 @@ Fails, naming the value, on anything the schema cannot express.
 {{- range $key, $_ := $vm.cloudconfig }}
 {{- if not (has $key (list "format" "userdata" "metadata" "networkdata")) }}
 {{- $unused = append $unused (printf "%s.cloudconfig.%s" $where $key) }}
+{{- end }}
+{{- end }}
+{{- $vncAuth := $vm.vmconfig.vncAuth }}
+{{- if and $vm.vmconfig.vnc $vncAuth.insecureNoAuth (or $vncAuth.password $vncAuth.existingSecret) }}
+{{- fail (printf "%s.vmconfig.vncAuth.insecureNoAuth is true, but a password is given too (password or existingSecret); choose one: the password (safe) or no authentication" $where) }}
+{{- end }}
+{{- if and $vm.vmconfig.vnc (not $vncAuth.insecureNoAuth) }}
+{{- if $vncAuth.existingSecret }}
+{{- $_ := set $vm "vncSecret" (dict "name" $vncAuth.existingSecret "key" $vncAuth.existingSecretKey "create" false) }}
+{{- else }}
+{{- $_ := set $vm "vncSecret" (dict "name" (printf "%s-vnc" $resource) "key" "password" "create" true) }}
 {{- end }}
 {{- end }}
 {{- $_ := set $vm "resourceName" $resource }}

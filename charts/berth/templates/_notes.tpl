@@ -52,9 +52,16 @@ Every VM in vmlist is disabled: nothing runs. Their pet-disk claims are kept.
     kubectl -n {{ $ns }} port-forward pod/{{ $pod }} 2222:22
     ssh -p 2222 <user>@127.0.0.1
 {{- end }}
-{{- if $vm.vmconfig.vnc }}
+{{- if $vm.vncSecret }}
 
-  VNC (the VM's screen):
+  VNC (the VM's screen; the password is in Secret {{ $vm.vncSecret.name }}, only 8 characters count):
+    kubectl -n {{ $ns }} get secret {{ $vm.vncSecret.name }} -o jsonpath='{.data.{{ $vm.vncSecret.key | replace "." "\\." }}}' | base64 -d; echo
+    kubectl -n {{ $ns }} port-forward pod/{{ $pod }} 5900:5900
+    vncviewer 127.0.0.1:5900
+{{- else if $vm.vmconfig.vnc }}
+
+  WARNING: VNC has NO PASSWORD (vmconfig.vncAuth.insecureNoAuth: true): whoever reaches the pod IP
+  gets the VM's screen and keyboard. Unsafe; remove insecureNoAuth to get a password.
     kubectl -n {{ $ns }} port-forward pod/{{ $pod }} 5900:5900
     vncviewer 127.0.0.1:5900
 {{- else }}
