@@ -16,4 +16,16 @@ if [[ $(id -u) -ne 0 ]]; then
        "need root)" >&2
   args+=(-L unit)
 fi
-ctest "${args[@]}" "$@"
+status=0
+ctest "${args[@]}" "$@" || status=$?
+# Without libFuzzer the fuzz tests only replayed their seeds (test/CMakeLists.txt, BERTH_FUZZ).
+if grep -q '^BERTH_LIBFUZZER:INTERNAL=OFF$' "$build/CMakeCache.txt"; then
+  cat >&2 <<'NOFUZZ'
+######################################################################################
+# FUZZING SKIPPED: the fuzz targets were built without libFuzzer, so their tests     #
+# only replayed the seed corpora. scripts/setup.sh installs clang-14 and             #
+# libclang-rt-14-dev; reconfigure with BERTH_FUZZ=auto (the default) to fuzz.        #
+######################################################################################
+NOFUZZ
+fi
+exit "$status"
