@@ -90,6 +90,22 @@ struct StopFixture {
     return fs::exists(images / kTarget) || fs::exists(images / (kTarget + ".berth.json"));
   }
   HttpResult healthz() const { return http_get("http://127.0.0.1:9250/healthz", 2, net.pod()); }
+  // /healthz once it fails (503), or its last answer after 10s.
+  HttpResult healthz_failing() const {
+    HttpResult health;
+    const auto deadline = Clock::now() + 10s;
+    while ((health = healthz()).status != 503 && Clock::now() < deadline)
+      std::this_thread::sleep_for(200ms);
+    return health;
+  }
+  // Another "berth" holding the entry's cache lock (flock -o: only flock itself holds it, not
+  // its child, so killing flock frees it).
+  drive::test::ChildProcess hold_lock() const {
+    fs::create_directories(images);
+    return drive::test::ChildProcess({"flock", "-o", (images / (kTarget + ".lock")).string(), "sh",
+                                      "-c", "exec sleep 60 >/dev/null 2>&1"},
+                                     false);
+  }
 
   // SIGTERM to `berth` now: its exit code and how long it took.
   // `pid`: berth's own, when it runs under unshare (which forwards no signal).
@@ -166,10 +182,7 @@ TEST_CASE_METHOD(StopFixture, "budget: a stalled download fails /healthz, naming
                      env(www.url("?stall=100000"), {"VM_ACCEL=tcg", "BERTH_PHASE_BUDGETS=image=2"}),
                      in_pod());
   REQUIRE(berth.wait_log("fetching http"));
-  HttpResult health;
-  const auto deadline = Clock::now() + 10s;
-  while ((health = healthz()).status != 503 && Clock::now() < deadline)
-    std::this_thread::sleep_for(200ms);
+  const HttpResult health = healthz_failing();
   INFO(berth.log_text());
   CHECK(health.status == 503);
   CHECK_THAT(health.body, Catch::Contains("\"phase\":\"image\"")
@@ -183,11 +196,7 @@ TEST_CASE_METHOD(StopFixture, "budget: a stalled download fails /healthz, naming
 
 TEST_CASE_METHOD(StopFixture, "stop: SIGTERM during the cache lock wait ends berth at once",
                  "[stop]") {
-  fs::create_directories(images);
-  // Another "berth" holds the entry's lock (flock -o: only flock itself holds it, not its child).
-  drive::test::ChildProcess holder({"flock", "-o", (images / (kTarget + ".lock")).string(), "sh",
-                                    "-c", "exec sleep 60 >/dev/null 2>&1"},
-                                   false);
+  auto holder = hold_lock();
   std::this_thread::sleep_for(200ms);
   BerthProcess berth(run_dir("run"), env(test_guest(), {"VM_ACCEL=tcg"}), in_pod());
   REQUIRE(berth.wait_log("waiting for another berth"));
@@ -204,18 +213,12 @@ TEST_CASE_METHOD(StopFixture,
                  "budget: a cache lock whose holder makes no progress fails /healthz, and its "
                  "holder's death frees it at once",
                  "[stop]") {
-  fs::create_directories(images);
-  drive::test::ChildProcess holder({"flock", "-o", (images / (kTarget + ".lock")).string(), "sh",
-                                    "-c", "exec sleep 60 >/dev/null 2>&1"},
-                                   false);
+  auto holder = hold_lock();
   std::this_thread::sleep_for(200ms);
   BerthProcess berth(run_dir("run"),
                      env(test_guest(), {"VM_ACCEL=tcg", "BERTH_PHASE_BUDGETS=image=2"}), in_pod());
   REQUIRE(berth.wait_log("waiting for another berth"));
-  HttpResult health;
-  const auto deadline = Clock::now() + 10s;
-  while ((health = healthz()).status != 503 && Clock::now() < deadline)
-    std::this_thread::sleep_for(200ms);
+  const HttpResult health = healthz_failing();
   INFO(berth.log_text());
   CHECK(health.status == 503);
   CHECK_THAT(health.body, Catch::Contains("phase image made no progress"));
