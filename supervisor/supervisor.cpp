@@ -382,7 +382,10 @@ asio::awaitable<StepResult> Supervisor::boot() {
         log_->info("acceleration: TCG, because {}", plan.reason);
       break;
     case AccelStart::kKvmOrFail: {
-      if (auto ran = co_await try_kvm(); !ran)
+      auto ran = co_await try_kvm();
+      if (stop_kind_)
+        co_return StepResult{};  // stopped during the probation: start_and_run powers it off
+      if (!ran)
         co_return Failure{ExitCode::kQemu,
                           fmt::format("VM_ACCEL=kvm, but the guest did not run under KVM: {}; set "
                                       "VM_ACCEL=auto or tcg",
@@ -392,6 +395,8 @@ asio::awaitable<StepResult> Supervisor::boot() {
     }
     case AccelStart::kKvmElseTcg: {
       auto ran = co_await try_kvm();
+      if (stop_kind_)
+        co_return StepResult{};
       if (ran) {
         log_->info("acceleration: KVM (the guest ran {}s under it)", kKvmProbation.count());
         co_return StepResult{};
