@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -209,9 +210,36 @@ Result<void> SparseFileWriter::finish() {
   return {};
 }
 
+namespace {
+
+// Who holds a lock, as its file says; "unknown" before the holder wrote it (or from an older
+// berth).
+std::string lock_holder(int fd) {
+  std::array<char, 256> buffer{};
+  const ssize_t n = ::pread(fd, buffer.data(), buffer.size() - 1, 0);
+  std::string text(buffer.data(), n > 0 ? static_cast<std::size_t>(n) : 0);
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\0'))
+    text.pop_back();
+  return text.empty() ? "unknown" : text;
+}
+
+// Writes "<hostname> pid <pid>" into a lock file we hold (best effort: only for the log).
+void record_holder(int fd) {
+  std::array<char, 256> host{};
+  if (::gethostname(host.data(), host.size() - 1) != 0)
+    host[0] = '\0';
+  const std::string text = fmt::format("{} pid {}\n", host.data(), ::getpid());
+  if (::ftruncate(fd, 0) == 0) {
+    [[maybe_unused]] auto written = ::pwrite(fd, text.data(), text.size(), 0);
+  }
+}
+
+}  // namespace
+
 boost::asio::awaitable<Result<FileLock>> FileLock::acquire(fs::path path, std::string what,
                                                            std::chrono::milliseconds poll,
-                                                           std::shared_ptr<spdlog::logger> log) {
+                                                           std::shared_ptr<spdlog::logger> log,
+                                                           std::function<void()> on_wait) {
   UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
   if (!fd)
     co_return system_error(fmt::format("cannot open lock file {}", path), errno);
@@ -225,14 +253,19 @@ boost::asio::awaitable<Result<FileLock>> FileLock::acquire(fs::path path, std::s
       co_return system_error(fmt::format("cannot lock {}", path), errno);
     const auto now = std::chrono::steady_clock::now();
     if (now >= next_report) {
-      log->info("waiting for another berth that is fetching {} (lock {} held for {}s so far)", what,
-                path.string(),
-                std::chrono::duration_cast<std::chrono::seconds>(now - started).count());
+      log->info(
+          "waiting for another berth ({}) that is fetching {} (lock {} held for {}s so far; "
+          "the kernel releases it if that berth dies)",
+          lock_holder(fd.get()), what, path.string(),
+          std::chrono::duration_cast<std::chrono::seconds>(now - started).count());
       next_report = now + std::chrono::seconds(30);
     }
+    if (on_wait)
+      on_wait();
     timer.expires_after(poll);
     co_await timer.async_wait(boost::asio::use_awaitable);
   }
+  record_holder(fd.get());
   co_return FileLock(std::move(fd));
 }
 

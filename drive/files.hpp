@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -104,11 +105,15 @@ bool all_zero(std::span<const char> data);
 class FileLock {
  public:
   // Creates `path` if needed and waits until the lock is ours, polling every `poll` (flock blocks,
-  // so it is never called without LOCK_NB). Logs once when it has to wait, naming `what`.
+  // so it is never called without LOCK_NB) and calling `on_wait` at each poll while it waits. Logs
+  // when it has to wait (every 30 s), naming `what` and the holder. Once held, the file says who
+  // holds it ("<hostname> pid <pid>"), for the log of those who wait. Cancellable: a cancelled
+  // wait throws operation_aborted and holds nothing.
   static boost::asio::awaitable<Result<FileLock>> acquire(std::filesystem::path path,
                                                           std::string what,
                                                           std::chrono::milliseconds poll,
-                                                          std::shared_ptr<spdlog::logger> log);
+                                                          std::shared_ptr<spdlog::logger> log,
+                                                          std::function<void()> on_wait = {});
   FileLock() = default;  // holds nothing
   FileLock(FileLock&&) noexcept = default;
   FileLock& operator=(FileLock&&) noexcept = default;

@@ -10,12 +10,15 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
+
+#include "common/async.hpp"
 
 namespace berth {
 
@@ -170,29 +173,27 @@ pid_t ChildReaper::spawn(const SpawnOptions& options, ExitHandler on_exit,
 
 namespace berth {
 
-boost::asio::awaitable<ProgramResult> run_program(boost::asio::io_context& io,
-                                                  ChildReaper& children,
-                                                  std::vector<std::string> argv) {
-  namespace asio = boost::asio;
-  ProgramResult result;
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) {
-    result.spawn_error.assign(errno, boost::system::system_category());
-    co_return result;
+namespace {
+
+namespace asio = boost::asio;
+
+// A program run_program started: its exit status once reaped, and the timer that wakes waiters.
+struct Running {
+  pid_t pid = -1;
+  std::shared_ptr<std::optional<ExitStatus>> status = std::make_shared<std::optional<ExitStatus>>();
+  std::shared_ptr<asio::steady_timer> reaped;
+};
+
+asio::awaitable<void> until_reaped(const Running& r) {
+  while (!*r.status) {
+    boost::system::error_code ec;
+    co_await r.reaped->async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
-  auto state = std::make_shared<std::optional<ExitStatus>>();
-  auto done = std::make_shared<asio::steady_timer>(io, asio::steady_timer::time_point::max());
-  children.spawn(
-      {.argv = std::move(argv), .stdout_fd = fds[1], .stderr_fd = fds[1]},
-      [state, done](ExitStatus status) {
-        *state = status;
-        done->cancel();
-      },
-      result.spawn_error);
-  ::close(fds[1]);
-  asio::posix::stream_descriptor out(io, fds[0]);
-  if (result.spawn_error)
-    co_return result;
+}
+
+// Reads the program's output (at most 64 KiB kept) until it closes, then waits for its exit.
+asio::awaitable<void> read_and_reap(asio::posix::stream_descriptor& out, std::string& output,
+                                    const Running& r) {
   std::array<char, 4096> chunk;
   for (;;) {
     boost::system::error_code ec;
@@ -200,14 +201,61 @@ boost::asio::awaitable<ProgramResult> run_program(boost::asio::io_context& io,
         asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, ec));
     if (ec)
       break;
-    if (result.output.size() < 64 * 1024)
-      result.output.append(chunk.data(), n);
+    if (output.size() < 64 * 1024)
+      output.append(chunk.data(), n);
   }
-  while (!*state) {
-    boost::system::error_code ec;
-    co_await done->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  co_await until_reaped(r);
+}
+
+// SIGTERM to the program's process group, SIGKILL after `grace`; returns once it is reaped.
+asio::awaitable<void> end_program(const Running& r, std::chrono::seconds grace) {
+  ::kill(-r.pid, SIGTERM);
+  auto reaped = until_reaped(r);  // named: see ARCHITECTURE.md, GCC 12 and coroutines
+  if (!co_await with_deadline(std::move(reaped), grace)) {
+    ::kill(-r.pid, SIGKILL);
+    co_await until_reaped(r);
   }
-  result.status = **state;
+}
+
+}  // namespace
+
+boost::asio::awaitable<ProgramResult> run_program(boost::asio::io_context& io,
+                                                  ChildReaper& children,
+                                                  std::vector<std::string> argv,
+                                                  std::chrono::steady_clock::duration deadline) {
+  ProgramResult result;
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    result.spawn_error.assign(errno, boost::system::system_category());
+    co_return result;
+  }
+  Running running;
+  running.reaped = std::make_shared<asio::steady_timer>(io, asio::steady_timer::time_point::max());
+  running.pid = children.spawn(
+      {.argv = std::move(argv), .stdout_fd = fds[1], .stderr_fd = fds[1]},
+      [status = running.status, reaped = running.reaped](ExitStatus s) {
+        *status = s;
+        reaped->cancel();
+      },
+      result.spawn_error);
+  ::close(fds[1]);
+  asio::posix::stream_descriptor out(io, fds[0]);
+  if (result.spawn_error)
+    co_return result;
+  std::exception_ptr cancelled;  // operation_aborted (or Asio's multiple_exceptions of `||`)
+  try {
+    auto work = read_and_reap(out, result.output, running);
+    result.timed_out = !co_await with_deadline(std::move(work), deadline);
+  } catch (...) {
+    cancelled = std::current_exception();  // a stop: the program must not outlive its step
+  }
+  if (cancelled || result.timed_out) {
+    co_await asio::this_coro::reset_cancellation_state();
+    co_await end_program(running, kProgramGrace);
+    if (cancelled)
+      std::rethrow_exception(cancelled);
+  }
+  result.status = **running.status;
   while (!result.output.empty() && result.output.back() == '\n')
     result.output.pop_back();
   co_return result;

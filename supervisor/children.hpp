@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/system/error_code.hpp>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -84,14 +85,22 @@ namespace berth {
 struct ProgramResult {
   boost::system::error_code spawn_error;  // set when it could not be started at all
   ExitStatus status;
-  std::string output;  // stdout and stderr together, at most 64 KiB
+  std::string output;      // stdout and stderr together, at most 64 KiB
+  bool timed_out = false;  // it outran its deadline and was ended (status says how)
 
-  bool ok() const { return !spawn_error && status.as_shell_code() == 0; }
+  bool ok() const { return !spawn_error && !timed_out && status.as_shell_code() == 0; }
 };
 
-// Runs `argv` as a child (no shell) and waits for it without blocking the io_context.
+// How long a program that is ended (deadline, or a stop) gets between SIGTERM and SIGKILL.
+inline constexpr std::chrono::seconds kProgramGrace{2};
+
+// Runs `argv` as a child (no shell) and waits for it without blocking the io_context. Past
+// `deadline` the program gets SIGTERM, SIGKILL kProgramGrace later, and the result says
+// timed_out. Cancelled (a stop), it ends the program the same way, waits until it is reaped,
+// and throws operation_aborted.
 boost::asio::awaitable<ProgramResult> run_program(boost::asio::io_context& io,
                                                   ChildReaper& children,
-                                                  std::vector<std::string> argv);
+                                                  std::vector<std::string> argv,
+                                                  std::chrono::steady_clock::duration deadline);
 
 }  // namespace berth

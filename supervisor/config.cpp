@@ -68,6 +68,8 @@ const std::vector<VariableDoc> kDocs = {
      "Readiness also requires the guest to accept TCP connections on this port."},
     {"BERTH_SHUTDOWN_TIMEOUT", "25", "seconds 1-3600",
      "Time the guest gets to power off after SIGTERM before QEMU is quit."},
+    {"BERTH_PHASE_BUDGETS", "", "phase=seconds,... e.g. image=300,disk=600",
+     "Start-up phase time budgets over the defaults; /healthz fails when a phase outruns its own."},
     {"BERTH_QEMU_ARGS", "", "words, quoted like a shell (never run by one)",
      "Extra QEMU arguments appended to the command line."},
     {"BERTH_LOG_FORMAT", "text", "text | json", "Log format on stderr."},
@@ -368,6 +370,14 @@ void parse_machine(Reader& r, Config& c) {
         return n && *n >= 1 && *n <= 3600 ? n : std::nullopt;
       },
       "is not a number of seconds"));
+
+  if (auto budgets = r.given("BERTH_PHASE_BUDGETS")) {
+    if (auto parsed = parse_phase_budgets(*budgets); parsed)
+      c.phase_budgets = *parsed;
+    else
+      r.fail_message("BERTH_PHASE_BUDGETS", *budgets,
+                     "BERTH_PHASE_BUDGETS: " + parsed.error().message);
+  }
 }
 
 void parse_files(Reader& r, Config& c) {
@@ -481,6 +491,7 @@ std::string describe_config(const Config& c, const EnvLookup& env) {
       {"BERTH_CONTROL_TOKEN_FILE", c.control_token_file ? c.control_token_file->string() : ""},
       {"BERTH_READY_TCP", c.ready_tcp ? std::to_string(*c.ready_tcp) : ""},
       {"BERTH_SHUTDOWN_TIMEOUT", std::to_string(c.shutdown_timeout.count())},
+      {"BERTH_PHASE_BUDGETS", format_phase_budgets(c.phase_budgets)},
       {"BERTH_QEMU_ARGS", qemu::quote_command(c.qemu_args)},
       {"BERTH_LOG_FORMAT", c.log_format == LogFormat::kJson ? "json" : "text"},
       {"BERTH_LOG_LEVEL", std::string(std::array{"trace", "debug", "info", "warn",

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/mac.hpp"
+#include "supervisor/phase_budget.hpp"
 
 namespace berth {
 
@@ -59,6 +60,7 @@ struct Config {
   std::optional<std::filesystem::path> control_token_file;
   std::optional<std::uint16_t> ready_tcp;  // readiness also needs the guest to accept TCP here
   std::chrono::seconds shutdown_timeout{0};
+  PhaseBudgets phase_budgets;          // BERTH_PHASE_BUDGETS over the defaults (phase_budget.cpp)
   std::vector<std::string> qemu_args;  // BERTH_QEMU_ARGS, split like a shell would
   LogFormat log_format = LogFormat::kText;
   LogLevel log_level = LogLevel::kInfo;

@@ -46,7 +46,13 @@ class RuntimeState {
   using Clock = std::chrono::steady_clock;
 
   // Changes, made by the supervisor.
-  void enter_phase(Phase phase) { phase_ = phase; }
+  void enter_phase(Phase phase, Clock::time_point now = Clock::now()) {
+    phase_ = phase;
+    phase_entered_ = now;
+    progress_.reset();
+  }
+  // The current phase made progress (image: bytes arrived, or the lock holder's download grew).
+  void progress(Clock::time_point now = Clock::now()) { progress_ = now; }
   void pod_discovered(std::string hostname, boost::asio::ip::address_v4 vm_ip);
   // A QEMU process was spawned (counted whether or not it comes up).
   void qemu_starting() { ++qemu_starts_; }
@@ -65,6 +71,9 @@ class RuntimeState {
   // Reads, for the API.
   Clock::time_point started() const { return started_; }
   Phase phase() const { return phase_; }
+  Clock::time_point phase_entered() const { return phase_entered_; }
+  // When the current phase last made progress; nullopt: not since it was entered.
+  std::optional<Clock::time_point> last_progress() const { return progress_; }
   const std::string& hostname() const { return hostname_; }
   // "kvm" or "tcg" once QEMU runs, "none" before.
   const std::string& accel() const { return accel_; }
@@ -87,6 +96,8 @@ class RuntimeState {
  private:
   Clock::time_point started_ = Clock::now();
   Phase phase_ = Phase::kConfiguring;
+  Clock::time_point phase_entered_ = started_;
+  std::optional<Clock::time_point> progress_;
   std::string hostname_;
   std::string accel_ = "none";
   std::shared_ptr<qmp::Client> qmp_;

@@ -96,6 +96,8 @@ void Supervisor::request_stop(StopKind kind, int signal_number) {
   stop_kind_ = kind;
   stop_signal_number_ = signal_number;
   stop_signal_.cancel();
+  if (vm_)
+    vm_->abandon_start();  // a QMP connect in progress gives up; stop_vm ends QEMU
 }
 
 asio::awaitable<void> Supervisor::wait_for_stop() {
@@ -107,16 +109,71 @@ asio::awaitable<void> Supervisor::wait_for_stop() {
 
 asio::awaitable<void> Supervisor::main_flow() {
   log_->info("berth {} starting as pid {}", BERTH_VERSION, ::getpid());
-  int code = 0;
-  if (auto started = co_await start_up(); !started) {
+  const int code = co_await start_and_run();
+  co_await clean_up();
+  finish(code);
+}
+
+asio::awaitable<int> Supervisor::start_and_run() {
+  auto started = co_await start_up();
+  if (!started) {
     log_->error("{}", started.error().message);
-    code = to_int(started.error().code);
-  } else if (stop_kind_) {
-    code = 0;  // stopped during start-up; QEMU, if it ran, is stopped below
-  } else {
-    enter(Phase::kRunning);
-    code = co_await run_until_end();
+    if (vm_ && vm_->running())
+      co_await vm_->quit();
+    co_return to_int(started.error().code);
   }
+  if (stop_kind_) {
+    // Stopped during start-up: a QEMU that was started is stopped like a running one.
+    if (vm_ && vm_->running())
+      co_return co_await stop_vm();
+    enter(Phase::kStopping);
+    co_return stop_exit_code();
+  }
+  enter(Phase::kRunning);
+  co_return co_await run_until_end();
+}
+
+asio::awaitable<StepResult> Supervisor::until_stopped(Run step_run) {
+  // The loser of `||` is cancelled: the step's download, lock wait or qemu-img ends and cleans up
+  // as it unwinds, and `||` returns once it has.
+  auto step = (this->*step_run)();
+  auto stop = wait_for_stop();
+  auto winner = co_await (std::move(step) || std::move(stop));
+  if (winner.index() == 0)
+    co_return std::move(std::get<0>(winner));
+  co_return StepResult{};
+}
+
+int Supervisor::stop_exit_code() const {
+  return stop_kind_ == StopKind::kFast ? kSignalExitBase + stop_signal_number_
+                                       : to_int(ExitCode::kOk);
+}
+
+asio::awaitable<int> Supervisor::stop_vm() {
+  enter(Phase::kStopping);
+  const auto& qmp = vm_->qmp();
+  if (!qmp || !qmp->connected()) {
+    vm_->terminate();
+    const bool exited = co_await vm_->wait_exit(5s);
+    if (!exited) {
+      log_->warn("QEMU did not exit within 5s of SIGTERM; killing it");
+      vm_->kill();
+      co_await vm_->wait_exit(5s);
+    }
+    co_return stop_exit_code();
+  }
+  if (stop_kind_ == StopKind::kFast) {
+    co_await vm_->quit();
+    co_return stop_exit_code();
+  }
+  if (co_await vm_->power_down(config_.shutdown_timeout)) {
+    log_->info("the guest powered off");
+    co_return to_int(ExitCode::kOk);
+  }
+  co_return to_int(ExitCode::kShutdownTimeout);
+}
+
+asio::awaitable<void> Supervisor::clean_up() {
   enter(Phase::kCleaningUp);
   if (watcher_)
     watcher_->stop();
@@ -125,6 +182,7 @@ asio::awaitable<void> Supervisor::main_flow() {
   if (dhcp_)
     dhcp_->stop();
   if (vm_ && vm_->running()) {
+    log_->warn("QEMU still runs at clean-up; killing it");  // every path above stops it first
     vm_->kill();
     co_await vm_->wait_exit(5s);
   }
@@ -142,22 +200,24 @@ asio::awaitable<void> Supervisor::main_flow() {
   if (generated_token_)
     std::filesystem::remove(control_token_path(config_), ignored);
   enter(Phase::kExited);
-  finish(code);
 }
 
 asio::awaitable<StepResult> Supervisor::start_up() {
-  using Run = asio::awaitable<StepResult> (Supervisor::*)();
+  // How a stop reaches a step: kCancel cancels it (Asio's cancellation, until_stopped); the others
+  // are short and synchronous, or (booting) end early on their own and leave QEMU to stop_vm.
+  enum class OnStop { kCancel, kHandled };
   struct Step {
     std::optional<Phase> phase;  // entered before the step runs
     Run run;
+    OnStop on_stop = OnStop::kHandled;
   };
   static const Step kSteps[] = {
       {Phase::kDiscovering, &Supervisor::discover_pod},
       {std::nullopt, &Supervisor::open_listeners},
       {std::nullopt, &Supervisor::read_vnc_password},
       {std::nullopt, &Supervisor::make_runtime_dir},
-      {Phase::kImage, &Supervisor::fetch_base_image},
-      {Phase::kDisk, &Supervisor::prepare_disk},
+      {Phase::kImage, &Supervisor::fetch_base_image, OnStop::kCancel},
+      {Phase::kDisk, &Supervisor::prepare_disk, OnStop::kCancel},
       {Phase::kDrive, &Supervisor::build_drive},
       {Phase::kNetwork, &Supervisor::set_up_network},
       {Phase::kServices, &Supervisor::start_services},
@@ -166,10 +226,19 @@ asio::awaitable<StepResult> Supervisor::start_up() {
   for (const auto& step : kSteps) {
     if (step.phase)
       enter(*step.phase);
-    if (auto done = co_await (this->*step.run)(); !done)
+    StepResult done;  // not `?:` around two co_awaits: GCC 12 frees that result twice
+    if (step.on_stop == OnStop::kCancel)
+      done = co_await until_stopped(step.run);
+    else
+      done = co_await (this->*step.run)();
+    if (stop_kind_) {
+      // Stopped during start-up (a step that failed because of the stop did not fail).
+      log_->info("start-up stopped in phase {} ({:.3f}s in it)", phase_name(lifecycle_.phase()),
+                 std::chrono::duration<double>(lifecycle_.in_phase()).count());
+      co_return StepResult{};
+    }
+    if (!done)
       co_return done;
-    if (stop_kind_)
-      co_return StepResult{};  // stopped during start-up: main_flow cleans up
   }
   co_return StepResult{};
 }
@@ -247,7 +316,10 @@ asio::awaitable<StepResult> Supervisor::make_runtime_dir() {
 }
 
 asio::awaitable<StepResult> Supervisor::fetch_base_image() {
-  auto image = co_await drive::fetch_image(fetch_params(config_), log_->clone("image"));
+  auto params = fetch_params(config_);
+  params.on_progress = [this] { state_.progress(); };
+  auto log = log_->clone("image");  // arguments named, not temporaries: a stop unwinds this
+  auto image = co_await drive::fetch_image(std::move(params), std::move(log));
   if (!image)
     co_return Failure{ExitCode::kImage, image.error().message};
   if (image->outcome == drive::CacheOutcome::kDownloaded)
@@ -257,8 +329,10 @@ asio::awaitable<StepResult> Supervisor::fetch_base_image() {
 }
 
 asio::awaitable<StepResult> Supervisor::prepare_disk() {
-  auto disk = co_await drive::prepare_pet_disk(pet_disk_params(config_, pod_.hostname, image_),
-                                               program_runner(), log_->clone("disk"));
+  auto params = pet_disk_params(config_, pod_.hostname, image_);
+  auto run = program_runner();
+  auto log = log_->clone("disk");
+  auto disk = co_await drive::prepare_pet_disk(std::move(params), std::move(run), std::move(log));
   if (!disk)
     co_return Failure{ExitCode::kDisk, disk.error().message};
   pet_disk_ = disk->path;
@@ -314,7 +388,12 @@ qemu::MachineSpec Supervisor::machine_spec(qemu::Accelerator accel) const {
 asio::awaitable<Result<void>> Supervisor::try_kvm() {
   if (auto started = co_await start_vm(qemu::Accelerator::kKvm); !started)
     co_return started;
-  if (co_await vm_->wait_exit(kKvmProbation))
+  auto probation = vm_->wait_exit(kKvmProbation);
+  auto stop = wait_for_stop();
+  co_await (std::move(probation) || std::move(stop));
+  if (stop_kind_)
+    co_return Result<void>{};  // stopped: start_and_run powers the guest off
+  if (!vm_->running())
     co_return Error{ErrorKind::kUnsupported, vm_->describe_end()};
   co_return Result<void>{};
 }
@@ -332,7 +411,10 @@ asio::awaitable<StepResult> Supervisor::boot() {
         log_->info("acceleration: TCG, because {}", plan.reason);
       break;
     case AccelStart::kKvmOrFail: {
-      if (auto ran = co_await try_kvm(); !ran)
+      auto ran = co_await try_kvm();
+      if (stop_kind_)
+        co_return StepResult{};  // stopped during the probation: start_and_run powers it off
+      if (!ran)
         co_return Failure{ExitCode::kQemu,
                           fmt::format("VM_ACCEL=kvm, but the guest did not run under KVM: {}; set "
                                       "VM_ACCEL=auto or tcg",
@@ -342,6 +424,8 @@ asio::awaitable<StepResult> Supervisor::boot() {
     }
     case AccelStart::kKvmElseTcg: {
       auto ran = co_await try_kvm();
+      if (stop_kind_)
+        co_return StepResult{};
       if (ran) {
         log_->info("acceleration: KVM (the guest ran {}s under it)", kKvmProbation.count());
         co_return StepResult{};
@@ -368,7 +452,7 @@ asio::awaitable<Result<void>> Supervisor::start_vm(qemu::Accelerator accel) {
   state_.vm_gone();
   vm_ = std::make_unique<Vm>(io_, children_, console_out_, log_);
   state_.qemu_starting();
-  auto spec = machine_spec(accel);
+  auto spec = machine_spec(accel);  // named: a stop unwinds this (GCC 12, ARCHITECTURE.md)
   auto vnc_password = vnc_password_;  // named, not a temporary inside co_await (GCC 12)
   auto started = co_await vm_->start(std::move(spec), std::move(vnc_password));
   if (started) {
@@ -393,19 +477,8 @@ asio::awaitable<int> Supervisor::run_until_end() {
     }
     co_await (wait_for_stop() || vm_->wait_exit());
   }
-  if (vm_->running() && stop_kind_) {
-    enter(Phase::kStopping);
-    if (*stop_kind_ == StopKind::kFast) {
-      co_await vm_->quit();
-      co_return kSignalExitBase + stop_signal_number_;
-    }
-    const bool powered_off = co_await vm_->power_down(config_.shutdown_timeout);
-    if (powered_off) {
-      log_->info("the guest powered off");
-      co_return to_int(ExitCode::kOk);
-    }
-    co_return to_int(ExitCode::kShutdownTimeout);
-  }
+  if (vm_->running() && stop_kind_)
+    co_return co_await stop_vm();
   enter(Phase::kStopping);
   const VmEnd end = vm_->end();
   switch (end) {
@@ -426,11 +499,15 @@ asio::awaitable<int> Supervisor::run_until_end() {
 }
 
 drive::RunProgram Supervisor::program_runner() {
-  return [this](std::vector<std::string> argv) -> asio::awaitable<drive::ProgramResult> {
-    auto result = co_await run_program(io_, children_, std::move(argv));
+  // Each run gets the disk phase's budget as its deadline: a hung qemu-img (a dead NFS server)
+  // fails the step with a clear error rather than holding start-up forever.
+  const auto deadline = config_.phase_budgets.of(Phase::kDisk)->limit;
+  return [this, deadline](std::vector<std::string> argv) -> asio::awaitable<drive::ProgramResult> {
+    auto result = co_await run_program(io_, children_, std::move(argv), deadline);
     if (result.spawn_error)
       co_return drive::ProgramResult{-1, result.spawn_error.message()};
-    co_return drive::ProgramResult{result.status.as_shell_code(), std::move(result.output)};
+    co_return drive::ProgramResult{result.status.as_shell_code(), std::move(result.output),
+                                   result.timed_out};
   };
 }
 

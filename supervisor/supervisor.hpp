@@ -57,8 +57,21 @@ class Supervisor {
 
  private:
   boost::asio::awaitable<void> main_flow();
-  // The start-up steps in order, with a stop check between them.
+  // Start-up, then the VM's life; the exit code.
+  boost::asio::awaitable<int> start_and_run();
+  // The start-up steps in order. A stop cancels the image and disk steps in flight and ends
+  // the others early; start_up then returns done, with stop_kind_ set.
   boost::asio::awaitable<StepResult> start_up();
+  using Run = boost::asio::awaitable<StepResult> (Supervisor::*)();
+  // Runs a step until it ends or a stop cancels it (then done).
+  boost::asio::awaitable<StepResult> until_stopped(Run step_run);
+  // Stops the running QEMU as stop_kind_ asks: ACPI power-down (graceful), QMP quit (fast), or
+  // SIGTERM when QMP never connected; the exit code.
+  boost::asio::awaitable<int> stop_vm();
+  // The exit code of a stop that found no VM to power down: 0, or 128+n for a fast stop.
+  int stop_exit_code() const;
+  // Stops the services, tears the network down, removes runtime files.
+  boost::asio::awaitable<void> clean_up();
   boost::asio::awaitable<StepResult> discover_pod();
   boost::asio::awaitable<StepResult> open_listeners();
   // VNC's password from BERTH_VNC_PASSWORD_FILE (or the warning that VNC has none).

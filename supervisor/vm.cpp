@@ -122,6 +122,11 @@ asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec,
 
   qmp_ = qmp::Client::create(io_.get_executor(), log_->clone("qmp"));
   const auto connected = co_await connect_qmp(spec.qmp_socket, connect_within);
+  if (start_abandoned_ && !qmp_->connected()) {
+    qmp_->close();
+    co_return Error{ErrorKind::kProgram,
+                    "stopped while QMP was connecting; QEMU still runs (end it with terminate)"};
+  }
   if (exit_status_) {
     qmp_->close();
     // Let the stderr pump take QEMU's last words before they go into the message.
@@ -177,7 +182,7 @@ asio::awaitable<error_code> Vm::connect_qmp(std::filesystem::path socket,
         exited_.cancel();  // wake the waiter below
       },
       log_exceptions(log_, "QMP connect"));
-  while (!connecting->done && !exit_status_) {
+  while (!connecting->done && !exit_status_ && !start_abandoned_) {
     error_code wait_ec;
     co_await exited_.async_wait(asio::redirect_error(asio::use_awaitable, wait_ec));
   }
@@ -298,6 +303,19 @@ asio::awaitable<void> Vm::quit() {
     kill();
     co_await wait_exit(5s);
   }
+}
+
+void Vm::abandon_start() {
+  start_abandoned_ = true;
+  exited_.cancel();  // wakes connect_qmp's waiter
+}
+
+void Vm::terminate() {
+  if (!running())
+    return;
+  we_quit_ = true;
+  log_->info("QMP is not connected: asking QEMU to quit with SIGTERM");
+  ::kill(pid_, SIGTERM);
 }
 
 void Vm::kill() {

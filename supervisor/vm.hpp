@@ -45,7 +45,8 @@ class Vm {
 
   // Spawns QEMU with `spec`, connects QMP within `connect_within` and, with `vnc_password`, sets
   // VNC's password over QMP (until then QEMU lets no VNC client in). On failure the Error's
-  // message includes what QEMU wrote to stderr, and QEMU is gone.
+  // message includes what QEMU wrote to stderr, and QEMU is gone, except after abandon_start:
+  // then QEMU still runs without QMP; end it with terminate().
   boost::asio::awaitable<Result<void>> start(
       qemu::MachineSpec spec, std::optional<std::string> vnc_password = std::nullopt,
       std::chrono::seconds connect_within = std::chrono::seconds(30));
@@ -60,6 +61,11 @@ class Vm {
                                           std::chrono::seconds repeat = std::chrono::seconds(5));
   // Fast: `quit`, then SIGKILL after a short grace.
   boost::asio::awaitable<void> quit();
+  // A stop: a start() waiting for QMP gives up at once (later calls change nothing).
+  void abandon_start();
+  // Without QMP (a stop while it connects): SIGTERM, QEMU's own clean quit that flushes its
+  // disks. The caller waits (wait_exit) and kills it if it does not go.
+  void terminate();
   void kill();
 
   bool running() const { return pid_ > 0 && !exit_status_; }
@@ -103,6 +109,7 @@ class Vm {
   bool internal_error_ = false;
   bool qmp_lost_ = false;
   bool we_quit_ = false;
+  bool start_abandoned_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

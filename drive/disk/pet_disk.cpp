@@ -47,6 +47,12 @@ std::optional<PetRecord> parse_record(std::string_view text) {
 }
 
 Error program_error(std::string_view what, const ProgramResult& r) {
+  if (r.timed_out)
+    return {ErrorKind::kProgram,
+            fmt::format("{}: qemu-img did not finish within its deadline (the disk phase's "
+                        "budget, BERTH_PHASE_BUDGETS) and was stopped; is the disk's storage "
+                        "hung? {}",
+                        what, r.output.empty() ? "It wrote nothing." : "It wrote: " + r.output)};
   return {ErrorKind::kProgram,
           r.exit_code < 0
               ? fmt::format("{}: qemu-img could not be run: {}", what, r.output)
@@ -118,7 +124,7 @@ asio::awaitable<Result<void>> rebase(const Target& t, const PetRecord& record,
       params.qemu_img,     "rebase", "-u", "-f", "qcow2", "-F", t.format, "-b", t.base.string(),
       t.disk.path.string()};
   auto r = co_await run(std::move(argv));
-  if (r.exit_code != 0)
+  if (r.exit_code != 0 || r.timed_out)
     co_return program_error(fmt::format("updating the backing file of {}", t.disk.path), r);
   co_return write_file_atomic(t.sidecar, serialize(t.wanted));
 }
@@ -212,7 +218,7 @@ asio::awaitable<Result<void>> grow(PetDisk& disk, const PetDiskParams& params, R
   std::vector<std::string> argv{
       params.qemu_img, "resize", "-q", "-f", "qcow2", disk.path.string(), std::to_string(want)};
   auto r = co_await run(std::move(argv));
-  if (r.exit_code != 0)
+  if (r.exit_code != 0 || r.timed_out)
     co_return program_error(fmt::format("growing the pet disk {} to {}", disk.path, want), r);
   log.info(
       "grew the pet disk {} from {} to {} (VM_DISK_SIZE); the guest grows its partition and file "

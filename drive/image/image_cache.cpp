@@ -7,6 +7,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <array>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -244,6 +245,13 @@ Result<void> copy_step(LocalCopy& c) {
   return {};
 }
 
+// Removes a file when it goes out of scope: a cancelled fetch (a stop during start-up) unwinds
+// through it like any other return.
+struct RemoveOnExit {
+  const fs::path& path;
+  ~RemoveOnExit() { remove_quietly(path); }
+};
+
 // ---- The fetch of one entry.
 
 class Fetch {
@@ -267,7 +275,11 @@ class Fetch {
     if (found->state == State::kFinished)
       co_return cached(found->sidecar);
 
-    auto lock = co_await FileLock::acquire(files_.lock, p_.target, p_.lock_poll, log_);
+    std::function<void()> watch_holder = [this, seen = HolderState{}]() mutable {
+      watch_holder_progress(seen);
+    };
+    auto lock = co_await FileLock::acquire(files_.lock, p_.target, p_.lock_poll, log_,
+                                           std::move(watch_holder));
     if (!lock)
       co_return lock.error();
     found = inspect();
@@ -305,6 +317,33 @@ class Fetch {
     Sidecar sidecar;
     std::string why;
   };
+
+  void progressed() const {
+    if (p_.on_progress)
+      p_.on_progress();
+  }
+
+  // What the lock holder's partial download looks like: sizes and change times of T.download and
+  // T.part.
+  using HolderState = std::array<std::int64_t, 4>;
+
+  // While another berth holds the lock: its download growing counts as our progress (a holder
+  // that stalls, or a dead one whose lock the kernel has not released, e.g. on NFS, does not).
+  void watch_holder_progress(HolderState& seen) const {
+    HolderState now{};
+    std::size_t i = 0;
+    for (const auto* path : {&files_.download, &files_.part}) {
+      struct stat st {};
+      if (::stat(path->c_str(), &st) == 0) {
+        now[i] = st.st_size;
+        now[i + 1] = st.st_mtim.tv_sec * 1'000'000'000 + st.st_mtim.tv_nsec;
+      }
+      i += 2;
+    }
+    if (now != seen)
+      progressed();
+    seen = now;
+  }
 
   Result<void> validate() const {
     if (auto ok = check_image_target(p_.target); !ok)
@@ -466,6 +505,9 @@ class Fetch {
   }
 
   asio::awaitable<Result<CachedImage>> download() {
+    // T.download and its .json are what a later start resumes from; T.part (the decompressed
+    // image) is rebuilt from them, so it never outlives this call, whichever way it ends.
+    const RemoveOnExit part{files_.part};
     Download d;
     const auto started = Clock::now();
     if (auto r = co_await continue_or_restart(d); !r)
@@ -581,6 +623,7 @@ class Fetch {
         return r;
       if (auto r = recheck_space(d); !r)
         return r;
+      progressed();
       if (auto line = progress.update(d.pipeline->raw_bytes(), Clock::now()))
         log_->info("{}", *line);
       return {};
@@ -690,6 +733,7 @@ class Fetch {
   // ---- Local path
 
   asio::awaitable<Result<CachedImage>> copy_local() {
+    const RemoveOnExit part{files_.part};  // a copy is not resumed: started afresh each time
     const auto started = Clock::now();
     auto opened = open_local();
     if (!opened)
@@ -703,6 +747,7 @@ class Fetch {
       // Hashing a step (holes too) takes a while: on a worker, so the loop keeps answering.
       if (auto r = co_await on_worker(copy, copy_step); !r)
         co_return fail_copy(r.error());
+      progressed();
       if (auto line = progress.update(copy->offset, Clock::now()))
         log_->info("{}", *line);
     }

@@ -5,7 +5,8 @@
 // Files in the cache, for an entry named T:
 //   T               the image, complete and verified; never rewritten once there
 //   T.berth.json    what T is: source, sha256, size, format (written before T appears)
-//   T.lock          flock'd by whoever fetches T; the others wait for it
+//   T.lock          flock'd by whoever fetches T (who writes "<host> pid <pid>" into it); the
+//                   others wait for it, the kernel releases it when the holder dies
 //   T.download      the raw bytes of an unfinished download (resumed with Range)
 //   T.download.json the URL and validators (ETag, Last-Modified) the partial bytes came from
 //   T.part          the decompressed image of an unfinished compressed download
@@ -20,6 +21,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -49,6 +51,9 @@ struct FetchParams {
   std::uint64_t space_check_every = 64 << 20;        // statvfs of image_dir after this many bytes
   std::chrono::milliseconds progress_interval{5'000};
   std::chrono::milliseconds lock_poll{250};
+  // Called on progress: bytes arrived, a copy step was done, or (while another berth holds the
+  // lock) that berth's partial download changed. For the phase budget's stall clock.
+  std::function<void()> on_progress;
 };
 
 enum class CacheOutcome {

@@ -15,6 +15,7 @@
 #include "common/async.hpp"
 #include "qemu/qmp/qmp_policy.hpp"
 #include "supervisor/http/console_html.hpp"
+#include "supervisor/phase_budget.hpp"
 
 namespace berth {
 namespace asio = boost::asio;
@@ -137,12 +138,26 @@ asio::awaitable<HttpReply> Api::health(HttpRequest request, asio::ip::tcp::endpo
 asio::awaitable<HttpReply> Api::healthz(unsigned version) {
   json::object body;
   body["phase"] = phase_name(state_.phase());
-  // Before QEMU and while stopping, being able to answer is the whole of liveness.
-  if (state_.phase() < Phase::kBooting || state_.phase() >= Phase::kStopping) {
+  const auto now = RuntimeState::Clock::now();
+  body["phase_seconds"] =
+      std::chrono::duration_cast<std::chrono::seconds>(now - state_.phase_entered()).count();
+  // A start-up phase past its budget (phase_budget.cpp): stuck, so the liveness probe restarts
+  // the pod.
+  if (auto overrun = phase_overrun(config_.phase_budgets, state_.phase(), state_.phase_entered(),
+                                   state_.last_progress(), now)) {
+    body["status"] = "failing";
+    body["error"] = overrun->message;
+    body["budget_seconds"] = overrun->budget.count();
+    co_return json_reply(http::status::service_unavailable, json::serialize(body), version);
+  }
+  // Before QEMU answers QMP and while stopping, being able to answer is the whole of liveness
+  // (the booting phase's budget bounds the wait for QMP).
+  auto qmp = state_.qmp();
+  if (state_.phase() < Phase::kBooting || state_.phase() >= Phase::kStopping
+      || (state_.phase() == Phase::kBooting && !qmp)) {
     body["status"] = "ok";
     co_return json_reply(http::status::ok, json::serialize(body), version);
   }
-  auto qmp = state_.qmp();
   if (!qmp || !qmp->connected()) {
     body["status"] = "failing";
     body["error"] = "QMP is not connected";

@@ -4,6 +4,9 @@
 
 #include <sys/stat.h>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+
 #include "drive/disk/qcow2.hpp"
 #include "drive/image/http_client.hpp"
 #include "drive/image/image_format.hpp"
@@ -80,10 +83,47 @@ TEST_CASE("drive files: a file lock excludes a second holder in the same process
   io.restart();
   io.run_for(200ms);
   CHECK_FALSE(second_done);
-  CHECK_THAT(log.text(), Catch::Contains("waiting for another berth that is fetching x"));
+  // The waiter names the holder, from what the holder wrote into the lock file.
+  CHECK_THAT(log.text(), Catch::Contains("waiting for another berth (")
+                             && Catch::Contains(" pid " + std::to_string(::getpid()) + ")")
+                             && Catch::Contains("that is fetching x"));
   { FileLock released = std::move(*first); }
   io.run_for(200ms);
   CHECK(second_done);
+}
+
+TEST_CASE("drive files: a lock whose holder dies is taken at once, and a wait can be cancelled",
+          "[drive]") {
+  TempDir dir;
+  CapturedLog log;
+  boost::asio::io_context io;
+  const auto path = dir / "x.lock";
+  ChildProcess holder({"flock", "-o", path.string(), "sleep", "60"}, false);
+  while (!fs::exists(path))
+    std::this_thread::sleep_for(10ms);
+  int waits = 0;
+  std::optional<bool> locked;
+  auto count = [&] { ++waits; };
+  boost::asio::cancellation_signal cancel;
+  boost::asio::co_spawn(
+      io, FileLock::acquire(path, "x", 10ms, log.logger, count),
+      boost::asio::bind_cancellation_slot(
+          cancel.slot(), [&](std::exception_ptr e, Result<FileLock> r) { locked = !e && r; }));
+  io.restart();
+  io.run_for(200ms);
+  CHECK_FALSE(locked);
+  CHECK(waits > 5);  // on_wait at every poll
+
+  SECTION("the holder is killed: the kernel drops its lock") {
+    holder.stop(SIGKILL);
+    io.run_for(100ms);
+    CHECK(locked == std::optional<bool>(true));
+  }
+  SECTION("the wait is cancelled: it ends at once, holding nothing") {
+    cancel.emit(boost::asio::cancellation_type::terminal);
+    io.run_for(50ms);
+    CHECK(locked == std::optional<bool>(false));
+  }
 }
 
 TEST_CASE("drive files: SHA-256", "[drive]") {

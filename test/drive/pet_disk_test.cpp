@@ -5,6 +5,8 @@
 
 #include <sys/stat.h>
 
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <fstream>
 
 #include "drive/image/image_cache.hpp"
@@ -19,11 +21,12 @@ struct PetFixture {
   CapturedLog log;
   boost::asio::io_context io;
   ChildReaper reaper{io};
+  std::chrono::steady_clock::duration deadline = 60s;
   RunProgram run = [this](std::vector<std::string> argv) -> boost::asio::awaitable<ProgramResult> {
-    auto r = co_await run_program(io, reaper, std::move(argv));
+    auto r = co_await run_program(io, reaper, std::move(argv), deadline);
     if (r.spawn_error)
       co_return ProgramResult{-1, r.spawn_error.message()};
-    co_return ProgramResult{r.status.as_shell_code(), r.output};
+    co_return ProgramResult{r.status.as_shell_code(), r.output, r.timed_out};
   };
   CachedImage base;
 
@@ -192,6 +195,69 @@ TEST_CASE_METHOD(PetFixture, "drive pet disk: qemu-img failures are reported", "
     REQUIRE_FALSE(bad);
     CHECK(bad.error().kind == ErrorKind::kInvalidInput);
   }
+}
+
+// A qemu-img that hangs (a dead NFS server): writes its pid to `pidfile` and sleeps, ignoring
+// SIGTERM when `stubborn`.
+fs::path hanging_qemu_img(const fs::path& dir, bool stubborn) {
+  const fs::path script = dir / "qemu-img";
+  spit(script, std::string("#!/bin/sh\n") + (stubborn ? "trap '' TERM\n" : "") + "echo $$ > "
+                   + (dir / "qemu-img.pid").string()
+                   + "\necho resizing\nwhile :; do sleep 0.1; done\n");
+  fs::permissions(script, fs::perms::owner_all);
+  return script;
+}
+
+bool process_gone(const fs::path& pidfile) {
+  const std::string pid = slurp(pidfile);
+  REQUIRE_FALSE(pid.empty());
+  return !fs::exists("/proc/" + pid.substr(0, pid.find('\n')));
+}
+
+TEST_CASE_METHOD(PetFixture, "drive pet disk: a hung qemu-img is ended at its deadline", "[pet]") {
+  REQUIRE(prepare(params()));
+  auto p = params(128 << 20);
+  const bool stubborn = GENERATE(false, true);  // SIGTERM ends it, or SIGKILL has to
+  p.qemu_img = hanging_qemu_img(dir.path, stubborn).string();
+  deadline = 1s;
+  const auto started = std::chrono::steady_clock::now();
+  auto failed = prepare(p);
+  const auto took = std::chrono::steady_clock::now() - started;
+  REQUIRE_FALSE(failed);
+  CHECK(failed.error().kind == ErrorKind::kProgram);
+  CHECK_THAT(failed.error().message, Catch::Contains("did not finish within its deadline")
+                                         && Catch::Contains("It wrote: resizing"));
+  CHECK(took < (stubborn ? 1s + kProgramGrace + 1s : 2s));
+  CHECK(process_gone(dir / "qemu-img.pid"));
+  CHECK(reaper.running() == 0);
+  CHECK(info(dir / "disks" / "vm-0.qcow2")["virtual-size"].as_int64() == 64 << 20);
+}
+
+TEST_CASE_METHOD(PetFixture, "drive pet disk: a cancelled qemu-img run ends the program", "[pet]") {
+  REQUIRE(prepare(params()));
+  auto p = params(128 << 20);
+  p.qemu_img = hanging_qemu_img(dir.path, false).string();
+  boost::asio::cancellation_signal stop;
+  std::optional<std::chrono::steady_clock::time_point> ended;
+  std::exception_ptr error;
+  boost::asio::co_spawn(
+      io, prepare_pet_disk(p, run, log.logger),
+      boost::asio::bind_cancellation_slot(stop.slot(), [&](std::exception_ptr e, Result<PetDisk>) {
+        error = e;
+        ended = std::chrono::steady_clock::now();
+      }));
+  io.restart();
+  while (!fs::exists(dir / "qemu-img.pid"))
+    io.run_for(20ms);
+  const auto cancelled = std::chrono::steady_clock::now();
+  stop.emit(boost::asio::cancellation_type::terminal);
+  while (!ended && std::chrono::steady_clock::now() - cancelled < 10s)
+    io.run_for(20ms);
+  REQUIRE(ended);
+  CHECK(error);  // operation_aborted, out of the step
+  CHECK(*ended - cancelled < 1s);
+  CHECK(process_gone(dir / "qemu-img.pid"));
+  CHECK(reaper.running() == 0);
 }
 
 }  // namespace

@@ -233,15 +233,14 @@ struct FaultServer {
   int port = 0;
   bool tls = false;
 
+  // `prefix`: argv that runs the server elsewhere, e.g. {"ip", "netns", "exec", <pod>} (it must
+  // exec the server in place).
   FaultServer(const fs::path& root, const fs::path& work, std::optional<fs::path> cert = {},
-              std::optional<fs::path> key = {})
+              std::optional<fs::path> key = {}, std::vector<std::string> prefix = {})
       : log(work / "requests.jsonl"), tls(cert.has_value()) {
-    std::vector<std::string> argv = {"/usr/bin/python3",
-                                     BERTH_DRIVE_TEST_DIR "/fault_server.py",
-                                     "--root",
-                                     root.string(),
-                                     "--log",
-                                     log.string()};
+    std::vector<std::string> argv = std::move(prefix);
+    argv.insert(argv.end(), {"/usr/bin/python3", BERTH_DRIVE_TEST_DIR "/fault_server.py", "--root",
+                             root.string(), "--log", log.string()});
     if (cert) {
       argv.insert(argv.end(), {"--tls-cert", cert->string(), "--tls-key", key->string()});
     }

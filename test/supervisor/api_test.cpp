@@ -22,6 +22,7 @@
 
 using namespace berth;
 namespace asio = boost::asio;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -109,6 +110,29 @@ TEST_CASE("health: liveness answers while starting, readiness waits for the VM",
   CHECK_THAT(
       f.exchange(f.health, "DELETE /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
       Catch::StartsWith("HTTP/1.1 405"));
+}
+
+TEST_CASE("health: a start-up phase past its budget fails liveness, naming the phase", "[api]") {
+  Fixture f;
+  f.cfg.phase_budgets = *parse_phase_budgets("image=5,disk=5");
+  const auto now = RuntimeState::Clock::now();
+  f.state.enter_phase(Phase::kImage, now - 8s);
+  f.state.progress(now - 2s);  // the download moves: fine
+  f.start();
+  auto moving = f.get(f.health, "/healthz");
+  CHECK_THAT(moving, Catch::StartsWith("HTTP/1.1 200") && Catch::Contains("\"phase\":\"image\"")
+                         && Catch::Contains("\"phase_seconds\":8"));
+  boost::asio::post(f.io, [&] { f.state.progress(now - 6s); });  // it stalled 6s ago
+  auto stalled = f.get(f.health, "/healthz");
+  CHECK_THAT(stalled, Catch::StartsWith("HTTP/1.1 503") && Catch::Contains("\"phase\":\"image\"")
+                          && Catch::Contains("phase image made no progress for 6s (budget 5s")
+                          && Catch::Contains("\"budget_seconds\":5"));
+  boost::asio::post(f.io, [&] { f.state.enter_phase(Phase::kDisk, now - 7s); });
+  CHECK_THAT(f.get(f.health, "/healthz"),
+             Catch::StartsWith("HTTP/1.1 503") && Catch::Contains("phase disk has run for 7s"));
+  boost::asio::post(f.io, [&] { f.state.enter_phase(Phase::kBooting, now); });
+  // Booting, QEMU not answering QMP yet: alive within the booting budget.
+  CHECK_THAT(f.get(f.health, "/healthz"), Catch::StartsWith("HTTP/1.1 200"));
 }
 
 TEST_CASE("health: a running phase without QMP fails liveness", "[api]") {

@@ -100,6 +100,7 @@ TEST_CASE("every variable set to a valid non-default value", "[config]") {
              {"BERTH_HEALTH_PORT", "5900"},  // allowed once VNC is off
              {"BERTH_CONTROL_LISTEN", "[::1]:8080"},
              {"BERTH_SHUTDOWN_TIMEOUT", "90"},
+             {"BERTH_PHASE_BUDGETS", "image=600,disk=900"},
              {"BERTH_CONTROL_TOKEN_FILE", "/secrets/token"},
              {"BERTH_READY_TCP", "22"},
              {"BERTH_QEMU_ARGS", "-device 'virtio-rng-pci,id=rng 0' -smp \"2\""},
@@ -121,6 +122,9 @@ TEST_CASE("every variable set to a valid non-default value", "[config]") {
   CHECK(c.health_port == 5900);
   CHECK(format_endpoint(c.control_listen) == "[::1]:8080");
   CHECK(c.shutdown_timeout == std::chrono::seconds(90));
+  CHECK(c.phase_budgets.of(Phase::kImage)->limit == std::chrono::seconds(600));
+  CHECK(c.phase_budgets.of(Phase::kDisk)->limit == std::chrono::seconds(900));
+  CHECK(c.phase_budgets.of(Phase::kNetwork)->limit == PhaseBudgets().of(Phase::kNetwork)->limit);
   CHECK(c.control_token_file == "/secrets/token");
   CHECK(c.ready_tcp == 22);
   CHECK(c.qemu_args == std::vector<std::string>{"-device", "virtio-rng-pci,id=rng 0", "-smp", "2"});
@@ -173,6 +177,8 @@ TEST_CASE("each invalid value is named with its value and the accepted form", "[
       {"BERTH_CA_BUNDLE", "ca.pem", "is not an absolute path"},
       {"BERTH_SHUTDOWN_TIMEOUT", "0", "is not a number of seconds"},
       {"BERTH_SHUTDOWN_TIMEOUT", "10m", "is not a number of seconds"},
+      {"BERTH_PHASE_BUDGETS", "image=0", "is not <phase>=<seconds 1-86400>"},
+      {"BERTH_PHASE_BUDGETS", "running=60", "does not name a phase with a budget"},
       {"BERTH_QEMU_ARGS", "-append 'console=ttyS0", "has an unbalanced quote"},
       {"BERTH_LOG_FORMAT", "xml", "is not a log format"},
       {"BERTH_LOG_LEVEL", "verbose", "is not a log level"},
