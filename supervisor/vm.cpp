@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -13,6 +14,7 @@
 #include <functional>
 
 #include "common/async.hpp"
+#include "net/plumbing.hpp"
 #include "qemu/shell_words.hpp"
 
 namespace berth {
@@ -82,22 +84,73 @@ Vm::~Vm() {
     ::kill(pid_, SIGKILL);  // the reaper still reaps it
 }
 
-asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec,
+namespace {
+
+// What QEMU inherits, owned by berth until QEMU has its copies.
+struct HandOver {
+  qemu::InheritedFds fds;
+  HandOver() = default;
+  HandOver(const HandOver&) = delete;
+  HandOver& operator=(const HandOver&) = delete;
+  ~HandOver() { close(); }
+  void close() {
+    for (int* fd : {&fds.qmp, &fds.tap})
+      if (*fd >= 0)
+        ::close(std::exchange(*fd, -1));
+  }
+};
+
+// The QMP listener at spec.qmp_socket and, when the machine has a NIC, a descriptor of its tap.
+Result<void> open_hand_over(const qemu::MachineSpec& spec, HandOver& out) {
+  auto qmp = qmp::listen_socket(spec.qmp_socket);
+  if (!qmp)
+    return qmp.error();
+  out.fds.qmp = *qmp;
+  if (spec.tap) {
+    auto tap = net::open_tap(*spec.tap);
+    if (!tap)
+      return tap.error();
+    out.fds.tap = *tap;
+  }
+  return {};
+}
+
+std::string describe_identity(const std::optional<Credentials>& who) {
+  if (!who)
+    return fmt::format("berth's own uid {}", ::geteuid());
+  return fmt::format(
+      "uid {} gid {}{}", who->uid, who->gid,
+      who->groups.empty() ? "" : fmt::format(" groups {}", fmt::join(who->groups, ",")));
+}
+
+}  // namespace
+
+asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec, std::optional<Credentials> run_as,
                                         std::chrono::seconds connect_within) {
-  std::error_code fs_ec;
-  std::filesystem::remove(spec.qmp_socket, fs_ec);  // a stale socket from a crashed run
-  const auto argv = qemu::build_command_line(spec);
-  log_->info("starting QEMU: {}", qemu::quote_command(argv));
+  HandOver hand_over;
+  if (auto opened = open_hand_over(spec, hand_over); !opened)
+    co_return opened.error();
+  const auto argv = qemu::build_command_line(spec, hand_over.fds);
+  log_->info("starting QEMU as {} without capabilities: {}", describe_identity(run_as),
+             qemu::quote_command(argv));
 
   Pipe console, errors;
   if (!console.open() || !errors.open()) {
     console.close_both();
     co_return system_error("cannot create pipes for QEMU", errno);
   }
+  std::vector<int> inherit = {hand_over.fds.qmp};
+  if (hand_over.fds.tap >= 0)
+    inherit.push_back(hand_over.fds.tap);
   error_code ec;
   std::weak_ptr<bool> alive = alive_;
   pid_ = children_.spawn(
-      {.argv = argv, .stdout_fd = console.write, .stderr_fd = errors.write},
+      {.argv = argv,
+       .stdout_fd = console.write,
+       .stderr_fd = errors.write,
+       .credentials = run_as,
+       .privileges = Privileges::kDrop,
+       .inherit_fds = std::move(inherit)},
       [this, alive](ExitStatus status) {
         if (alive.expired())
           return;
@@ -105,13 +158,19 @@ asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec,
         exited_.cancel();
       },
       ec);
+  hand_over.close();  // QEMU holds its own copies now
   ::close(console.write);
   ::close(errors.write);
   if (ec) {
     ::close(console.read);
     ::close(errors.read);
     co_return Error{ErrorKind::kProgram,
-                    fmt::format("cannot run {}: {}", spec.binary, ec.message()), ec};
+                    fmt::format("cannot run {} as {}: {}{}", spec.binary, describe_identity(run_as),
+                                ec.message(),
+                                ec == boost::system::errc::operation_not_permitted
+                                    ? " (berth needs CAP_SETUID, CAP_SETGID and CAP_SETPCAP)"
+                                    : ""),
+                    ec};
   }
   auto console_in = std::make_shared<asio::posix::stream_descriptor>(io_, console.read);
   auto errors_in = std::make_shared<asio::posix::stream_descriptor>(io_, errors.read);

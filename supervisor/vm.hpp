@@ -43,10 +43,13 @@ class Vm {
   Vm(const Vm&) = delete;
   Vm& operator=(const Vm&) = delete;
 
-  // Spawns QEMU with `spec` and connects QMP within `connect_within`. On failure the Error's
-  // message includes what QEMU wrote to stderr, and QEMU is gone.
+  // Spawns QEMU with `spec` as `run_as` (nullopt: berth's own user), without capabilities and
+  // with no_new_privs, and connects QMP within `connect_within`. QEMU inherits the QMP socket
+  // (made at spec.qmp_socket) and the tap spec.tap as descriptors. On failure the Error's message
+  // includes what QEMU wrote to stderr, and QEMU is gone.
   boost::asio::awaitable<Result<void>> start(
-      qemu::MachineSpec spec, std::chrono::seconds connect_within = std::chrono::seconds(30));
+      qemu::MachineSpec spec, std::optional<Credentials> run_as,
+      std::chrono::seconds connect_within = std::chrono::seconds(30));
 
   // Waits until QEMU has exited (or `limit` passed); returns true when it has exited.
   boost::asio::awaitable<bool> wait_exit(

@@ -64,16 +64,22 @@ TEST_CASE("drive watch: a ConfigMap update reaches a running QEMU by media chang
   spec.config_drive = params.iso;
   spec.vnc = qemu::Vnc::kOff;
   spec.qmp_socket = dir / "qmp.sock";
-  spec.extra_args = {"-S"};  // paused: the devices exist, no guest runs
+  spec.extra_args = {"-S"};                             // paused: the devices exist, no guest runs
+  auto listener = qmp::listen_socket(spec.qmp_socket);  // QEMU inherits it, as under berth
+  REQUIRE(listener);
   const int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   const int err_fd = ::open((dir / "qemu.err").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
   std::optional<ExitStatus> exited;
   boost::system::error_code spawn_error;
   reaper.spawn(
-      {.argv = qemu::build_command_line(spec), .stdout_fd = null_fd, .stderr_fd = err_fd},
+      {.argv = qemu::build_command_line(spec, {.qmp = *listener}),
+       .stdout_fd = null_fd,
+       .stderr_fd = err_fd,
+       .inherit_fds = {*listener}},
       [&](ExitStatus status) { exited = status; }, spawn_error);
   ::close(null_fd);
   ::close(err_fd);
+  ::close(*listener);
   REQUIRE_FALSE(spawn_error);
 
   auto qmp = qmp::Client::create(io.get_executor(), log.logger);

@@ -1,0 +1,47 @@
+#pragma once
+// QEMU never runs as root: who it runs as, and what berth prepares so that it needs no privilege.
+// QEMU gets the tap and the QMP socket as descriptors (vm.cpp); what it opens by path is handed
+// over here: the pet disk becomes QEMU's, the runtime folder (config-drive ISO) traversable for its
+// group, /dev/kvm reachable through its group. The image cache stays root's and read-only to QEMU.
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "common/error.hpp"
+#include "qemu/kvm.hpp"
+#include "supervisor/children.hpp"
+#include "supervisor/config.hpp"
+
+namespace berth {
+
+// The credentials QEMU is spawned with: BERTH_QEMU_USER's uid and gid, and as its only
+// supplementary group the group of /dev/kvm (`kvm_group`) unless that is root's. nullopt when
+// berth is not root (`berth_euid` != 0): it cannot switch, and QEMU runs as berth's own user.
+std::optional<Credentials> qemu_credentials(const QemuUser& user, uid_t berth_euid,
+                                            std::optional<gid_t> kvm_group);
+
+// Whether `who` may open a file with `st`'s owner and mode for reading and writing, by the mode
+// bits (ACLs are not consulted; an ACL can only add access here).
+bool may_read_write(const struct stat& st, const Credentials& who);
+
+// "0600 root:root" style: `st`'s permission bits and numeric owner.
+std::string describe_mode(const struct stat& st);
+
+// Narrows a usable KVM probe to what QEMU running as `who` can use: /dev/kvm (`device`) must be
+// readable and writable for it. A probe for berth's own identity (`who` nullopt) is returned as
+// it is.
+qemu::KvmProbe kvm_for_qemu(qemu::KvmProbe probe, const char* device,
+                            const std::optional<Credentials>& who);
+
+// Hands QEMU what it opens by path: the pet disk becomes uid:gid, mode 0600 (berth, root, still
+// reads and grows it); the runtime folder becomes root:gid, mode 0710 (QEMU's group may traverse
+// it to the config-drive ISO, 0644, but neither list nor create; the QMP socket and the control
+// token stay root's 0600). Errors: kSystem (chown or chmod failed, with the path).
+Result<void> hand_over_files(const Credentials& who, const std::filesystem::path& pet_disk,
+                             const std::filesystem::path& runtime_dir);
+
+}  // namespace berth
