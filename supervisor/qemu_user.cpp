@@ -19,14 +19,36 @@ std::optional<Credentials> qemu_credentials(const QemuUser& user, uid_t berth_eu
   return who;
 }
 
-bool may_read_write(const struct stat& st, const Credentials& who) {
+bool may_access(const struct stat& st, const Credentials& who, unsigned want) {
   const bool in_group =
       st.st_gid == who.gid
       || std::find(who.groups.begin(), who.groups.end(), st.st_gid) != who.groups.end();
   // Only the first class that matches counts (owner, then group, then others), as in the kernel.
   const unsigned shift = st.st_uid == who.uid ? 6 : in_group ? 3 : 0;
   const unsigned bits = (st.st_mode >> shift) & 07;
-  return (bits & 06) == 06;
+  return (bits & want) == want;
+}
+
+bool may_read_write(const struct stat& st, const Credentials& who) {
+  return may_access(st, who, 06);
+}
+
+Result<void> check_reachable(const std::filesystem::path& file, const Credentials& who,
+                             std::string_view what) {
+  std::filesystem::path folder;
+  for (const auto& part : file.parent_path()) {
+    folder /= part;
+    struct stat st {};
+    if (::stat(folder.c_str(), &st) != 0)
+      return system_error(fmt::format("checking the way to {} {}", what, file.string()), errno);
+    if (!may_access(st, who, 01))
+      return invalid_input(fmt::format(
+          "QEMU (uid {}, gid {}) cannot reach {} {}: the folder {} is {}; make it traversable "
+          "for QEMU's user (e.g. chmod o+x {}) or choose another folder",
+          who.uid, who.gid, what, file.string(), folder.string(), describe_mode(st),
+          folder.string()));
+  }
+  return {};
 }
 
 std::string describe_mode(const struct stat& st) {
@@ -49,8 +71,10 @@ qemu::KvmProbe kvm_for_qemu(qemu::KvmProbe probe, const char* device,
 }
 
 Result<void> hand_over_files(const Credentials& who, const std::filesystem::path& pet_disk,
+                             const std::filesystem::path& base_image,
                              const std::filesystem::path& runtime_dir) {
-  if (::chown(pet_disk.c_str(), who.uid, who.gid) != 0 || ::chmod(pet_disk.c_str(), 0600) != 0)
+  // chmod first: once the file is QEMU's, changing its mode would need CAP_FOWNER.
+  if (::chmod(pet_disk.c_str(), 0600) != 0 || ::chown(pet_disk.c_str(), who.uid, who.gid) != 0)
     return system_error(fmt::format("handing the pet disk {} to QEMU's user {}:{}",
                                     pet_disk.string(), who.uid, who.gid),
                         errno);
@@ -58,6 +82,18 @@ Result<void> hand_over_files(const Credentials& who, const std::filesystem::path
     return system_error(fmt::format("opening BERTH_RUNTIME_DIR {} to QEMU's group {}",
                                     runtime_dir.string(), who.gid),
                         errno);
+  struct stat base {};
+  if (::stat(base_image.c_str(), &base) != 0 || !may_access(base, who, 04))
+    return invalid_input(fmt::format(
+        "QEMU (uid {}, gid {}) cannot read the base image {} ({}); the image cache keeps it "
+        "0644",
+        who.uid, who.gid, base_image.string(), describe_mode(base)));
+  const std::filesystem::path inside_runtime = runtime_dir / "";  // its folders and itself
+  for (const auto& [file, what] :
+       {std::pair{&pet_disk, "the pet disk"}, std::pair{&base_image, "the base image"},
+        std::pair{&inside_runtime, "the runtime folder"}})
+    if (auto reachable = check_reachable(*file, who, what); !reachable)
+      return reachable;
   return {};
 }
 

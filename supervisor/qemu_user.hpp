@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "common/error.hpp"
 #include "qemu/kvm.hpp"
@@ -28,7 +29,12 @@ std::optional<Credentials> qemu_credentials(const QemuUser& user, uid_t berth_eu
 // bits (ACLs are not consulted; an ACL can only add access here).
 bool may_read_write(const struct stat& st, const Credentials& who);
 
-// "0600 root:root" style: `st`'s permission bits and numeric owner.
+// Whether `who` may search every folder on the way to `file` (the folders above it), by the mode
+// bits. Errors: kInvalidInput naming the first folder it may not traverse and its mode; kSystem.
+Result<void> check_reachable(const std::filesystem::path& file, const Credentials& who,
+                             std::string_view what);
+
+// "0600 0:0" style: `st`'s permission bits and numeric owner.
 std::string describe_mode(const struct stat& st);
 
 // Narrows a usable KVM probe to what QEMU running as `who` can use: /dev/kvm (`device`) must be
@@ -40,8 +46,12 @@ qemu::KvmProbe kvm_for_qemu(qemu::KvmProbe probe, const char* device,
 // Hands QEMU what it opens by path: the pet disk becomes uid:gid, mode 0600 (berth, root, still
 // reads and grows it); the runtime folder becomes root:gid, mode 0710 (QEMU's group may traverse
 // it to the config-drive ISO, 0644, but neither list nor create; the QMP socket and the control
-// token stay root's 0600). Errors: kSystem (chown or chmod failed, with the path).
+// token stay root's 0600). The base image (the pet disk's backing file) stays root's: QEMU must
+// be able to read it, and to traverse every folder above these three. Errors: kSystem (chown or
+// chmod failed, with the path), kInvalidInput (QEMU could not reach or read a file; the message
+// names the folder and its mode).
 Result<void> hand_over_files(const Credentials& who, const std::filesystem::path& pet_disk,
+                             const std::filesystem::path& base_image,
                              const std::filesystem::path& runtime_dir);
 
 }  // namespace berth

@@ -306,7 +306,8 @@ StepResult Supervisor::prepare_for_qemu() {
         ::geteuid(), config_.qemu_user.uid, config_.qemu_user.gid);
     return {};
   }
-  if (auto handed = hand_over_files(*qemu_user_, pet_disk_, config_.runtime_dir); !handed)
+  if (auto handed = hand_over_files(*qemu_user_, pet_disk_, image_.path, config_.runtime_dir);
+      !handed)
     return Failure{ExitCode::kDisk, handed.error().message};
   return {};
 }

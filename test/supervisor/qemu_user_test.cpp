@@ -73,3 +73,23 @@ TEST_CASE("a KVM that QEMU's user may not open is not usable, and says why", "[q
   CHECK_THAT(refused.reason, Catch::Contains(path + " is 0600") && Catch::Contains("uid 107")
                                  && Catch::Contains("0660 root:kvm"));
 }
+
+TEST_CASE("a folder QEMU's user may not traverse on the way to a file is named with its mode",
+          "[qemu-user]") {
+  std::string made = (std::filesystem::temp_directory_path() / "berth-reach-XXXXXX").string();
+  REQUIRE(::mkdtemp(made.data()) != nullptr);
+  const std::filesystem::path top = made;
+  std::filesystem::create_directories(top / "disks");
+  const Credentials qemu{107, 107, {}};
+  ::chmod(top.c_str(), 0700);  // what mkdtemp makes
+  const auto refused = check_reachable(top / "disks" / "vm.qcow2", qemu, "the pet disk");
+  ::chmod(top.c_str(), 0711);
+  const auto allowed = check_reachable(top / "disks" / "vm.qcow2", qemu, "the pet disk");
+  std::filesystem::remove_all(top);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().kind == ErrorKind::kInvalidInput);
+  CHECK_THAT(refused.error().message,
+             Catch::Contains("cannot reach the pet disk " + (top / "disks/vm.qcow2").string())
+                 && Catch::Contains("the folder " + top.string() + " is 0700"));
+  CHECK(allowed);
+}
