@@ -131,8 +131,7 @@ asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec, std::optional<Cr
   if (auto opened = open_hand_over(spec, hand_over); !opened)
     co_return opened.error();
   const auto argv = qemu::build_command_line(spec, hand_over.fds);
-  log_->info("starting QEMU as {} without capabilities: {}", describe_identity(run_as),
-             qemu::quote_command(argv));
+  log_->info("starting QEMU: {}", qemu::quote_command(argv));
 
   Pipe console, errors;
   if (!console.open() || !errors.open()) {
@@ -176,7 +175,7 @@ asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec, std::optional<Cr
   auto errors_in = std::make_shared<asio::posix::stream_descriptor>(io_, errors.read);
   asio::co_spawn(io_, pump_console(console_in), log_exceptions(log_, "QEMU console pump"));
   asio::co_spawn(io_, pump_stderr(errors_in), log_exceptions(log_, "QEMU stderr pump"));
-  log_->info("QEMU running as pid {}", pid_);
+  log_->info("QEMU running as pid {} ({}, no capabilities)", pid_, describe_identity(run_as));
 
   qmp_ = qmp::Client::create(io_.get_executor(), log_->clone("qmp"));
   const auto connected = co_await connect_qmp(spec.qmp_socket, connect_within);
