@@ -69,6 +69,14 @@ std::size_t zombies() {
   return count;
 }
 
+// What a finished child wrote to the pipe end `fd` (one read: it is short), which is then closed.
+std::string read_and_close(int fd) {
+  std::string text(8192, '\0');
+  text.resize(static_cast<std::size_t>(std::max<ssize_t>(0, ::read(fd, text.data(), text.size()))));
+  ::close(fd);
+  return text;
+}
+
 // Runs `io` until `done` or the deadline.
 template <typename Pred>
 bool run_until(boost::asio::io_context& io, Pred done, std::chrono::milliseconds limit = 5s) {
@@ -144,10 +152,7 @@ TEST_CASE("children: the child starts with an empty mask, default dispositions, 
   ::close(out[1]);
   REQUIRE_FALSE(ec);
   REQUIRE(run_until(io, [&] { return status.has_value(); }));
-  std::string text(4096, '\0');
-  text.resize(
-      static_cast<std::size_t>(std::max<ssize_t>(0, ::read(out[0], text.data(), text.size()))));
-  ::close(out[0]);
+  const std::string text = read_and_close(out[0]);
   sigprocmask(SIG_UNBLOCK, &block, nullptr);
   CHECK_THAT(text, Catch::Contains("SigBlk:\t0000000000000000"));
   CHECK_THAT(text, Catch::Contains("SigIgn:\t0000000000000000"));
@@ -182,10 +187,7 @@ TEST_CASE(
     ::close(fd);
   REQUIRE_FALSE(ec);
   REQUIRE(run_until(io, [&] { return status.has_value(); }));
-  std::string text(8192, '\0');
-  text.resize(
-      static_cast<std::size_t>(std::max<ssize_t>(0, ::read(out[0], text.data(), text.size()))));
-  ::close(out[0]);
+  const std::string text = read_and_close(out[0]);
   INFO(text);
   CHECK_THAT(text, Catch::Contains("Uid:\t4242\t4242\t4242\t4242\n"));
   CHECK_THAT(text, Catch::Contains("Gid:\t4343\t4343\t4343\t4343\n"));
