@@ -187,8 +187,10 @@ std::map<std::string, std::string> proc_status(pid_t pid) {
   std::map<std::string, std::string> fields;
   std::istringstream in(slurp("/proc/" + std::to_string(pid) + "/status"));
   for (std::string line; std::getline(in, line);)
-    if (const auto colon = line.find(':'); colon != std::string::npos)
-      fields[line.substr(0, colon)] = line.substr(line.find_first_not_of(" \t", colon + 1));
+    if (const auto colon = line.find(':'); colon != std::string::npos) {
+      const auto value = line.find_first_not_of(" \t", colon + 1);
+      fields[line.substr(0, colon)] = value == std::string::npos ? "" : line.substr(value);
+    }
   return fields;
 }
 
