@@ -331,7 +331,7 @@ void parse_machine(Reader& r, Config& c) {
   else
     r.fail_message("BERTH_QEMU_USER", user,
                    fmt::format("BERTH_QEMU_USER: \"{}\" is not a uid:gid pair of numbers other "
-                               "than 0; QEMU never runs as root. Expected e.g. 107:107",
+                               "than 0 (QEMU never runs as root); expected e.g. 107:107",
                                user));
 
   c.shutdown_timeout = std::chrono::seconds(r.parse<unsigned>(

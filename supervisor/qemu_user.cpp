@@ -1,5 +1,6 @@
 #include "supervisor/qemu_user.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -94,6 +95,20 @@ Result<void> hand_over_files(const Credentials& who, const std::filesystem::path
         std::pair{&inside_runtime, "the runtime folder"}})
     if (auto reachable = check_reachable(*file, who, what); !reachable)
       return reachable;
+  return {};
+}
+
+Result<void> make_file_for_qemu(const std::filesystem::path& path, const QemuUser& user) {
+  ::unlink(path.c_str());
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return system_error(fmt::format("creating {} for QEMU", path.string()), errno);
+  const bool handed = ::geteuid() != 0 || ::fchown(fd, user.uid, user.gid) == 0;
+  const int error = errno;
+  ::close(fd);
+  if (!handed)
+    return system_error(
+        fmt::format("handing {} to QEMU's user {}:{}", path.string(), user.uid, user.gid), error);
   return {};
 }
 

@@ -54,4 +54,9 @@ Result<void> hand_over_files(const Credentials& who, const std::filesystem::path
                              const std::filesystem::path& base_image,
                              const std::filesystem::path& runtime_dir);
 
+// Creates `path` empty (a stale file there is removed first; never through a symlink), mode 0600,
+// owned by `user` when berth is root, so that QEMU can write it (screendump) without write access
+// to its folder. Errors: kSystem.
+Result<void> make_file_for_qemu(const std::filesystem::path& path, const QemuUser& user);
+
 }  // namespace berth

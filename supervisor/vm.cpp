@@ -179,6 +179,8 @@ asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec, std::optional<Cr
 
   qmp_ = qmp::Client::create(io_.get_executor(), log_->clone("qmp"));
   const auto connected = co_await connect_qmp(spec.qmp_socket, connect_within);
+  if (connected && !exit_status_)
+    co_await wait_exit(1s);  // a reset or refused connection: QEMU is most likely exiting
   if (exit_status_) {
     qmp_->close();
     // Let the stderr pump take QEMU's last words before they go into the message.
