@@ -93,6 +93,13 @@ struct HandOver {
   HandOver(const HandOver&) = delete;
   HandOver& operator=(const HandOver&) = delete;
   ~HandOver() { close(); }
+  std::vector<int> open_fds() const {
+    std::vector<int> open;
+    for (const int fd : {fds.qmp, fds.tap})
+      if (fd >= 0)
+        open.push_back(fd);
+    return open;
+  }
   void close() {
     for (int* fd : {&fds.qmp, &fds.tap})
       if (*fd >= 0)
@@ -123,6 +130,16 @@ std::string describe_identity(const std::optional<Credentials>& who) {
       who->groups.empty() ? "" : fmt::format(" groups {}", fmt::join(who->groups, ",")));
 }
 
+// Why QEMU could not be started as `who`.
+Error spawn_error(const std::string& binary, const std::optional<Credentials>& who, error_code ec) {
+  const bool denied = ec == boost::system::errc::operation_not_permitted;
+  return Error{
+      ErrorKind::kProgram,
+      fmt::format("cannot run {} as {}: {}{}", binary, describe_identity(who), ec.message(),
+                  denied ? " (berth needs CAP_SETUID, CAP_SETGID and CAP_SETPCAP)" : ""),
+      ec};
+}
+
 }  // namespace
 
 asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec, std::optional<Credentials> run_as,
@@ -138,9 +155,6 @@ asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec, std::optional<Cr
     console.close_both();
     co_return system_error("cannot create pipes for QEMU", errno);
   }
-  std::vector<int> inherit = {hand_over.fds.qmp};
-  if (hand_over.fds.tap >= 0)
-    inherit.push_back(hand_over.fds.tap);
   error_code ec;
   std::weak_ptr<bool> alive = alive_;
   pid_ = children_.spawn(
@@ -149,7 +163,7 @@ asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec, std::optional<Cr
        .stderr_fd = errors.write,
        .credentials = run_as,
        .privileges = Privileges::kDrop,
-       .inherit_fds = std::move(inherit)},
+       .inherit_fds = hand_over.open_fds()},
       [this, alive](ExitStatus status) {
         if (alive.expired())
           return;
@@ -163,13 +177,7 @@ asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec, std::optional<Cr
   if (ec) {
     ::close(console.read);
     ::close(errors.read);
-    co_return Error{ErrorKind::kProgram,
-                    fmt::format("cannot run {} as {}: {}{}", spec.binary, describe_identity(run_as),
-                                ec.message(),
-                                ec == boost::system::errc::operation_not_permitted
-                                    ? " (berth needs CAP_SETUID, CAP_SETGID and CAP_SETPCAP)"
-                                    : ""),
-                    ec};
+    co_return spawn_error(spec.binary, run_as, ec);
   }
   auto console_in = std::make_shared<asio::posix::stream_descriptor>(io_, console.read);
   auto errors_in = std::make_shared<asio::posix::stream_descriptor>(io_, errors.read);
