@@ -152,6 +152,7 @@ def main():
     guest = subprocess.run([f"{ROOT}/test/guest/build-guest.sh"], check=True, capture_output=True,
                            text=True).stdout.strip()
     work = tempfile.mkdtemp(prefix="berth-scale-", dir="/var/tmp")
+    os.chmod(work, 0o711)  # traversable for QEMU's user, as /var/lib/berth on a node
     vms = []
     t_start = time.time()
     try:

@@ -129,7 +129,10 @@ def non_qemu(pod_ino, field):
 def one_run(tool, cmd, env, work, measure_memory):
     """Starts the tool in a fresh pod and returns its milestones (seconds from start) and memory."""
     run_dir = tempfile.mkdtemp(dir=work)
+    os.chmod(run_dir, 0o711)  # berth's QEMU runs as BERTH_QEMU_USER and opens its disk below here
     stamp = os.path.join(run_dir, "qemu-exec")
+    open(stamp, "w").close()
+    os.chmod(stamp, 0o666)  # the wrapper below runs as QEMU's user
     wrap = os.path.join(run_dir, "bin")
     os.makedirs(wrap)
     with open(os.path.join(wrap, "qemu-system-x86_64"), "w") as f:
@@ -239,6 +242,7 @@ def main():
     guest = subprocess.run([f"{ROOT}/test/guest/build-guest.sh"], check=True, capture_output=True,
                            text=True).stdout.strip()
     work = tempfile.mkdtemp(prefix="berth-startup-", dir="/var/tmp")
+    os.chmod(work, 0o711)  # traversable for QEMU's user, as /var/lib/berth on a node
     try:
         www = os.path.join(work, "www")
         os.makedirs(www)

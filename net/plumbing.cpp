@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -84,9 +85,9 @@ Result<void> add_gateway_address(nl_sock* socket, const PlumbingSpec& spec, int 
   return {};
 }
 
-// A persistent tap, so QEMU can open it by name later and it survives our file descriptor.
-Result<void> create_tap(const std::string& name) {
-  const std::string what = fmt::format("creating tap {}", name);
+// Opens /dev/net/tun and attaches it to the tap `name` (created when absent), with the flags QEMU
+// uses: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR. The descriptor is close-on-exec.
+Result<int> attach_tap(const std::string& name, std::string_view what) {
   const int fd = ::open("/dev/net/tun", O_RDWR | O_CLOEXEC);
   if (fd < 0) {
     const int error = errno;
@@ -95,16 +96,28 @@ Result<void> create_tap(const std::string& name) {
                    fmt::format("{}: /dev/net/tun: {}; the container needs the tun device (a "
                                "privileged pod, or a device plugin that provides /dev/net/tun)",
                                what, std::strerror(error))};
-    return detail::errno_error(error, what + ": opening /dev/net/tun");
+    return detail::errno_error(error, fmt::format("{}: opening /dev/net/tun", what));
   }
   ifreq request{};
-  std::memcpy(request.ifr_name, name.data(), name.size());  // checked: at most 15 bytes
+  std::memcpy(request.ifr_name, name.data(), std::min(name.size(), sizeof request.ifr_name - 1));
   request.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-  int result = ::ioctl(fd, TUNSETIFF, &request);
-  if (result == 0)
-    result = ::ioctl(fd, TUNSETPERSIST, 1);
+  if (::ioctl(fd, TUNSETIFF, &request) != 0) {
+    const int error = errno;
+    ::close(fd);
+    return detail::errno_error(error, what);
+  }
+  return fd;
+}
+
+// A persistent tap: it outlives this descriptor, and each QEMU gets one of its own (open_tap).
+Result<void> create_tap(const std::string& name) {
+  const std::string what = fmt::format("creating tap {}", name);
+  auto fd = attach_tap(name, what);
+  if (!fd)
+    return fd.error();
+  const int result = ::ioctl(*fd, TUNSETPERSIST, 1);
   const int error = errno;
-  ::close(fd);
+  ::close(*fd);
   if (result != 0)
     return detail::errno_error(error, what);
   return {};
@@ -232,6 +245,24 @@ Result<void> teardown_plumbing(const PlumbingSpec& spec, const PlumbingState& st
         fmt::format("restoring forwarding={} on {}", state.pod_forwarding, spec.pod_interface)));
   }
   return first;
+}
+
+Result<int> open_tap(const std::string& name) {
+  if (auto valid = detail::check_interface_name(name, "tap"); !valid)
+    return valid.error();
+  auto socket = detail::open_route_socket();
+  if (!socket)
+    return socket.error();
+  auto link = detail::find_link(socket->get(), name);
+  if (!link)
+    return link.error();
+  const char* kind = *link ? rtnl_link_get_type(link->get()) : nullptr;
+  if (kind == nullptr || std::string_view(kind) != "tun")
+    return Error{ErrorKind::kNoInterface,
+                 fmt::format("opening tap {} for QEMU: there is no tap of that name (the network "
+                             "step creates it)",
+                             name)};
+  return attach_tap(name, fmt::format("opening tap {} for QEMU", name));
 }
 
 Result<void> announce_neighbor(const std::string& interface, boost::asio::ip::address_v4 address,

@@ -1,6 +1,7 @@
 #pragma once
 // The VM's side of the pod network, through libnl-3 and /dev/net/tun: a bridge holding VM_GW/30,
-// a persistent tap enslaved to it for QEMU (`-netdev tap,ifname=tap0,script=no,downscript=no`),
+// a persistent tap enslaved to it for QEMU (berth opens it and QEMU inherits the descriptor:
+// `-netdev tap,fd=N`, so QEMU needs neither CAP_NET_ADMIN nor /dev/net/tun),
 // both at the pod MTU, and IPv4 forwarding. Forwarding and route_localnet are set per interface
 // over netlink (IFLA_INET_CONF), so a read-only /proc/sys does not matter.
 
@@ -16,7 +17,7 @@ namespace berth::net {
 struct PlumbingSpec {
   std::string pod_interface = "eth0";   // gets forwarding=1 (traffic to the VM enters here)
   std::string bridge = "br0";           // gets the gateway address, forwarding, route_localnet
-  std::string tap = "tap0";             // QEMU opens it by name
+  std::string tap = "tap0";             // QEMU gets a descriptor of it (open_tap)
   boost::asio::ip::network_v4 gateway;  // VM_GW/30
   unsigned mtu = 1500;                  // the pod interface's MTU, for bridge and tap
 };
@@ -36,6 +37,12 @@ Result<PlumbingState> setup_plumbing(const PlumbingSpec& spec);
 // Deletes the tap and the bridge (when they exist and are a tap and a bridge) and restores the pod
 // interface's forwarding setting. Keeps going after an error and returns the first.
 Result<void> teardown_plumbing(const PlumbingSpec& spec, const PlumbingState& state);
+
+// Opens a descriptor on the existing tap `name` (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR, as QEMU would
+// open it), close-on-exec, for QEMU to inherit. The caller closes it. Errors: kInvalid (name),
+// kNoInterface (no tap of that name), kPermission (no NET_ADMIN), kUnsupported (no
+// /dev/net/tun), kSystem.
+Result<int> open_tap(const std::string& name);
 
 // Tells the kernel the VM's MAC for its address on the bridge: a REACHABLE neighbour entry that
 // replaces whatever is there, a FAILED one included (dnsmasq does the same when it ACKs). Traffic

@@ -22,7 +22,7 @@ std::string cpu_model(Accelerator accel) {
   return accel == Accelerator::kKvm ? "host,arch-capabilities=off" : "max";
 }
 
-std::vector<std::string> build_command_line(const MachineSpec& spec) {
+std::vector<std::string> build_command_line(const MachineSpec& spec, const InheritedFds& fds) {
   const bool kvm = spec.accel == Accelerator::kKvm;
   std::vector<std::string> argv = {
       spec.binary,
@@ -40,8 +40,10 @@ std::vector<std::string> build_command_line(const MachineSpec& spec) {
       "-no-user-config",
       "-sandbox",
       "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
-      "-qmp",
-      fmt::format("unix:{},server=on,wait=off", escape_commas(spec.qmp_socket.string())),
+      "-chardev",
+      fmt::format("socket,id=qmp,fd={},server=on,wait=off", fds.qmp),
+      "-mon",
+      "chardev=qmp,mode=control",
       "-chardev",
       "stdio,id=console,signal=off",
       "-serial",
@@ -76,8 +78,8 @@ std::vector<std::string> build_command_line(const MachineSpec& spec) {
   }
   add("-device",
       fmt::format("scsi-cd,bus=scsi0.0,drive={},id={}", kConfigDriveDrive, kConfigDriveDevice));
-  if (spec.tap) {
-    add("-netdev", fmt::format("tap,id=net0,ifname={},script=no,downscript=no", *spec.tap));
+  if (fds.tap >= 0) {
+    add("-netdev", fmt::format("tap,id=net0,fd={}", fds.tap));
     add("-device", fmt::format("virtio-net-pci,netdev=net0,mac={},host_mtu={}",
                                format_mac(spec.mac), spec.mtu));
   }

@@ -33,7 +33,8 @@ struct MachineSpec {
   std::filesystem::path disk;  // the pet disk, on virtio-blk
   DiskFormat disk_format = DiskFormat::kQcow2;
   std::optional<std::filesystem::path> config_drive;  // ISO on a virtio-scsi CD-ROM
-  std::optional<std::string> tap;                     // tap interface for virtio-net; none: no NIC
+  std::optional<std::string>
+      tap;  // tap for virtio-net, handed over as InheritedFds::tap; none: no NIC
   MacAddress mac{};
   unsigned mtu = 1500;  // virtio-net host_mtu: the guest learns the pod MTU without DHCP too
   Vnc vnc = Vnc::kOn;   // VNC display 0 (TCP 5900) on vnc_address and on 127.0.0.1
@@ -41,7 +42,7 @@ struct MachineSpec {
   // The pod IP: never 0.0.0.0, so VNC is not on VM_GW (br0), where the guest is. Loopback is added
   // for `kubectl port-forward`, which connects to 127.0.0.1 inside the pod.
   boost::asio::ip::address_v4 vnc_address = boost::asio::ip::address_v4::loopback();
-  std::filesystem::path qmp_socket;
+  std::filesystem::path qmp_socket;     // where berth binds QMP's socket (InheritedFds::qmp)
   std::vector<std::string> extra_args;  // BERTH_QEMU_ARGS, appended last
 };
 
@@ -49,9 +50,16 @@ struct MachineSpec {
 // arch-capabilities MSR, which nested KVM refuses (QEMU aborts setting MSR 0x10a).
 std::string cpu_model(Accelerator accel);
 
+// Descriptors berth opens for QEMU, which inherits them at the same numbers: QEMU then needs no
+// privilege for its network and no write access to the runtime folder.
+struct InheritedFds {
+  int qmp = -1;  // the listening unix socket of QMP (qmp::listen_socket); required
+  int tap = -1;  // the tap, attached (net::open_tap); -1: no NIC
+};
+
 // Builds the argv (argv[0] = spec.binary). The serial console is QEMU's stdout; QMP listens on
-// spec.qmp_socket; QEMU runs sandboxed (-sandbox on), without defaults or user config. No secret
-// is ever part of it: VNC's password goes over QMP.
-std::vector<std::string> build_command_line(const MachineSpec& spec);
+// fds.qmp and the NIC uses fds.tap; QEMU runs sandboxed (-sandbox on), without defaults or user
+// config. No secret is ever part of it: VNC's password goes over QMP.
+std::vector<std::string> build_command_line(const MachineSpec& spec, const InheritedFds& fds);
 
 }  // namespace berth::qemu

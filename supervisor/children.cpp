@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -95,6 +97,87 @@ void ChildReaper::reap() {
   }
 }
 
+namespace {
+
+// The capabilities this kernel knows, all of them in each set: what kDrop empties.
+constexpr int kMaxCapability = 63;
+
+// Empties the bounding set; needs CAP_SETPCAP, and without it (berth not root) the set stays as
+// it is: no_new_privs already keeps the child from gaining anything the set would cap.
+void drop_bounding_set() {
+  for (int cap = 0; cap <= kMaxCapability; ++cap)
+    if (::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) > 0)
+      ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+}
+
+// setgroups, setresgid, setresuid as raw system calls: the child of a fork has one thread, and
+// glibc's wrappers would signal every thread of the parent's list. 0, or the errno.
+int switch_credentials(const Credentials& who) {
+  if (::syscall(SYS_setgroups, who.groups.size(), who.groups.data()) != 0
+      || ::syscall(SYS_setresgid, who.gid, who.gid, who.gid) != 0
+      || ::syscall(SYS_setresuid, who.uid, who.uid, who.uid) != 0)
+    return errno;
+  return 0;
+}
+
+// Empties the ambient, inheritable, permitted and effective sets and sets no_new_privs. 0, or the
+// errno.
+int drop_capabilities() {
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3] = {};
+  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0
+      || ::syscall(SYS_capset, &header, none) != 0 || ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+    return errno;
+  return 0;
+}
+
+// The forked child up to exec; only async-signal-safe calls. On failure the errno goes to
+// `report` and the child exits 127.
+[[noreturn]] void run_child(const SpawnOptions& options, const char* program, char* const* argv,
+                            pid_t parent, int report) {
+  auto fail = [report](int error) {
+    [[maybe_unused]] auto written = ::write(report, &error, sizeof error);
+    ::_exit(127);
+  };
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int sig = 1; sig < NSIG; ++sig)
+    ::signal(sig, SIG_DFL);  // fails harmlessly for KILL/STOP
+  if (options.group == ProcessGroup::kOwn)
+    ::setpgid(0, 0);
+  const int null_fd = ::open("/dev/null", O_RDWR);
+  auto redirect = [&](int from, int to) {
+    if (from >= 0 && from != to)
+      ::dup2(from, to);
+  };
+  redirect(options.stdin_fd >= 0 ? options.stdin_fd : null_fd, STDIN_FILENO);
+  redirect(options.stdout_fd, STDOUT_FILENO);
+  redirect(options.stderr_fd, STDERR_FILENO);
+  for (const int fd : options.inherit_fds)
+    if (::fcntl(fd, F_SETFD, 0) != 0)
+      fail(errno);
+  if (options.privileges == Privileges::kDrop)
+    drop_bounding_set();
+  if (options.credentials)
+    if (const int error = switch_credentials(*options.credentials))
+      fail(error);
+  if (options.privileges == Privileges::kDrop)
+    if (const int error = drop_capabilities())
+      fail(error);
+  // After the credentials: changing them clears the parent-death signal.
+  if (options.parent_death == ParentDeath::kKillChild) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent)
+      ::_exit(127);  // the parent already died
+  }
+  ::execv(program, argv);
+  fail(errno);
+  ::_exit(127);  // not reached: fail does not return
+}
+
+}  // namespace
+
 pid_t ChildReaper::spawn(const SpawnOptions& options, ExitHandler on_exit,
                          boost::system::error_code& ec) {
   ec.clear();
@@ -128,30 +211,7 @@ pid_t ChildReaper::spawn(const SpawnOptions& options, ExitHandler on_exit,
   }
   if (pid == 0) {
     ::close(report[0]);
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int sig = 1; sig < NSIG; ++sig)
-      ::signal(sig, SIG_DFL);  // fails harmlessly for KILL/STOP
-    if (options.group == ProcessGroup::kOwn)
-      ::setpgid(0, 0);
-    if (options.parent_death == ParentDeath::kKillChild) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent)
-        ::_exit(127);  // the parent already died
-    }
-    const int null_fd = ::open("/dev/null", O_RDWR);
-    auto redirect = [&](int from, int to) {
-      if (from >= 0 && from != to)
-        ::dup2(from, to);
-    };
-    redirect(options.stdin_fd >= 0 ? options.stdin_fd : null_fd, STDIN_FILENO);
-    redirect(options.stdout_fd, STDOUT_FILENO);
-    redirect(options.stderr_fd, STDERR_FILENO);
-    ::execv(program->c_str(), argv.data());
-    const int error = errno;
-    [[maybe_unused]] auto written = ::write(report[1], &error, sizeof error);
-    ::_exit(127);
+    run_child(options, program->c_str(), argv.data(), parent, report[1]);
   }
   ::close(report[1]);
   int child_errno = 0;

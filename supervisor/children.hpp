@@ -33,6 +33,18 @@ struct ExitStatus {
 
 enum class ProcessGroup { kInherit, kOwn };      // kOwn: Ctrl-C in a terminal does not reach it
 enum class ParentDeath { kIgnore, kKillChild };  // kKillChild: PR_SET_PDEATHSIG SIGKILL
+// kDrop: before exec the child empties every capability set (bounding and ambient included, the
+// bounding set only when it holds CAP_SETPCAP) and sets no_new_privs, so neither setuid programs
+// nor file capabilities give it anything back.
+enum class Privileges { kKeep, kDrop };
+
+// Who a child runs as: set with setgroups, setresgid and setresuid before exec (berth needs
+// CAP_SETUID and CAP_SETGID for it; without them the spawn fails with EPERM).
+struct Credentials {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;  // the supplementary groups; empty: none
+};
 
 struct SpawnOptions {
   std::vector<std::string> argv;  // argv[0] is looked up in PATH when it has no '/'
@@ -41,6 +53,10 @@ struct SpawnOptions {
   int stderr_fd = -1;             // -1: inherit ours
   ProcessGroup group = ProcessGroup::kOwn;
   ParentDeath parent_death = ParentDeath::kKillChild;
+  std::optional<Credentials> credentials =
+      std::nullopt;  // nullopt: berth's own uid, gid and groups
+  Privileges privileges = Privileges::kKeep;
+  std::vector<int> inherit_fds = {};  // stay open across exec at the same numbers (above 2)
 };
 
 class ChildReaper {
@@ -54,7 +70,8 @@ class ChildReaper {
   ChildReaper& operator=(const ChildReaper&) = delete;
 
   // Forks and execs; in the child the signal mask is emptied and every disposition reset before
-  // exec. Returns the pid, or the error that stopped the exec (e.g. no such file), in which case
+  // exec, then the credentials and privileges of `options` are applied. Returns the pid, or the
+  // error that stopped the exec (e.g. no such file, or EPERM from setresuid), in which case
   // `on_exit` is never called. `on_exit` runs on the io_context once the child has been reaped.
   pid_t spawn(const SpawnOptions& options, ExitHandler on_exit, boost::system::error_code& ec);
 

@@ -72,6 +72,9 @@ const std::vector<VariableDoc> kDocs = {
      "Start-up phase time budgets over the defaults; /healthz fails when a phase outruns its own."},
     {"BERTH_QEMU_ARGS", "", "words, quoted like a shell (never run by one)",
      "Extra QEMU arguments appended to the command line."},
+    {"BERTH_QEMU_USER", "107:107", "uid:gid, numbers other than 0",
+     "The unprivileged user and group QEMU runs as, without capabilities (berth itself stays "
+     "root)."},
     {"BERTH_LOG_FORMAT", "text", "text | json", "Log format on stderr."},
     {"BERTH_LOG_LEVEL", "info", "trace | debug | info | warn | error", "Log verbosity."},
 };
@@ -363,6 +366,14 @@ void parse_machine(Reader& r, Config& c) {
   else
     r.fail("BERTH_QEMU_ARGS", qemu_args, "has an unbalanced quote or a trailing backslash");
 
+  if (const std::string user = r.get("BERTH_QEMU_USER"); parse_qemu_user(user))
+    c.qemu_user = *parse_qemu_user(user);
+  else
+    r.fail_message("BERTH_QEMU_USER", user,
+                   fmt::format("BERTH_QEMU_USER: \"{}\" is not a uid:gid pair of numbers other "
+                               "than 0 (QEMU never runs as root); expected e.g. 107:107",
+                               user));
+
   c.shutdown_timeout = std::chrono::seconds(r.parse<unsigned>(
       "BERTH_SHUTDOWN_TIMEOUT",
       [](std::string_view t) {
@@ -493,6 +504,7 @@ std::string describe_config(const Config& c, const EnvLookup& env) {
       {"BERTH_SHUTDOWN_TIMEOUT", std::to_string(c.shutdown_timeout.count())},
       {"BERTH_PHASE_BUDGETS", format_phase_budgets(c.phase_budgets)},
       {"BERTH_QEMU_ARGS", qemu::quote_command(c.qemu_args)},
+      {"BERTH_QEMU_USER", fmt::format("{}:{}", c.qemu_user.uid, c.qemu_user.gid)},
       {"BERTH_LOG_FORMAT", c.log_format == LogFormat::kJson ? "json" : "text"},
       {"BERTH_LOG_LEVEL", std::string(std::array{"trace", "debug", "info", "warn",
                                                  "error"}[static_cast<int>(c.log_level)])},
@@ -582,6 +594,18 @@ std::string format_endpoint(const Endpoint& endpoint) {
   if (endpoint.address.is_v6())
     return fmt::format("[{}]:{}", endpoint.address.to_string(), endpoint.port);
   return fmt::format("{}:{}", endpoint.address.to_string(), endpoint.port);
+}
+
+std::optional<QemuUser> parse_qemu_user(std::string_view text) {
+  const auto colon = text.find(':');
+  if (colon == std::string_view::npos)
+    return std::nullopt;
+  auto uid = parse_int<std::uint32_t>(text.substr(0, colon));
+  auto gid = parse_int<std::uint32_t>(text.substr(colon + 1));
+  auto usable = [](std::optional<std::uint32_t> id) { return id && *id != 0 && *id != UINT32_MAX; };
+  if (!usable(uid) || !usable(gid))
+    return std::nullopt;
+  return QemuUser{*uid, *gid};
 }
 
 std::optional<bool> parse_bool(std::string_view text) {

@@ -26,6 +26,13 @@ enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError };
 enum class SourceKind { kUrl, kPath };
 enum class VncAuth { kPassword, kNone };  // kNone only with BERTH_VNC_INSECURE_NO_AUTH
 
+// The unprivileged identity QEMU runs as (BERTH_QEMU_USER): numeric, no /etc/passwd entry needed.
+struct QemuUser {
+  std::uint32_t uid = 107;
+  std::uint32_t gid = 107;
+  bool operator==(const QemuUser&) const = default;
+};
+
 struct Endpoint {
   boost::asio::ip::address address;
   std::uint16_t port = 0;
@@ -62,6 +69,7 @@ struct Config {
   std::chrono::seconds shutdown_timeout{0};
   PhaseBudgets phase_budgets;          // BERTH_PHASE_BUDGETS over the defaults (phase_budget.cpp)
   std::vector<std::string> qemu_args;  // BERTH_QEMU_ARGS, split like a shell would
+  QemuUser qemu_user;                  // BERTH_QEMU_USER; never uid or gid 0
   LogFormat log_format = LogFormat::kText;
   LogLevel log_level = LogLevel::kInfo;
 };
@@ -110,6 +118,8 @@ std::optional<boost::asio::ip::address_v4> parse_ipv4(std::string_view text);
 // "127.0.0.1:9251", "[::1]:9251", "0.0.0.0:9251".
 std::optional<Endpoint> parse_endpoint(std::string_view text);
 std::string format_endpoint(const Endpoint& endpoint);
+// "107:107": a numeric uid and gid, both 1-4294967294 (0 is root; 4294967295 is "no id").
+std::optional<QemuUser> parse_qemu_user(std::string_view text);
 // yes/no words: 1/true/yes/on/y and 0/false/no/off/n, case-insensitive.
 std::optional<bool> parse_bool(std::string_view text);
 

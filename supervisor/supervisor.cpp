@@ -24,6 +24,7 @@
 #include "supervisor/logging.hpp"
 #include "supervisor/module_params.hpp"
 #include "supervisor/secret_file.hpp"
+#include "supervisor/qemu_user.hpp"
 
 namespace berth {
 namespace {
@@ -31,6 +32,8 @@ namespace {
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using namespace asio::experimental::awaitable_operators;
+
+constexpr const char* kKvmDevice = "/dev/kvm";
 
 }  // namespace
 
@@ -398,9 +401,32 @@ asio::awaitable<Result<void>> Supervisor::try_kvm() {
   co_return Result<void>{};
 }
 
+StepResult Supervisor::prepare_for_qemu() {
+  struct stat kvm {};
+  std::optional<gid_t> kvm_group;
+  if (::stat(kKvmDevice, &kvm) == 0 && S_ISCHR(kvm.st_mode))
+    kvm_group = kvm.st_gid;
+  qemu_user_ = qemu_credentials(config_.qemu_user, ::geteuid(), kvm_group);
+  if (!qemu_user_) {
+    log_->warn(
+        "berth runs as uid {}, not root, so QEMU runs as that user too (BERTH_QEMU_USER "
+        "{}:{} needs root to switch to), still without capabilities",
+        ::geteuid(), config_.qemu_user.uid, config_.qemu_user.gid);
+    return {};
+  }
+  if (auto handed = hand_over_files(*qemu_user_, pet_disk_, image_.path, config_.runtime_dir);
+      !handed)
+    return Failure{ExitCode::kDisk, handed.error().message};
+  return {};
+}
+
 asio::awaitable<StepResult> Supervisor::boot() {
-  const auto plan = plan_accel(
-      config_.vm_accel, config_.vm_accel == Accel::kTcg ? qemu::KvmProbe{} : qemu::probe_kvm());
+  if (auto prepared = prepare_for_qemu(); !prepared)
+    co_return prepared;
+  const auto probe = config_.vm_accel == Accel::kTcg
+                         ? qemu::KvmProbe{}
+                         : kvm_for_qemu(qemu::probe_kvm(kKvmDevice), kKvmDevice, qemu_user_);
+  const auto plan = plan_accel(config_.vm_accel, probe);
   switch (plan.start) {
     case AccelStart::kFailKvmNotUsable:
       co_return Failure{ExitCode::kQemu, plan.reason};
@@ -453,8 +479,9 @@ asio::awaitable<Result<void>> Supervisor::start_vm(qemu::Accelerator accel) {
   vm_ = std::make_unique<Vm>(io_, children_, console_out_, log_);
   state_.qemu_starting();
   auto spec = machine_spec(accel);  // named: a stop unwinds this (GCC 12, ARCHITECTURE.md)
-  auto vnc_password = vnc_password_;  // named, not a temporary inside co_await (GCC 12)
-  auto started = co_await vm_->start(std::move(spec), std::move(vnc_password));
+  auto run_as = qemu_user_;           // named, not temporaries inside co_await (GCC 12)
+  auto vnc_password = vnc_password_;
+  auto started = co_await vm_->start(std::move(spec), std::move(run_as), std::move(vnc_password));
   if (started) {
     state_.vm_started(accel, vm_->qmp());
     vm_->qmp()->subscribe([this](const qmp::Event& event) { state_.events().publish(event); });

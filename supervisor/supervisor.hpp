@@ -92,6 +92,9 @@ class Supervisor {
   // The ConfigMap watch that rebuilds and swaps the config drive into the running VM.
   void start_drive_watch();
   // Starts QEMU under the accelerator VM_ACCEL and the KVM probe call for (accel_policy.hpp).
+  // QEMU's credentials (BERTH_QEMU_USER, /dev/kvm's group) and the files it opens by path
+  // handed over to them; a warning when berth is not root and cannot switch.
+  StepResult prepare_for_qemu();
   boost::asio::awaitable<StepResult> boot();
   // Runs the guest under KVM for the probation time; fails with why KVM did not work.
   boost::asio::awaitable<Result<void>> try_kvm();
@@ -124,6 +127,7 @@ class Supervisor {
   std::optional<net::PodNetwork> network_;
   drive::CachedImage image_;
   std::filesystem::path pet_disk_;
+  std::optional<Credentials> qemu_user_;  // nullopt: QEMU runs as berth's own (non-root) user
   drive::ConfigDriveParams drive_params_;
   std::unique_ptr<dhcp::DhcpServer> dhcp_;
   std::unique_ptr<dhcp::DnsForwarder> dns_;

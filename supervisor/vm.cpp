@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
@@ -13,6 +14,7 @@
 #include <functional>
 
 #include "common/async.hpp"
+#include "net/plumbing.hpp"
 #include "qemu/shell_words.hpp"
 
 namespace berth {
@@ -82,12 +84,71 @@ Vm::~Vm() {
     ::kill(pid_, SIGKILL);  // the reaper still reaps it
 }
 
-asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec,
+namespace {
+
+// What QEMU inherits, owned by berth until QEMU has its copies.
+struct HandOver {
+  qemu::InheritedFds fds;
+  HandOver() = default;
+  HandOver(const HandOver&) = delete;
+  HandOver& operator=(const HandOver&) = delete;
+  ~HandOver() { close(); }
+  std::vector<int> open_fds() const {
+    std::vector<int> open;
+    for (const int fd : {fds.qmp, fds.tap})
+      if (fd >= 0)
+        open.push_back(fd);
+    return open;
+  }
+  void close() {
+    for (int* fd : {&fds.qmp, &fds.tap})
+      if (*fd >= 0)
+        ::close(std::exchange(*fd, -1));
+  }
+};
+
+// The QMP listener at spec.qmp_socket and, when the machine has a NIC, a descriptor of its tap.
+Result<void> open_hand_over(const qemu::MachineSpec& spec, HandOver& out) {
+  auto qmp = qmp::listen_socket(spec.qmp_socket);
+  if (!qmp)
+    return qmp.error();
+  out.fds.qmp = *qmp;
+  if (spec.tap) {
+    auto tap = net::open_tap(*spec.tap);
+    if (!tap)
+      return tap.error();
+    out.fds.tap = *tap;
+  }
+  return {};
+}
+
+std::string describe_identity(const std::optional<Credentials>& who) {
+  if (!who)
+    return fmt::format("berth's own uid {}", ::geteuid());
+  return fmt::format(
+      "uid {} gid {}{}", who->uid, who->gid,
+      who->groups.empty() ? "" : fmt::format(" groups {}", fmt::join(who->groups, ",")));
+}
+
+// Why QEMU could not be started as `who`.
+Error spawn_error(const std::string& binary, const std::optional<Credentials>& who, error_code ec) {
+  const bool denied = ec == boost::system::errc::operation_not_permitted;
+  return Error{
+      ErrorKind::kProgram,
+      fmt::format("cannot run {} as {}: {}{}", binary, describe_identity(who), ec.message(),
+                  denied ? " (berth needs CAP_SETUID, CAP_SETGID and CAP_SETPCAP)" : ""),
+      ec};
+}
+
+}  // namespace
+
+asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec, std::optional<Credentials> run_as,
                                         std::optional<std::string> vnc_password,
                                         std::chrono::seconds connect_within) {
-  std::error_code fs_ec;
-  std::filesystem::remove(spec.qmp_socket, fs_ec);  // a stale socket from a crashed run
-  const auto argv = qemu::build_command_line(spec);
+  HandOver hand_over;
+  if (auto opened = open_hand_over(spec, hand_over); !opened)
+    co_return opened.error();
+  const auto argv = qemu::build_command_line(spec, hand_over.fds);
   log_->info("starting QEMU: {}", qemu::quote_command(argv));
 
   Pipe console, errors;
@@ -98,7 +159,12 @@ asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec,
   error_code ec;
   std::weak_ptr<bool> alive = alive_;
   pid_ = children_.spawn(
-      {.argv = argv, .stdout_fd = console.write, .stderr_fd = errors.write},
+      {.argv = argv,
+       .stdout_fd = console.write,
+       .stderr_fd = errors.write,
+       .credentials = run_as,
+       .privileges = Privileges::kDrop,
+       .inherit_fds = hand_over.open_fds()},
       [this, alive](ExitStatus status) {
         if (alive.expired())
           return;
@@ -106,19 +172,19 @@ asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec,
         exited_.cancel();
       },
       ec);
+  hand_over.close();  // QEMU holds its own copies now
   ::close(console.write);
   ::close(errors.write);
   if (ec) {
     ::close(console.read);
     ::close(errors.read);
-    co_return Error{ErrorKind::kProgram,
-                    fmt::format("cannot run {}: {}", spec.binary, ec.message()), ec};
+    co_return spawn_error(spec.binary, run_as, ec);
   }
   auto console_in = std::make_shared<asio::posix::stream_descriptor>(io_, console.read);
   auto errors_in = std::make_shared<asio::posix::stream_descriptor>(io_, errors.read);
   asio::co_spawn(io_, pump_console(console_in), log_exceptions(log_, "QEMU console pump"));
   asio::co_spawn(io_, pump_stderr(errors_in), log_exceptions(log_, "QEMU stderr pump"));
-  log_->info("QEMU running as pid {}", pid_);
+  log_->info("QEMU running as pid {} ({}, no capabilities)", pid_, describe_identity(run_as));
 
   qmp_ = qmp::Client::create(io_.get_executor(), log_->clone("qmp"));
   const auto connected = co_await connect_qmp(spec.qmp_socket, connect_within);
@@ -127,6 +193,8 @@ asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec,
     co_return Error{ErrorKind::kProgram,
                     "stopped while QMP was connecting; QEMU still runs (end it with terminate)"};
   }
+  if (connected && !exit_status_)
+    co_await wait_exit(1s);  // a reset or refused connection: QEMU is most likely exiting
   if (exit_status_) {
     qmp_->close();
     // Let the stderr pump take QEMU's last words before they go into the message.

@@ -43,12 +43,15 @@ class Vm {
   Vm(const Vm&) = delete;
   Vm& operator=(const Vm&) = delete;
 
-  // Spawns QEMU with `spec`, connects QMP within `connect_within` and, with `vnc_password`, sets
-  // VNC's password over QMP (until then QEMU lets no VNC client in). On failure the Error's
-  // message includes what QEMU wrote to stderr, and QEMU is gone, except after abandon_start:
-  // then QEMU still runs without QMP; end it with terminate().
+  // Spawns QEMU with `spec` as `run_as` (nullopt: berth's own user), without capabilities and
+  // with no_new_privs, connects QMP within `connect_within` and, with `vnc_password`, sets VNC's
+  // password over QMP (until then QEMU lets no VNC client in). QEMU inherits the QMP socket (made
+  // at spec.qmp_socket) and the tap spec.tap as descriptors. On failure the Error's message
+  // includes what QEMU wrote to stderr, and QEMU is gone, except after abandon_start: then QEMU
+  // still runs without QMP; end it with terminate().
   boost::asio::awaitable<Result<void>> start(
-      qemu::MachineSpec spec, std::optional<std::string> vnc_password = std::nullopt,
+      qemu::MachineSpec spec, std::optional<Credentials> run_as,
+      std::optional<std::string> vnc_password = std::nullopt,
       std::chrono::seconds connect_within = std::chrono::seconds(30));
 
   // Waits until QEMU has exited (or `limit` passed); returns true when it has exited.

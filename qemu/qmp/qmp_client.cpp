@@ -1,6 +1,10 @@
 #include "qemu/qmp/qmp_client.hpp"
 
 #include <fmt/format.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/read_until.hpp>
@@ -210,6 +214,31 @@ void Client::close() {
   socket_.close(ignored);
   if (was_connected)
     fail_all(asio::error::operation_aborted);
+}
+
+berth::Result<int> listen_socket(const std::filesystem::path& path) {
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  const std::string text = path.string();
+  if (text.size() >= sizeof address.sun_path)
+    return berth::invalid_input(
+        fmt::format("QMP socket {}: the path has {} bytes, a unix socket at most {}; choose a "
+                    "shorter BERTH_RUNTIME_DIR",
+                    text, text.size(), sizeof address.sun_path - 1));
+  std::copy(text.begin(), text.end(), address.sun_path);
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return berth::system_error("QMP socket: socket()", errno);
+  ::unlink(text.c_str());  // a stale socket from a crashed run
+  // 0600 at once (a connect needs write permission on the socket): the folder is traversable for
+  // QEMU's group, and no QEMU of that group runs while this socket is made.
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0
+      || ::chmod(text.c_str(), 0600) != 0 || ::listen(fd, 4) != 0) {
+    const int error = errno;
+    ::close(fd);
+    return berth::system_error(fmt::format("QMP socket {}", text), error);
+  }
+  return fd;
 }
 
 }  // namespace berth::qmp

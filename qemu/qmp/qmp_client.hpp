@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 
+#include "common/error.hpp"
 #include "qemu/qmp/qmp_protocol.hpp"
 
 namespace berth::qmp {
@@ -94,5 +95,12 @@ class Client : public std::enable_shared_from_this<Client> {
   CloseHandler on_close_;
   std::string version_;
 };
+
+// The listening unix socket QEMU's QMP monitor inherits (`-chardev socket,fd=N,server=on`), made
+// by berth so QEMU needs no write access to `path`'s folder: a stale socket at `path` is removed,
+// the new one is bound, made 0600 and listens; the descriptor is close-on-exec, and the caller
+// closes it once QEMU has it. Errors: kInvalidInput (path longer than a socket address holds),
+// kSystem.
+berth::Result<int> listen_socket(const std::filesystem::path& path);
 
 }  // namespace berth::qmp

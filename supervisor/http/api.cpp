@@ -16,6 +16,7 @@
 #include "qemu/qmp/qmp_policy.hpp"
 #include "supervisor/http/console_html.hpp"
 #include "supervisor/phase_budget.hpp"
+#include "supervisor/qemu_user.hpp"
 
 namespace berth {
 namespace asio = boost::asio;
@@ -444,8 +445,11 @@ asio::awaitable<HttpReply> Api::screenshot(unsigned version) {
   auto qmp = state_.qmp();
   if (!qmp || !qmp->connected())
     co_return json_error(http::status::conflict, "the VM is not running", version);
-  // The path is ours, never the caller's.
+  // The path is ours, never the caller's. QEMU may not create files in the runtime folder, so
+  // berth creates the file for it to write.
   const auto path = config_.runtime_dir / "screenshot.png";
+  if (auto made = make_file_for_qemu(path, config_.qemu_user); !made)
+    co_return json_error(http::status::internal_server_error, made.error().message, version);
   json::object arguments;
   arguments["filename"] = path.string();
   arguments["format"] = "png";

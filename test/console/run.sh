@@ -10,6 +10,7 @@ berth=${BERTH_BINARY:-$root/build/supervisor/berth}
 guest=$("$root/test/guest/build-guest.sh")
 name=bc$$
 work=$(mktemp -d)
+chmod 0711 "$work"  # QEMU runs as its own user (BERTH_QEMU_USER) and opens the pet disk below here
 cleanup() {
   [[ -n ${pid:-} ]] && kill -9 "$pid" 2>/dev/null || true
   "$root/test/e2e/podnet.sh" down "$name"

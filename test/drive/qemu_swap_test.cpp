@@ -85,12 +85,17 @@ struct Qemu {
         ::open((dir / "console.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     const int err_fd =
         ::open((dir / "qemu.err").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    auto listener = qmp::listen_socket(spec.qmp_socket);  // QEMU inherits it, as under berth
+    REQUIRE(listener);
     boost::system::error_code spawn_error;
-    pid = reaper.spawn(
-        {.argv = qemu::build_command_line(spec), .stdout_fd = out_fd, .stderr_fd = err_fd},
-        [this](ExitStatus status) { exited = status; }, spawn_error);
+    pid = reaper.spawn({.argv = qemu::build_command_line(spec, {.qmp = *listener}),
+                        .stdout_fd = out_fd,
+                        .stderr_fd = err_fd,
+                        .inherit_fds = {*listener}},
+                       [this](ExitStatus status) { exited = status; }, spawn_error);
     ::close(out_fd);
     ::close(err_fd);
+    ::close(*listener);
     REQUIRE_FALSE(spawn_error);
     qmp = qmp::Client::create(io.get_executor(), std::move(log));
     auto connected = run_sync(io, qmp->connect(spec.qmp_socket, std::chrono::seconds(20)));

@@ -3,9 +3,13 @@
 // and everything is checked from the node the way a cluster client would see it.
 
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
+#include <fstream>
+#include <map>
+#include <sstream>
 
 #include "test/support/locked_tray.hpp"
 #include "test/support/pod_cluster.hpp"
@@ -80,6 +84,59 @@ TEST_CASE("e2e: the guest answers on the pod IP with its data, DNS and MTU, and 
   CHECK(again->wait_log("cached", 0ms));                     // no second download
   again->signal(SIGTERM);
   CHECK(again->wait_exit(30s) == 0);
+}
+
+// The fields of /proc/<pid>/status, by name ("Uid" -> "107\t107\t107\t107").
+std::map<std::string, std::string> proc_status(pid_t pid) {
+  std::map<std::string, std::string> fields;
+  std::istringstream in(slurp("/proc/" + std::to_string(pid) + "/status"));
+  for (std::string line; std::getline(in, line);)
+    if (const auto colon = line.find(':'); colon != std::string::npos) {
+      const auto value = line.find_first_not_of(" \t", colon + 1);
+      fields[line.substr(0, colon)] = value == std::string::npos ? "" : line.substr(value);
+    }
+  return fields;
+}
+
+TEST_CASE(
+    "e2e: QEMU runs as an unprivileged user without capabilities, and the guest still "
+    "boots, networks and powers off",
+    "[e2e]") {
+  Cluster cluster;
+  auto berth = cluster.start({"BERTH_QEMU_USER=4242:4343"});
+  REQUIRE(berth->wait_console("berth-guest: ready", 180s));
+  REQUIRE(berth->wait_log("the guest took its lease 192\\.168\\.254\\.2", 10s));
+  const auto pid_text = berth->wait_log("QEMU running as pid ([0-9]+)", 0ms);
+  REQUIRE(pid_text);
+  const auto status = proc_status(std::stoi(*pid_text));
+  INFO(berth->log_text());
+  REQUIRE_THAT(status.at("Name"), Catch::StartsWith("qemu-system"));
+  // Real, effective, saved and file-system ids, and no supplementary group (/dev/kvm is root's
+  // or absent here).
+  CHECK(status.at("Uid") == "4242\t4242\t4242\t4242");
+  CHECK(status.at("Gid") == "4343\t4343\t4343\t4343");
+  CHECK(status.at("Groups").empty());
+  for (const char* set : {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"})
+    CHECK(status.at(set) == "0000000000000000");
+  CHECK(status.at("NoNewPrivs") == "1");
+  CHECK(status.at("Seccomp") == "2");  // -sandbox on
+  // The pet disk is QEMU's; the cached image stays root's and read-only to it.
+  struct stat st {};
+  fs::path pet;
+  for (const auto& entry : fs::directory_iterator(cluster.dir.path / "disks"))
+    if (entry.path().extension() == ".qcow2")
+      pet = entry.path();
+  REQUIRE(::stat(pet.c_str(), &st) == 0);
+  CHECK(st.st_uid == 4242);
+  CHECK((st.st_mode & 0077) == 0);
+  REQUIRE(::stat((cluster.dir.path / "images" / "guest.qcow2").c_str(), &st) == 0);
+  CHECK(st.st_uid == 0);
+  CHECK((st.st_mode & 0022) == 0);
+  // The guest networks through the tap QEMU inherited: its httpd answers on the pod IP.
+  CHECK(cluster.guest_http("/") == "e2e-guest");
+  berth->signal(SIGTERM);
+  CHECK(berth->wait_exit(30s) == 0);
+  CHECK(berth->wait_console("berth-guest: powering off", 0ms));
 }
 
 TEST_CASE("e2e: NO_VNC forwards 5900 to the guest", "[e2e]") {

@@ -23,6 +23,9 @@ MachineSpec sample() {
   return spec;
 }
 
+// What berth hands QEMU in the sample: the QMP listener and the tap.
+constexpr InheritedFds kFds{.qmp = 7, .tap = 8};
+
 // The value following `option` (the n-th occurrence), or "" when absent.
 std::string value_of(const Argv& argv, const std::string& option, int nth = 0) {
   for (std::size_t i = 0; i + 1 < argv.size(); ++i)
@@ -41,7 +44,7 @@ bool has_pair(const Argv& argv, const std::string& option, const std::string& va
 }  // namespace
 
 TEST_CASE("the command line for TCG with every device", "[qemu]") {
-  const Argv argv = build_command_line(sample());
+  const Argv argv = build_command_line(sample(), kFds);
   CHECK(argv.front() == "qemu-system-x86_64");
   CHECK(value_of(argv, "-machine") == "q35,accel=tcg");
   CHECK(value_of(argv, "-cpu") == "max");
@@ -50,7 +53,10 @@ TEST_CASE("the command line for TCG with every device", "[qemu]") {
   CHECK(std::count(argv.begin(), argv.end(), "-nodefaults") == 1);
   CHECK(std::count(argv.begin(), argv.end(), "-no-user-config") == 1);
   CHECK(value_of(argv, "-sandbox").starts_with("on,"));
-  CHECK(value_of(argv, "-qmp") == "unix:/run/berth/qmp.sock,server=on,wait=off");
+  // QMP on the listening socket berth made (QEMU cannot create files in the runtime folder).
+  CHECK(value_of(argv, "-chardev", 0) == "socket,id=qmp,fd=7,server=on,wait=off");
+  CHECK(value_of(argv, "-mon") == "chardev=qmp,mode=control");
+  CHECK(value_of(argv, "-qmp").empty());
   CHECK(has_pair(argv, "-drive",
                  "if=none,id=disk0,file=/var/lib/berth/disks/vm-0.qcow2,format=qcow2,"
                  "cache=writeback,discard=unmap"));
@@ -61,7 +67,8 @@ TEST_CASE("the command line for TCG with every device", "[qemu]") {
                  "if=none,id=configdrive-media,media=cdrom,readonly=on,format=raw,"
                  "file=/run/berth/config-drive.iso"));
   CHECK(has_pair(argv, "-device", "scsi-cd,bus=scsi0.0,drive=configdrive-media,id=configdrive"));
-  CHECK(value_of(argv, "-netdev") == "tap,id=net0,ifname=tap0,script=no,downscript=no");
+  // The tap berth opened: QEMU needs no CAP_NET_ADMIN and no /dev/net/tun.
+  CHECK(value_of(argv, "-netdev") == "tap,id=net0,fd=8");
   CHECK(
       has_pair(argv, "-device", "virtio-net-pci,netdev=net0,mac=52:54:00:ab:cd:ef,host_mtu=1450"));
   CHECK(value_of(argv, "-display") == "vnc=10.77.0.5:0,vnc=127.0.0.1:0,password=on");
@@ -87,7 +94,7 @@ TEST_CASE("VNC listens on the pod IP and loopback only and asks for a password u
 TEST_CASE("KVM gets a CPU model that nested KVM accepts", "[qemu]") {
   auto spec = sample();
   spec.accel = Accelerator::kKvm;
-  const Argv argv = build_command_line(spec);
+  const Argv argv = build_command_line(spec, kFds);
   CHECK(value_of(argv, "-machine") == "q35,accel=kvm");
   CHECK(value_of(argv, "-cpu") == "host,arch-capabilities=off");
 }
@@ -98,7 +105,7 @@ TEST_CASE("no VNC, no NIC, an empty CD-ROM, and extra arguments last", "[qemu]")
   spec.tap.reset();
   spec.config_drive.reset();
   spec.extra_args = {"-device", "pvpanic"};
-  const Argv argv = build_command_line(spec);
+  const Argv argv = build_command_line(spec, {.qmp = 7});
   CHECK(value_of(argv, "-display") == "none");
   CHECK(value_of(argv, "-netdev").empty());
   CHECK(has_pair(argv, "-drive", "if=none,id=configdrive-media,media=cdrom"));
@@ -108,8 +115,8 @@ TEST_CASE("no VNC, no NIC, an empty CD-ROM, and extra arguments last", "[qemu]")
 TEST_CASE("commas in paths are doubled, as QEMU's option syntax requires", "[qemu]") {
   auto spec = sample();
   spec.disk = "/disks/a,b.qcow2";
-  spec.qmp_socket = "/run/x,y/qmp.sock";
-  const Argv argv = build_command_line(spec);
+  spec.config_drive = "/run/x,y/config-drive.iso";
+  const Argv argv = build_command_line(spec, kFds);
   CHECK(value_of(argv, "-drive").find("file=/disks/a,,b.qcow2,") != std::string::npos);
-  CHECK(value_of(argv, "-qmp") == "unix:/run/x,,y/qmp.sock,server=on,wait=off");
+  CHECK(value_of(argv, "-drive", 1).find("file=/run/x,,y/config-drive.iso") != std::string::npos);
 }

@@ -75,6 +75,7 @@ TEST_CASE("every default of the runtime contract", "[config]") {
   CHECK_FALSE(c.control_token_file);
   CHECK_FALSE(c.ready_tcp);
   CHECK(c.qemu_args.empty());
+  CHECK(c.qemu_user == QemuUser{107, 107});  // KubeVirt's qemu user; never root
   CHECK(c.log_format == LogFormat::kText);
   CHECK(c.log_level == LogLevel::kInfo);
 }
@@ -104,6 +105,7 @@ TEST_CASE("every variable set to a valid non-default value", "[config]") {
              {"BERTH_CONTROL_TOKEN_FILE", "/secrets/token"},
              {"BERTH_READY_TCP", "22"},
              {"BERTH_QEMU_ARGS", "-device 'virtio-rng-pci,id=rng 0' -smp \"2\""},
+             {"BERTH_QEMU_USER", "64055:993"},
              {"BERTH_LOG_FORMAT", "json"},
              {"BERTH_LOG_LEVEL", "debug"}};
   const Config c = parse_ok(env);
@@ -128,6 +130,7 @@ TEST_CASE("every variable set to a valid non-default value", "[config]") {
   CHECK(c.control_token_file == "/secrets/token");
   CHECK(c.ready_tcp == 22);
   CHECK(c.qemu_args == std::vector<std::string>{"-device", "virtio-rng-pci,id=rng 0", "-smp", "2"});
+  CHECK(c.qemu_user == QemuUser{64055, 993});
   CHECK(c.log_format == LogFormat::kJson);
   CHECK(c.log_level == LogLevel::kDebug);
 }
@@ -180,6 +183,15 @@ TEST_CASE("each invalid value is named with its value and the accepted form", "[
       {"BERTH_PHASE_BUDGETS", "image=0", "is not <phase>=<seconds 1-86400>"},
       {"BERTH_PHASE_BUDGETS", "running=60", "does not name a phase with a budget"},
       {"BERTH_QEMU_ARGS", "-append 'console=ttyS0", "has an unbalanced quote"},
+      {"BERTH_QEMU_USER", "0:0", "QEMU never runs as root"},
+      {"BERTH_QEMU_USER", "107:0", "is not a uid:gid pair of numbers other than 0"},
+      {"BERTH_QEMU_USER", "0:107", "is not a uid:gid pair"},
+      {"BERTH_QEMU_USER", "107", "expected e.g. 107:107"},
+      {"BERTH_QEMU_USER", "qemu:kvm", "is not a uid:gid pair"},
+      {"BERTH_QEMU_USER", "107:107:1", "is not a uid:gid pair"},
+      {"BERTH_QEMU_USER", "-1:107", "is not a uid:gid pair"},
+      {"BERTH_QEMU_USER", "4294967295:107", "is not a uid:gid pair"},
+      {"BERTH_QEMU_USER", "4294967296:107", "is not a uid:gid pair"},
       {"BERTH_LOG_FORMAT", "xml", "is not a log format"},
       {"BERTH_LOG_LEVEL", "verbose", "is not a log level"},
   };

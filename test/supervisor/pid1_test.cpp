@@ -69,6 +69,14 @@ std::size_t zombies() {
   return count;
 }
 
+// What a finished child wrote to the pipe end `fd` (one read: it is short), which is then closed.
+std::string read_and_close(int fd) {
+  std::string text(8192, '\0');
+  text.resize(static_cast<std::size_t>(std::max<ssize_t>(0, ::read(fd, text.data(), text.size()))));
+  ::close(fd);
+  return text;
+}
+
 // Runs `io` until `done` or the deadline.
 template <typename Pred>
 bool run_until(boost::asio::io_context& io, Pred done, std::chrono::milliseconds limit = 5s) {
@@ -144,15 +152,52 @@ TEST_CASE("children: the child starts with an empty mask, default dispositions, 
   ::close(out[1]);
   REQUIRE_FALSE(ec);
   REQUIRE(run_until(io, [&] { return status.has_value(); }));
-  std::string text(4096, '\0');
-  text.resize(
-      static_cast<std::size_t>(std::max<ssize_t>(0, ::read(out[0], text.data(), text.size()))));
-  ::close(out[0]);
+  const std::string text = read_and_close(out[0]);
   sigprocmask(SIG_UNBLOCK, &block, nullptr);
   CHECK_THAT(text, Catch::Contains("SigBlk:\t0000000000000000"));
   CHECK_THAT(text, Catch::Contains("SigIgn:\t0000000000000000"));
   CHECK_THAT(text, Catch::EndsWith(" " + std::to_string(pid) + "\n")
                        || Catch::Contains("\n" + std::to_string(pid) + "\n"));
+}
+
+TEST_CASE(
+    "children: a child with credentials and dropped privileges has no capability left, "
+    "and inherits only the descriptors asked for",
+    "[children]") {
+  boost::asio::io_context io;
+  ChildReaper reaper(io);
+  int out[2], kept[2], closed[2];
+  REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
+  REQUIRE(::pipe2(kept, O_CLOEXEC) == 0);
+  REQUIRE(::pipe2(closed, O_CLOEXEC) == 0);
+  const std::string script =
+      "grep -E '^(Uid|Gid|Groups|Cap...|NoNewPrivs):' /proc/self/status; "
+      "ls /proc/self/fd/"
+      + std::to_string(kept[1]) + " /proc/self/fd/" + std::to_string(closed[1]) + " 2>&1";
+  std::optional<ExitStatus> status;
+  boost::system::error_code ec;
+  reaper.spawn(
+      {.argv = {"sh", "-c", script},
+       .stdout_fd = out[1],
+       .credentials = Credentials{4242, 4343, {4444}},
+       .privileges = Privileges::kDrop,
+       .inherit_fds = {kept[1]}},
+      [&](ExitStatus s) { status = s; }, ec);
+  for (int fd : {out[1], kept[0], kept[1], closed[0], closed[1]})
+    ::close(fd);
+  REQUIRE_FALSE(ec);
+  REQUIRE(run_until(io, [&] { return status.has_value(); }));
+  const std::string text = read_and_close(out[0]);
+  INFO(text);
+  CHECK_THAT(text, Catch::Contains("Uid:\t4242\t4242\t4242\t4242\n"));
+  CHECK_THAT(text, Catch::Contains("Gid:\t4343\t4343\t4343\t4343\n"));
+  CHECK_THAT(text, Catch::Contains("Groups:\t4444 \n"));
+  for (const char* set : {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"})
+    CHECK_THAT(text, Catch::Contains(std::string(set) + ":\t0000000000000000\n"));
+  CHECK_THAT(text, Catch::Contains("NoNewPrivs:\t1\n"));
+  CHECK_THAT(text, Catch::Contains("/proc/self/fd/" + std::to_string(kept[1]) + "\n"));
+  CHECK_THAT(text, Catch::Contains("/proc/self/fd/" + std::to_string(closed[1])
+                                   + "': No such file or directory"));
 }
 
 TEST_CASE("children: a program that does not exist is an error, not a child", "[children]") {

@@ -61,13 +61,19 @@ struct GuestBerth {
                                     "VM_MEMORY=256M",
                                     "NO_VNC=1"};
     if (probe == Probe::kAttached)
-      all.push_back("BERTH_QEMU_ARGS=-qmp unix:" + (dir / "probe.qmp").string()
+      all.push_back("BERTH_QEMU_ARGS=-qmp unix:" + probe_path(dir).string()
                     + ",server=on,wait=off");
     all.insert(all.end(), env.begin(), env.end());  // later entries win in putenv order
     return all;
   }
 
-  std::string probe_socket() const { return (dir.path / "probe.qmp").string(); }
+  // QEMU, an unprivileged user, creates this socket itself: its folder is open to everyone.
+  static fs::path probe_path(const fs::path& dir) {
+    fs::create_directories(dir / "probe");
+    fs::permissions(dir / "probe", fs::perms::all);
+    return dir / "probe" / "probe.qmp";
+  }
+  std::string probe_socket() const { return probe_path(dir.path).string(); }
 };
 
 }  // namespace

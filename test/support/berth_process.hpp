@@ -129,6 +129,9 @@ struct TempDir {
     std::string pattern = (fs::temp_directory_path() / "berth-test-XXXXXX").string();
     REQUIRE(::mkdtemp(pattern.data()) != nullptr);
     path = pattern;
+    // Traversable like /var/lib/berth on a node: QEMU runs as its own user (BERTH_QEMU_USER) and
+    // opens the pet disk, the cached image and the config drive below here by path.
+    fs::permissions(path, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
   }
   ~TempDir() {
     std::error_code ec;
