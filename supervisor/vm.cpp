@@ -294,16 +294,34 @@ void Vm::on_event(const qmp::Event& event) {
   }
 }
 
+// Spawned detached, so it may outlive this Vm: once QEMU exits, the supervisor can destroy the Vm
+// (VM_ACCEL=auto starts a new one under TCG) while this still waits. After every suspension it
+// checks `alive` before touching a member, and it never awaits a member coroutine such as quit(),
+// whose frame would resume inside a destroyed Vm (ASan: heap-use-after-free in wait_exit).
 asio::awaitable<void> Vm::check_status_after_stop() {
+  const std::weak_ptr<bool> alive = alive_;
   auto client = qmp_;
   auto result = co_await client->execute("query-status", {}, 5s);
-  if (!result.ok() || !result.value.is_object())
+  if (alive.expired() || !result.ok() || !result.value.is_object())
     co_return;
   const auto* status = result.value.get_object().if_contains("status");
-  if (status && status->is_string() && status->get_string() == "internal-error") {
-    internal_error_ = true;
-    log_->error("the VM stopped with an internal error (see QEMU's messages above); quitting QEMU");
-    co_await quit();
+  if (!status || !status->is_string() || status->get_string() != "internal-error")
+    co_return;
+  internal_error_ = true;
+  log_->error("the VM stopped with an internal error (see QEMU's messages above); quitting QEMU");
+  if (!running())
+    co_return;
+  we_quit_ = true;
+  if (auto quit = co_await client->execute("quit", {}, 2s); !quit.ok() && !alive.expired())
+    log_->warn("QMP quit: {}", quit.describe());
+  if (alive.expired() || !running())
+    co_return;
+  asio::steady_timer grace(co_await asio::this_coro::executor, 5s);
+  error_code ec;
+  co_await grace.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  if (!alive.expired() && running()) {
+    log_->warn("QEMU did not quit; killing it");
+    kill();
   }
 }
 

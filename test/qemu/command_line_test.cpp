@@ -79,16 +79,16 @@ TEST_CASE("VNC listens on the pod IP and loopback only and asks for a password u
           "[qemu]") {
   auto spec = sample();
   // Password auth: the password itself goes over QMP, so nothing on argv can carry it.
-  for (const auto& word : build_command_line(spec)) {
+  for (const auto& word : build_command_line(spec, kFds)) {
     CHECK_THAT(word, !Catch::Contains("password=off") && !Catch::Contains("0.0.0.0")
                          && !Catch::Contains("vnc=:"));
     CHECK_THAT(word, !Catch::Contains("password-secret") && !Catch::Contains("secret,"));
   }
   spec.vnc_auth = VncAuth::kNone;
-  CHECK(value_of(build_command_line(spec), "-display")
+  CHECK(value_of(build_command_line(spec, kFds), "-display")
         == "vnc=10.77.0.5:0,vnc=127.0.0.1:0,password=off");
   spec.vnc_address = boost::asio::ip::address_v4::loopback();
-  CHECK(value_of(build_command_line(spec), "-display") == "vnc=127.0.0.1:0,password=off");
+  CHECK(value_of(build_command_line(spec, kFds), "-display") == "vnc=127.0.0.1:0,password=off");
 }
 
 TEST_CASE("KVM gets a CPU model that nested KVM accepts", "[qemu]") {
