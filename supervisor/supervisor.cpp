@@ -23,8 +23,8 @@
 #include "supervisor/accel_policy.hpp"
 #include "supervisor/logging.hpp"
 #include "supervisor/module_params.hpp"
-#include "supervisor/secret_file.hpp"
 #include "supervisor/qemu_user.hpp"
+#include "supervisor/secret_file.hpp"
 
 namespace berth {
 namespace {
@@ -479,7 +479,7 @@ asio::awaitable<Result<void>> Supervisor::start_vm(qemu::Accelerator accel) {
   vm_ = std::make_unique<Vm>(io_, children_, console_out_, log_);
   state_.qemu_starting();
   auto spec = machine_spec(accel);  // named: a stop unwinds this (GCC 12, ARCHITECTURE.md)
-  auto run_as = qemu_user_;           // named, not temporaries inside co_await (GCC 12)
+  auto run_as = qemu_user_;         // named, not temporaries inside co_await (GCC 12)
   auto vnc_password = vnc_password_;
   auto started = co_await vm_->start(std::move(spec), std::move(run_as), std::move(vnc_password));
   if (started) {

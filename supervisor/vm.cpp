@@ -213,6 +213,10 @@ asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec, std::optional<Cr
         connected};
   }
   log_->info("QMP connected (QEMU {})", qmp_->qemu_version());
+  co_return co_await finish_start(std::move(vnc_password));
+}
+
+asio::awaitable<Result<void>> Vm::finish_start(std::optional<std::string> vnc_password) {
   if (vnc_password) {
     if (auto set = co_await set_vnc_password(std::move(*vnc_password)); !set) {
       kill();
@@ -220,6 +224,7 @@ asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec, std::optional<Cr
       co_return set;
     }
   }
+  std::weak_ptr<bool> alive = alive_;
   qmp_->subscribe([this](const qmp::Event& event) { on_event(event); });
   qmp_->on_close([this, alive](error_code closed_ec) {
     if (!alive.expired())

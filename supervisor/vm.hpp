@@ -88,6 +88,9 @@ class Vm {
   boost::asio::awaitable<void> check_status_after_stop();
   // change-vnc-password; the password is in no message.
   boost::asio::awaitable<Result<void>> set_vnc_password(std::string password);
+  // After QMP connected: VNC's password (QEMU is killed when it fails), then the event and close
+  // handlers.
+  boost::asio::awaitable<Result<void>> finish_start(std::optional<std::string> vnc_password);
   // Connects qmp_ within `within`, or gives up when QEMU exits first; the connect error, if any.
   boost::asio::awaitable<boost::system::error_code> connect_qmp(std::filesystem::path socket,
                                                                 std::chrono::seconds within);

@@ -88,11 +88,12 @@ struct Qemu {
     auto listener = qmp::listen_socket(spec.qmp_socket);  // QEMU inherits it, as under berth
     REQUIRE(listener);
     boost::system::error_code spawn_error;
-    pid = reaper.spawn({.argv = qemu::build_command_line(spec, {.qmp = *listener}),
-                        .stdout_fd = out_fd,
-                        .stderr_fd = err_fd,
-                        .inherit_fds = {*listener}},
-                       [this](ExitStatus status) { exited = status; }, spawn_error);
+    pid = reaper.spawn(
+        {.argv = qemu::build_command_line(spec, {.qmp = *listener}),
+         .stdout_fd = out_fd,
+         .stderr_fd = err_fd,
+         .inherit_fds = {*listener}},
+        [this](ExitStatus status) { exited = status; }, spawn_error);
     ::close(out_fd);
     ::close(err_fd);
     ::close(*listener);
