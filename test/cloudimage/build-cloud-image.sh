@@ -26,8 +26,13 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/../lib/disk-image.sh"
 out=${1:-${BERTH_CACHE:-/var/cache/berth}/cloudimage/debian-12-genericcloud.qcow2}
 suite=bookworm
-mirror=http://deb.debian.org/debian
-security=http://deb.debian.org/debian-security
+# The archive this machine's apt uses for a suite (its sources, so a local mirror is honoured).
+apt_archive() {
+	apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 'Created-By: Packages' |
+		awk -v suite="$1" '$2 == suite { print $1; exit }'
+}
+mirror=$(apt_archive "$suite")
+security=$(apt_archive "$suite-security")
 # What is installed on top of minbase (README.md says why each is there).
 packages=(
 	systemd-sysv udev dbus
@@ -77,7 +82,15 @@ download_debs "$work" syslinux syslinux-common # the boot loader, run here, not 
 uuid=$(echo "$hash" | sed -E 's/^(.{8})(.{4}).(.{3}).(.{3})(.{12}).*/\1-\2-4\3-8\4-\5/')
 printf '# <file system> <mount point> <type> <options> <dump> <pass>\nUUID=%s / ext4 rw,discard,errors=remount-ro,x-systemd.growfs 0 1\n' \
 	"$uuid" > "$work/fstab"
+[ -n "$mirror" ] && [ -n "$security" ] ||
+	die "apt has no $suite and $suite-security sources here (apt-get update?)"
 log "mmdebstrap $suite: minbase + ${packages[*]}"
+# mmdebstrap's apt hooks name descriptors above 9 (cat >&11) when low ones are taken, which the
+# chroot's dash cannot parse ("Bad fd number"): close what this script inherited, lock (9) aside.
+for fd in /proc/$$/fd/*; do
+	fd=${fd##*/}
+	if [ "$fd" -gt 2 ] && [ "$fd" -ne 9 ]; then eval "exec $fd>&-"; fi
+done
 # Documentation, manual pages and translations are left out (dpkg path-exclude, as in Debian's
 # docker images); copyright files stay. en_US.UTF-8 is generated: cloud-init's locale module sets
 # it on Debian, and update-locale refuses a locale that does not exist.

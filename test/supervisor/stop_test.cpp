@@ -38,11 +38,12 @@ NetnsLeftovers leftovers(const PodNet& net) {
           tables.find("table ip berth") != std::string::npos};
 }
 
-// An executable script at `path`.
+// An executable script at `path`, runnable by QEMU's unprivileged user too.
 void script(const fs::path& path, const std::string& body) {
   fs::create_directories(path.parent_path());
   drive::test::spit(path, "#!/bin/sh\n" + body);
-  fs::permissions(path, fs::perms::owner_all);
+  fs::permissions(path, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec
+                            | fs::perms::others_read | fs::perms::others_exec);
 }
 
 bool pid_alive(const fs::path& pidfile) {
@@ -288,7 +289,11 @@ TEST_CASE_METHOD(StopFixture, "stop: SIGTERM while QMP connects ends QEMU with S
   const std::string qemu = capture("command -v qemu-system-x86_64");
   REQUIRE_FALSE(qemu.empty());
   // A QEMU that takes long to come up: its QMP socket is not there for 30s.
-  script(bin / "qemu-system-x86_64", "echo $$ > " + (dir.path / "qemu.pid").string()
+  // Its pid goes where QEMU's unprivileged user may write.
+  const fs::path out = dir.path / "qemu-out";
+  fs::create_directories(out);
+  fs::permissions(out, fs::perms::all);
+  script(bin / "qemu-system-x86_64", "echo $$ > " + (out / "qemu.pid").string()
                                          + "\nsleep 30\nexec " + qemu.substr(0, qemu.find('\n'))
                                          + " \"$@\"\n");
   BerthProcess berth(run_dir("run"), env(test_guest(), {"VM_ACCEL=tcg"}), in_pod());
@@ -301,7 +306,7 @@ TEST_CASE_METHOD(StopFixture, "stop: SIGTERM while QMP connects ends QEMU with S
   CHECK(berth.wait_log("start-up stopped in phase booting", 0ms));
   CHECK(berth.wait_log("asking QEMU to quit with SIGTERM", 0ms));
   CHECK_FALSE(berth.wait_log("killing it", 0ms));
-  CHECK_FALSE(pid_alive(dir.path / "qemu.pid"));
+  CHECK_FALSE(pid_alive(out / "qemu.pid"));
   CHECK_FALSE(leftovers(net).any());
 }
 
