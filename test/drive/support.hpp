@@ -139,6 +139,7 @@ struct ChildProcess {
     pid = ::fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
+      ::setpgid(0, 0);  // its own group: stop() ends what it started too
       if (capture_stdout)
         ::dup2(fds[1], STDOUT_FILENO);
       ::execvp(args[0], args.data());
@@ -178,11 +179,14 @@ struct ChildProcess {
       buffered.append(chunk, static_cast<std::size_t>(n));
     }
   }
-  // Sends `signal` and reaps it; returns the wait status.
+  // Sends `signal` to it and to what it started (its process group), and reaps it; returns the
+  // wait status. A grandchild left running would keep the descriptors it inherited, such as the
+  // root tests' lock, open after the test.
   int stop(int signal) {
     if (pid <= 0)
       return 0;
-    ::kill(pid, signal);
+    ::setpgid(pid, pid);  // in case the child has not run setpgid yet
+    ::kill(-pid, signal);
     int status = 0;
     ::waitpid(pid, &status, 0);
     pid = -1;

@@ -6,6 +6,7 @@
 // latencies are printed ("stop latency <phase>: <s>") for the report in the README.
 
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -312,7 +313,22 @@ TEST_CASE_METHOD(StopFixture, "stop: SIGTERM while QMP connects ends QEMU with S
 
 TEST_CASE_METHOD(StopFixture, "stop: SIGTERM during the KVM probation powers the guest off",
                  "[stop]") {
-  BerthProcess berth(run_dir("run"), env(test_guest(), {"VM_ACCEL=auto"}), in_pod());
+  // QEMU runs as an unprivileged user, and this host's /dev/kvm may be root's only (0600): berth
+  // runs in a mount namespace of its own where /dev/kvm is a node of the same device open to
+  // everyone, as udev's 0660 root:kvm or 0666 is on a usual node. The host's node is untouched.
+  std::vector<std::string> prefix = in_pod();
+  if (fs::exists("/dev/kvm")) {
+    const fs::path kvm = dir.path / "kvm";
+    struct stat host_kvm {};
+    REQUIRE(::stat("/dev/kvm", &host_kvm) == 0);
+    REQUIRE(::mknod(kvm.c_str(), S_IFCHR | 0666, host_kvm.st_rdev) == 0);
+    fs::permissions(kvm, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read
+                             | fs::perms::group_write | fs::perms::others_read
+                             | fs::perms::others_write);
+    prefix.insert(prefix.end(), {"unshare", "--mount", "--propagation", "private", "sh", "-c",
+                                 "mount --bind " + kvm.string() + " /dev/kvm && exec \"$0\""});
+  }
+  BerthProcess berth(run_dir("run"), env(test_guest(), {"VM_ACCEL=auto"}), prefix);
   REQUIRE(berth.wait_log("QMP connected|acceleration: TCG"));
   if (berth.wait_log("acceleration: TCG", 0ms)) {
     WARN("KVM is not usable here: no KVM probation to stop");
