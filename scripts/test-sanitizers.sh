@@ -15,8 +15,8 @@ source scripts/as-root.sh
 berth_as_root_or_return "$PWD/scripts/test-sanitizers.sh" "$@" || true
 ./scripts/setup.sh
 build=${BERTH_SANITIZE_BUILD_DIR:-build-asan}
-BERTH_SANITIZE=1 BERTH_BUILD_DIR=$build ./scripts/build.sh
-reports=$PWD/$build/sanitizer-reports
+BERTH_SANITIZE=1 BERTH_BUILD_TYPE=Debug BERTH_BUILD_DIR=$build ./scripts/build.sh
+reports=$(realpath -m "$build")/sanitizer-reports
 rm -rf "$reports"
 mkdir -p "$reports"
 # The first finding ends the process (SIGABRT) with a report and its stack.
