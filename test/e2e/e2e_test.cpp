@@ -188,10 +188,7 @@ TEST_CASE("e2e: a ConfigMap edit reaches a guest that holds its CD tray locked",
   cluster.write_userdata(tray_holding_userdata("one"));
   // A second QMP monitor for the test: it looks at the drive as QEMU sees it. QEMU, an
   // unprivileged user, creates this socket itself: its folder is open to everyone.
-  const fs::path probe_dir = cluster.dir.path / "probe";
-  fs::create_directories(probe_dir);
-  fs::permissions(probe_dir, fs::perms::all);
-  const std::string probe_socket = (probe_dir / "probe.qmp").string();
+  const std::string probe_socket = (open_folder(cluster.dir.path / "probe") / "probe.qmp").string();
   auto berth = cluster.start(
       {"NO_VNC=1", "BERTH_QEMU_ARGS=-qmp unix:" + probe_socket + ",server=on,wait=off"});
   REQUIRE(berth->wait_console("berth-guest: ready", 180s));

@@ -291,9 +291,7 @@ TEST_CASE_METHOD(StopFixture, "stop: SIGTERM while QMP connects ends QEMU with S
   REQUIRE_FALSE(qemu.empty());
   // A QEMU that takes long to come up: its QMP socket is not there for 30s.
   // Its pid goes where QEMU's unprivileged user may write.
-  const fs::path out = dir.path / "qemu-out";
-  fs::create_directories(out);
-  fs::permissions(out, fs::perms::all);
+  const fs::path out = open_folder(dir.path / "qemu-out");
   script(bin / "qemu-system-x86_64", "echo $$ > " + (out / "qemu.pid").string()
                                          + "\nsleep 30\nexec " + qemu.substr(0, qemu.find('\n'))
                                          + " \"$@\"\n");

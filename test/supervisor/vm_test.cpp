@@ -69,9 +69,7 @@ struct GuestBerth {
 
   // QEMU, an unprivileged user, creates this socket itself: its folder is open to everyone.
   static fs::path probe_path(const fs::path& dir) {
-    fs::create_directories(dir / "probe");
-    fs::permissions(dir / "probe", fs::perms::all);
-    return dir / "probe" / "probe.qmp";
+    return open_folder(dir / "probe") / "probe.qmp";
   }
   std::string probe_socket() const { return probe_path(dir.path).string(); }
 };

@@ -139,6 +139,14 @@ struct TempDir {
   }
 };
 
+// `dir`, made and open to everyone: for files that QEMU, an unprivileged user, creates itself
+// (an extra QMP socket, a fake QEMU's pid file).
+inline fs::path open_folder(const fs::path& dir) {
+  fs::create_directories(dir);
+  fs::permissions(dir, fs::perms::all);
+  return dir;
+}
+
 struct BerthProcess {
   pid_t pid = -1;
   fs::path console;  // stdout
