@@ -40,7 +40,7 @@ std::string_view query_of(std::string_view target) {
 
 HttpReply text_reply(http::status status, std::string body, std::string_view type,
                      unsigned version) {
-  HttpReply reply{HttpResponse(status, version), {}};
+  HttpReply reply{HttpResponse(status, version), {}, {}};
   reply.response.set(http::field::content_type, type);
   reply.response.set(http::field::cache_control, "no-store");
   reply.response.body() = std::move(body);
@@ -324,11 +324,20 @@ std::optional<HttpReply> Api::screen_control(const HttpRequest& request) const {
   return reply;
 }
 
+void Api::add_websocket(std::string path, WebSocketSession session, std::string subprotocol) {
+  websockets_[std::move(path)] = {std::move(session), std::move(subprotocol)};
+}
+
 asio::awaitable<HttpReply> Api::control(HttpRequest request, asio::ip::tcp::endpoint) {
   const unsigned version = request.version();
   if (auto refused = screen_control(request))
     co_return std::move(*refused);
   const auto path = path_of(request.target());
+  if (const auto ws = websockets_.find(path); ws != websockets_.end()) {
+    if (!is_websocket_upgrade(request))
+      co_return json_error(http::status::upgrade_required, "this path is a WebSocket", version);
+    co_return websocket_reply(std::move(request), ws->second.session, ws->second.subprotocol);
+  }
   if (request.method() == http::verb::get) {
     if (path == "/")
       co_return text_reply(http::status::ok, std::string(kConsoleHtml), "text/html; charset=utf-8",
@@ -470,7 +479,7 @@ asio::awaitable<HttpReply> Api::screenshot(unsigned version) {
 }
 
 HttpReply Api::events() {
-  HttpReply reply{HttpResponse(http::status::ok, 11), {}};
+  HttpReply reply{HttpResponse(http::status::ok, 11), {}, {}};
   reply.response.set(http::field::content_type, "text/event-stream");
   reply.response.set(http::field::cache_control, "no-store");
   reply.response.keep_alive(false);  // the stream ends when the connection does

@@ -8,6 +8,7 @@
 #include <spdlog/logger.h>
 
 #include <boost/asio/io_context.hpp>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -17,6 +18,7 @@
 #include "common/metrics.hpp"
 #include "supervisor/config.hpp"
 #include "supervisor/http/http_server.hpp"
+#include "supervisor/http/websocket.hpp"
 #include "supervisor/runtime_state.hpp"
 
 namespace berth {
@@ -33,6 +35,10 @@ class Api {
   // Routes of the health listener.
   boost::asio::awaitable<HttpReply> health(HttpRequest request,
                                            boost::asio::ip::tcp::endpoint peer);
+  // A WebSocket route of the control listener at `path`, behind the same screening (Host,
+  // Origin, token) as every other control route; see websocket_reply() for `subprotocol`.
+  void add_websocket(std::string path, WebSocketSession session, std::string subprotocol = {});
+
   // Routes of the control listener.
   boost::asio::awaitable<HttpReply> control(HttpRequest request,
                                             boost::asio::ip::tcp::endpoint peer);
@@ -67,6 +73,11 @@ class Api {
   const Config& config_;
   std::optional<std::string> token_;
   std::shared_ptr<spdlog::logger> log_;
+  struct WebSocketRoute {
+    WebSocketSession session;
+    std::string subprotocol;
+  };
+  std::map<std::string, WebSocketRoute, std::less<>> websockets_;
   boost::json::value blockstats_;  // the last query-blockstats answer (null: none)
 };
 

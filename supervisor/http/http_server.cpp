@@ -20,7 +20,7 @@ using boost::system::error_code;
 using tcp = asio::ip::tcp;
 
 HttpReply json_reply(http::status status, std::string body, unsigned version) {
-  HttpReply reply{HttpResponse(status, version), {}};
+  HttpReply reply{HttpResponse(status, version), {}, {}};
   reply.response.set(http::field::content_type, "application/json");
   reply.response.set(http::field::cache_control, "no-store");
   reply.response.body() = std::move(body);
@@ -196,6 +196,16 @@ asio::awaitable<void> HttpServer::serve(tcp::socket socket, tcp::endpoint peer) 
       reply.response.version(version);
       if (!reply.stream)
         reply.response.keep_alive(keep_alive);
+    }
+    if (reply.takeover) {
+      // Bytes the client sent after the request (a WebSocket's first frames) would be lost.
+      if (buffer.size() == 0) {
+        stream.expires_never();  // the new owner sets its own deadlines
+        co_await reply.takeover(std::move(stream));
+        co_return;
+      }
+      reply = json_error(http::status::bad_request, "data after an upgrade request");
+      reply.response.keep_alive(false);
     }
     stream.expires_after(limits_.write_timeout);
     if (reply.stream) {

@@ -52,10 +52,13 @@ inline constexpr std::size_t kProbeMaxConnections = 64;
 HttpLimits probe_limits();
 
 // What a handler answers: a response, and optionally a streamer that owns the connection after
-// the response header has been sent (the response must then carry no Content-Length).
+// the response header has been sent (the response must then carry no Content-Length), or a
+// takeover that is handed the connection instead of any response (a WebSocket upgrade, which
+// writes its own handshake answer); the connection ends when either returns.
 struct HttpReply {
   HttpResponse response;
   std::function<boost::asio::awaitable<void>(boost::beast::tcp_stream&)> stream;
+  std::function<boost::asio::awaitable<void>(boost::beast::tcp_stream)> takeover;
 };
 
 using HttpHandler =

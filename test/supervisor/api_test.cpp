@@ -5,13 +5,19 @@
 
 #include <spdlog/sinks/null_sink.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/websocket/stream.hpp>
 #include <catch2/catch.hpp>
 #include <functional>
 #include <future>
@@ -203,6 +209,55 @@ TEST_CASE("control: a token, when set, is required as a bearer header or cookie"
       Catch::StartsWith("HTTP/1.1 200"));
   CHECK_THAT(f.get(f.control, "/api/v1/status", "Cookie: berth_token=0123456789abcdef012\r\n"),
              Catch::StartsWith("HTTP/1.1 401"));
+}
+
+TEST_CASE("control: a WebSocket route needs the token and the upgrade, and echoes", "[api]") {
+  Fixture f(std::string("0123456789abcdef0123"));
+  // The session answers each message with its text reversed, until the client closes.
+  f.api.add_websocket(
+      "/ws/echo",
+      [](WebSocket& ws) -> asio::awaitable<void> {
+        for (;;) {
+          boost::beast::flat_buffer in;
+          boost::system::error_code ec;
+          co_await ws.async_read(in, asio::redirect_error(asio::use_awaitable, ec));
+          if (ec)
+            co_return;
+          auto text = boost::beast::buffers_to_string(in.data());
+          std::reverse(text.begin(), text.end());
+          co_await ws.async_write(asio::buffer(text),
+                                  asio::redirect_error(asio::use_awaitable, ec));
+        }
+      },
+      "binary");
+  f.start();
+  const std::string upgrade =
+      "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+  CHECK_THAT(f.get(f.control, "/ws/echo", upgrade), Catch::StartsWith("HTTP/1.1 401"));
+  CHECK_THAT(f.get(f.control, "/ws/echo", "Authorization: Bearer 0123456789abcdef0123\r\n"),
+             Catch::StartsWith("HTTP/1.1 426"));
+  CHECK_THAT(f.get(f.control, "/ws/echo",
+                   upgrade + "Origin: http://evil.example\r\n"
+                       + "Authorization: Bearer 0123456789abcdef0123\r\n"),
+             Catch::StartsWith("HTTP/1.1 403"));
+
+  asio::io_context client;
+  boost::beast::websocket::stream<asio::ip::tcp::socket> ws(client);
+  ws.next_layer().connect(f.control.local_endpoint());
+  ws.set_option(boost::beast::websocket::stream_base::decorator([](auto& request) {
+    request.set(boost::beast::http::field::cookie, "berth_token=0123456789abcdef0123");
+    request.set(boost::beast::http::field::sec_websocket_protocol, "chat, binary");
+  }));
+  boost::beast::websocket::response_type answer;
+  ws.handshake(answer, "127.0.0.1", "/ws/echo");
+  CHECK(answer[boost::beast::http::field::sec_websocket_protocol] == "binary");
+  ws.write(asio::buffer(std::string("viewer")));
+  boost::beast::flat_buffer in;
+  ws.read(in);
+  CHECK(ws.got_binary());
+  CHECK(boost::beast::buffers_to_string(in.data()) == "reweiv");
+  ws.close(boost::beast::websocket::close_code::normal);
 }
 
 TEST_CASE("control: on loopback, state changes and the console need the token", "[api]") {
