@@ -21,6 +21,7 @@
 #include "qemu/config_drive_medium.hpp"
 #include "qemu/kvm.hpp"
 #include "supervisor/accel_policy.hpp"
+#include "supervisor/console/serial_websocket.hpp"
 #include "supervisor/logging.hpp"
 #include "supervisor/module_params.hpp"
 #include "supervisor/qemu_user.hpp"
@@ -50,6 +51,20 @@ Supervisor::Supervisor(Config config, asio::io_context& io)
   registry_.counter("berth_console_lines_dropped_total",
                     "Guest console lines dropped because stdout's reader did not keep up.",
                     [this] { return static_cast<double>(console_out_.dropped()); });
+  registry_.counter("berth_console_input_dropped_bytes_total",
+                    "Bytes typed into the guest's serial console (stdin, viewers) that were dropped "
+                    "because 64 KiB already waited for the guest.",
+                    [this] { return static_cast<double>(serial_.counters().input_dropped_bytes); });
+  registry_.counter(
+      "berth_console_viewer_skipped_bytes_total",
+      "Serial console output that slow viewers skipped (more than 256 KiB behind).",
+      [this] { return static_cast<double>(serial_.counters().viewer_skipped_bytes); });
+  registry_.gauge("berth_console_viewers", "Serial console viewers connected (WebSocket).",
+                  [this] { return static_cast<double>(serial_.viewers()); });
+  stdio_ = std::make_unique<StdioConsole>(
+      io_, serial_, console_out_,
+      console_output_for(::isatty(STDOUT_FILENO) == 1, config_.log_format),
+      component_logger("console"));
   registry_.counter("berth_log_lines_dropped_total",
                     "Log lines (QEMU's stderr among them) dropped because stderr's reader did not "
                     "keep up.",
@@ -62,6 +77,7 @@ int Supervisor::run() {
   std::signal(SIGPIPE, SIG_IGN);  // a closed peer is an error code, never a death
   watch_signals();
   loop_lag_.start();
+  stdio_->forward_stdin();
   asio::co_spawn(io_, main_flow(), [this](std::exception_ptr error) {
     if (!error)
       return;
@@ -476,7 +492,7 @@ asio::awaitable<Result<void>> Supervisor::start_vm(qemu::Accelerator accel) {
   accel_ = accel;
   vm_started_ = std::chrono::steady_clock::now();
   state_.vm_gone();
-  vm_ = std::make_unique<Vm>(io_, children_, console_out_, log_);
+  vm_ = std::make_unique<Vm>(io_, children_, serial_, log_);
   state_.qemu_starting();
   auto spec = machine_spec(accel);  // named: a stop unwinds this (GCC 12, ARCHITECTURE.md)
   auto run_as = qemu_user_;         // named, not temporaries inside co_await (GCC 12)
@@ -646,6 +662,7 @@ StepResult Supervisor::start_listeners() {
         return api_->control(std::move(request), peer);
       },
       log_->clone("http"));
+  api_->add_websocket(std::string(kSerialWebSocketPath), serial_websocket_session(serial_));
   health_server_->register_metrics(registry_);
   control_server_->register_metrics(registry_);
   // The health port is reserved from the VM's NAT, so it is answered here on every pod address.

@@ -22,6 +22,8 @@
 #include "qemu/command_line.hpp"
 #include "supervisor/children.hpp"
 #include "supervisor/config.hpp"
+#include "supervisor/console/serial_console.hpp"
+#include "supervisor/console/stdio_console.hpp"
 #include "supervisor/exit_code.hpp"
 #include "supervisor/http/api.hpp"
 #include "supervisor/http/http_server.hpp"
@@ -136,6 +138,8 @@ class Supervisor {
   using Announced = std::pair<boost::asio::ip::address_v4, MacAddress>;
   std::optional<Announced> announced_;  // the lease last announced to the bridge's neighbours
   LineWriter console_out_{stdout};      // the guest's console, to berth's stdout
+  SerialConsole serial_{io_.get_executor()};  // the guest's ttyS0: stdout, stdin, viewers
+  std::unique_ptr<StdioConsole> stdio_;       // berth's stdin and stdout as its terminal
   std::unique_ptr<Vm> vm_;
   RuntimeState state_;
   // Every figure on /metrics. Its readers point into the modules above and the API below, so it is
