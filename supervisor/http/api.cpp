@@ -431,6 +431,7 @@ asio::awaitable<HttpReply> Api::status(unsigned version) {
   body["lease_given"] = state_.lease_given();
   body["qemu_starts"] = state_.qemu_starts();
   body["vnc"] = config_.vnc;
+  body["viewer"] = config_.viewer;
   json::array allowed;
   for (auto command : qmp::remote_commands())
     allowed.emplace_back(command);
@@ -470,8 +471,9 @@ asio::awaitable<HttpReply> Api::run_qmp(std::string command, json::object argume
 }
 
 asio::awaitable<HttpReply> Api::screenshot(unsigned version) {
-  if (!config_.vnc)
-    co_return json_error(http::status::conflict, "no display: NO_VNC is set", version);
+  if (!config_.vnc && !config_.viewer)
+    co_return json_error(http::status::conflict, "no display: NO_VNC is set and BERTH_VIEWER is off",
+                         version);
   auto qmp = state_.qmp();
   if (!qmp || !qmp->connected())
     co_return json_error(http::status::conflict, "the VM is not running", version);

@@ -98,7 +98,8 @@ async function refresh() {
       for (const c of s.qmp_allowed) $("command").add(new Option(c, c));
       $("command").value = "query-status";
     }
-    $("shot").disabled = !s.vnc;
+    $("shot").disabled = !s.vnc && !s.viewer;
+    for (const a of document.querySelectorAll("a[href='/web/screen.html']")) a.hidden = !s.viewer;
   } catch (e) { $("state").textContent = "berth unreachable"; $("state").className = "bad"; }
 }
 
