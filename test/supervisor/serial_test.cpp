@@ -46,7 +46,8 @@ std::vector<std::string> guest_env(const fs::path& dir) {
           "BERTH_NETWORKDATA=" + (dir / "none").string(),
           "VM_ACCEL=tcg",
           "VM_MEMORY=256M",
-          "NO_VNC=1"};
+          "NO_VNC=1",
+          "BERTH_VIEWER=no"};
 }
 
 // berth with a pty as its stdin and stdout (stderr: a log file), in the pod's namespace.
@@ -102,6 +103,10 @@ struct PtyBerth {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (left.count() <= 0)
         break;
+      if (pid > 0 && ::waitpid(pid, nullptr, WNOHANG) == pid) {
+        pid = -1;  // berth exited: its log says why
+        break;
+      }
       pollfd fd{master, POLLIN, 0};
       if (::poll(&fd, 1, static_cast<int>(std::min<long>(left.count(), 200))) > 0) {
         char buffer[4096];
@@ -121,7 +126,7 @@ struct PtyBerth {
   }
   std::optional<int> wait_exit(std::chrono::seconds limit) {
     const auto deadline = Clock::now() + limit;
-    while (Clock::now() < deadline) {
+    while (pid > 0 && Clock::now() < deadline) {
       int status = 0;
       if (::waitpid(pid, &status, WNOHANG) == pid) {
         pid = -1;
