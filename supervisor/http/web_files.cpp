@@ -86,9 +86,9 @@ std::optional<std::string_view> web_content_type(const std::filesystem::path& fi
 }
 
 void set_web_headers(HttpResponse& response) {
-  response.set(http::field::content_security_policy, kWebContentSecurityPolicy);
-  response.set(http::field::x_content_type_options, "nosniff");
-  response.set(http::field::referrer_policy, "no-referrer");
+  response.set("Content-Security-Policy", kWebContentSecurityPolicy);
+  response.set("X-Content-Type-Options", "nosniff");
+  response.set("Referrer-Policy", "no-referrer");
   response.set("Cross-Origin-Opener-Policy", "same-origin");
 }
 
