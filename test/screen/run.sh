@@ -4,7 +4,8 @@
 # screendump shows, typing and pasting reach the guest's shell on tty1, the WebSocket needs the
 # token, 3 viewers at once, a 9th beyond the cap of 8 is refused, the viewer survives a reset.
 #   test/screen/run.sh   (root; installs playwright-core with npm on first use)
-#   BERTH_SCREEN_SHOT=FILE  keeps a screenshot of the page
+#   BERTH_SCREEN_SHOT=FILE  keeps a screenshot of the page; BERTH_SCREEN_FAILURE_SHOT=FILE one of a
+#   failed wait
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)

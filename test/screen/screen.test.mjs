@@ -27,9 +27,29 @@ async function until(what, check, ms = 20000) {
   for (;;) {
     const value = await check();
     if (value) return value;
-    if (performance.now() > deadline) fail("timed out waiting for " + what);
+    if (performance.now() > deadline) {
+      // What the page showed, for the one who reads the failure.
+      if (globalThis.page && process.env.BERTH_SCREEN_FAILURE_SHOT)
+        await globalThis.page.screenshot({ path: process.env.BERTH_SCREEN_FAILURE_SHOT }).catch(() => {});
+      fail("timed out waiting for " + what);
+    }
     await sleep(200);
   }
+}
+
+// Types `text` the way a person does: Shift held down for ">" (keyboard.type would send ">" with
+// the Period key's code and no Shift, and noVNC sends QEMU the key codes).
+async function typeKeys(page, text) {
+  for (const ch of text) {
+    if (ch === ">") {
+      await page.keyboard.down("Shift");
+      await page.keyboard.press("Period");
+      await page.keyboard.up("Shift");
+    } else {
+      await page.keyboard.type(ch, { delay: 20 });
+    }
+  }
+  await page.keyboard.press("Enter");
 }
 
 // The serial console's text since berth started.
@@ -123,6 +143,7 @@ const numbers = {};
 try {
   const context = await browser.newContext({ viewport: { width: 1024, height: 640 } });
   const page = await context.newPage();
+  globalThis.page = page;
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
@@ -163,8 +184,7 @@ try {
   const typed = "berth-typed-" + Math.floor(Math.random() * 1e6);
   const before = await canvasPixels(page);
   await page.click("#screen canvas");
-  await page.keyboard.type(`echo ${typed} >/dev/ttyS0`, { delay: 20 });
-  await page.keyboard.press("Enter");
+  await typeKeys(page, `echo ${typed} >/dev/console`);  // the guest's /dev/console is ttyS0
   await until("the typed command's output on the serial console", () => serial().includes(typed));
   const after = await canvasPixels(page);
   const changed = changedShare(before, after);
@@ -223,8 +243,7 @@ try {
   const again = "berth-after-reset-" + Math.floor(Math.random() * 1e6);
   await page.click("#screen canvas");
   await until("the shell on tty1 after the reset", async () => {
-    await page.keyboard.type(`echo ${again} >/dev/ttyS0`, { delay: 20 });
-    await page.keyboard.press("Enter");
+    await typeKeys(page, `echo ${again} >/dev/console`);
     await sleep(1000);
     return serial().includes(again);
   }, 60000);
