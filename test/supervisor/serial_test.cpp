@@ -68,19 +68,8 @@ struct PtyBerth {
     REQUIRE(pid >= 0);
     if (pid == 0) {
       ::setsid();
-      for (const auto& kv : env)
-        ::putenv(const_cast<char*>(kv.c_str()));
-      const int err = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(slave, STDIN_FILENO);
-      ::dup2(slave, STDOUT_FILENO);
-      ::dup2(err, STDERR_FILENO);
       ::close(master);
-      std::vector<char*> args;
-      for (auto& a : argv)
-        args.push_back(a.data());
-      args.push_back(nullptr);
-      ::execvp(args[0], args.data());
-      ::_exit(127);
+      exec_with(argv, env, slave, slave, ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644));
     }
   }
   ~PtyBerth() {
@@ -100,7 +89,8 @@ struct PtyBerth {
     for (;;) {
       if (const auto at = seen.find(text, from); at != std::string::npos)
         return at + text.size();
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       if (left.count() <= 0)
         break;
       if (pid > 0 && ::waitpid(pid, nullptr, WNOHANG) == pid) {
@@ -116,7 +106,8 @@ struct PtyBerth {
         seen.append(buffer, static_cast<std::size_t>(n));
       }
     }
-    std::fprintf(stderr, "--- waited in vain for \"%s\"; terminal tail:\n%s\n--- berth's log:\n%s\n",
+    std::fprintf(stderr,
+                 "--- waited in vain for \"%s\"; terminal tail:\n%s\n--- berth's log:\n%s\n",
                  text.c_str(), seen.substr(seen.size() > 3000 ? seen.size() - 3000 : 0).c_str(),
                  slurp(log).c_str());
     return std::nullopt;
