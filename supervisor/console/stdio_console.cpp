@@ -193,6 +193,14 @@ void StdioConsole::forward_stdin() {
         "console: stdin is not a terminal, pipe or socket; nothing is typed into the guest");
     return;
   }
+  if (kind == StdinKind::kTerminal) {
+    // `berth &` in a shell: reading or setting the terminal would stop berth (SIGTTIN, SIGTTOU).
+    const pid_t foreground = ::tcgetpgrp(STDIN_FILENO);
+    if (foreground >= 0 && foreground != ::getpgrp()) {
+      log_->info("console: stdin is a terminal berth runs in the background of; not reading it");
+      return;
+    }
+  }
   if (::pipe2(stop_, O_CLOEXEC) != 0) {
     log_->warn("console: cannot forward stdin to the guest: pipe: {}", std::strerror(errno));
     return;
