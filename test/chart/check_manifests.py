@@ -244,6 +244,16 @@ def check_vm(name, vm, docs, values, where):
                 check(target in args, f"{where}: helm test does not check {target}")
 
 
+def check_secret_file(path, mounts, volumes, secret_name, key, what, where):
+    """The file at `path` is key `key` of Secret `secret_name`, mounted read-only."""
+    directory, file = path.rsplit("/", 1)
+    mount = mounts.get(directory)
+    if check(mount is not None and mount.get("readOnly"), f"{where}: {directory} is not a read-only mount"):
+        secret = volumes[mount["name"]].get("secret", {})
+        check(secret.get("secretName") == secret_name, f"{where}: the {what} mount is not Secret {secret_name}")
+        check(secret.get("items") == [{"key": key, "path": file}], f"{where}: the mount does not hold key {key}")
+
+
 def check_vnc_auth(vmc, resource, env, mounts, volumes, by_kind, where):
     """VNC has a password from a Secret mounted as a file, unless it is off or explicitly unsafe."""
     auth = vmc["vncAuth"]
@@ -259,13 +269,8 @@ def check_vnc_auth(vmc, resource, env, mounts, volumes, by_kind, where):
         return
     if not check(path is not None, f"{where}: VNC is on without BERTH_VNC_PASSWORD_FILE"):
         return
-    directory, file = path.rsplit("/", 1)
-    mount = mounts.get(directory)
-    if check(mount is not None and mount.get("readOnly"), f"{where}: {directory} is not a read-only mount"):
-        secret = volumes[mount["name"]].get("secret", {})
-        key = auth["existingSecretKey"] if auth["existingSecret"] else "password"
-        check(secret.get("secretName") == secret_name, f"{where}: the password mount is not Secret {secret_name}")
-        check(secret.get("items") == [{"key": key, "path": file}], f"{where}: the mount does not hold key {key}")
+    key = auth["existingSecretKey"] if auth["existingSecret"] else "password"
+    check_secret_file(path, mounts, volumes, secret_name, key, "password", where)
     if auth["existingSecret"]:
         check(own is None, f"{where}: a VNC Secret made although existingSecret is set")
         return
@@ -300,13 +305,8 @@ def check_consoles(vm, resource, c, env, mounts, volumes, by_kind, selector, whe
     if secret_name is None:
         check(path is None and own is None, f"{where}: a token Secret although berth makes its own")
     elif check(path is not None, f"{where}: no BERTH_CONTROL_TOKEN_FILE although {secret_name} holds it"):
-        directory, file = path.rsplit("/", 1)
-        mount = mounts.get(directory)
-        if check(mount is not None and mount.get("readOnly"), f"{where}: {directory} is not a read-only mount"):
-            secret = volumes[mount["name"]].get("secret", {})
-            key = token["existingSecretKey"] if token["existingSecret"] else "token"
-            check(secret.get("secretName") == secret_name, f"{where}: the token mount is not Secret {secret_name}")
-            check(secret.get("items") == [{"key": key, "path": file}], f"{where}: the mount does not hold key {key}")
+        key = token["existingSecretKey"] if token["existingSecret"] else "token"
+        check_secret_file(path, mounts, volumes, secret_name, key, "token", where)
         if token["existingSecret"]:
             check(own is None, f"{where}: a token Secret made although existingSecret is set")
         elif check(own is not None, f"{where}: no Secret {resource}-control"):

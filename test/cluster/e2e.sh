@@ -42,6 +42,18 @@ mark() {  # mark NAME: how long since the previous mark
 kc() { "$cluster" kubectl "$@"; }
 hm() { "$cluster" helm "$@"; }
 in_node() { nsenter --net="$NS_PATH" -- "$@"; }
+# install_variant RELEASE PREFIX [HELM ARGS...]: the guest once more, in its own release, named
+# <PREFIX>guest, under TCG, without the helm test pod.
+install_variant() {
+  local release=$1 prefix=$2
+  shift 2
+  hm install "$release" "$root/charts/berth" --wait=false --set "vmNamePrefix=$prefix" \
+    --set image.repository=localhost/berth --set tests.enabled=false \
+    --set "imageCache.hostPath.path=$work/images" \
+    --set "vmlist.$VM.vmconfig.rootfs.sourceurl=http://$NODE_IP:8081/guest.qcow2" \
+    --set "vmlist.$VM.vmconfig.rootfs.pvc_size=1Gi" \
+    --set "vmlist.$VM.vmconfig.cpu.accel=tcg" "$@"
+}
 # until_ok SECONDS WHAT COMMAND...: retries COMMAND every 2 s until it succeeds.
 until_ok() {
   local limit=$1 what=$2 waited=0
@@ -130,13 +142,7 @@ EOF
 hm install "$RELEASE" "$root/charts/berth" -f "$work/values.yaml" --wait=false
 # The viewer's Service variant boots beside it: berth's control API on the pod IP behind the token
 # Secret the chart makes.
-hm install e2e-view "$root/charts/berth" --wait=false --set vmNamePrefix=view- \
-  --set image.repository=localhost/berth --set tests.enabled=false \
-  --set "imageCache.hostPath.path=$work/images" \
-  --set "vmlist.$VM.vmconfig.rootfs.sourceurl=http://$NODE_IP:8081/guest.qcow2" \
-  --set "vmlist.$VM.vmconfig.rootfs.checksum=sha256:$sum" \
-  --set "vmlist.$VM.vmconfig.rootfs.pvc_size=1Gi" \
-  --set "vmlist.$VM.vmconfig.cpu.accel=tcg" --set "vmlist.$VM.vmconfig.cpu.ram_mb=256" \
+install_variant e2e-view view- --set "vmlist.$VM.vmconfig.cpu.ram_mb=256" \
   --set "vmlist.$VM.viewer.service.enabled=true"
 mark "helm install (and the viewer-Service variant)"
 
@@ -224,13 +230,7 @@ mark "kubectl port-forward"
 # container started by the kubelet.
 kc patch node berth-node --subresource=status --type merge \
   -p '{"status": {"capacity": {"devices.kubevirt.io/tun": "8"}}}'
-hm install e2e-dp "$root/charts/berth" --wait=false --set vmNamePrefix=dp- \
-  --set image.repository=localhost/berth --set tests.enabled=false \
-  --set "imageCache.hostPath.path=$work/images" \
-  --set "vmlist.$VM.vmconfig.rootfs.sourceurl=http://$NODE_IP:8081/guest.qcow2" \
-  --set "vmlist.$VM.vmconfig.rootfs.pvc_size=1Gi" \
-  --set "vmlist.$VM.vmconfig.cpu.accel=tcg" \
-  --set "vmlist.$VM.pod.security.mode=devicePlugin" \
+install_variant e2e-dp dp- --set "vmlist.$VM.pod.security.mode=devicePlugin" \
   --set "vmlist.$VM.pod.security.deviceResources.devices\.kubevirt\.io/kvm=0"
 until_ok 120 "the devicePlugin pod started" sh -c \
   "$cluster kubectl get pod dp-$POD -o jsonpath='{.status.containerStatuses[0].state}' | grep -Eq 'running|terminated'"
