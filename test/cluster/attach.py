@@ -53,7 +53,7 @@ class Session:
         return bool(data)
 
     def wait_for(self, text, start, seconds, poke=None):
-        """Index of `text` at or after `start` within `seconds`; sends `poke` every 3 s meanwhile."""
+        """Index of `text` at or after `start` within `seconds`; sends `poke` every 2 s meanwhile."""
         deadline = time.monotonic() + seconds
         next_poke = time.monotonic()
         while time.monotonic() < deadline:
@@ -62,7 +62,7 @@ class Session:
                 return at
             if poke is not None and time.monotonic() >= next_poke:
                 self.type(poke)
-                next_poke = time.monotonic() + 3
+                next_poke = time.monotonic() + 2
             if self.proc.poll() is not None and not self.read(0.2):
                 return self.seen.find(text, start) if self.seen.find(text, start) >= 0 else None
             self.read(0.2)
