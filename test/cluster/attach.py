@@ -63,10 +63,10 @@ class Session:
             if poke is not None and time.monotonic() >= next_poke:
                 self.type(poke)
                 next_poke = time.monotonic() + 2
-            if self.proc.poll() is not None and not self.read(0.2):
-                return self.seen.find(text, start) if self.seen.find(text, start) >= 0 else None
-            self.read(0.2)
-        return None
+            if not self.read(0.2) and self.proc.poll() is not None:
+                break  # kubectl ended and the pty is drained
+        at = self.seen.find(text, start)
+        return at if at >= 0 else None
 
     def type(self, keys):
         os.write(self.master, keys)
