@@ -291,6 +291,8 @@ def check_consoles(vm, resource, c, env, mounts, volumes, by_kind, selector, whe
     tty = console["stdin"] and console["tty"]
     check(bool(c.get("tty")) == bool(tty), f"{where}: tty is {c.get('tty')!r}, expected {tty}")
     check(not (c.get("tty") and podv["logFormat"] == "json"), f"{where}: a terminal with JSON logs")
+    check(env.get("BERTH_VIEWER") == (None if viewer["enabled"] else "no"),
+          f"{where}: BERTH_VIEWER={env.get('BERTH_VIEWER')!r} with viewer.enabled {viewer['enabled']}")
     port = viewer["port"]
     exposed = viewer["service"]["enabled"]
     listen = f"{'0.0.0.0' if exposed else '127.0.0.1'}:{port}"
@@ -349,7 +351,8 @@ def check_notes(notes, name, vm, values):
     viewer, console = vm["viewer"], vm["console"]
     port = viewer["port"]
     expected += [f"kubectl -n {NAMESPACE} port-forward pod/{host} {port}",
-                 f"http://127.0.0.1:{port}/web/screen.html"]
+                 f"http://127.0.0.1:{port}/web/screen.html" if viewer["enabled"] else
+                 f"open http://127.0.0.1:{port}/ and log in"]
     token = viewer["token"]
     if token["existingSecret"] or viewer["service"]["enabled"]:
         secret = token["existingSecret"] or f"{resource}-control"

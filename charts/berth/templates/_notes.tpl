@@ -72,21 +72,25 @@ Every VM in vmlist is disabled: nothing runs. Their pet-disk claims are kept.
 {{- $viewer := $vm.viewer }}
 {{- $port := int $viewer.port }}
 
-  Screen and serial console in your browser (berth's control page; every request needs its token):
+  {{ if $viewer.enabled }}Screen and serial console{{ else }}Status, power buttons and QMP{{ end }} in your browser (berth's control page; every request needs its token):
     kubectl -n {{ $ns }} port-forward pod/{{ $pod }} {{ $port }}
 {{- with $vm.controlSecret }}
     kubectl -n {{ $ns }} get secret {{ .name }} -o jsonpath='{.data.{{ .key | replace "." "\\." }}}' | base64 -d; echo
 {{- else }}
     kubectl -n {{ $ns }} exec pod/{{ $pod }} -- cat /run/berth/control-token
 {{- end }}
+{{- if $viewer.enabled }}
     open http://127.0.0.1:{{ $port }}/web/screen.html and log in with that token
     (http://127.0.0.1:{{ $port }}/ has the status, power buttons and QMP)
+{{- else }}
+    open http://127.0.0.1:{{ $port }}/ and log in with that token (viewer.enabled is false: no screen)
+{{- end }}
 {{- if $viewer.service.enabled }}
   WARNING: viewer.service.enabled: the Service {{ $vm.resourceName }}-viewer ({{ $viewer.service.type }}) serves this page
   over plain HTTP to whoever reaches it with the token (the VM's screen, keyboard, console, power).
   Open it by IP address (berth answers a host name other than localhost with 421):
     VIEWER_IP=$(kubectl -n {{ $ns }} get svc {{ $vm.resourceName }}-viewer -o jsonpath='{.spec.clusterIP}')
-    http://$VIEWER_IP:{{ $port }}/web/screen.html
+    http://$VIEWER_IP:{{ $port }}/{{ if $viewer.enabled }}web/screen.html{{ end }}
 {{- end }}
 {{- if and $vm.console.stdin $vm.console.tty }}
 
@@ -99,8 +103,9 @@ Every VM in vmlist is disabled: nothing runs. Their pet-disk claims are kept.
     kubectl -n {{ $ns }} attach -i pod/{{ $pod }}
 {{- else }}
 
-  The serial console is read-only here (console.stdin: false): kubectl logs shows it; type on it
-  in the browser page above.
+  The serial console is read-only here (console.stdin: false): kubectl logs shows it
+{{- if $viewer.enabled }}; type on it
+  in the browser page above{{ end }}.
 {{- end }}
 
   Health and metrics: http://$POD_IP:{{ int $vm.netconfig.healthPort }}/healthz, /readyz, /metrics
