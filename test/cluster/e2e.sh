@@ -197,12 +197,15 @@ view_ip=$(kc get service "view-$VM-viewer" -o jsonpath='{.spec.clusterIP}')
 in_node "$python" "$here/ws_probe.py" "$view_ip:9251" --token-file "$work/view-token" >&2 ||
   fail "the console WebSockets through the Service view-$VM-viewer"
 revision=$(kc get statefulset "view-$VM" -o jsonpath='{.status.updateRevision}')
+vnc_password=$(kc get secret "view-$VM-vnc" -o jsonpath='{.data.password}')
 hm upgrade e2e-view "$root/charts/berth" --reuse-values --wait=false
 kc get secret "view-$VM-control" -o jsonpath='{.data.token}' | base64 -d >"$work/view-token-2"
 cmp -s "$work/view-token" "$work/view-token-2" || fail "helm upgrade changed the control token"
+[[ $(kc get secret "view-$VM-vnc" -o jsonpath='{.data.password}') == "$vnc_password" ]] ||
+  fail "helm upgrade changed the VNC password"
 [[ $(kc get statefulset "view-$VM" -o jsonpath='{.status.updateRevision}') == "$revision" ]] ||
   fail "helm upgrade changed the viewer variant's pod template (it would restart the VM)"
-mark "viewer Service: WebSockets at the ClusterIP, token kept by helm upgrade"
+mark "viewer Service: WebSockets at the ClusterIP, Secrets kept by helm upgrade"
 
 kc delete pod "$POD" --wait=true --timeout=120s
 until_ok 60 "the StatefulSet's new pod" kc get pod "$POD"
