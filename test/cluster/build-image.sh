@@ -9,9 +9,6 @@
 #
 # Steps (each timed on stderr):
 #   packages     apt-get install debootstrap buildah runc (skipped when all are installed)
-#   web          scripts/build-web.sh: build/web, the browser viewers' files the Dockerfile copies
-#                (cached by its lock file; a checkout without that script gets an empty build/web,
-#                made only when the Dockerfile copies it)
 #   debootstrap  `debootstrap --variant=minbase <release>` from the host's own Debian mirror, with
 #                the host's apt sources (and its Acquire:: settings) written into the rootfs;
 #                cached as /var/cache/berth/cluster/rootfs-<release>-minbase.tar
@@ -29,7 +26,7 @@
 #
 # Everything it writes is under /var/cache/berth (the rootfs tarball, the archives, buildah's own
 # storage in /var/cache/berth/buildah) and /run/berth-buildah (buildah's run root) and temporary
-# directories; in the checkout only build/web (the web step). Needs root, Debian (apt, dpkg) and the network path
+# directories; nothing goes into the checkout. Needs root, Debian (apt, dpkg) and the network path
 # to the host's Debian mirror. The mirror is read from the host's apt sources at run time.
 set -euo pipefail
 shopt -s inherit_errexit
@@ -58,23 +55,6 @@ flock -n 9 || { log "another build-image.sh holds $cache/.build-image.lock; wait
 # packages
 step packages ensure_packages debootstrap buildah runc debian-archive-keyring
 runc_bin=$(command -v runc) || die "runc not found after installing it"
-
-# ---------------------------------------------------------------------------------------------
-# web: the browser viewers' files, where the Dockerfile takes them from.
-web_bundle() {
-  if ! grep -Eq '^COPY +build/web/? ' "$root/$dockerfile"; then
-    step_note="not copied by $dockerfile"
-  elif [[ -x $root/scripts/build-web.sh ]]; then
-    "$root/scripts/build-web.sh" "$root/build/web" >&2
-    step_note="$(find "$root/build/web" -type f | wc -l) files in build/web"
-  elif [[ -d $root/build/web ]]; then
-    step_note="build/web as it is (no scripts/build-web.sh)"
-  else
-    mkdir -p "$root/build/web"
-    step_note="no scripts/build-web.sh: build/web left empty, the image has no viewer pages"
-  fi
-}
-step web web_bundle
 
 # ---------------------------------------------------------------------------------------------
 # What to build: the release the Dockerfile's ARG defaults to, the chart's appVersion as the tag.
