@@ -47,21 +47,12 @@ class StderrLineSink : public spdlog::sinks::base_sink<spdlog::details::null_mut
 class JsonStderrSink final : public StderrLineSink {
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
-    const auto since_epoch = msg.time.time_since_epoch();
-    const auto seconds = std::chrono::floor<std::chrono::seconds>(since_epoch);
-    const auto millis =
-        std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch - seconds);
-    const std::time_t t =
-        std::chrono::system_clock::to_time_t(std::chrono::system_clock::time_point(
-            std::chrono::duration_cast<std::chrono::system_clock::duration>(seconds)));
-    boost::json::object line;
-    line["time"] = fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z", fmt::gmtime(t), millis.count());
     const auto level = spdlog::level::to_string_view(msg.level);
-    line["level"] = std::string_view(level.data(), level.size());
-    line["logger"] = std::string_view(msg.logger_name.data(), msg.logger_name.size());
-    line["msg"] = std::string_view(msg.payload.data(), msg.payload.size());
-    std::string out = boost::json::serialize(line);
-    out += '\n';
+    std::string out = json_log_record(
+        std::chrono::time_point_cast<std::chrono::system_clock::duration>(msg.time),
+        std::string_view(level.data(), level.size()),
+        std::string_view(msg.logger_name.data(), msg.logger_name.size()),
+        std::string_view(msg.payload.data(), msg.payload.size()));
     writer().write_raw(std::move(out));
   }
 };
@@ -83,6 +74,23 @@ spdlog::level::level_enum to_spdlog(LogLevel level) {
 }
 
 }  // namespace
+
+std::string json_log_record(std::chrono::system_clock::time_point time, std::string_view level,
+                            std::string_view logger, std::string_view msg) {
+  const auto since_epoch = time.time_since_epoch();
+  const auto seconds = std::chrono::floor<std::chrono::seconds>(since_epoch);
+  const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch - seconds);
+  const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(seconds)));
+  boost::json::object line;
+  line["time"] = fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z", fmt::gmtime(t), millis.count());
+  line["level"] = level;
+  line["logger"] = logger;
+  line["msg"] = msg;
+  std::string out = boost::json::serialize(line);
+  out += '\n';
+  return out;
+}
 
 void init_logging(LogFormat format, LogLevel level) {
   spdlog::sink_ptr sink;

@@ -21,6 +21,7 @@
 #include "qemu/config_drive_medium.hpp"
 #include "qemu/kvm.hpp"
 #include "supervisor/accel_policy.hpp"
+#include "supervisor/console/serial_websocket.hpp"
 #include "supervisor/logging.hpp"
 #include "supervisor/module_params.hpp"
 #include "supervisor/qemu_user.hpp"
@@ -50,6 +51,20 @@ Supervisor::Supervisor(Config config, asio::io_context& io)
   registry_.counter("berth_console_lines_dropped_total",
                     "Guest console lines dropped because stdout's reader did not keep up.",
                     [this] { return static_cast<double>(console_out_.dropped()); });
+  registry_.counter("berth_console_input_dropped_bytes_total",
+                    "Bytes typed into the guest's serial console (stdin, viewers) that were dropped "
+                    "because 64 KiB already waited for the guest.",
+                    [this] { return static_cast<double>(serial_.counters().input_dropped_bytes); });
+  registry_.counter(
+      "berth_console_viewer_skipped_bytes_total",
+      "Serial console output that slow viewers skipped (more than 256 KiB behind).",
+      [this] { return static_cast<double>(serial_.counters().viewer_skipped_bytes); });
+  registry_.gauge("berth_console_viewers", "Serial console viewers connected (WebSocket).",
+                  [this] { return static_cast<double>(serial_.viewers()); });
+  stdio_ = std::make_unique<StdioConsole>(
+      io_, serial_, console_out_,
+      console_output_for(::isatty(STDOUT_FILENO) == 1, config_.log_format),
+      component_logger("console"));
   registry_.counter("berth_log_lines_dropped_total",
                     "Log lines (QEMU's stderr among them) dropped because stderr's reader did not "
                     "keep up.",
@@ -62,6 +77,7 @@ int Supervisor::run() {
   std::signal(SIGPIPE, SIG_IGN);  // a closed peer is an error code, never a death
   watch_signals();
   loop_lag_.start();
+  stdio_->forward_stdin();
   asio::co_spawn(io_, main_flow(), [this](std::exception_ptr error) {
     if (!error)
       return;
@@ -178,6 +194,8 @@ asio::awaitable<int> Supervisor::stop_vm() {
 
 asio::awaitable<void> Supervisor::clean_up() {
   enter(Phase::kCleaningUp);
+  if (viewer_)
+    co_await viewer_->close_all(1s);
   if (watcher_)
     watcher_->stop();
   if (dns_)
@@ -200,6 +218,8 @@ asio::awaitable<void> Supervisor::clean_up() {
   }
   std::error_code ignored;
   std::filesystem::remove(qmp_socket_path(config_), ignored);
+  if (config_.viewer)
+    std::filesystem::remove_all(viewer_dir(config_), ignored);
   if (generated_token_)
     std::filesystem::remove(control_token_path(config_), ignored);
   enter(Phase::kExited);
@@ -420,9 +440,20 @@ StepResult Supervisor::prepare_for_qemu() {
   return {};
 }
 
+StepResult Supervisor::make_viewer_dir() {
+  if (!config_.viewer)
+    return {};
+  if (auto made = make_folder_for_qemu(viewer_dir(config_), viewer_socket_path(config_), qemu_user_);
+      !made)
+    return Failure{ExitCode::kConfig, "BERTH_VIEWER: " + made.error().message};
+  return {};
+}
+
 asio::awaitable<StepResult> Supervisor::boot() {
   if (auto prepared = prepare_for_qemu(); !prepared)
     co_return prepared;
+  if (auto viewer = make_viewer_dir(); !viewer)
+    co_return viewer;
   const auto probe = config_.vm_accel == Accel::kTcg
                          ? qemu::KvmProbe{}
                          : kvm_for_qemu(qemu::probe_kvm(kKvmDevice), kKvmDevice, qemu_user_);
@@ -476,7 +507,7 @@ asio::awaitable<Result<void>> Supervisor::start_vm(qemu::Accelerator accel) {
   accel_ = accel;
   vm_started_ = std::chrono::steady_clock::now();
   state_.vm_gone();
-  vm_ = std::make_unique<Vm>(io_, children_, console_out_, log_);
+  vm_ = std::make_unique<Vm>(io_, children_, serial_, log_);
   state_.qemu_starting();
   auto spec = machine_spec(accel);  // named: a stop unwinds this (GCC 12, ARCHITECTURE.md)
   auto run_as = qemu_user_;         // named, not temporaries inside co_await (GCC 12)
@@ -633,6 +664,19 @@ StepResult Supervisor::start_listeners() {
   }
   api_ =
       std::make_unique<Api>(io_, state_, registry_, config_, std::move(token), log_->clone("http"));
+  if (config_.viewer) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(config_.web_dir, ec))
+      return Failure{ExitCode::kConfig,
+                     fmt::format("BERTH_WEB_DIR {}: not a folder, but the browser viewer "
+                                 "(BERTH_VIEWER) serves its pages from there; install berth's web "
+                                 "files (scripts/build-web.sh makes build/web) or set "
+                                 "BERTH_VIEWER=no",
+                                 config_.web_dir.string())};
+    viewer_ = std::make_unique<VncProxy>(io_, viewer_socket_path(config_), registry_,
+                                         log_->clone("viewer"));
+    api_->add_websocket("/api/v1/vnc", viewer_->session(), "binary");
+  }
   const HttpLimits limits;
   health_server_ = std::make_unique<HttpServer>(
       io_, "health", probe_limits(),
@@ -646,6 +690,7 @@ StepResult Supervisor::start_listeners() {
         return api_->control(std::move(request), peer);
       },
       log_->clone("http"));
+  api_->add_websocket(std::string(kSerialWebSocketPath), serial_websocket_session(serial_));
   health_server_->register_metrics(registry_);
   control_server_->register_metrics(registry_);
   // The health port is reserved from the VM's NAT, so it is answered here on every pod address.

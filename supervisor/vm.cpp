@@ -25,7 +25,7 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr std::size_t kStderrTail = 20;
-constexpr std::size_t kMaxLine = 64 * 1024;  // a console line longer than this is cut
+constexpr std::size_t kMaxLine = 64 * 1024;  // a stderr line longer than this is cut
 
 struct Pipe {
   int read = -1, write = -1;
@@ -66,7 +66,7 @@ std::string_view vm_end_name(VmEnd end) {
   return "?";
 }
 
-Vm::Vm(asio::io_context& io, ChildReaper& children, LineWriter& console,
+Vm::Vm(asio::io_context& io, ChildReaper& children, SerialConsole& console,
        std::shared_ptr<spdlog::logger> log)
     : io_(io),
       children_(children),
@@ -151,15 +151,17 @@ asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec, std::optional<Cr
   const auto argv = qemu::build_command_line(spec, hand_over.fds);
   log_->info("starting QEMU: {}", qemu::quote_command(argv));
 
-  Pipe console, errors;
-  if (!console.open() || !errors.open()) {
+  Pipe console, input, errors;
+  if (!console.open() || !input.open() || !errors.open()) {
     console.close_both();
+    input.close_both();
     co_return system_error("cannot create pipes for QEMU", errno);
   }
   error_code ec;
   std::weak_ptr<bool> alive = alive_;
   pid_ = children_.spawn(
       {.argv = argv,
+       .stdin_fd = input.read,
        .stdout_fd = console.write,
        .stderr_fd = errors.write,
        .credentials = run_as,
@@ -174,12 +176,15 @@ asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec, std::optional<Cr
       ec);
   hand_over.close();  // QEMU holds its own copies now
   ::close(console.write);
+  ::close(input.read);
   ::close(errors.write);
   if (ec) {
     ::close(console.read);
+    ::close(input.write);
     ::close(errors.read);
     co_return spawn_error(spec.binary, run_as, ec);
   }
+  console_guest_ = console_.attach_guest(input.write);
   auto console_in = std::make_shared<asio::posix::stream_descriptor>(io_, console.read);
   auto errors_in = std::make_shared<asio::posix::stream_descriptor>(io_, errors.read);
   asio::co_spawn(io_, pump_console(console_in), log_exceptions(log_, "QEMU console pump"));
@@ -481,12 +486,23 @@ asio::awaitable<void> pump_lines(std::shared_ptr<asio::posix::stream_descriptor>
     emit(pending);
 }
 
+// The guest's serial output, as it comes, to the hub; at its end (QEMU exits) the hub stops
+// writing to this QEMU's stdin.
 asio::awaitable<void> Vm::pump_console(std::shared_ptr<asio::posix::stream_descriptor> in) {
-  co_await pump_lines(std::move(in), [this](std::string_view line) {
-    if (!line.empty() && line.back() == '\r')
-      line.remove_suffix(1);
-    console_.write(line);
-  });
+  std::weak_ptr<bool> alive = alive_;
+  std::array<char, 4096> chunk;
+  for (;;) {
+    error_code ec;
+    const std::size_t n = co_await in->async_read_some(
+        asio::buffer(chunk), asio::redirect_error(asio::use_awaitable, ec));
+    if (alive.expired())
+      co_return;
+    if (ec)
+      break;
+    console_.output(std::string_view(chunk.data(), n));
+  }
+  console_.output_ended();
+  console_.guest_gone(console_guest_);
 }
 
 asio::awaitable<void> Vm::pump_stderr(std::shared_ptr<asio::posix::stream_descriptor> in) {

@@ -1,7 +1,7 @@
 #pragma once
-// One QEMU process as the supervisor sees it: spawned as our child with its serial console piped
-// to our stdout line by line (through a LineWriter, so a stalled reader never blocks the loop) and
-// its stderr into our log, QMP connected, and how it ended.
+// One QEMU process as the supervisor sees it: spawned as our child with its serial console (QEMU's
+// stdin and stdout, both pipes) connected to the SerialConsole hub and its stderr into our log,
+// QMP connected, and how it ended.
 
 #include <spdlog/logger.h>
 
@@ -19,7 +19,7 @@
 #include "qemu/command_line.hpp"
 #include "qemu/qmp/qmp_client.hpp"
 #include "supervisor/children.hpp"
-#include "supervisor/line_writer.hpp"
+#include "supervisor/console/serial_console.hpp"
 
 namespace berth {
 
@@ -36,8 +36,8 @@ std::string_view vm_end_name(VmEnd end);
 
 class Vm {
  public:
-  // The guest's console lines go to `console` (berth's stdout, written off the loop).
-  Vm(boost::asio::io_context& io, ChildReaper& children, LineWriter& console,
+  // The guest's serial console is connected to `console` (output and input).
+  Vm(boost::asio::io_context& io, ChildReaper& children, SerialConsole& console,
      std::shared_ptr<spdlog::logger> log);
   ~Vm();
   Vm(const Vm&) = delete;
@@ -101,7 +101,8 @@ class Vm {
 
   boost::asio::io_context& io_;
   ChildReaper& children_;
-  LineWriter& console_;
+  SerialConsole& console_;
+  std::uint64_t console_guest_ = 0;  // SerialConsole::attach_guest's number for this QEMU
   std::shared_ptr<spdlog::logger> log_;
   std::shared_ptr<spdlog::logger> qemu_log_;
   std::shared_ptr<qmp::Client> qmp_;
