@@ -351,8 +351,7 @@ def check_notes(notes, name, vm, values):
     viewer, console = vm["viewer"], vm["console"]
     port = viewer["port"]
     expected += [f"kubectl -n {NAMESPACE} port-forward pod/{host} {port}",
-                 f"http://127.0.0.1:{port}/web/screen.html" if viewer["enabled"] else
-                 f"open http://127.0.0.1:{port}/ and log in"]
+                 f"http://127.0.0.1:{port}/web/{'screen' if viewer['enabled'] else 'serial'}.html"]
     token = viewer["token"]
     if token["existingSecret"] or viewer["service"]["enabled"]:
         secret = token["existingSecret"] or f"{resource}-control"

@@ -186,10 +186,12 @@ until_ok 30 "kubectl port-forward to the viewer" \
   in_node curl -s -m 3 -o /dev/null http://127.0.0.1:19251/api/v1/status
 in_node "$python" "$here/ws_probe.py" 127.0.0.1:19251 --token-file "$work/token" >&2 ||
   fail "the console WebSockets through kubectl port-forward"
-code=$(in_node curl -s -m 5 -o "$work/screen.html" -w '%{http_code}' \
-  -H "Authorization: Bearer $(cat "$work/token")" http://127.0.0.1:19251/web/screen.html)
-[[ $code == 200 && -s $work/screen.html ]] || fail "GET /web/screen.html through the port-forward: $code"
-mark "viewer: WebSockets and page through port-forward"
+for page in screen serial; do
+  code=$(in_node curl -s -m 5 -o "$work/$page.html" -w '%{http_code}' \
+    -H "Authorization: Bearer $(cat "$work/token")" "http://127.0.0.1:19251/web/$page.html")
+  [[ $code == 200 && -s $work/$page.html ]] || fail "GET /web/$page.html through the port-forward: $code"
+done
+mark "viewer: WebSockets and pages through port-forward"
 
 kc wait --for=condition=Ready "pod/$VIEW_POD" --timeout=300s || fail "the viewer-Service variant's pod"
 kc get secret "view-$VM-control" -o jsonpath='{.data.token}' | base64 -d >"$work/view-token"

@@ -72,7 +72,7 @@ Every VM in vmlist is disabled: nothing runs. Their pet-disk claims are kept.
 {{- $viewer := $vm.viewer }}
 {{- $port := int $viewer.port }}
 
-  {{ if $viewer.enabled }}Screen and serial console{{ else }}Status, power buttons and QMP{{ end }} in your browser (berth's control page; every request needs its token):
+  {{ if $viewer.enabled }}Screen and serial console{{ else }}Serial console{{ end }} in your browser (berth's control page; every request needs its token):
     kubectl -n {{ $ns }} port-forward pod/{{ $pod }} {{ $port }}
 {{- with $vm.controlSecret }}
     kubectl -n {{ $ns }} get secret {{ .name }} -o jsonpath='{.data.{{ .key | replace "." "\\." }}}' | base64 -d; echo
@@ -81,16 +81,17 @@ Every VM in vmlist is disabled: nothing runs. Their pet-disk claims are kept.
 {{- end }}
 {{- if $viewer.enabled }}
     open http://127.0.0.1:{{ $port }}/web/screen.html and log in with that token
-    (http://127.0.0.1:{{ $port }}/ has the status, power buttons and QMP)
+    (the serial console: /web/serial.html; status, power buttons and QMP: /)
 {{- else }}
-    open http://127.0.0.1:{{ $port }}/ and log in with that token (viewer.enabled is false: no screen)
+    open http://127.0.0.1:{{ $port }}/web/serial.html and log in with that token
+    (status, power buttons and QMP: /; no screen, viewer.enabled is false)
 {{- end }}
 {{- if $viewer.service.enabled }}
   WARNING: viewer.service.enabled: the Service {{ $vm.resourceName }}-viewer ({{ $viewer.service.type }}) serves this page
   over plain HTTP to whoever reaches it with the token (the VM's screen, keyboard, console, power).
   Open it by IP address (berth answers a host name other than localhost with 421):
     VIEWER_IP=$(kubectl -n {{ $ns }} get svc {{ $vm.resourceName }}-viewer -o jsonpath='{.spec.clusterIP}')
-    http://$VIEWER_IP:{{ $port }}/{{ if $viewer.enabled }}web/screen.html{{ end }}
+    http://$VIEWER_IP:{{ $port }}/web/{{ if $viewer.enabled }}screen{{ else }}serial{{ end }}.html
 {{- end }}
 {{- if and $vm.console.stdin $vm.console.tty }}
 
@@ -103,9 +104,8 @@ Every VM in vmlist is disabled: nothing runs. Their pet-disk claims are kept.
     kubectl -n {{ $ns }} attach -i pod/{{ $pod }}
 {{- else }}
 
-  The serial console is read-only here (console.stdin: false): kubectl logs shows it
-{{- if $viewer.enabled }}; type on it
-  in the browser page above{{ end }}.
+  The serial console is read-only here (console.stdin: false): kubectl logs shows it; type on it
+  in the browser (/web/serial.html above).
 {{- end }}
 
   Health and metrics: http://$POD_IP:{{ int $vm.netconfig.healthPort }}/healthz, /readyz, /metrics
