@@ -9,9 +9,11 @@ Then, for every enabled VM, the properties Berth depends on are asserted: a Stat
 Deployment) of one pod whose hostname names the pet disk, the pet-disk claim template, the
 ConfigMap data byte for byte and its keys mounted as directories (never subPath), the environment
 of the runtime contract, probes on the health port, a grace period above the shutdown timeout, the
-security mode, the image cache, the Services and the helm test pod; with --notes, that the
-rendered NOTES.txt gives each VM's commands (logs, port-forward, ssh, VNC, console). Prints one line per failed
-check and exits 1 if there was any.
+security mode, the image cache, the Services and the helm test pod, the consoles (stdin and tty for
+`kubectl attach`, the control listener on loopback unless its Service is on, then behind a token
+Secret); with --notes, that the rendered NOTES.txt gives each VM's commands (logs, port-forward,
+ssh, VNC, the viewer's page and token, attach). Prints one line per failed check and exits 1 if
+there was any.
 """
 import base64
 import sys
@@ -210,6 +212,7 @@ def check_vm(name, vm, docs, values, where):
     # VNC is a container port exactly when it is on.
     check(("vnc" in ports) == bool(vmc["vnc"]), f"{where}: VNC port {'missing' if vmc['vnc'] else 'present'}")
     check_vnc_auth(vmc, resource, env, mounts, volumes, by_kind, where)
+    check_consoles(vm, resource, c, env, mounts, volumes, by_kind, selector, where)
 
     # The Service: the user's ports, selecting the pod.
     wanted = []
@@ -241,6 +244,16 @@ def check_vm(name, vm, docs, values, where):
                 check(target in args, f"{where}: helm test does not check {target}")
 
 
+def check_secret_file(path, mounts, volumes, secret_name, key, what, where):
+    """The file at `path` is key `key` of Secret `secret_name`, mounted read-only."""
+    directory, file = path.rsplit("/", 1)
+    mount = mounts.get(directory)
+    if check(mount is not None and mount.get("readOnly"), f"{where}: {directory} is not a read-only mount"):
+        secret = volumes[mount["name"]].get("secret", {})
+        check(secret.get("secretName") == secret_name, f"{where}: the {what} mount is not Secret {secret_name}")
+        check(secret.get("items") == [{"key": key, "path": file}], f"{where}: the mount does not hold key {key}")
+
+
 def check_vnc_auth(vmc, resource, env, mounts, volumes, by_kind, where):
     """VNC has a password from a Secret mounted as a file, unless it is off or explicitly unsafe."""
     auth = vmc["vncAuth"]
@@ -256,13 +269,8 @@ def check_vnc_auth(vmc, resource, env, mounts, volumes, by_kind, where):
         return
     if not check(path is not None, f"{where}: VNC is on without BERTH_VNC_PASSWORD_FILE"):
         return
-    directory, file = path.rsplit("/", 1)
-    mount = mounts.get(directory)
-    if check(mount is not None and mount.get("readOnly"), f"{where}: {directory} is not a read-only mount"):
-        secret = volumes[mount["name"]].get("secret", {})
-        key = auth["existingSecretKey"] if auth["existingSecret"] else "password"
-        check(secret.get("secretName") == secret_name, f"{where}: the password mount is not Secret {secret_name}")
-        check(secret.get("items") == [{"key": key, "path": file}], f"{where}: the mount does not hold key {key}")
+    key = auth["existingSecretKey"] if auth["existingSecret"] else "password"
+    check_secret_file(path, mounts, volumes, secret_name, key, "password", where)
     if auth["existingSecret"]:
         check(own is None, f"{where}: a VNC Secret made although existingSecret is set")
         return
@@ -274,13 +282,59 @@ def check_vnc_auth(vmc, resource, env, mounts, volumes, by_kind, where):
             check(value == "<random>", f"{where}: the made-up password is not marked random: {value!r}")
 
 
+def check_consoles(vm, resource, c, env, mounts, volumes, by_kind, selector, where):
+    """stdin/tty for `kubectl attach`; the control listener on loopback unless its Service is on,
+    then on every address behind a token Secret mounted as a file; the viewer's Service."""
+    console, viewer, podv = vm["console"], vm["viewer"], vm["pod"]
+    check(bool(c.get("stdin")) == bool(console["stdin"]), f"{where}: stdin is {c.get('stdin')!r}")
+    check(not c.get("stdinOnce"), f"{where}: stdinOnce set (the first client to detach would close it)")
+    tty = console["stdin"] and console["tty"]
+    check(bool(c.get("tty")) == bool(tty), f"{where}: tty is {c.get('tty')!r}, expected {tty}")
+    check(not (c.get("tty") and podv["logFormat"] == "json"), f"{where}: a terminal with JSON logs")
+    check(env.get("BERTH_VIEWER") == (None if viewer["enabled"] else "no"),
+          f"{where}: BERTH_VIEWER={env.get('BERTH_VIEWER')!r} with viewer.enabled {viewer['enabled']}")
+    port = viewer["port"]
+    exposed = viewer["service"]["enabled"]
+    listen = f"{'0.0.0.0' if exposed else '127.0.0.1'}:{port}"
+    overridden = any(e["name"] == "BERTH_CONTROL_LISTEN" for e in podv.get("env") or [])
+    check(overridden or env.get("BERTH_CONTROL_LISTEN") == listen,
+          f"{where}: BERTH_CONTROL_LISTEN={env.get('BERTH_CONTROL_LISTEN')!r}, expected {listen!r}")
+    check(port != int(env["BERTH_HEALTH_PORT"]), f"{where}: the viewer's port is the health port")
+    token = viewer["token"]
+    secret_name = token["existingSecret"] or (f"{resource}-control" if exposed else None)
+    own = by_kind("Secret", f"{resource}-control")
+    path = env.get("BERTH_CONTROL_TOKEN_FILE")
+    if secret_name is None:
+        check(path is None and own is None, f"{where}: a token Secret although berth makes its own")
+    elif check(path is not None, f"{where}: no BERTH_CONTROL_TOKEN_FILE although {secret_name} holds it"):
+        key = token["existingSecretKey"] if token["existingSecret"] else "token"
+        check_secret_file(path, mounts, volumes, secret_name, key, "token", where)
+        if token["existingSecret"]:
+            check(own is None, f"{where}: a token Secret made although existingSecret is set")
+        elif check(own is not None, f"{where}: no Secret {resource}-control"):
+            check(own.get("data", {}).get("token") == "<random>",
+                  f"{where}: the made-up token is not marked random: {own.get('data')}")
+    service = by_kind("Service", f"{resource}-viewer")
+    container_ports = {p["name"]: p for p in c.get("ports", [])}
+    if not exposed:
+        check(service is None, f"{where}: a viewer Service although viewer.service.enabled is false")
+        check("viewer" not in container_ports, f"{where}: a viewer container port on loopback")
+        return
+    if check(service is not None, f"{where}: no Service {resource}-viewer"):
+        spec = service["spec"]
+        check(spec["selector"] == selector, f"{where}: viewer Service selector differs")
+        check(spec["type"] == viewer["service"]["type"], f"{where}: viewer Service type {spec['type']}")
+        check([(p["port"], p["targetPort"]) for p in spec["ports"]] == [(port, "viewer")],
+              f"{where}: viewer Service ports {spec['ports']}")
+    check(container_ports.get("viewer", {}).get("containerPort") == port, f"{where}: no viewer container port {port}")
+
+
 def check_notes(notes, name, vm, values):
     """NOTES.txt tells the user exactly how to reach the VM."""
     resource = values.get("vmNamePrefix", "") + name
     host = f"{resource}-0"
     where = f"NOTES.txt, vmlist.{name}"
     expected = [f"== VM {name} (pod {host}", f"kubectl -n {NAMESPACE} logs -f {host}",
-                f"kubectl -n {NAMESPACE} port-forward pod/{host} 9251",
                 f"kubectl -n {NAMESPACE} edit configmap {resource}-cloudconfig",
                 f"http://$POD_IP:{vm['netconfig']['healthPort']}/healthz"]
     auth = vm["vmconfig"]["vncAuth"]
@@ -294,6 +348,25 @@ def check_notes(notes, name, vm, values):
             expected.append(f"kubectl -n {NAMESPACE} get secret {secret} -o jsonpath='{{.data.{key}}}' | base64 -d")
     else:
         expected.append("VNC is off")
+    viewer, console = vm["viewer"], vm["console"]
+    port = viewer["port"]
+    expected += [f"kubectl -n {NAMESPACE} port-forward pod/{host} {port}",
+                 f"http://127.0.0.1:{port}/web/{'screen' if viewer['enabled'] else 'serial'}.html"]
+    token = viewer["token"]
+    if token["existingSecret"] or viewer["service"]["enabled"]:
+        secret = token["existingSecret"] or f"{resource}-control"
+        key = (token["existingSecretKey"] if token["existingSecret"] else "token").replace(".", "\\.")
+        expected.append(f"kubectl -n {NAMESPACE} get secret {secret} -o jsonpath='{{.data.{key}}}' | base64 -d")
+    else:
+        expected.append(f"kubectl -n {NAMESPACE} exec pod/{host} -- cat /run/berth/control-token")
+    if viewer["service"]["enabled"]:
+        expected.append(f"WARNING: viewer.service.enabled: the Service {resource}-viewer")
+    if console["stdin"] and console["tty"]:
+        expected += [f"kubectl -n {NAMESPACE} attach -it pod/{host}", "detach with ctrl-p ctrl-q"]
+    elif console["stdin"]:
+        expected.append(f"kubectl -n {NAMESPACE} attach -i pod/{host}")
+    else:
+        expected.append("The serial console is read-only here")
     ports = vm["netconfig"].get("ports") or {}
     numbers = [p["port"] if isinstance(p, dict) else p for p in ports.values()]
     if vm["netconfig"]["service"]["enabled"] and 22 in numbers:

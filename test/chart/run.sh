@@ -72,6 +72,7 @@ good=(
   "device-plugin cases/device-plugin.yaml"
   "multi-vm cases/multi-vm.yaml"
   "vnc-auth cases/vnc-auth.yaml"
+  "consoles cases/consoles.yaml"
 )
 for entry in "${good[@]}"; do
   read -r name files <<<"$entry"
@@ -97,9 +98,9 @@ for entry in "${good[@]}"; do
     --show-only templates/zz-notes.yaml >"$work/$name.notes.yaml"
   "$python" -c 'import sys, yaml; sys.stdout.write(yaml.safe_load(open(sys.argv[1]))["notes"] + "\n")' \
     "$work/$name.notes.yaml" >"$work/$name.notes.txt"
-  # A VNC password the chart made up is new on every render (helm template cannot look up the
-  # Secret an upgrade keeps): the checks and the golden snapshot see a placeholder instead.
-  sed -i -E 's/^(  password: )"[^"]*"(  # random: )/\1"<random>"\2/' "$out"
+  # A VNC password or control token the chart made up is new on every render (helm template cannot
+  # look up the Secret an upgrade keeps): the checks and the golden snapshot see a placeholder.
+  sed -i -E 's/^(  (password|token): )"[^"]*"(  # random: )/\1"<random>"\3/' "$out"
   if ! "$python" "$here/check_manifests.py" "$out" "$chart/values.yaml" "${paths[@]}" \
     --notes "$work/$name.notes.txt"; then
     fail "$name: manifest checks"

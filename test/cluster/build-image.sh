@@ -16,6 +16,11 @@
 #                the Dockerfile's `FROM debian:<release>` resolves to) and, with the dpkg path
 #                excludes and deletions of Debian's official "-slim" images, as
 #                docker.io/library/debian:<release>-slim
+#   web          when the Dockerfile runs scripts/build-web.sh (the browser viewers' npm packages):
+#                that script once on the host, which fills its cache (BERTH_WEB_CACHE, default
+#                /var/cache/berth/web, keyed by the lock file); the build gets the cache as a
+#                read-only volume at the same path, so its `npm ci` never runs: the packages are
+#                fetched with the host's npm settings (proxy, CA) or not at all
 #   build        `buildah bud --layers --pull=never --runtime runc --network host` from the
 #                repository root
 #   push         `buildah push` to oci-archive:<file>:localhost/berth:<tag>, cached as
@@ -290,13 +295,30 @@ commit_base() {
 step import import_base
 
 # ---------------------------------------------------------------------------------------------
+# web: the npm cache of scripts/build-web.sh, filled on the host, for the build stage.
+build_volumes=()
+web_cache() {
+  if ! grep -q 'scripts/build-web.sh' "$root/$dockerfile"; then
+    step_note="not used by $dockerfile"
+    return 0
+  fi
+  local cache_dir=${BERTH_WEB_CACHE:-/var/cache/berth/web} out
+  out=$(mktemp -d /var/tmp/berth-web.XXXXXX)
+  cleanups+=("rm -rf '$out'")
+  BERTH_WEB_CACHE=$cache_dir "$root/scripts/build-web.sh" "$out/web" >&2
+  build_volumes=(--volume "$cache_dir:/var/cache/berth/web:ro")
+  step_note="$cache_dir for the build, read-only"
+}
+step web web_cache
+
+# ---------------------------------------------------------------------------------------------
 # build and push
 build() {
   local old
   old=$(image_id "$image")
   cd "$root"
   nice -n 10 "${B[@]}" bud --runtime "$runc_bin" --isolation oci --network host --layers \
-    --force-rm --pull=never -f "$dockerfile" -t "$image" . >&2
+    --force-rm --pull=never "${build_volumes[@]}" -f "$dockerfile" -t "$image" . >&2
   # The image this tag named before is superseded (its layers shared with the new one stay).
   if [[ -n $old && $old != "$(image_id "$image")" ]]; then "${B[@]}" rmi "$old" >/dev/null 2>&1 || true; fi
   step_note=$image

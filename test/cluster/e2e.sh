@@ -5,7 +5,12 @@
 #   the guest reached at the pod IP and through the Service; `helm test`; `kubectl delete pod` and
 #   the StatefulSet brings it back on the same disk (a file written on the first boot is still
 #   there); a ConfigMap edit reaches the running guest; `kubectl port-forward` to the guest's port;
-#   the chart's privileged and devicePlugin variants both admitted; `helm uninstall` leaves no pod.
+#   the consoles: `kubectl attach -it` through a pty (attach.py: log in on the serial console, a
+#   command, Ctrl-C, detach with ctrl-p ctrl-q, the pod still Ready), `kubectl logs` showing the
+#   console, the screen and serial WebSockets through `kubectl port-forward` (ws_probe.py: refused
+#   without the token, 101 with it) and the viewer's Service variant (its token Secret kept by
+#   `helm upgrade`); the chart's privileged and devicePlugin variants both admitted;
+#   `helm uninstall` leaves no pod.
 # Root. Needs the caches of build-kube.sh (else it says so and exits 77: skipped).
 #   test/cluster/e2e.sh            BERTH_E2E_KEEP=1 leaves the cluster up afterwards
 set -euo pipefail
@@ -17,6 +22,8 @@ NODE_IP=10.250.0.1
 RELEASE=e2e
 VM=guest
 POD=$VM-0
+VIEW_POD=view-$POD  # the viewer-Service variant (release e2e-view, vmNamePrefix view-)
+python=/usr/bin/python3  # Debian's: attach.py and ws_probe.py need only its standard library
 
 LOG_PREFIX=e2e
 # shellcheck source=lib.sh
@@ -35,6 +42,18 @@ mark() {  # mark NAME: how long since the previous mark
 kc() { "$cluster" kubectl "$@"; }
 hm() { "$cluster" helm "$@"; }
 in_node() { nsenter --net="$NS_PATH" -- "$@"; }
+# install_variant RELEASE PREFIX [HELM ARGS...]: the guest once more, in its own release, named
+# <PREFIX>guest, under TCG, without the helm test pod.
+install_variant() {
+  local release=$1 prefix=$2
+  shift 2
+  hm install "$release" "$root/charts/berth" --wait=false --set "vmNamePrefix=$prefix" \
+    --set image.repository=localhost/berth --set tests.enabled=false \
+    --set "imageCache.hostPath.path=$work/images" \
+    --set "vmlist.$VM.vmconfig.rootfs.sourceurl=http://$NODE_IP:8081/guest.qcow2" \
+    --set "vmlist.$VM.vmconfig.rootfs.pvc_size=1Gi" \
+    --set "vmlist.$VM.vmconfig.cpu.accel=tcg" "$@"
+}
 # until_ok SECONDS WHAT COMMAND...: retries COMMAND every 2 s until it succeeds.
 until_ok() {
   local limit=$1 what=$2 waited=0
@@ -78,7 +97,7 @@ pids+=($!)
 until_ok 10 "image server" in_node curl -sf -o /dev/null "http://$NODE_IP:8081/guest.qcow2"
 
 # PersistentVolumes for the pet-disk claims (hostPath on the node, no StorageClass).
-for i in 1 2 3; do
+for i in 1 2 3 4; do
   mkdir -p "$work/pv$i"
   kc apply -f - <<EOF
 apiVersion: v1
@@ -116,9 +135,16 @@ vmlist:
         [ -e /data/first-boot ] || cat /proc/sys/kernel/random/uuid > /data/first-boot
         cp /data/first-boot /www/first-boot
         echo v1 > /www/value
+        # A login on the serial console, as a cloud image's serial-getty gives one: root, no password.
+        sed -i 's/^root:x:/root::/' /etc/passwd
+        (while :; do setsid getty -L 115200 ttyS0 vt100; sleep 1; done) </dev/null >/dev/null 2>&1 &
 EOF
 hm install "$RELEASE" "$root/charts/berth" -f "$work/values.yaml" --wait=false
-mark "helm install"
+# The viewer's Service variant boots beside it: berth's control API on the pod IP behind the token
+# Secret the chart makes.
+install_variant e2e-view view- --set "vmlist.$VM.vmconfig.cpu.ram_mb=256" \
+  --set "vmlist.$VM.viewer.service.enabled=true"
+mark "helm install (and the viewer-Service variant)"
 
 kc wait --for=condition=Ready "pod/$POD" --timeout=300s || {
   kc describe pod "$POD" | tail -30 >&2
@@ -139,6 +165,49 @@ mark "reached at the pod IP and the Service"
 
 hm test "$RELEASE" --timeout 5m || fail "helm test"
 mark "helm test"
+
+# ---- the consoles ----
+ready_restarts() {
+  kc get pod "$1" -o jsonpath='{.status.containerStatuses[0].ready} {.status.containerStatuses[0].restartCount}'
+}
+before=$(ready_restarts "$POD")
+"$python" "$here/attach.py" -- "$cluster" kubectl attach -it "pod/$POD" ||
+  fail "kubectl attach -it (attach.py, above)"
+after=$(ready_restarts "$POD")
+[[ $after == "true ${before#* }" ]] || fail "after detaching: ready/restarts '$after', before '$before'"
+mark "kubectl attach -it: login, command, Ctrl-C, detach"
+kc logs "$POD" | grep -q 'attach-42' || fail "kubectl logs does not show the console's attach-42"
+mark "kubectl logs shows the console"
+
+kc exec "$POD" -- cat /run/berth/control-token >"$work/token" || fail "no control token in the pod"
+kc port-forward "pod/$POD" 19251:9251 >"$work/port-forward-viewer.log" 2>&1 &
+pids+=($!)
+until_ok 30 "kubectl port-forward to the viewer" \
+  in_node curl -s -m 3 -o /dev/null http://127.0.0.1:19251/api/v1/status
+in_node "$python" "$here/ws_probe.py" 127.0.0.1:19251 --token-file "$work/token" >&2 ||
+  fail "the console WebSockets through kubectl port-forward"
+for page in screen serial; do
+  code=$(in_node curl -s -m 5 -o "$work/$page.html" -w '%{http_code}' \
+    -H "Authorization: Bearer $(cat "$work/token")" "http://127.0.0.1:19251/web/$page.html")
+  [[ $code == 200 && -s $work/$page.html ]] || fail "GET /web/$page.html through the port-forward: $code"
+done
+mark "viewer: WebSockets and pages through port-forward"
+
+kc wait --for=condition=Ready "pod/$VIEW_POD" --timeout=300s || fail "the viewer-Service variant's pod"
+kc get secret "view-$VM-control" -o jsonpath='{.data.token}' | base64 -d >"$work/view-token"
+view_ip=$(kc get service "view-$VM-viewer" -o jsonpath='{.spec.clusterIP}')
+in_node "$python" "$here/ws_probe.py" "$view_ip:9251" --token-file "$work/view-token" >&2 ||
+  fail "the console WebSockets through the Service view-$VM-viewer"
+revision=$(kc get statefulset "view-$VM" -o jsonpath='{.status.updateRevision}')
+vnc_password=$(kc get secret "view-$VM-vnc" -o jsonpath='{.data.password}')
+hm upgrade e2e-view "$root/charts/berth" --reuse-values --wait=false
+kc get secret "view-$VM-control" -o jsonpath='{.data.token}' | base64 -d >"$work/view-token-2"
+cmp -s "$work/view-token" "$work/view-token-2" || fail "helm upgrade changed the control token"
+[[ $(kc get secret "view-$VM-vnc" -o jsonpath='{.data.password}') == "$vnc_password" ]] ||
+  fail "helm upgrade changed the VNC password"
+[[ $(kc get statefulset "view-$VM" -o jsonpath='{.status.updateRevision}') == "$revision" ]] ||
+  fail "helm upgrade changed the viewer variant's pod template (it would restart the VM)"
+mark "viewer Service: WebSockets at the ClusterIP, Secrets kept by helm upgrade"
 
 kc delete pod "$POD" --wait=true --timeout=120s
 until_ok 60 "the StatefulSet's new pod" kc get pod "$POD"
@@ -166,13 +235,7 @@ mark "kubectl port-forward"
 # container started by the kubelet.
 kc patch node berth-node --subresource=status --type merge \
   -p '{"status": {"capacity": {"devices.kubevirt.io/tun": "8"}}}'
-hm install e2e-dp "$root/charts/berth" --wait=false --set vmNamePrefix=dp- \
-  --set image.repository=localhost/berth --set tests.enabled=false \
-  --set "imageCache.hostPath.path=$work/images" \
-  --set "vmlist.$VM.vmconfig.rootfs.sourceurl=http://$NODE_IP:8081/guest.qcow2" \
-  --set "vmlist.$VM.vmconfig.rootfs.pvc_size=1Gi" \
-  --set "vmlist.$VM.vmconfig.cpu.accel=tcg" \
-  --set "vmlist.$VM.pod.security.mode=devicePlugin" \
+install_variant e2e-dp dp- --set "vmlist.$VM.pod.security.mode=devicePlugin" \
   --set "vmlist.$VM.pod.security.deviceResources.devices\.kubevirt\.io/kvm=0"
 until_ok 120 "the devicePlugin pod started" sh -c \
   "$cluster kubectl get pod dp-$POD -o jsonpath='{.status.containerStatuses[0].state}' | grep -Eq 'running|terminated'"
@@ -182,6 +245,7 @@ kc logs "dp-$POD" --tail=3 >&2 || kc logs "dp-$POD" --previous --tail=3 >&2 || t
 mark "devicePlugin variant admitted"
 
 hm uninstall e2e-dp --wait --timeout 3m
+hm uninstall e2e-view --wait --timeout 3m
 hm uninstall "$RELEASE" --wait --timeout 3m
 until_ok 120 "no pod left" sh -c "[ -z \"\$($cluster kubectl get pods -o name)\" ]"
 mark "helm uninstall, no pod left"

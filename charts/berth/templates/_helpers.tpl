@@ -99,7 +99,8 @@ used because older Helm releases let false and 0 lose against a default.
 {{/*
 berth.vms: the enabled VMs as JSON, {"<vm>": {<vmDefaults merged with the VM's settings>,
 "resourceName": "<prefix><vm>", "hostname": "<prefix><vm>-0", "unusedKeys": [...],
-"vncSecret": {"name", "key", "create"} (only while VNC is on with a password)}}.
+"vncSecret": {"name", "key", "create"} (only while VNC is on with a password),
+"controlSecret": {"name", "key", "create"} (only with a token Secret for the control listener)}}.
 Fails, naming the value, on anything the schema cannot express.
 */}}
 {{- define "berth.vms" -}}
@@ -115,7 +116,7 @@ Fails, naming the value, on anything the schema cannot express.
 {{- range $name, $given := $vmlist }}
 {{- $where := printf "vmlist.%s" $name }}
 {{- if not (kindIs "map" $given) }}
-{{- fail (printf "%s must be a map of settings (enabled, vmconfig, netconfig, cloudconfig, pod), not %s" $where (toJson $given)) }}
+{{- fail (printf "%s must be a map of settings (enabled, vmconfig, netconfig, cloudconfig, console, viewer, pod), not %s" $where (toJson $given)) }}
 {{- end }}
 {{- $resource := printf "%s%s" $root.Values.vmNamePrefix $name }}
 {{- if or (gt (len $resource) 52) (not (regexMatch "^[a-z]([-a-z0-9]*[a-z0-9])?$" $resource)) }}
@@ -156,6 +157,32 @@ Fails, naming the value, on anything the schema cannot express.
 {{- if not $kvm }}
 {{- fail (printf "%s.vmconfig.cpu.accel is kvm, but in devicePlugin mode no pod.security.deviceResources entry gives /dev/kvm (e.g. devices.kubevirt.io/kvm: 1); request it, or use accel auto or tcg" $where) }}
 {{- end }}
+{{- end }}
+{{- if and $vm.console.stdin $vm.console.tty (eq $vm.pod.logFormat "json") }}
+{{- fail (printf "%s: console.tty is true and pod.logFormat is json: a terminal merges berth's stderr into stdout and ends its lines with CR LF, so kubectl logs would not be one JSON record per line; set console.tty: false (kubectl attach -i still reaches the serial console) or logFormat: text" $where) }}
+{{- end }}
+{{- $viewer := int $vm.viewer.port }}
+{{- if eq $viewer $health }}
+{{- fail (printf "%s.viewer.port is %d, also netconfig.healthPort; berth's control listener and its health port need two ports" $where $viewer) }}
+{{- end }}
+{{- if and $vm.vmconfig.vnc (eq $viewer 5900) }}
+{{- fail (printf "%s.viewer.port is 5900, VNC's port; choose another port or set vmconfig.vnc: false" $where) }}
+{{- end }}
+{{- if $vm.viewer.service.enabled }}
+{{- range $port := include "berth.servicePorts" $vm | fromJsonArray }}
+{{- if and (eq (int $port.port) $viewer) (eq $port.protocol "TCP") }}
+{{- fail (printf "%s.netconfig.ports.%s is %d, the viewer's port, which with viewer.service.enabled is berth's on the pod IP and never reaches the VM; use another port or change viewer.port" $where $port.name $viewer) }}
+{{- end }}
+{{- end }}
+{{- if eq $ready $viewer }}
+{{- fail (printf "%s.netconfig.readinessTcpProbe is %d, a port berth itself serves (the viewer), not the guest's" $where $ready) }}
+{{- end }}
+{{- end }}
+{{- $token := $vm.viewer.token }}
+{{- if $token.existingSecret }}
+{{- $_ := set $vm "controlSecret" (dict "name" $token.existingSecret "key" $token.existingSecretKey "create" false) }}
+{{- else if $vm.viewer.service.enabled }}
+{{- $_ := set $vm "controlSecret" (dict "name" (printf "%s-control" $resource) "key" "token" "create" true) }}
 {{- end }}
 {{- $unused := list }}
 {{- range $key, $_ := $vm.cloudconfig }}

@@ -7,7 +7,7 @@ The text of NOTES.txt, kept in a named template so that the chart's tests can re
 {{- $vms := include "berth.vms" . | fromJson -}}
 Berth {{ .Chart.AppVersion }}: {{ len $vms }} VM(s) in namespace {{ $ns }}, release {{ .Release.Name }}.
 Each VM is the pod <vm>-0 of a StatefulSet: it answers on the pod IP, every port and protocol,
-except berth's own ports (health, and VNC 5900 unless vnc is off).
+except berth's own ports (health, VNC 5900 unless vnc is off, the viewer's with its Service).
 {{- if not $vms }}
 
 Every VM in vmlist is disabled: nothing runs. Their pet-disk claims are kept.
@@ -69,9 +69,44 @@ Every VM in vmlist is disabled: nothing runs. Their pet-disk claims are kept.
   VNC is off (vmconfig.vnc: false): port 5900 reaches the VM like any other port.
 {{- end }}
 
-  Control console (status, power buttons, QMP, screenshot), loopback only:
-    kubectl -n {{ $ns }} port-forward pod/{{ $pod }} 9251
-    open http://127.0.0.1:9251/
+{{- $viewer := $vm.viewer }}
+{{- $port := int $viewer.port }}
+
+  {{ if $viewer.enabled }}Screen and serial console{{ else }}Serial console{{ end }} in your browser (berth's control page; every request needs its token):
+    kubectl -n {{ $ns }} port-forward pod/{{ $pod }} {{ $port }}
+{{- with $vm.controlSecret }}
+    kubectl -n {{ $ns }} get secret {{ .name }} -o jsonpath='{.data.{{ .key | replace "." "\\." }}}' | base64 -d; echo
+{{- else }}
+    kubectl -n {{ $ns }} exec pod/{{ $pod }} -- cat /run/berth/control-token
+{{- end }}
+{{- if $viewer.enabled }}
+    open http://127.0.0.1:{{ $port }}/web/screen.html and log in with that token
+    (the serial console: /web/serial.html; status, power buttons and QMP: /)
+{{- else }}
+    open http://127.0.0.1:{{ $port }}/web/serial.html and log in with that token
+    (status, power buttons and QMP: /; no screen, viewer.enabled is false)
+{{- end }}
+{{- if $viewer.service.enabled }}
+  WARNING: viewer.service.enabled: the Service {{ $vm.resourceName }}-viewer ({{ $viewer.service.type }}) serves this page
+  over plain HTTP to whoever reaches it with the token (the VM's screen, keyboard, console, power).
+  Open it by IP address (berth answers a host name other than localhost with 421):
+    VIEWER_IP=$(kubectl -n {{ $ns }} get svc {{ $vm.resourceName }}-viewer -o jsonpath='{.spec.clusterIP}')
+    http://$VIEWER_IP:{{ $port }}/web/{{ if $viewer.enabled }}screen{{ else }}serial{{ end }}.html
+{{- end }}
+{{- if and $vm.console.stdin $vm.console.tty }}
+
+  Serial console in your terminal (log in on the guest's ttyS0; Ctrl-C goes to the guest;
+  detach with ctrl-p ctrl-q):
+    kubectl -n {{ $ns }} attach -it pod/{{ $pod }}
+{{- else if $vm.console.stdin }}
+
+  Serial console in your terminal, line by line (console.tty: false; Ctrl-C ends kubectl):
+    kubectl -n {{ $ns }} attach -i pod/{{ $pod }}
+{{- else }}
+
+  The serial console is read-only here (console.stdin: false): kubectl logs shows it; type on it
+  in the browser (/web/serial.html above).
+{{- end }}
 
   Health and metrics: http://$POD_IP:{{ int $vm.netconfig.healthPort }}/healthz, /readyz, /metrics
   Edit its cloud-init data (reaches the running VM within about a minute):
