@@ -55,8 +55,10 @@ std::vector<std::string> build_command_line(const MachineSpec& spec, const Inher
     argv.push_back(std::move(option));
     argv.push_back(std::move(value));
   };
-  if (spec.vnc == Vnc::kOn) {
+  if (spec.vnc == Vnc::kOn || spec.viewer_socket)
     add("-vga", "std");
+  // The pod-IP display comes first: QMP's change-vnc-password sets the first display's password.
+  if (spec.vnc == Vnc::kOn) {
     std::string listen = fmt::format("vnc={}:0", spec.vnc_address.to_string());
     if (!spec.vnc_address.is_loopback())
       listen += ",vnc=127.0.0.1:0";
@@ -65,6 +67,9 @@ std::vector<std::string> build_command_line(const MachineSpec& spec, const Inher
   } else {
     add("-display", "none");
   }
+  if (spec.viewer_socket)
+    add("-vnc", fmt::format("unix:{},id=viewer,password=off",
+                            escape_commas(spec.viewer_socket->string())));
   add("-drive", fmt::format("if=none,id=disk0,file={},format={},cache=writeback,discard=unmap",
                             escape_commas(spec.disk.string()),
                             spec.disk_format == DiskFormat::kQcow2 ? "qcow2" : "raw"));

@@ -42,6 +42,10 @@ struct MachineSpec {
   // The pod IP: never 0.0.0.0, so VNC is not on VM_GW (br0), where the guest is. Loopback is added
   // for `kubectl port-forward`, which connects to 127.0.0.1 inside the pod.
   boost::asio::ip::address_v4 vnc_address = boost::asio::ip::address_v4::loopback();
+  // The browser viewer's VNC display (id "viewer"): QEMU listens on this unix socket only, without
+  // a password (the folder, QEMU's own 0700, is the guard; berth proxies it behind the control
+  // API's token). Independent of `vnc`: either gives the machine its display adapter.
+  std::optional<std::filesystem::path> viewer_socket;
   std::filesystem::path qmp_socket;     // where berth binds QMP's socket (InheritedFds::qmp)
   std::vector<std::string> extra_args;  // BERTH_QEMU_ARGS, appended last
 };

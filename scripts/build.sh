@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Configures and builds Berth (once; later runs rebuild only what changed). Prints nothing on a
+# Configures and builds Berth (once; later runs rebuild only what changed), then assembles the
+# browser viewers' files into $build/web (scripts/build-web.sh). Prints nothing on a
 # no-op build except ninja's one line.
 #   BERTH_BUILD_DIR   build folder (default: build)
 #   BERTH_BUILD_TYPE  Release (default) or Debug
@@ -31,3 +32,5 @@ fi
 # Paths relative to the checkout, so another clone of the same commit hits the same cache entries.
 export CCACHE_BASEDIR=$PWD CCACHE_DIR=${CCACHE_DIR:-/var/cache/berth/ccache} CCACHE_NOHASHDIR=true
 cmake --build "$build" -- -j"$(nproc)"
+# The browser viewers' pages and their pinned libraries (BERTH_WEB_DIR=$build/web).
+./scripts/build-web.sh "$build/web"

@@ -13,6 +13,9 @@ packages=(
   catch2
   # run
   qemu-system-x86 qemu-utils ca-certificates
+  # the browser viewers' pinned libraries (scripts/build-web.sh: npm ci of supervisor/web); npm
+  # below, unless the installed nodejs brings its own
+  nodejs
   # test: real peers and inspection tools
   nftables iproute2 iputils-ping busybox isc-dhcp-client bind9-dnsutils util-linux procps curl genisoimage
   clang-14 libclang-rt-14-dev  # libFuzzer targets of the DHCP and DNS parsers (test/dhcp/fuzz)
@@ -23,9 +26,11 @@ packages=(
   mmdebstrap openssh-client
   # chart tests (test/chart/run.sh): manifests parsed with Debian's python3 (helm and kubeconform are built with the machine's Go)
   python3-yaml
-  # console test (test/console/run.sh): headless Chromium driven by playwright-core from npm
+  # console and screen tests (test/console, test/screen): headless Chromium driven by playwright-core from npm
   chromium
 )
+# Debian's npm, unless a nodejs that bundles npm (and conflicts with Debian's) is installed.
+command -v npm >/dev/null || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do

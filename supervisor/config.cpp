@@ -62,6 +62,11 @@ const std::vector<VariableDoc> kDocs = {
      "Probes and metrics on the pod IP; never forwarded to the VM."},
     {"BERTH_CONTROL_LISTEN", "127.0.0.1:9251", "address:port, [v6]:port",
      "Control API and QMP console (loopback: reach it with kubectl port-forward)."},
+    {"BERTH_VIEWER", "yes", "yes/no (1/true/yes/on, 0/false/no/off)",
+     "The live screen in the browser at /web/screen.html of the control listener (noVNC; QEMU's "
+     "second VNC display on a unix socket, independent of NO_VNC)."},
+    {"BERTH_WEB_DIR", "/usr/local/share/berth/web", "absolute path",
+     "The browser viewers' files (build/web in a checkout); must exist while BERTH_VIEWER is on."},
     {"BERTH_CONTROL_TOKEN_FILE", "", "absolute path",
      "File holding the bearer token of the control API; required off loopback."},
     {"BERTH_READY_TCP", "", "TCP port 1-65535",
@@ -251,6 +256,13 @@ void parse_vnc(Reader& r, Config& c) {
                    "password; expected the path of a file holding it (e.g. a mounted Secret), "
                    "or NO_VNC=1 for no VNC at all (BERTH_VNC_INSECURE_NO_AUTH=1 lets anyone who "
                    "reaches the pod IP in without one: unsafe)");
+}
+
+// BERTH_VIEWER and where its files are. Whether the folder exists is checked at start (the parser
+// reads no files).
+void parse_viewer(Reader& r, Config& c) {
+  c.viewer = r.parse<bool>("BERTH_VIEWER", parse_bool, "is not a yes/no value", true);
+  c.web_dir = r.absolute_path("BERTH_WEB_DIR");
 }
 
 void parse_network(Reader& r, Config& c) {
@@ -462,6 +474,7 @@ ConfigResult parse_config(const EnvLookup& env) {
   Config config;
   parse_image(reader, config);
   parse_vnc(reader, config);
+  parse_viewer(reader, config);
   parse_network(reader, config);
   parse_machine(reader, config);
   parse_files(reader, config);
@@ -499,6 +512,8 @@ std::string describe_config(const Config& c, const EnvLookup& env) {
        c.drive_format == DriveFormat::kConfigDrive ? "configdrive" : "nocloud"},
       {"BERTH_HEALTH_PORT", std::to_string(c.health_port)},
       {"BERTH_CONTROL_LISTEN", format_endpoint(c.control_listen)},
+      {"BERTH_VIEWER", c.viewer ? "yes" : "no"},
+      {"BERTH_WEB_DIR", c.web_dir.string()},
       {"BERTH_CONTROL_TOKEN_FILE", c.control_token_file ? c.control_token_file->string() : ""},
       {"BERTH_READY_TCP", c.ready_tcp ? std::to_string(*c.ready_tcp) : ""},
       {"BERTH_SHUTDOWN_TIMEOUT", std::to_string(c.shutdown_timeout.count())},

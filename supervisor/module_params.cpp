@@ -22,6 +22,14 @@ std::filesystem::path control_token_path(const Config& config) {
   return config.runtime_dir / "control-token";
 }
 
+std::filesystem::path viewer_dir(const Config& config) {
+  return config.runtime_dir / "viewer";
+}
+
+std::filesystem::path viewer_socket_path(const Config& config) {
+  return viewer_dir(config) / "vnc.sock";
+}
+
 drive::FetchParams fetch_params(const Config& config) {
   drive::FetchParams fetch;
   fetch.source = config.img_source;
@@ -120,6 +128,8 @@ qemu::MachineSpec machine_spec(const Config& config, const MachineInputs& inputs
       config.vnc_auth == VncAuth::kNone ? qemu::VncAuth::kNone : qemu::VncAuth::kPassword;
   spec.vnc_address = inputs.pod_address;
   spec.qmp_socket = qmp_socket_path(config);
+  if (config.viewer)
+    spec.viewer_socket = viewer_socket_path(config);
   spec.config_drive = inputs.config_drive;
   spec.tap = inputs.tap;
   spec.extra_args = config.qemu_args;

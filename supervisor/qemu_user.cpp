@@ -112,4 +112,21 @@ Result<void> make_file_for_qemu(const std::filesystem::path& path, const QemuUse
   return {};
 }
 
+Result<void> make_folder_for_qemu(const std::filesystem::path& path,
+                                  const std::filesystem::path& socket,
+                                  const std::optional<Credentials>& who) {
+  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
+    return system_error(fmt::format("creating {} for QEMU", path.string()), errno);
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0)
+    return system_error(fmt::format("creating {} for QEMU", path.string()), errno);
+  if (!S_ISDIR(st.st_mode))
+    return invalid_input(fmt::format("{} is not a folder; remove it", path.string()));
+  ::unlink(socket.c_str());  // QEMU binds the socket anew
+  if (::chmod(path.c_str(), 0700) != 0
+      || (who && ::chown(path.c_str(), who->uid, who->gid) != 0))
+    return system_error(fmt::format("handing {} to QEMU's user", path.string()), errno);
+  return {};
+}
+
 }  // namespace berth

@@ -59,4 +59,12 @@ Result<void> hand_over_files(const Credentials& who, const std::filesystem::path
 // to its folder. Errors: kSystem.
 Result<void> make_file_for_qemu(const std::filesystem::path& path, const QemuUser& user);
 
+// Creates the folder `path` (mode 0700; an existing one is kept, a symlink there is refused) and
+// gives it to `who`, so that QEMU can create a socket in it (the viewer's VNC display) without
+// write access to the runtime folder. `who` nullopt: berth's own user, nothing to hand over.
+// A stale `socket` in it is removed. Errors: kSystem (with the path), kInvalidInput (not a folder).
+Result<void> make_folder_for_qemu(const std::filesystem::path& path,
+                                  const std::filesystem::path& socket,
+                                  const std::optional<Credentials>& who);
+
 }  // namespace berth

@@ -178,6 +178,8 @@ asio::awaitable<int> Supervisor::stop_vm() {
 
 asio::awaitable<void> Supervisor::clean_up() {
   enter(Phase::kCleaningUp);
+  if (viewer_)
+    co_await viewer_->close_all(1s);
   if (watcher_)
     watcher_->stop();
   if (dns_)
@@ -200,6 +202,8 @@ asio::awaitable<void> Supervisor::clean_up() {
   }
   std::error_code ignored;
   std::filesystem::remove(qmp_socket_path(config_), ignored);
+  if (config_.viewer)
+    std::filesystem::remove_all(viewer_dir(config_), ignored);
   if (generated_token_)
     std::filesystem::remove(control_token_path(config_), ignored);
   enter(Phase::kExited);
@@ -420,9 +424,20 @@ StepResult Supervisor::prepare_for_qemu() {
   return {};
 }
 
+StepResult Supervisor::make_viewer_dir() {
+  if (!config_.viewer)
+    return {};
+  if (auto made = make_folder_for_qemu(viewer_dir(config_), viewer_socket_path(config_), qemu_user_);
+      !made)
+    return Failure{ExitCode::kConfig, "BERTH_VIEWER: " + made.error().message};
+  return {};
+}
+
 asio::awaitable<StepResult> Supervisor::boot() {
   if (auto prepared = prepare_for_qemu(); !prepared)
     co_return prepared;
+  if (auto viewer = make_viewer_dir(); !viewer)
+    co_return viewer;
   const auto probe = config_.vm_accel == Accel::kTcg
                          ? qemu::KvmProbe{}
                          : kvm_for_qemu(qemu::probe_kvm(kKvmDevice), kKvmDevice, qemu_user_);
@@ -633,6 +648,19 @@ StepResult Supervisor::start_listeners() {
   }
   api_ =
       std::make_unique<Api>(io_, state_, registry_, config_, std::move(token), log_->clone("http"));
+  if (config_.viewer) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(config_.web_dir, ec))
+      return Failure{ExitCode::kConfig,
+                     fmt::format("BERTH_WEB_DIR {}: not a folder, but the browser viewer "
+                                 "(BERTH_VIEWER) serves its pages from there; install berth's web "
+                                 "files (scripts/build-web.sh makes build/web) or set "
+                                 "BERTH_VIEWER=no",
+                                 config_.web_dir.string())};
+    viewer_ = std::make_unique<VncProxy>(io_, viewer_socket_path(config_), registry_,
+                                         log_->clone("viewer"));
+    api_->add_websocket("/api/v1/vnc", viewer_->session(), "binary");
+  }
   const HttpLimits limits;
   health_server_ = std::make_unique<HttpServer>(
       io_, "health", probe_limits(),

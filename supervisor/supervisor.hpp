@@ -25,6 +25,7 @@
 #include "supervisor/exit_code.hpp"
 #include "supervisor/http/api.hpp"
 #include "supervisor/http/http_server.hpp"
+#include "supervisor/http/vnc_proxy.hpp"
 #include "supervisor/lifecycle.hpp"
 #include "supervisor/loop_lag.hpp"
 #include "supervisor/runtime_state.hpp"
@@ -95,6 +96,8 @@ class Supervisor {
   // QEMU's credentials (BERTH_QEMU_USER, /dev/kvm's group) and the files it opens by path
   // handed over to them; a warning when berth is not root and cannot switch.
   StepResult prepare_for_qemu();
+  // The viewer display's socket folder (BERTH_VIEWER), QEMU's own.
+  StepResult make_viewer_dir();
   boost::asio::awaitable<StepResult> boot();
   // Runs the guest under KVM for the probation time; fails with why KVM did not work.
   boost::asio::awaitable<Result<void>> try_kvm();
@@ -143,6 +146,7 @@ class Supervisor {
   MetricsRegistry registry_;
   LoopLagProbe loop_lag_{io_.get_executor(), registry_};
   std::unique_ptr<Api> api_;
+  std::unique_ptr<VncProxy> viewer_;  // BERTH_VIEWER: /api/v1/vnc to QEMU's viewer display
   // The control token berth made up at start (no BERTH_CONTROL_TOKEN_FILE); make_runtime_dir
   // writes it to <BERTH_RUNTIME_DIR>/control-token.
   std::optional<std::string> generated_token_;

@@ -15,6 +15,7 @@
 #include "common/async.hpp"
 #include "qemu/qmp/qmp_policy.hpp"
 #include "supervisor/http/console_html.hpp"
+#include "supervisor/http/web_files.hpp"
 #include "supervisor/phase_budget.hpp"
 #include "supervisor/qemu_user.hpp"
 
@@ -311,8 +312,11 @@ std::optional<HttpReply> Api::screen_control(const HttpRequest& request) const {
     return json_error(http::status::forbidden, "cross-origin requests are refused", version);
   if (authorized(request))
     return std::nullopt;
-  // The console's login form: it holds nothing but a field for the token.
-  if (method == http::verb::get && path_of(request.target()) == "/")
+  // The console's login form: it holds nothing but a field for the token. A page under /web/
+  // gets it in its place too; logging in reloads the page.
+  const auto path = path_of(request.target());
+  if (method == http::verb::get
+      && (path == "/" || (path.starts_with(kWebPrefix) && path.ends_with(".html"))))
     return text_reply(http::status::ok, std::string(kLoginHtml), "text/html; charset=utf-8",
                       version);
   auto reply = json_error(http::status::unauthorized,
@@ -338,6 +342,9 @@ asio::awaitable<HttpReply> Api::control(HttpRequest request, asio::ip::tcp::endp
       co_return json_error(http::status::upgrade_required, "this path is a WebSocket", version);
     co_return websocket_reply(std::move(request), ws->second.session, ws->second.subprotocol);
   }
+  if (path.starts_with(kWebPrefix)
+      && (request.method() == http::verb::get || request.method() == http::verb::head))
+    co_return co_await web_file(std::move(request));
   if (request.method() == http::verb::get) {
     if (path == "/")
       co_return text_reply(http::status::ok, std::string(kConsoleHtml), "text/html; charset=utf-8",
@@ -354,6 +361,20 @@ asio::awaitable<HttpReply> Api::control(HttpRequest request, asio::ip::tcp::endp
     co_return co_await control_post(std::move(request));
   co_return json_error(http::status::method_not_allowed, "only GET and POST are served here",
                        version);
+}
+
+asio::awaitable<HttpReply> Api::web_file(HttpRequest request) {
+  const auto relative = web_file_path(path_of(request.target()));
+  if (!relative)
+    co_return json_error(http::status::not_found,
+                         "no such file: names under /web/ are plain (A-Z a-z 0-9 . _ -), of a "
+                         "served type",
+                         request.version());
+  // noVNC and xterm.js are a few hundred KB: read off the loop.
+  auto read = [root = config_.web_dir, file = *relative, request = std::move(request)] {
+    return web_file_reply(root, file, request);
+  };
+  co_return co_await run_blocking(std::move(read));
 }
 
 asio::awaitable<HttpReply> Api::control_post(HttpRequest request) {
@@ -410,6 +431,7 @@ asio::awaitable<HttpReply> Api::status(unsigned version) {
   body["lease_given"] = state_.lease_given();
   body["qemu_starts"] = state_.qemu_starts();
   body["vnc"] = config_.vnc;
+  body["viewer"] = config_.viewer;
   json::array allowed;
   for (auto command : qmp::remote_commands())
     allowed.emplace_back(command);
@@ -449,8 +471,9 @@ asio::awaitable<HttpReply> Api::run_qmp(std::string command, json::object argume
 }
 
 asio::awaitable<HttpReply> Api::screenshot(unsigned version) {
-  if (!config_.vnc)
-    co_return json_error(http::status::conflict, "no display: NO_VNC is set", version);
+  if (!config_.vnc && !config_.viewer)
+    co_return json_error(http::status::conflict, "no display: NO_VNC is set and BERTH_VIEWER is off",
+                         version);
   auto qmp = state_.qmp();
   if (!qmp || !qmp->connected())
     co_return json_error(http::status::conflict, "the VM is not running", version);

@@ -1,6 +1,7 @@
 #pragma once
 // The HTTP API: health (/healthz, /readyz, /metrics on the pod IP) and control (status, power
-// actions, allow-listed QMP, events as SSE, screenshots, the HTML console; loopback by default,
+// actions, allow-listed QMP, events as SSE, screenshots, the HTML console, the browser viewers'
+// files under /web/ and their WebSocket routes; loopback by default,
 // a token required everywhere; Host, Origin and Sec-Fetch-Site checked against DNS rebinding and
 // other sites' pages). Handlers for HttpServer; no sockets of their own except the
 // readiness TCP check.
@@ -55,6 +56,8 @@ class Api {
                                             unsigned version);
   boost::asio::awaitable<HttpReply> screenshot(unsigned version);
   HttpReply events();
+  // GET or HEAD of a file under /web/ (web_files.hpp).
+  boost::asio::awaitable<HttpReply> web_file(HttpRequest request);
   bool authorized(const HttpRequest& request) const;
   // The reply that refuses a control request before routing (Host, token in the URL,
   // Sec-Fetch-Site, Origin, no token; the login form for GET / without one), or nullopt.

@@ -1,7 +1,7 @@
 #pragma once
 // The control console: one self-contained HTML page (no external assets) served at GET / of the
 // control listener. It uses only the control API: status, power buttons, an allow-listed QMP box,
-// the live event log (SSE) and a screenshot. Before the berth_token cookie is set, GET / serves
+// the live event log (SSE), a screenshot, and a link to the live screen (/web/screen.html). Before the berth_token cookie is set, GET / serves
 // kLoginHtml instead: a field for the token that POST /api/v1/login turns into the cookie.
 
 #include <string_view>
@@ -19,6 +19,7 @@ inline constexpr std::string_view kConsoleHtml = R"HTML(<!doctype html>
   header { background: #1d2330; color: #fff; padding: 10px 18px; display: flex; gap: 16px;
            align-items: baseline; }
   header h1 { font-size: 18px; margin: 0; }
+  header a { color: #9ecbff; margin-left: auto; }
   main { display: grid; grid-template-columns: minmax(320px, 1fr) minmax(320px, 1fr); gap: 14px;
          padding: 14px; }
   section { background: #fff; border-radius: 6px; padding: 12px 14px;
@@ -38,7 +39,8 @@ inline constexpr std::string_view kConsoleHtml = R"HTML(<!doctype html>
 </style>
 </head>
 <body>
-<header><h1>Berth</h1><span id="host">…</span><span id="state">connecting…</span></header>
+<header><h1>Berth</h1><span id="host">…</span><span id="state">connecting…</span>
+  <a id="live" href="/web/screen.html" target="_blank" rel="noopener">Live screen</a></header>
 <main>
   <section>
     <h2>Status</h2>
@@ -63,6 +65,7 @@ inline constexpr std::string_view kConsoleHtml = R"HTML(<!doctype html>
   <section>
     <h2>Screen</h2>
     <button id="shot">Take screenshot</button>
+    <a href="/web/screen.html" target="_blank" rel="noopener">Open the live screen (keyboard and mouse)</a>
     <div><img id="screen" alt="no screenshot yet"></div>
   </section>
 </main>
@@ -95,7 +98,8 @@ async function refresh() {
       for (const c of s.qmp_allowed) $("command").add(new Option(c, c));
       $("command").value = "query-status";
     }
-    $("shot").disabled = !s.vnc;
+    $("shot").disabled = !s.vnc && !s.viewer;
+    for (const a of document.querySelectorAll("a[href='/web/screen.html']")) a.hidden = !s.viewer;
   } catch (e) { $("state").textContent = "berth unreachable"; $("state").className = "bad"; }
 }
 

@@ -120,3 +120,31 @@ TEST_CASE("commas in paths are doubled, as QEMU's option syntax requires", "[qem
   CHECK(value_of(argv, "-drive").find("file=/disks/a,,b.qcow2,") != std::string::npos);
   CHECK(value_of(argv, "-drive", 1).find("file=/run/x,,y/config-drive.iso") != std::string::npos);
 }
+
+TEST_CASE("the browser viewer's display is a unix socket only, after the pod-IP display",
+          "[qemu]") {
+  auto spec = sample();
+  spec.viewer_socket = "/run/berth/viewer/vnc,1.sock";
+  const Argv argv = build_command_line(spec, kFds);
+  CHECK(value_of(argv, "-vnc") == "unix:/run/berth/viewer/vnc,,1.sock,id=viewer,password=off");
+  CHECK(value_of(argv, "-vnc", 1).empty());  // one -vnc: no second TCP listener
+  // change-vnc-password reaches the first display: the pod IP's must come before the viewer's.
+  const auto display = std::find(argv.begin(), argv.end(), "-display");
+  const auto viewer = std::find(argv.begin(), argv.end(), "-vnc");
+  CHECK(display < viewer);
+  CHECK(value_of(argv, "-vga") == "std");
+}
+
+TEST_CASE("the viewer keeps a display adapter when NO_VNC turns the pod-IP VNC off", "[qemu]") {
+  auto spec = sample();
+  spec.vnc = Vnc::kOff;
+  spec.viewer_socket = "/run/berth/viewer/vnc.sock";
+  const Argv argv = build_command_line(spec, kFds);
+  CHECK(value_of(argv, "-display") == "none");
+  CHECK(value_of(argv, "-vga") == "std");
+  CHECK(value_of(argv, "-vnc") == "unix:/run/berth/viewer/vnc.sock,id=viewer,password=off");
+  spec.viewer_socket.reset();
+  const Argv without = build_command_line(spec, kFds);
+  CHECK(value_of(without, "-vga").empty());
+  CHECK(value_of(without, "-vnc").empty());
+}

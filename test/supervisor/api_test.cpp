@@ -4,6 +4,7 @@
 #include "supervisor/http/api.hpp"
 
 #include <spdlog/sinks/null_sink.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -19,6 +20,8 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/websocket/stream.hpp>
 #include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <thread>
@@ -488,4 +491,34 @@ TEST_CASE("readiness: the lease's reason follows bound, renewed, expired and rel
   CHECK(*state.lease_problem(t0 + seconds(10)) == "the guest released its DHCP lease");
   state.lease_bound(seconds(4), t0 + seconds(11));
   CHECK(state.lease_given(t0 + seconds(12)));
+}
+
+TEST_CASE("control: /web/ files need the token; a page without it is the login form", "[api]") {
+  Fixture f(std::string("0123456789abcdef0123"));
+  std::string pattern = (std::filesystem::temp_directory_path() / "berth-web-XXXXXX").string();
+  REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+  f.cfg.web_dir = pattern;
+  std::ofstream(f.cfg.web_dir / "screen.html") << "<title>the screen</title>";
+  std::ofstream(f.cfg.web_dir / "screen.js") << "import RFB from './novnc/core/rfb.js';";
+  f.start();
+  const std::string cookie = "Cookie: berth_token=0123456789abcdef0123\r\n";
+  const auto form = f.get(f.control, "/web/screen.html");
+  CHECK_THAT(form, Catch::StartsWith("HTTP/1.1 200") && Catch::Contains("control-token")
+                       && !Catch::Contains("the screen"));
+  CHECK_THAT(f.get(f.control, "/web/screen.js"), Catch::StartsWith("HTTP/1.1 401"));
+  const auto page = f.get(f.control, "/web/screen.html", cookie);
+  CHECK_THAT(page, Catch::StartsWith("HTTP/1.1 200") && Catch::Contains("<title>the screen</title>")
+                       && Catch::Contains("Content-Security-Policy: default-src 'none'")
+                       && Catch::Contains("Content-Type: text/html; charset=utf-8"));
+  CHECK_THAT(f.get(f.control, "/web/screen.js", cookie),
+             Catch::StartsWith("HTTP/1.1 200")
+                 && Catch::Contains("Content-Type: text/javascript; charset=utf-8"));
+  CHECK_THAT(f.get(f.control, "/web/../api_test.cpp", cookie), Catch::StartsWith("HTTP/1.1 404"));
+  CHECK_THAT(f.get(f.control, "/web/%2e%2e/%2e%2e/etc/passwd", cookie),
+             Catch::StartsWith("HTTP/1.1 404"));
+  CHECK_THAT(f.get(f.control, "/web/missing.js", cookie), Catch::StartsWith("HTTP/1.1 404"));
+  // A page from another origin may not load them with the user's cookie.
+  CHECK_THAT(f.get(f.control, "/web/screen.js", cookie + "Origin: http://evil.example\r\n"),
+             Catch::StartsWith("HTTP/1.1 403"));
+  std::filesystem::remove_all(f.cfg.web_dir);
 }

@@ -78,6 +78,8 @@ TEST_CASE("every default of the runtime contract", "[config]") {
   CHECK(c.qemu_user == QemuUser{107, 107});  // KubeVirt's qemu user; never root
   CHECK(c.log_format == LogFormat::kText);
   CHECK(c.log_level == LogLevel::kInfo);
+  CHECK(c.viewer);
+  CHECK(c.web_dir == "/usr/local/share/berth/web");
 }
 
 TEST_CASE("every variable set to a valid non-default value", "[config]") {
@@ -107,7 +109,9 @@ TEST_CASE("every variable set to a valid non-default value", "[config]") {
              {"BERTH_QEMU_ARGS", "-device 'virtio-rng-pci,id=rng 0' -smp \"2\""},
              {"BERTH_QEMU_USER", "64055:993"},
              {"BERTH_LOG_FORMAT", "json"},
-             {"BERTH_LOG_LEVEL", "debug"}};
+             {"BERTH_LOG_LEVEL", "debug"},
+             {"BERTH_VIEWER", "off"},
+             {"BERTH_WEB_DIR", "/opt/berth/web/"}};
   const Config c = parse_ok(env);
   CHECK(c.img_source_kind == SourceKind::kPath);
   CHECK(c.img_target == "cirros.img");  // compression suffix dropped: the cache holds it unpacked
@@ -133,6 +137,8 @@ TEST_CASE("every variable set to a valid non-default value", "[config]") {
   CHECK(c.qemu_user == QemuUser{64055, 993});
   CHECK(c.log_format == LogFormat::kJson);
   CHECK(c.log_level == LogLevel::kDebug);
+  CHECK_FALSE(c.viewer);
+  CHECK(c.web_dir == "/opt/berth/web/");
 }
 
 TEST_CASE("each invalid value is named with its value and the accepted form", "[config]") {
@@ -194,6 +200,8 @@ TEST_CASE("each invalid value is named with its value and the accepted form", "[
       {"BERTH_QEMU_USER", "4294967296:107", "is not a uid:gid pair"},
       {"BERTH_LOG_FORMAT", "xml", "is not a log format"},
       {"BERTH_LOG_LEVEL", "verbose", "is not a log level"},
+      {"BERTH_VIEWER", "maybe", "is not a yes/no value"},
+      {"BERTH_WEB_DIR", "web", "is not an absolute path"},
   };
   for (const auto& c : cases) {
     DYNAMIC_SECTION(c.variable << "=" << c.value) {
@@ -359,4 +367,12 @@ TEST_CASE("an upper-case URL scheme is a URL for config and fetcher alike", "[co
   CHECK(c.img_source_kind == SourceKind::kUrl);
   CHECK(c.img_target == "d.qcow2");
   CHECK(drive::is_url(c.img_source));
+}
+
+TEST_CASE("the browser viewer is independent of NO_VNC", "[config]") {
+  const Config c = parse_ok({{"IMG_SOURCE", "/images/guest.qcow2"}, {"NO_VNC", "1"}});
+  CHECK_FALSE(c.vnc);
+  CHECK(c.viewer);
+  CHECK_FALSE(parse_ok(with(minimal(), "BERTH_VIEWER", "no")).viewer);
+  CHECK(parse_ok(with(minimal(), "BERTH_VIEWER", "YES")).viewer);
 }

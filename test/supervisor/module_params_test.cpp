@@ -161,3 +161,15 @@ TEST_CASE("the machine spec combines the configuration with what start-up made",
   CHECK(spec.tap == std::optional<std::string>("tap0"));
   CHECK(spec.mtu == 1450);
 }
+
+TEST_CASE("the viewer's VNC socket is in a folder of its own, with or without NO_VNC",
+          "[module_params]") {
+  auto c = config();
+  c.vnc = false;
+  const MachineInputs inputs;
+  CHECK(machine_spec(c, inputs).viewer_socket
+        == std::filesystem::path("/run/berth/viewer/vnc.sock"));
+  CHECK(viewer_dir(c) == std::filesystem::path("/run/berth/viewer"));
+  c.viewer = false;
+  CHECK_FALSE(machine_spec(c, inputs).viewer_socket);
+}
