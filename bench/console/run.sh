@@ -14,6 +14,7 @@ build=${1:-build}
 keys=${2:-40}
 idle=${3:-30}
 out=${4:-$(mktemp -d /var/tmp/berth-console-bench-XXXXXX)}
+mkdir -p "$out"
 [[ $build = /* ]] || build=$root/$build
 berth=$build/supervisor/berth
 [[ -x $berth ]] || { echo "console bench: no $berth; build first (scripts/build.sh)" >&2; exit 1; }
