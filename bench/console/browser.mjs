@@ -4,7 +4,7 @@
 //   node browser.mjs idle SECONDS JSON   bytes the WebSocket received while nothing changes
 // Env: BERTH_CONSOLE_URL (default http://127.0.0.1:9251), BERTH_CONSOLE_TOKEN (required).
 // Latency: from the keydown event's timestamp (when Chromium took the key) to the first
-// drawImage onto the visible canvas after it (noVNC's flip of its back buffer: the moment the
+// drawImage onto the visible canvas after it; each key is held 30 ms (noVNC's flip of its back buffer: the moment the
 // screen shows the echo). Keys alternate between 'x' and Backspace, 150-350 ms apart, as in
 // native_vnc.py; the guest's cursor must be hidden first (native_vnc.py prepare).
 import { writeFileSync } from "node:fs";
@@ -71,7 +71,11 @@ try {
     if (quietPaints > 0) fail(`the screen is not quiet: ${quietPaints} paints in 3 s without a key`);
     for (let i = 0; i < count; i++) {
       const before = await page.evaluate(() => ({ paints: window.__paints.length, keys: window.__keys.length }));
-      await page.keyboard.press(i % 2 === 0 ? "x" : "Backspace");
+      // Held 30 ms, as native_vnc.py holds its keys (see HOLD_S there).
+      const key = i % 2 === 0 ? "x" : "Backspace";
+      await page.keyboard.down(key);
+      await page.waitForTimeout(30);
+      await page.keyboard.up(key);
       const sample = await page.waitForFunction(({ paints, keys }) => {
         if (window.__keys.length <= keys) return false;
         const pressed = window.__keys[keys];
