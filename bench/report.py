@@ -120,6 +120,38 @@ def parse_net(text):
     return out
 
 
+def console_section(p, c):
+    n, b = c["native"], c["browser"]
+    p("## The screen: browser viewer beside a native VNC client")
+    p()
+    p(f"`bench/console/run.sh`: the built-in guest's text console, the same VM for both. Native: "
+      f"vncdotool {c['vncdotool']} straight to QEMU's VNC (the pod's 127.0.0.1:5900). Browser: "
+      "Berth's screen page (noVNC) in headless Chromium, through berth's authenticated WebSocket "
+      "proxy to QEMU's viewer socket. Keystroke to screen: from the key event (the keydown's "
+      "timestamp in the page; the write of the key event for vncdotool) to the first paint of "
+      "the echo (noVNC's flip onto the visible canvas; the end of the decoded update for "
+      f"vncdotool), {n['latency']['n']} keys each, 'x' and Backspace in turn, with the guest's "
+      "cursor hidden so that the echo is the only change. Idle: bytes received while nothing "
+      "but the shell's blinking cursor changes.")
+    p()
+    p("| | native (vncdotool) | browser (noVNC via berth) | browser − native |")
+    p("|---|---|---|---|")
+    for key, label in (("median_ms", "keystroke to screen, median"), ("p90_ms", "p90"),
+                       ("min_ms", "min"), ("max_ms", "max")):
+        nv, bv = n["latency"][key], b["latency"][key]
+        p(f"| {label} | {nv:.1f} ms | {bv:.1f} ms | {bv - nv:+.1f} ms |")
+    ni, bi = n["idle"]["bytes_per_s"], b["idle"]["bytes_per_s"]
+    p(f"| idle screen | {ni:.0f} B/s | {bi:.0f} B/s | {bi - ni:+.0f} B/s |")
+    if "first_paint_ms" in b:
+        p(f"| page load to first paint (cookie set, no login form) | | {b['first_paint_ms']:.0f} ms | |")
+    p()
+    p("Most of either latency is the guest (TCG) echoing the key and QEMU's display refresh "
+      "(it polls the emulated VGA every 30 ms while there are changes); the column on the right "
+      "is what the browser path adds: Chromium's input dispatch, the WebSocket hop through "
+      "berth and noVNC's decoding and paint.")
+    p()
+
+
 def main(folder):
     read = lambda name: open(os.path.join(folder, name)).read()
     st = json.loads(read("startup.json"))
@@ -127,6 +159,8 @@ def main(folder):
     dhcp = parse_dhcp(read("dhcp.txt"))
     drive = parse_drive(read("drive.txt"))
     net = parse_net(read("net.txt"))
+    console_path = os.path.join(folder, "console.json")
+    console = json.loads(read("console.json")) if os.path.exists(console_path) else None
     seconds = int(read("seconds")) if os.path.exists(os.path.join(folder, "seconds")) else None
     commit = read("commit").strip() if os.path.exists(os.path.join(folder, "commit")) else "?"
     p = print
@@ -320,6 +354,9 @@ def main(folder):
           "same for every method.")
         p()
 
+    if console:
+        console_section(p, console)
+
     # ---- scale ----
     p(f"## Many VMs on one machine ({scale['vms']} idle VMs side by side)")
     p()
@@ -365,7 +402,8 @@ def main(folder):
     p("```sh")
     p("sudo bench/run.sh        # about 10 min; writes this file. Pieces: bench/startup.py, "
       "bench/dhcp/run.sh,")
-    p("                         # bench/drive/bench.sh, build/bench/net/net_bench, bench/scale.py")
+    p("                         # bench/drive/bench.sh, build/bench/net/net_bench, bench/scale.py,")
+    p("                         # bench/console/run.sh")
     p("```")
     p()
     p("Wall-clock figures move by ±20 % between runs on a shared 2-CPU machine; the ratios, "

@@ -6,7 +6,9 @@
 #   bench/run.sh                 or   cmake --build build --target bench
 # Env: BENCH_RUNS (start-up runs per tool, default 7), BENCH_VMS (scale test VMs, default: as many
 # as memory allows, capped at 40), BENCH_WINDOW (idle window of the scale test, s, default 60),
-# BENCH_FETCH_MIB (image size of the fetch benchmark, default 1024), BENCH_DOC (output file).
+# BENCH_FETCH_MIB (image size of the fetch benchmark, default 1024), BENCH_KEYS (keystrokes per
+# client of the screen benchmark, default 40), BENCH_IDLE (its idle window, s, default 30),
+# BENCH_DOC (output file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/as-root.sh
@@ -43,6 +45,8 @@ step "image fetch vs curl, config drive vs genisoimage (bench/drive/bench.sh)"
 RUNS=3 SIZE_MIB=${BENCH_FETCH_MIB:-1024} bench/drive/bench.sh "$build" | tee "$out/drive.txt"
 step "bridge, tap and NAT vs ip + iptables (net_bench)"
 "$build/bench/net/net_bench" 30 | tee "$out/net.txt"
+step "the screen: browser viewer vs a native VNC client (bench/console/run.sh)"
+bench/console/run.sh "$build" "${BENCH_KEYS:-40}" "${BENCH_IDLE:-30}" "$out" | tee "$out/console.txt"
 step "idle supervisors side by side (bench/scale.py)"
 python3 bench/scale.py ${BENCH_VMS:+--vms "$BENCH_VMS"} --window "${BENCH_WINDOW:-60}" \
   --berth "$build/supervisor/berth" --json "$out/scale.json" | tee "$out/scale.txt"
