@@ -63,17 +63,19 @@ function upgrade(cookie) {
                       "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Protocol": "binary" };
     if (cookie) headers.Cookie = cookie;
     const request = http.request(base + "/api/v1/vnc", { headers });
-    request.on("upgrade", (response, socket) => {
+    request.on("upgrade", (response, socket, head) => {
       const first = new Promise((done) => {
         let bytes = Buffer.alloc(0);
-        socket.on("data", (chunk) => {
+        const take = (chunk) => {
           bytes = Buffer.concat([bytes, chunk]);
           if (bytes.length < 2) return;
           const opcode = bytes[0] & 0x0f;
           const length = bytes[1] & 0x7f;
           if (bytes.length < 2 + Math.min(length, 2)) return;
           done({ opcode, code: opcode === 8 && length >= 2 ? bytes.readUInt16BE(2) : null });
-        });
+        };
+        socket.on("data", take);
+        if (head && head.length) take(head);  // what came in the packet of the 101 answer
       });
       resolve({ status: response.statusCode, socket, first });
     });
