@@ -1,8 +1,9 @@
 #pragma once
 // The control console: one self-contained HTML page (no external assets) served at GET / of the
 // control listener. It uses only the control API: status, power buttons, an allow-listed QMP box,
-// the live event log (SSE), a screenshot, and a link to the live screen (/web/screen.html). Before the berth_token cookie is set, GET / serves
-// kLoginHtml instead: a field for the token that POST /api/v1/login turns into the cookie.
+// the live event log (SSE), a screenshot, and a link to the live screen (/web/screen.html). Before
+// the berth_token cookie is set, GET / serves kLoginHtml instead: a field for the token that POST
+// /api/v1/login turns into the cookie.
 
 #include <string_view>
 
