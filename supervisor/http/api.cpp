@@ -371,9 +371,8 @@ asio::awaitable<HttpReply> Api::web_file(HttpRequest request) {
                          "served type",
                          request.version());
   // noVNC and xterm.js are a few hundred KB: read off the loop.
-  auto read = [root = config_.web_dir, file = *relative, request = std::move(request)] {
-    return web_file_reply(root, file, request);
-  };
+  auto read = [root = config_.web_dir.value_or(""), file = *relative,
+               request = std::move(request)] { return web_file_reply(root, file, request); };
   co_return co_await run_blocking(std::move(read));
 }
 
