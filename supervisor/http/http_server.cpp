@@ -190,7 +190,9 @@ asio::awaitable<void> HttpServer::serve(tcp::socket socket, tcp::endpoint peer) 
       reply.response.keep_alive(false);
     } else {
       HttpRequest request = parser.release();
-      const bool keep_alive = request.keep_alive();
+      // A refused upgrade (a WebSocket without the token, say) ends the connection: the client
+      // wanted another protocol on it, not the next HTTP request.
+      const bool keep_alive = request.keep_alive() && request.count(http::field::upgrade) == 0;
       const unsigned version = request.version();
       reply = co_await handler_(std::move(request), peer);
       reply.response.version(version);

@@ -45,6 +45,11 @@ HttpReply websocket_reply(HttpRequest request, WebSocketSession session, std::st
   auto shared = std::make_shared<HttpRequest>(std::move(request));
   reply.takeover = [shared, session = std::move(session), subprotocol = std::move(subprotocol),
                     limits](beast::tcp_stream stream) -> asio::awaitable<void> {
+    // Interactive traffic (key events one way, small screen updates the other): without
+    // TCP_NODELAY, Nagle's algorithm holds a small write behind an unacknowledged one, and the
+    // peer's delayed ACK makes that up to 40 ms (on loopback, the kubectl port-forward path).
+    error_code ec;
+    stream.socket().set_option(asio::ip::tcp::no_delay(true), ec);
     WebSocket ws(std::move(stream));
     websocket::stream_base::timeout timeouts{};
     timeouts.handshake_timeout = limits.handshake_timeout;
@@ -61,7 +66,6 @@ HttpReply websocket_reply(HttpRequest request, WebSocketSession session, std::st
           if (offered)
             response.set(beast::http::field::sec_websocket_protocol, subprotocol);
         }));
-    error_code ec;
     co_await ws.async_accept(*shared, asio::redirect_error(asio::use_awaitable, ec));
     if (ec)
       co_return;
