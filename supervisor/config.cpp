@@ -65,8 +65,9 @@ const std::vector<VariableDoc> kDocs = {
     {"BERTH_VIEWER", "yes", "yes/no (1/true/yes/on, 0/false/no/off)",
      "The live screen in the browser at /web/screen.html of the control listener (noVNC; QEMU's "
      "second VNC display on a unix socket, independent of NO_VNC)."},
-    {"BERTH_WEB_DIR", "/usr/local/share/berth/web", "absolute path",
-     "The browser viewers' files (build/web in a checkout); must exist while BERTH_VIEWER is on."},
+    {"BERTH_WEB_DIR", "next to berth: <prefix>/share/berth/web, else <build>/web", "absolute path",
+     "The browser viewers' files (/usr/local/share/berth/web in the image); must exist while "
+     "BERTH_VIEWER is on."},
     {"BERTH_CONTROL_TOKEN_FILE", "", "absolute path",
      "File holding the bearer token of the control API; required off loopback."},
     {"BERTH_READY_TCP", "", "TCP port 1-65535",
@@ -263,7 +264,8 @@ void parse_vnc(Reader& r, Config& c) {
 // reads no files).
 void parse_viewer(Reader& r, Config& c) {
   c.viewer = r.parse<bool>("BERTH_VIEWER", parse_bool, "is not a yes/no value", true);
-  c.web_dir = r.absolute_path("BERTH_WEB_DIR");
+  if (r.given("BERTH_WEB_DIR"))
+    c.web_dir = r.absolute_path("BERTH_WEB_DIR");
 }
 
 void parse_network(Reader& r, Config& c) {
@@ -514,7 +516,7 @@ std::string describe_config(const Config& c, const EnvLookup& env) {
       {"BERTH_HEALTH_PORT", std::to_string(c.health_port)},
       {"BERTH_CONTROL_LISTEN", format_endpoint(c.control_listen)},
       {"BERTH_VIEWER", c.viewer ? "yes" : "no"},
-      {"BERTH_WEB_DIR", c.web_dir.string()},
+      {"BERTH_WEB_DIR", c.web_dir ? c.web_dir->string() : ""},
       {"BERTH_CONTROL_TOKEN_FILE", c.control_token_file ? c.control_token_file->string() : ""},
       {"BERTH_READY_TCP", c.ready_tcp ? std::to_string(*c.ready_tcp) : ""},
       {"BERTH_SHUTDOWN_TIMEOUT", std::to_string(c.shutdown_timeout.count())},

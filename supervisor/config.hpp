@@ -68,7 +68,9 @@ struct Config {
   // BERTH_VIEWER: the browser viewer of the screen (QEMU's second VNC display, on a unix socket in
   // the runtime folder, proxied by the control listener); independent of NO_VNC.
   bool viewer = true;
-  std::filesystem::path web_dir;  // BERTH_WEB_DIR: the pages and noVNC/xterm.js, served at /web/
+  // BERTH_WEB_DIR: the pages and noVNC/xterm.js, served at /web/; unset: found next to the binary
+  // at start (web_dir_candidates), and set there.
+  std::optional<std::filesystem::path> web_dir;
   std::optional<std::uint16_t> ready_tcp;  // readiness also needs the guest to accept TCP here
   std::chrono::seconds shutdown_timeout{0};
   PhaseBudgets phase_budgets;          // BERTH_PHASE_BUDGETS over the defaults (phase_budget.cpp)

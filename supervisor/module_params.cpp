@@ -30,6 +30,15 @@ std::filesystem::path viewer_socket_path(const Config& config) {
   return viewer_dir(config) / "vnc.sock";
 }
 
+std::vector<std::filesystem::path> web_dir_candidates(const Config& config,
+                                                      const std::filesystem::path& exe) {
+  if (config.web_dir)
+    return {*config.web_dir};
+  const auto prefix = exe.parent_path().parent_path();
+  return {(prefix / "share" / "berth" / "web").lexically_normal(),
+          (prefix / "web").lexically_normal()};
+}
+
 drive::FetchParams fetch_params(const Config& config) {
   drive::FetchParams fetch;
   fetch.source = config.img_source;

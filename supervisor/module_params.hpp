@@ -31,6 +31,12 @@ std::filesystem::path control_token_path(const Config& config);  // a generated 
 std::filesystem::path viewer_dir(const Config& config);
 std::filesystem::path viewer_socket_path(const Config& config);
 
+// Where the browser viewers' files may be, in order: BERTH_WEB_DIR when set, else next to the
+// binary `exe`: <prefix>/share/berth/web (installed: /usr/local/bin/berth) and <build>/web (a
+// build tree: build/supervisor/berth).
+std::vector<std::filesystem::path> web_dir_candidates(const Config& config,
+                                                      const std::filesystem::path& exe);
+
 // IMG_SOURCE, IMG_TARGET, IMG_CHECKSUM, BERTH_IMAGE_DIR and the CA bundle, for fetch_image.
 drive::FetchParams fetch_params(const Config& config);
 

@@ -444,7 +444,8 @@ StepResult Supervisor::prepare_for_qemu() {
 StepResult Supervisor::make_viewer_dir() {
   if (!config_.viewer)
     return {};
-  if (auto made = make_folder_for_qemu(viewer_dir(config_), viewer_socket_path(config_), qemu_user_);
+  if (auto made =
+          make_folder_for_qemu(viewer_dir(config_), viewer_socket_path(config_), qemu_user_);
       !made)
     return Failure{ExitCode::kConfig, "BERTH_VIEWER: " + made.error().message};
   return {};
@@ -642,6 +643,30 @@ void Supervisor::enter(Phase phase) {
   state_.enter_phase(lifecycle_.phase());
 }
 
+StepResult Supervisor::find_web_dir() {
+  std::error_code ec;
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  const auto candidates = web_dir_candidates(config_, exe);
+  for (const auto& dir : candidates) {
+    if (std::filesystem::is_directory(dir, ec)) {
+      config_.web_dir = dir;  // what the API serves /web/ from
+      return {};
+    }
+  }
+  config_.web_dir = candidates.front();
+  if (!config_.viewer)
+    return {};
+  std::string tried;
+  for (const auto& dir : candidates)
+    tried += (tried.empty() ? "" : " or ") + dir.string();
+  return Failure{ExitCode::kConfig,
+                 fmt::format("BERTH_WEB_DIR: no folder at {}, but the browser viewer "
+                             "(BERTH_VIEWER) serves its pages from there; install berth's web "
+                             "files (scripts/build.sh makes <build>/web), set BERTH_WEB_DIR, or "
+                             "set BERTH_VIEWER=no",
+                             tried)};
+}
+
 StepResult Supervisor::start_listeners() {
   std::optional<std::string> token;
   if (config_.control_token_file) {
@@ -665,15 +690,9 @@ StepResult Supervisor::start_listeners() {
   }
   api_ =
       std::make_unique<Api>(io_, state_, registry_, config_, std::move(token), log_->clone("http"));
+  if (auto found = find_web_dir(); !found)
+    return found;
   if (config_.viewer) {
-    std::error_code ec;
-    if (!std::filesystem::is_directory(config_.web_dir, ec))
-      return Failure{ExitCode::kConfig,
-                     fmt::format("BERTH_WEB_DIR {}: not a folder, but the browser viewer "
-                                 "(BERTH_VIEWER) serves its pages from there; install berth's web "
-                                 "files (scripts/build-web.sh makes build/web) or set "
-                                 "BERTH_VIEWER=no",
-                                 config_.web_dir.string())};
     viewer_ = std::make_unique<VncProxy>(io_, viewer_socket_path(config_), registry_,
                                          log_->clone("viewer"));
     api_->add_websocket("/api/v1/vnc", viewer_->session(), "binary");

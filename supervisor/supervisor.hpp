@@ -100,6 +100,9 @@ class Supervisor {
   StepResult prepare_for_qemu();
   // The viewer display's socket folder (BERTH_VIEWER), QEMU's own.
   StepResult make_viewer_dir();
+  // Sets config_.web_dir to the first of web_dir_candidates() that is a folder; fails (exit 3)
+  // when none is and the viewer is on.
+  StepResult find_web_dir();
   boost::asio::awaitable<StepResult> boot();
   // Runs the guest under KVM for the probation time; fails with why KVM did not work.
   boost::asio::awaitable<Result<void>> try_kvm();

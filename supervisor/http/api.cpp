@@ -371,9 +371,8 @@ asio::awaitable<HttpReply> Api::web_file(HttpRequest request) {
                          "served type",
                          request.version());
   // noVNC and xterm.js are a few hundred KB: read off the loop.
-  auto read = [root = config_.web_dir, file = *relative, request = std::move(request)] {
-    return web_file_reply(root, file, request);
-  };
+  auto read = [root = config_.web_dir.value_or(""), file = *relative,
+               request = std::move(request)] { return web_file_reply(root, file, request); };
   co_return co_await run_blocking(std::move(read));
 }
 
@@ -472,8 +471,8 @@ asio::awaitable<HttpReply> Api::run_qmp(std::string command, json::object argume
 
 asio::awaitable<HttpReply> Api::screenshot(unsigned version) {
   if (!config_.vnc && !config_.viewer)
-    co_return json_error(http::status::conflict, "no display: NO_VNC is set and BERTH_VIEWER is off",
-                         version);
+    co_return json_error(http::status::conflict,
+                         "no display: NO_VNC is set and BERTH_VIEWER is off", version);
   auto qmp = state_.qmp();
   if (!qmp || !qmp->connected())
     co_return json_error(http::status::conflict, "the VM is not running", version);

@@ -493,13 +493,14 @@ TEST_CASE("readiness: the lease's reason follows bound, renewed, expired and rel
   CHECK(state.lease_given(t0 + seconds(12)));
 }
 
-TEST_CASE("control: /web/ files need the token; a page without it is the login form", "[api]") {
+TEST_CASE("control: /web/ files need the token, and a page without it is the login form", "[api]") {
   Fixture f(std::string("0123456789abcdef0123"));
   std::string pattern = (std::filesystem::temp_directory_path() / "berth-web-XXXXXX").string();
   REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-  f.cfg.web_dir = pattern;
-  std::ofstream(f.cfg.web_dir / "screen.html") << "<title>the screen</title>";
-  std::ofstream(f.cfg.web_dir / "screen.js") << "import RFB from './novnc/core/rfb.js';";
+  const std::filesystem::path web = pattern;
+  f.cfg.web_dir = web;
+  std::ofstream(web / "screen.html") << "<title>the screen</title>";
+  std::ofstream(web / "screen.js") << "import RFB from './novnc/core/rfb.js';";
   f.start();
   const std::string cookie = "Cookie: berth_token=0123456789abcdef0123\r\n";
   const auto form = f.get(f.control, "/web/screen.html");
@@ -520,5 +521,5 @@ TEST_CASE("control: /web/ files need the token; a page without it is the login f
   // A page from another origin may not load them with the user's cookie.
   CHECK_THAT(f.get(f.control, "/web/screen.js", cookie + "Origin: http://evil.example\r\n"),
              Catch::StartsWith("HTTP/1.1 403"));
-  std::filesystem::remove_all(f.cfg.web_dir);
+  std::filesystem::remove_all(web);
 }

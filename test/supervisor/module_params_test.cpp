@@ -162,6 +162,18 @@ TEST_CASE("the machine spec combines the configuration with what start-up made",
   CHECK(spec.mtu == 1450);
 }
 
+TEST_CASE("the web files: BERTH_WEB_DIR, else next to the installed or the built binary",
+          "[module_params]") {
+  auto c = config();
+  CHECK(web_dir_candidates(c, "/usr/local/bin/berth")
+        == std::vector<std::filesystem::path>{"/usr/local/share/berth/web", "/usr/local/web"});
+  CHECK(web_dir_candidates(c, "/work/berth/build/supervisor/berth")[1]
+        == std::filesystem::path("/work/berth/build/web"));
+  c.web_dir = "/opt/web";
+  CHECK(web_dir_candidates(c, "/usr/local/bin/berth")
+        == std::vector<std::filesystem::path>{"/opt/web"});
+}
+
 TEST_CASE("the viewer's VNC socket is in a folder of its own, with or without NO_VNC",
           "[module_params]") {
   auto c = config();
