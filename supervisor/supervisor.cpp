@@ -444,7 +444,8 @@ StepResult Supervisor::prepare_for_qemu() {
 StepResult Supervisor::make_viewer_dir() {
   if (!config_.viewer)
     return {};
-  if (auto made = make_folder_for_qemu(viewer_dir(config_), viewer_socket_path(config_), qemu_user_);
+  if (auto made =
+          make_folder_for_qemu(viewer_dir(config_), viewer_socket_path(config_), qemu_user_);
       !made)
     return Failure{ExitCode::kConfig, "BERTH_VIEWER: " + made.error().message};
   return {};
