@@ -59,8 +59,8 @@ struct PtyBerth {
     for (;;) {
       if (const auto at = seen.find(text, from); at != std::string::npos)
         return at + text.size();
-      const auto left =
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0)
         break;
       if (pid > 0 && ::waitpid(pid, nullptr, WNOHANG) == pid) {
