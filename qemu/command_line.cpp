@@ -68,8 +68,8 @@ std::vector<std::string> build_command_line(const MachineSpec& spec, const Inher
     add("-display", "none");
   }
   if (spec.viewer_socket)
-    add("-vnc", fmt::format("unix:{},id=viewer,password=off",
-                            escape_commas(spec.viewer_socket->string())));
+    add("-vnc",
+        fmt::format("unix:{},id=viewer,password=off", escape_commas(spec.viewer_socket->string())));
   add("-drive", fmt::format("if=none,id=disk0,file={},format={},cache=writeback,discard=unmap",
                             escape_commas(spec.disk.string()),
                             spec.disk_format == DiskFormat::kQcow2 ? "qcow2" : "raw"));

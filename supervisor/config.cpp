@@ -80,7 +80,8 @@ const std::vector<VariableDoc> kDocs = {
     {"BERTH_QEMU_USER", "107:107", "uid:gid, numbers other than 0",
      "The unprivileged user and group QEMU runs as, without capabilities (berth itself stays "
      "root)."},
-    {"BERTH_LOG_FORMAT", "text", "text | json", "Log format on stderr; json also makes the serial console's stdout lines records."},
+    {"BERTH_LOG_FORMAT", "text", "text | json",
+     "Log format on stderr; json also makes the serial console's stdout lines records."},
     {"BERTH_LOG_LEVEL", "info", "trace | debug | info | warn | error", "Log verbosity."},
 };
 

@@ -48,11 +48,11 @@ class JsonStderrSink final : public StderrLineSink {
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
     const auto level = spdlog::level::to_string_view(msg.level);
-    std::string out = json_log_record(
-        std::chrono::time_point_cast<std::chrono::system_clock::duration>(msg.time),
-        std::string_view(level.data(), level.size()),
-        std::string_view(msg.logger_name.data(), msg.logger_name.size()),
-        std::string_view(msg.payload.data(), msg.payload.size()));
+    std::string out =
+        json_log_record(std::chrono::time_point_cast<std::chrono::system_clock::duration>(msg.time),
+                        std::string_view(level.data(), level.size()),
+                        std::string_view(msg.logger_name.data(), msg.logger_name.size()),
+                        std::string_view(msg.payload.data(), msg.payload.size()));
     writer().write_raw(std::move(out));
   }
 };

@@ -51,10 +51,11 @@ Supervisor::Supervisor(Config config, asio::io_context& io)
   registry_.counter("berth_console_lines_dropped_total",
                     "Guest console lines dropped because stdout's reader did not keep up.",
                     [this] { return static_cast<double>(console_out_.dropped()); });
-  registry_.counter("berth_console_input_dropped_bytes_total",
-                    "Bytes typed into the guest's serial console (stdin, viewers) that were dropped "
-                    "because 64 KiB already waited for the guest.",
-                    [this] { return static_cast<double>(serial_.counters().input_dropped_bytes); });
+  registry_.counter(
+      "berth_console_input_dropped_bytes_total",
+      "Bytes typed into the guest's serial console (stdin, viewers) that were dropped "
+      "because 64 KiB already waited for the guest.",
+      [this] { return static_cast<double>(serial_.counters().input_dropped_bytes); });
   registry_.counter(
       "berth_console_viewer_skipped_bytes_total",
       "Serial console output that slow viewers skipped (more than 256 KiB behind).",
@@ -443,7 +444,8 @@ StepResult Supervisor::prepare_for_qemu() {
 StepResult Supervisor::make_viewer_dir() {
   if (!config_.viewer)
     return {};
-  if (auto made = make_folder_for_qemu(viewer_dir(config_), viewer_socket_path(config_), qemu_user_);
+  if (auto made =
+          make_folder_for_qemu(viewer_dir(config_), viewer_socket_path(config_), qemu_user_);
       !made)
     return Failure{ExitCode::kConfig, "BERTH_VIEWER: " + made.error().message};
   return {};

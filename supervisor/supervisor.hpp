@@ -139,8 +139,8 @@ class Supervisor {
   std::shared_ptr<drive::ConfigDriveWatcher> watcher_;
   MacAddress mac_{};
   using Announced = std::pair<boost::asio::ip::address_v4, MacAddress>;
-  std::optional<Announced> announced_;  // the lease last announced to the bridge's neighbours
-  LineWriter console_out_{stdout};      // the guest's console, to berth's stdout
+  std::optional<Announced> announced_;        // the lease last announced to the bridge's neighbours
+  LineWriter console_out_{stdout};            // the guest's console, to berth's stdout
   SerialConsole serial_{io_.get_executor()};  // the guest's ttyS0: stdout, stdin, viewers
   std::unique_ptr<StdioConsole> stdio_;       // berth's stdin and stdout as its terminal
   std::unique_ptr<Vm> vm_;

@@ -8,9 +8,9 @@
 #include <array>
 #include <boost/asio/post.hpp>
 #include <cerrno>
-#include <cstring>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 
 #include "supervisor/logging.hpp"
@@ -88,7 +88,7 @@ ConsoleOutput console_output_for(bool stdout_is_tty, LogFormat format) {
 }
 
 StdinKind classify_stdin(int fd) {
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) != 0)
     return StdinKind::kNone;
   if (S_ISCHR(st.st_mode))
@@ -169,8 +169,8 @@ void StdioConsole::write(std::string_view bytes) {
     if (mode_ == ConsoleOutput::kLines)
       out_.write(line);
     else
-      out_.write_raw(json_log_record(std::chrono::system_clock::now(), "info", "console",
-                                     valid_utf8(line)));
+      out_.write_raw(
+          json_log_record(std::chrono::system_clock::now(), "info", "console", valid_utf8(line)));
   }
 }
 
@@ -181,16 +181,25 @@ void StdioConsole::end_line() {
     if (mode_ == ConsoleOutput::kLines)
       out_.write(*last);
     else
-      out_.write_raw(json_log_record(std::chrono::system_clock::now(), "info", "console",
-                                     valid_utf8(*last)));
+      out_.write_raw(
+          json_log_record(std::chrono::system_clock::now(), "info", "console", valid_utf8(*last)));
   }
 }
 
 void StdioConsole::forward_stdin() {
   const StdinKind kind = classify_stdin(STDIN_FILENO);
   if (kind == StdinKind::kNone) {
-    log_->debug("console: stdin is not a terminal, pipe or socket; nothing is typed into the guest");
+    log_->debug(
+        "console: stdin is not a terminal, pipe or socket; nothing is typed into the guest");
     return;
+  }
+  if (kind == StdinKind::kTerminal) {
+    // `berth &` in a shell: reading or setting the terminal would stop berth (SIGTTIN, SIGTTOU).
+    const pid_t foreground = ::tcgetpgrp(STDIN_FILENO);
+    if (foreground >= 0 && foreground != ::getpgrp()) {
+      log_->info("console: stdin is a terminal berth runs in the background of; not reading it");
+      return;
+    }
   }
   if (::pipe2(stop_, O_CLOEXEC) != 0) {
     log_->warn("console: cannot forward stdin to the guest: pipe: {}", std::strerror(errno));

@@ -472,8 +472,8 @@ asio::awaitable<HttpReply> Api::run_qmp(std::string command, json::object argume
 
 asio::awaitable<HttpReply> Api::screenshot(unsigned version) {
   if (!config_.vnc && !config_.viewer)
-    co_return json_error(http::status::conflict, "no display: NO_VNC is set and BERTH_VIEWER is off",
-                         version);
+    co_return json_error(http::status::conflict,
+                         "no display: NO_VNC is set and BERTH_VIEWER is off", version);
   auto qmp = state_.qmp();
   if (!qmp || !qmp->connected())
     co_return json_error(http::status::conflict, "the VM is not running", version);

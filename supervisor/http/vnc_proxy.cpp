@@ -93,12 +93,12 @@ asio::awaitable<void> VncProxy::serve(WebSocket& ws) {
   if (closing_ || viewers_.size() >= max_viewers_) {
     ++counters_.refused;
     const bool full = !closing_;
-    log_->warn("viewer {} refused: {}", peer,
-               full ? fmt::format("{} viewers are connected already (the most at once)",
-                                  viewers_.size())
-                    : std::string("berth is stopping"));
-    const auto code = full ? websocket::close_code::try_again_later
-                           : websocket::close_code::going_away;
+    log_->warn(
+        "viewer {} refused: {}", peer,
+        full ? fmt::format("{} viewers are connected already (the most at once)", viewers_.size())
+             : std::string("berth is stopping"));
+    const auto code =
+        full ? websocket::close_code::try_again_later : websocket::close_code::going_away;
     std::string why = full ? "too many viewers" : "berth is stopping";
     co_await close_with(ws, code, std::move(why));
     co_return;

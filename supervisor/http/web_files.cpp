@@ -12,10 +12,14 @@ namespace berth {
 namespace {
 
 constexpr std::pair<std::string_view, std::string_view> kTypes[] = {
-    {".html", "text/html; charset=utf-8"},  {".js", "text/javascript; charset=utf-8"},
-    {".mjs", "text/javascript; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
-    {".svg", "image/svg+xml"},              {".png", "image/png"},
-    {".ico", "image/x-icon"},               {".json", "application/json"},
+    {".html", "text/html; charset=utf-8"},
+    {".js", "text/javascript; charset=utf-8"},
+    {".mjs", "text/javascript; charset=utf-8"},
+    {".css", "text/css; charset=utf-8"},
+    {".svg", "image/svg+xml"},
+    {".png", "image/png"},
+    {".ico", "image/x-icon"},
+    {".json", "application/json"},
     {".woff2", "font/woff2"},
 };
 
@@ -38,8 +42,8 @@ std::optional<WebFile> read_web_file(const std::filesystem::path& file) {
   std::optional<WebFile> out;
   if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
     out.emplace();
-    out->etag = fmt::format("\"{:x}-{:x}.{:x}\"", st.st_size, st.st_mtim.tv_sec,
-                            st.st_mtim.tv_nsec);
+    out->etag =
+        fmt::format("\"{:x}-{:x}.{:x}\"", st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
     out->bytes.resize(static_cast<std::size_t>(st.st_size));
     std::size_t done = 0;
     while (done < out->bytes.size()) {
@@ -102,9 +106,8 @@ HttpReply web_file_reply(const std::filesystem::path& root, const std::filesyste
                       fmt::format("no such file under BERTH_WEB_DIR: {}", relative.string()),
                       version);
   const bool unchanged = request[http::field::if_none_match] == file->etag;
-  HttpReply reply{HttpResponse(unchanged ? http::status::not_modified : http::status::ok, version),
-                  {},
-                  {}};
+  HttpReply reply{
+      HttpResponse(unchanged ? http::status::not_modified : http::status::ok, version), {}, {}};
   auto& response = reply.response;
   set_web_headers(response);
   response.set(http::field::etag, file->etag);

@@ -11,6 +11,7 @@
 #include <cstdio>
 
 #include "test/support/pod_cluster.hpp"
+#include "test/support/pty_berth.hpp"
 
 using namespace berth::test;
 
@@ -197,4 +198,46 @@ TEST_CASE("cloud image: a ConfigMap edit reaches the running guest's config driv
   CHECK(cluster.ssh("cat /var/tmp/berth-marker") == "marker-one");
 
   power_off(cluster, *berth);
+}
+
+TEST_CASE("cloud image: a login on ttyS0 through berth's terminal runs a command", "[cloudimage]") {
+  CloudCluster cluster;
+  // The default user gets a password: the serial console (systemd's serial-getty on ttyS0, from
+  // the kernel's console=ttyS0) asks for one.
+  cluster.write_userdata("#cloud-config\npassword: berth-serial-7\nchpasswd:\n  expire: false\n");
+  const auto start = std::chrono::steady_clock::now();
+  auto prefix = cluster.net.in_pod();
+  PtyBerth berth(prefix, cluster.env({"NO_VNC=1", "BERTH_VIEWER=no"}),
+                 cluster.dir.path / "berth.log");
+  auto at = berth.wait_for("login: ", 0, kBootLimit);
+  REQUIRE(at);
+  std::printf("cloud image: serial login prompt %.1f s after berth started\n",
+              seconds_since(start));
+  // The getty can ask before cloud-init has set the password: log in again until it is.
+  bool in = false;
+  for (int attempt = 0; attempt < 12 && !in; ++attempt) {
+    berth.type("debian\r");
+    at = berth.wait_for("assword: ", *at, 60s);
+    REQUIRE(at);
+    berth.type("berth-serial-7\r");
+    const auto shell = berth.wait_for("$ ", *at, 30s);
+    in = shell && berth.seen.find("Login incorrect", *at) == std::string::npos;
+    if (shell)
+      at = shell;
+    if (!in) {
+      at = berth.wait_for("login: ", *at, 60s);
+      REQUIRE(at);
+    }
+  }
+  REQUIRE(in);
+  std::printf("cloud image: logged in on ttyS0 %.1f s after berth started\n", seconds_since(start));
+  berth.type("echo cloud-$((6*7)) $(id -un)\r");
+  REQUIRE(berth.wait_for("cloud-42 debian", *at, 30s));
+  ::kill(berth.pid, SIGTERM);
+  const auto code = berth.wait_exit(std::chrono::seconds(cluster.options.shutdown_timeout_s + 20));
+  REQUIRE(code);
+  CHECK(*code == 0);
+  termios after{};
+  REQUIRE(::tcgetattr(berth.slave, &after) == 0);
+  CHECK(after.c_lflag == berth.before.c_lflag);
 }

@@ -7,28 +7,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 berth=${BERTH_BINARY:-$root/build/supervisor/berth}
 [[ -d $here/node_modules/playwright-core ]] || (cd "$here" && npm install --no-audit --no-fund --silent)
-guest=$("$root/test/guest/build-guest.sh")
-name=bc$$
-work=$(mktemp -d)
-chmod 0711 "$work"  # QEMU runs as its own user (BERTH_QEMU_USER) and opens the pet disk below here
-cleanup() {
-  [[ -n ${pid:-} ]] && kill -9 "$pid" 2>/dev/null || true
-  "$root/test/e2e/podnet.sh" down "$name"
-  rm -rf "$work"
-}
-trap cleanup EXIT
-"$root/test/e2e/podnet.sh" up "$name"
+# shellcheck source=../lib/berth-in-pod.sh
+source "$root/test/lib/berth-in-pod.sh"
+pod_up bc
 # VNC is on (the console's screenshot needs a display), so it needs a password.
 (umask 077 && head -c 6 /dev/urandom | base64 >"$work/vnc-password")
-IMG_SOURCE=$guest BERTH_DISK_DIR=$work/disks BERTH_RUNTIME_DIR=$work/run VM_ACCEL=tcg VM_MEMORY=256M \
-BERTH_VNC_PASSWORD_FILE=$work/vnc-password \
-  ip netns exec "$name-pod" "$berth" >"$work/console.log" 2>"$work/berth.log" &
-pid=$!
-for _ in $(seq 1 600); do
-  grep -qs "berth-guest: ready" "$work/console.log" && break
-  kill -0 "$pid" 2>/dev/null || { cat "$work/berth.log" >&2; echo "console: berth exited early" >&2; exit 1; }
-  sleep 0.2
-done
+start_berth BERTH_VNC_PASSWORD_FILE="$work/vnc-password"
 shot=${BERTH_CONSOLE_SCREENSHOT:-$work/console.png}
 # The per-start token berth wrote where `kubectl exec POD -- cat /run/berth/control-token` finds it.
 [[ $(stat -c %a "$work/run/control-token") == 600 ]] || { echo "console: control-token is not mode 0600" >&2; exit 1; }

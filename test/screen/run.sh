@@ -4,7 +4,8 @@
 # screendump shows, typing and pasting reach the guest's shell on tty1, the WebSocket needs the
 # token, 3 viewers at once, a 9th beyond the cap of 8 is refused, the viewer survives a reset.
 #   test/screen/run.sh   (root; installs playwright-core with npm on first use)
-#   BERTH_SCREEN_SHOT=FILE  keeps a screenshot of the page
+#   BERTH_SCREEN_SHOT=FILE  keeps a screenshot of the page; BERTH_SCREEN_FAILURE_SHOT=FILE one of a
+#   failed wait
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -12,27 +13,11 @@ berth=${BERTH_BINARY:-$root/build/supervisor/berth}
 web=${BERTH_WEB_DIR:-$(dirname "$(dirname "$berth")")/web}
 [[ -f $web/screen.html && -f $web/novnc/core/rfb.js ]] || { echo "screen: no viewer files in $web (scripts/build.sh makes them)" >&2; exit 1; }
 [[ -d $here/node_modules/playwright-core ]] || (cd "$here" && npm ci --no-audit --no-fund --silent)
-guest=$("$root/test/guest/build-guest.sh")
-name=bs$$
-work=$(mktemp -d)
-chmod 0711 "$work"  # QEMU runs as its own user (BERTH_QEMU_USER) and opens the pet disk below here
-cleanup() {
-  [[ -n ${pid:-} ]] && kill -9 "$pid" 2>/dev/null || true
-  "$root/test/e2e/podnet.sh" down "$name"
-  rm -rf "$work"
-}
-trap cleanup EXIT
-"$root/test/e2e/podnet.sh" up "$name"
-IMG_SOURCE=$guest BERTH_DISK_DIR=$work/disks BERTH_RUNTIME_DIR=$work/run VM_ACCEL=tcg VM_MEMORY=256M \
-NO_VNC=1 BERTH_WEB_DIR=$web \
-  ip netns exec "$name-pod" "$berth" >"$work/console.log" 2>"$work/berth.log" &
-pid=$!
-for _ in $(seq 1 600); do
-  grep -qs "berth-guest: ready" "$work/console.log" && break
-  kill -0 "$pid" 2>/dev/null || { cat "$work/berth.log" >&2; echo "screen: berth exited early" >&2; exit 1; }
-  sleep 0.2
-done
-grep -qs "berth-guest: ready" "$work/console.log" || { echo "screen: the guest did not get ready" >&2; exit 1; }
+# shellcheck source=../lib/berth-in-pod.sh
+source "$root/test/lib/berth-in-pod.sh"
+pod_up bs
+# Its own image cache: the shared one keeps whichever test guest it saw first under that name.
+BERTH_WEB_DIR=$web start_berth NO_VNC=1 BERTH_IMAGE_DIR="$work/images"
 # Only QEMU's own user may reach the viewer's socket; nothing listens for VNC on the pod IP.
 [[ $(stat -c %a "$work/run/viewer") == 700 ]] || { echo "screen: the viewer folder is not 0700" >&2; exit 1; }
 [[ -S $work/run/viewer/vnc.sock ]] || { echo "screen: no viewer socket" >&2; exit 1; }

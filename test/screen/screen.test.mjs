@@ -27,9 +27,29 @@ async function until(what, check, ms = 20000) {
   for (;;) {
     const value = await check();
     if (value) return value;
-    if (performance.now() > deadline) fail("timed out waiting for " + what);
+    if (performance.now() > deadline) {
+      // What the page showed, for the one who reads the failure.
+      if (globalThis.page && process.env.BERTH_SCREEN_FAILURE_SHOT)
+        await globalThis.page.screenshot({ path: process.env.BERTH_SCREEN_FAILURE_SHOT }).catch(() => {});
+      fail("timed out waiting for " + what);
+    }
     await sleep(200);
   }
+}
+
+// Types `text` the way a person does: Shift held down for ">" (keyboard.type would send ">" with
+// the Period key's code and no Shift, and noVNC sends QEMU the key codes).
+async function typeKeys(page, text) {
+  for (const ch of text) {
+    if (ch === ">") {
+      await page.keyboard.down("Shift");
+      await page.keyboard.press("Period");
+      await page.keyboard.up("Shift");
+    } else {
+      await page.keyboard.type(ch, { delay: 20 });
+    }
+  }
+  await page.keyboard.press("Enter");
 }
 
 // The serial console's text since berth started.
@@ -43,17 +63,19 @@ function upgrade(cookie) {
                       "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Protocol": "binary" };
     if (cookie) headers.Cookie = cookie;
     const request = http.request(base + "/api/v1/vnc", { headers });
-    request.on("upgrade", (response, socket) => {
+    request.on("upgrade", (response, socket, head) => {
       const first = new Promise((done) => {
         let bytes = Buffer.alloc(0);
-        socket.on("data", (chunk) => {
+        const take = (chunk) => {
           bytes = Buffer.concat([bytes, chunk]);
           if (bytes.length < 2) return;
           const opcode = bytes[0] & 0x0f;
           const length = bytes[1] & 0x7f;
           if (bytes.length < 2 + Math.min(length, 2)) return;
           done({ opcode, code: opcode === 8 && length >= 2 ? bytes.readUInt16BE(2) : null });
-        });
+        };
+        socket.on("data", take);
+        if (head && head.length) take(head);  // what came in the packet of the 101 answer
       });
       resolve({ status: response.statusCode, socket, first });
     });
@@ -123,6 +145,7 @@ const numbers = {};
 try {
   const context = await browser.newContext({ viewport: { width: 1024, height: 640 } });
   const page = await context.newPage();
+  globalThis.page = page;
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
   page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
@@ -163,8 +186,7 @@ try {
   const typed = "berth-typed-" + Math.floor(Math.random() * 1e6);
   const before = await canvasPixels(page);
   await page.click("#screen canvas");
-  await page.keyboard.type(`echo ${typed} >/dev/ttyS0`, { delay: 20 });
-  await page.keyboard.press("Enter");
+  await typeKeys(page, `echo ${typed} >/dev/console`);  // the guest's /dev/console is ttyS0
   await until("the typed command's output on the serial console", () => serial().includes(typed));
   const after = await canvasPixels(page);
   const changed = changedShare(before, after);
@@ -223,8 +245,7 @@ try {
   const again = "berth-after-reset-" + Math.floor(Math.random() * 1e6);
   await page.click("#screen canvas");
   await until("the shell on tty1 after the reset", async () => {
-    await page.keyboard.type(`echo ${again} >/dev/ttyS0`, { delay: 20 });
-    await page.keyboard.press("Enter");
+    await typeKeys(page, `echo ${again} >/dev/console`);
     await sleep(1000);
     return serial().includes(again);
   }, 60000);
@@ -239,7 +260,8 @@ try {
   await matchesScreendump(page, "the canvas to match the screendump after reconnecting");
 
   if (shot) await page.screenshot({ path: shot });
-  const real = errors.filter((e) => !/WebSocket|Failed to connect|disconnect/i.test(e));
+  // Resource errors (the login form's favicon, 401 then 404) are not script errors.
+  const real = errors.filter((e) => !/WebSocket|Failed to connect|disconnect|Failed to load resource/i.test(e));
   if (real.length) fail("the page had script errors: " + real.join("; "));
   console.log("screen test: numbers " + JSON.stringify(numbers));
   console.log("screen test: login, screendump match, typing, paste, 3 viewers, the cap, reset and reconnect all worked");

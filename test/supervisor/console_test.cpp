@@ -125,8 +125,7 @@ TEST_CASE("console: stdout modes - raw on a terminal, lines or JSON records othe
   CHECK(console_output_for(false, LogFormat::kText) == ConsoleOutput::kLines);
 }
 
-TEST_CASE("console: lines are split at NL, lose their CR, and are cut when too long",
-          "[console]") {
+TEST_CASE("console: lines are split at NL, lose their CR, and are cut when too long", "[console]") {
   LineSplitter lines(8);
   CHECK(lines.feed("abc").empty());
   CHECK(lines.feed("def\r\nxy\n") == std::vector<std::string>{"abcdef", "xy"});
@@ -136,11 +135,10 @@ TEST_CASE("console: lines are split at NL, lose their CR, and are cut when too l
   CHECK_FALSE(lines.flush());
 }
 
-TEST_CASE("console: a JSON record of console bytes is valid JSON of logger console",
-          "[console]") {
+TEST_CASE("console: a JSON record of console bytes is valid JSON of logger console", "[console]") {
   const std::string line = "\x1b[1mbold\x1b[0m \xff\xfe caf\xc3\xa9 \"q\" \\";
-  const std::string record = json_log_record(std::chrono::system_clock::time_point{}, "info",
-                                             "console", valid_utf8(line));
+  const std::string record =
+      json_log_record(std::chrono::system_clock::time_point{}, "info", "console", valid_utf8(line));
   REQUIRE(record.ends_with("}\n"));
   CHECK(record.find('\n') == record.size() - 1);
   const auto value = boost::json::parse(record);  // throws on invalid JSON
@@ -154,9 +152,9 @@ TEST_CASE("console: a JSON record of console bytes is valid JSON of logger conso
 
 TEST_CASE("console: invalid UTF-8 becomes U+FFFD, valid text stays", "[console]") {
   CHECK(valid_utf8("plain") == "plain");
-  CHECK(valid_utf8("\xe2\x82\xac") == "\xe2\x82\xac");           // a 3-byte sequence
-  CHECK(valid_utf8("\xf0\x9f\x98\x80") == "\xf0\x9f\x98\x80");   // a 4-byte sequence
-  CHECK(valid_utf8("\xc0\xaf") == "\xEF\xBF\xBD\xEF\xBF\xBD");   // an overlong slash
+  CHECK(valid_utf8("\xe2\x82\xac") == "\xe2\x82\xac");                          // a 3-byte sequence
+  CHECK(valid_utf8("\xf0\x9f\x98\x80") == "\xf0\x9f\x98\x80");                  // a 4-byte sequence
+  CHECK(valid_utf8("\xc0\xaf") == "\xEF\xBF\xBD\xEF\xBF\xBD");                  // an overlong slash
   CHECK(valid_utf8("\xed\xa0\x80") == "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // a surrogate
-  CHECK(valid_utf8("ab\xe2\x82") == "ab\xEF\xBF\xBD\xEF\xBF\xBD");  // cut short
+  CHECK(valid_utf8("ab\xe2\x82") == "ab\xEF\xBF\xBD\xEF\xBF\xBD");              // cut short
 }

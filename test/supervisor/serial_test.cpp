@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "test/support/berth_process.hpp"
+#include "test/support/pty_berth.hpp"
 
 namespace berth::test {
 namespace {
@@ -46,102 +47,17 @@ std::vector<std::string> guest_env(const fs::path& dir) {
           "BERTH_NETWORKDATA=" + (dir / "none").string(),
           "VM_ACCEL=tcg",
           "VM_MEMORY=256M",
-          "NO_VNC=1"};
+          "NO_VNC=1",
+          "BERTH_VIEWER=no"};
 }
-
-// berth with a pty as its stdin and stdout (stderr: a log file), in the pod's namespace.
-struct PtyBerth {
-  int master = -1, slave = -1;
-  pid_t pid = -1;
-  fs::path log;
-  std::string seen;  // everything read from the terminal
-  termios before{};
-
-  PtyBerth(const PodNet& net, const fs::path& dir) : log(dir / "berth.log") {
-    REQUIRE(::openpty(&master, &slave, nullptr, nullptr, nullptr) == 0);
-    REQUIRE(::tcgetattr(slave, &before) == 0);
-    auto argv = net.in_pod();
-    argv.push_back(berth_binary());
-    const auto env = guest_env(dir);
-    pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      ::setsid();
-      for (const auto& kv : env)
-        ::putenv(const_cast<char*>(kv.c_str()));
-      const int err = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(slave, STDIN_FILENO);
-      ::dup2(slave, STDOUT_FILENO);
-      ::dup2(err, STDERR_FILENO);
-      ::close(master);
-      std::vector<char*> args;
-      for (auto& a : argv)
-        args.push_back(a.data());
-      args.push_back(nullptr);
-      ::execvp(args[0], args.data());
-      ::_exit(127);
-    }
-  }
-  ~PtyBerth() {
-    if (pid > 0) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-    ::close(master);
-    ::close(slave);
-  }
-
-  // Reads the terminal until `text` has appeared after `from` (an offset into seen); the offset
-  // just past it, or nullopt after `limit`.
-  std::optional<std::size_t> wait_for(const std::string& text, std::size_t from,
-                                      std::chrono::seconds limit) {
-    const auto deadline = Clock::now() + limit;
-    for (;;) {
-      if (const auto at = seen.find(text, from); at != std::string::npos)
-        return at + text.size();
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      if (left.count() <= 0)
-        break;
-      pollfd fd{master, POLLIN, 0};
-      if (::poll(&fd, 1, static_cast<int>(std::min<long>(left.count(), 200))) > 0) {
-        char buffer[4096];
-        const ssize_t n = ::read(master, buffer, sizeof buffer);
-        if (n <= 0)
-          break;
-        seen.append(buffer, static_cast<std::size_t>(n));
-      }
-    }
-    std::fprintf(stderr, "--- waited in vain for \"%s\"; terminal tail:\n%s\n--- berth's log:\n%s\n",
-                 text.c_str(), seen.substr(seen.size() > 3000 ? seen.size() - 3000 : 0).c_str(),
-                 slurp(log).c_str());
-    return std::nullopt;
-  }
-  void type(const std::string& keys) const {
-    REQUIRE(::write(master, keys.data(), keys.size()) == static_cast<ssize_t>(keys.size()));
-  }
-  std::optional<int> wait_exit(std::chrono::seconds limit) {
-    const auto deadline = Clock::now() + limit;
-    while (Clock::now() < deadline) {
-      int status = 0;
-      if (::waitpid(pid, &status, WNOHANG) == pid) {
-        pid = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      char buffer[4096];
-      pollfd fd{master, POLLIN, 0};
-      if (::poll(&fd, 1, 50) > 0 && ::read(master, buffer, sizeof buffer) > 0) {
-      }
-    }
-    return std::nullopt;
-  }
-};
 
 }  // namespace
 
 TEST_CASE("serial console on a pty: log in and run a command", "[serial]") {
   TempDir dir;
   PodNet net;
-  PtyBerth berth(net, dir.path);
+  auto prefix = net.in_pod();
+  PtyBerth berth(prefix, guest_env(dir.path), dir.path / "berth.log");
   auto at = berth.wait_for("login: ", 0, 180s);
   REQUIRE(at);
   // Raw mode while berth runs: no signals, no echo, no line editing on berth's side.

@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
@@ -77,9 +77,9 @@ struct Fixture {
   MetricsRegistry registry;
   Config cfg;
   Api api{io, state, registry, cfg, std::string(kToken), quiet()};
-  HttpServer control{
-      io, "control", HttpLimits{},
-      [this](HttpRequest r, asio::ip::tcp::endpoint p) { return api.control(r, p); }, quiet()};
+  HttpServer control{io, "control", HttpLimits{},
+                     [this](HttpRequest r, asio::ip::tcp::endpoint p) { return api.control(r, p); },
+                     quiet()};
   std::unique_ptr<VncProxy> proxy;
   std::unique_ptr<local::acceptor> display;
   std::thread thread;

@@ -3,33 +3,27 @@
 
 #include "supervisor/http/web_files.hpp"
 
-#include <unistd.h>
-
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <fstream>
 
+#include "test/support/berth_process.hpp"
+
 using namespace berth;
+using berth::test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
 
+// A web folder with a page and a module, beside a file that must stay out of reach.
 struct WebDir {
-  fs::path root;
+  TempDir dir;
+  fs::path root = dir.path / "web";
   WebDir() {
-    std::string pattern = (fs::temp_directory_path() / "berth-web-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    root = pattern;
     fs::create_directories(root / "novnc" / "core");
     std::ofstream(root / "screen.html") << "<!doctype html><title>screen</title>";
     std::ofstream(root / "novnc" / "core" / "rfb.js") << "export default class RFB {}";
-    std::ofstream(fs::path(root).parent_path() / (root.filename().string() + "-secret.js"))
-        << "secret";
-  }
-  ~WebDir() {
-    std::error_code ignored;
-    fs::remove(fs::path(root).parent_path() / (root.filename().string() + "-secret.js"), ignored);
-    fs::remove_all(root, ignored);
+    std::ofstream(dir.path / "secret.js") << "secret";
   }
 };
 
@@ -47,12 +41,28 @@ TEST_CASE("web paths: plain names of served types under /web/ only", "[web]") {
   CHECK(web_file_path("/web/novnc/core/rfb.js") == fs::path("novnc/core/rfb.js"));
   CHECK(web_file_path("/web/xterm/xterm.mjs") == fs::path("xterm/xterm.mjs"));
   CHECK(web_file_path("/web/xterm/xterm.css") == fs::path("xterm/xterm.css"));
-  for (const std::string_view refused :
-       {"/web/", "/web", "/webscreen.html", "/screen.html", "/web/../control-token.js",
-        "/web/novnc/../../x.js", "/web/..", "/web/%2e%2e/x.js", "/web/a%2fb.js", "/web/.env.js",
-        "/web/novnc/.git/config.js", "/web//etc/passwd.js", "/web/a//b.js", "/web/novnc/",
-        "/web/a\\..\\b.js", "/web/run.sh", "/web/screen", "/web/x.js.map",
-        "/web/LICENSE.txt", "/web/a b.js", "/web/./screen.html", "/web/~root.js"}) {
+  for (const std::string_view refused : {"/web/",
+                                         "/web",
+                                         "/webscreen.html",
+                                         "/screen.html",
+                                         "/web/../control-token.js",
+                                         "/web/novnc/../../x.js",
+                                         "/web/..",
+                                         "/web/%2e%2e/x.js",
+                                         "/web/a%2fb.js",
+                                         "/web/.env.js",
+                                         "/web/novnc/.git/config.js",
+                                         "/web//etc/passwd.js",
+                                         "/web/a//b.js",
+                                         "/web/novnc/",
+                                         "/web/a\\..\\b.js",
+                                         "/web/run.sh",
+                                         "/web/screen",
+                                         "/web/x.js.map",
+                                         "/web/LICENSE.txt",
+                                         "/web/a b.js",
+                                         "/web/./screen.html",
+                                         "/web/~root.js"}) {
     INFO(refused);
     CHECK_FALSE(web_file_path(refused));
   }
@@ -110,7 +120,7 @@ TEST_CASE("a missing file, a folder and a symlink out of the web folder are 404"
   fs::create_directories(dir.root / "folder.js");
   CHECK(web_file_reply(dir.root, "folder.js", get("/web/folder.js")).response.result()
         == http::status::not_found);
-  fs::create_symlink("../" + dir.root.filename().string() + "-secret.js", dir.root / "link.js");
+  fs::create_symlink("../secret.js", dir.root / "link.js");
   const auto linked = web_file_reply(dir.root, "link.js", get("/web/link.js"));
   CHECK(linked.response.result() == http::status::not_found);
 }

@@ -147,6 +147,25 @@ inline fs::path open_folder(const fs::path& dir) {
   return dir;
 }
 
+// In a forked child: runs `argv` with `env` added to ours and stdin, stdout, stderr on `in`, `out`,
+// `err` (-1: keep it); exits 127 when it cannot.
+[[noreturn]] inline void exec_with(std::vector<std::string> argv,
+                                   const std::vector<std::string>& env, int in, int out, int err) {
+  for (const auto& kv : env)
+    ::putenv(const_cast<char*>(kv.c_str()));
+  const int targets[] = {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO};
+  const int fds[] = {in, out, err};
+  for (int i = 0; i < 3; ++i)
+    if (fds[i] >= 0)
+      ::dup2(fds[i], targets[i]);
+  std::vector<char*> args;
+  for (auto& a : argv)
+    args.push_back(a.data());
+  args.push_back(nullptr);
+  ::execvp(args[0], args.data());
+  ::_exit(127);
+}
+
 struct BerthProcess {
   pid_t pid = -1;
   fs::path console;  // stdout
@@ -164,20 +183,9 @@ struct BerthProcess {
     argv.emplace_back(binary);
     pid = ::fork();
     REQUIRE(pid >= 0);
-    if (pid == 0) {
-      for (const auto& kv : env)
-        ::putenv(const_cast<char*>(kv.c_str()));
-      const int out = ::open(console.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      const int err = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(out, STDOUT_FILENO);
-      ::dup2(err, STDERR_FILENO);
-      std::vector<char*> args;
-      for (auto& a : argv)
-        args.push_back(a.data());
-      args.push_back(nullptr);
-      ::execvp(args[0], args.data());
-      ::_exit(127);
-    }
+    if (pid == 0)
+      exec_with(argv, env, -1, ::open(console.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644),
+                ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644));
   }
 
   // Waits until `file` contains a match of `pattern` (ECMAScript regex); returns the match's first
