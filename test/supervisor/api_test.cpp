@@ -493,7 +493,7 @@ TEST_CASE("readiness: the lease's reason follows bound, renewed, expired and rel
   CHECK(state.lease_given(t0 + seconds(12)));
 }
 
-TEST_CASE("control: /web/ files need the token; a page without it is the login form", "[api]") {
+TEST_CASE("control: /web/ files need the token, and a page without it is the login form", "[api]") {
   Fixture f(std::string("0123456789abcdef0123"));
   std::string pattern = (std::filesystem::temp_directory_path() / "berth-web-XXXXXX").string();
   REQUIRE(::mkdtemp(pattern.data()) != nullptr);
