@@ -144,7 +144,7 @@ hm install "$RELEASE" "$root/charts/berth" -f "$work/values.yaml" --wait=false
 # Secret the chart makes.
 install_variant e2e-view view- --set "vmlist.$VM.vmconfig.cpu.ram_mb=256" \
   --set "vmlist.$VM.viewer.service.enabled=true"
-mark "helm install (and the viewer-Service variant)"
+mark "helm install (+ the viewer-Service variant)"
 
 kc wait --for=condition=Ready "pod/$POD" --timeout=300s || {
   kc describe pod "$POD" | tail -30 >&2
@@ -175,7 +175,7 @@ before=$(ready_restarts "$POD")
   fail "kubectl attach -it (attach.py, above)"
 after=$(ready_restarts "$POD")
 [[ $after == "true ${before#* }" ]] || fail "after detaching: ready/restarts '$after', before '$before'"
-mark "kubectl attach -it: login, command, Ctrl-C, detach"
+mark "kubectl attach -it (login, Ctrl-C, detach)"
 kc logs "$POD" | grep -q 'attach-42' || fail "kubectl logs does not show the console's attach-42"
 mark "kubectl logs shows the console"
 
@@ -191,7 +191,7 @@ for page in screen serial; do
     -H "Authorization: Bearer $(cat "$work/token")" "http://127.0.0.1:19251/web/$page.html")
   [[ $code == 200 && -s $work/$page.html ]] || fail "GET /web/$page.html through the port-forward: $code"
 done
-mark "viewer: WebSockets and pages through port-forward"
+mark "viewer via port-forward: WebSockets, pages"
 
 kc wait --for=condition=Ready "pod/$VIEW_POD" --timeout=300s || fail "the viewer-Service variant's pod"
 kc get secret "view-$VM-control" -o jsonpath='{.data.token}' | base64 -d >"$work/view-token"
@@ -207,7 +207,7 @@ cmp -s "$work/view-token" "$work/view-token-2" || fail "helm upgrade changed the
   fail "helm upgrade changed the VNC password"
 [[ $(kc get statefulset "view-$VM" -o jsonpath='{.status.updateRevision}') == "$revision" ]] ||
   fail "helm upgrade changed the viewer variant's pod template (it would restart the VM)"
-mark "viewer Service: WebSockets at the ClusterIP, Secrets kept by helm upgrade"
+mark "viewer Service: WebSockets; helm upgrade"
 
 kc delete pod "$POD" --wait=true --timeout=120s
 until_ok 60 "the StatefulSet's new pod" kc get pod "$POD"
