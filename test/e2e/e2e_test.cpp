@@ -7,9 +7,11 @@
 
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <thread>
 
 #include "test/support/locked_tray.hpp"
 #include "test/support/pod_cluster.hpp"
@@ -196,8 +198,16 @@ TEST_CASE("e2e: a ConfigMap edit reaches a guest that holds its CD tray locked",
   QmpProbe probe;
   REQUIRE(probe.connect(probe_socket));
   // The guest holds the tray locked, and QEMU refuses a media change without force (what berth
-  // sent before: "Device 'configdrive' is locked and force was not specified").
-  const auto block = config_drive_block(probe.execute("query-block"));
+  // sent before: "Device 'configdrive' is locked and force was not specified"). The script prints
+  // its line while the background process that opens /dev/sr0 may not have opened it yet: wait
+  // for the lock.
+  boost::json::object block;
+  for (const auto deadline = std::chrono::steady_clock::now() + 20s;
+       std::chrono::steady_clock::now() < deadline; std::this_thread::sleep_for(100ms)) {
+    block = config_drive_block(probe.execute("query-block"));
+    if (block.contains("locked") && block.at("locked").as_bool())
+      break;
+  }
   REQUIRE(block.contains("locked"));
   REQUIRE(block.at("locked").as_bool());
   const std::string iso = boost::json::serialize(block.at("inserted").at("file"));
