@@ -130,8 +130,9 @@ def console_section(p, c):
       "proxy to QEMU's viewer socket. Keystroke to screen: from the key event (the keydown's "
       "timestamp in the page; the write of the key event for vncdotool) to the first paint of "
       "the echo (noVNC's flip onto the visible canvas; the end of the decoded update for "
-      f"vncdotool), {n['latency']['n']} keys each, 'x' and Backspace in turn, with the guest's "
-      "cursor hidden so that the echo is the only change. Idle: bytes received while nothing "
+      f"vncdotool), {n['latency']['n']} keys each, 'x' and Backspace in turn, each held 30 ms "
+      "(released at once, any client's echo arrives ~80 ms later: QEMU's doing), with the "
+      "guest's cursor hidden so that the echo is the only change. Idle: bytes received while nothing "
       "but the shell's blinking cursor changes.")
     p()
     p("| | native (vncdotool) | browser (noVNC via berth) | browser − native |")
