@@ -201,8 +201,12 @@ try {
   await page.click("#paste-send");
   await until("the pasted text on the serial console", () => serial().includes(pasted));
 
-  // Ctrl-Alt-Del is offered while connected.
+  // Ctrl-Alt-Del reaches the guest: its init reboots it (inittab's ctrlaltdel), and it boots again.
   if (await page.isDisabled("#cad")) fail("Ctrl-Alt-Del is disabled while connected");
+  const readyBeforeCad = serial().split("berth-guest: ready").length;
+  await page.click("#cad");
+  await until("the guest to reboot after Ctrl-Alt-Del", () => serial().split("berth-guest: ready").length > readyBeforeCad, 120000);
+  await viewerUp(page).catch(() => fail("the viewer is not connected after Ctrl-Alt-Del's reboot"));
 
   // Page load time, logged in (the cookie is set): navigation start to the load event.
   await page.reload();
