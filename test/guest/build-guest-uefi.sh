@@ -33,13 +33,12 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/../lib/disk-image.sh"
-variant=signed
+variant=signed suffix=
 if [ "${1:-}" = --unsigned ]; then
-	variant=unsigned
+	variant=unsigned suffix=-unsigned
 	shift
 fi
-suffix=${variant/signed/}
-out=${1:-${BERTH_CACHE:-/var/cache/berth}/guest/berth-guest-uefi${suffix:+-$suffix}.qcow2}
+out=${1:-${BERTH_CACHE:-/var/cache/berth}/guest/berth-guest-uefi$suffix.qcow2}
 packages=(shim-signed shim-helpers-amd64-signed grub-efi-amd64-signed)
 [ "$variant" = unsigned ] && packages=(grub-efi-amd64-bin)
 esp_mib=32
