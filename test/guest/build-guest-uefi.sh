@@ -23,8 +23,8 @@
 # grubx64.efi, no shim): plain UEFI boots it, Secure Boot refuses it.
 #
 # The initramfs is the BIOS one with a second cpio archive appended (the kernel unpacks both; later
-# files replace earlier ones): uefi/efi as /etc/berth/efi, run first by etc/inittab, and the
-# efivarfs module it loads.
+# files replace earlier ones): uefi/efi as /etc/berth/efi, run first by etc/inittab, uefi/tpm
+# which it runs, and the efivarfs module it loads.
 #
 # Host tools: as build-guest.sh. Guest packages, downloaded, never installed: shim-signed,
 # shim-helpers-amd64-signed, grub-efi-amd64-signed (grub-efi-amd64-bin with --unsigned) and the
@@ -90,7 +90,7 @@ mkdir -p "$overlay/etc/berth"
 (cd "$overlay" && zcat "$work/initrd.img" | cpio -i --quiet etc/inittab)
 sed -i '0,/^::sysinit:/s||::sysinit:/etc/berth/efi\n&|' "$overlay/etc/inittab"
 grep -q '^::sysinit:/etc/berth/efi$' "$overlay/etc/inittab" || die "cannot add efi to etc/inittab"
-install -m 755 "$here/uefi/efi" "$overlay/etc/berth/efi"
+install -m 755 "$here"/uefi/* "$overlay/etc/berth/"
 install -m 644 "pkg/linux-image-$kver/lib/modules/$kver/kernel/fs/efivarfs/efivarfs.ko" "$overlay/etc/berth/"
 (cd "$overlay" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -9 >> initrd.img
 
