@@ -111,15 +111,32 @@ def ovmf(vars_file, secure):
     return args
 
 
-def boot_uefi(name, image, work, secure, iso, boots=1, memory=512):
-    """Boots image under OVMF boots times on one overlay and one VARS file; checks the markers.
-    Returns the seconds from QEMU's start to the ready line of the first boot."""
+def swtpm(state, work):
+    """A TPM 2.0 emulator for one QEMU run (it exits when QEMU does) and QEMU's arguments for it."""
+    sock = os.path.join(work, "swtpm.sock")
+    os.makedirs(state, exist_ok=True)
+    proc = subprocess.Popen(["swtpm", "socket", "--tpm2", "--tpmstate", f"dir={state}",
+                             "--ctrl", f"type=unixio,path={sock}", "--terminate"])
+    while not os.path.exists(sock):
+        time.sleep(0.05)
+    return proc, ["-chardev", f"socket,id=tpmchar,path={sock}", "-tpmdev", "emulator,id=tpm0,chardev=tpmchar",
+                  "-device", "tpm-crb,tpmdev=tpm0"]
+
+
+# TPM2_PCR_Extend of PCR 16 (zeros at VM start) by uefi/tpm: sha256(32 zero bytes || its 32 bytes).
+PCR16 = "dea075f0ecb5be94ca5e1ec65728b50854cda6e7d0812dcdcd2857290ebd0bbd"
+
+
+def boot_uefi(name, image, work, secure, iso, boots=1, memory=512, tpm=False):
+    """Boots image under OVMF boots times on one overlay and one VARS file (and one TPM state
+    when tpm); checks the markers. Returns the seconds from QEMU's start to the first ready line."""
     overlay, vars_file = os.path.join(work, f"{name}.qcow2"), os.path.join(work, f"{name}.vars.fd")
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", image, overlay], check=True)
     ready = None
     for n in range(1, boots + 1):
         print(f"{name}: boot {n}", flush=True)
-        g = Guest(overlay, iso, work, ovmf(vars_file, secure), memory)
+        emulator, tpm_args = swtpm(os.path.join(work, f"{name}.tpm"), work) if tpm else (None, [])
+        g = Guest(overlay, iso, work, ovmf(vars_file, secure) + tpm_args, memory)
         try:
             g.wait(r"berth-guest: ready", 180)
             ready = ready or time.monotonic() - g.start
@@ -127,17 +144,23 @@ def boot_uefi(name, image, work, secure, iso, boots=1, memory=512):
             check(f"{name} secureboot", g.wait(r"berth-guest: secureboot=(\d)").group(1), "1" if secure else "0")
             check(f"{name} EFI variable (survives in the VARS file)", g.wait(r"berth-guest: efivar=(\d+)").group(1), str(n))
             check(f"{name} boot-count", g.wait(r"berth-guest: data /dev/vda2 boot-count (\d+)").group(1), str(n))
+            if tpm:
+                check(f"{name} PCR 16 extended", g.wait(r"berth-guest: tpm-pcr16=(\S+)").group(1), PCR16)
+                check(f"{name} TPM NV counter (survives in the TPM state)", g.wait(r"berth-guest: tpm-nv=(\d+)").group(1), str(n))
             g.powerdown()
         finally:
             if g.proc.poll() is None:
                 g.proc.kill()
+            if emulator:
+                emulator.wait(10)
     return ready
 
 
 def check_uefi(work, iso):
     """The UEFI variants: the signed one boots under plain UEFI and under Secure Boot (twice, on
     the same VARS file: the guest's EFI variable persists); the unsigned one boots under plain
-    UEFI and is refused under Secure Boot with OVMF's message. Prints BIOS vs UEFI boot times."""
+    UEFI and is refused under Secure Boot with OVMF's message; with swtpm, a Secure Boot run with a
+    TPM extends PCR 16 and finds its NV counter again. Prints BIOS vs UEFI boot times."""
     def build(*args):
         return subprocess.run([os.path.join(HERE, "build-guest-uefi.sh"), *args], check=True,
                               stdout=subprocess.PIPE, text=True).stdout.strip()
@@ -146,6 +169,10 @@ def check_uefi(work, iso):
                           text=True).stdout.strip()
     times = {"uefi": boot_uefi("uefi", signed, work, False, iso, boots=2),
              "uefi-secure": boot_uefi("uefi-secure", signed, work, True, iso, boots=2)}
+    if shutil.which("swtpm"):
+        times["uefi-secure-tpm"] = boot_uefi("uefi-secure-tpm", signed, work, True, iso, boots=2, tpm=True)
+    else:
+        print("skipped: TPM (no swtpm)", flush=True)
     boot_uefi("unsigned-uefi", unsigned, work, False, iso)
 
     print("unsigned-uefi-secure: boot 1", flush=True)
