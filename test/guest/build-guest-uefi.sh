@@ -72,14 +72,14 @@ cd "$work"
 log "unpacking $bios"
 qemu-img convert -f qcow2 -O raw "$bios" bios.raw
 # build-guest.sh's layout: partition 1 from sector 2048, partition 2 after it to the disk's end.
-read -r boot_start boot_sectors data_start data_sectors < <(
+read -r boot_start _ data_start data_sectors < <(
 	sfdisk -d bios.raw | sed -n 's/.*start= *\([0-9]*\), size= *\([0-9]*\),.*/\1 \2/p' | tr '\n' ' '; echo)
 mcopy -i "bios.raw@@$((boot_start * 512))" ::vmlinuz ::initrd.img ::syslinux.cfg .
 dd if=bios.raw of=data.img bs=512 skip="$data_start" count="$data_sectors" status=none
 rm bios.raw
 kver=$(zcat initrd.img | cpio -it --quiet 'lib/modules/*' | sed -n 's|^lib/modules/\([^/]*\)/.*|\1|p' | head -n 1)
 cmdline=$(sed -n 's/^ *APPEND //p' syslinux.cfg)
-[ -n "$kver" ] && [ -n "$cmdline" ] || die "unexpected BIOS image $bios"
+if [ -z "$kver" ] || [ -z "$cmdline" ]; then die "unexpected BIOS image $bios"; fi
 
 log "downloading linux-image-$kver ${packages[*]}"
 download_debs "$work" "linux-image-$kver" "${packages[@]}"
