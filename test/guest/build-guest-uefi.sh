@@ -7,7 +7,7 @@
 #
 # Prints OUTPUT on stdout; progress goes to stderr. Cached like build-guest.sh: OUTPUT.stamp holds
 # the hash of this script, uefi/, the BIOS image's stamp and the package versions
-# (BERTH_GUEST_FORCE=1 rebuilds). Root is not needed.
+# (BERTH_GUEST_FORCE=1 rebuilds it, not the BIOS image). Root is not needed.
 #
 # It runs build-guest.sh (cached) and takes from the BIOS image its kernel (Debian's signed cloud
 # kernel), its initramfs and its empty /data file system, so the two guests run the same system.
@@ -46,7 +46,7 @@ esp_mib=32
 log() { echo "build-guest-uefi: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-bios=$("$here/build-guest.sh")
+bios=$(BERTH_GUEST_FORCE= "$here/build-guest.sh") # BERTH_GUEST_FORCE rebuilds only the UEFI image
 
 inputs_hash() {
 	(
