@@ -203,7 +203,13 @@ Result<std::optional<qemu::FirmwareFlash>> prepare_firmware(const FirmwareParams
 }
 
 Result<void> hand_over_vars(const Credentials& who, const fs::path& vars) {
-  if (::chmod(vars.c_str(), 0600) != 0 || ::chown(vars.c_str(), who.uid, who.gid) != 0)
+  // Only what differs is changed: once the file is QEMU's, chmod would need CAP_FOWNER.
+  struct stat st {};
+  const bool ok = ::stat(vars.c_str(), &st) == 0 &&
+                  ((st.st_mode & 07777) == 0600 || ::chmod(vars.c_str(), 0600) == 0) &&
+                  ((st.st_uid == who.uid && st.st_gid == who.gid) ||
+                   ::chown(vars.c_str(), who.uid, who.gid) == 0);
+  if (!ok)
     return system_error(fmt::format("handing the EFI variables {} to QEMU's user {}:{}",
                                     vars.string(), who.uid, who.gid),
                         errno);

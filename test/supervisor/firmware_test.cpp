@@ -57,7 +57,7 @@ TEST_CASE("firmware: a missing OVMF file is named with the package and BERTH_OVM
           "[firmware]") {
   const auto found = check_ovmf_files(ovmf_files(Firmware::kUefiSecure, "/nonexistent/ovmf"),
                                       Firmware::kUefiSecure);
-  REQUIRE_FALSE(found);
+  REQUIRE_FALSE(found.has_value());
   CHECK(found.error().kind == ErrorKind::kInvalidInput);
   CHECK(found.error().message ==
         "VM_FIRMWARE=uefi-secure needs OVMF's /nonexistent/ovmf/OVMF_CODE_4M.secboot.fd, which is "
@@ -151,26 +151,26 @@ TEST_CASE("firmware: prepare_firmware copies, keeps, refuses and resets on a rea
   const fs::path vars = disks / "vm-0.efivars.fd";
 
   auto flash = prepare_firmware(params, log);
-  REQUIRE(flash);
-  REQUIRE(*flash);
+  REQUIRE(flash.has_value());
+  REQUIRE(flash->has_value());
   CHECK((*flash)->code == ovmf / "OVMF_CODE_4M.fd");
   CHECK((*flash)->vars == vars);
   CHECK(drive::read_file(vars, 1 << 20).value() == std::string(8192, '\0') + "vars");
-  CHECK((fs::status(vars).permissions() & fs::perms::all) == fs::perms::owner_read |
-                                                                 fs::perms::owner_write);
+  const auto owner_rw = fs::perms::owner_read | fs::perms::owner_write;
+  CHECK((fs::status(vars).permissions() & fs::perms::all) == owner_rw);
 
   write(vars, "written by the guest");  // kept on the next start, never overwritten
   params.pet_disk_created = false;
-  REQUIRE(prepare_firmware(params, log));
+  REQUIRE(prepare_firmware(params, log).has_value());
   CHECK(drive::read_file(vars, 1 << 20).value() == "written by the guest");
 
   params.firmware = Firmware::kUefiSecure;
   auto refused = prepare_firmware(params, log);
-  REQUIRE_FALSE(refused);
+  REQUIRE_FALSE(refused.has_value());
   CHECK(refused.error().kind == ErrorKind::kConflict);
 
   params.reset = true;
-  REQUIRE(prepare_firmware(params, log));
+  REQUIRE(prepare_firmware(params, log).has_value());
   CHECK(drive::read_file(vars, 1 << 20).value() == "ms vars");
   int aside = 0;
   for (const auto& entry : fs::directory_iterator(disks))
@@ -185,6 +185,6 @@ TEST_CASE("firmware: prepare_firmware copies, keeps, refuses and resets on a rea
   fs::remove(ovmf / "OVMF_VARS_4M.fd");
   params.firmware = Firmware::kUefi;
   auto missing = prepare_firmware(params, log);
-  REQUIRE_FALSE(missing);
+  REQUIRE_FALSE(missing.has_value());
   CHECK(missing.error().kind == ErrorKind::kInvalidInput);
 }

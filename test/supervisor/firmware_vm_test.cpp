@@ -6,6 +6,8 @@
 
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 
 #include "test/support/berth_process.hpp"
@@ -61,6 +63,13 @@ void boot_and_stop(BerthProcess& berth, const std::string& secureboot, const std
   CHECK(berth.wait_console("berth-guest: efivar=" + efivar + "\\b", 0ms));
   berth.signal(SIGTERM);
   CHECK(berth.wait_exit(60s) == 0);
+}
+
+std::string fmt_line(const std::string& firmware, int round, double from_berth, double from_qemu) {
+  char line[160];
+  std::snprintf(line, sizeof line, "boot %-11s round %d: berth start -> ready %.2f s, QEMU -> ready %.2f s",
+                firmware.c_str(), round + 1, from_berth, from_qemu);
+  return line;
 }
 
 }  // namespace
@@ -134,4 +143,28 @@ TEST_CASE(
   auto bios = pod.start(test_guest_uefi(), "bios");
   REQUIRE(bios->wait_exit(60s) == 5);
   CHECK(bios->wait_log("VM_FIRMWARE=bios, but this pet disk", 0ms));
+}
+
+// The measurement in the README (not run by ctest): berth's start and QEMU's start to the guest's
+// ready line, BIOS vs UEFI vs UEFI with Secure Boot, the same kernel and initramfs, one run each
+// in turn, `rounds` times.
+TEST_CASE("firmware: boot time to the ready line per firmware", "[.][firmware-bench]") {
+  using Clock = std::chrono::steady_clock;
+  const int rounds = std::getenv("ROUNDS") ? std::atoi(std::getenv("ROUNDS")) : 3;
+  for (int round = 0; round < rounds; ++round)
+    for (const auto& [firmware, image] : {std::pair{"bios", test_guest()},
+                                          std::pair{"uefi", test_guest_uefi()},
+                                          std::pair{"uefi-secure", test_guest_uefi()}}) {
+      FirmwarePod pod;
+      const auto start = Clock::now();
+      auto berth = pod.start(image, firmware);
+      REQUIRE(berth->wait_log("QEMU running as pid", kBoot));
+      const auto qemu = Clock::now();
+      REQUIRE(berth->wait_console("berth-guest: ready", kBoot));
+      const auto ready = Clock::now();
+      auto seconds = [](Clock::duration d) { return std::chrono::duration<double>(d).count(); };
+      WARN(fmt_line(firmware, round, seconds(ready - start), seconds(ready - qemu)));
+      berth->signal(SIGQUIT);
+      berth->wait_exit(60s);
+    }
 }
