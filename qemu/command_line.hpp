@@ -51,7 +51,7 @@ struct MachineSpec {
   // The pod IP: never 0.0.0.0, so VNC is not on VM_GW (br0), where the guest is. Loopback is added
   // for `kubectl port-forward`, which connects to 127.0.0.1 inside the pod.
   boost::asio::ip::address_v4 vnc_address = boost::asio::ip::address_v4::loopback();
-  std::filesystem::path qmp_socket;     // where berth binds QMP's socket (InheritedFds::qmp)
+  std::filesystem::path qmp_socket;  // where berth binds QMP's socket (InheritedFds::qmp)
   Firmware firmware = Firmware::kBios;
   FirmwareFlash flash;                  // used with kUefi and kUefiSecure only
   std::vector<std::string> extra_args;  // BERTH_QEMU_ARGS, appended last

@@ -417,8 +417,8 @@ void parse_firmware(Reader& r, Config& c) {
                                r.get("VM_FIRMWARE")));
   else
     r.fail("VM_FIRMWARE", r.get("VM_FIRMWARE"), "is not a firmware");
-  if (c.vm_firmware == Firmware::kUefiSecure && c.vm_memory != 0 &&
-      c.vm_memory < kSecureBootMinMemory)
+  if (c.vm_firmware == Firmware::kUefiSecure && c.vm_memory != 0
+      && c.vm_memory < kSecureBootMinMemory)
     r.fail_message("VM_MEMORY", format_size(c.vm_memory),
                    fmt::format("VM_MEMORY: \"{}\" is too little for VM_FIRMWARE=uefi-secure, "
                                "which needs at least 384Mi (OVMF's Secure Boot and the signed "

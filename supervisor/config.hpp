@@ -24,7 +24,7 @@ enum class DriveFormat { kConfigDrive, kNoCloud };
 enum class LogFormat { kText, kJson };
 enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError };
 enum class SourceKind { kUrl, kPath };
-enum class VncAuth { kPassword, kNone };  // kNone only with BERTH_VNC_INSECURE_NO_AUTH
+enum class VncAuth { kPassword, kNone };            // kNone only with BERTH_VNC_INSECURE_NO_AUTH
 enum class Firmware { kBios, kUefi, kUefiSecure };  // VM_FIRMWARE: bios | uefi | uefi-secure
 
 // The unprivileged identity QEMU runs as (BERTH_QEMU_USER): numeric, no /etc/passwd entry needed.

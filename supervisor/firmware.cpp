@@ -81,7 +81,8 @@ std::string refusal(Firmware wanted, std::optional<Firmware> before, const fs::p
       "another, and EFI variables belong to the firmware that wrote them. Set VM_FIRMWARE={} "
       "again, or set VM_EFIVARS_RESET=yes to switch: {} is then renamed aside (kept, never "
       "deleted) and fresh variables are made",
-      firmware_name(wanted), was, before ? firmware_name(*before) : "to what it was", vars.string());
+      firmware_name(wanted), was, before ? firmware_name(*before) : "to what it was",
+      vars.string());
 }
 
 }  // namespace
@@ -132,8 +133,8 @@ FirmwarePlan plan_firmware(Firmware wanted, const FirmwareState& state, bool res
     plan.write_record = !state.recorded;
     plan.create_vars = uefi && !state.vars_exist;
     if (plan.create_vars && before)
-      plan.message = fmt::format("{} was missing; fresh variables are made from the template",
-                                 vars.string());
+      plan.message =
+          fmt::format("{} was missing; fresh variables are made from the template", vars.string());
     return plan;
   }
   if (!reset) {
@@ -144,9 +145,9 @@ FirmwarePlan plan_firmware(Firmware wanted, const FirmwareState& state, bool res
   plan.set_aside = state.vars_exist;
   plan.write_record = true;
   plan.create_vars = uefi;
-  plan.message = fmt::format("VM_EFIVARS_RESET: switching this pet disk from {} to {}",
-                             before ? firmware_name(*before) : "an unknown firmware",
-                             firmware_name(wanted));
+  plan.message =
+      fmt::format("VM_EFIVARS_RESET: switching this pet disk from {} to {}",
+                  before ? firmware_name(*before) : "an unknown firmware", firmware_name(wanted));
   return plan;
 }
 
@@ -205,10 +206,10 @@ Result<std::optional<qemu::FirmwareFlash>> prepare_firmware(const FirmwareParams
 Result<void> hand_over_vars(const Credentials& who, const fs::path& vars) {
   // Only what differs is changed: once the file is QEMU's, chmod would need CAP_FOWNER.
   struct stat st {};
-  const bool ok = ::stat(vars.c_str(), &st) == 0 &&
-                  ((st.st_mode & 07777) == 0600 || ::chmod(vars.c_str(), 0600) == 0) &&
-                  ((st.st_uid == who.uid && st.st_gid == who.gid) ||
-                   ::chown(vars.c_str(), who.uid, who.gid) == 0);
+  const bool ok = ::stat(vars.c_str(), &st) == 0
+                  && ((st.st_mode & 07777) == 0600 || ::chmod(vars.c_str(), 0600) == 0)
+                  && ((st.st_uid == who.uid && st.st_gid == who.gid)
+                      || ::chown(vars.c_str(), who.uid, who.gid) == 0);
   if (!ok)
     return system_error(fmt::format("handing the EFI variables {} to QEMU's user {}:{}",
                                     vars.string(), who.uid, who.gid),

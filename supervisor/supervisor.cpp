@@ -346,13 +346,13 @@ asio::awaitable<StepResult> Supervisor::prepare_disk() {
 }
 
 asio::awaitable<StepResult> Supervisor::prepare_firmware() {
-  const FirmwareParams params{config_.vm_firmware, config_.ovmf_dir, config_.disk_dir,
+  const FirmwareParams params{config_.vm_firmware, config_.ovmf_dir,  config_.disk_dir,
                               pod_.hostname,       pet_disk_created_, config_.efivars_reset};
   auto flash = berth::prepare_firmware(params, *log_);
   if (!flash)
-    co_return Failure{flash.error().kind == ErrorKind::kInvalidInput ? ExitCode::kConfig
-                                                                     : ExitCode::kDisk,
-                      flash.error().message};
+    co_return Failure{
+        flash.error().kind == ErrorKind::kInvalidInput ? ExitCode::kConfig : ExitCode::kDisk,
+        flash.error().message};
   flash_ = std::move(*flash);
   co_return StepResult{};
 }

@@ -130,7 +130,7 @@ class Supervisor {
   std::filesystem::path pet_disk_;
   bool pet_disk_created_ = false;
   std::optional<qemu::FirmwareFlash> flash_;  // OVMF's code and the VM's variables; none: BIOS
-  std::optional<Credentials> qemu_user_;  // nullopt: QEMU runs as berth's own (non-root) user
+  std::optional<Credentials> qemu_user_;      // nullopt: QEMU runs as berth's own (non-root) user
   drive::ConfigDriveParams drive_params_;
   std::unique_ptr<dhcp::DhcpServer> dhcp_;
   std::unique_ptr<dhcp::DnsForwarder> dns_;

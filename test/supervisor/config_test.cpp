@@ -387,11 +387,12 @@ TEST_CASE("VM_FIRMWARE errors say what to write instead", "[config]") {
   env["VM_FIRMWARE"] = "efi";
   auto error = parse_one_error(env);
   CHECK(error.variable == "VM_FIRMWARE");
-  CHECK(error.message == "VM_FIRMWARE: \"efi\" is not a firmware; expected bios | uefi | uefi-secure");
+  CHECK(error.message
+        == "VM_FIRMWARE: \"efi\" is not a firmware; expected bios | uefi | uefi-secure");
   env["VM_FIRMWARE"] = "secureboot";  // Secure Boot without UEFI
   error = parse_one_error(env);
-  CHECK(error.message.find("Secure Boot is a UEFI feature; expected VM_FIRMWARE=uefi-secure") !=
-        std::string::npos);
+  CHECK(error.message.find("Secure Boot is a UEFI feature; expected VM_FIRMWARE=uefi-secure")
+        != std::string::npos);
   env["VM_FIRMWARE"] = "uefi";
   env["VM_EFIVARS_RESET"] = "maybe";
   CHECK(parse_one_error(env).variable == "VM_EFIVARS_RESET");
@@ -406,8 +407,8 @@ TEST_CASE("Secure Boot needs at least 384Mi of guest memory", "[config]") {
   env["VM_MEMORY"] = "256Mi";
   const auto error = parse_one_error(env);
   CHECK(error.variable == "VM_MEMORY");
-  CHECK(error.message.find("too little for VM_FIRMWARE=uefi-secure, which needs at least 384Mi") !=
-        std::string::npos);
+  CHECK(error.message.find("too little for VM_FIRMWARE=uefi-secure, which needs at least 384Mi")
+        != std::string::npos);
   env["VM_MEMORY"] = "384Mi";
   CHECK(parse_ok(env).vm_memory == kSecureBootMinMemory);
   env["VM_FIRMWARE"] = "uefi";

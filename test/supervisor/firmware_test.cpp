@@ -44,8 +44,8 @@ void write(const fs::path& path, const std::string& text) {
 
 TEST_CASE("firmware: OVMF's files for each UEFI firmware", "[firmware]") {
   CHECK(ovmf_files(Firmware::kUefi, "/usr/share/OVMF").code == "/usr/share/OVMF/OVMF_CODE_4M.fd");
-  CHECK(ovmf_files(Firmware::kUefi, "/usr/share/OVMF").vars_template ==
-        "/usr/share/OVMF/OVMF_VARS_4M.fd");
+  CHECK(ovmf_files(Firmware::kUefi, "/usr/share/OVMF").vars_template
+        == "/usr/share/OVMF/OVMF_VARS_4M.fd");
   CHECK(ovmf_files(Firmware::kUefiSecure, "/o").code == "/o/OVMF_CODE_4M.secboot.fd");
   CHECK(ovmf_files(Firmware::kUefiSecure, "/o").vars_template == "/o/OVMF_VARS_4M.ms.fd");
   CHECK(efivars_path("/disks", "vm-0") == kVars);
@@ -100,12 +100,11 @@ TEST_CASE("firmware: a disk from before firmware records counts as BIOS", "[firm
   CHECK(p.write_record);
   p = plan(Firmware::kUefi, {std::nullopt, false, false});
   CHECK(p.refuse);
-  CHECK(p.message.find("VM_FIRMWARE=uefi, but this pet disk was booted with VM_FIRMWARE=bios") ==
-        0);
+  CHECK(p.message.find("VM_FIRMWARE=uefi, but this pet disk was booted with VM_FIRMWARE=bios")
+        == 0);
 }
 
-TEST_CASE("firmware: a change is refused with the fix, unless a reset is asked for",
-          "[firmware]") {
+TEST_CASE("firmware: a change is refused with the fix, unless a reset is asked for", "[firmware]") {
   for (auto [before, after] : {std::pair{Firmware::kBios, Firmware::kUefi},
                                std::pair{Firmware::kUefi, Firmware::kUefiSecure},
                                std::pair{Firmware::kUefiSecure, Firmware::kUefi},
@@ -114,8 +113,8 @@ TEST_CASE("firmware: a change is refused with the fix, unless a reset is asked f
     auto p = plan(after, {before, false, had_vars});
     INFO(p.message);
     CHECK(p.refuse);
-    CHECK(p.message.find("Set VM_FIRMWARE=" + std::string(firmware_name(before)) + " again") !=
-          std::string::npos);
+    CHECK(p.message.find("Set VM_FIRMWARE=" + std::string(firmware_name(before)) + " again")
+          != std::string::npos);
     CHECK(p.message.find("VM_EFIVARS_RESET=yes") != std::string::npos);
     CHECK(p.message.find(kRecord.string()) != std::string::npos);
     p = plan(after, {before, false, had_vars}, true);
@@ -174,8 +173,8 @@ TEST_CASE("firmware: prepare_firmware copies, keeps, refuses and resets on a rea
   CHECK(drive::read_file(vars, 1 << 20).value() == "ms vars");
   int aside = 0;
   for (const auto& entry : fs::directory_iterator(disks))
-    if (entry.path().filename().string().starts_with("vm-0.efivars.fd.") &&
-        entry.path().extension() == ".old") {
+    if (entry.path().filename().string().starts_with("vm-0.efivars.fd.")
+        && entry.path().extension() == ".old") {
       ++aside;
       CHECK(drive::read_file(entry.path(), 1 << 20).value() == "written by the guest");
     }

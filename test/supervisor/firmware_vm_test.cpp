@@ -5,9 +5,9 @@
 #include <signal.h>
 
 #include <catch2/catch.hpp>
-#include <fstream>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 
 #include "test/support/berth_process.hpp"
@@ -67,7 +67,8 @@ void boot_and_stop(BerthProcess& berth, const std::string& secureboot, const std
 
 std::string fmt_line(const std::string& firmware, int round, double from_berth, double from_qemu) {
   char line[160];
-  std::snprintf(line, sizeof line, "boot %-11s round %d: berth start -> ready %.2f s, QEMU -> ready %.2f s",
+  std::snprintf(line, sizeof line,
+                "boot %-11s round %d: berth start -> ready %.2f s, QEMU -> ready %.2f s",
                 firmware.c_str(), round + 1, from_berth, from_qemu);
   return line;
 }
@@ -126,9 +127,10 @@ TEST_CASE(
   auto changed = pod.start(test_guest_uefi(), "uefi-secure");
   REQUIRE(changed->wait_exit(60s) == 5);
   INFO(changed->log_text());
-  CHECK(changed->wait_log("VM_FIRMWARE=uefi-secure, but this pet disk was booted with "
-                          "VM_FIRMWARE=uefi",
-                          0ms));
+  CHECK(
+      changed->wait_log("VM_FIRMWARE=uefi-secure, but this pet disk was booted with "
+                        "VM_FIRMWARE=uefi",
+                        0ms));
   CHECK(changed->wait_log("VM_EFIVARS_RESET=yes", 0ms));
   CHECK_FALSE(changed->wait_log("starting QEMU", 0ms));
 
@@ -152,9 +154,9 @@ TEST_CASE("firmware: boot time to the ready line per firmware", "[.][firmware-be
   using Clock = std::chrono::steady_clock;
   const int rounds = std::getenv("ROUNDS") ? std::atoi(std::getenv("ROUNDS")) : 3;
   for (int round = 0; round < rounds; ++round)
-    for (const auto& [firmware, image] : {std::pair{"bios", test_guest()},
-                                          std::pair{"uefi", test_guest_uefi()},
-                                          std::pair{"uefi-secure", test_guest_uefi()}}) {
+    for (const auto& [firmware, image] :
+         {std::pair{"bios", test_guest()}, std::pair{"uefi", test_guest_uefi()},
+          std::pair{"uefi-secure", test_guest_uefi()}}) {
       FirmwarePod pod;
       const auto start = Clock::now();
       auto berth = pod.start(image, firmware);
