@@ -3,15 +3,16 @@
 #include "supervisor/firmware.hpp"
 
 #include <spdlog/sinks/ostream_sink.h>
-#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <sstream>
 
 #include "drive/files.hpp"
+#include "test/support/berth_process.hpp"
 
 using namespace berth;
+using berth::test::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
@@ -22,19 +23,6 @@ const fs::path kRecord = "/disks/vm-0.firmware.berth.json";
 FirmwarePlan plan(Firmware wanted, FirmwareState state, bool reset = false) {
   return plan_firmware(wanted, state, reset, kVars, kRecord);
 }
-
-struct Folder {
-  fs::path path;
-  Folder() {
-    std::string pattern = (fs::temp_directory_path() / "berth-firmware-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~Folder() {
-    std::error_code ignored;
-    fs::remove_all(path, ignored);
-  }
-};
 
 void write(const fs::path& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
@@ -136,7 +124,7 @@ TEST_CASE("firmware: variables without a record belong to no known firmware", "[
 
 TEST_CASE("firmware: prepare_firmware copies, keeps, refuses and resets on a real folder",
           "[firmware]") {
-  Folder dir;
+  TempDir dir;
   const fs::path ovmf = dir.path / "ovmf", disks = dir.path / "disks";
   fs::create_directories(ovmf);
   fs::create_directories(disks);
