@@ -404,12 +404,8 @@ void parse_machine(Reader& r, Config& c) {
 // VM_FIRMWARE, VM_EFIVARS_RESET, BERTH_OVMF_DIR; after parse_machine (Secure Boot's memory).
 void parse_firmware(Reader& r, Config& c) {
   const std::string firmware = lower(r.get("VM_FIRMWARE"));
-  if (firmware == "bios")
-    c.vm_firmware = Firmware::kBios;
-  else if (firmware == "uefi")
-    c.vm_firmware = Firmware::kUefi;
-  else if (firmware == "uefi-secure")
-    c.vm_firmware = Firmware::kUefiSecure;
+  if (auto parsed = parse_firmware_name(firmware))
+    c.vm_firmware = *parsed;
   else if (firmware == "secure" || firmware == "secureboot" || firmware == "secure-boot")
     r.fail_message("VM_FIRMWARE", r.get("VM_FIRMWARE"),
                    fmt::format("VM_FIRMWARE: \"{}\": Secure Boot is a UEFI feature; expected "
@@ -572,15 +568,15 @@ std::string describe_config(const Config& c, const EnvLookup& env) {
 }
 
 std::string_view firmware_name(Firmware firmware) {
-  switch (firmware) {
-    case Firmware::kBios:
-      return "bios";
-    case Firmware::kUefi:
-      return "uefi";
-    case Firmware::kUefiSecure:
-      return "uefi-secure";
-  }
-  return "?";
+  static constexpr std::array<std::string_view, 3> kNames = {"bios", "uefi", "uefi-secure"};
+  return kNames.at(static_cast<std::size_t>(firmware));
+}
+
+std::optional<Firmware> parse_firmware_name(std::string_view name) {
+  for (auto firmware : {Firmware::kBios, Firmware::kUefi, Firmware::kUefiSecure})
+    if (firmware_name(firmware) == name)
+      return firmware;
+  return std::nullopt;
 }
 
 std::optional<std::uint64_t> parse_size(std::string_view text) {

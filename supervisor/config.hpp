@@ -114,6 +114,8 @@ std::string describe_config(const Config& config, const EnvLookup& env);
 
 // "bios", "uefi", "uefi-secure": VM_FIRMWARE's words.
 std::string_view firmware_name(Firmware firmware);
+// The firmware a word names (exactly, lower case); nullopt for any other word.
+std::optional<Firmware> parse_firmware_name(std::string_view name);
 
 // The least guest memory Secure Boot boots with (at 256 MiB OVMF's secure code and the signed
 // kernel ran out of memory; 384 MiB was enough).

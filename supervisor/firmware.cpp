@@ -18,13 +18,6 @@ namespace fs = std::filesystem;
 constexpr std::uint64_t kVarsLimit = 64ull * 1024 * 1024;  // OVMF's 4M variables are 540 KiB
 constexpr std::uint64_t kRecordLimit = 64 * 1024;
 
-std::optional<Firmware> parse_firmware_name(std::string_view name) {
-  for (auto firmware : {Firmware::kBios, Firmware::kUefi, Firmware::kUefiSecure})
-    if (firmware_name(firmware) == name)
-      return firmware;
-  return std::nullopt;
-}
-
 // The record's firmware; nullopt when there is no record. Errors: kIntegrity.
 Result<std::optional<Firmware>> read_record(const fs::path& path) {
   if (!fs::exists(fs::symlink_status(path)))
