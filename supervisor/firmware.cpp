@@ -62,20 +62,25 @@ Result<void> copy_vars(const fs::path& vars_template, const fs::path& vars) {
   return drive::fsync_directory(vars.parent_path());
 }
 
-std::string refusal(Firmware wanted, std::optional<Firmware> before, const fs::path& vars,
-                    const fs::path& record) {
+std::string refusal(Firmware wanted, std::optional<Firmware> before, bool vars_exist,
+                    const fs::path& vars, const fs::path& record) {
   const std::string was =
       before ? fmt::format("was booted with VM_FIRMWARE={} ({})", firmware_name(*before),
                            record.string())
              : fmt::format("has EFI variables {} of an unknown firmware (no record {})",
                            vars.string(), record.string());
+  const std::string back =
+      before ? fmt::format("Set VM_FIRMWARE={} again, or set", firmware_name(*before)) : "Set";
+  const std::string reset = vars_exist ? fmt::format(
+                                ": {} is then renamed aside (kept, never deleted) and fresh "
+                                "variables are made",
+                                vars.string())
+                                       : "";
   return fmt::format(
       "VM_FIRMWARE={}, but this pet disk {}; a disk installed for one firmware rarely boots with "
-      "another, and EFI variables belong to the firmware that wrote them. Set VM_FIRMWARE={} "
-      "again, or set VM_EFIVARS_RESET=yes to switch: {} is then renamed aside (kept, never "
-      "deleted) and fresh variables are made",
-      firmware_name(wanted), was, before ? firmware_name(*before) : "to what it was",
-      vars.string());
+      "another, and EFI variables belong to the firmware that wrote them. {} "
+      "VM_EFIVARS_RESET=yes to switch{}",
+      firmware_name(wanted), was, back, reset);
 }
 
 }  // namespace
@@ -132,7 +137,7 @@ FirmwarePlan plan_firmware(Firmware wanted, const FirmwareState& state, bool res
   }
   if (!reset) {
     plan.refuse = true;
-    plan.message = refusal(wanted, before, vars, record);
+    plan.message = refusal(wanted, before, state.vars_exist, vars, record);
     return plan;
   }
   plan.set_aside = state.vars_exist;
