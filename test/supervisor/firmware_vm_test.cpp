@@ -31,16 +31,16 @@ struct FirmwarePod {
     fs::create_directories(logs);
     std::vector<std::string> all = {"IMG_SOURCE=" + image,
                                     "VM_FIRMWARE=" + firmware,
-                                    "BERTH_DISK_DIR=" + (dir.path / "disks").string(),
-                                    "BERTH_RUNTIME_DIR=" + (dir.path / "run").string(),
-                                    "BERTH_IMAGE_DIR=" + (dir.path / "images").string(),
-                                    "BERTH_USERDATA=" + (dir.path / "userdata").string(),
-                                    "BERTH_METADATA=" + (dir.path / "metadata").string(),
-                                    "BERTH_NETWORKDATA=" + (dir.path / "networkdata").string(),
                                     "VM_ACCEL=tcg",
                                     "VM_MEMORY=512M",
                                     "NO_VNC=1",
                                     "BERTH_SHUTDOWN_TIMEOUT=30"};
+    // The pod's folders, each in this pod's own folder (the disk dir is the shared volume).
+    for (const auto& [variable, folder] :
+         {std::pair{"BERTH_DISK_DIR", "disks"}, std::pair{"BERTH_RUNTIME_DIR", "run"},
+          std::pair{"BERTH_IMAGE_DIR", "images"}, std::pair{"BERTH_USERDATA", "userdata"},
+          std::pair{"BERTH_METADATA", "metadata"}, std::pair{"BERTH_NETWORKDATA", "networkdata"}})
+      all.push_back(std::string(variable) + "=" + (dir.path / folder).string());
     all.insert(all.end(), env.begin(), env.end());
     return std::make_unique<BerthProcess>(logs, all, net.in_pod());
   }
