@@ -19,6 +19,15 @@ enum class Vnc { kOff, kOn };
 // kPassword: QEMU offers only VNC authentication and lets nobody in until a password is set over
 // QMP (change-vnc-password); kNone offers no authentication at all (unsafe, an explicit opt-out).
 enum class VncAuth { kPassword, kNone };
+// kBios: SeaBIOS (QEMU's default); kUefi: OVMF; kUefiSecure: OVMF with Secure Boot, which needs
+// SMM and a flash that only SMM code may write (the machine's smm=on, cfi.pflash01 secure=on).
+enum class Firmware { kBios, kUefi, kUefiSecure };
+
+// OVMF as two flash chips: the code, read-only, and the VM's own copy of the variables, writable.
+struct FirmwareFlash {
+  std::filesystem::path code;
+  std::filesystem::path vars;
+};
 
 // The config drive's fixed ids: the device id is what QMP media change (blockdev-change-medium)
 // names; the drive id is what the -drive option defines.
@@ -47,6 +56,8 @@ struct MachineSpec {
   // API's token). Independent of `vnc`: either gives the machine its display adapter.
   std::optional<std::filesystem::path> viewer_socket;
   std::filesystem::path qmp_socket;     // where berth binds QMP's socket (InheritedFds::qmp)
+  Firmware firmware = Firmware::kBios;
+  FirmwareFlash flash;                  // used with kUefi and kUefiSecure only
   std::vector<std::string> extra_args;  // BERTH_QEMU_ARGS, appended last
 };
 

@@ -142,6 +142,11 @@ qemu::MachineSpec machine_spec(const Config& config, const MachineInputs& inputs
   spec.config_drive = inputs.config_drive;
   spec.tap = inputs.tap;
   spec.extra_args = config.qemu_args;
+  if (inputs.flash) {
+    spec.firmware = config.vm_firmware == Firmware::kUefiSecure ? qemu::Firmware::kUefiSecure
+                                                                : qemu::Firmware::kUefi;
+    spec.flash = *inputs.flash;
+  }
   return spec;
 }
 

@@ -73,6 +73,7 @@ good=(
   "multi-vm cases/multi-vm.yaml"
   "vnc-auth cases/vnc-auth.yaml"
   "consoles cases/consoles.yaml"
+  "firmware cases/firmware.yaml"
 )
 for entry in "${good[@]}"; do
   read -r name files <<<"$entry"
