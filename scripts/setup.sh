@@ -19,6 +19,8 @@ packages=(
   dnsmasq-base  # the upstream DNS of the node namespace in e2e tests and the demo (not used by berth)
   # test guest build (test/guest/build-guest.sh): partitions, filesystems, initramfs
   fdisk dosfstools mtools e2fsprogs cpio gzip
+  # UEFI firmware (OVMF_CODE_4M*.fd, OVMF_VARS_4M*.fd in /usr/share/OVMF): the UEFI test guest's checks
+  ovmf
   # Debian cloud image (test/cloudimage/build-cloud-image.sh) and its tests' SSH client
   mmdebstrap openssh-client
   # chart tests (test/chart/run.sh): manifests parsed with Debian's python3 (helm and kubeconform are built with the machine's Go)

@@ -25,13 +25,19 @@ namespace berth::test {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-// The berth binary and the test guest image: the environment (BERTH_BINARY, BERTH_TEST_GUEST)
-// overrides the paths the build compiled in.
+// The berth binary and the test guest images: the environment (BERTH_BINARY, BERTH_TEST_GUEST,
+// BERTH_TEST_GUEST_UEFI, BERTH_TEST_GUEST_UEFI_UNSIGNED) overrides the paths the build compiled in.
 #ifndef BERTH_BINARY_PATH
 #define BERTH_BINARY_PATH ""
 #endif
 #ifndef BERTH_TEST_GUEST_PATH
 #define BERTH_TEST_GUEST_PATH ""
+#endif
+#ifndef BERTH_TEST_GUEST_UEFI_PATH
+#define BERTH_TEST_GUEST_UEFI_PATH ""
+#endif
+#ifndef BERTH_TEST_GUEST_UEFI_UNSIGNED_PATH
+#define BERTH_TEST_GUEST_UEFI_UNSIGNED_PATH ""
 #endif
 inline std::string env_or(const char* name, const char* fallback) {
   const char* env = std::getenv(name);
@@ -42,6 +48,13 @@ inline std::string berth_binary() {
 }
 inline std::string test_guest() {
   return env_or("BERTH_TEST_GUEST", BERTH_TEST_GUEST_PATH);
+}
+// UEFI variants (test/guest/README.md): signed shim + GRUB, or an unsigned GRUB.
+inline std::string test_guest_uefi() {
+  return env_or("BERTH_TEST_GUEST_UEFI", BERTH_TEST_GUEST_UEFI_PATH);
+}
+inline std::string test_guest_uefi_unsigned() {
+  return env_or("BERTH_TEST_GUEST_UEFI_UNSIGNED", BERTH_TEST_GUEST_UEFI_UNSIGNED_PATH);
 }
 
 inline std::string slurp(const fs::path& path) {
