@@ -44,6 +44,8 @@ const std::vector<VariableDoc> kDocs = {
     {"VM_DISK_SIZE", "", "size, e.g. 20Gi", "Grow the pet disk to this size (never shrinks)."},
     {"VM_ACCEL", "auto", "auto | kvm | tcg",
      "auto: KVM when a guest really runs under it, else TCG (logged)."},
+    {"VM_TPM", "no", "yes/no (1/true/yes/on, 0/false/no/off)",
+     "A TPM 2.0 (swtpm, supervised by berth); its state persists in BERTH_DISK_DIR/<hostname>.tpm."},
     {"VM_MAC", "derived from the hostname", "unicast MAC, e.g. 52:54:00:12:34:56",
      "The guest's MAC address."},
     {"BERTH_IMAGE_DIR", "/var/lib/berth/images", "absolute path",
@@ -391,6 +393,15 @@ void parse_machine(Reader& r, Config& c) {
   }
 }
 
+// VM_TPM: whether the VM gets a TPM. That swtpm is installed is checked at start (main.cpp).
+void parse_tpm(Reader& r, Config& c) {
+  const std::string text = r.get("VM_TPM");
+  if (auto value = parse_bool(text))
+    c.vm_tpm = *value;
+  else
+    r.fail("VM_TPM", text, "is not a yes/no value");
+}
+
 void parse_files(Reader& r, Config& c) {
   c.image_dir = r.absolute_path("BERTH_IMAGE_DIR");
   c.disk_dir = r.absolute_path("BERTH_DISK_DIR");
@@ -464,6 +475,7 @@ ConfigResult parse_config(const EnvLookup& env) {
   parse_vnc(reader, config);
   parse_network(reader, config);
   parse_machine(reader, config);
+  parse_tpm(reader, config);
   parse_files(reader, config);
   parse_logging(reader, config);
   auto errors = reader.take_errors();
@@ -488,6 +500,7 @@ std::string describe_config(const Config& c, const EnvLookup& env) {
       {"VM_MEMORY", format_size(c.vm_memory)},
       {"VM_DISK_SIZE", c.vm_disk_size ? format_size(*c.vm_disk_size) : ""},
       {"VM_ACCEL", std::string(name_of(c.vm_accel))},
+      {"VM_TPM", c.vm_tpm ? "yes" : "no"},
       {"VM_MAC", c.vm_mac ? format_mac(*c.vm_mac) : ""},
       {"BERTH_IMAGE_DIR", c.image_dir.string()},
       {"BERTH_DISK_DIR", c.disk_dir.string()},

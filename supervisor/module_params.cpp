@@ -18,6 +18,14 @@ std::filesystem::path qmp_socket_path(const Config& config) {
   return config.runtime_dir / "qmp.sock";
 }
 
+std::filesystem::path swtpm_socket_path(const Config& config) {
+  return config.runtime_dir / "swtpm" / "swtpm.sock";
+}
+
+std::filesystem::path tpm_state_dir(const Config& config, const std::string& hostname) {
+  return config.disk_dir / (hostname + ".tpm");
+}
+
 std::filesystem::path control_token_path(const Config& config) {
   return config.runtime_dir / "control-token";
 }
@@ -122,6 +130,8 @@ qemu::MachineSpec machine_spec(const Config& config, const MachineInputs& inputs
   spec.qmp_socket = qmp_socket_path(config);
   spec.config_drive = inputs.config_drive;
   spec.tap = inputs.tap;
+  if (config.vm_tpm)
+    spec.tpm = qemu::TpmSpec{.socket = swtpm_socket_path(config)};
   spec.extra_args = config.qemu_args;
   return spec;
 }

@@ -26,6 +26,10 @@ MacAddress mac_for(const std::string& hostname);
 // Berth's files in BERTH_RUNTIME_DIR, named in one place.
 std::filesystem::path qmp_socket_path(const Config& config);     // QEMU's QMP socket
 std::filesystem::path control_token_path(const Config& config);  // a generated control token
+std::filesystem::path swtpm_socket_path(const Config& config);   // swtpm's control socket
+
+// VM_TPM's state folder on the pet-disk volume: <BERTH_DISK_DIR>/<hostname>.tpm (never wiped).
+std::filesystem::path tpm_state_dir(const Config& config, const std::string& hostname);
 
 // IMG_SOURCE, IMG_TARGET, IMG_CHECKSUM, BERTH_IMAGE_DIR and the CA bundle, for fetch_image.
 drive::FetchParams fetch_params(const Config& config);
@@ -62,7 +66,7 @@ struct MachineInputs {
 };
 
 // QEMU's machine: VM_CPUS, VM_MEMORY, VNC (on the pod address, with its auth), the QMP socket in
-// BERTH_RUNTIME_DIR, BERTH_QEMU_ARGS.
+// BERTH_RUNTIME_DIR, VM_TPM's device (tpm-crb) on swtpm's socket, BERTH_QEMU_ARGS.
 qemu::MachineSpec machine_spec(const Config& config, const MachineInputs& inputs);
 
 }  // namespace berth

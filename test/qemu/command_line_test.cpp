@@ -120,3 +120,20 @@ TEST_CASE("commas in paths are doubled, as QEMU's option syntax requires", "[qem
   CHECK(value_of(argv, "-drive").find("file=/disks/a,,b.qcow2,") != std::string::npos);
   CHECK(value_of(argv, "-drive", 1).find("file=/run/x,,y/config-drive.iso") != std::string::npos);
 }
+
+TEST_CASE("a TPM: swtpm's socket as a chardev, the emulator backend, tpm-crb or tpm-tis", "[qemu]") {
+  auto spec = sample();
+  CHECK(value_of(build_command_line(spec, kFds), "-tpmdev").empty());
+  spec.tpm = TpmSpec{.socket = "/run/berth/swtpm/a,b.sock"};
+  spec.extra_args = {"-device", "pvpanic"};
+  Argv argv = build_command_line(spec, kFds);
+  CHECK(has_pair(argv, "-chardev", "socket,id=chrtpm,path=/run/berth/swtpm/a,,b.sock"));
+  CHECK(has_pair(argv, "-tpmdev", "emulator,id=tpm0,chardev=chrtpm"));
+  CHECK(has_pair(argv, "-device", "tpm-crb,tpmdev=tpm0"));
+  CHECK(!has_pair(argv, "-device", "tpm-tis,tpmdev=tpm0"));
+  CHECK(Argv(argv.end() - 2, argv.end()) == Argv{"-device", "pvpanic"});
+  spec.tpm->interface = TpmInterface::kTis;
+  argv = build_command_line(spec, kFds);
+  CHECK(has_pair(argv, "-device", "tpm-tis,tpmdev=tpm0"));
+  CHECK(!has_pair(argv, "-device", "tpm-crb,tpmdev=tpm0"));
+}

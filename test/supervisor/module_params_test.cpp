@@ -161,3 +161,16 @@ TEST_CASE("the machine spec combines the configuration with what start-up made",
   CHECK(spec.tap == std::optional<std::string>("tap0"));
   CHECK(spec.mtu == 1450);
 }
+
+TEST_CASE("VM_TPM: tpm-crb on swtpm's socket in the runtime folder, state beside the pet disk",
+          "[module_params]") {
+  auto c = config();
+  c.disk_dir = "/var/lib/berth/disks";
+  CHECK_FALSE(machine_spec(c, MachineInputs{}).tpm);
+  c.vm_tpm = true;
+  const auto spec = machine_spec(c, MachineInputs{});
+  REQUIRE(spec.tpm);
+  CHECK(spec.tpm->socket == std::filesystem::path("/run/berth/swtpm/swtpm.sock"));
+  CHECK(spec.tpm->interface == qemu::TpmInterface::kCrb);
+  CHECK(tpm_state_dir(c, "vm-0") == std::filesystem::path("/var/lib/berth/disks/vm-0.tpm"));
+}
