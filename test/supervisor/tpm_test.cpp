@@ -1,0 +1,120 @@
+// VM_TPM with real swtpm and QEMU (TCG) through the berth binary, on the UEFI test guest
+// (test/guest/README.md: it prints `tpm /dev/tpm0`, `tpm-pcr16=<hex>` and a boot counter kept in a
+// TPM NV index, `tpm-nv=N`). OVMF comes from BERTH_QEMU_ARGS (raw pflash flags), so these tests
+// depend on VM_TPM alone.
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <catch2/catch.hpp>
+#include <cerrno>
+#include <fstream>
+
+#include "test/support/berth_process.hpp"
+
+using namespace berth::test;
+
+namespace {
+
+// PCR 16 after the guest's one extend: sha256(32 zero bytes || "berth-guest-pcr16-extend-32bytes").
+constexpr const char* kPcr16 = "dea075f0ecb5be94ca5e1ec65728b50854cda6e7d0812dcdcd2857290ebd0bbd";
+constexpr const char* kOvmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+constexpr const char* kOvmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+constexpr auto kBoot = 240s;  // OVMF + TPM under TCG on a loaded 2-core machine: 20-60 s
+
+// The environment of berth on the UEFI guest with VM_TPM=yes; the disks (and the TPM state) and
+// the VARS copy live in `dir`, so a second berth on it finds them again.
+std::vector<std::string> tpm_env(const fs::path& dir, std::vector<std::string> extra = {}) {
+  const fs::path vars = dir / "vars.fd";
+  if (!fs::exists(vars)) {
+    fs::copy_file(kOvmfVars, vars);
+    fs::permissions(vars, fs::perms::all & ~(fs::perms::owner_exec | fs::perms::group_exec
+                                             | fs::perms::others_exec));  // QEMU's user writes it
+  }
+  std::vector<std::string> env = {
+      "IMG_SOURCE=" + test_guest_uefi(),
+      "BERTH_DISK_DIR=" + (dir / "disks").string(),
+      "BERTH_RUNTIME_DIR=" + (dir / "run").string(),
+      "BERTH_IMAGE_DIR=" + (dir / "images").string(),
+      "BERTH_USERDATA=" + (dir / "userdata").string(),
+      "BERTH_METADATA=" + (dir / "metadata").string(),
+      "BERTH_NETWORKDATA=" + (dir / "networkdata").string(),
+      "VM_ACCEL=tcg",
+      "VM_MEMORY=256M",
+      "NO_VNC=1",
+      "VM_TPM=yes",
+      "BERTH_SHUTDOWN_TIMEOUT=60",
+      std::string("BERTH_QEMU_ARGS=-drive if=pflash,format=raw,unit=0,readonly=on,file=")
+          + kOvmfCode + " -drive if=pflash,format=raw,unit=1,file=" + vars.string()};
+  env.insert(env.end(), extra.begin(), extra.end());
+  return env;
+}
+
+// The one <hostname>.tpm folder under BERTH_DISK_DIR.
+fs::path state_dir(const fs::path& dir) {
+  for (const auto& entry : fs::directory_iterator(dir / "disks"))
+    if (entry.path().extension() == ".tpm")
+      return entry.path();
+  return {};
+}
+
+bool alive(pid_t pid) {
+  return ::kill(pid, 0) == 0 || errno != ESRCH;
+}
+
+}  // namespace
+
+TEST_CASE("tpm: the guest sees its TPM, extends PCR 16, and its NV counter survives a restart",
+          "[tpm]") {
+  TempDir dir;
+  for (int boot = 1; boot <= 2; ++boot) {
+    PodNet net;
+    BerthProcess berth(dir.path, tpm_env(dir.path), net.in_pod());
+    INFO("boot " << boot << ": " << berth.log_text());
+    REQUIRE(berth.wait_log("swtpm running as pid \\d+"));
+    REQUIRE(berth.wait_console("berth-guest: tpm (/dev/tpm0)", kBoot));
+    CHECK(berth.wait_console("berth-guest: tpm (/dev/tpmrm0)", 30s));
+    CHECK(berth.wait_console("berth-guest: tpm-pcr16=([0-9a-f]+)", 30s) == kPcr16);
+    CHECK(berth.wait_console("berth-guest: tpm-nv=(\\d+)", 30s) == std::to_string(boot));
+    REQUIRE(berth.wait_console("berth-guest: ready", 60s));
+    berth.signal(SIGTERM);
+    REQUIRE(berth.wait_exit(90s) == 0);
+    // The state stays on the pet-disk volume, private to QEMU's user (107 unless berth is not
+    // root).
+    const fs::path state = state_dir(dir.path);
+    REQUIRE(!state.empty());
+    struct stat st {};
+    REQUIRE(::stat(state.c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0700);
+    if (::geteuid() == 0)
+      CHECK(st.st_uid == 107);
+    CHECK(fs::exists(state / "tpm2-00.permall"));
+  }
+}
+
+TEST_CASE("tpm: kill -9 of swtpm while the VM runs ends berth with the TPM code 11, QEMU quit",
+          "[tpm]") {
+  TempDir dir;
+  PodNet net;
+  BerthProcess berth(dir.path, tpm_env(dir.path), net.in_pod());
+  INFO(berth.log_text());
+  const auto swtpm = berth.wait_log("swtpm running as pid (\\d+)");
+  const auto qemu = berth.wait_log("QEMU running as pid (\\d+)");
+  REQUIRE(swtpm);
+  REQUIRE(qemu);
+  REQUIRE(berth.wait_console("berth-guest: tpm-nv=1", kBoot));
+  ::kill(std::stoi(*swtpm), SIGKILL);
+  REQUIRE(berth.wait_exit(60s) == 11);
+  CHECK(berth.wait_log("swtpm \\(VM_TPM\\) \\(pid \\d+\\) killed by signal 9 \\(SIGKILL\\) while "
+                       "the VM ran",
+                       0ms));
+  CHECK_FALSE(alive(std::stoi(*qemu)));
+}
+
+TEST_CASE("tpm: VM_TPM without swtpm in PATH is a configuration error (exit 3)", "[tpm]") {
+  TempDir dir;
+  BerthProcess berth(dir.path, tpm_env(dir.path, {"PATH=" + (dir.path / "empty").string()}));
+  REQUIRE(berth.wait_exit(30s) == 3);
+  CHECK(berth.wait_log("VM_TPM: \"yes\" needs swtpm, the TPM 2.0 emulator, which is not in PATH",
+                       0ms));
+}
