@@ -13,6 +13,7 @@ packages=(
   catch2
   # run
   qemu-system-x86 qemu-utils ca-certificates
+  swtpm  # VM_TPM's TPM 2.0 emulator (swtpm_setup, in swtpm-tools, is not used)
   # test: real peers and inspection tools
   nftables iproute2 iputils-ping busybox isc-dhcp-client bind9-dnsutils util-linux procps curl genisoimage
   clang-14 libclang-rt-14-dev  # libFuzzer targets of the DHCP and DNS parsers (test/dhcp/fuzz)
