@@ -45,7 +45,8 @@ const std::vector<VariableDoc> kDocs = {
     {"VM_ACCEL", "auto", "auto | kvm | tcg",
      "auto: KVM when a guest really runs under it, else TCG (logged)."},
     {"VM_TPM", "no", "yes/no (1/true/yes/on, 0/false/no/off)",
-     "A TPM 2.0 (swtpm, supervised by berth); its state persists in BERTH_DISK_DIR/<hostname>.tpm."},
+     "A TPM 2.0 (swtpm, supervised by berth); its state persists in "
+     "BERTH_DISK_DIR/<hostname>.tpm."},
     {"VM_MAC", "derived from the hostname", "unicast MAC, e.g. 52:54:00:12:34:56",
      "The guest's MAC address."},
     {"BERTH_IMAGE_DIR", "/var/lib/berth/images", "absolute path",

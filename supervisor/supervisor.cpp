@@ -535,8 +535,7 @@ asio::awaitable<int> Supervisor::end_for_tpm() {
   log_->error(
       "swtpm (VM_TPM) {} while the VM ran: the guest lost its TPM, so QEMU is quit and berth "
       "exits with code {} (the TPM state in {} is kept)",
-      tpm_->describe_end(), to_int(ExitCode::kTpm),
-      tpm_state_dir(config_, pod_.hostname).string());
+      tpm_->describe_end(), to_int(ExitCode::kTpm), tpm_state_dir(config_, pod_.hostname).string());
   co_await vm_->quit();
   co_return to_int(ExitCode::kTpm);
 }

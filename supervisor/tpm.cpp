@@ -18,7 +18,6 @@
 
 namespace berth {
 namespace asio = boost::asio;
-using boost::system::error_code;
 using namespace std::chrono_literals;
 
 namespace {
@@ -94,39 +93,30 @@ asio::awaitable<Result<void>> Swtpm::start(std::filesystem::path state_dir,
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0)
     co_return system_error("cannot create a pipe for swtpm", errno);
-  error_code ec;
+  boost::system::error_code ec;
   std::weak_ptr<bool> alive = alive_;
-  pid_ = children_.spawn({.argv = argv,
-                          .stdout_fd = fds[1],
-                          .stderr_fd = fds[1],
-                          .credentials = run_as,
-                          .privileges = Privileges::kDrop},
-                         [this, alive](ExitStatus status) {
-                           if (alive.expired())
-                             return;
-                           exit_status_ = status;
-                           exited_.cancel();
-                         },
-                         ec);
+  auto reaped = [this, alive](ExitStatus status) {
+    if (alive.expired())
+      return;  // this Swtpm is gone; the reaper still reaped the process
+    exit_status_ = status;
+    exited_.cancel();
+  };
+  const SpawnOptions options{.argv = argv,
+                             .stdout_fd = fds[1],
+                             .stderr_fd = fds[1],
+                             .credentials = run_as,
+                             .privileges = Privileges::kDrop};
+  pid_ = children_.spawn(options, std::move(reaped), ec);
   ::close(fds[1]);
   if (ec) {
     ::close(fds[0]);
-    co_return Error{ErrorKind::kProgram,
-                    fmt::format("cannot run swtpm (VM_TPM): {}", ec.message()), ec};
+    co_return Error{ErrorKind::kProgram, fmt::format("cannot run swtpm (VM_TPM): {}", ec.message()),
+                    ec};
   }
   auto output = std::make_shared<asio::posix::stream_descriptor>(io_, fds[0]);
   auto emit = [this, alive](std::string_view text) {
-    if (alive.expired())
-      return;
-    std::string line(text);
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' '))
-      line.pop_back();
-    if (line.empty())
-      return;
-    swtpm_log_->warn("{}", line);
-    stderr_lines_.push_back(std::move(line));
-    if (stderr_lines_.size() > kStderrTail)
-      stderr_lines_.pop_front();
+    if (!alive.expired())
+      log_and_keep(text, *swtpm_log_, stderr_lines_, kStderrTail);
   };
   asio::co_spawn(io_, pump_lines(output, emit), log_exceptions(log_, "swtpm output pump"));
   log_->info("swtpm running as pid {}: {} (state {})", pid_, fmt::join(argv, " "),
@@ -147,7 +137,9 @@ asio::awaitable<Result<void>> Swtpm::start(std::filesystem::path state_dir,
     co_return Error{ErrorKind::kProgram,
                     fmt::format("swtpm made no socket {} within {:.0f}s{}", socket.string(),
                                 std::chrono::duration<double>(within).count(),
-                                stderr_lines_.empty() ? "" : ": " + fmt::format("{}", fmt::join(stderr_lines_, " | ")))};
+                                stderr_lines_.empty()
+                                    ? ""
+                                    : ": " + fmt::format("{}", fmt::join(stderr_lines_, " | ")))};
   }
   // Let the pump take its last words.
   poll.expires_after(100ms);
@@ -157,7 +149,7 @@ asio::awaitable<Result<void>> Swtpm::start(std::filesystem::path state_dir,
 
 asio::awaitable<void> Swtpm::until_exit() {
   while (!exit_status_) {
-    error_code ec;
+    boost::system::error_code ec;
     co_await exited_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
 }
@@ -185,10 +177,9 @@ asio::awaitable<void> Swtpm::stop(std::chrono::seconds grace) {
 
 std::string Swtpm::describe_end() const {
   const std::string how = exit_status_ ? exit_status_->describe() : "still runs";
-  return fmt::format("(pid {}) {}{}", pid_, how,
-                     stderr_lines_.empty()
-                         ? ""
-                         : fmt::format(": {}", fmt::join(stderr_lines_, " | ")));
+  return fmt::format(
+      "(pid {}) {}{}", pid_, how,
+      stderr_lines_.empty() ? "" : fmt::format(": {}", fmt::join(stderr_lines_, " | ")));
 }
 
 }  // namespace berth

@@ -39,6 +39,10 @@ std::string_view vm_end_name(VmEnd end);
 // cut in pieces): a child's console or stderr.
 boost::asio::awaitable<void> pump_lines(std::shared_ptr<boost::asio::posix::stream_descriptor> in,
                                         std::function<void(std::string_view)> emit);
+// One line of a child's stderr: trailing blanks cut, logged as a warning on `log` unless empty,
+// and kept in `tail`, which holds the last `keep` lines.
+void log_and_keep(std::string_view text, spdlog::logger& log, std::deque<std::string>& tail,
+                  std::size_t keep);
 
 class Vm {
  public:

@@ -121,7 +121,8 @@ TEST_CASE("commas in paths are doubled, as QEMU's option syntax requires", "[qem
   CHECK(value_of(argv, "-drive", 1).find("file=/run/x,,y/config-drive.iso") != std::string::npos);
 }
 
-TEST_CASE("a TPM: swtpm's socket as a chardev, the emulator backend, tpm-crb or tpm-tis", "[qemu]") {
+TEST_CASE("a TPM: swtpm's socket as a chardev, the emulator backend, tpm-crb or tpm-tis",
+          "[qemu]") {
   auto spec = sample();
   CHECK(value_of(build_command_line(spec, kFds), "-tpmdev").empty());
   spec.tpm = TpmSpec{.socket = "/run/berth/swtpm/a,b.sock"};

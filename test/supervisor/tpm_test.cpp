@@ -28,24 +28,15 @@ std::vector<std::string> tpm_env(const fs::path& dir, std::vector<std::string> e
   const fs::path vars = dir / "vars.fd";
   if (!fs::exists(vars)) {
     fs::copy_file(kOvmfVars, vars);
-    fs::permissions(vars, fs::perms::all & ~(fs::perms::owner_exec | fs::perms::group_exec
-                                             | fs::perms::others_exec));  // QEMU's user writes it
+    fs::permissions(vars, fs::perms::all
+                              & ~(fs::perms::owner_exec | fs::perms::group_exec
+                                  | fs::perms::others_exec));  // QEMU's user writes it
   }
-  std::vector<std::string> env = {
-      "IMG_SOURCE=" + test_guest_uefi(),
-      "BERTH_DISK_DIR=" + (dir / "disks").string(),
-      "BERTH_RUNTIME_DIR=" + (dir / "run").string(),
-      "BERTH_IMAGE_DIR=" + (dir / "images").string(),
-      "BERTH_USERDATA=" + (dir / "userdata").string(),
-      "BERTH_METADATA=" + (dir / "metadata").string(),
-      "BERTH_NETWORKDATA=" + (dir / "networkdata").string(),
-      "VM_ACCEL=tcg",
-      "VM_MEMORY=256M",
-      "NO_VNC=1",
-      "VM_TPM=yes",
-      "BERTH_SHUTDOWN_TIMEOUT=60",
-      std::string("BERTH_QEMU_ARGS=-drive if=pflash,format=raw,unit=0,readonly=on,file=")
-          + kOvmfCode + " -drive if=pflash,format=raw,unit=1,file=" + vars.string()};
+  std::vector<std::string> env = test_berth_env(dir);
+  env.insert(env.end(),
+             {"IMG_SOURCE=" + test_guest_uefi(), "VM_TPM=yes", "BERTH_SHUTDOWN_TIMEOUT=60",
+              std::string("BERTH_QEMU_ARGS=-drive if=pflash,format=raw,unit=0,readonly=on,file=")
+                  + kOvmfCode + " -drive if=pflash,format=raw,unit=1,file=" + vars.string()});
   env.insert(env.end(), extra.begin(), extra.end());
   return env;
 }
@@ -105,9 +96,10 @@ TEST_CASE("tpm: kill -9 of swtpm while the VM runs ends berth with the TPM code 
   REQUIRE(berth.wait_console("berth-guest: tpm-nv=1", kBoot));
   ::kill(std::stoi(*swtpm), SIGKILL);
   REQUIRE(berth.wait_exit(60s) == 11);
-  CHECK(berth.wait_log("swtpm \\(VM_TPM\\) \\(pid \\d+\\) killed by signal 9 \\(SIGKILL\\) while "
-                       "the VM ran",
-                       0ms));
+  CHECK(
+      berth.wait_log("swtpm \\(VM_TPM\\) \\(pid \\d+\\) killed by signal 9 \\(SIGKILL\\) while "
+                     "the VM ran",
+                     0ms));
   CHECK_FALSE(alive(std::stoi(*qemu)));
 }
 
