@@ -29,6 +29,28 @@ std::string escape_commas(const std::string& value) {
   return out;
 }
 
+// The machine option: q35, the accelerator and, for Secure Boot, SMM.
+std::string machine_option(const MachineSpec& spec) {
+  return fmt::format("q35,accel={}{}", spec.accel == Accelerator::kKvm ? "kvm" : "tcg",
+                     spec.firmware == Firmware::kUefiSecure ? ",smm=on" : "");
+}
+
+// OVMF's flash chips: unit 0 the code (read-only), unit 1 the VM's variables.
+void add_firmware(const MachineSpec& spec, std::vector<std::string>& argv) {
+  if (spec.firmware == Firmware::kBios)
+    return;
+  if (spec.firmware == Firmware::kUefiSecure) {
+    argv.emplace_back("-global");
+    argv.emplace_back("driver=cfi.pflash01,property=secure,value=on");
+  }
+  argv.emplace_back("-drive");
+  argv.push_back(fmt::format("if=pflash,format=raw,unit=0,readonly=on,file={}",
+                             escape_commas(spec.flash.code.string())));
+  argv.emplace_back("-drive");
+  argv.push_back(
+      fmt::format("if=pflash,format=raw,unit=1,file={}", escape_commas(spec.flash.vars.string())));
+}
+
 }  // namespace
 
 std::string cpu_model(Accelerator accel) {
@@ -36,13 +58,12 @@ std::string cpu_model(Accelerator accel) {
 }
 
 std::vector<std::string> build_command_line(const MachineSpec& spec, const InheritedFds& fds) {
-  const bool kvm = spec.accel == Accelerator::kKvm;
   std::vector<std::string> argv = {
       spec.binary,
       "-name",
       "berth,debug-threads=on",
       "-machine",
-      fmt::format("q35,accel={}", kvm ? "kvm" : "tcg"),
+      machine_option(spec),
       "-cpu",
       cpu_model(spec.accel),
       "-smp",
@@ -64,6 +85,7 @@ std::vector<std::string> build_command_line(const MachineSpec& spec, const Inher
       "-device",
       "virtio-rng-pci",
   };
+  add_firmware(spec, argv);
   auto add = [&argv](std::string option, std::string value) {
     argv.push_back(std::move(option));
     argv.push_back(std::move(value));

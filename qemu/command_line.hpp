@@ -19,6 +19,15 @@ enum class Vnc { kOff, kOn };
 // kPassword: QEMU offers only VNC authentication and lets nobody in until a password is set over
 // QMP (change-vnc-password); kNone offers no authentication at all (unsafe, an explicit opt-out).
 enum class VncAuth { kPassword, kNone };
+// kBios: SeaBIOS (QEMU's default); kUefi: OVMF; kUefiSecure: OVMF with Secure Boot, which needs
+// SMM and a flash that only SMM code may write (the machine's smm=on, cfi.pflash01 secure=on).
+enum class Firmware { kBios, kUefi, kUefiSecure };
+
+// OVMF as two flash chips: the code, read-only, and the VM's own copy of the variables, writable.
+struct FirmwareFlash {
+  std::filesystem::path code;
+  std::filesystem::path vars;
+};
 
 // The TPM's interface: tpm-crb (what UEFI guests and Windows 11 expect) or tpm-tis (for BIOS
 // guests: SeaBIOS drives only TIS).
@@ -53,7 +62,9 @@ struct MachineSpec {
   // The pod IP: never 0.0.0.0, so VNC is not on VM_GW (br0), where the guest is. Loopback is added
   // for `kubectl port-forward`, which connects to 127.0.0.1 inside the pod.
   boost::asio::ip::address_v4 vnc_address = boost::asio::ip::address_v4::loopback();
-  std::filesystem::path qmp_socket;     // where berth binds QMP's socket (InheritedFds::qmp)
+  std::filesystem::path qmp_socket;  // where berth binds QMP's socket (InheritedFds::qmp)
+  Firmware firmware = Firmware::kBios;
+  FirmwareFlash flash;                  // used with kUefi and kUefiSecure only
   std::vector<std::string> extra_args;  // BERTH_QEMU_ARGS, appended last
 };
 

@@ -47,6 +47,16 @@ const std::vector<VariableDoc> kDocs = {
     {"VM_TPM", "no", "yes/no (1/true/yes/on, 0/false/no/off)",
      "A TPM 2.0 (swtpm, supervised by berth); its state persists in "
      "BERTH_DISK_DIR/<hostname>.tpm."},
+    {"VM_FIRMWARE", "bios", "bios | uefi | uefi-secure",
+     "bios: SeaBIOS; uefi: OVMF; uefi-secure: OVMF with Secure Boot enforced (Microsoft's keys "
+     "enrolled, SMM on; VM_MEMORY at least 384Mi). UEFI keeps its variables in "
+     "<hostname>.efivars.fd next to the pet disk."},
+    {"VM_EFIVARS_RESET", "", "yes/no (1/true/yes/on, 0/false/no/off)",
+     "Accept a VM_FIRMWARE change on an existing pet disk: the old variables file is renamed "
+     "aside (never deleted) and a fresh one made. Ignored while the firmware is unchanged."},
+    {"BERTH_OVMF_DIR", "/usr/share/OVMF", "absolute path",
+     "Where OVMF's files are (Debian's package ovmf): OVMF_CODE_4M.fd, OVMF_VARS_4M.fd, "
+     "OVMF_CODE_4M.secboot.fd, OVMF_VARS_4M.ms.fd."},
     {"VM_MAC", "derived from the hostname", "unicast MAC, e.g. 52:54:00:12:34:56",
      "The guest's MAC address."},
     {"BERTH_IMAGE_DIR", "/var/lib/berth/images", "absolute path",
@@ -403,6 +413,35 @@ void parse_tpm(Reader& r, Config& c) {
     r.fail("VM_TPM", text, "is not a yes/no value");
 }
 
+// VM_FIRMWARE, VM_EFIVARS_RESET, BERTH_OVMF_DIR; after parse_machine (Secure Boot's memory).
+void parse_firmware(Reader& r, Config& c) {
+  const std::string firmware = lower(r.get("VM_FIRMWARE"));
+  if (auto parsed = parse_firmware_name(firmware))
+    c.vm_firmware = *parsed;
+  else if (firmware == "secure" || firmware == "secureboot" || firmware == "secure-boot")
+    r.fail_message("VM_FIRMWARE", r.get("VM_FIRMWARE"),
+                   fmt::format("VM_FIRMWARE: \"{}\": Secure Boot is a UEFI feature; expected "
+                               "VM_FIRMWARE=uefi-secure (or bios | uefi)",
+                               r.get("VM_FIRMWARE")));
+  else
+    r.fail("VM_FIRMWARE", r.get("VM_FIRMWARE"), "is not a firmware");
+  if (c.vm_firmware == Firmware::kUefiSecure && c.vm_memory != 0
+      && c.vm_memory < kSecureBootMinMemory)
+    r.fail_message("VM_MEMORY", format_size(c.vm_memory),
+                   fmt::format("VM_MEMORY: \"{}\" is too little for VM_FIRMWARE=uefi-secure, "
+                               "which needs at least 384Mi (OVMF's Secure Boot and the signed "
+                               "boot chain run out of memory at 256Mi); expected VM_MEMORY=384Mi "
+                               "or more, or VM_FIRMWARE=uefi",
+                               format_size(c.vm_memory)));
+  if (auto reset = r.given("VM_EFIVARS_RESET")) {
+    if (auto value = parse_bool(*reset))
+      c.efivars_reset = *value;
+    else
+      r.fail("VM_EFIVARS_RESET", *reset, "is not a yes/no value");
+  }
+  c.ovmf_dir = r.absolute_path("BERTH_OVMF_DIR");
+}
+
 void parse_files(Reader& r, Config& c) {
   c.image_dir = r.absolute_path("BERTH_IMAGE_DIR");
   c.disk_dir = r.absolute_path("BERTH_DISK_DIR");
@@ -477,6 +516,7 @@ ConfigResult parse_config(const EnvLookup& env) {
   parse_network(reader, config);
   parse_machine(reader, config);
   parse_tpm(reader, config);
+  parse_firmware(reader, config);
   parse_files(reader, config);
   parse_logging(reader, config);
   auto errors = reader.take_errors();
@@ -502,6 +542,9 @@ std::string describe_config(const Config& c, const EnvLookup& env) {
       {"VM_DISK_SIZE", c.vm_disk_size ? format_size(*c.vm_disk_size) : ""},
       {"VM_ACCEL", std::string(name_of(c.vm_accel))},
       {"VM_TPM", c.vm_tpm ? "yes" : "no"},
+      {"VM_FIRMWARE", std::string(firmware_name(c.vm_firmware))},
+      {"VM_EFIVARS_RESET", c.efivars_reset ? "yes" : "no"},
+      {"BERTH_OVMF_DIR", c.ovmf_dir.string()},
       {"VM_MAC", c.vm_mac ? format_mac(*c.vm_mac) : ""},
       {"BERTH_IMAGE_DIR", c.image_dir.string()},
       {"BERTH_DISK_DIR", c.disk_dir.string()},
@@ -536,6 +579,18 @@ std::string describe_config(const Config& c, const EnvLookup& env) {
     out += fmt::format("{}={}  # {}\n", name, qemu::quote_shell_word(value), origin);
   }
   return out;
+}
+
+std::string_view firmware_name(Firmware firmware) {
+  static constexpr std::array<std::string_view, 3> kNames = {"bios", "uefi", "uefi-secure"};
+  return kNames.at(static_cast<std::size_t>(firmware));
+}
+
+std::optional<Firmware> parse_firmware_name(std::string_view name) {
+  for (auto firmware : {Firmware::kBios, Firmware::kUefi, Firmware::kUefiSecure})
+    if (firmware_name(firmware) == name)
+      return firmware;
+  return std::nullopt;
 }
 
 std::optional<std::uint64_t> parse_size(std::string_view text) {

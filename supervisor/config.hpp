@@ -24,7 +24,8 @@ enum class DriveFormat { kConfigDrive, kNoCloud };
 enum class LogFormat { kText, kJson };
 enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError };
 enum class SourceKind { kUrl, kPath };
-enum class VncAuth { kPassword, kNone };  // kNone only with BERTH_VNC_INSECURE_NO_AUTH
+enum class VncAuth { kPassword, kNone };            // kNone only with BERTH_VNC_INSECURE_NO_AUTH
+enum class Firmware { kBios, kUefi, kUefiSecure };  // VM_FIRMWARE: bios | uefi | uefi-secure
 
 // The unprivileged identity QEMU runs as (BERTH_QEMU_USER): numeric, no /etc/passwd entry needed.
 struct QemuUser {
@@ -55,6 +56,9 @@ struct Config {
   std::optional<std::uint64_t> vm_disk_size;  // bytes
   Accel vm_accel = Accel::kAuto;
   std::optional<MacAddress> vm_mac;
+  Firmware vm_firmware = Firmware::kBios;
+  std::filesystem::path ovmf_dir;  // BERTH_OVMF_DIR: OVMF's code and variables templates
+  bool efivars_reset = false;      // VM_EFIVARS_RESET: a firmware change sets the variables aside
   std::filesystem::path image_dir;
   std::filesystem::path disk_dir;
   std::filesystem::path runtime_dir;
@@ -108,6 +112,15 @@ const std::vector<VariableDoc>& variable_docs();
 // The effective configuration as NAME=value lines, in variable_docs() order; `env` marks which
 // values were given rather than defaulted.
 std::string describe_config(const Config& config, const EnvLookup& env);
+
+// "bios", "uefi", "uefi-secure": VM_FIRMWARE's words.
+std::string_view firmware_name(Firmware firmware);
+// The firmware a word names (exactly, lower case); nullopt for any other word.
+std::optional<Firmware> parse_firmware_name(std::string_view name);
+
+// The least guest memory Secure Boot boots with (at 256 MiB OVMF's secure code and the signed
+// kernel ran out of memory; 384 MiB was enough).
+inline constexpr std::uint64_t kSecureBootMinMemory = 384ull * 1024 * 1024;
 
 // ---- Value parsers, exposed for tests. Each returns nullopt when the text is not of its form.
 

@@ -131,8 +131,16 @@ qemu::MachineSpec machine_spec(const Config& config, const MachineInputs& inputs
   spec.config_drive = inputs.config_drive;
   spec.tap = inputs.tap;
   if (config.vm_tpm)
-    spec.tpm = qemu::TpmSpec{.socket = swtpm_socket_path(config)};
+    spec.tpm = qemu::TpmSpec{.socket = swtpm_socket_path(config),
+                             .interface = config.vm_firmware == Firmware::kBios
+                                              ? qemu::TpmInterface::kTis
+                                              : qemu::TpmInterface::kCrb};
   spec.extra_args = config.qemu_args;
+  if (inputs.flash) {
+    spec.firmware = config.vm_firmware == Firmware::kUefiSecure ? qemu::Firmware::kUefiSecure
+                                                                : qemu::Firmware::kUefi;
+    spec.flash = *inputs.flash;
+  }
   return spec;
 }
 

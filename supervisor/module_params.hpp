@@ -63,10 +63,12 @@ struct MachineInputs {
   unsigned mtu = 1500;             // the pod interface's
   std::optional<std::string> tap;  // none: no NIC
   boost::asio::ip::address_v4 pod_address = boost::asio::ip::address_v4::loopback();  // VNC's
+  std::optional<qemu::FirmwareFlash> flash;  // UEFI's flash (prepare_firmware); none: BIOS
 };
 
 // QEMU's machine: VM_CPUS, VM_MEMORY, VNC (on the pod address, with its auth), the QMP socket in
-// BERTH_RUNTIME_DIR, VM_TPM's device (tpm-crb) on swtpm's socket, BERTH_QEMU_ARGS.
+// BERTH_RUNTIME_DIR, BERTH_QEMU_ARGS, VM_FIRMWARE with the flash prepare_firmware made, VM_TPM's
+// device on swtpm's socket (tpm-crb under UEFI, tpm-tis under SeaBIOS, which drives only TIS).
 qemu::MachineSpec machine_spec(const Config& config, const MachineInputs& inputs);
 
 }  // namespace berth

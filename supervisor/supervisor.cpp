@@ -21,6 +21,7 @@
 #include "qemu/config_drive_medium.hpp"
 #include "qemu/kvm.hpp"
 #include "supervisor/accel_policy.hpp"
+#include "supervisor/firmware.hpp"
 #include "supervisor/logging.hpp"
 #include "supervisor/module_params.hpp"
 #include "supervisor/qemu_user.hpp"
@@ -227,6 +228,7 @@ asio::awaitable<StepResult> Supervisor::start_up() {
       {std::nullopt, &Supervisor::make_runtime_dir},
       {Phase::kImage, &Supervisor::fetch_base_image, OnStop::kCancel},
       {Phase::kDisk, &Supervisor::prepare_disk, OnStop::kCancel},
+      {std::nullopt, &Supervisor::prepare_firmware},
       {Phase::kDrive, &Supervisor::build_drive},
       {Phase::kNetwork, &Supervisor::set_up_network},
       {Phase::kServices, &Supervisor::start_services},
@@ -345,6 +347,19 @@ asio::awaitable<StepResult> Supervisor::prepare_disk() {
   if (!disk)
     co_return Failure{ExitCode::kDisk, disk.error().message};
   pet_disk_ = disk->path;
+  pet_disk_created_ = disk->outcome == drive::PetOutcome::kCreated;
+  co_return StepResult{};
+}
+
+asio::awaitable<StepResult> Supervisor::prepare_firmware() {
+  const FirmwareParams params{config_.vm_firmware, config_.ovmf_dir,  config_.disk_dir,
+                              pod_.hostname,       pet_disk_created_, config_.efivars_reset};
+  auto flash = berth::prepare_firmware(params, *log_);
+  if (!flash)
+    co_return Failure{
+        flash.error().kind == ErrorKind::kInvalidInput ? ExitCode::kConfig : ExitCode::kDisk,
+        flash.error().message};
+  flash_ = std::move(*flash);
   co_return StepResult{};
 }
 
@@ -391,6 +406,7 @@ qemu::MachineSpec Supervisor::machine_spec(qemu::Accelerator accel) const {
   inputs.pod_address = pod_.address.address();
   if (network_)
     inputs.tap = network_->spec().tap;
+  inputs.flash = flash_;
   return berth::machine_spec(config_, inputs);
 }
 
@@ -423,6 +439,9 @@ StepResult Supervisor::prepare_for_qemu() {
   if (auto handed = hand_over_files(*qemu_user_, pet_disk_, image_.path, config_.runtime_dir);
       !handed)
     return Failure{ExitCode::kDisk, handed.error().message};
+  if (flash_)
+    if (auto handed = hand_over_vars(*qemu_user_, flash_->vars); !handed)
+      return Failure{ExitCode::kDisk, handed.error().message};
   return {};
 }
 

@@ -80,6 +80,7 @@ class Supervisor {
   boost::asio::awaitable<StepResult> make_runtime_dir();
   boost::asio::awaitable<StepResult> fetch_base_image();
   boost::asio::awaitable<StepResult> prepare_disk();
+  boost::asio::awaitable<StepResult> prepare_firmware();
   boost::asio::awaitable<StepResult> build_drive();
   boost::asio::awaitable<StepResult> set_up_network();
   boost::asio::awaitable<StepResult> start_services();
@@ -138,7 +139,9 @@ class Supervisor {
   std::optional<net::PodNetwork> network_;
   drive::CachedImage image_;
   std::filesystem::path pet_disk_;
-  std::optional<Credentials> qemu_user_;  // nullopt: QEMU runs as berth's own (non-root) user
+  bool pet_disk_created_ = false;
+  std::optional<qemu::FirmwareFlash> flash_;  // OVMF's code and the VM's variables; none: BIOS
+  std::optional<Credentials> qemu_user_;      // nullopt: QEMU runs as berth's own (non-root) user
   drive::ConfigDriveParams drive_params_;
   std::unique_ptr<dhcp::DhcpServer> dhcp_;
   std::unique_ptr<dhcp::DnsForwarder> dns_;

@@ -72,6 +72,7 @@ good=(
   "device-plugin cases/device-plugin.yaml"
   "multi-vm cases/multi-vm.yaml"
   "vnc-auth cases/vnc-auth.yaml"
+  "firmware cases/firmware.yaml"
 )
 for entry in "${good[@]}"; do
   read -r name files <<<"$entry"

@@ -138,3 +138,39 @@ TEST_CASE("a TPM: swtpm's socket as a chardev, the emulator backend, tpm-crb or 
   CHECK(has_pair(argv, "-device", "tpm-tis,tpmdev=tpm0"));
   CHECK(!has_pair(argv, "-device", "tpm-crb,tpmdev=tpm0"));
 }
+
+TEST_CASE("BIOS firmware adds no flash and no SMM", "[qemu]") {
+  const Argv argv = build_command_line(sample(), kFds);
+  CHECK(value_of(argv, "-machine") == "q35,accel=tcg");
+  CHECK(value_of(argv, "-global").empty());
+  for (const auto& arg : argv)
+    CHECK(arg.find("pflash") == std::string::npos);
+}
+
+TEST_CASE("UEFI: OVMF's code read-only on flash unit 0, the VM's variables on unit 1", "[qemu]") {
+  MachineSpec spec = sample();
+  spec.firmware = Firmware::kUefi;
+  spec.flash = {"/usr/share/OVMF/OVMF_CODE_4M.fd", "/var/lib/berth/disks/vm-0.efivars.fd"};
+  const Argv argv = build_command_line(spec, kFds);
+  CHECK(value_of(argv, "-machine") == "q35,accel=tcg");
+  CHECK(value_of(argv, "-global").empty());
+  CHECK(value_of(argv, "-drive", 0)
+        == "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd");
+  CHECK(value_of(argv, "-drive", 1)
+        == "if=pflash,format=raw,unit=1,file=/var/lib/berth/disks/vm-0.efivars.fd");
+  // The disk comes first in OVMF's boot order (without it OVMF tries the network first).
+  CHECK(has_pair(argv, "-device", "virtio-blk-pci,drive=disk0,bootindex=0"));
+}
+
+TEST_CASE("UEFI with Secure Boot: SMM on and the flash writable by SMM code only", "[qemu]") {
+  MachineSpec spec = sample();
+  spec.accel = Accelerator::kKvm;
+  spec.firmware = Firmware::kUefiSecure;
+  spec.flash = {"/ovmf/OVMF_CODE_4M.secboot.fd", "/d/a,b.efivars.fd"};
+  const Argv argv = build_command_line(spec, kFds);
+  CHECK(value_of(argv, "-machine") == "q35,accel=kvm,smm=on");
+  CHECK(value_of(argv, "-global") == "driver=cfi.pflash01,property=secure,value=on");
+  CHECK(value_of(argv, "-drive", 0)
+        == "if=pflash,format=raw,unit=0,readonly=on,file=/ovmf/OVMF_CODE_4M.secboot.fd");
+  CHECK(value_of(argv, "-drive", 1) == "if=pflash,format=raw,unit=1,file=/d/a,,b.efivars.fd");
+}

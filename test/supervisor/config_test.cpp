@@ -376,3 +376,68 @@ TEST_CASE("VM_TPM: no by default, yes/no words, anything else named with its for
   CHECK_THAT(describe_config(parse_ok(minimal()), lookup(minimal())),
              Catch::Contains("VM_TPM=no  # default\n"));
 }
+
+TEST_CASE("VM_FIRMWARE: bios by default, uefi, uefi-secure, and OVMF's folder", "[config]") {
+  Env env = minimal();
+  Config c = parse_ok(env);
+  CHECK(c.vm_firmware == Firmware::kBios);
+  CHECK(c.ovmf_dir == "/usr/share/OVMF");
+  CHECK_FALSE(c.efivars_reset);
+  env["VM_FIRMWARE"] = "UEFI";
+  CHECK(parse_ok(env).vm_firmware == Firmware::kUefi);
+  env["VM_FIRMWARE"] = "uefi-secure";
+  env["VM_EFIVARS_RESET"] = "yes";
+  env["BERTH_OVMF_DIR"] = "/opt/ovmf/";
+  c = parse_ok(env);
+  CHECK(c.vm_firmware == Firmware::kUefiSecure);
+  CHECK(c.efivars_reset);
+  CHECK(c.ovmf_dir == "/opt/ovmf/");
+  CHECK(firmware_name(c.vm_firmware) == "uefi-secure");
+  const std::string described = describe_config(c, lookup(env));
+  CHECK(described.find("VM_FIRMWARE=uefi-secure  # set\n") != std::string::npos);
+  CHECK(described.find("VM_EFIVARS_RESET=yes  # set\n") != std::string::npos);
+}
+
+TEST_CASE("VM_FIRMWARE errors say what to write instead", "[config]") {
+  Env env = minimal();
+  env["VM_FIRMWARE"] = "efi";
+  auto error = parse_one_error(env);
+  CHECK(error.variable == "VM_FIRMWARE");
+  CHECK(error.message
+        == "VM_FIRMWARE: \"efi\" is not a firmware; expected bios | uefi | uefi-secure");
+  env["VM_FIRMWARE"] = "secureboot";  // Secure Boot without UEFI
+  error = parse_one_error(env);
+  CHECK(error.message.find("Secure Boot is a UEFI feature; expected VM_FIRMWARE=uefi-secure")
+        != std::string::npos);
+  env["VM_FIRMWARE"] = "uefi";
+  env["VM_EFIVARS_RESET"] = "maybe";
+  CHECK(parse_one_error(env).variable == "VM_EFIVARS_RESET");
+  env.erase("VM_EFIVARS_RESET");
+  env["BERTH_OVMF_DIR"] = "ovmf";
+  CHECK(parse_one_error(env).variable == "BERTH_OVMF_DIR");
+}
+
+TEST_CASE("Secure Boot needs at least 384Mi of guest memory", "[config]") {
+  Env env = minimal();
+  env["VM_FIRMWARE"] = "uefi-secure";
+  env["VM_MEMORY"] = "256Mi";
+  const auto error = parse_one_error(env);
+  CHECK(error.variable == "VM_MEMORY");
+  CHECK(error.message.find("too little for VM_FIRMWARE=uefi-secure, which needs at least 384Mi")
+        != std::string::npos);
+  env["VM_MEMORY"] = "384Mi";
+  CHECK(parse_ok(env).vm_memory == kSecureBootMinMemory);
+  env["VM_FIRMWARE"] = "uefi";
+  env["VM_MEMORY"] = "256Mi";
+  CHECK(parse_ok(env).vm_firmware == Firmware::kUefi);  // plain UEFI boots at 256Mi
+}
+
+TEST_CASE("firmware errors are reported together with the others", "[config]") {
+  Env env = minimal();
+  env["VM_FIRMWARE"] = "coreboot";
+  env["VM_CPUS"] = "0";
+  env["BERTH_OVMF_DIR"] = "relative";
+  auto result = parse_config(lookup(env));
+  REQUIRE_FALSE(result.config);
+  CHECK(result.errors.size() == 3);
+}

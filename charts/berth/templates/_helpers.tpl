@@ -148,6 +148,9 @@ Fails, naming the value, on anything the schema cannot express.
 {{- if or (eq $ready $health) (and $vm.vmconfig.vnc (eq $ready 5900)) }}
 {{- fail (printf "%s.netconfig.readinessTcpProbe is %d, a port berth itself serves (health or VNC), not the guest's" $where $ready) }}
 {{- end }}
+{{- if and (eq $vm.vmconfig.firmware "uefi-secure") (lt (int $vm.vmconfig.cpu.ram_mb) 384) }}
+{{- fail (printf "%s.vmconfig.firmware is uefi-secure, which needs vmconfig.cpu.ram_mb of at least 384 (Secure Boot runs out of memory at 256); raise ram_mb, or use firmware uefi" $where) }}
+{{- end }}
 {{- if and (eq $vm.pod.security.mode "devicePlugin") (eq $vm.vmconfig.cpu.accel "kvm") }}
 {{- $kvm := 0 }}
 {{- range $resourceName, $count := $vm.pod.security.deviceResources }}
