@@ -1,14 +1,12 @@
 // VM_TPM with real swtpm and QEMU (TCG) through the berth binary, on the UEFI test guest
 // (test/guest/README.md: it prints `tpm /dev/tpm0`, `tpm-pcr16=<hex>` and a boot counter kept in a
-// TPM NV index, `tpm-nv=N`). OVMF comes from BERTH_QEMU_ARGS (raw pflash flags), so these tests
-// depend on VM_TPM alone.
+// TPM NV index, `tpm-nv=N`), booted with VM_FIRMWARE=uefi, so QEMU gets tpm-crb.
 
 #include <signal.h>
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
 #include <cerrno>
-#include <fstream>
 
 #include "test/support/berth_process.hpp"
 
@@ -18,25 +16,14 @@ namespace {
 
 // PCR 16 after the guest's one extend: sha256(32 zero bytes || "berth-guest-pcr16-extend-32bytes").
 constexpr const char* kPcr16 = "dea075f0ecb5be94ca5e1ec65728b50854cda6e7d0812dcdcd2857290ebd0bbd";
-constexpr const char* kOvmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-constexpr const char* kOvmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 constexpr auto kBoot = 240s;  // OVMF + TPM under TCG on a loaded 2-core machine: 20-60 s
 
-// The environment of berth on the UEFI guest with VM_TPM=yes; the disks (and the TPM state) and
-// the VARS copy live in `dir`, so a second berth on it finds them again.
+// The environment of berth on the UEFI guest (VM_FIRMWARE=uefi) with VM_TPM=yes; the disks, the
+// TPM state and the EFI variables live in `dir`, so a second berth on it finds them again.
 std::vector<std::string> tpm_env(const fs::path& dir, std::vector<std::string> extra = {}) {
-  const fs::path vars = dir / "vars.fd";
-  if (!fs::exists(vars)) {
-    fs::copy_file(kOvmfVars, vars);
-    fs::permissions(vars, fs::perms::all
-                              & ~(fs::perms::owner_exec | fs::perms::group_exec
-                                  | fs::perms::others_exec));  // QEMU's user writes it
-  }
   std::vector<std::string> env = test_berth_env(dir);
-  env.insert(env.end(),
-             {"IMG_SOURCE=" + test_guest_uefi(), "VM_TPM=yes", "BERTH_SHUTDOWN_TIMEOUT=60",
-              std::string("BERTH_QEMU_ARGS=-drive if=pflash,format=raw,unit=0,readonly=on,file=")
-                  + kOvmfCode + " -drive if=pflash,format=raw,unit=1,file=" + vars.string()});
+  env.insert(env.end(), {"IMG_SOURCE=" + test_guest_uefi(), "VM_FIRMWARE=uefi", "VM_TPM=yes",
+                         "BERTH_SHUTDOWN_TIMEOUT=60"});
   env.insert(env.end(), extra.begin(), extra.end());
   return env;
 }
@@ -63,6 +50,7 @@ TEST_CASE("tpm: the guest sees its TPM, extends PCR 16, and its NV counter survi
     BerthProcess berth(dir.path, tpm_env(dir.path), net.in_pod());
     INFO("boot " << boot << ": " << berth.log_text());
     REQUIRE(berth.wait_log("swtpm running as pid \\d+"));
+    CHECK(berth.wait_log("-tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-crb,tpmdev=tpm0"));
     REQUIRE(berth.wait_console("berth-guest: tpm (/dev/tpm0)", kBoot));
     CHECK(berth.wait_console("berth-guest: tpm (/dev/tpmrm0)", 30s));
     CHECK(berth.wait_console("berth-guest: tpm-pcr16=([0-9a-f]+)", 30s) == kPcr16);
