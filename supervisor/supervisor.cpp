@@ -552,8 +552,8 @@ asio::awaitable<bool> Supervisor::tpm_died_first() {
 asio::awaitable<int> Supervisor::end_for_tpm() {
   enter(Phase::kStopping);
   log_->error(
-      "swtpm (VM_TPM) {} while the VM ran: the guest lost its TPM, so QEMU is quit and berth "
-      "exits with code {} (the TPM state in {} is kept)",
+      "swtpm (VM_TPM) ended while the VM ran, {}; the guest lost its TPM, so QEMU is quit and "
+      "berth exits with code {} (the TPM state in {} is kept)",
       tpm_->describe_end(), to_int(ExitCode::kTpm), tpm_state_dir(config_, pod_.hostname).string());
   co_await vm_->quit();
   co_return to_int(ExitCode::kTpm);

@@ -85,8 +85,8 @@ TEST_CASE("tpm: kill -9 of swtpm while the VM runs ends berth with the TPM code 
   ::kill(std::stoi(*swtpm), SIGKILL);
   REQUIRE(berth.wait_exit(60s) == 11);
   CHECK(
-      berth.wait_log("swtpm \\(VM_TPM\\) \\(pid \\d+\\) killed by signal 9 \\(SIGKILL\\) while "
-                     "the VM ran",
+      berth.wait_log("swtpm \\(VM_TPM\\) ended while the VM ran, \\(pid \\d+\\) killed by "
+                     "signal 9 \\(SIGKILL\\)",
                      0ms));
   CHECK_FALSE(alive(std::stoi(*qemu)));
 }
