@@ -47,7 +47,11 @@ TEST_CASE("tpm: the guest sees its TPM, extends PCR 16, and its NV counter survi
   TempDir dir;
   for (int boot = 1; boot <= 2; ++boot) {
     PodNet net;
-    BerthProcess berth(dir.path, tpm_env(dir.path), net.in_pod());
+    // Each boot's console and log in a folder of its own: the first boot's lines must not answer
+    // for the second.
+    const fs::path out = dir.path / ("boot" + std::to_string(boot));
+    fs::create_directories(out);
+    BerthProcess berth(out, tpm_env(dir.path), net.in_pod());
     INFO("boot " << boot << ": " << berth.log_text());
     REQUIRE(berth.wait_log("swtpm running as pid \\d+"));
     CHECK(berth.wait_log("-tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-crb,tpmdev=tpm0"));
