@@ -5,6 +5,19 @@
 namespace berth::qemu {
 namespace {
 
+std::string escape_commas(const std::string& value);
+
+// A TPM backed by swtpm: the chardev to its control socket, the emulator backend, the device.
+void add_tpm(const TpmSpec& tpm, std::vector<std::string>& argv) {
+  argv.emplace_back("-chardev");
+  argv.push_back(fmt::format("socket,id=chrtpm,path={}", escape_commas(tpm.socket.string())));
+  argv.emplace_back("-tpmdev");
+  argv.emplace_back("emulator,id=tpm0,chardev=chrtpm");
+  argv.emplace_back("-device");
+  argv.emplace_back(tpm.interface == TpmInterface::kCrb ? "tpm-crb,tpmdev=tpm0"
+                                                        : "tpm-tis,tpmdev=tpm0");
+}
+
 // QEMU's option syntax escapes a comma in a value by doubling it.
 std::string escape_commas(const std::string& value) {
   std::string out;
@@ -110,6 +123,8 @@ std::vector<std::string> build_command_line(const MachineSpec& spec, const Inher
     add("-device", fmt::format("virtio-net-pci,netdev=net0,mac={},host_mtu={}",
                                format_mac(spec.mac), spec.mtu));
   }
+  if (spec.tpm)
+    add_tpm(*spec.tpm, argv);
   argv.insert(argv.end(), spec.extra_args.begin(), spec.extra_args.end());
   return argv;
 }

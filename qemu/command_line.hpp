@@ -29,6 +29,16 @@ struct FirmwareFlash {
   std::filesystem::path vars;
 };
 
+// The TPM's interface: tpm-crb (what UEFI guests and Windows 11 expect) or tpm-tis (for BIOS
+// guests: SeaBIOS drives only TIS).
+enum class TpmInterface { kCrb, kTis };
+
+// A TPM 2.0 emulated by swtpm (VM_TPM): QEMU connects to swtpm's control socket.
+struct TpmSpec {
+  std::filesystem::path socket;  // swtpm's --ctrl unixio socket
+  TpmInterface interface = TpmInterface::kCrb;
+};
+
 // The config drive's fixed ids: the device id is what QMP media change (blockdev-change-medium)
 // names; the drive id is what the -drive option defines.
 inline constexpr std::string_view kConfigDriveDevice = "configdrive";
@@ -42,6 +52,7 @@ struct MachineSpec {
   std::filesystem::path disk;  // the pet disk, on virtio-blk
   DiskFormat disk_format = DiskFormat::kQcow2;
   std::optional<std::filesystem::path> config_drive;  // ISO on a virtio-scsi CD-ROM
+  std::optional<TpmSpec> tpm;                         // none: no TPM
   std::optional<std::string>
       tap;  // tap for virtio-net, handed over as InheritedFds::tap; none: no NIC
   MacAddress mac{};

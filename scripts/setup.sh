@@ -16,6 +16,7 @@ packages=(
   # the browser viewers' pinned libraries (scripts/build-web.sh: npm ci of supervisor/web); npm
   # below, unless the installed nodejs brings its own
   nodejs
+  swtpm  # VM_TPM's TPM 2.0 emulator (swtpm_setup, in swtpm-tools, is not used)
   # test: real peers and inspection tools
   nftables iproute2 iputils-ping busybox isc-dhcp-client bind9-dnsutils util-linux procps curl genisoimage
   clang-14 libclang-rt-14-dev  # libFuzzer targets of the DHCP and DNS parsers (test/dhcp/fuzz)

@@ -44,6 +44,9 @@ const std::vector<VariableDoc> kDocs = {
     {"VM_DISK_SIZE", "", "size, e.g. 20Gi", "Grow the pet disk to this size (never shrinks)."},
     {"VM_ACCEL", "auto", "auto | kvm | tcg",
      "auto: KVM when a guest really runs under it, else TCG (logged)."},
+    {"VM_TPM", "no", "yes/no (1/true/yes/on, 0/false/no/off)",
+     "A TPM 2.0 (swtpm, supervised by berth); its state persists in "
+     "BERTH_DISK_DIR/<hostname>.tpm."},
     {"VM_FIRMWARE", "bios", "bios | uefi | uefi-secure",
      "bios: SeaBIOS; uefi: OVMF; uefi-secure: OVMF with Secure Boot enforced (Microsoft's keys "
      "enrolled, SMM on; VM_MEMORY at least 384Mi). UEFI keeps its variables in "
@@ -416,6 +419,15 @@ void parse_machine(Reader& r, Config& c) {
   }
 }
 
+// VM_TPM: whether the VM gets a TPM. That swtpm is installed is checked at start (main.cpp).
+void parse_tpm(Reader& r, Config& c) {
+  const std::string text = r.get("VM_TPM");
+  if (auto value = parse_bool(text))
+    c.vm_tpm = *value;
+  else
+    r.fail("VM_TPM", text, "is not a yes/no value");
+}
+
 // VM_FIRMWARE, VM_EFIVARS_RESET, BERTH_OVMF_DIR; after parse_machine (Secure Boot's memory).
 void parse_firmware(Reader& r, Config& c) {
   const std::string firmware = lower(r.get("VM_FIRMWARE"));
@@ -519,6 +531,7 @@ ConfigResult parse_config(const EnvLookup& env) {
   parse_viewer(reader, config);
   parse_network(reader, config);
   parse_machine(reader, config);
+  parse_tpm(reader, config);
   parse_firmware(reader, config);
   parse_files(reader, config);
   parse_logging(reader, config);
@@ -544,6 +557,7 @@ std::string describe_config(const Config& c, const EnvLookup& env) {
       {"VM_MEMORY", format_size(c.vm_memory)},
       {"VM_DISK_SIZE", c.vm_disk_size ? format_size(*c.vm_disk_size) : ""},
       {"VM_ACCEL", std::string(name_of(c.vm_accel))},
+      {"VM_TPM", c.vm_tpm ? "yes" : "no"},
       {"VM_FIRMWARE", std::string(firmware_name(c.vm_firmware))},
       {"VM_EFIVARS_RESET", c.efivars_reset ? "yes" : "no"},
       {"BERTH_OVMF_DIR", c.ovmf_dir.string()},

@@ -78,6 +78,7 @@ struct Config {
   std::optional<std::uint16_t> ready_tcp;  // readiness also needs the guest to accept TCP here
   std::chrono::seconds shutdown_timeout{0};
   PhaseBudgets phase_budgets;          // BERTH_PHASE_BUDGETS over the defaults (phase_budget.cpp)
+  bool vm_tpm = false;                 // VM_TPM: a TPM 2.0 emulated by swtpm
   std::vector<std::string> qemu_args;  // BERTH_QEMU_ARGS, split like a shell would
   QemuUser qemu_user;                  // BERTH_QEMU_USER; never uid or gid 0
   LogFormat log_format = LogFormat::kText;

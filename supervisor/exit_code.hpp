@@ -18,7 +18,8 @@ enum class ExitCode : int {
   kQemu = 8,        // QEMU failed to start, crashed, was killed, or its QMP socket died
   kGuestCrash = 9,  // the guest panicked or QEMU stopped it with an internal error
   kShutdownTimeout =
-      10,  // the guest ignored ACPI power-down for BERTH_SHUTDOWN_TIMEOUT; QEMU was quit
+      10,     // the guest ignored ACPI power-down for BERTH_SHUTDOWN_TIMEOUT; QEMU was quit
+  kTpm = 11,  // swtpm (VM_TPM) could not be started, or died while the VM ran; QEMU was quit
 };
 // 128+n: berth ended because of signal n (SIGQUIT: fast stop, see README).
 constexpr int kSignalExitBase = 128;

@@ -36,7 +36,8 @@ void print_help() {
       "\nExit codes:\n"
       "  0 guest powered off or stopped cleanly   1 internal error   2 usage   3 configuration\n"
       "  4 image   5 pet disk   6 config drive   7 network   8 QEMU failed   9 guest crashed\n"
-      "  10 guest ignored power-down (QEMU quit after BERTH_SHUTDOWN_TIMEOUT)   128+n signal n\n";
+      "  10 guest ignored power-down (QEMU quit after BERTH_SHUTDOWN_TIMEOUT)\n"
+      "  11 swtpm (VM_TPM) failed to start or died while the VM ran   128+n signal n\n";
   std::fputs(text.c_str(), stdout);
 }
 
@@ -88,6 +89,12 @@ int main(int argc, char** argv) {
     std::fputs(describe_config(*result.config, env).c_str(), stdout);
     return 0;
   }
+  if (result.config->vm_tpm && !find_program("swtpm"))
+    return report_config_errors(
+        {{"VM_TPM", "yes",
+          fmt::format("VM_TPM: \"yes\" needs swtpm, the TPM 2.0 emulator, which is not in PATH "
+                      "({}); expected it installed (Debian's swtpm package), or VM_TPM=no",
+                      env("PATH").value_or(""))}});
 
   try {
     boost::asio::io_context io(1);

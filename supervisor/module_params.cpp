@@ -18,6 +18,14 @@ std::filesystem::path qmp_socket_path(const Config& config) {
   return config.runtime_dir / "qmp.sock";
 }
 
+std::filesystem::path swtpm_socket_path(const Config& config) {
+  return config.runtime_dir / "swtpm" / "swtpm.sock";
+}
+
+std::filesystem::path tpm_state_dir(const Config& config, const std::string& hostname) {
+  return config.disk_dir / (hostname + ".tpm");
+}
+
 std::filesystem::path control_token_path(const Config& config) {
   return config.runtime_dir / "control-token";
 }
@@ -141,6 +149,11 @@ qemu::MachineSpec machine_spec(const Config& config, const MachineInputs& inputs
     spec.viewer_socket = viewer_socket_path(config);
   spec.config_drive = inputs.config_drive;
   spec.tap = inputs.tap;
+  if (config.vm_tpm)
+    spec.tpm = qemu::TpmSpec{.socket = swtpm_socket_path(config),
+                             .interface = config.vm_firmware == Firmware::kBios
+                                              ? qemu::TpmInterface::kTis
+                                              : qemu::TpmInterface::kCrb};
   spec.extra_args = config.qemu_args;
   if (inputs.flash) {
     spec.firmware = config.vm_firmware == Firmware::kUefiSecure ? qemu::Firmware::kUefiSecure

@@ -37,6 +37,11 @@ std::filesystem::path viewer_socket_path(const Config& config);
 std::vector<std::filesystem::path> web_dir_candidates(const Config& config,
                                                       const std::filesystem::path& exe);
 
+std::filesystem::path swtpm_socket_path(const Config& config);   // swtpm's control socket
+
+// VM_TPM's state folder on the pet-disk volume: <BERTH_DISK_DIR>/<hostname>.tpm (never wiped).
+std::filesystem::path tpm_state_dir(const Config& config, const std::string& hostname);
+
 // IMG_SOURCE, IMG_TARGET, IMG_CHECKSUM, BERTH_IMAGE_DIR and the CA bundle, for fetch_image.
 drive::FetchParams fetch_params(const Config& config);
 
@@ -73,7 +78,8 @@ struct MachineInputs {
 };
 
 // QEMU's machine: VM_CPUS, VM_MEMORY, VNC (on the pod address, with its auth), the QMP socket in
-// BERTH_RUNTIME_DIR, BERTH_QEMU_ARGS, VM_FIRMWARE with the flash prepare_firmware made.
+// BERTH_RUNTIME_DIR, BERTH_QEMU_ARGS, VM_FIRMWARE with the flash prepare_firmware made, VM_TPM's
+// device on swtpm's socket (tpm-crb under UEFI, tpm-tis under SeaBIOS, which drives only TIS).
 qemu::MachineSpec machine_spec(const Config& config, const MachineInputs& inputs);
 
 }  // namespace berth

@@ -209,6 +209,12 @@ asio::awaitable<void> Supervisor::clean_up() {
     vm_->kill();
     co_await vm_->wait_exit(5s);
   }
+  if (tpm_) {
+    // QEMU is gone, so swtpm (--terminate) is ending on its own; SIGTERM only if it lingers.
+    const bool exited = co_await tpm_->wait_exit(2s);
+    if (!exited)
+      co_await tpm_->stop();
+  }
   state_.vm_gone();
   if (network_) {
     if (auto done = network_->teardown(); !done)
@@ -518,7 +524,7 @@ asio::awaitable<StepResult> Supervisor::boot() {
     }
   }
   if (auto started = co_await start_vm(qemu::Accelerator::kTcg); !started)
-    co_return Failure{ExitCode::kQemu, started.error().message};
+    co_return Failure{tpm_failed_ ? ExitCode::kTpm : ExitCode::kQemu, started.error().message};
   co_return StepResult{};
 }
 
@@ -528,6 +534,10 @@ asio::awaitable<Result<void>> Supervisor::start_vm(qemu::Accelerator accel) {
   accel_ = accel;
   vm_started_ = std::chrono::steady_clock::now();
   state_.vm_gone();
+  if (config_.vm_tpm) {
+    if (auto tpm = co_await start_tpm(); !tpm)
+      co_return tpm;
+  }
   vm_ = std::make_unique<Vm>(io_, children_, serial_, log_);
   state_.qemu_starting();
   auto spec = machine_spec(accel);  // named: a stop unwinds this (GCC 12, ARCHITECTURE.md)
@@ -541,8 +551,49 @@ asio::awaitable<Result<void>> Supervisor::start_vm(qemu::Accelerator accel) {
   co_return started;
 }
 
+asio::awaitable<Result<void>> Supervisor::start_tpm() {
+  if (tpm_)
+    co_await tpm_->stop();
+  tpm_ = std::make_unique<Swtpm>(io_, children_, log_);
+  auto state_dir = tpm_state_dir(config_, pod_.hostname);  // named: GCC 12 and co_await
+  auto socket = swtpm_socket_path(config_);
+  auto run_as = qemu_user_;
+  auto started = co_await tpm_->start(std::move(state_dir), std::move(socket), std::move(run_as));
+  if (!started) {
+    tpm_failed_ = true;
+    co_return Error{started.error().kind,
+                    fmt::format("VM_TPM: {} (state {})", started.error().message,
+                                tpm_state_dir(config_, pod_.hostname).string())};
+  }
+  co_return started;
+}
+
+asio::awaitable<void> Supervisor::watch_vm() {
+  if (tpm_)
+    co_await (wait_for_stop() || vm_->wait_exit() || tpm_->wait_exit());
+  else
+    co_await (wait_for_stop() || vm_->wait_exit());
+}
+
+asio::awaitable<bool> Supervisor::tpm_died_first() {
+  if (!tpm_ || tpm_->running() || !vm_->running() || stop_kind_)
+    co_return false;
+  const bool vm_ended_too = co_await vm_->wait_exit(1s);
+  co_return !vm_ended_too;
+}
+
+asio::awaitable<int> Supervisor::end_for_tpm() {
+  enter(Phase::kStopping);
+  log_->error(
+      "swtpm (VM_TPM) ended while the VM ran, {}; the guest lost its TPM, so QEMU is quit and "
+      "berth exits with code {} (the TPM state in {} is kept)",
+      tpm_->describe_end(), to_int(ExitCode::kTpm), tpm_state_dir(config_, pod_.hostname).string());
+  co_await vm_->quit();
+  co_return to_int(ExitCode::kTpm);
+}
+
 asio::awaitable<int> Supervisor::run_until_end() {
-  co_await (wait_for_stop() || vm_->wait_exit());
+  co_await watch_vm();
   // VM_ACCEL=auto: a guest that stops running under KVM (internal error, QEMU dying) is started
   // again under TCG, once, rather than failing the pod into a restart loop on the same KVM.
   while (!vm_->running() && !stop_kind_ && fall_back_to_tcg(config_.vm_accel, accel_, vm_->end())) {
@@ -552,10 +603,12 @@ asio::awaitable<int> Supervisor::run_until_end() {
         vm_->describe_end());
     if (auto started = co_await start_vm(qemu::Accelerator::kTcg); !started) {
       log_->error("{}", started.error().message);
-      co_return to_int(ExitCode::kQemu);
+      co_return to_int(tpm_failed_ ? ExitCode::kTpm : ExitCode::kQemu);
     }
-    co_await (wait_for_stop() || vm_->wait_exit());
+    co_await watch_vm();
   }
+  if (co_await tpm_died_first())
+    co_return co_await end_for_tpm();
   if (vm_->running() && stop_kind_)
     co_return co_await stop_vm();
   enter(Phase::kStopping);

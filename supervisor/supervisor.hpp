@@ -31,6 +31,7 @@
 #include "supervisor/lifecycle.hpp"
 #include "supervisor/loop_lag.hpp"
 #include "supervisor/runtime_state.hpp"
+#include "supervisor/tpm.hpp"
 #include "supervisor/vm.hpp"
 
 namespace berth {
@@ -108,8 +109,18 @@ class Supervisor {
   // Runs the guest under KVM for the probation time; fails with why KVM did not work.
   boost::asio::awaitable<Result<void>> try_kvm();
   boost::asio::awaitable<int> run_until_end();
-  // Starts QEMU under `accel` (replacing any previous Vm).
+  // Starts QEMU under `accel` (replacing any previous Vm), with VM_TPM a fresh swtpm first.
   boost::asio::awaitable<Result<void>> start_vm(qemu::Accelerator accel);
+  // VM_TPM: swtpm for the next QEMU (the previous one, if any, is ended first); on failure
+  // tpm_failed_ is set, so the failure ends berth with ExitCode::kTpm.
+  boost::asio::awaitable<Result<void>> start_tpm();
+  // Until a stop, QEMU's exit or (VM_TPM) swtpm's exit.
+  boost::asio::awaitable<void> watch_vm();
+  // Whether swtpm died under a running VM (QEMU ending first is the VM's own end: swtpm, started
+  // with --terminate, follows it).
+  boost::asio::awaitable<bool> tpm_died_first();
+  // The guest lost its TPM: logs why, quits QEMU, returns ExitCode::kTpm.
+  boost::asio::awaitable<int> end_for_tpm();
   boost::asio::awaitable<void> wait_for_stop();
   void watch_signals();
   void request_stop(StopKind kind, int signal_number);
@@ -150,6 +161,8 @@ class Supervisor {
   SerialConsole serial_{io_.get_executor()};  // the guest's ttyS0: stdout, stdin, viewers
   std::unique_ptr<StdioConsole> stdio_;       // berth's stdin and stdout as its terminal
   std::unique_ptr<Vm> vm_;
+  std::unique_ptr<Swtpm> tpm_;  // VM_TPM: the swtpm of the current QEMU
+  bool tpm_failed_ = false;     // swtpm could not be started
   RuntimeState state_;
   // Every figure on /metrics. Its readers point into the modules above and the API below, so it is
   // declared after the modules (destroyed before them) and rendered only through api_.

@@ -507,16 +507,21 @@ asio::awaitable<void> Vm::pump_console(std::shared_ptr<asio::posix::stream_descr
 
 asio::awaitable<void> Vm::pump_stderr(std::shared_ptr<asio::posix::stream_descriptor> in) {
   co_await pump_lines(std::move(in), [this](std::string_view text) {
-    std::string line(text);
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' '))
-      line.pop_back();
-    if (line.empty())
-      return;
-    qemu_log_->warn("{}", line);
-    stderr_lines_.push_back(std::move(line));
-    if (stderr_lines_.size() > kStderrTail)
-      stderr_lines_.pop_front();
+    log_and_keep(text, *qemu_log_, stderr_lines_, kStderrTail);
   });
+}
+
+void log_and_keep(std::string_view text, spdlog::logger& log, std::deque<std::string>& tail,
+                  std::size_t keep) {
+  std::string line(text);
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' '))
+    line.pop_back();
+  if (line.empty())
+    return;
+  log.warn("{}", line);
+  tail.push_back(std::move(line));
+  if (tail.size() > keep)
+    tail.pop_front();
 }
 
 }  // namespace berth

@@ -11,6 +11,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,6 +34,15 @@ enum class VmEnd {
   kQuit,           // we quit or killed QEMU (shutdown timeout, fast stop, fallback)
 };
 std::string_view vm_end_name(VmEnd end);
+
+// Reads `in` to its end and calls `emit` with each line (without its newline; a very long line is
+// cut in pieces): a child's console or stderr.
+boost::asio::awaitable<void> pump_lines(std::shared_ptr<boost::asio::posix::stream_descriptor> in,
+                                        std::function<void(std::string_view)> emit);
+// One line of a child's stderr: trailing blanks cut, logged as a warning on `log` unless empty,
+// and kept in `tail`, which holds the last `keep` lines.
+void log_and_keep(std::string_view text, spdlog::logger& log, std::deque<std::string>& tail,
+                  std::size_t keep);
 
 class Vm {
  public:

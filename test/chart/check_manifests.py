@@ -102,6 +102,7 @@ def check_vm(name, vm, docs, values, where):
         "VM_DISK_SIZE": rootfs.get("disk_size") or None,
         "NO_VNC": None if vmc["vnc"] else "1",
         "BERTH_QEMU_ARGS": vmc.get("qemuArgs") or None,
+        "VM_TPM": "yes" if vmc.get("tpm") else None,
         "VM_IP": net.get("vmIP") or None,
         "VM_GW": net.get("vmGateway") or None,
         "VM_MAC": net.get("mac") or None,

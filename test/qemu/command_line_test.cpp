@@ -149,6 +149,24 @@ TEST_CASE("the viewer keeps a display adapter when NO_VNC turns the pod-IP VNC o
   CHECK(value_of(without, "-vnc").empty());
 }
 
+TEST_CASE("a TPM: swtpm's socket as a chardev, the emulator backend, tpm-crb or tpm-tis",
+          "[qemu]") {
+  auto spec = sample();
+  CHECK(value_of(build_command_line(spec, kFds), "-tpmdev").empty());
+  spec.tpm = TpmSpec{.socket = "/run/berth/swtpm/a,b.sock"};
+  spec.extra_args = {"-device", "pvpanic"};
+  Argv argv = build_command_line(spec, kFds);
+  CHECK(has_pair(argv, "-chardev", "socket,id=chrtpm,path=/run/berth/swtpm/a,,b.sock"));
+  CHECK(has_pair(argv, "-tpmdev", "emulator,id=tpm0,chardev=chrtpm"));
+  CHECK(has_pair(argv, "-device", "tpm-crb,tpmdev=tpm0"));
+  CHECK(!has_pair(argv, "-device", "tpm-tis,tpmdev=tpm0"));
+  CHECK(Argv(argv.end() - 2, argv.end()) == Argv{"-device", "pvpanic"});
+  spec.tpm->interface = TpmInterface::kTis;
+  argv = build_command_line(spec, kFds);
+  CHECK(has_pair(argv, "-device", "tpm-tis,tpmdev=tpm0"));
+  CHECK(!has_pair(argv, "-device", "tpm-crb,tpmdev=tpm0"));
+}
+
 TEST_CASE("BIOS firmware adds no flash and no SMM", "[qemu]") {
   const Argv argv = build_command_line(sample(), kFds);
   CHECK(value_of(argv, "-machine") == "q35,accel=tcg");

@@ -377,6 +377,22 @@ TEST_CASE("the browser viewer is independent of NO_VNC", "[config]") {
   CHECK(parse_ok(with(minimal(), "BERTH_VIEWER", "YES")).viewer);
 }
 
+TEST_CASE("VM_TPM: no by default, yes/no words, anything else named with its form", "[config]") {
+  CHECK_FALSE(parse_ok(minimal()).vm_tpm);
+  CHECK(parse_ok(with(minimal(), "VM_TPM", "yes")).vm_tpm);
+  CHECK(parse_ok(with(minimal(), "VM_TPM", "ON")).vm_tpm);
+  CHECK_FALSE(parse_ok(with(minimal(), "VM_TPM", "0")).vm_tpm);
+  CHECK_FALSE(parse_ok(with(minimal(), "VM_TPM", "")).vm_tpm);  // Helm's "" is unset
+  const auto error = parse_one_error(with(minimal(), "VM_TPM", "tpm2"));
+  CHECK(error.variable == "VM_TPM");
+  CHECK(error.message == "VM_TPM: \"tpm2\" is not a yes/no value; expected yes/no (1/true/yes/on, "
+                         "0/false/no/off)");
+  auto env = with(minimal(), "VM_TPM", "true");
+  CHECK_THAT(describe_config(parse_ok(env), lookup(env)), Catch::Contains("VM_TPM=yes  # set\n"));
+  CHECK_THAT(describe_config(parse_ok(minimal()), lookup(minimal())),
+             Catch::Contains("VM_TPM=no  # default\n"));
+}
+
 TEST_CASE("VM_FIRMWARE: bios by default, uefi, uefi-secure, and OVMF's folder", "[config]") {
   Env env = minimal();
   Config c = parse_ok(env);

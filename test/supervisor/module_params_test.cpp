@@ -185,3 +185,21 @@ TEST_CASE("the viewer's VNC socket is in a folder of its own, with or without NO
   c.viewer = false;
   CHECK_FALSE(machine_spec(c, inputs).viewer_socket);
 }
+
+TEST_CASE("VM_TPM: tpm-crb (UEFI) or tpm-tis (BIOS) on swtpm's socket, state beside the pet disk",
+          "[module_params]") {
+  auto c = config();
+  c.disk_dir = "/var/lib/berth/disks";
+  CHECK_FALSE(machine_spec(c, MachineInputs{}).tpm);
+  c.vm_tpm = true;
+  c.vm_firmware = Firmware::kUefi;
+  const auto spec = machine_spec(c, MachineInputs{});
+  REQUIRE(spec.tpm);
+  CHECK(spec.tpm->socket == std::filesystem::path("/run/berth/swtpm/swtpm.sock"));
+  CHECK(spec.tpm->interface == qemu::TpmInterface::kCrb);
+  c.vm_firmware = Firmware::kUefiSecure;
+  CHECK(machine_spec(c, MachineInputs{}).tpm->interface == qemu::TpmInterface::kCrb);
+  c.vm_firmware = Firmware::kBios;  // SeaBIOS drives only TIS
+  CHECK(machine_spec(c, MachineInputs{}).tpm->interface == qemu::TpmInterface::kTis);
+  CHECK(tpm_state_dir(c, "vm-0") == std::filesystem::path("/var/lib/berth/disks/vm-0.tpm"));
+}

@@ -49,17 +49,9 @@ struct GuestBerth {
   static std::vector<std::string> defaults(const fs::path& dir, std::vector<std::string> env,
                                            Probe probe) {
     std::ofstream(dir / "vnc-password") << kVncPassword << "\n";
-    std::vector<std::string> all = {"BERTH_VNC_PASSWORD_FILE=" + (dir / "vnc-password").string(),
-                                    "IMG_SOURCE=" + test_guest(),
-                                    "BERTH_DISK_DIR=" + (dir / "disks").string(),
-                                    "BERTH_RUNTIME_DIR=" + (dir / "run").string(),
-                                    "BERTH_IMAGE_DIR=" + (dir / "images").string(),
-                                    "BERTH_USERDATA=" + (dir / "userdata").string(),
-                                    "BERTH_METADATA=" + (dir / "metadata").string(),
-                                    "BERTH_NETWORKDATA=" + (dir / "networkdata").string(),
-                                    "VM_ACCEL=tcg",
-                                    "VM_MEMORY=256M",
-                                    "NO_VNC=1"};
+    std::vector<std::string> all = test_berth_env(dir);
+    all.push_back("BERTH_VNC_PASSWORD_FILE=" + (dir / "vnc-password").string());
+    all.push_back("IMG_SOURCE=" + test_guest());
     if (probe == Probe::kAttached)
       all.push_back("BERTH_QEMU_ARGS=-qmp unix:" + probe_path(dir).string()
                     + ",server=on,wait=off");

@@ -179,6 +179,20 @@ inline fs::path open_folder(const fs::path& dir) {
   ::_exit(127);
 }
 
+// berth's folders and config-drive sources under `dir` (each test gets its own), and TCG with
+// 256 MiB and no VNC: the environment of a test berth on a test guest, before its own variables.
+inline std::vector<std::string> test_berth_env(const fs::path& dir) {
+  return {"BERTH_DISK_DIR=" + (dir / "disks").string(),
+          "BERTH_RUNTIME_DIR=" + (dir / "run").string(),
+          "BERTH_IMAGE_DIR=" + (dir / "images").string(),
+          "BERTH_USERDATA=" + (dir / "userdata").string(),
+          "BERTH_METADATA=" + (dir / "metadata").string(),
+          "BERTH_NETWORKDATA=" + (dir / "networkdata").string(),
+          "VM_ACCEL=tcg",
+          "VM_MEMORY=256M",
+          "NO_VNC=1"};
+}
+
 struct BerthProcess {
   pid_t pid = -1;
   fs::path console;  // stdout
