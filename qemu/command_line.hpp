@@ -66,7 +66,7 @@ struct MachineSpec {
   // a password (the folder, QEMU's own 0700, is the guard; berth proxies it behind the control
   // API's token). Independent of `vnc`: either gives the machine its display adapter.
   std::optional<std::filesystem::path> viewer_socket;
-  std::filesystem::path qmp_socket;     // where berth binds QMP's socket (InheritedFds::qmp)
+  std::filesystem::path qmp_socket;  // where berth binds QMP's socket (InheritedFds::qmp)
   Firmware firmware = Firmware::kBios;
   FirmwareFlash flash;                  // used with kUefi and kUefiSecure only
   std::vector<std::string> extra_args;  // BERTH_QEMU_ARGS, appended last

@@ -37,7 +37,7 @@ std::filesystem::path viewer_socket_path(const Config& config);
 std::vector<std::filesystem::path> web_dir_candidates(const Config& config,
                                                       const std::filesystem::path& exe);
 
-std::filesystem::path swtpm_socket_path(const Config& config);   // swtpm's control socket
+std::filesystem::path swtpm_socket_path(const Config& config);  // swtpm's control socket
 
 // VM_TPM's state folder on the pet-disk volume: <BERTH_DISK_DIR>/<hostname>.tpm (never wiped).
 std::filesystem::path tpm_state_dir(const Config& config, const std::string& hostname);
