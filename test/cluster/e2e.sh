@@ -160,7 +160,13 @@ page=$(in_node curl -sf -m 5 "http://$pod_ip/value") || fail "nothing at http://
 first=$(in_node curl -sf -m 5 "http://$pod_ip/first-boot")
 boots=$(in_node curl -sf -m 5 "http://$pod_ip/boot-count")
 log "guest at the pod IP $pod_ip: value=$page boot-count=$boots first-boot=$first"
-in_node curl -sf -m 5 -o /dev/null "http://$svc_ip/" || fail "nothing through the Service $svc_ip"
+# kube-proxy programs the Service's endpoint a moment after the pod turns Ready: allow it 30 s
+# (a pod Ready in under 5 s once beat it; the curl right after Ready failed).
+for try in $(seq 1 30); do
+  in_node curl -sf -m 5 -o /dev/null "http://$svc_ip/" && break
+  ((try < 30)) || fail "nothing through the Service $svc_ip within 30 s of the pod turning Ready"
+  sleep 1
+done
 mark "reached at the pod IP and the Service"
 
 hm test "$RELEASE" --timeout 5m || fail "helm test"
