@@ -14,6 +14,8 @@ root=$(pwd)
 ./scripts/build.sh >/dev/null
 guest=$(test/guest/build-guest.sh)
 dir=${BERTH_RUN_DIR:-$(mktemp -d /tmp/berth-run-XXXXXX)}
+# QEMU runs as its own user (BERTH_QEMU_USER) and opens the pet disk below here: mktemp makes 0700.
+chmod 0711 "$dir"
 name=berth-run
 pod=$name-pod node=$name-node pod_ip=10.77.0.5 node_ip=10.77.9.1
 pids=()
