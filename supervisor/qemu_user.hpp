@@ -62,7 +62,8 @@ Result<void> make_file_for_qemu(const std::filesystem::path& path, const QemuUse
 // Creates the folder `path` (mode 0700; an existing one is kept, a symlink there is refused) and
 // gives it to `who`, so that QEMU can create a socket in it (the viewer's VNC display) without
 // write access to the runtime folder. `who` nullopt: berth's own user, nothing to hand over.
-// A stale `socket` in it is removed. Errors: kSystem (with the path), kInvalidInput (not a folder).
+// A stale `socket` in it is removed (none when empty: swtpm's state folder). Errors: kSystem (with
+// the path), kInvalidInput (not a folder).
 Result<void> make_folder_for_qemu(const std::filesystem::path& path,
                                   const std::filesystem::path& socket,
                                   const std::optional<Credentials>& who);

@@ -14,6 +14,7 @@
 #include <cerrno>
 
 #include "common/async.hpp"
+#include "supervisor/qemu_user.hpp"
 #include "supervisor/vm.hpp"
 
 namespace berth {
@@ -23,26 +24,6 @@ using namespace std::chrono_literals;
 namespace {
 
 constexpr std::size_t kStderrTail = 10;
-
-// `dir`, made if missing (its parents too), then mode 0700 and owned by `who`.
-Result<void> private_folder(const std::filesystem::path& dir,
-                            const std::optional<Credentials>& who) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec)
-    return system_error(fmt::format("creating {}", dir.string()), ec);
-  struct stat st {};
-  if (::lstat(dir.c_str(), &st) != 0)
-    return system_error(fmt::format("inspecting {}", dir.string()), errno);
-  if (!S_ISDIR(st.st_mode))
-    return Error{ErrorKind::kInvalidInput, fmt::format("{} is not a folder", dir.string())};
-  if (who && ::chown(dir.c_str(), who->uid, who->gid) != 0)
-    return system_error(
-        fmt::format("handing {} to QEMU's user {}:{}", dir.string(), who->uid, who->gid), errno);
-  if (::chmod(dir.c_str(), 0700) != 0)
-    return system_error(fmt::format("chmod 0700 {}", dir.string()), errno);
-  return {};
-}
 
 }  // namespace
 
@@ -61,12 +42,10 @@ std::vector<std::string> swtpm_argv(const std::filesystem::path& state_dir,
 Result<void> prepare_tpm_folders(const std::filesystem::path& state_dir,
                                  const std::filesystem::path& socket,
                                  const std::optional<Credentials>& who) {
-  if (auto made = private_folder(state_dir, who); !made)
+  if (auto made = make_folder_for_qemu(state_dir, {}, who); !made)
     return made;
-  if (auto made = private_folder(socket.parent_path(), who); !made)
+  if (auto made = make_folder_for_qemu(socket.parent_path(), socket, who); !made)
     return made;
-  if (::unlink(socket.c_str()) != 0 && errno != ENOENT)
-    return system_error(fmt::format("removing the stale socket {}", socket.string()), errno);
   return {};
 }
 

@@ -165,25 +165,23 @@ void StdioConsole::write(std::string_view bytes) {
     out_.write_raw(std::string(bytes));
     return;
   }
-  for (const auto& line : lines_.feed(bytes)) {
-    if (mode_ == ConsoleOutput::kLines)
-      out_.write(line);
-    else
-      out_.write_raw(
-          json_log_record(std::chrono::system_clock::now(), "info", "console", valid_utf8(line)));
-  }
+  for (const auto& line : lines_.feed(bytes))
+    write_line(line);
+}
+
+void StdioConsole::write_line(const std::string& line) {
+  if (mode_ == ConsoleOutput::kLines)
+    out_.write(line);
+  else
+    out_.write_raw(
+        json_log_record(std::chrono::system_clock::now(), "info", "console", valid_utf8(line)));
 }
 
 void StdioConsole::end_line() {
   if (mode_ == ConsoleOutput::kRaw)
     return;
-  if (auto last = lines_.flush()) {
-    if (mode_ == ConsoleOutput::kLines)
-      out_.write(*last);
-    else
-      out_.write_raw(
-          json_log_record(std::chrono::system_clock::now(), "info", "console", valid_utf8(*last)));
-  }
+  if (auto last = lines_.flush())
+    write_line(*last);
 }
 
 void StdioConsole::forward_stdin() {

@@ -70,6 +70,7 @@ class StdioConsole {
 
  private:
   void write(std::string_view bytes);
+  void write_line(const std::string& line);  // one line, as text or a JSON record
   void end_line();
   void read_stdin(int stop_fd);
 

@@ -64,6 +64,15 @@ asio::awaitable<void> close_with(WebSocket& ws, websocket::close_code code, std:
   co_await ws.async_close(reason, asio::redirect_error(asio::use_awaitable, ec));
 }
 
+// Closes `ws` with 1001 (going away) and `why`, unless a close frame was sent already
+// (`close_sent`, set here).
+asio::awaitable<void> close_once(WebSocket& ws, bool& close_sent, std::string why) {
+  if (close_sent || !ws.is_open())
+    co_return;
+  close_sent = true;
+  co_await close_with(ws, websocket::close_code::going_away, std::move(why));
+}
+
 }  // namespace
 
 VncProxy::VncProxy(asio::io_context& io, std::filesystem::path socket, MetricsRegistry& registry,
@@ -173,11 +182,8 @@ asio::awaitable<void> VncProxy::to_browser(WebSocket& ws, std::shared_ptr<Viewer
   viewer->pumps_done = true;
   viewer->wake.cancel();
   // QEMU closed its side (it exited): the browser is told, and reconnects when it likes.
-  if (!viewer->close_sent && ws.is_open()) {
-    viewer->close_sent = true;
-    std::string why = "the VM's display ended";
-    co_await close_with(ws, websocket::close_code::going_away, std::move(why));
-  }
+  std::string why = "the VM's display ended";  // named: no temporary inside co_await (GCC 12)
+  co_await close_once(ws, viewer->close_sent, std::move(why));
 }
 
 asio::awaitable<void> VncProxy::until_stopped(WebSocket& ws, std::shared_ptr<Viewer> viewer) {
@@ -185,10 +191,9 @@ asio::awaitable<void> VncProxy::until_stopped(WebSocket& ws, std::shared_ptr<Vie
     error_code ec;
     co_await viewer->wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
-  if (viewer->stop_requested && !viewer->close_sent && ws.is_open()) {
-    viewer->close_sent = true;
-    std::string why = "berth is stopping";
-    co_await close_with(ws, websocket::close_code::going_away, std::move(why));
+  if (viewer->stop_requested) {
+    std::string why = "berth is stopping";  // named (GCC 12)
+    co_await close_once(ws, viewer->close_sent, std::move(why));
   }
 }
 
