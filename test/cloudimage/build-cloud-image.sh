@@ -4,8 +4,9 @@
 # kernel), for the tests that prove a feature on a real distribution and not only on the busybox
 # test guest (test/guest).
 #
-#   test/cloudimage/build-cloud-image.sh [OUTPUT]
+#   test/cloudimage/build-cloud-image.sh [--uefi] [OUTPUT]
 #   default OUTPUT: ${BERTH_CACHE:-/var/cache/berth}/cloudimage/debian-12-genericcloud.qcow2
+#                   (debian-12-genericcloud-uefi.qcow2 with --uefi)
 #
 # Prints OUTPUT on stdout; progress goes to stderr. Cached: when OUTPUT exists and OUTPUT.stamp
 # holds the hash of this directory's files, of test/lib/disk-image.sh and of the packages'
@@ -18,13 +19,24 @@
 #                /boot; not mounted by the guest)
 #   partition 2  ext4 "cloudimg-rootfs", the rest: the root file system, last on the disk so
 #                cloud-init's growpart can grow it when the disk grows
+# --uefi: the UEFI variant (GPT, OVMF boots it, Secure Boot passes; 2 GiB + 1 MiB for the backup
+# GPT), with tpm2-tools, efibootmgr, efivar and mokutil in the root file system:
+#   partition 1  EFI system partition, FAT16 "DEBEFI" 64 MiB: Debian's signed shim and GRUB,
+#                \EFI\debian\grub.cfg, vmlinuz, initrd.img (test/lib/efi-disk.sh)
+#   partition 2  ext4 "cloudimg-rootfs", as above
 # Host tools: mmdebstrap (installed here when missing), apt, dpkg, qemu-utils, fdisk, dosfstools,
 # mtools, e2fsprogs, util-linux.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/../lib/disk-image.sh"
-out=${1:-${BERTH_CACHE:-/var/cache/berth}/cloudimage/debian-12-genericcloud.qcow2}
+source "$here/../lib/efi-disk.sh"
+variant=bios suffix=
+if [ "${1:-}" = --uefi ]; then
+	variant=uefi suffix=-uefi
+	shift
+fi
+out=${1:-${BERTH_CACHE:-/var/cache/berth}/cloudimage/debian-12-genericcloud$suffix.qcow2}
 suite=bookworm
 # The archive this machine's apt uses for a suite (its sources, so a local mirror is honoured).
 apt_archive() {
@@ -43,6 +55,12 @@ packages=(
 	e2fsprogs eject qemu-guest-agent
 	locales
 )
+# The boot loader's packages, downloaded and used here, not installed.
+boot_packages=(syslinux syslinux-common)
+if [ "$variant" = uefi ]; then
+	packages+=(tpm2-tools efibootmgr efivar mokutil)
+	read -r -a boot_packages <<< "$(efi_packages signed)"
+fi
 disk_mib=2048
 boot_mib=64
 
@@ -60,9 +78,10 @@ fi
 inputs_hash() {
 	(
 		cd "$here"
-		find build-cloud-image.sh syslinux.cfg.in rootfs ../lib/disk-image.sh -printf '%p %m\n' | LC_ALL=C sort
-		find build-cloud-image.sh syslinux.cfg.in rootfs ../lib/disk-image.sh -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
-		apt-cache policy "${packages[@]}" syslinux syslinux-common | grep -E '^[^ ]|Candidate:'
+		echo "$variant"
+		find build-cloud-image.sh syslinux.cfg.in rootfs ../lib/disk-image.sh ../lib/efi-disk.sh -printf '%p %m\n' | LC_ALL=C sort
+		find build-cloud-image.sh syslinux.cfg.in rootfs ../lib/disk-image.sh ../lib/efi-disk.sh -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+		apt-cache policy "${packages[@]}" "${boot_packages[@]}" | grep -E '^[^ ]|Candidate:'
 	) | sha256sum | cut -d' ' -f1
 }
 
@@ -75,7 +94,7 @@ started=$SECONDS
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/berth-cloudimage.XXXXXX")
 trap 'rm -rf "$work" "$out.tmp"' EXIT
 root=$work/root
-download_debs "$work" syslinux syslinux-common # the boot loader, run here, not installed
+download_debs "$work" "${boot_packages[@]}"
 
 # --- root file system ----------------------------------------------------------------------
 # A filesystem UUID that follows from the inputs: the same inputs give the same image.
@@ -129,17 +148,31 @@ kver=${kernel##*/vmlinuz-}
 [ -f "$root/boot/initrd.img-$kver" ] || die "no initramfs for $kver in the chroot"
 cp "$kernel" "$work/vmlinuz"
 cp "$root/boot/initrd.img-$kver" "$work/initrd.img"
+if [ "$variant" = uefi ]; then
+	# /dev/tpmrm0 under QEMU's tpm-crb (UEFI) or tpm-tis: the kernel's TPM drivers, built in or
+	# modules (Debian's cloud kernel has them).
+	for option in TCG_TPM TCG_CRB TCG_TIS; do
+		grep -Eq "^CONFIG_$option=[ym]" "$root/boot/config-$kver" || die "kernel $kver has no CONFIG_$option"
+	done
+fi
 log "kernel $kver; root file system $(du -sh --apparent-size "$root" | cut -f1)"
 
 # --- disk --------------------------------------------------------------------------------
 log "making the disk"
 sed "s/@ROOT_UUID@/$uuid/" "$here/syslinux.cfg.in" > "$work/syslinux.cfg"
+boot_start=2048 # syslinux_disk's and gpt_disk's first partition
 mkfs.ext4 -q -F -b 4096 -L cloudimg-rootfs -U "$uuid" -d "$root" \
 	-E lazy_itable_init=0,lazy_journal_init=0 \
 	"$work/root.img" "$(second_partition_kib "$disk_mib" "$boot_mib")k" > /dev/null
 rm -rf "$root"
-syslinux_disk "$work/disk.raw" "$disk_mib" "$boot_mib" DEBBOOT "$work/pkg" "$work/root.img" \
-	"$work/vmlinuz=vmlinuz" "$work/initrd.img=initrd.img" "$work/syslinux.cfg=syslinux.cfg"
+if [ "$variant" = uefi ]; then
+	efi_esp "$work/esp.img" "$boot_mib" DEBEFI "$boot_start" "$work/pkg" signed \
+		"$(sed -n 's/^ *APPEND //p' "$work/syslinux.cfg")" "$work/vmlinuz=vmlinuz" "$work/initrd.img=initrd.img"
+	gpt_disk "$work/disk.raw" "$boot_start" "$work/esp.img" "$work/root.img" cloudimg-rootfs
+else
+	syslinux_disk "$work/disk.raw" "$disk_mib" "$boot_mib" DEBBOOT "$work/pkg" "$work/root.img" \
+		"$work/vmlinuz=vmlinuz" "$work/initrd.img=initrd.img" "$work/syslinux.cfg=syslinux.cfg"
+fi
 QCOW2_COMPRESS=1 image_cache_store "$work/disk.raw" "$out" "$hash"
-log "built $out ($(du -h "$out" | cut -f1), kernel $kver) in $((SECONDS - started)) s"
+log "built $out ($(du -h "$out" | cut -f1), $variant, kernel $kver) in $((SECONDS - started)) s"
 echo "$out"

@@ -33,14 +33,14 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/../lib/disk-image.sh"
+source "$here/../lib/efi-disk.sh"
 variant=signed suffix=
 if [ "${1:-}" = --unsigned ]; then
 	variant=unsigned suffix=-unsigned
 	shift
 fi
 out=${1:-${BERTH_CACHE:-/var/cache/berth}/guest/berth-guest-uefi$suffix.qcow2}
-packages=(shim-signed shim-helpers-amd64-signed grub-efi-amd64-signed)
-[ "$variant" = unsigned ] && packages=(grub-efi-amd64-bin)
+read -r -a packages <<< "$(efi_packages "$variant")"
 esp_mib=32
 
 log() { echo "build-guest-uefi: $*" >&2; }
@@ -52,8 +52,8 @@ inputs_hash() {
 	(
 		cd "$here"
 		echo "$variant"
-		find build-guest-uefi.sh uefi -printf '%p %m\n' | LC_ALL=C sort
-		find build-guest-uefi.sh uefi -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+		find build-guest-uefi.sh uefi ../lib/efi-disk.sh -printf '%p %m\n' | LC_ALL=C sort
+		find build-guest-uefi.sh uefi ../lib/efi-disk.sh -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
 		cat "$bios.stamp"
 		apt-cache policy "${packages[@]}" | grep -E '^[^ ]|Candidate:'
 	) | sha256sum | cut -d' ' -f1
@@ -94,38 +94,10 @@ install -m 755 "$here"/uefi/* "$overlay/etc/berth/"
 install -m 644 "pkg/linux-image-$kver/lib/modules/$kver/kernel/fs/efivarfs/efivarfs.ko" "$overlay/etc/berth/"
 (cd "$overlay" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -9 >> initrd.img
 
-# --- EFI system partition ----------------------------------------------------------------
-cat > grub.cfg <<-GRUB
-	set timeout=0
-	linux /vmlinuz $cmdline
-	initrd /initrd.img
-	boot
-GRUB
-esp=$work/esp.img
-mkfs.vfat -F 16 -n BERTHEFI -h "$boot_start" -C "$esp" $((esp_mib * 1024)) > /dev/null
-mmd -i "$esp" ::/EFI ::/EFI/BOOT ::/EFI/debian
-if [ "$variant" = signed ]; then
-	mcopy -i "$esp" pkg/shim-signed/usr/lib/shim/shimx64.efi.signed ::/EFI/BOOT/BOOTX64.EFI
-	mcopy -i "$esp" pkg/shim-helpers-amd64-signed/usr/lib/shim/mmx64.efi.signed ::/EFI/BOOT/mmx64.efi
-	mcopy -i "$esp" pkg/grub-efi-amd64-signed/usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed ::/EFI/BOOT/grubx64.efi
-else
-	mcopy -i "$esp" pkg/grub-efi-amd64-bin/usr/lib/grub/x86_64-efi/monolithic/grubx64.efi ::/EFI/BOOT/BOOTX64.EFI
-fi
-mcopy -i "$esp" grub.cfg ::/EFI/debian/grub.cfg
-mcopy -i "$esp" vmlinuz initrd.img ::/
-
 # --- disk: GPT, the ESP, then /data; 1 MiB more than the BIOS disk for the backup GPT ---------
 log "making the disk"
-esp_sectors=$((esp_mib * 2048))
-data_start=$((boot_start + esp_sectors))
-truncate -s $(((data_start + data_sectors + 2048) * 512)) disk.raw
-sfdisk -q disk.raw <<-SFDISK
-	label: gpt
-	start=$boot_start, size=$esp_sectors, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="EFI system partition"
-	start=$data_start, size=$data_sectors, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="berth-data"
-SFDISK
-dd if="$esp" of=disk.raw bs=512 seek="$boot_start" conv=notrunc,sparse status=none
-dd if=data.img of=disk.raw bs=512 seek="$data_start" conv=notrunc,sparse status=none
+efi_esp esp.img "$esp_mib" BERTHEFI "$boot_start" pkg "$variant" "$cmdline" vmlinuz=vmlinuz initrd.img=initrd.img
+gpt_disk disk.raw "$boot_start" esp.img data.img berth-data
 image_cache_store disk.raw "$out" "$hash"
 log "built $out ($(du -h "$out" | cut -f1), $variant, kernel $kver)"
 echo "$out"
