@@ -73,7 +73,7 @@ struct CloudCluster : PodCluster {
   std::unique_ptr<BerthProcess> start_pod(std::vector<std::string> extra = {}) {
     extra.emplace_back("NO_VNC=1");
     return start(std::move(extra), {"unshare", "--uts", "sh", "-c",
-                                std::string("hostname ") + kPodHostname + " && exec \"$0\""});
+                                    std::string("hostname ") + kPodHostname + " && exec \"$0\""});
   }
 
   // Runs `command` (no single quotes in it) as the image's default user over SSH from the node

@@ -76,7 +76,8 @@ TEST_CASE(
                           + kHandle + " && rm secret && echo sealed"),
                       120)
           == "sealed");
-    CHECK(cluster.ssh(tpm(std::string("tpm2_unseal -c ") + kHandle + " -p pcr:sha256:7")) == secret);
+    CHECK(cluster.ssh(tpm(std::string("tpm2_unseal -c ") + kHandle + " -p pcr:sha256:7"))
+          == secret);
 
     // A non-volatile EFI variable (attributes NV | BS | RT, then the value), written through
     // efivarfs in one write.
@@ -97,8 +98,7 @@ TEST_CASE(
   CHECK(cluster.ssh(tpm(std::string("tpm2_unseal -c ") + kHandle + " -p pcr:sha256:7")) == secret);
   // The policy holds: once PCR 7 is extended, the same unseal is refused.
   CHECK(cluster.ssh(tpm(std::string("tpm2_pcrextend 7:sha256=") + std::string(64, '0')
-                        + " && tpm2_unseal -c " + kHandle
-                        + " -p pcr:sha256:7 || echo refused")
+                        + " && tpm2_unseal -c " + kHandle + " -p pcr:sha256:7 || echo refused")
                     + " 2>/dev/null")
         == "refused");
   power_off(cluster, *berth);
