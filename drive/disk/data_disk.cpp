@@ -171,11 +171,12 @@ asio::awaitable<Result<DataDiskFile>> prepare_data_disk(DataDiskParams params, R
 
 Result<std::uint64_t> block_device_size(const fs::path& path) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0 || !S_ISBLK(st.st_mode))
+  const bool found = ::stat(path.c_str(), &st) == 0;
+  if (!found || !S_ISBLK(st.st_mode))
     return invalid_input(fmt::format(
         "{} (VM_DISKS, no size: a block device) is {}; give the pod the volume as a device "
         "(volumeDevices), or a folder with a size (name=/folder:10Gi)",
-        path, errno == ENOENT ? "missing" : "not a block device"));
+        path, found ? "not a block device" : "missing"));
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   std::uint64_t size = 0;
   if (fd < 0 || ::ioctl(fd, BLKGETSIZE64, &size) != 0) {

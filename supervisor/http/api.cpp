@@ -229,12 +229,16 @@ std::vector<Sample> Api::block_samples(std::string_view field) const {
     if (!device.is_object())
       continue;
     const auto& d = device.get_object();
-    const auto* qdev = d.if_contains("qdev");
     const auto* s = d.if_contains("stats");
     if (!s || !s->is_object())
       continue;
     const auto* value = s->get_object().if_contains(field);
-    const std::string id = qdev && qdev->is_string() ? std::string(qdev->get_string()) : "";
+    // The drive's name (disk0: the pet disk), else the block node's (disk-<name>: VM_DISKS), else
+    // the device's QOM path.
+    std::string id;
+    for (const char* key : {"device", "node-name", "qdev"})
+      if (const auto* name = d.if_contains(key); id.empty() && name && name->is_string())
+        id = std::string(name->get_string());
     if (value && value->is_number())
       samples.push_back({{{"device", id}}, value->to_number<double>()});
   }

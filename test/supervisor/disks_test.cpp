@@ -1,0 +1,138 @@
+// VM_DISKS with real QEMU (TCG) through the berth binary on the test guest: two data disks in
+// folders (qcow2 and raw) and a loop device standing in for a block-mode volume. The guest's
+// user-data (data_disks_userdata.sh) prints each disk's serial and size, keeps a marker on each,
+// and fills, deletes and trims a file on the qcow2 disk.
+
+#include <sys/stat.h>
+
+#include <catch2/catch.hpp>
+
+#include "test/support/berth_process.hpp"
+
+using namespace berth::test;
+
+namespace {
+
+constexpr auto kBoot = 240s;
+
+std::uint64_t allocated(const fs::path& path) {
+  struct stat st {};
+  REQUIRE(::stat(path.c_str(), &st) == 0);
+  return static_cast<std::uint64_t>(st.st_blocks) * 512;
+}
+
+// A loop device over a file in the test folder, detached again (and its node's owner and mode
+// put back: berth hands it to QEMU's user) at the end.
+struct LoopDevice {
+  fs::path device;
+  struct stat original {};
+  explicit LoopDevice(const fs::path& file) {
+    REQUIRE(std::system(("truncate -s 64M " + file.string()).c_str()) == 0);
+    std::string out = capture("losetup --find --show " + file.string());
+    while (!out.empty() && out.back() == '\n')
+      out.pop_back();
+    REQUIRE(out.starts_with("/dev/loop"));
+    device = out;
+    REQUIRE(::stat(device.c_str(), &original) == 0);
+  }
+  ~LoopDevice() {
+    ::chown(device.c_str(), original.st_uid, original.st_gid);
+    ::chmod(device.c_str(), original.st_mode & 07777);
+    [[maybe_unused]] int rc = std::system(("losetup -d " + device.string()).c_str());
+  }
+};
+
+std::vector<std::string> disks_env(const fs::path& dir, const std::string& disks) {
+  std::vector<std::string> env = test_berth_env(dir);
+  env.insert(env.end(), {"IMG_SOURCE=" + test_guest(), "VM_DISKS=" + disks, "VM_CPUS=2",
+                         "BERTH_SHUTDOWN_TIMEOUT=60"});
+  return env;
+}
+
+}  // namespace
+
+TEST_CASE("disks: two data disks and a block device keep their serials and data across a "
+          "restart, and fstrim thins the qcow2",
+          "[disks]") {
+  TempDir dir;
+  fs::create_directories(dir.path / "vol-data");
+  fs::create_directories(dir.path / "vol-scratch");
+  fs::copy_file(std::string(BERTH_SOURCE_DIR) + "/test/supervisor/data_disks_userdata.sh",
+                dir.path / "userdata");
+  LoopDevice loop(dir.path / "block.img");
+  const fs::path qcow2 = dir.path / "vol-data" / "data.qcow2";
+  for (int boot = 1; boot <= 2; ++boot) {
+    // The second start grows the raw disk from 48 to 64 MiB.
+    const std::string disks = "data=" + (dir.path / "vol-data").string() + ":96Mi,scratch="
+                              + (dir.path / "vol-scratch").string()
+                              + (boot == 1 ? ":48Mi:raw" : ":64Mi:raw")
+                              + ",blk=" + loop.device.string();
+    PodNet net;
+    const fs::path out = dir.path / ("boot" + std::to_string(boot));
+    fs::create_directories(out);
+    BerthProcess berth(out, disks_env(dir.path, disks), net.in_pod());
+    INFO("boot " << boot << ": " << berth.log_text());
+    REQUIRE(berth.wait_log("data disk \"blk\": block device /dev/loop\\d+ \\(64.0 MiB\\), raw, "
+                           "cache=none, aio=(io_uring|native)"));
+    // The guest's view: the pet disk first, then the data disks in the order of VM_DISKS.
+    REQUIRE(berth.wait_console("berth-disks: disk vdb serial=data bytes=100663296", kBoot));
+    CHECK(berth.wait_console(boot == 1 ? "berth-disks: disk vdc serial=scratch bytes=50331648"
+                                       : "berth-disks: disk vdc serial=scratch bytes=67108864",
+                             10s));
+    CHECK(berth.wait_console("berth-disks: disk vdd serial=blk bytes=67108864", 10s));
+    CHECK(berth.wait_console("berth-disks: disk vda serial= bytes=", 10s));
+    for (const std::string serial : {"scratch", "blk", "data"})
+      CHECK(berth.wait_console("berth-disks: marker " + serial + "=(\\S+)", 60s)
+            == (boot == 1 ? "none" : "berth-marker-" + serial));
+    if (boot == 1) {
+      REQUIRE(berth.wait_console("berth-disks: filled", 120s));
+      const auto filled = allocated(qcow2);
+      REQUIRE(berth.wait_console("berth-disks: trimmed rc=(\\d+)", 120s) == "0");
+      const auto trimmed = allocated(qcow2);
+      std::printf("data.qcow2 allocated: %.1f MiB filled, %.1f MiB after fstrim\n",
+                  static_cast<double>(filled) / 1048576, static_cast<double>(trimmed) / 1048576);
+      CHECK(filled >= 32u << 20);
+      CHECK(trimmed + (24u << 20) <= filled);
+      // Per-disk I/O counters, labelled with the block node's name.
+      const auto metrics = http_get(std::string("http://") + PodNet::kPodIp + ":9250/metrics", 5,
+                                    net.node());
+      CHECK_THAT(metrics.body,
+                 Catch::Contains("berth_block_written_bytes_total{device=\"disk-data\"}")
+                     && Catch::Contains("berth_block_read_bytes_total{device=\"disk-blk\"}")
+                     && Catch::Contains("berth_block_read_bytes_total{device=\"disk0\"}"));
+    }
+    REQUIRE(berth.wait_console("berth-guest: ready", 120s));
+    berth.signal(SIGTERM);
+    REQUIRE(berth.wait_exit(90s) == 0);
+  }
+  // QEMU's own: berth handed the files to QEMU's user (107 unless berth is not root).
+  struct stat st {};
+  REQUIRE(::stat(qcow2.c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0600);
+  if (::geteuid() == 0)
+    CHECK(st.st_uid == 107);
+}
+
+TEST_CASE("disks: a data disk that would shrink, or a block device that is a folder, stops "
+          "start-up with the disk named",
+          "[disks]") {
+  TempDir dir;
+  fs::create_directories(dir.path / "vol");
+  {
+    BerthProcess berth(dir.path, disks_env(dir.path, "d=" + (dir.path / "vol").string()));
+    CHECK(berth.wait_exit(60s) == 3);
+    INFO(berth.log_text());
+    CHECK(berth.wait_log("disk \"d\": \".*/vol\" \\(VM_DISKS, no size: a block device\\) is not a "
+                         "block device",
+                         0ms));
+  }
+  REQUIRE(std::system(("qemu-img create -q -f qcow2 " + (dir.path / "vol" / "d.qcow2").string()
+                       + " 4M")
+                          .c_str())
+          == 0);
+  BerthProcess berth(dir.path, disks_env(dir.path, "d=" + (dir.path / "vol").string() + ":2Mi"));
+  CHECK(berth.wait_exit(60s) == 3);
+  CHECK(berth.wait_log("VM_DISKS gives the disk \"d\" 2.0 MiB but .*d.qcow2\" is 4.0 MiB; disks "
+                       "are never shrunk",
+                       0ms));
+}
