@@ -72,8 +72,11 @@ TEST_CASE("disks: two data disks and a block device keep their serials and data 
     fs::create_directories(out);
     BerthProcess berth(out, disks_env(dir.path, disks), net.in_pod());
     INFO("boot " << boot << ": " << berth.log_text());
-    REQUIRE(berth.wait_log("data disk \"blk\": block device /dev/loop\\d+ \\(64.0 MiB\\), raw, "
-                           "cache=none, aio=(io_uring|native)"));
+    const auto aio = berth.wait_log(
+        "data disk \"blk\": block device /dev/loop\\d+ \\(64.0 MiB\\), raw, cache=none, "
+        "aio=(io_uring|native)");
+    REQUIRE(aio);
+    std::printf("boot %d: the loop device with aio=%s\n", boot, aio->c_str());
     // The guest's view: the pet disk first, then the data disks in the order of VM_DISKS.
     REQUIRE(berth.wait_console("berth-disks: disk vdb serial=data bytes=100663296", kBoot));
     CHECK(berth.wait_console(boot == 1 ? "berth-disks: disk vdc serial=scratch bytes=50331648"
