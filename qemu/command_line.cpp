@@ -75,6 +75,10 @@ std::string data_disk_iothread(std::string_view name) {
   return fmt::format("io-{}", name);
 }
 
+std::string data_disk_port(std::string_view name) {
+  return fmt::format("rp-{}", name);
+}
+
 std::string data_disk_blockdev(const DataDrive& drive) {
   const std::string file = escape_commas(drive.path.string());
   const std::string common =
@@ -94,8 +98,9 @@ std::string data_disk_blockdev(const DataDrive& drive) {
 
 std::string data_disk_device(const DataDrive& drive, unsigned queues) {
   const std::string id = data_disk_id(drive.name);
-  return fmt::format("virtio-blk-pci,id={},drive={},iothread={},num-queues={},serial={}", id, id,
-                     data_disk_iothread(drive.name), queues, drive.name);
+  return fmt::format("virtio-blk-pci,id={},drive={},bus={},iothread={},num-queues={},serial={}", id,
+                     id, data_disk_port(drive.name), data_disk_iothread(drive.name), queues,
+                     drive.name);
 }
 
 std::string cpu_model(Accelerator accel) {
@@ -151,7 +156,10 @@ std::vector<std::string> build_command_line(const MachineSpec& spec, const Inher
     add("-vnc",
         fmt::format("unix:{},id=viewer,password=off", escape_commas(spec.viewer_socket->string())));
   add_pet_disk(spec, argv);
+  unsigned chassis = 0;
   for (const auto& drive : spec.data_disks) {
+    add("-device",
+        fmt::format("pcie-root-port,id={},chassis={}", data_disk_port(drive.name), ++chassis));
     add("-object", "iothread,id=" + data_disk_iothread(drive.name));
     add("-blockdev", data_disk_blockdev(drive));
     add("-device", data_disk_device(drive, spec.cpus));

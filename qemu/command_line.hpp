@@ -58,12 +58,14 @@ struct DataDrive {
 };
 
 // The ids of a data disk: its block node and virtio-blk device "disk-<name>", its IOThread
-// "io-<name>".
+// "io-<name>", the PCIe root port it sits on (hot-pluggable, unlike pcie.0) "rp-<name>".
 std::string data_disk_id(std::string_view name);
 std::string data_disk_iothread(std::string_view name);
+std::string data_disk_port(std::string_view name);
 // The -blockdev value of a data disk (discard=unmap, detect-zeroes=unmap).
 std::string data_disk_blockdev(const DataDrive& drive);
-// The -device value of a data disk: virtio-blk-pci with its IOThread, `queues` queues, its serial.
+// The -device value of a data disk: virtio-blk-pci on its root port with its IOThread, `queues`
+// queues, its serial.
 std::string data_disk_device(const DataDrive& drive, unsigned queues);
 
 struct MachineSpec {

@@ -76,4 +76,25 @@ Result<void> hand_over_data_disks(const Credentials& who,
   return {};
 }
 
+const qemu::DataDrive* find_data_disk(const std::vector<qemu::DataDrive>& disks,
+                                      const std::vector<DataDiskSpec>& specs,
+                                      std::string_view wanted) {
+  if (wanted.empty())
+    return nullptr;
+  // "/vol/data/" and "/vol/data" are one folder.
+  auto plain = [](const std::filesystem::path& p) {
+    auto text = p.lexically_normal().string();
+    while (text.size() > 1 && text.back() == '/')
+      text.pop_back();
+    return text;
+  };
+  const auto path = plain(std::filesystem::path(wanted));
+  const bool absolute = wanted.front() == '/';
+  for (std::size_t i = 0; i < disks.size() && i < specs.size(); ++i)
+    if (disks[i].name == wanted
+        || (absolute && (plain(disks[i].path) == path || plain(specs[i].path) == path)))
+      return &disks[i];
+  return nullptr;
+}
+
 }  // namespace berth

@@ -28,4 +28,11 @@ boost::asio::awaitable<Result<std::vector<qemu::DataDrive>>> prepare_data_disks(
 // path), kInvalidInput (a folder on the way QEMU may not traverse).
 Result<void> hand_over_data_disks(const Credentials& who, const std::vector<qemu::DataDrive>& disks);
 
+// The disk of `disks` (prepared from `specs`, same order) that `wanted` names: its name, its
+// folder or file, or its block device. nullptr for anything else: the control API attaches
+// nothing that VM_DISKS does not list.
+const qemu::DataDrive* find_data_disk(const std::vector<qemu::DataDrive>& disks,
+                                      const std::vector<DataDiskSpec>& specs,
+                                      std::string_view wanted);
+
 }  // namespace berth

@@ -379,6 +379,7 @@ asio::awaitable<StepResult> Supervisor::prepare_disk() {
                                                                      : ExitCode::kDisk,
                       data.error().message};
   data_disks_ = std::move(*data);
+  state_.data_disks_prepared(data_disks_, config_.vm_cpus);
   co_return StepResult{};
 }
 

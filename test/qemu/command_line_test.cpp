@@ -219,8 +219,11 @@ TEST_CASE("data disks: qcow2 and raw files and a block device, each with its IOT
                  "driver=qcow2,node-name=disk-data,discard=unmap,detect-zeroes=unmap,"
                  "file.driver=file,file.filename=/vol/data/data.qcow2,file.discard=unmap"));
   CHECK(has_pair(argv, "-device",
-                 "virtio-blk-pci,id=disk-data,drive=disk-data,iothread=io-data,num-queues=2,"
-                 "serial=data"));
+                 "virtio-blk-pci,id=disk-data,drive=disk-data,bus=rp-data,iothread=io-data,"
+                 "num-queues=2,serial=data"));
+  // Each on a PCIe root port of its own: q35's pcie.0 has no hotplug.
+  CHECK(has_pair(argv, "-device", "pcie-root-port,id=rp-data,chassis=1"));
+  CHECK(has_pair(argv, "-device", "pcie-root-port,id=rp-old,chassis=4"));
   CHECK(has_pair(argv, "-blockdev",
                  "driver=file,node-name=disk-scratch,discard=unmap,detect-zeroes=unmap,"
                  "filename=/vol/s,,x/scratch.raw"));
@@ -234,7 +237,7 @@ TEST_CASE("data disks: qcow2 and raw files and a block device, each with its IOT
   std::vector<std::string> order;
   for (std::size_t i = 0; i + 1 < argv.size(); ++i)
     if (argv[i] == "-device" && argv[i + 1].starts_with("virtio-blk-pci"))
-      order.push_back(argv[i + 1].substr(0, 40));
+      order.push_back(argv[i + 1]);
   REQUIRE(order.size() == 5);
   CHECK(order[0].starts_with("virtio-blk-pci,drive=disk0"));
   CHECK(order[1].starts_with("virtio-blk-pci,id=disk-data,"));

@@ -2,8 +2,9 @@
 # User-data for the data-disk test (test/supervisor/disks_test.cpp), run by the test guest at
 # every boot (never on the host): prints each virtio disk's serial and size, reads and writes a
 # marker on each data disk, and on the first boot fills, deletes and trims a file on the disk
-# whose serial is "data".
+# whose serial is "data"; then prints the serials whenever a disk comes or goes (hot-plug).
 say() { echo "berth-disks: $*"; }
+serials() { cat /sys/block/vd*/serial 2>/dev/null | grep . | sort | tr '\n' ' '; }
 by_serial() {
   for dev in /sys/block/vd*; do
     [ "$(cat "$dev/serial" 2>/dev/null)" = "$1" ] && echo "/dev/${dev##*/}"
@@ -21,6 +22,16 @@ for serial in scratch blk; do
   say "marker $serial=${have:-none}"
   [ -n "$have" ] || printf 'berth-marker-%s' $serial | dd of="$disk" conv=fsync 2>/dev/null
 done
+
+# Hot-plug: the data disks' serials, printed again whenever they change, in the background.
+(
+  last=$(serials)
+  while sleep 1; do
+    now=$(serials)
+    [ "$now" = "$last" ] || say "serials now: ${now% }"
+    last=$now
+  done
+) &
 
 # The qcow2 disk: a file system, a marker file, and on the first boot a trimmed 32 MiB file.
 disk=$(by_serial data)

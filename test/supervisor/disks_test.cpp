@@ -42,6 +42,23 @@ struct LoopDevice {
   }
 };
 
+// POST /api/v1/disks/<action> {"disk": disk} on the control API as `kubectl port-forward` reaches
+// it (loopback in the pod), with berth's token unless `with_token` is false.
+HttpResult hotplug(const PodNet& net, const fs::path& dir, const std::string& action,
+                   const std::string& disk, bool with_token = true) {
+  std::string token = with_token ? slurp(dir / "run/control-token") : "";
+  while (!token.empty() && token.back() == '\n')
+    token.pop_back();
+  const std::string out = capture(
+      "ip netns exec " + net.pod() + " curl -s -m 90 -X POST -H 'Content-Type: application/json' "
+      + (token.empty() ? "" : "-H 'Authorization: Bearer " + token + "' ") + "-d '{\"disk\":\""
+      + disk + "\"}' -w '\n%{http_code}' http://127.0.0.1:9251/api/v1/disks/" + action);
+  const auto nl = out.rfind('\n');
+  if (nl == std::string::npos)
+    return {};
+  return {std::atoi(out.c_str() + nl + 1), out.substr(0, nl)};
+}
+
 std::vector<std::string> disks_env(const fs::path& dir, const std::string& disks) {
   std::vector<std::string> env = test_berth_env(dir);
   env.insert(env.end(), {"IMG_SOURCE=" + test_guest(), "VM_DISKS=" + disks, "VM_CPUS=2",
@@ -105,6 +122,28 @@ TEST_CASE("disks: two data disks and a block device keep their serials and data 
                      && Catch::Contains("berth_block_read_bytes_total{device=\"disk0\"}"));
     }
     REQUIRE(berth.wait_console("berth-guest: ready", 120s));
+    if (boot == 2) {
+      // Hot-plug: out and back in through the control API, by name and by folder.
+      const auto t0 = std::chrono::steady_clock::now();
+      auto out_reply = hotplug(net, dir.path, "detach", "scratch");
+      CHECK(out_reply.status == 200);
+      CHECK(berth.wait_console("berth-disks: serials now: blk data\\s", 60s));
+      const auto t1 = std::chrono::steady_clock::now();
+      auto in_reply = hotplug(net, dir.path, "attach", (dir.path / "vol-scratch").string());
+      INFO(in_reply.body);
+      CHECK(in_reply.status == 200);
+      CHECK(berth.wait_console("berth-disks: serials now: blk data scratch", 60s));
+      const auto t2 = std::chrono::steady_clock::now();
+      std::printf("hot-plug: detach %.1f s, attach %.1f s (to the guest's view)\n",
+                  std::chrono::duration<double>(t1 - t0).count(),
+                  std::chrono::duration<double>(t2 - t1).count());
+      CHECK(hotplug(net, dir.path, "attach", "scratch").status == 409);
+      // Nothing but the disks of VM_DISKS, and only with the token.
+      CHECK(hotplug(net, dir.path, "attach", (dir.path / "block.img").string()).status == 403);
+      CHECK(hotplug(net, dir.path, "attach", "/etc/passwd").status == 403);
+      CHECK(hotplug(net, dir.path, "attach", "other").status == 403);
+      CHECK(hotplug(net, dir.path, "detach", "scratch", false).status == 401);
+    }
     berth.signal(SIGTERM);
     REQUIRE(berth.wait_exit(90s) == 0);
   }
