@@ -5,9 +5,8 @@ namespace berth::qemu {
 namespace json = boost::json;
 
 json::object blockdev_add_arguments(const DataDrive& drive) {
-  json::object node{{"node-name", data_disk_id(drive.name)},
-                    {"discard", "unmap"},
-                    {"detect-zeroes", "unmap"}};
+  json::object node{
+      {"node-name", data_disk_id(drive.name)}, {"discard", "unmap"}, {"detect-zeroes", "unmap"}};
   switch (drive.backend) {
     case DataBackend::kQcow2File:
       node["driver"] = "qcow2";

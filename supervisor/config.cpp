@@ -668,8 +668,8 @@ void parse_disk_options(std::string_view options, DataDiskSpec& disk,
         errors.push_back(fmt::format("disk \"{}\": more than one format", disk.name));
       formatted = true;
       disk.format = word == "raw" ? DataDiskFormat::kRaw : DataDiskFormat::kQcow2;
-    } else if (auto bytes = parse_size(word); bytes && !sized && *bytes >= kMiB
-                                               && *bytes <= (std::uint64_t{1} << 50)) {
+    } else if (auto bytes = parse_size(word);
+               bytes && !sized && *bytes >= kMiB && *bytes <= (std::uint64_t{1} << 50)) {
       sized = true;
       disk.size = (*bytes + 511) / 512 * 512;
     } else {
@@ -707,9 +707,9 @@ std::optional<DataDiskSpec> parse_disk_entry(std::string_view entry,
   disk.path = given.lexically_normal();
   if (!path.starts_with('/') || path.find('=') != std::string_view::npos
       || std::find(given.begin(), given.end(), "..") != given.end() || disk.path == "/")
-    errors.push_back(fmt::format(
-        "disk \"{}\": \"{}\" is not an absolute path (without '..', ':', '=' or ',')",
-        disk.name, path));
+    errors.push_back(
+        fmt::format("disk \"{}\": \"{}\" is not an absolute path (without '..', ':', '=' or ',')",
+                    disk.name, path));
   disk.kind = colon == rest.size() ? DataDiskKind::kBlock : DataDiskKind::kFile;
   if (disk.kind == DataDiskKind::kFile)
     parse_disk_options(rest.substr(colon + 1), disk, errors);

@@ -23,8 +23,8 @@ asio::awaitable<Result<qemu::DataDrive>> prepare_block(const DataDiskSpec& disk,
                     fmt::format("disk \"{}\": {}", disk.name, size.error().message)};
   std::string qemu_img = "qemu-img";
   auto probe_run = run;
-  const auto aio = co_await drive::probe_block_aio(disk.path, std::move(qemu_img),
-                                                   std::move(probe_run));
+  const auto aio =
+      co_await drive::probe_block_aio(disk.path, std::move(qemu_img), std::move(probe_run));
   const bool uring = aio == drive::BlockAio::kIoUring;
   log.info("data disk \"{}\": block device {} ({}), raw, cache=none, aio={}", disk.name,
            disk.path.string(), drive::format_bytes(*size), uring ? "io_uring" : "native");
@@ -54,8 +54,8 @@ asio::awaitable<Result<std::vector<qemu::DataDrive>>> prepare_data_disks(
                                                   std::move(file_log));
     if (!file)
       co_return file.error();
-    drives.push_back({disk.name, file->path,
-                      raw ? qemu::DataBackend::kRawFile : qemu::DataBackend::kQcow2File});
+    drives.push_back(
+        {disk.name, file->path, raw ? qemu::DataBackend::kRawFile : qemu::DataBackend::kQcow2File});
   }
   co_return drives;
 }
@@ -65,8 +65,7 @@ Result<void> hand_over_data_disks(const Credentials& who,
   for (const auto& disk : disks) {
     const std::string what = fmt::format("the data disk \"{}\"", disk.name);
     // chmod first: once the file is QEMU's, changing its mode would need CAP_FOWNER.
-    if (::chmod(disk.path.c_str(), 0600) != 0
-        || ::chown(disk.path.c_str(), who.uid, who.gid) != 0)
+    if (::chmod(disk.path.c_str(), 0600) != 0 || ::chown(disk.path.c_str(), who.uid, who.gid) != 0)
       return system_error(fmt::format("handing {} ({}) to QEMU's user {}:{}", what,
                                       disk.path.string(), who.uid, who.gid),
                           errno);

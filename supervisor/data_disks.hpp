@@ -26,7 +26,8 @@ boost::asio::awaitable<Result<std::vector<qemu::DataDrive>>> prepare_data_disks(
 // Gives each data disk to QEMU's user: uid:gid, mode 0600 (a block device's node too: the pod's
 // own /dev entry), and checks that QEMU can reach it. Errors: kSystem (chown/chmod, with the
 // path), kInvalidInput (a folder on the way QEMU may not traverse).
-Result<void> hand_over_data_disks(const Credentials& who, const std::vector<qemu::DataDrive>& disks);
+Result<void> hand_over_data_disks(const Credentials& who,
+                                  const std::vector<qemu::DataDrive>& disks);
 
 // The disk of `disks` (prepared from `specs`, same order) that `wanted` names: its name, its
 // folder or file, or its block device. nullptr for anything else: the control API attaches

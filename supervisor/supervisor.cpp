@@ -15,7 +15,6 @@
 #include <cstring>
 
 #include "drive/disk/pet_disk.hpp"
-#include "supervisor/data_disks.hpp"
 #include "drive/files.hpp"
 #include "drive/image/image_cache.hpp"
 #include "net/network.hpp"
@@ -23,6 +22,7 @@
 #include "qemu/kvm.hpp"
 #include "supervisor/accel_policy.hpp"
 #include "supervisor/console/serial_websocket.hpp"
+#include "supervisor/data_disks.hpp"
 #include "supervisor/firmware.hpp"
 #include "supervisor/logging.hpp"
 #include "supervisor/module_params.hpp"
@@ -372,12 +372,12 @@ asio::awaitable<StepResult> Supervisor::prepare_disk() {
   pet_disk_created_ = disk->outcome == drive::PetOutcome::kCreated;
   auto data_run = program_runner();
   auto data_log = log_->clone("disk");
-  auto data = co_await prepare_data_disks(config_.vm_disks, std::move(data_run),
-                                          std::move(data_log));
+  auto data =
+      co_await prepare_data_disks(config_.vm_disks, std::move(data_run), std::move(data_log));
   if (!data)
-    co_return Failure{data.error().kind == ErrorKind::kInvalidInput ? ExitCode::kConfig
-                                                                     : ExitCode::kDisk,
-                      data.error().message};
+    co_return Failure{
+        data.error().kind == ErrorKind::kInvalidInput ? ExitCode::kConfig : ExitCode::kDisk,
+        data.error().message};
   data_disks_ = std::move(*data);
   state_.data_disks_prepared(data_disks_, config_.vm_cpus);
   co_return StepResult{};

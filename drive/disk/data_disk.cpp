@@ -28,10 +28,9 @@ std::string_view extension(ImageFormat format) {
 Error program_error(std::string_view what, const ProgramResult& r) {
   return {ErrorKind::kProgram,
           fmt::format("{}: qemu-img {}: {}", what,
-                      r.timed_out ? "did not finish within the disk phase's budget"
-                      : r.exit_code < 0
-                          ? std::string("could not be run")
-                          : fmt::format("exited with code {}", r.exit_code),
+                      r.timed_out       ? "did not finish within the disk phase's budget"
+                      : r.exit_code < 0 ? std::string("could not be run")
+                                        : fmt::format("exited with code {}", r.exit_code),
                       r.output)};
 }
 
@@ -68,8 +67,8 @@ asio::awaitable<Result<void>> create(const DataDiskParams& params, const fs::pat
   if (params.format == ImageFormat::kRaw) {
     made = make_raw(temp, params.size);
   } else {
-    std::vector<std::string> argv{params.qemu_img, "create", "-q",         "-f",
-                                  "qcow2",         temp.string(), std::to_string(params.size)};
+    std::vector<std::string> argv{
+        params.qemu_img, "create", "-q", "-f", "qcow2", temp.string(), std::to_string(params.size)};
     auto r = co_await run(std::move(argv));
     made = r.exit_code == 0 && !r.timed_out
                ? fsync_file(temp)
@@ -109,9 +108,12 @@ asio::awaitable<Result<void>> grow(DataDiskFile& disk, const DataDiskParams& par
         format_bytes(disk.virtual_size)));
   if (params.size == disk.virtual_size)
     co_return Result<void>{};
-  std::vector<std::string> argv{params.qemu_img, "resize",
-                                "-q",            "-f",
-                                std::string(image_format_name(params.format)), disk.path.string(),
+  std::vector<std::string> argv{params.qemu_img,
+                                "resize",
+                                "-q",
+                                "-f",
+                                std::string(image_format_name(params.format)),
+                                disk.path.string(),
                                 std::to_string(params.size)};
   auto r = co_await run(std::move(argv));
   if (r.exit_code != 0 || r.timed_out)
@@ -164,8 +166,7 @@ asio::awaitable<Result<DataDiskFile>> prepare_data_disk(DataDiskParams params, R
     log->info("grew the data disk {} from {} to {}; the guest grows its file system itself",
               disk.path.string(), format_bytes(*disk.grown_from), format_bytes(disk.virtual_size));
   else
-    log->info("reusing the data disk {} ({})", disk.path.string(),
-              format_bytes(disk.virtual_size));
+    log->info("reusing the data disk {} ({})", disk.path.string(), format_bytes(disk.virtual_size));
   co_return disk;
 }
 

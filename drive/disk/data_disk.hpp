@@ -58,7 +58,7 @@ enum class BlockAio { kIoUring, kNative };
 
 // Opens `device` the way QEMU will (qemu-img info, O_DIRECT, aio=io_uring): kIoUring when that
 // works, else kNative.
-boost::asio::awaitable<BlockAio> probe_block_aio(std::filesystem::path device,
-                                                 std::string qemu_img, RunProgram run);
+boost::asio::awaitable<BlockAio> probe_block_aio(std::filesystem::path device, std::string qemu_img,
+                                                 RunProgram run);
 
 }  // namespace berth::drive

@@ -410,8 +410,8 @@ asio::awaitable<HttpReply> Api::control_post(HttpRequest request) {
   error_code ec;
   if (path == "/api/v1/disks/attach" || path == "/api/v1/disks/detach") {
     auto body = json::parse(request.body(), ec);
-    const json::value* disk = !ec && body.is_object() ? body.get_object().if_contains("disk")
-                                                      : nullptr;
+    const json::value* disk =
+        !ec && body.is_object() ? body.get_object().if_contains("disk") : nullptr;
     if (!disk || !disk->is_string())
       co_return json_error(http::status::bad_request,
                            "expected {\"disk\": \"<name or path of a disk in VM_DISKS>\"}",
@@ -525,26 +525,24 @@ asio::awaitable<HttpReply> Api::hotplug(bool attach, std::string wanted, unsigne
   if (!present)
     co_return json_error(http::status::bad_gateway, "QMP qom-list failed", version);
   if (*present == attach)
-    co_return json_error(http::status::conflict,
-                         fmt::format("the disk \"{}\" is already {}", disk->name,
-                                     attach ? "attached" : "detached"),
-                         version);
+    co_return json_error(
+        http::status::conflict,
+        fmt::format("the disk \"{}\" is already {}", disk->name, attach ? "attached" : "detached"),
+        version);
   json::object node_name{{"node-name", id}};
   if (attach) {
     std::string add_command = "blockdev-add";
     auto node = qemu::blockdev_add_arguments(*disk);
     auto added = co_await qmp->execute(std::move(add_command), std::move(node), 5s);
     if (!added.ok())
-      co_return json_error(http::status::bad_gateway, "blockdev-add: " + added.describe(),
-                           version);
+      co_return json_error(http::status::bad_gateway, "blockdev-add: " + added.describe(), version);
     auto device = qemu::device_add_arguments(*disk, state_.disk_queues());
     std::string plug_command = "device_add";
     auto plugged = co_await qmp->execute(std::move(plug_command), std::move(device), 5s);
     if (!plugged.ok()) {
       std::string del_command = "blockdev-del";
       co_await qmp->execute(std::move(del_command), std::move(node_name), 5s);
-      co_return json_error(http::status::bad_gateway, "device_add: " + plugged.describe(),
-                           version);
+      co_return json_error(http::status::bad_gateway, "device_add: " + plugged.describe(), version);
     }
   } else {
     json::object device{{"id", id}};

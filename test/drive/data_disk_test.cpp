@@ -67,8 +67,8 @@ TEST_CASE_METHOD(DataFixture, "drive data disk: qcow2 made once, reused, grown, 
   auto shrunk = prepare(params(64 << 20));
   REQUIRE_FALSE(shrunk);
   CHECK(shrunk.error().kind == ErrorKind::kInvalidInput);
-  CHECK_THAT(shrunk.error().message, Catch::Contains("never shrunk")
-                                         && Catch::Contains("give it 128.0 MiB or more"));
+  CHECK_THAT(shrunk.error().message,
+             Catch::Contains("never shrunk") && Catch::Contains("give it 128.0 MiB or more"));
 }
 
 TEST_CASE_METHOD(DataFixture, "drive data disk: raw is sparse, grown, and formats never mix",
@@ -88,9 +88,9 @@ TEST_CASE_METHOD(DataFixture, "drive data disk: raw is sparse, grown, and format
   CHECK(other.error().kind == ErrorKind::kConflict);
   CHECK_FALSE(fs::exists(dir.path / "data.qcow2"));
 
-  auto missing = run_sync(io, prepare_data_disk({dir.path / "nope", "x", 1 << 20,
-                                                 ImageFormat::kRaw, "qemu-img"},
-                                                run, log.logger));
+  auto missing = run_sync(
+      io, prepare_data_disk({dir.path / "nope", "x", 1 << 20, ImageFormat::kRaw, "qemu-img"}, run,
+                            log.logger));
   REQUIRE_FALSE(missing);
   CHECK(missing.error().kind == ErrorKind::kInvalidInput);
 }

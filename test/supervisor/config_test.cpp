@@ -466,12 +466,14 @@ TEST_CASE("VM_DISKS: folders with a size and format, block devices, in the order
                                  "data=/var/lib/berth/data:50Gi,scratch=/dev/xvdb,"
                                  "logs-2=/mnt/logs/:1000M:raw,"));
   REQUIRE(c.vm_disks.size() == 3);
-  CHECK(c.vm_disks[0] == DataDiskSpec{"data", "/var/lib/berth/data", DataDiskKind::kFile,
-                                      50ull << 30, DataDiskFormat::kQcow2});
-  CHECK(c.vm_disks[1] == DataDiskSpec{"scratch", "/dev/xvdb", DataDiskKind::kBlock, 0,
-                                      DataDiskFormat::kQcow2});
-  CHECK(c.vm_disks[2] == DataDiskSpec{"logs-2", "/mnt/logs/", DataDiskKind::kFile, 1000ull << 20,
-                                      DataDiskFormat::kRaw});
+  CHECK(c.vm_disks[0]
+        == DataDiskSpec{"data", "/var/lib/berth/data", DataDiskKind::kFile, 50ull << 30,
+                        DataDiskFormat::kQcow2});
+  CHECK(c.vm_disks[1]
+        == DataDiskSpec{"scratch", "/dev/xvdb", DataDiskKind::kBlock, 0, DataDiskFormat::kQcow2});
+  CHECK(c.vm_disks[2]
+        == DataDiskSpec{"logs-2", "/mnt/logs/", DataDiskKind::kFile, 1000ull << 20,
+                        DataDiskFormat::kRaw});
   CHECK(format_disk_list(c.vm_disks)
         == "data=/var/lib/berth/data:50Gi,scratch=/dev/xvdb,logs-2=/mnt/logs/:1000Mi:raw");
   CHECK(parse_ok(minimal()).vm_disks.empty());
@@ -480,10 +482,10 @@ TEST_CASE("VM_DISKS: folders with a size and format, block devices, in the order
 }
 
 TEST_CASE("VM_DISKS: every bad entry is reported at once, naming the disk", "[config][disks]") {
-  const auto result =
-      parse_disk_list("Data=/x:1G,ok=relative:1G,b=/y:10k,c=/z,c=/w,d=/dev/sdb,e=/dev/sdb,"
-                      "noeq,f=/f:1G:raw:qcow2,g=/g:raw,h=/../etc:1G,"
-                      "an-overly-long-name-x=/z:1G");
+  const auto result = parse_disk_list(
+      "Data=/x:1G,ok=relative:1G,b=/y:10k,c=/z,c=/w,d=/dev/sdb,e=/dev/sdb,"
+      "noeq,f=/f:1G:raw:qcow2,g=/g:raw,h=/../etc:1G,"
+      "an-overly-long-name-x=/z:1G");
   const std::vector<std::string> expected = {
       "disk name \"Data\" must be 1-20 characters of a-z, 0-9 and - (not first): it is the "
       "virtio serial number",

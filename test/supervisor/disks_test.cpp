@@ -68,9 +68,10 @@ std::vector<std::string> disks_env(const fs::path& dir, const std::string& disks
 
 }  // namespace
 
-TEST_CASE("disks: two data disks and a block device keep their serials and data across a "
-          "restart, and fstrim thins the qcow2",
-          "[disks]") {
+TEST_CASE(
+    "disks: two data disks and a block device keep their serials and data across a "
+    "restart, and fstrim thins the qcow2",
+    "[disks]") {
   TempDir dir;
   fs::create_directories(dir.path / "vol-data");
   fs::create_directories(dir.path / "vol-scratch");
@@ -80,8 +81,8 @@ TEST_CASE("disks: two data disks and a block device keep their serials and data 
   const fs::path qcow2 = dir.path / "vol-data" / "data.qcow2";
   for (int boot = 1; boot <= 2; ++boot) {
     // The second start grows the raw disk from 48 to 64 MiB.
-    const std::string disks = "data=" + (dir.path / "vol-data").string() + ":96Mi,scratch="
-                              + (dir.path / "vol-scratch").string()
+    const std::string disks = "data=" + (dir.path / "vol-data").string()
+                              + ":96Mi,scratch=" + (dir.path / "vol-scratch").string()
                               + (boot == 1 ? ":48Mi:raw" : ":64Mi:raw")
                               + ",blk=" + loop.device.string();
     PodNet net;
@@ -114,8 +115,8 @@ TEST_CASE("disks: two data disks and a block device keep their serials and data 
       CHECK(filled >= 32u << 20);
       CHECK(trimmed + (24u << 20) <= filled);
       // Per-disk I/O counters, labelled with the block node's name.
-      const auto metrics = http_get(std::string("http://") + PodNet::kPodIp + ":9250/metrics", 5,
-                                    net.node());
+      const auto metrics =
+          http_get(std::string("http://") + PodNet::kPodIp + ":9250/metrics", 5, net.node());
       CHECK_THAT(metrics.body,
                  Catch::Contains("berth_block_written_bytes_total{device=\"disk-data\"}")
                      && Catch::Contains("berth_block_read_bytes_total{device=\"disk-blk\"}")
@@ -155,26 +156,29 @@ TEST_CASE("disks: two data disks and a block device keep their serials and data 
     CHECK(st.st_uid == 107);
 }
 
-TEST_CASE("disks: a data disk that would shrink, or a block device that is a folder, stops "
-          "start-up with the disk named",
-          "[disks]") {
+TEST_CASE(
+    "disks: a data disk that would shrink, or a block device that is a folder, stops "
+    "start-up with the disk named",
+    "[disks]") {
   TempDir dir;
   fs::create_directories(dir.path / "vol");
   {
     BerthProcess berth(dir.path, disks_env(dir.path, "d=" + (dir.path / "vol").string()));
     CHECK(berth.wait_exit(60s) == 3);
     INFO(berth.log_text());
-    CHECK(berth.wait_log("disk \"d\": \".*/vol\" \\(VM_DISKS, no size: a block device\\) is not a "
-                         "block device",
-                         0ms));
+    CHECK(
+        berth.wait_log("disk \"d\": \".*/vol\" \\(VM_DISKS, no size: a block device\\) is not a "
+                       "block device",
+                       0ms));
   }
-  REQUIRE(std::system(("qemu-img create -q -f qcow2 " + (dir.path / "vol" / "d.qcow2").string()
-                       + " 4M")
-                          .c_str())
-          == 0);
+  REQUIRE(
+      std::system(("qemu-img create -q -f qcow2 " + (dir.path / "vol" / "d.qcow2").string() + " 4M")
+                      .c_str())
+      == 0);
   BerthProcess berth(dir.path, disks_env(dir.path, "d=" + (dir.path / "vol").string() + ":2Mi"));
   CHECK(berth.wait_exit(60s) == 3);
-  CHECK(berth.wait_log("VM_DISKS gives the disk \"d\" 2.0 MiB but .*d.qcow2\" is 4.0 MiB; disks "
-                       "are never shrunk",
-                       0ms));
+  CHECK(
+      berth.wait_log("VM_DISKS gives the disk \"d\" 2.0 MiB but .*d.qcow2\" is 4.0 MiB; disks "
+                     "are never shrunk",
+                     0ms));
 }
