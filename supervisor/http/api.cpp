@@ -417,7 +417,8 @@ asio::awaitable<HttpReply> Api::control_post(HttpRequest request) {
                            "expected {\"disk\": \"<name or path of a disk in VM_DISKS>\"}",
                            version);
     std::string wanted(disk->get_string());
-    co_return co_await hotplug(path == "/api/v1/disks/attach", std::move(wanted), version);
+    const auto plug = path == "/api/v1/disks/attach" ? Plug::kAttach : Plug::kDetach;
+    co_return co_await hotplug(plug, std::move(wanted), version);
   }
   if (path != "/api/v1/qmp")
     co_return json_error(http::status::not_found, "no such endpoint", version);
@@ -506,7 +507,8 @@ constexpr auto kUnplugWait = 60s;  // the guest's release of an unplugged disk (
 
 }  // namespace
 
-asio::awaitable<HttpReply> Api::hotplug(bool attach, std::string wanted, unsigned version) {
+asio::awaitable<HttpReply> Api::hotplug(Plug plug, std::string wanted, unsigned version) {
+  const bool attach = plug == Plug::kAttach;
   const auto* disk = find_data_disk(state_.data_disks(), config_.vm_disks, wanted);
   if (!disk) {
     log_->warn("control API: refused to {} \"{}\": not a disk of VM_DISKS",
