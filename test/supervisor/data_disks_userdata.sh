@@ -4,7 +4,11 @@
 # marker on each data disk, and on the first boot fills, deletes and trims a file on the disk
 # whose serial is "data"; then prints the serials whenever a disk comes or goes (hot-plug).
 say() { echo "berth-disks: $*"; }
-serials() { cat /sys/block/vd*/serial 2>/dev/null | grep . | sort | tr '\n' ' '; }
+# The serials of the disks that have one, sorted, on one line (serial files end without newline).
+serials() {
+  for file in /sys/block/vd*/serial; do echo "$(cat "$file" 2>/dev/null)"; done | grep . | sort |
+    tr '\n' ' '
+}
 by_serial() {
   for dev in /sys/block/vd*; do
     [ "$(cat "$dev/serial" 2>/dev/null)" = "$1" ] && echo "/dev/${dev##*/}"
