@@ -37,7 +37,8 @@ std::uint64_t allocated(const fs::path& path) {
   return static_cast<std::uint64_t>(st.st_blocks) * 512;
 }
 
-TEST_CASE_METHOD(DataFixture, "drive data disk: qcow2 made once, reused, grown, never shrunk",
+TEST_CASE_METHOD(DataFixture,
+                 "drive data disk: qcow2 made once then reused and grown but never shrunk",
                  "[data-disk]") {
   auto made = prepare(params(64 << 20));
   INFO(log.text());
@@ -71,7 +72,7 @@ TEST_CASE_METHOD(DataFixture, "drive data disk: qcow2 made once, reused, grown, 
              Catch::Contains("never shrunk") && Catch::Contains("give it 128.0 MiB or more"));
 }
 
-TEST_CASE_METHOD(DataFixture, "drive data disk: raw is sparse, grown, and formats never mix",
+TEST_CASE_METHOD(DataFixture, "drive data disk: raw is sparse and grows and formats never mix",
                  "[data-disk]") {
   auto made = prepare(params(256 << 20, ImageFormat::kRaw));
   INFO(log.text());
@@ -95,7 +96,7 @@ TEST_CASE_METHOD(DataFixture, "drive data disk: raw is sparse, grown, and format
   CHECK(missing.error().kind == ErrorKind::kInvalidInput);
 }
 
-TEST_CASE("drive data disk: a block device is sized, anything else is refused", "[data-disk]") {
+TEST_CASE("drive data disk: a block device is sized and anything else is refused", "[data-disk]") {
   auto null_device = block_device_size("/dev/null");
   REQUIRE_FALSE(null_device);
   CHECK_THAT(null_device.error().message, Catch::Contains("not a block device"));

@@ -206,7 +206,7 @@ TEST_CASE("UEFI with Secure Boot: SMM on and the flash writable by SMM code only
   CHECK(value_of(argv, "-drive", 1) == "if=pflash,format=raw,unit=1,file=/d/a,,b.efivars.fd");
 }
 
-TEST_CASE("data disks: qcow2 and raw files and a block device, each with its IOThread and serial",
+TEST_CASE("data disks: qcow2 and raw files and block devices each with its IOThread and serial",
           "[qemu][disks]") {
   MachineSpec spec = sample();
   spec.data_disks = {{"data", "/vol/data/data.qcow2", DataBackend::kQcow2File},

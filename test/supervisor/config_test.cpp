@@ -460,7 +460,7 @@ TEST_CASE("firmware errors are reported together with the others", "[config]") {
   CHECK(result.errors.size() == 3);
 }
 
-TEST_CASE("VM_DISKS: folders with a size and format, block devices, in the order given",
+TEST_CASE("VM_DISKS: folders with a size and format and block devices in the order given",
           "[config][disks]") {
   const Config c = parse_ok(with(minimal(), "VM_DISKS",
                                  "data=/var/lib/berth/data:50Gi,scratch=/dev/xvdb,"
@@ -481,7 +481,7 @@ TEST_CASE("VM_DISKS: folders with a size and format, block devices, in the order
   CHECK(parse_disk_list("a=/d:2000001").disks.at(0).size == 2000384);  // rounded up to 512
 }
 
-TEST_CASE("VM_DISKS: every bad entry is reported at once, naming the disk", "[config][disks]") {
+TEST_CASE("VM_DISKS: every bad entry is reported at once and names the disk", "[config][disks]") {
   const auto result = parse_disk_list(
       "Data=/x:1G,ok=relative:1G,b=/y:10k,c=/z,c=/w,d=/dev/sdb,e=/dev/sdb,"
       "noeq,f=/f:1G:raw:qcow2,g=/g:raw,h=/../etc:1G,"

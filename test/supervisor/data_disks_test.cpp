@@ -7,7 +7,7 @@
 
 using namespace berth;
 
-TEST_CASE("hotplug: only a disk of VM_DISKS, by name, folder, file or device", "[disks]") {
+TEST_CASE("hotplug: only a disk of VM_DISKS by its name or folder or file or device", "[disks]") {
   const auto specs = parse_disk_list("data=/vol/data/:1Gi,blk=/dev/xvdb").disks;
   const std::vector<qemu::DataDrive> drives = {
       {"data", "/vol/data/data.qcow2", qemu::DataBackend::kQcow2File},
@@ -15,9 +15,8 @@ TEST_CASE("hotplug: only a disk of VM_DISKS, by name, folder, file or device", "
   for (const char* wanted : {"data", "/vol/data", "/vol/data/", "/vol//data/./data.qcow2"})
     CHECK(find_data_disk(drives, specs, wanted) == &drives[0]);
   CHECK(find_data_disk(drives, specs, "/dev/xvdb") == &drives[1]);
-  for (const char* refused :
-       {"", "/", "/vol", "/vol/data/../other", "/dev/xvdc", "/etc/passwd", "Data", "disk-data",
-        "vol/data", "/vol/data/data.raw"})
+  for (const char* refused : {"", "/", "/vol", "/vol/data/../other", "/dev/xvdc", "/etc/passwd",
+                              "Data", "disk-data", "vol/data", "/vol/data/data.raw"})
     CHECK(find_data_disk(drives, specs, refused) == nullptr);
 }
 

@@ -69,8 +69,8 @@ std::vector<std::string> disks_env(const fs::path& dir, const std::string& disks
 }  // namespace
 
 TEST_CASE(
-    "disks: two data disks and a block device keep their serials and data across a "
-    "restart, and fstrim thins the qcow2",
+    "disks: two data disks and a loop device keep serials and data across a restart - "
+    "fstrim thins the qcow2 - hot-plug out and back in",
     "[disks]") {
   TempDir dir;
   fs::create_directories(dir.path / "vol-data");
@@ -157,7 +157,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "disks: a data disk that would shrink, or a block device that is a folder, stops "
+    "disks: a block device that is a folder or a data disk that would shrink stops "
     "start-up with the disk named",
     "[disks]") {
   TempDir dir;
