@@ -5,24 +5,12 @@
 
 #include <sys/stat.h>
 
-#include "supervisor/children.hpp"
-#include "test/drive/support.hpp"
+#include "test/drive/program_fixture.hpp"
 
 namespace berth::drive::test {
 namespace {
 
-struct DataFixture {
-  TempDir dir;
-  CapturedLog log;
-  boost::asio::io_context io;
-  ChildReaper reaper{io};
-  RunProgram run = [this](std::vector<std::string> argv) -> boost::asio::awaitable<ProgramResult> {
-    auto r = co_await run_program(io, reaper, std::move(argv), 60s);
-    if (r.spawn_error)
-      co_return ProgramResult{-1, r.spawn_error.message()};
-    co_return ProgramResult{r.status.as_shell_code(), r.output, r.timed_out};
-  };
-
+struct DataFixture : ProgramFixture {
   DataDiskParams params(std::uint64_t size, ImageFormat format = ImageFormat::kQcow2) const {
     return {dir.path, "data", size, format, "qemu-img"};
   }

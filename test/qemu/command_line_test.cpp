@@ -224,15 +224,15 @@ TEST_CASE("data disks: qcow2 and raw files and block devices each with its IOThr
   // Each on a PCIe root port of its own: q35's pcie.0 has no hotplug.
   CHECK(has_pair(argv, "-device", "pcie-root-port,id=rp-data,chassis=1"));
   CHECK(has_pair(argv, "-device", "pcie-root-port,id=rp-old,chassis=4"));
-  CHECK(has_pair(argv, "-blockdev",
-                 "driver=file,node-name=disk-scratch,discard=unmap,detect-zeroes=unmap,"
-                 "filename=/vol/s,,x/scratch.raw"));
-  CHECK(has_pair(argv, "-blockdev",
-                 "driver=host_device,node-name=disk-blk,discard=unmap,detect-zeroes=unmap,"
-                 "filename=/dev/xvdb,cache.direct=on,aio=io_uring"));
-  CHECK(has_pair(argv, "-blockdev",
-                 "driver=host_device,node-name=disk-old,discard=unmap,detect-zeroes=unmap,"
-                 "filename=/dev/sdc,cache.direct=on,aio=native"));
+  // A raw file straight on the file driver, block devices on host_device with O_DIRECT.
+  for (const char* blockdev :
+       {"driver=file,node-name=disk-scratch,discard=unmap,detect-zeroes=unmap,"
+        "filename=/vol/s,,x/scratch.raw",
+        "driver=host_device,node-name=disk-blk,discard=unmap,detect-zeroes=unmap,"
+        "filename=/dev/xvdb,cache.direct=on,aio=io_uring",
+        "driver=host_device,node-name=disk-old,discard=unmap,detect-zeroes=unmap,"
+        "filename=/dev/sdc,cache.direct=on,aio=native"})
+    CHECK(has_pair(argv, "-blockdev", blockdev));
   // In the order given, after the pet disk: the guest's PCI slots stay the same across restarts.
   std::vector<std::string> order;
   for (std::size_t i = 0; i + 1 < argv.size(); ++i)
