@@ -370,6 +370,13 @@ asio::awaitable<StepResult> Supervisor::prepare_disk() {
     co_return Failure{ExitCode::kDisk, disk.error().message};
   pet_disk_ = disk->path;
   pet_disk_created_ = disk->outcome == drive::PetOutcome::kCreated;
+  for (const auto& spec : config_.vm_disks)
+    if (spec.kind == DataDiskKind::kFile
+        && (spec.path / (spec.name + ".qcow2")).lexically_normal() == pet_disk_.lexically_normal())
+      co_return Failure{ExitCode::kConfig,
+                        fmt::format("VM_DISKS: the disk \"{}\" would be the pet disk {}; give it "
+                                    "another name or folder",
+                                    spec.name, pet_disk_.string())};
   auto data_run = program_runner();
   auto data_log = log_->clone("disk");
   auto data =

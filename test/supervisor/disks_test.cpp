@@ -4,7 +4,9 @@
 // and fills, deletes and trims a file on the qcow2 disk.
 
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <array>
 #include <catch2/catch.hpp>
 
 #include "test/support/berth_process.hpp"
@@ -157,8 +159,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "disks: a block device that is a folder or a data disk that would shrink stops "
-    "start-up with the disk named",
+    "disks: a block device that is a folder or a data disk that would shrink or be the pet disk "
+    "stops start-up with the disk named",
     "[disks]") {
   TempDir dir;
   fs::create_directories(dir.path / "vol");
@@ -181,4 +183,16 @@ TEST_CASE(
       berth.wait_log("VM_DISKS gives the disk \"d\" 2.0 MiB but .*d.qcow2\" is 4.0 MiB; disks "
                      "are never shrunk",
                      0ms));
+  // A data disk that would be the pet disk (<hostname>.qcow2 in BERTH_DISK_DIR).
+  std::array<char, 256> host{};
+  REQUIRE(::gethostname(host.data(), host.size() - 1) == 0);
+  const std::string name = host.data();
+  if (name.size() <= 20
+      && name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") == std::string::npos) {
+    fs::create_directories(dir.path / "pet");
+    BerthProcess pet(dir.path / "pet",
+                     disks_env(dir.path, name + "=" + (dir.path / "disks").string() + ":1Gi"));
+    CHECK(pet.wait_exit(60s) == 3);
+    CHECK(pet.wait_log("VM_DISKS: the disk \"" + name + "\" would be the pet disk", 0ms));
+  }
 }
