@@ -62,6 +62,14 @@ HttpResult hotplug(const PodNet& net, const fs::path& dir, const std::string& ac
   return {std::atoi(out.c_str() + nl + 1), out.substr(0, nl)};
 }
 
+// The folders of the two file-backed data disks, vol-data and vol-scratch, in `dir`, and
+// test/supervisor/<script> as the guest's user-data.
+void make_volumes(const fs::path& dir, const std::string& script) {
+  fs::create_directories(dir / "vol-data");
+  fs::create_directories(dir / "vol-scratch");
+  fs::copy_file(std::string(BERTH_SOURCE_DIR) + "/test/supervisor/" + script, dir / "userdata");
+}
+
 std::vector<std::string> disks_env(const fs::path& dir, const std::string& disks) {
   std::vector<std::string> env = test_berth_env(dir);
   env.insert(env.end(), {"IMG_SOURCE=" + test_guest(), "VM_DISKS=" + disks, "VM_CPUS=2",
@@ -76,10 +84,7 @@ TEST_CASE(
     "fstrim thins the qcow2 - hot-plug out and back in",
     "[disks]") {
   TempDir dir;
-  fs::create_directories(dir.path / "vol-data");
-  fs::create_directories(dir.path / "vol-scratch");
-  fs::copy_file(std::string(BERTH_SOURCE_DIR) + "/test/supervisor/data_disks_userdata.sh",
-                dir.path / "userdata");
+  make_volumes(dir.path, "data_disks_userdata.sh");
   LoopDevice loop(dir.path / "block.img");
   const fs::path qcow2 = dir.path / "vol-data" / "data.qcow2";
   for (int boot = 1; boot <= 2; ++boot) {
@@ -201,10 +206,7 @@ TEST_CASE(
 TEST_CASE("disks: sequential O_DIRECT throughput in the guest per kind of data disk",
           "[.][disks-bench]") {
   TempDir dir;
-  fs::create_directories(dir.path / "vol-data");
-  fs::create_directories(dir.path / "vol-scratch");
-  fs::copy_file(std::string(BERTH_SOURCE_DIR) + "/test/supervisor/data_disks_bench.sh",
-                dir.path / "userdata");
+  make_volumes(dir.path, "data_disks_bench.sh");
   LoopDevice loop(dir.path / "block.img");
   REQUIRE(std::system(("dd if=/dev/urandom of=" + (dir.path / "block.img").string()
                        + " bs=1M count=64 conv=notrunc status=none")
