@@ -51,7 +51,57 @@ void add_firmware(const MachineSpec& spec, std::vector<std::string>& argv) {
       fmt::format("if=pflash,format=raw,unit=1,file={}", escape_commas(spec.flash.vars.string())));
 }
 
+// The pet disk: qcow2 over the base image, its own IOThread, one queue per vCPU; discards reach
+// the file (discard=unmap) and written zeros become discards (detect-zeroes=unmap).
+void add_pet_disk(const MachineSpec& spec, std::vector<std::string>& argv) {
+  argv.insert(argv.end(),
+              {"-object", "iothread,id=io-disk0", "-drive",
+               fmt::format("if=none,id=disk0,file={},format={},cache=writeback,discard=unmap,"
+                           "detect-zeroes=unmap",
+                           escape_commas(spec.disk.string()),
+                           spec.disk_format == DiskFormat::kQcow2 ? "qcow2" : "raw"),
+               "-device",
+               fmt::format("virtio-blk-pci,drive=disk0,bootindex=0,iothread=io-disk0,num-queues={}",
+                           spec.cpus)});
+}
+
 }  // namespace
+
+std::string data_disk_id(std::string_view name) {
+  return fmt::format("disk-{}", name);
+}
+
+std::string data_disk_iothread(std::string_view name) {
+  return fmt::format("io-{}", name);
+}
+
+std::string data_disk_port(std::string_view name) {
+  return fmt::format("rp-{}", name);
+}
+
+std::string data_disk_blockdev(const DataDrive& drive) {
+  const std::string file = escape_commas(drive.path.string());
+  const std::string common =
+      fmt::format("node-name={},discard=unmap,detect-zeroes=unmap", data_disk_id(drive.name));
+  switch (drive.backend) {
+    case DataBackend::kQcow2File:
+      return fmt::format("driver=qcow2,{},file.driver=file,file.filename={},file.discard=unmap",
+                         common, file);
+    case DataBackend::kRawFile:
+      return fmt::format("driver=file,{},filename={}", common, file);
+    case DataBackend::kBlockDevice:
+      break;
+  }
+  return fmt::format("driver=host_device,{},filename={},cache.direct=on,aio={}", common, file,
+                     drive.aio == BlockAio::kIoUring ? "io_uring" : "native");
+}
+
+std::string data_disk_device(const DataDrive& drive, unsigned queues) {
+  const std::string id = data_disk_id(drive.name);
+  return fmt::format("virtio-blk-pci,id={},drive={},bus={},iothread={},num-queues={},serial={}", id,
+                     id, data_disk_port(drive.name), data_disk_iothread(drive.name), queues,
+                     drive.name);
+}
 
 std::string cpu_model(Accelerator accel) {
   return accel == Accelerator::kKvm ? "host,arch-capabilities=off" : "max";
@@ -105,10 +155,15 @@ std::vector<std::string> build_command_line(const MachineSpec& spec, const Inher
   if (spec.viewer_socket)
     add("-vnc",
         fmt::format("unix:{},id=viewer,password=off", escape_commas(spec.viewer_socket->string())));
-  add("-drive", fmt::format("if=none,id=disk0,file={},format={},cache=writeback,discard=unmap",
-                            escape_commas(spec.disk.string()),
-                            spec.disk_format == DiskFormat::kQcow2 ? "qcow2" : "raw"));
-  add("-device", "virtio-blk-pci,drive=disk0,bootindex=0");
+  add_pet_disk(spec, argv);
+  unsigned chassis = 0;
+  for (const auto& drive : spec.data_disks) {
+    add("-device",
+        fmt::format("pcie-root-port,id={},chassis={}", data_disk_port(drive.name), ++chassis));
+    add("-object", "iothread,id=" + data_disk_iothread(drive.name));
+    add("-blockdev", data_disk_blockdev(drive));
+    add("-device", data_disk_device(drive, spec.cpus));
+  }
   add("-device", "virtio-scsi-pci,id=scsi0");
   if (spec.config_drive) {
     add("-drive", fmt::format("if=none,id={},media=cdrom,readonly=on,format=raw,file={}",

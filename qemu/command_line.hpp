@@ -44,6 +44,30 @@ struct TpmSpec {
 inline constexpr std::string_view kConfigDriveDevice = "configdrive";
 inline constexpr std::string_view kConfigDriveDrive = "configdrive-media";
 
+// A data disk (VM_DISKS) on virtio-blk: a qcow2 or raw file through QEMU's file driver, or a
+// block device through host_device with O_DIRECT (cache=none). Each has its own IOThread; its
+// serial number is its name, so the guest names it /dev/disk/by-id/virtio-<name>.
+enum class DataBackend { kQcow2File, kRawFile, kBlockDevice };
+// aio= of a block device: io_uring where QEMU can use it (probed at start), else native.
+enum class BlockAio { kIoUring, kNative };
+struct DataDrive {
+  std::string name;  // [a-z0-9-], at most 20 characters (config.cpp checks)
+  std::filesystem::path path;
+  DataBackend backend = DataBackend::kQcow2File;
+  BlockAio aio = BlockAio::kNative;  // kBlockDevice only
+};
+
+// The ids of a data disk: its block node and virtio-blk device "disk-<name>", its IOThread
+// "io-<name>", the PCIe root port it sits on (hot-pluggable, unlike pcie.0) "rp-<name>".
+std::string data_disk_id(std::string_view name);
+std::string data_disk_iothread(std::string_view name);
+std::string data_disk_port(std::string_view name);
+// The -blockdev value of a data disk (discard=unmap, detect-zeroes=unmap).
+std::string data_disk_blockdev(const DataDrive& drive);
+// The -device value of a data disk: virtio-blk-pci on its root port with its IOThread, `queues`
+// queues, its serial.
+std::string data_disk_device(const DataDrive& drive, unsigned queues);
+
 struct MachineSpec {
   std::string binary = "qemu-system-x86_64";
   Accelerator accel = Accelerator::kTcg;
@@ -51,6 +75,7 @@ struct MachineSpec {
   std::uint64_t memory_mib = 1024;
   std::filesystem::path disk;  // the pet disk, on virtio-blk
   DiskFormat disk_format = DiskFormat::kQcow2;
+  std::vector<DataDrive> data_disks;                  // after the pet disk, in this order
   std::optional<std::filesystem::path> config_drive;  // ISO on a virtio-scsi CD-ROM
   std::optional<TpmSpec> tpm;                         // none: no TPM
   std::optional<std::string>

@@ -42,6 +42,10 @@ const std::vector<VariableDoc> kDocs = {
     {"VM_CPUS", "1", "integer 1-255", "Number of vCPUs."},
     {"VM_MEMORY", "1Gi", "size, e.g. 1024M or 2Gi (binary units)", "Guest memory, at least 64Mi."},
     {"VM_DISK_SIZE", "", "size, e.g. 20Gi", "Grow the pet disk to this size (never shrinks)."},
+    {"VM_DISKS", "", "name=/folder:SIZE[:raw],name=/dev/... (names [a-z0-9-], at most 20)",
+     "Data disks on virtio-blk, serial = name (/dev/disk/by-id/virtio-<name> in the guest). A "
+     "folder gets <name>.qcow2 (or .raw) made once at SIZE and grown, never shrunk; a block "
+     "device is used raw with cache=none."},
     {"VM_ACCEL", "auto", "auto | kvm | tcg",
      "auto: KVM when a guest really runs under it, else TCG (logged)."},
     {"VM_TPM", "no", "yes/no (1/true/yes/on, 0/false/no/off)",
@@ -378,6 +382,13 @@ void parse_machine(Reader& r, Config& c) {
       c.vm_disk_size = bytes;
   }
 
+  if (auto disks = r.given("VM_DISKS")) {
+    auto parsed = parse_disk_list(*disks);
+    for (auto& error : parsed.errors)
+      r.fail_message("VM_DISKS", *disks, "VM_DISKS: " + error);
+    c.vm_disks = std::move(parsed.disks);
+  }
+
   const std::string accel = lower(r.get("VM_ACCEL"));
   if (accel == "auto")
     c.vm_accel = Accel::kAuto;
@@ -556,6 +567,7 @@ std::string describe_config(const Config& c, const EnvLookup& env) {
       {"VM_CPUS", std::to_string(c.vm_cpus)},
       {"VM_MEMORY", format_size(c.vm_memory)},
       {"VM_DISK_SIZE", c.vm_disk_size ? format_size(*c.vm_disk_size) : ""},
+      {"VM_DISKS", format_disk_list(c.vm_disks)},
       {"VM_ACCEL", std::string(name_of(c.vm_accel))},
       {"VM_TPM", c.vm_tpm ? "yes" : "no"},
       {"VM_FIRMWARE", std::string(firmware_name(c.vm_firmware))},
@@ -631,6 +643,123 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
     return *number << shift;
   }
   return std::nullopt;
+}
+
+namespace {
+
+bool valid_disk_name(std::string_view name) {
+  return !name.empty() && name.size() <= kMaxDiskName && name.front() != '-'
+         && std::all_of(name.begin(), name.end(), [](unsigned char ch) {
+              return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-';
+            });
+}
+
+// The options after a folder's path: a size and a format word, in any order, each once.
+void parse_disk_options(std::string_view options, DataDiskSpec& disk,
+                        std::vector<std::string>& errors) {
+  bool sized = false;
+  bool formatted = false;
+  for (std::size_t start = 0; start <= options.size();) {
+    const auto end = std::min(options.find(':', start), options.size());
+    const auto word = options.substr(start, end - start);
+    start = end + 1;
+    if (word == "raw" || word == "qcow2") {
+      if (formatted)
+        errors.push_back(fmt::format("disk \"{}\": more than one format", disk.name));
+      formatted = true;
+      disk.format = word == "raw" ? DataDiskFormat::kRaw : DataDiskFormat::kQcow2;
+    } else if (auto bytes = parse_size(word);
+               bytes && !sized && *bytes >= kMiB && *bytes <= (std::uint64_t{1} << 50)) {
+      sized = true;
+      disk.size = (*bytes + 511) / 512 * 512;
+    } else {
+      errors.push_back(fmt::format(
+          "disk \"{}\": \"{}\" is neither a size from 1Mi to 1Pi (given once) nor raw/qcow2",
+          disk.name, word));
+    }
+  }
+  if (!sized)
+    errors.push_back(fmt::format(
+        "disk \"{}\": a folder needs a size, e.g. {}={}:10Gi (a block device has no options)",
+        disk.name, disk.name, disk.path.string()));
+}
+
+// One `name=/path[:options]` entry; nullopt (with its errors added) when it is not valid.
+std::optional<DataDiskSpec> parse_disk_entry(std::string_view entry,
+                                             std::vector<std::string>& errors) {
+  const auto equals = entry.find('=');
+  if (equals == std::string_view::npos) {
+    errors.push_back(fmt::format("\"{}\" is not name=/path[:options]", entry));
+    return std::nullopt;
+  }
+  DataDiskSpec disk;
+  disk.name = std::string(entry.substr(0, equals));
+  const std::size_t before = errors.size();
+  if (!valid_disk_name(disk.name))
+    errors.push_back(fmt::format(
+        "disk name \"{}\" must be 1-{} characters of a-z, 0-9 and - (not first): it is the "
+        "virtio serial number",
+        disk.name, kMaxDiskName));
+  const auto rest = entry.substr(equals + 1);
+  const auto colon = std::min(rest.find(':'), rest.size());
+  const auto path = rest.substr(0, colon);
+  const std::filesystem::path given(path);
+  disk.path = given.lexically_normal();
+  if (!path.starts_with('/') || path.find('=') != std::string_view::npos
+      || std::find(given.begin(), given.end(), "..") != given.end() || disk.path == "/")
+    errors.push_back(
+        fmt::format("disk \"{}\": \"{}\" is not an absolute path (without '..', ':', '=' or ',')",
+                    disk.name, path));
+  disk.kind = colon == rest.size() ? DataDiskKind::kBlock : DataDiskKind::kFile;
+  if (disk.kind == DataDiskKind::kFile)
+    parse_disk_options(rest.substr(colon + 1), disk, errors);
+  if (errors.size() != before)
+    return std::nullopt;
+  return disk;
+}
+
+}  // namespace
+
+DiskListResult parse_disk_list(std::string_view text) {
+  DiskListResult result;
+  std::size_t count = 0;
+  for (std::size_t start = 0; start <= text.size();) {
+    const auto end = std::min(text.find(',', start), text.size());
+    const auto entry = text.substr(start, end - start);
+    start = end + 1;
+    if (entry.empty() && end == text.size() && count > 0)
+      break;  // a trailing comma
+    ++count;
+    auto disk = parse_disk_entry(entry, result.errors);
+    if (!disk)
+      continue;
+    for (const auto& other : result.disks) {
+      if (other.name == disk->name)
+        result.errors.push_back(fmt::format("disk name \"{}\" is used twice", disk->name));
+      else if (other.path == disk->path && disk->kind == DataDiskKind::kBlock)
+        result.errors.push_back(fmt::format("disks \"{}\" and \"{}\" are both {}", other.name,
+                                            disk->name, disk->path.string()));
+    }
+    result.disks.push_back(std::move(*disk));
+  }
+  if (count > kMaxDataDisks)
+    result.errors.push_back(
+        fmt::format("{} disks given; at most {} are supported", count, kMaxDataDisks));
+  if (!result.errors.empty())
+    result.disks.clear();
+  return result;
+}
+
+std::string format_disk_list(const std::vector<DataDiskSpec>& disks) {
+  std::string out;
+  for (const auto& disk : disks) {
+    if (!out.empty())
+      out += ',';
+    out += disk.name + "=" + disk.path.string();
+    if (disk.kind == DataDiskKind::kFile)
+      out += ":" + format_size(disk.size) + (disk.format == DataDiskFormat::kRaw ? ":raw" : "");
+  }
+  return out;
 }
 
 std::string format_size(std::uint64_t bytes) {

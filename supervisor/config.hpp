@@ -34,6 +34,20 @@ struct QemuUser {
   bool operator==(const QemuUser&) const = default;
 };
 
+// One VM_DISKS entry: a data disk on virtio-blk whose serial number is its name.
+enum class DataDiskKind { kFile, kBlock };  // a file made in a folder, or a block device as it is
+enum class DataDiskFormat { kQcow2, kRaw };
+struct DataDiskSpec {
+  std::string name;            // [a-z0-9-], 1-20 characters: the virtio serial
+  std::filesystem::path path;  // kFile: the folder that holds <name>.qcow2 / <name>.raw
+  DataDiskKind kind = DataDiskKind::kFile;
+  std::uint64_t size = 0;  // kFile: bytes, a multiple of 512; kBlock: 0 (the device's size)
+  DataDiskFormat format = DataDiskFormat::kQcow2;  // kFile only
+  bool operator==(const DataDiskSpec&) const = default;
+};
+inline constexpr std::size_t kMaxDataDisks = 16;
+inline constexpr std::size_t kMaxDiskName = 20;  // virtio-blk's serial holds 20 bytes
+
 struct Endpoint {
   boost::asio::ip::address address;
   std::uint16_t port = 0;
@@ -54,6 +68,7 @@ struct Config {
   unsigned vm_cpus = 1;
   std::uint64_t vm_memory = 0;                // bytes, a multiple of 1 MiB
   std::optional<std::uint64_t> vm_disk_size;  // bytes
+  std::vector<DataDiskSpec> vm_disks;         // VM_DISKS, in the order given
   Accel vm_accel = Accel::kAuto;
   std::optional<MacAddress> vm_mac;
   Firmware vm_firmware = Firmware::kBios;
@@ -140,6 +155,17 @@ std::optional<Endpoint> parse_endpoint(std::string_view text);
 std::string format_endpoint(const Endpoint& endpoint);
 // "107:107": a numeric uid and gid, both 1-4294967294 (0 is root; 4294967295 is "no id").
 std::optional<QemuUser> parse_qemu_user(std::string_view text);
+// VM_DISKS: `name=/folder:SIZE[:raw|:qcow2]` (a file in a folder) or `name=/dev/...` (a block
+// device), comma-separated. `errors` holds a sentence per problem, every one of them; `disks` is
+// meaningful only when there are none.
+struct DiskListResult {
+  std::vector<DataDiskSpec> disks;
+  std::vector<std::string> errors;
+};
+DiskListResult parse_disk_list(std::string_view text);
+// The canonical VM_DISKS text of `disks` (what describe_config shows).
+std::string format_disk_list(const std::vector<DataDiskSpec>& disks);
+
 // yes/no words: 1/true/yes/on/y and 0/false/no/off/n, case-insensitive.
 std::optional<bool> parse_bool(std::string_view text);
 

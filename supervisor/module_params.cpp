@@ -138,6 +138,7 @@ qemu::MachineSpec machine_spec(const Config& config, const MachineInputs& inputs
   spec.memory_mib = config.vm_memory / (1024 * 1024);
   spec.disk = inputs.disk;
   spec.disk_format = qemu::DiskFormat::kQcow2;
+  spec.data_disks = inputs.data_disks;
   spec.mac = inputs.mac;
   spec.mtu = inputs.mtu;
   spec.vnc = config.vnc ? qemu::Vnc::kOn : qemu::Vnc::kOff;

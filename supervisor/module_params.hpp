@@ -75,6 +75,7 @@ struct MachineInputs {
   std::optional<std::string> tap;  // none: no NIC
   boost::asio::ip::address_v4 pod_address = boost::asio::ip::address_v4::loopback();  // VNC's
   std::optional<qemu::FirmwareFlash> flash;  // UEFI's flash (prepare_firmware); none: BIOS
+  std::vector<qemu::DataDrive> data_disks;   // VM_DISKS (prepare_data_disks)
 };
 
 // QEMU's machine: VM_CPUS, VM_MEMORY, VNC (on the pod address, with its auth), the QMP socket in

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/metrics.hpp"
 #include "qemu/command_line.hpp"
@@ -67,6 +68,12 @@ class RuntimeState {
   // The guest gave its lease up (released, declined); `why` says so, for /readyz.
   void lease_ended(std::string why);
   void image_fetched(std::uint64_t bytes) { image_bytes_fetched_ += bytes; }
+  // VM_DISKS as prepared for QEMU (the only disks the control API may attach), with the number of
+  // queues each virtio-blk device gets.
+  void data_disks_prepared(std::vector<qemu::DataDrive> disks, unsigned queues) {
+    data_disks_ = std::move(disks);
+    disk_queues_ = queues;
+  }
 
   // Reads, for the API.
   Clock::time_point started() const { return started_; }
@@ -85,6 +92,8 @@ class RuntimeState {
   // Why the guest holds no lease at `now` (a sentence for /readyz); nullopt while it holds one.
   std::optional<std::string> lease_problem(Clock::time_point now = Clock::now()) const;
   std::uint64_t qemu_starts() const { return qemu_starts_; }
+  const std::vector<qemu::DataDrive>& data_disks() const { return data_disks_; }
+  unsigned disk_queues() const { return disk_queues_; }
   // QMP events of every VM so far, for any number of listeners.
   EventBus& events() { return events_; }
 
@@ -111,6 +120,8 @@ class RuntimeState {
   std::uint64_t accel_fallbacks_ = 0;
   std::uint64_t image_bytes_fetched_ = 0;
   EventBus events_;
+  std::vector<qemu::DataDrive> data_disks_;
+  unsigned disk_queues_ = 1;
 };
 
 }  // namespace berth

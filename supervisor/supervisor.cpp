@@ -22,6 +22,7 @@
 #include "qemu/kvm.hpp"
 #include "supervisor/accel_policy.hpp"
 #include "supervisor/console/serial_websocket.hpp"
+#include "supervisor/data_disks.hpp"
 #include "supervisor/firmware.hpp"
 #include "supervisor/logging.hpp"
 #include "supervisor/module_params.hpp"
@@ -369,6 +370,23 @@ asio::awaitable<StepResult> Supervisor::prepare_disk() {
     co_return Failure{ExitCode::kDisk, disk.error().message};
   pet_disk_ = disk->path;
   pet_disk_created_ = disk->outcome == drive::PetOutcome::kCreated;
+  for (const auto& spec : config_.vm_disks)
+    if (spec.kind == DataDiskKind::kFile
+        && (spec.path / (spec.name + ".qcow2")).lexically_normal() == pet_disk_.lexically_normal())
+      co_return Failure{ExitCode::kConfig,
+                        fmt::format("VM_DISKS: the disk \"{}\" would be the pet disk {}; give it "
+                                    "another name or folder",
+                                    spec.name, pet_disk_.string())};
+  auto data_run = program_runner();
+  auto data_log = log_->clone("disk");
+  auto data =
+      co_await prepare_data_disks(config_.vm_disks, std::move(data_run), std::move(data_log));
+  if (!data)
+    co_return Failure{
+        data.error().kind == ErrorKind::kInvalidInput ? ExitCode::kConfig : ExitCode::kDisk,
+        data.error().message};
+  data_disks_ = std::move(*data);
+  state_.data_disks_prepared(data_disks_, config_.vm_cpus);
   co_return StepResult{};
 }
 
@@ -428,6 +446,7 @@ qemu::MachineSpec Supervisor::machine_spec(qemu::Accelerator accel) const {
   if (network_)
     inputs.tap = network_->spec().tap;
   inputs.flash = flash_;
+  inputs.data_disks = data_disks_;
   return berth::machine_spec(config_, inputs);
 }
 
@@ -459,6 +478,8 @@ StepResult Supervisor::prepare_for_qemu() {
   }
   if (auto handed = hand_over_files(*qemu_user_, pet_disk_, image_.path, config_.runtime_dir);
       !handed)
+    return Failure{ExitCode::kDisk, handed.error().message};
+  if (auto handed = hand_over_data_disks(*qemu_user_, data_disks_); !handed)
     return Failure{ExitCode::kDisk, handed.error().message};
   if (flash_)
     if (auto handed = hand_over_vars(*qemu_user_, flash_->vars); !handed)

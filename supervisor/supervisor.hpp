@@ -148,6 +148,7 @@ class Supervisor {
   drive::CachedImage image_;
   std::filesystem::path pet_disk_;
   bool pet_disk_created_ = false;
+  std::vector<qemu::DataDrive> data_disks_;   // VM_DISKS, prepared
   std::optional<qemu::FirmwareFlash> flash_;  // OVMF's code and the VM's variables; none: BIOS
   std::optional<Credentials> qemu_user_;      // nullopt: QEMU runs as berth's own (non-root) user
   drive::ConfigDriveParams drive_params_;

@@ -13,7 +13,9 @@
 #include <sstream>
 
 #include "common/async.hpp"
+#include "qemu/data_disk_qmp.hpp"
 #include "qemu/qmp/qmp_policy.hpp"
+#include "supervisor/data_disks.hpp"
 #include "supervisor/http/console_html.hpp"
 #include "supervisor/http/web_files.hpp"
 #include "supervisor/phase_budget.hpp"
@@ -229,12 +231,16 @@ std::vector<Sample> Api::block_samples(std::string_view field) const {
     if (!device.is_object())
       continue;
     const auto& d = device.get_object();
-    const auto* qdev = d.if_contains("qdev");
     const auto* s = d.if_contains("stats");
     if (!s || !s->is_object())
       continue;
     const auto* value = s->get_object().if_contains(field);
-    const std::string id = qdev && qdev->is_string() ? std::string(qdev->get_string()) : "";
+    // The drive's name (disk0: the pet disk), else the block node's (disk-<name>: VM_DISKS), else
+    // the device's QOM path.
+    std::string id;
+    for (const char* key : {"device", "node-name", "qdev"})
+      if (const auto* name = d.if_contains(key); id.empty() && name && name->is_string())
+        id = std::string(name->get_string());
     if (value && value->is_number())
       samples.push_back({{{"device", id}}, value->to_number<double>()});
   }
@@ -401,9 +407,21 @@ asio::awaitable<HttpReply> Api::control_post(HttpRequest request) {
       co_return co_await run_qmp(std::move(qmp_command), std::move(no_arguments), version);
     }
   }
+  error_code ec;
+  if (path == "/api/v1/disks/attach" || path == "/api/v1/disks/detach") {
+    auto body = json::parse(request.body(), ec);
+    const json::value* disk =
+        !ec && body.is_object() ? body.get_object().if_contains("disk") : nullptr;
+    if (!disk || !disk->is_string())
+      co_return json_error(http::status::bad_request,
+                           "expected {\"disk\": \"<name or path of a disk in VM_DISKS>\"}",
+                           version);
+    std::string wanted(disk->get_string());
+    const auto plug = path == "/api/v1/disks/attach" ? Plug::kAttach : Plug::kDetach;
+    co_return co_await hotplug(plug, std::move(wanted), version);
+  }
   if (path != "/api/v1/qmp")
     co_return json_error(http::status::not_found, "no such endpoint", version);
-  error_code ec;
   auto body = json::parse(request.body(), ec);
   const json::object* object = !ec && body.is_object() ? &body.get_object() : nullptr;
   const json::value* execute = object ? object->if_contains("execute") : nullptr;
@@ -467,6 +485,101 @@ asio::awaitable<HttpReply> Api::run_qmp(std::string command, json::object argume
   json::object body;
   body["return"] = result.value;
   co_return json_reply(http::status::ok, json::serialize(body), version);
+}
+
+namespace {
+
+// Whether QEMU has the device `id` (qom-list of /machine/peripheral); nullopt when QMP failed.
+asio::awaitable<std::optional<bool>> has_device(std::shared_ptr<qmp::Client> qmp, std::string id) {
+  json::object arguments{{"path", "/machine/peripheral"}};
+  std::string command = "qom-list";
+  const auto listed = co_await qmp->execute(std::move(command), std::move(arguments), kQmpDeadline);
+  if (!listed.ok() || !listed.value.is_array())
+    co_return std::nullopt;
+  for (const auto& child : listed.value.get_array())
+    if (const auto* name = child.is_object() ? child.get_object().if_contains("name") : nullptr;
+        name && name->is_string() && name->get_string() == id)
+      co_return true;
+  co_return false;
+}
+
+constexpr auto kUnplugWait = 60s;  // the guest's release of an unplugged disk (slow under TCG)
+
+}  // namespace
+
+asio::awaitable<HttpReply> Api::hotplug(Plug plug, std::string wanted, unsigned version) {
+  const bool attach = plug == Plug::kAttach;
+  const auto* disk = find_data_disk(state_.data_disks(), config_.vm_disks, wanted);
+  if (!disk) {
+    log_->warn("control API: refused to {} \"{}\": not a disk of VM_DISKS",
+               attach ? "attach" : "detach", wanted);
+    co_return json_error(http::status::forbidden,
+                         fmt::format("\"{}\" is not a disk of VM_DISKS; only those may be "
+                                     "attached or detached",
+                                     wanted),
+                         version);
+  }
+  auto qmp = state_.qmp();
+  if (!qmp || !qmp->connected())
+    co_return json_error(http::status::conflict, "the VM is not running", version);
+  const std::string id = qemu::data_disk_id(disk->name);
+  auto present = co_await has_device(qmp, id);
+  if (!present)
+    co_return json_error(http::status::bad_gateway, "QMP qom-list failed", version);
+  if (*present == attach)
+    co_return json_error(
+        http::status::conflict,
+        fmt::format("the disk \"{}\" is already {}", disk->name, attach ? "attached" : "detached"),
+        version);
+  json::object node_name{{"node-name", id}};
+  if (attach) {
+    std::string add_command = "blockdev-add";
+    auto node = qemu::blockdev_add_arguments(*disk);
+    auto added = co_await qmp->execute(std::move(add_command), std::move(node), 5s);
+    if (!added.ok())
+      co_return json_error(http::status::bad_gateway, "blockdev-add: " + added.describe(), version);
+    auto device = qemu::device_add_arguments(*disk, state_.disk_queues());
+    std::string plug_command = "device_add";
+    auto plugged = co_await qmp->execute(std::move(plug_command), std::move(device), 5s);
+    if (!plugged.ok()) {
+      std::string del_command = "blockdev-del";
+      co_await qmp->execute(std::move(del_command), std::move(node_name), 5s);
+      co_return json_error(http::status::bad_gateway, "device_add: " + plugged.describe(), version);
+    }
+  } else {
+    json::object device{{"id", id}};
+    std::string unplug_command = "device_del";
+    auto unplugged = co_await qmp->execute(std::move(unplug_command), std::move(device), 5s);
+    if (!unplugged.ok())
+      co_return json_error(http::status::bad_gateway, "device_del: " + unplugged.describe(),
+                           version);
+    // The guest releases the device in its own time (PCIe hotplug); the node goes after it.
+    asio::steady_timer timer(io_);
+    const auto deadline = std::chrono::steady_clock::now() + kUnplugWait;
+    for (;;) {
+      present = co_await has_device(qmp, id);
+      if (!present || !*present || std::chrono::steady_clock::now() >= deadline)
+        break;
+      timer.expires_after(250ms);
+      co_await timer.async_wait(asio::use_awaitable);
+    }
+    if (!present || *present)
+      co_return json_error(http::status::gateway_timeout,
+                           fmt::format("the guest has not released the disk \"{}\" yet; QEMU "
+                                       "removes it once it does (ask again to see)",
+                                       disk->name),
+                           version);
+    std::string del_command = "blockdev-del";
+    auto deleted = co_await qmp->execute(std::move(del_command), std::move(node_name), 5s);
+    if (!deleted.ok())
+      co_return json_error(http::status::bad_gateway, "blockdev-del: " + deleted.describe(),
+                           version);
+  }
+  log_->info("control API: {} the data disk \"{}\" ({})", attach ? "attached" : "detached",
+             disk->name, disk->path.string());
+  co_return json_reply(http::status::ok,
+                       fmt::format(R"({{"disk":"{}","attached":{}}})", disk->name, attach),
+                       version);
 }
 
 asio::awaitable<HttpReply> Api::screenshot(unsigned version) {

@@ -55,6 +55,11 @@ class Api {
   boost::asio::awaitable<HttpReply> run_qmp(std::string command, boost::json::object arguments,
                                             unsigned version);
   boost::asio::awaitable<HttpReply> screenshot(unsigned version);
+  // POST /api/v1/disks/attach|detach {"disk": name or path}: a data disk of VM_DISKS, hot-plugged
+  // (blockdev-add + device_add) or unplugged (device_del, the guest's release, blockdev-del).
+  // Anything VM_DISKS does not list is refused with 403.
+  enum class Plug { kAttach, kDetach };
+  boost::asio::awaitable<HttpReply> hotplug(Plug plug, std::string disk, unsigned version);
   HttpReply events();
   // GET or HEAD of a file under /web/ (web_files.hpp).
   boost::asio::awaitable<HttpReply> web_file(HttpRequest request);

@@ -11,23 +11,12 @@
 
 #include "drive/image/image_cache.hpp"
 #include "supervisor/children.hpp"
-#include "test/drive/support.hpp"
+#include "test/drive/program_fixture.hpp"
 
 namespace berth::drive::test {
 namespace {
 
-struct PetFixture {
-  TempDir dir;
-  CapturedLog log;
-  boost::asio::io_context io;
-  ChildReaper reaper{io};
-  std::chrono::steady_clock::duration deadline = 60s;
-  RunProgram run = [this](std::vector<std::string> argv) -> boost::asio::awaitable<ProgramResult> {
-    auto r = co_await run_program(io, reaper, std::move(argv), deadline);
-    if (r.spawn_error)
-      co_return ProgramResult{-1, r.spawn_error.message()};
-    co_return ProgramResult{r.status.as_shell_code(), r.output, r.timed_out};
-  };
+struct PetFixture : ProgramFixture {
   CachedImage base;
 
   PetFixture() {

@@ -59,8 +59,10 @@ TEST_CASE("the command line for TCG with every device", "[qemu]") {
   CHECK(value_of(argv, "-qmp").empty());
   CHECK(has_pair(argv, "-drive",
                  "if=none,id=disk0,file=/var/lib/berth/disks/vm-0.qcow2,format=qcow2,"
-                 "cache=writeback,discard=unmap"));
-  CHECK(has_pair(argv, "-device", "virtio-blk-pci,drive=disk0,bootindex=0"));
+                 "cache=writeback,discard=unmap,detect-zeroes=unmap"));
+  CHECK(has_pair(argv, "-object", "iothread,id=io-disk0"));
+  CHECK(has_pair(argv, "-device",
+                 "virtio-blk-pci,drive=disk0,bootindex=0,iothread=io-disk0,num-queues=2"));
   // The config drive: a virtio-scsi CD-ROM with fixed ids (cloud kernels lack AHCI).
   CHECK(has_pair(argv, "-device", "virtio-scsi-pci,id=scsi0"));
   CHECK(has_pair(argv, "-drive",
@@ -187,7 +189,8 @@ TEST_CASE("UEFI: OVMF's code read-only on flash unit 0, the VM's variables on un
   CHECK(value_of(argv, "-drive", 1)
         == "if=pflash,format=raw,unit=1,file=/var/lib/berth/disks/vm-0.efivars.fd");
   // The disk comes first in OVMF's boot order (without it OVMF tries the network first).
-  CHECK(has_pair(argv, "-device", "virtio-blk-pci,drive=disk0,bootindex=0"));
+  CHECK(has_pair(argv, "-device",
+                 "virtio-blk-pci,drive=disk0,bootindex=0,iothread=io-disk0,num-queues=2"));
 }
 
 TEST_CASE("UEFI with Secure Boot: SMM on and the flash writable by SMM code only", "[qemu]") {
@@ -201,4 +204,42 @@ TEST_CASE("UEFI with Secure Boot: SMM on and the flash writable by SMM code only
   CHECK(value_of(argv, "-drive", 0)
         == "if=pflash,format=raw,unit=0,readonly=on,file=/ovmf/OVMF_CODE_4M.secboot.fd");
   CHECK(value_of(argv, "-drive", 1) == "if=pflash,format=raw,unit=1,file=/d/a,,b.efivars.fd");
+}
+
+TEST_CASE("data disks: qcow2 and raw files and block devices each with its IOThread and serial",
+          "[qemu][disks]") {
+  MachineSpec spec = sample();
+  spec.data_disks = {{"data", "/vol/data/data.qcow2", DataBackend::kQcow2File},
+                     {"scratch", "/vol/s,x/scratch.raw", DataBackend::kRawFile},
+                     {"blk", "/dev/xvdb", DataBackend::kBlockDevice, BlockAio::kIoUring},
+                     {"old", "/dev/sdc", DataBackend::kBlockDevice, BlockAio::kNative}};
+  const Argv argv = build_command_line(spec, kFds);
+  CHECK(has_pair(argv, "-object", "iothread,id=io-data"));
+  CHECK(has_pair(argv, "-blockdev",
+                 "driver=qcow2,node-name=disk-data,discard=unmap,detect-zeroes=unmap,"
+                 "file.driver=file,file.filename=/vol/data/data.qcow2,file.discard=unmap"));
+  CHECK(has_pair(argv, "-device",
+                 "virtio-blk-pci,id=disk-data,drive=disk-data,bus=rp-data,iothread=io-data,"
+                 "num-queues=2,serial=data"));
+  // Each on a PCIe root port of its own: q35's pcie.0 has no hotplug.
+  CHECK(has_pair(argv, "-device", "pcie-root-port,id=rp-data,chassis=1"));
+  CHECK(has_pair(argv, "-device", "pcie-root-port,id=rp-old,chassis=4"));
+  // A raw file straight on the file driver, block devices on host_device with O_DIRECT.
+  for (const char* blockdev :
+       {"driver=file,node-name=disk-scratch,discard=unmap,detect-zeroes=unmap,"
+        "filename=/vol/s,,x/scratch.raw",
+        "driver=host_device,node-name=disk-blk,discard=unmap,detect-zeroes=unmap,"
+        "filename=/dev/xvdb,cache.direct=on,aio=io_uring",
+        "driver=host_device,node-name=disk-old,discard=unmap,detect-zeroes=unmap,"
+        "filename=/dev/sdc,cache.direct=on,aio=native"})
+    CHECK(has_pair(argv, "-blockdev", blockdev));
+  // In the order given, after the pet disk: the guest's PCI slots stay the same across restarts.
+  std::vector<std::string> order;
+  for (std::size_t i = 0; i + 1 < argv.size(); ++i)
+    if (argv[i] == "-device" && argv[i + 1].starts_with("virtio-blk-pci"))
+      order.push_back(argv[i + 1]);
+  REQUIRE(order.size() == 5);
+  CHECK(order[0].starts_with("virtio-blk-pci,drive=disk0"));
+  CHECK(order[1].starts_with("virtio-blk-pci,id=disk-data,"));
+  CHECK(order[4].starts_with("virtio-blk-pci,id=disk-old,"));
 }

@@ -1,5 +1,7 @@
 #include "supervisor/config.hpp"
 
+#include <fmt/format.h>
+
 #include <catch2/catch.hpp>
 #include <map>
 
@@ -456,4 +458,61 @@ TEST_CASE("firmware errors are reported together with the others", "[config]") {
   auto result = parse_config(lookup(env));
   REQUIRE_FALSE(result.config);
   CHECK(result.errors.size() == 3);
+}
+
+TEST_CASE("VM_DISKS: folders with a size and format and block devices in the order given",
+          "[config][disks]") {
+  const Config c = parse_ok(with(minimal(), "VM_DISKS",
+                                 "data=/var/lib/berth/data:50Gi,scratch=/dev/xvdb,"
+                                 "logs-2=/mnt/logs/:1000M:raw,"));
+  REQUIRE(c.vm_disks.size() == 3);
+  CHECK(c.vm_disks[0]
+        == DataDiskSpec{"data", "/var/lib/berth/data", DataDiskKind::kFile, 50ull << 30,
+                        DataDiskFormat::kQcow2});
+  CHECK(c.vm_disks[1]
+        == DataDiskSpec{"scratch", "/dev/xvdb", DataDiskKind::kBlock, 0, DataDiskFormat::kQcow2});
+  CHECK(c.vm_disks[2]
+        == DataDiskSpec{"logs-2", "/mnt/logs/", DataDiskKind::kFile, 1000ull << 20,
+                        DataDiskFormat::kRaw});
+  CHECK(format_disk_list(c.vm_disks)
+        == "data=/var/lib/berth/data:50Gi,scratch=/dev/xvdb,logs-2=/mnt/logs/:1000Mi:raw");
+  CHECK(parse_ok(minimal()).vm_disks.empty());
+  CHECK(parse_disk_list("a=/d:qcow2:1G").disks.at(0).size == 1ull << 30);
+  CHECK(parse_disk_list("a=/d:2000001").disks.at(0).size == 2000384);  // rounded up to 512
+}
+
+TEST_CASE("VM_DISKS: every bad entry is reported at once and names the disk", "[config][disks]") {
+  const auto result = parse_disk_list(
+      "Data=/x:1G,ok=relative:1G,b=/y:10k,c=/z,c=/w,d=/dev/sdb,e=/dev/sdb,"
+      "noeq,f=/f:1G:raw:qcow2,g=/g:raw,h=/../etc:1G,"
+      "an-overly-long-name-x=/z:1G");
+  const std::vector<std::string> expected = {
+      "disk name \"Data\" must be 1-20 characters of a-z, 0-9 and - (not first): it is the "
+      "virtio serial number",
+      "disk \"ok\": \"relative\" is not an absolute path (without '..', ':', '=' or ',')",
+      "disk \"b\": \"10k\" is neither a size from 1Mi to 1Pi (given once) nor raw/qcow2",
+      "disk \"b\": a folder needs a size, e.g. b=/y:10Gi (a block device has no options)",
+      "disk name \"c\" is used twice",
+      "disks \"d\" and \"e\" are both /dev/sdb",
+      "\"noeq\" is not name=/path[:options]",
+      "disk \"f\": more than one format",
+      "disk \"g\": a folder needs a size, e.g. g=/g:10Gi (a block device has no options)",
+      "disk \"h\": \"/../etc\" is not an absolute path (without '..', ':', '=' or ',')",
+      "disk name \"an-overly-long-name-x\" must be 1-20 characters of a-z, 0-9 and - (not "
+      "first): it is the virtio serial number",
+  };
+  CHECK(result.errors == expected);
+  CHECK(result.disks.empty());
+  CHECK(parse_disk_list("").errors.size() == 1);
+  CHECK(parse_disk_list("a=/a,,b=/b").errors.size() == 1);
+  std::string many;
+  for (int i = 0; i < 17; ++i)
+    many += fmt::format("d{}=/dev/vd{},", i, i);
+  CHECK(parse_disk_list(many).errors
+        == std::vector<std::string>{"17 disks given; at most 16 are supported"});
+  // In the whole configuration: one ConfigError per problem, each starting with the name.
+  auto config = parse_config(lookup(with(minimal(), "VM_DISKS", "A=/a,b=x")));
+  REQUIRE(config.errors.size() == 2);
+  CHECK(config.errors[0].message.starts_with("VM_DISKS: disk name \"A\""));
+  CHECK(config.errors[1].variable == "VM_DISKS");
 }
