@@ -248,4 +248,17 @@ ParseResult<RouterAdvertisement> parse_router_advertisement(ByteView icmp) {
   return advert;
 }
 
+address_v6 eui64_address(const address_v6& prefix, const MacAddress& mac) {
+  auto bytes = prefix.to_bytes();
+  bytes[8] = static_cast<std::uint8_t>(mac[0] ^ 0x02);
+  bytes[9] = mac[1];
+  bytes[10] = mac[2];
+  bytes[11] = 0xff;
+  bytes[12] = 0xfe;
+  bytes[13] = mac[3];
+  bytes[14] = mac[4];
+  bytes[15] = mac[5];
+  return address_v6(bytes);
+}
+
 }  // namespace berth::dhcp::v6

@@ -67,4 +67,10 @@ std::optional<Bytes> serialize_router_advertisement(const RouterAdvertisement& a
 // the last lifetime wins; a repeated MTU option keeps the first.
 ParseResult<RouterAdvertisement> parse_router_advertisement(ByteView icmp);
 
+// The address SLAAC makes from `mac` in a /64 (RFC 4291 appendix A: the modified EUI-64 interface
+// identifier, the universal/local bit flipped): the one the DHCPv6 server hands out, so a guest
+// that only does SLAAC and one that asks DHCPv6 end with the same address.
+boost::asio::ip::address_v6 eui64_address(const boost::asio::ip::address_v6& prefix,
+                                          const MacAddress& mac);
+
 }  // namespace berth::dhcp::v6

@@ -371,3 +371,10 @@ TEST_CASE("unit: ndp codec lays out berth's advertisement and refuses malformed 
   advert.search_domains = {"bad..name"};
   CHECK_FALSE(serialize_router_advertisement(advert));
 }
+
+TEST_CASE("unit: ndp eui64_address is the address Linux SLAAC makes from the MAC") {
+  CHECK(eui64_address(make_address_v6("fd00:b3::"), {0x52, 0x54, 0x00, 0x12, 0x34, 0x56})
+        == make_address_v6("fd00:b3::5054:ff:fe12:3456"));
+  CHECK(eui64_address(make_address_v6("2001:db8:1:2::"), {0x02, 0, 0, 0, 0, 1})
+        == make_address_v6("2001:db8:1:2::ff:fe00:1"));
+}
