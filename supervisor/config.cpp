@@ -508,6 +508,24 @@ std::string_view name_of(Accel accel) {
   return "?";
 }
 
+// swtpm's options (--tpmstate dir=..., --ctrl ...,path=...) are comma-separated with no way to
+// escape a comma (swtpm 0.7 splits on every one; QEMU's doubled `,,` is not understood), so
+// VM_TPM refuses the folders its state and socket live in when they have one. QEMU's own options
+// double commas (qemu/command_line.cpp) and take any path.
+void check_tpm_paths(Reader& r, const Config& c) {
+  if (!c.vm_tpm)
+    return;
+  for (const auto& [name, folder] : {std::pair{"BERTH_DISK_DIR", c.disk_dir.string()},
+                                     std::pair{"BERTH_RUNTIME_DIR", c.runtime_dir.string()}})
+    if (folder.find(',') != std::string::npos)
+      r.fail_message(name, folder,
+                     fmt::format("{}: \"{}\" has a comma, which swtpm (VM_TPM) cannot take in "
+                                 "its state folder or socket path (its options are "
+                                 "comma-separated, with no escape); expected a path without a "
+                                 "comma, or VM_TPM=no",
+                                 name, folder));
+}
+
 }  // namespace
 
 EnvLookup process_env() {
@@ -534,6 +552,7 @@ ConfigResult parse_config(const EnvLookup& env) {
   parse_tpm(reader, config);
   parse_firmware(reader, config);
   parse_files(reader, config);
+  check_tpm_paths(reader, config);
   parse_logging(reader, config);
   auto errors = reader.take_errors();
   if (!errors.empty())
