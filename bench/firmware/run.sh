@@ -16,12 +16,12 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=${1:-build}
-runs=${2:-5}
-out=${3:-$(mktemp -d /var/tmp/berth-firmware-bench-XXXXXX)}
-mkdir -p "$out"
 [[ $build = /* ]] || build=$root/$build
 berth=$build/supervisor/berth
 [[ -x $berth ]] || { echo "firmware bench: no $berth; build first (scripts/build.sh)" >&2; exit 1; }
+runs=${2:-5}
+out=${3:-$(mktemp -d /var/tmp/berth-firmware-bench-XXXXXX)}
+mkdir -p "$out"
 command -v swtpm >/dev/null || { echo "firmware bench: swtpm is not installed (scripts/setup.sh)" >&2; exit 1; }
 bios_guest=$("$root/test/guest/build-guest.sh")
 uefi_guest=$("$root/test/guest/build-guest-uefi.sh")
