@@ -77,8 +77,8 @@ TEST_CASE("tpm: the guest sees its TPM, extends PCR 16, and its NV counter survi
   }
 }
 
-// The BIOS guest has no TPM script of its own (test/guest/README.md: that is the UEFI variant's), but
-// its kernel has the TIS driver built in: user-data reports what the guest sees.
+// The BIOS guest has no TPM script of its own (test/guest/README.md: that is the UEFI variant's),
+// but its kernel has the TIS driver built in: user-data reports what the guest sees.
 constexpr const char* kBiosTpmUserData = R"sh(#!/bin/sh
 for dev in /dev/tpm0 /dev/tpmrm0; do [ -c "$dev" ] && echo "bios-tpm: device $dev"; done
 echo "bios-tpm: version $(cat /sys/class/tpm/tpm0/tpm_version_major)"
