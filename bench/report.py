@@ -186,13 +186,13 @@ def firmware_section(p, fw, separate_run=False):
       f"{r['median'] / 1024:.1f} MiB, against the 53 MiB KubeVirt budgets for its swtpm. "
       "`vmconfig.tpm` in the chart asks for 16Mi more.")
     p()
-    ls, le = fw["load"]["start"], fw["load"]["end"]
-    p(f"Load: other sessions' builds and QEMUs shared the 2 CPUs (load average "
-      f"{' '.join(ls['loadavg'])} at the start with {ls['qemus']} other QEMU(s) running, "
-      f"{' '.join(le['loadavg'])} at the end with {le['qemus']}), so the absolute times are "
+    load = fw["load"]
+    p(f"Load: other sessions' builds and QEMUs shared the 2 CPUs: the 1-minute load average as each "
+      f"guest got ready was {load['median']:.1f} at the median ({load['min']:.1f}–{load['max']:.1f}), "
+      f"with up to {load['other_qemus_max']} other QEMU(s) running, so the absolute times are "
       "longer than on an idle machine; the modes alternated, so the differences are fairer than "
       "the totals. Under TCG, OVMF's own start dominates what UEFI adds; Secure Boot adds SMM and "
-      "the signature checks, the TPM swtpm's start and OVMF's measurements.")
+      "the signature checks; the TPM adds swtpm's start and OVMF's measurements into it.")
     p()
 
 

@@ -10,8 +10,8 @@
 # alternate the modes, so load on the machine hits all alike. TCG, VM_MEMORY=512M (uefi-secure
 # needs 384 MiB or more), NO_VNC=1. The ready line is polled every 50 ms. With the TPM, swtpm's
 # VmHWM and VmRSS (/proc/PID/status) are read once the guest is ready (it has then extended a PCR and
-# written an NV index, and OVMF has measured the boot). Writes OUT_DIR/firmware.json and prints a
-# summary; berth is stopped with SIGTERM (a bash script's background jobs ignore SIGQUIT).
+# written an NV index, and OVMF has measured the boot). The 1-minute load average and the number of
+# other QEMUs are noted as each guest gets ready. Writes OUT_DIR/firmware.json and prints a summary; berth is stopped with SIGTERM (a bash script's background jobs ignore SIGQUIT).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -42,12 +42,11 @@ cleanup() {
 trap cleanup EXIT
 results=$out/firmware.tsv
 : >"$results"
-others_qemu() { pgrep -c -x qemu-system-x86 || true; }
-echo "load $(cut -d' ' -f1-3 /proc/loadavg) qemus $(others_qemu)" >"$out/firmware-load-start"
+qemus() { pgrep -c -x qemu-system-x86 || true; }
 
 # one_boot MODE LABEL: boots once in a fresh pod and work folder; appends a line to $results.
 one_boot() {
-  local mode=$1 label=$2 work image env=() t0 ready= hwm=- rss=- check=ok swtpm_pid
+  local mode=$1 label=$2 work image env=() t0 ready= hwm=- rss=- check=ok swtpm_pid load others
   work=$(mktemp -d "$bench/boot-XXXXXX")
   chmod 0711 "$work"
   case $mode in
@@ -66,6 +65,8 @@ one_boot() {
   for _ in $(seq 1 6000); do  # 300 s
     if grep -qs "berth-guest: ready" "$work/console.log"; then
       ready=$(echo "$EPOCHREALTIME - $t0" | bc)
+      load=$(cut -d' ' -f1 /proc/loadavg)
+      others=$(($(qemus) - 1))  # besides this boot's
       break
     fi
     kill -0 "$pid" 2>/dev/null || break
@@ -92,7 +93,8 @@ one_boot() {
   pid=
   ((rc == 0)) || check="berth exited $rc after SIGTERM"
   "$root/test/e2e/podnet.sh" down "$name"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$label" "$ready" "$hwm" "$rss" "$check" | tee -a "$results" >&2
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$label" "$ready" "$hwm" "$rss" "$check" "$load" \
+    "$others" | tee -a "$results" >&2
   rm -rf "$work"
 }
 
@@ -100,15 +102,15 @@ for mode in "${modes[@]}"; do one_boot "$mode" warm-up; done
 for round in $(seq 1 "$runs"); do
   for mode in "${modes[@]}"; do one_boot "$mode" "$round"; done
 done
-echo "load $(cut -d' ' -f1-3 /proc/loadavg) qemus $(others_qemu)" >"$out/firmware-load-end"
 
-python3 - "$out" "$runs" "$(swtpm --version | head -n 1)" <<'PY'
+python3 - "$out" "$runs" "$(swtpm --version | head -n 1 | sed 's/, Copyright.*//')" <<'PY'
 import json, statistics, sys
 out, runs, swtpm = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 rows = [line.rstrip("\n").split("\t") for line in open(f"{out}/firmware.tsv")]
-load = {k: open(f"{out}/firmware-load-{k}").read().split() for k in ("start", "end")}
+loads = sorted(float(r[6]) for r in rows)
 result = {"runs": runs, "swtpm": swtpm, "modes": {},
-          "load": {k: {"loadavg": v[1:4], "qemus": int(v[5])} for k, v in load.items()}}
+          "load": {"median": statistics.median(loads), "min": loads[0], "max": loads[-1],
+                   "other_qemus_max": max(int(r[7]) for r in rows)}}
 for mode in ("bios", "uefi", "uefi-secure", "uefi-tpm"):
     timed = [r for r in rows if r[0] == mode and r[1] != "warm-up"]
     s = sorted(float(r[2]) for r in timed)
@@ -130,8 +132,8 @@ for mode, e in result["modes"].items():
 h, r = result["modes"]["uefi-tpm"]["swtpm_hwm_kib"], result["modes"]["uefi-tpm"]["swtpm_rss_kib"]
 print(f"swtpm ({swtpm}): VmHWM median {h['median'] / 1024:.1f} MiB ({h['min']}-{h['max']} KiB), "
       f"VmRSS median {r['median'] / 1024:.1f} MiB ({r['min']}-{r['max']} KiB); KubeVirt budgets 53 MiB")
-print(f"load average at start {' '.join(result['load']['start']['loadavg'])}, "
-      f"{result['load']['start']['qemus']} QEMUs running; at the end "
-      f"{' '.join(result['load']['end']['loadavg'])}, {result['load']['end']['qemus']} QEMUs")
+l = result["load"]
+print(f"load average (1 min) when each guest was ready: median {l['median']:.1f}, "
+      f"{l['min']:.1f}-{l['max']:.1f}; up to {l['other_qemus_max']} other QEMUs running")
 PY
 echo "firmware bench: raw results in $out/firmware.json" >&2
