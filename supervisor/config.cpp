@@ -46,7 +46,7 @@ const std::vector<VariableDoc> kDocs = {
      "auto: KVM when a guest really runs under it, else TCG (logged)."},
     {"VM_TPM", "no", "yes/no (1/true/yes/on, 0/false/no/off)",
      "A TPM 2.0 (swtpm, supervised by berth); its state persists in "
-     "BERTH_DISK_DIR/<hostname>.tpm."},
+     "BERTH_DISK_DIR/<hostname>.tpm. BERTH_DISK_DIR and BERTH_RUNTIME_DIR must have no comma."},
     {"VM_FIRMWARE", "bios", "bios | uefi | uefi-secure",
      "bios: SeaBIOS; uefi: OVMF; uefi-secure: OVMF with Secure Boot enforced (Microsoft's keys "
      "enrolled, SMM on; VM_MEMORY at least 384Mi). UEFI keeps its variables in "
