@@ -153,6 +153,49 @@ def console_section(p, c):
     p()
 
 
+def firmware_section(p, fw, separate_run=False):
+    m = fw["modes"]
+    bios = m["bios"]["median_s"]
+    p(f"## Firmware: boot time per `VM_FIRMWARE`, and the memory a TPM adds ({fw['runs']} runs each)")
+    p()
+    p("`bench/firmware/run.sh`: berth's start to the guest's `berth-guest: ready` line, the same "
+      "system in every mode (the built-in guest for `bios`; its UEFI variant, the same kernel and "
+      "initramfs behind shim and GRUB, for the others), TCG, `VM_MEMORY=512M`, each boot in a "
+      "fresh pod with a fresh pet disk (so UEFI's variables come from the template and the TPM is "
+      "new), the modes in turn in each round. The guest's own lines are checked too: "
+      "`secureboot=1` under `uefi-secure`, `secureboot=0` under `uefi`, a PCR extended with the TPM.")
+    if separate_run:
+        p()
+        p("*Measured in a run of its own (`sudo bench/firmware/run.sh build "
+          f"{fw['runs']}`), not in the run that wrote the rest of this page.*")
+    p()
+    p("| `VM_FIRMWARE` | start → ready, median | min–max | over `bios` |")
+    p("|---|---|---|---|")
+    labels = {"bios": "`bios` (SeaBIOS)", "uefi": "`uefi` (OVMF)",
+              "uefi-secure": "`uefi-secure` (OVMF, Secure Boot, SMM)",
+              "uefi-tpm": "`uefi` + `VM_TPM=yes` (swtpm, tpm-crb)"}
+    for mode, label in labels.items():
+        e = m[mode]
+        over = "" if mode == "bios" else f"{e['median_s'] - bios:+.1f} s"
+        p(f"| {label} | {e['median_s']:.1f} s | {e['min_s']:.1f}–{e['max_s']:.1f} s | {over} |")
+    p()
+    h, r = m["uefi-tpm"]["swtpm_hwm_kib"], m["uefi-tpm"]["swtpm_rss_kib"]
+    p(f"swtpm ({fw['swtpm']}), read from `/proc/PID/status` once the guest is ready (OVMF has "
+      "measured the boot, the guest has extended a PCR and written an NV index): peak resident "
+      f"(VmHWM) {h['median'] / 1024:.1f} MiB ({h['min']}–{h['max']} KiB), resident (VmRSS) "
+      f"{r['median'] / 1024:.1f} MiB, against the 53 MiB KubeVirt budgets for its swtpm. "
+      "`vmconfig.tpm` in the chart asks for 16Mi more.")
+    p()
+    load = fw["load"]
+    p(f"Load: other sessions' builds and QEMUs shared the 2 CPUs: the 1-minute load average as each "
+      f"guest got ready was {load['median']:.1f} at the median ({load['min']:.1f}–{load['max']:.1f}), "
+      f"with up to {load['other_qemus_max']} other QEMU(s) running, so the absolute times are "
+      "longer than on an idle machine; the modes alternated, so the differences are fairer than "
+      "the totals. Under TCG, OVMF's own start dominates what UEFI adds; Secure Boot adds SMM and "
+      "the signature checks; the TPM adds swtpm's start and OVMF's measurements into it.")
+    p()
+
+
 def main(folder):
     read = lambda name: open(os.path.join(folder, name)).read()
     st = json.loads(read("startup.json"))
@@ -162,6 +205,8 @@ def main(folder):
     net = parse_net(read("net.txt"))
     console_path = os.path.join(folder, "console.json")
     console = json.loads(read("console.json")) if os.path.exists(console_path) else None
+    firmware_path = os.path.join(folder, "firmware.json")
+    firmware = json.loads(read("firmware.json")) if os.path.exists(firmware_path) else None
     seconds = int(read("seconds")) if os.path.exists(os.path.join(folder, "seconds")) else None
     commit = read("commit").strip() if os.path.exists(os.path.join(folder, "commit")) else "?"
     p = print
@@ -357,6 +402,8 @@ def main(folder):
 
     if console:
         console_section(p, console)
+    if firmware:
+        firmware_section(p, firmware)
 
     # ---- scale ----
     p(f"## Many VMs on one machine ({scale['vms']} idle VMs side by side)")
@@ -401,10 +448,10 @@ def main(folder):
     p("## Reproduce")
     p()
     p("```sh")
-    p("sudo bench/run.sh        # about 10 min; writes this file. Pieces: bench/startup.py, "
+    p("sudo bench/run.sh        # about 20 min; writes this file. Pieces: bench/startup.py, "
       "bench/dhcp/run.sh,")
     p("                         # bench/drive/bench.sh, build/bench/net/net_bench, bench/scale.py,")
-    p("                         # bench/console/run.sh")
+    p("                         # bench/console/run.sh, bench/firmware/run.sh")
     p("```")
     p()
     p("Wall-clock figures move by ±20 % between runs on a shared 2-CPU machine; the ratios, "
@@ -412,4 +459,7 @@ def main(folder):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "--firmware":  # the firmware section alone, from bench/firmware/run.sh's folder
+        firmware_section(print, json.load(open(os.path.join(sys.argv[2], "firmware.json"))), True)
+    else:
+        main(sys.argv[1])

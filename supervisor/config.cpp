@@ -50,7 +50,7 @@ const std::vector<VariableDoc> kDocs = {
      "auto: KVM when a guest really runs under it, else TCG (logged)."},
     {"VM_TPM", "no", "yes/no (1/true/yes/on, 0/false/no/off)",
      "A TPM 2.0 (swtpm, supervised by berth); its state persists in "
-     "BERTH_DISK_DIR/<hostname>.tpm."},
+     "BERTH_DISK_DIR/<hostname>.tpm. BERTH_DISK_DIR and BERTH_RUNTIME_DIR must have no comma."},
     {"VM_FIRMWARE", "bios", "bios | uefi | uefi-secure",
      "bios: SeaBIOS; uefi: OVMF; uefi-secure: OVMF with Secure Boot enforced (Microsoft's keys "
      "enrolled, SMM on; VM_MEMORY at least 384Mi). UEFI keeps its variables in "
@@ -519,6 +519,24 @@ std::string_view name_of(Accel accel) {
   return "?";
 }
 
+// swtpm's options (--tpmstate dir=..., --ctrl ...,path=...) are comma-separated with no way to
+// escape a comma (swtpm 0.7 splits on every one; QEMU's doubled `,,` is not understood), so
+// VM_TPM refuses the folders its state and socket live in when they have one. QEMU's own options
+// double commas (qemu/command_line.cpp) and take any path.
+void check_tpm_paths(Reader& r, const Config& c) {
+  if (!c.vm_tpm)
+    return;
+  for (const auto& [name, folder] : {std::pair{"BERTH_DISK_DIR", c.disk_dir.string()},
+                                     std::pair{"BERTH_RUNTIME_DIR", c.runtime_dir.string()}})
+    if (folder.find(',') != std::string::npos)
+      r.fail_message(name, folder,
+                     fmt::format("{}: \"{}\" has a comma, which swtpm (VM_TPM) cannot take in "
+                                 "its state folder or socket path (its options are "
+                                 "comma-separated, with no escape); expected a path without a "
+                                 "comma, or VM_TPM=no",
+                                 name, folder));
+}
+
 }  // namespace
 
 EnvLookup process_env() {
@@ -545,6 +563,7 @@ ConfigResult parse_config(const EnvLookup& env) {
   parse_tpm(reader, config);
   parse_firmware(reader, config);
   parse_files(reader, config);
+  check_tpm_paths(reader, config);
   parse_logging(reader, config);
   auto errors = reader.take_errors();
   if (!errors.empty())

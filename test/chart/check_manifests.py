@@ -99,6 +99,7 @@ def check_vm(name, vm, docs, values, where):
         "VM_MEMORY": f"{cpu['ram_mb']}Mi",
         "VM_ACCEL": cpu["accel"],
         "VM_FIRMWARE": vmc["firmware"],
+        "VM_EFIVARS_RESET": "yes" if vmc.get("efivarsReset") else None,
         "VM_DISK_SIZE": rootfs.get("disk_size") or None,
         "NO_VNC": None if vmc["vnc"] else "1",
         "BERTH_QEMU_ARGS": vmc.get("qemuArgs") or None,

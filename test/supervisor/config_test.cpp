@@ -379,6 +379,22 @@ TEST_CASE("the browser viewer is independent of NO_VNC", "[config]") {
   CHECK(parse_ok(with(minimal(), "BERTH_VIEWER", "YES")).viewer);
 }
 
+TEST_CASE("VM_TPM refuses a disk or runtime folder with a comma: swtpm's options cannot escape it",
+          "[config]") {
+  const auto with_tpm = with(minimal(), "VM_TPM", "yes");
+  const auto disk = parse_one_error(with(with_tpm, "BERTH_DISK_DIR", "/var/lib/berth/a,b"));
+  CHECK(disk.variable == "BERTH_DISK_DIR");
+  CHECK(disk.message
+        == "BERTH_DISK_DIR: \"/var/lib/berth/a,b\" has a comma, which swtpm (VM_TPM) cannot take "
+           "in its state folder or socket path (its options are comma-separated, with no "
+           "escape); expected a path without a comma, or VM_TPM=no");
+  CHECK(parse_one_error(with(with_tpm, "BERTH_RUNTIME_DIR", "/run/x,y")).variable
+        == "BERTH_RUNTIME_DIR");
+  // Without a TPM only QEMU sees these paths, and it takes them (its commas are doubled).
+  CHECK(parse_ok(with(minimal(), "BERTH_DISK_DIR", "/var/lib/berth/a,b")).disk_dir
+        == "/var/lib/berth/a,b");
+}
+
 TEST_CASE("VM_TPM: no by default, yes/no words, anything else named with its form", "[config]") {
   CHECK_FALSE(parse_ok(minimal()).vm_tpm);
   CHECK(parse_ok(with(minimal(), "VM_TPM", "yes")).vm_tpm);

@@ -1,12 +1,14 @@
 // VM_TPM with real swtpm and QEMU (TCG) through the berth binary, on the UEFI test guest
 // (test/guest/README.md: it prints `tpm /dev/tpm0`, `tpm-pcr16=<hex>` and a boot counter kept in a
-// TPM NV index, `tpm-nv=N`), booted with VM_FIRMWARE=uefi, so QEMU gets tpm-crb.
+// TPM NV index, `tpm-nv=N`), booted with VM_FIRMWARE=uefi, so QEMU gets tpm-crb; and on the BIOS
+// guest under SeaBIOS, which gets tpm-tis.
 
 #include <signal.h>
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
 #include <cerrno>
+#include <fstream>
 
 #include "test/support/berth_process.hpp"
 
@@ -73,6 +75,41 @@ TEST_CASE("tpm: the guest sees its TPM, extends PCR 16, and its NV counter survi
       CHECK(st.st_uid == 107);
     CHECK(fs::exists(state / "tpm2-00.permall"));
   }
+}
+
+// The BIOS guest has no TPM script of its own (test/guest/README.md: that is the UEFI variant's),
+// but its kernel has the TIS driver built in: user-data reports what the guest sees.
+constexpr const char* kBiosTpmUserData = R"sh(#!/bin/sh
+for dev in /dev/tpm0 /dev/tpmrm0; do [ -c "$dev" ] && echo "bios-tpm: device $dev"; done
+echo "bios-tpm: version $(cat /sys/class/tpm/tpm0/tpm_version_major)"
+echo "bios-tpm: pcr0=$(cat /sys/class/tpm/tpm0/pcr-sha256/0)"
+)sh";
+
+TEST_CASE("tpm: the BIOS guest under SeaBIOS gets a TPM 2.0 over TIS that SeaBIOS measured into",
+          "[tpm]") {
+  TempDir dir;
+  PodNet net;
+  {
+    std::ofstream userdata(dir.path / "userdata");
+    userdata << kBiosTpmUserData;
+  }
+  std::vector<std::string> env = test_berth_env(dir.path);
+  env.insert(env.end(), {"IMG_SOURCE=" + test_guest(), "VM_FIRMWARE=bios", "VM_TPM=yes",
+                         "BERTH_SHUTDOWN_TIMEOUT=60"});
+  BerthProcess berth(dir.path, env, net.in_pod());
+  INFO(berth.log_text());
+  REQUIRE(berth.wait_log("swtpm running as pid \\d+"));
+  CHECK(berth.wait_log("-tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0"));
+  REQUIRE(berth.wait_console("berth-guest: ready", kBoot));
+  CHECK(berth.wait_console("bios-tpm: device (/dev/tpm0)", 0ms));
+  CHECK(berth.wait_console("bios-tpm: device (/dev/tpmrm0)", 0ms));
+  CHECK(berth.wait_console("bios-tpm: version (\\d+)", 0ms) == "2");
+  // SeaBIOS extends PCR 0 with its own code before the boot loader: not zero.
+  const auto pcr0 = berth.wait_console("bios-tpm: pcr0=([0-9A-Fa-f]{64})", 0ms);
+  REQUIRE(pcr0);
+  CHECK(*pcr0 != std::string(64, '0'));
+  berth.signal(SIGTERM);
+  CHECK(berth.wait_exit(90s) == 0);
 }
 
 TEST_CASE("tpm: kill -9 of swtpm while the VM runs ends berth with the TPM code 11, QEMU quit",
