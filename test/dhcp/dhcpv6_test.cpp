@@ -94,7 +94,7 @@ Bytes ia_na_with(std::uint32_t iaid, std::vector<address_v6> held) {
 
 }  // namespace
 
-TEST_CASE("unit: dhcpv6 codec parses dhclient's SOLICIT and serializes it byte for byte") {
+TEST_CASE("dhcpv6: codec parses dhclient's SOLICIT and serializes it byte for byte") {
   const Bytes bytes = fixture("dhclient6-5-solicit.bin");
   const Message solicit = message("dhclient6-5-solicit.bin");
   CHECK(solicit.type == MessageType::kSolicit);
@@ -112,7 +112,7 @@ TEST_CASE("unit: dhcpv6 codec parses dhclient's SOLICIT and serializes it byte f
   CHECK(serialize_message(solicit) == bytes);
 }
 
-TEST_CASE("unit: dhcpv6 codec reads dnsmasq's ADVERTISE and REPLY") {
+TEST_CASE("dhcpv6: codec reads dnsmasq's ADVERTISE and REPLY") {
   for (const char* name : {"dhclient6-6-advertise.bin", "dhclient6-12-reply.bin"}) {
     INFO(name);
     const Message reply = message(name);
@@ -136,7 +136,7 @@ TEST_CASE("unit: dhcpv6 codec reads dnsmasq's ADVERTISE and REPLY") {
   CHECK(message("dhclient6-16-information-request.bin").type == MessageType::kInformationRequest);
 }
 
-TEST_CASE("unit: dhcpv6 codec refuses malformed messages") {
+TEST_CASE("dhcpv6: codec refuses malformed messages") {
   CHECK_FALSE(parse_message(Bytes{1, 0, 0}));                             // short header
   CHECK_FALSE(parse_message(Bytes{12, 0, 0, 1}));                         // relay-forward
   CHECK_FALSE(parse_message(Bytes{0, 0, 0, 1}));                          // type 0
@@ -162,7 +162,7 @@ TEST_CASE("unit: dhcpv6 codec refuses malformed messages") {
   CHECK(unknown->options.entries().front().first == 0x1234);
 }
 
-TEST_CASE("unit: dhcpv6 responder advertises the one address to dhclient's SOLICIT") {
+TEST_CASE("dhcpv6: responder advertises the one address to dhclient's SOLICIT") {
   const Dhcpv6Responder responder(config());
   const Message solicit = message("dhclient6-5-solicit.bin");
   const Decision decision = responder.decide(solicit);
@@ -198,7 +198,7 @@ TEST_CASE("unit: dhcpv6 responder advertises the one address to dhclient's SOLIC
   CHECK(responder.decide(as(solicit, MessageType::kRebind, {})).action == Action::kReplyLease);
 }
 
-TEST_CASE("unit: dhcpv6 responder gives the address at once to a SOLICIT with rapid commit") {
+TEST_CASE("dhcpv6: responder gives the address at once to a SOLICIT with rapid commit") {
   Message solicit = message("dhclient6-5-solicit.bin");
   solicit.options.add(Option::kRapidCommit, {});
   const Decision decision = Dhcpv6Responder(config()).decide(solicit);
@@ -214,7 +214,7 @@ TEST_CASE("unit: dhcpv6 responder gives the address at once to a SOLICIT with ra
   CHECK(Dhcpv6Responder(refusing).decide(solicit).action == Action::kAdvertise);
 }
 
-TEST_CASE("unit: dhcpv6 responder withdraws a foreign address and serves one IA only") {
+TEST_CASE("dhcpv6: responder withdraws a foreign address and serves one IA only") {
   const Dhcpv6Responder responder(config());
   Message renew = as(message("dhclient6-5-solicit.bin"), MessageType::kRenew, kOurDuid);
   Options options;
@@ -242,7 +242,7 @@ TEST_CASE("unit: dhcpv6 responder withdraws a foreign address and serves one IA 
   CHECK(status_of(pd->options) == StatusCode::kNoPrefixAvail);
 }
 
-TEST_CASE("unit: dhcpv6 responder answers CONFIRM\\, RELEASE\\, DECLINE and INFORMATION-REQUEST") {
+TEST_CASE("dhcpv6: responder answers CONFIRM RELEASE DECLINE and INFORMATION-REQUEST") {
   const Dhcpv6Responder responder(config());
   const Message solicit = message("dhclient6-5-solicit.bin");
   Message confirm = as(solicit, MessageType::kConfirm, {});
@@ -271,7 +271,7 @@ TEST_CASE("unit: dhcpv6 responder answers CONFIRM\\, RELEASE\\, DECLINE and INFO
   CHECK_FALSE(reply.options.contains(Option::kIaNa));
 }
 
-TEST_CASE("unit: dhcpv6 responder discards what RFC 8415 section 16 says to discard") {
+TEST_CASE("dhcpv6: responder discards what RFC 8415 section 16 says to discard") {
   const Dhcpv6Responder responder(config());
   const Message solicit = message("dhclient6-5-solicit.bin");
   Message no_client = solicit;
@@ -291,7 +291,7 @@ TEST_CASE("unit: dhcpv6 responder discards what RFC 8415 section 16 says to disc
   CHECK(responder.decide(bad_ia).action == Action::kIgnoreInvalid);
 }
 
-TEST_CASE("unit: dhcpv6 config validation names the bad value") {
+TEST_CASE("dhcpv6: config validation names the bad value") {
   CHECK(validate_config(config()));
   Dhcpv6Config c = config();
   c.client_address = make_address_v6("fd00:99::5");
@@ -311,7 +311,7 @@ TEST_CASE("unit: dhcpv6 config validation names the bad value") {
   CHECK_FALSE(validate_config(c));
 }
 
-TEST_CASE("unit: ndp codec reads the kernel's router solicitation and dnsmasq's advertisement") {
+TEST_CASE("ndp: codec reads the kernel's router solicitation and dnsmasq's advertisement") {
   const auto solicitation = parse_router_solicitation(fixture("dhclient6-1-rs.bin"));
   REQUIRE(solicitation);
   CHECK(solicitation->source_link_layer == berth::MacAddress{0x52, 0x54, 0x00, 0x12, 0x34, 0x56});
@@ -338,7 +338,7 @@ TEST_CASE("unit: ndp codec reads the kernel's router solicitation and dnsmasq's 
   CHECK(*again == *advert);
 }
 
-TEST_CASE("unit: ndp codec lays out berth's advertisement and refuses malformed messages") {
+TEST_CASE("ndp: codec lays out berth's advertisement and refuses malformed messages") {
   RouterAdvertisement advert;
   advert.managed = true;
   advert.router_lifetime = 1800;
@@ -372,7 +372,7 @@ TEST_CASE("unit: ndp codec lays out berth's advertisement and refuses malformed 
   CHECK_FALSE(serialize_router_advertisement(advert));
 }
 
-TEST_CASE("unit: ndp eui64_address is the address Linux SLAAC makes from the MAC") {
+TEST_CASE("ndp: eui64_address is the address Linux SLAAC makes from the MAC") {
   CHECK(eui64_address(make_address_v6("fd00:b3::"), {0x52, 0x54, 0x00, 0x12, 0x34, 0x56})
         == make_address_v6("fd00:b3::5054:ff:fe12:3456"));
   CHECK(eui64_address(make_address_v6("2001:db8:1:2::"), {0x02, 0, 0, 0, 0, 1})
