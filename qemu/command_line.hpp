@@ -52,6 +52,10 @@ struct MachineSpec {
   std::filesystem::path disk;  // the pet disk, on virtio-blk
   DiskFormat disk_format = DiskFormat::kQcow2;
   std::optional<std::filesystem::path> config_drive;  // ISO on a virtio-scsi CD-ROM
+  // Bootable CD-ROMs (an installer ISO, VM_CDROM), each read-only on the virtio-scsi bus beside
+  // the config drive, booted in this order after the disk: bootindex 0 is the disk, so SeaBIOS and
+  // OVMF boot it once it holds a system and fall through to the CD-ROM while it is blank.
+  std::vector<std::filesystem::path> cdroms;
   std::optional<TpmSpec> tpm;                         // none: no TPM
   std::optional<std::string>
       tap;  // tap for virtio-net, handed over as InheritedFds::tap; none: no NIC
