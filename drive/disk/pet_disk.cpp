@@ -103,7 +103,7 @@ Result<Target> check_params(const PetDiskParams& params) {
   if (params.install)
     t.wanted = PetRecord{"", "", "", params.install->iso.string(), params.install->sha256};
   else
-    t.wanted = PetRecord{t.base.string(), params.base_sha256, t.format};
+    t.wanted = PetRecord{t.base.string(), params.base_sha256, t.format, "", ""};
   return t;
 }
 
