@@ -26,7 +26,7 @@ using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 // The berth binary and the test guest images: the environment (BERTH_BINARY, BERTH_TEST_GUEST,
-// BERTH_TEST_GUEST_UEFI, BERTH_TEST_GUEST_UEFI_UNSIGNED) overrides the paths the build compiled in.
+// BERTH_TEST_GUEST_UEFI, BERTH_TEST_GUEST_UEFI_UNSIGNED, BERTH_TEST_INSTALLER_ISO) overrides the paths the build compiled in.
 #ifndef BERTH_BINARY_PATH
 #define BERTH_BINARY_PATH ""
 #endif
@@ -38,6 +38,9 @@ namespace fs = std::filesystem;
 #endif
 #ifndef BERTH_TEST_GUEST_UEFI_UNSIGNED_PATH
 #define BERTH_TEST_GUEST_UEFI_UNSIGNED_PATH ""
+#endif
+#ifndef BERTH_TEST_INSTALLER_ISO_PATH
+#define BERTH_TEST_INSTALLER_ISO_PATH ""
 #endif
 inline std::string env_or(const char* name, const char* fallback) {
   const char* env = std::getenv(name);
@@ -55,6 +58,10 @@ inline std::string test_guest_uefi() {
 }
 inline std::string test_guest_uefi_unsigned() {
   return env_or("BERTH_TEST_GUEST_UEFI_UNSIGNED", BERTH_TEST_GUEST_UEFI_UNSIGNED_PATH);
+}
+// The test installer ISO (test/guest/build-installer-iso.sh): writes a test guest onto /dev/vda.
+inline std::string test_installer_iso() {
+  return env_or("BERTH_TEST_INSTALLER_ISO", BERTH_TEST_INSTALLER_ISO_PATH);
 }
 
 inline std::string slurp(const fs::path& path) {
