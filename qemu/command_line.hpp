@@ -56,7 +56,7 @@ struct MachineSpec {
   // the config drive, booted in this order after the disk: bootindex 0 is the disk, so SeaBIOS and
   // OVMF boot it once it holds a system and fall through to the CD-ROM while it is blank.
   std::vector<std::filesystem::path> cdroms;
-  std::optional<TpmSpec> tpm;                         // none: no TPM
+  std::optional<TpmSpec> tpm;  // none: no TPM
   std::optional<std::string>
       tap;  // tap for virtio-net, handed over as InheritedFds::tap; none: no NIC
   MacAddress mac{};

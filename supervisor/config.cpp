@@ -47,7 +47,8 @@ const std::vector<VariableDoc> kDocs = {
      "UNSAFE: VNC without a password; whoever reaches the pod IP gets the screen and keyboard."},
     {"VM_CPUS", "1", "integer 1-255", "Number of vCPUs."},
     {"VM_MEMORY", "1Gi", "size, e.g. 1024M or 2Gi (binary units)", "Guest memory, at least 64Mi."},
-    {"VM_DISK_SIZE", "", "size, e.g. 20Gi", "Grow the pet disk to this size (never shrinks); required when IMG_SOURCE is an ISO."},
+    {"VM_DISK_SIZE", "", "size, e.g. 20Gi",
+     "Grow the pet disk to this size (never shrinks); required when IMG_SOURCE is an ISO."},
     {"VM_ACCEL", "auto", "auto | kvm | tcg",
      "auto: KVM when a guest really runs under it, else TCG (logged)."},
     {"VM_TPM", "no", "yes/no (1/true/yes/on, 0/false/no/off)",
@@ -192,8 +193,7 @@ std::optional<std::string> parse_checksum(Reader& r, std::string_view name) {
     return std::nullopt;
   const std::string text = lower(*checksum);
   constexpr std::string_view kPrefix = "sha256:";
-  const std::string_view hex =
-      std::string_view(text).substr(std::min(text.size(), kPrefix.size()));
+  const std::string_view hex = std::string_view(text).substr(std::min(text.size(), kPrefix.size()));
   if (!text.starts_with(kPrefix) || hex.size() != 64 || !is_hex(hex)) {
     r.fail(name, *checksum, "is not a SHA-256 checksum");
     return std::nullopt;

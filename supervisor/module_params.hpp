@@ -73,8 +73,8 @@ std::optional<dhcp::DnsConfig> dns_config(const Config& config, const net::Pod& 
 // What start-up made that QEMU needs besides the configuration.
 struct MachineInputs {
   qemu::Accelerator accel = qemu::Accelerator::kTcg;
-  std::filesystem::path disk;          // the pet disk (qcow2)
-  std::filesystem::path config_drive;  // the ISO
+  std::filesystem::path disk;                 // the pet disk (qcow2)
+  std::filesystem::path config_drive;         // the ISO
   std::vector<std::filesystem::path> cdroms;  // bootable CD-ROMs, in boot order after the disk
   MacAddress mac{};
   unsigned mtu = 1500;             // the pod interface's

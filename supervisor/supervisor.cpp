@@ -15,9 +15,9 @@
 #include <cstring>
 
 #include "drive/disk/pet_disk.hpp"
-#include "drive/image/image_format.hpp"
 #include "drive/files.hpp"
 #include "drive/image/image_cache.hpp"
+#include "drive/image/image_format.hpp"
 #include "net/network.hpp"
 #include "qemu/config_drive_medium.hpp"
 #include "qemu/kvm.hpp"
@@ -497,8 +497,8 @@ StepResult Supervisor::prepare_for_qemu() {
         ::geteuid(), config_.qemu_user.uid, config_.qemu_user.gid);
     return {};
   }
-  if (auto handed = hand_over_files(*qemu_user_, pet_disk_, image_.path, config_.runtime_dir,
-                                    cdroms_);
+  if (auto handed =
+          hand_over_files(*qemu_user_, pet_disk_, image_.path, config_.runtime_dir, cdroms_);
       !handed)
     return Failure{ExitCode::kDisk, handed.error().message};
   if (flash_)

@@ -256,13 +256,13 @@ Result<void> reuse_blank(Target& t, const PetDiskParams& params, spdlog::logger&
 }
 
 // A blank disk to install on: `qemu-img create` to a temporary name, renamed without replacing.
-asio::awaitable<Result<void>> create_blank(Target& t, const PetDiskParams& params,
-                                           RunProgram& run, spdlog::logger& log) {
+asio::awaitable<Result<void>> create_blank(Target& t, const PetDiskParams& params, RunProgram& run,
+                                           spdlog::logger& log) {
   t.disk.outcome = PetOutcome::kCreated;
   const std::uint64_t size = (*params.size + 511) / 512 * 512;
   const fs::path temp = temporary_path(t.disk.path);
-  std::vector<std::string> argv{params.qemu_img, "create", "-q", "-f", "qcow2",
-                                temp.string(),   std::to_string(size)};
+  std::vector<std::string> argv{params.qemu_img,     "create", "-q", "-f", "qcow2", temp.string(),
+                                std::to_string(size)};
   auto r = co_await run(std::move(argv));
   std::error_code ec;
   if (r.exit_code != 0 || r.timed_out) {

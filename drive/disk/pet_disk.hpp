@@ -56,8 +56,8 @@ struct PetDisk {
 // resize) when params.size is larger. With params.install: creates a blank disk (qemu-img create,
 // to a temporary name, renamed without replacing) or reuses one that has no backing file.
 // Errors: kInvalidInput (hostname not a file name, install without a size), kConflict (made from
-// another base, or over a base image when an install asks for a blank disk), kProgram (qemu-img failed), kIntegrity (not a qcow2
-// file), kSystem.
+// another base, or over a base image when an install asks for a blank disk), kProgram (qemu-img
+// failed), kIntegrity (not a qcow2 file), kSystem.
 boost::asio::awaitable<Result<PetDisk>> prepare_pet_disk(PetDiskParams params, RunProgram run,
                                                          std::shared_ptr<spdlog::logger> log);
 

@@ -1,8 +1,7 @@
 #include "drive/image/image_format.hpp"
 
-#include <fmt/format.h>
-
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <fmt/std.h>
 #include <unistd.h>
 

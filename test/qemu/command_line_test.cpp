@@ -1,8 +1,9 @@
 #include "qemu/command_line.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
-#include <fmt/format.h>
 
 using namespace berth::qemu;
 using Argv = std::vector<std::string>;
@@ -117,8 +118,9 @@ TEST_CASE("bootable CD-ROMs boot after the disk, beside the config drive, in the
           "[qemu]") {
   auto spec = sample();
   const Argv none = build_command_line(spec, {.qmp = 7});
-  CHECK(std::count(none.begin(), none.end(), "scsi-cd,bus=scsi0.0,drive=cdrom0-media,id=cdrom0,"
-                                                 "bootindex=1")
+  CHECK(std::count(none.begin(), none.end(),
+                   "scsi-cd,bus=scsi0.0,drive=cdrom0-media,id=cdrom0,"
+                   "bootindex=1")
         == 0);
   spec.cdroms = {"/images/debian,netinst.iso", "/images/virtio-win.iso"};
   const Argv argv = build_command_line(spec, {.qmp = 7});
@@ -132,9 +134,9 @@ TEST_CASE("bootable CD-ROMs boot after the disk, beside the config drive, in the
                  "file=/images/virtio-win.iso"));
   CHECK(has_pair(argv, "-device", "scsi-cd,bus=scsi0.0,drive=cdrom1-media,id=cdrom1,bootindex=2"));
   // The config drive stays the first CD-ROM on the bus, with no boot index (it is not bootable).
-  const auto config = std::find(argv.begin(), argv.end(),
-                                fmt::format("scsi-cd,bus=scsi0.0,drive={},id={}", kConfigDriveDrive,
-                                            kConfigDriveDevice));
+  const auto config = std::find(
+      argv.begin(), argv.end(),
+      fmt::format("scsi-cd,bus=scsi0.0,drive={},id={}", kConfigDriveDrive, kConfigDriveDevice));
   const auto install = std::find(argv.begin(), argv.end(),
                                  "scsi-cd,bus=scsi0.0,drive=cdrom0-media,id=cdrom0,bootindex=1");
   CHECK(config < install);

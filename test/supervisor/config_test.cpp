@@ -141,8 +141,7 @@ TEST_CASE("every variable set to a valid non-default value", "[config]") {
   CHECK(c.web_dir == "/opt/berth/web/");
 }
 
-TEST_CASE("VM_CDROM: an ISO source cached under its file name, with its own checksum",
-          "[config]") {
+TEST_CASE("VM_CDROM: an ISO source cached under its file name, with its own checksum", "[config]") {
   CHECK_FALSE(parse_ok(minimal()).cdrom);
   const std::string sum = "sha256:" + std::string(64, 'B');
   auto env = with(with(minimal(), "VM_CDROM", "https://cd.example.org/debian-12-netinst.iso"),

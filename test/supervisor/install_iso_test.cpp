@@ -52,16 +52,18 @@ void install_then_boot(const std::string& firmware) {
 
   auto install = pod.start(firmware, {"VM_DISK_SIZE=1Gi"});
   INFO(install->log_text());
-  REQUIRE(install->wait_console("berth-installer: booted from the CD-ROM under " + firmware, kBoot));
-  REQUIRE(install->wait_console("berth-installer: installed the " + firmware + " test guest",
-                                kBoot));
+  REQUIRE(
+      install->wait_console("berth-installer: booted from the CD-ROM under " + firmware, kBoot));
+  REQUIRE(
+      install->wait_console("berth-installer: installed the " + firmware + " test guest", kBoot));
   CHECK(install->wait_exit(120s) == 0);  // the installer powered the VM off
   CHECK_FALSE(install->wait_console("berth-guest:", 0ms));
   CHECK(install->wait_log("IMG_SOURCE is an ISO 9660 image", 0ms));
   CHECK(install->wait_log("created the blank pet disk", 0ms));
   CHECK(install->wait_log("starting QEMU: [^\\n]*virtio-blk-pci,drive=disk0,bootindex=0", 0ms));
-  CHECK(install->wait_log("starting QEMU: [^\\n]*" + iso_name + "[^\\n]*scsi-cd,bus=scsi0.0,"
-                          "drive=cdrom0-media,id=cdrom0,bootindex=1",
+  CHECK(install->wait_log("starting QEMU: [^\\n]*" + iso_name
+                              + "[^\\n]*scsi-cd,bus=scsi0.0,"
+                                "drive=cdrom0-media,id=cdrom0,bootindex=1",
                           0ms));
   const fs::path disk = pod.dir.path / "disks";
   fs::path sidecar;

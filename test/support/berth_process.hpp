@@ -26,7 +26,8 @@ using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 // The berth binary and the test guest images: the environment (BERTH_BINARY, BERTH_TEST_GUEST,
-// BERTH_TEST_GUEST_UEFI, BERTH_TEST_GUEST_UEFI_UNSIGNED, BERTH_TEST_INSTALLER_ISO) overrides the paths the build compiled in.
+// BERTH_TEST_GUEST_UEFI, BERTH_TEST_GUEST_UEFI_UNSIGNED, BERTH_TEST_INSTALLER_ISO) overrides the
+// paths the build compiled in.
 #ifndef BERTH_BINARY_PATH
 #define BERTH_BINARY_PATH ""
 #endif
