@@ -186,6 +186,21 @@ asio::awaitable<Result<void>> reuse(Target& t, const PetDiskParams& params, RunP
   co_return Result<void>{};
 }
 
+// Renames the new disk `temp` to the pet disk's name, never over an existing one (a pet disk that
+// appeared meanwhile wins and this is an error; `temp` is removed), then writes its record.
+Result<void> publish(const Target& t, const fs::path& temp, const PetDiskParams& params) {
+  if (auto renamed = rename_no_replace(temp, t.disk.path); !renamed) {
+    std::error_code ec;
+    fs::remove(temp, ec);
+    return Error{ErrorKind::kConflict,
+                 fmt::format("{}; is another pod using the same BERTH_DISK_DIR and hostname?",
+                             renamed.error().message)};
+  }
+  if (auto w = write_file_atomic(t.sidecar, serialize(t.wanted)); !w)
+    return w.error();
+  return fsync_directory(params.disk_dir);
+}
+
 // Written here rather than by `qemu-img create`: the header is a few hundred bytes, and a pod's
 // start-up should not wait for a process that maps all of QEMU's block layer.
 Result<void> create(Target& t, const PetDiskParams& params, spdlog::logger& log) {
@@ -205,17 +220,8 @@ Result<void> create(Target& t, const PetDiskParams& params, spdlog::logger& log)
     fs::remove(temp, ec);
     return written.error();
   }
-  // Never overwrite: if a pet disk appeared meanwhile, it wins and this is an error.
-  if (auto renamed = rename_no_replace(temp, t.disk.path); !renamed) {
-    fs::remove(temp, ec);
-    return Error{ErrorKind::kConflict,
-                 fmt::format("{}; is another pod using the same BERTH_DISK_DIR and hostname?",
-                             renamed.error().message)};
-  }
-  if (auto w = write_file_atomic(t.sidecar, serialize(t.wanted)); !w)
-    return w.error();
-  if (auto synced = fsync_directory(params.disk_dir); !synced)
-    return synced.error();
+  if (auto published = publish(t, temp, params); !published)
+    return published;
   t.disk.virtual_size = size;
   log.info("created the pet disk {} ({}) over {} ({})", t.disk.path.string(), format_bytes(size),
            t.base.string(), t.format);
@@ -269,16 +275,8 @@ asio::awaitable<Result<void>> create_blank(Target& t, const PetDiskParams& param
     fs::remove(temp, ec);
     co_return program_error(fmt::format("creating the blank pet disk {}", t.disk.path), r);
   }
-  if (auto renamed = rename_no_replace(temp, t.disk.path); !renamed) {
-    fs::remove(temp, ec);
-    co_return Error{ErrorKind::kConflict,
-                    fmt::format("{}; is another pod using the same BERTH_DISK_DIR and hostname?",
-                                renamed.error().message)};
-  }
-  if (auto w = write_file_atomic(t.sidecar, serialize(t.wanted)); !w)
-    co_return w.error();
-  if (auto synced = fsync_directory(params.disk_dir); !synced)
-    co_return synced.error();
+  if (auto published = publish(t, temp, params); !published)
+    co_return published;
   t.disk.virtual_size = size;
   log.info("created the blank pet disk {} ({}) to install on from {}", t.disk.path.string(),
            format_bytes(size), params.install->iso.string());

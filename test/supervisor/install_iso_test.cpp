@@ -19,38 +19,12 @@ namespace {
 
 constexpr auto kBoot = 300s;  // to the installer's or the guest's line, under TCG on a loaded host
 
-// One pod (network namespace) and one volume (disk dir) that the runs share in turn.
-struct InstallPod {
-  TempDir dir;
-  PodNet net;
-  int runs = 0;
-
-  std::unique_ptr<BerthProcess> start(const std::string& firmware,
-                                      std::vector<std::string> env = {}) {
-    const fs::path logs = dir.path / ("run-" + std::to_string(++runs));
-    fs::create_directories(logs);
-    std::vector<std::string> all = {"IMG_SOURCE=" + test_installer_iso(),
-                                    "VM_FIRMWARE=" + firmware,
-                                    "VM_ACCEL=tcg",
-                                    "VM_MEMORY=512M",
-                                    "NO_VNC=1",
-                                    "BERTH_SHUTDOWN_TIMEOUT=30"};
-    for (const auto& [variable, folder] :
-         {std::pair{"BERTH_DISK_DIR", "disks"}, std::pair{"BERTH_RUNTIME_DIR", "run"},
-          std::pair{"BERTH_IMAGE_DIR", "images"}, std::pair{"BERTH_USERDATA", "userdata"},
-          std::pair{"BERTH_METADATA", "metadata"}, std::pair{"BERTH_NETWORKDATA", "networkdata"}})
-      all.push_back(std::string(variable) + "=" + (dir.path / folder).string());
-    all.insert(all.end(), env.begin(), env.end());
-    return std::make_unique<BerthProcess>(logs, all, net.in_pod());
-  }
-};
-
 // Installs under `firmware`, then boots the installed disk.
 void install_then_boot(const std::string& firmware) {
-  InstallPod pod;
+  VolumePod pod;
   const std::string iso_name = fs::path(test_installer_iso()).filename().string();
 
-  auto install = pod.start(firmware, {"VM_DISK_SIZE=1Gi"});
+  auto install = pod.start(test_installer_iso(), firmware, {"VM_DISK_SIZE=1Gi"});
   INFO(install->log_text());
   REQUIRE(
       install->wait_console("berth-installer: booted from the CD-ROM under " + firmware, kBoot));
@@ -65,18 +39,15 @@ void install_then_boot(const std::string& firmware) {
                               + "[^\\n]*scsi-cd,bus=scsi0.0,"
                                 "drive=cdrom0-media,id=cdrom0,bootindex=1",
                           0ms));
-  const fs::path disk = pod.dir.path / "disks";
-  fs::path sidecar;
-  for (const auto& entry : fs::directory_iterator(disk))
-    if (entry.path().filename().string().ends_with(".qcow2.berth.json"))
-      sidecar = entry.path();
-  REQUIRE_FALSE(sidecar.empty());
+  const auto sidecars = pod.disk_files(".qcow2.berth.json");
+  REQUIRE(sidecars.size() == 1);
+  const fs::path sidecar = sidecars.front();
   const auto record = boost::json::parse(slurp(sidecar)).as_object();
   CHECK(record.at("made_for").as_string() == "install");
   CHECK(record.at("install_iso").as_string().ends_with(iso_name));
 
   // The same settings again: the disk holds a system now and boots; the installer never runs.
-  auto installed = pod.start(firmware, {"VM_DISK_SIZE=1Gi"});
+  auto installed = pod.start(test_installer_iso(), firmware, {"VM_DISK_SIZE=1Gi"});
   INFO(installed->log_text());
   REQUIRE(installed->wait_console("berth-guest: ready", kBoot));
   CHECK_FALSE(installed->wait_console("berth-installer:", 0ms));
@@ -88,8 +59,8 @@ void install_then_boot(const std::string& firmware) {
 }  // namespace
 
 TEST_CASE("install iso: VM_DISK_SIZE is required when IMG_SOURCE is an ISO", "[install-iso]") {
-  InstallPod pod;
-  auto refused = pod.start("bios");
+  VolumePod pod;
+  auto refused = pod.start(test_installer_iso(), "bios");
   REQUIRE(refused->wait_exit(120s) == 3);
   INFO(refused->log_text());
   CHECK(refused->wait_log("is an ISO 9660 image \\(an installer\\)[^\\n]*VM_DISK_SIZE", 0ms));
