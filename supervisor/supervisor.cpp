@@ -374,7 +374,8 @@ asio::awaitable<StepResult> Supervisor::fetch_base_image() {
                image_.path.string());
     cdroms_.push_back(image_.path);
   }
-  co_return co_await fetch_cdrom();
+  auto cdrom = co_await fetch_cdrom();
+  co_return cdrom;
 }
 
 asio::awaitable<StepResult> Supervisor::fetch_cdrom() {
