@@ -173,6 +173,12 @@ std::vector<std::string> build_command_line(const MachineSpec& spec, const Inher
   }
   add("-device",
       fmt::format("scsi-cd,bus=scsi0.0,drive={},id={}", kConfigDriveDrive, kConfigDriveDevice));
+  for (std::size_t i = 0; i < spec.cdroms.size(); ++i) {
+    add("-drive", fmt::format("if=none,id=cdrom{}-media,media=cdrom,readonly=on,format=raw,file={}",
+                              i, escape_commas(spec.cdroms[i].string())));
+    add("-device", fmt::format("scsi-cd,bus=scsi0.0,drive=cdrom{}-media,id=cdrom{},bootindex={}", i,
+                               i, i + 1));
+  }
   if (fds.tap >= 0) {
     add("-netdev", fmt::format("tap,id=net0,fd={}", fds.tap));
     add("-device", fmt::format("virtio-net-pci,netdev=net0,mac={},host_mtu={}",

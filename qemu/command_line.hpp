@@ -77,7 +77,11 @@ struct MachineSpec {
   DiskFormat disk_format = DiskFormat::kQcow2;
   std::vector<DataDrive> data_disks;                  // after the pet disk, in this order
   std::optional<std::filesystem::path> config_drive;  // ISO on a virtio-scsi CD-ROM
-  std::optional<TpmSpec> tpm;                         // none: no TPM
+  // Bootable CD-ROMs (an installer ISO, VM_CDROM), each read-only on the virtio-scsi bus beside
+  // the config drive, booted in this order after the disk: bootindex 0 is the disk, so SeaBIOS and
+  // OVMF boot it once it holds a system and fall through to the CD-ROM while it is blank.
+  std::vector<std::filesystem::path> cdroms;
+  std::optional<TpmSpec> tpm;  // none: no TPM
   std::optional<std::string>
       tap;  // tap for virtio-net, handed over as InheritedFds::tap; none: no NIC
   MacAddress mac{};

@@ -20,7 +20,8 @@ constexpr std::uint64_t kMiB = 1024 * 1024;
 
 const std::vector<VariableDoc> kDocs = {
     {"IMG_SOURCE", "", "http(s) URL or absolute path",
-     "Base image (qcow2 or raw; .gz/.xz/.zst are decompressed). Required."},
+     "Base image (qcow2 or raw; .gz/.xz/.zst are decompressed), or an installer ISO: then the "
+     "ISO is a bootable CD-ROM and the pet disk a blank disk of VM_DISK_SIZE. Required."},
     {"IMG_TARGET", "basename of IMG_SOURCE", "file name",
      "Name of the base image in the image cache (a compression suffix is dropped)."},
     {"IMG_CHECKSUM", "", "sha256:<64 hex digits>", "Checksum verified while the image streams in."},
@@ -28,6 +29,11 @@ const std::vector<VariableDoc> kDocs = {
      "Largest download and decompressed image accepted; a larger one fails and nothing is cached."},
     {"BERTH_CA_BUNDLE", "", "absolute path",
      "PEM file of CAs trusted for an https IMG_SOURCE, besides the system's."},
+    {"VM_CDROM", "", "http(s) URL or absolute path",
+     "An ISO attached as a bootable CD-ROM, booted when the disk is not bootable; fetched and "
+     "cached like IMG_SOURCE, under its file name."},
+    {"VM_CDROM_CHECKSUM", "", "sha256:<64 hex digits>",
+     "Checksum of VM_CDROM, verified while it streams in."},
     {"VM_IP", "192.168.254.2", "an IPv4 address such as 192.168.254.2",
      "The VM's address on the private /30."},
     {"VM_GW", "192.168.254.1", "an IPv4 address such as 192.168.254.1",
@@ -41,7 +47,8 @@ const std::vector<VariableDoc> kDocs = {
      "UNSAFE: VNC without a password; whoever reaches the pod IP gets the screen and keyboard."},
     {"VM_CPUS", "1", "integer 1-255", "Number of vCPUs."},
     {"VM_MEMORY", "1Gi", "size, e.g. 1024M or 2Gi (binary units)", "Guest memory, at least 64Mi."},
-    {"VM_DISK_SIZE", "", "size, e.g. 20Gi", "Grow the pet disk to this size (never shrinks)."},
+    {"VM_DISK_SIZE", "", "size, e.g. 20Gi",
+     "Grow the pet disk to this size (never shrinks); required when IMG_SOURCE is an ISO."},
     {"VM_DISKS", "", "name=/folder:SIZE[:raw],name=/dev/... (names [a-z0-9-], at most 20)",
      "Data disks on virtio-blk, serial = name (/dev/disk/by-id/virtio-<name> in the guest). A "
      "folder gets <name>.qcow2 (or .raw) made once at SIZE and grown, never shrunk; a block "
@@ -183,6 +190,53 @@ bool is_hex(std::string_view text) {
                      [](unsigned char c) { return std::isxdigit(c) != 0; });
 }
 
+// A checksum variable: "sha256:<64 hex digits>", any case; the digits in lower case.
+std::optional<std::string> parse_checksum(Reader& r, std::string_view name) {
+  auto checksum = r.given(name);
+  if (!checksum)
+    return std::nullopt;
+  const std::string text = lower(*checksum);
+  constexpr std::string_view kPrefix = "sha256:";
+  const std::string_view hex = std::string_view(text).substr(std::min(text.size(), kPrefix.size()));
+  if (!text.starts_with(kPrefix) || hex.size() != 64 || !is_hex(hex)) {
+    r.fail(name, *checksum, "is not a SHA-256 checksum");
+    return std::nullopt;
+  }
+  return std::string(hex);
+}
+
+// VM_CDROM: a second source, an ISO attached as a bootable CD-ROM, cached under its file name.
+void parse_cdrom(Reader& r, Config& c) {
+  c.cdrom_sha256 = parse_checksum(r, "VM_CDROM_CHECKSUM");
+  auto source = r.given("VM_CDROM");
+  if (!source) {
+    if (c.cdrom_sha256)
+      r.fail_message("VM_CDROM_CHECKSUM", "sha256:" + *c.cdrom_sha256,
+                     "VM_CDROM_CHECKSUM: set, but VM_CDROM is not");
+    return;
+  }
+  auto parsed = drive::parse_image_source(*source);
+  if (!parsed) {
+    r.fail_message("VM_CDROM", *source, "VM_CDROM" + parsed.error().message.substr(10));
+    return;
+  }
+  if (!drive::check_image_target(parsed->default_target)) {
+    r.fail_message("VM_CDROM", *source,
+                   fmt::format("VM_CDROM: \"{}\" does not end in a file name (the ISO's name in "
+                               "the image cache)",
+                               *source));
+    return;
+  }
+  if (parsed->default_target == c.img_target && *source != c.img_source) {
+    r.fail_message("VM_CDROM", *source,
+                   fmt::format("VM_CDROM: \"{}\" would be cached as {}, the name IMG_SOURCE's "
+                               "image has in the cache; set IMG_TARGET to another name",
+                               *source, c.img_target));
+    return;
+  }
+  c.cdrom = Config::Cdrom{*source, parsed->default_target};
+}
+
 void parse_image(Reader& r, Config& c) {
   auto source = r.given("IMG_SOURCE");
   std::string default_target;
@@ -225,16 +279,8 @@ void parse_image(Reader& r, Config& c) {
     else
       c.ca_bundle = *bundle;
   }
-  if (auto checksum = r.given("IMG_CHECKSUM")) {
-    const std::string text = lower(*checksum);
-    constexpr std::string_view kPrefix = "sha256:";
-    const std::string_view hex =
-        std::string_view(text).substr(std::min(text.size(), kPrefix.size()));
-    if (!text.starts_with(kPrefix) || hex.size() != 64 || !is_hex(hex))
-      r.fail("IMG_CHECKSUM", *checksum, "is not a SHA-256 checksum");
-    else
-      c.img_sha256 = std::string(hex);
-  }
+  c.img_sha256 = parse_checksum(r, "IMG_CHECKSUM");
+  parse_cdrom(r, c);
 }
 
 // NO_VNC, and VNC's credential: a password file unless the unsafe opt-out is set.
@@ -578,6 +624,8 @@ std::string describe_config(const Config& c, const EnvLookup& env) {
       {"IMG_CHECKSUM", c.img_sha256 ? "sha256:" + *c.img_sha256 : ""},
       {"IMG_MAX_SIZE", format_size(c.img_max_size)},
       {"BERTH_CA_BUNDLE", c.ca_bundle ? c.ca_bundle->string() : ""},
+      {"VM_CDROM", c.cdrom ? c.cdrom->source : ""},
+      {"VM_CDROM_CHECKSUM", c.cdrom_sha256 ? "sha256:" + *c.cdrom_sha256 : ""},
       {"VM_IP", c.vm_ip.to_string()},
       {"VM_GW", c.vm_gw.to_string()},
       {"NO_VNC", c.vnc ? "no" : "yes"},

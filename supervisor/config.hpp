@@ -60,6 +60,13 @@ struct Config {
   std::optional<std::string> img_sha256;           // 64 lower-case hex digits
   std::uint64_t img_max_size = 0;                  // bytes: of the download and of the image
   std::optional<std::filesystem::path> ca_bundle;  // extra CAs for an https IMG_SOURCE
+  // VM_CDROM: an ISO attached as a bootable CD-ROM, cached as `target` in image_dir.
+  struct Cdrom {
+    std::string source;  // http(s) URL or absolute path
+    std::string target;  // its file name in image_dir
+  };
+  std::optional<Cdrom> cdrom;
+  std::optional<std::string> cdrom_sha256;  // VM_CDROM_CHECKSUM: 64 lower-case hex digits
   boost::asio::ip::address_v4 vm_ip;
   boost::asio::ip::address_v4 vm_gw;
   bool vnc = true;  // false when NO_VNC is set

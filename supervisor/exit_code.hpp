@@ -9,8 +9,9 @@ enum class ExitCode : int {
   kInternal = 1,    // a bug or an unexpected system error; the log says what
   kUsage = 2,       // unknown command-line argument
   kConfig = 3,      // an environment variable is invalid; the log names it and the accepted form
-                    // (also an OVMF file VM_FIRMWARE needs is missing)
-  kImage = 4,       // the base image could not be fetched, verified or cached
+                    // (also an OVMF file VM_FIRMWARE needs is missing, or IMG_SOURCE is an
+                    // ISO and VM_DISK_SIZE is unset)
+  kImage = 4,       // the base image (or VM_CDROM) could not be fetched, verified or cached
   kDisk = 5,        // the pet disk could not be created, opened or grown; its EFI variables
                     // could not be made, or VM_FIRMWARE changed without VM_EFIVARS_RESET
   kDrive = 6,       // the config drive could not be built

@@ -58,8 +58,16 @@ drive::FetchParams fetch_params(const Config& config) {
   return fetch;
 }
 
+drive::FetchParams cdrom_fetch_params(const Config& config) {
+  drive::FetchParams fetch = fetch_params(config);
+  fetch.source = config.cdrom->source;
+  fetch.target = config.cdrom->target;
+  fetch.sha256 = config.cdrom_sha256;
+  return fetch;
+}
+
 drive::PetDiskParams pet_disk_params(const Config& config, const std::string& hostname,
-                                     const drive::CachedImage& image) {
+                                     const drive::CachedImage& image, bool image_is_iso) {
   drive::PetDiskParams pet;
   pet.disk_dir = config.disk_dir;
   pet.hostname = hostname;
@@ -67,6 +75,8 @@ drive::PetDiskParams pet_disk_params(const Config& config, const std::string& ho
   pet.base_format = image.format;
   pet.base_sha256 = image.sha256;
   pet.size = config.vm_disk_size;
+  if (image_is_iso)
+    pet.install = drive::InstallMedium{image.path, image.sha256};
   return pet;
 }
 
@@ -149,6 +159,7 @@ qemu::MachineSpec machine_spec(const Config& config, const MachineInputs& inputs
   if (config.viewer)
     spec.viewer_socket = viewer_socket_path(config);
   spec.config_drive = inputs.config_drive;
+  spec.cdroms = inputs.cdroms;
   spec.tap = inputs.tap;
   if (config.vm_tpm)
     spec.tpm = qemu::TpmSpec{.socket = swtpm_socket_path(config),

@@ -45,9 +45,14 @@ std::filesystem::path tpm_state_dir(const Config& config, const std::string& hos
 // IMG_SOURCE, IMG_TARGET, IMG_CHECKSUM, BERTH_IMAGE_DIR and the CA bundle, for fetch_image.
 drive::FetchParams fetch_params(const Config& config);
 
-// The pet disk of `hostname` over the cached `image`, grown to VM_DISK_SIZE.
+// VM_CDROM, VM_CDROM_CHECKSUM, BERTH_IMAGE_DIR and the CA bundle, for fetch_image; the limits as
+// IMG_SOURCE's. Requires config.cdrom.
+drive::FetchParams cdrom_fetch_params(const Config& config);
+
+// The pet disk of `hostname` over the cached `image`, grown to VM_DISK_SIZE; when `image` is an
+// installer ISO (`image_is_iso`), a blank disk of VM_DISK_SIZE made for it instead.
 drive::PetDiskParams pet_disk_params(const Config& config, const std::string& hostname,
-                                     const drive::CachedImage& image);
+                                     const drive::CachedImage& image, bool image_is_iso = false);
 
 // The config drive's sources and layout; the ISO goes to <BERTH_RUNTIME_DIR>/config-drive.iso.
 drive::ConfigDriveParams config_drive_params(const Config& config, const std::string& hostname);
@@ -68,8 +73,9 @@ std::optional<dhcp::DnsConfig> dns_config(const Config& config, const net::Pod& 
 // What start-up made that QEMU needs besides the configuration.
 struct MachineInputs {
   qemu::Accelerator accel = qemu::Accelerator::kTcg;
-  std::filesystem::path disk;          // the pet disk (qcow2)
-  std::filesystem::path config_drive;  // the ISO
+  std::filesystem::path disk;                 // the pet disk (qcow2)
+  std::filesystem::path config_drive;         // the ISO
+  std::vector<std::filesystem::path> cdroms;  // bootable CD-ROMs, in boot order after the disk
   MacAddress mac{};
   unsigned mtu = 1500;             // the pod interface's
   std::optional<std::string> tap;  // none: no NIC

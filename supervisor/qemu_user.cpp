@@ -73,7 +73,8 @@ qemu::KvmProbe kvm_for_qemu(qemu::KvmProbe probe, const char* device,
 
 Result<void> hand_over_files(const Credentials& who, const std::filesystem::path& pet_disk,
                              const std::filesystem::path& base_image,
-                             const std::filesystem::path& runtime_dir) {
+                             const std::filesystem::path& runtime_dir,
+                             const std::vector<std::filesystem::path>& cdroms) {
   // chmod first: once the file is QEMU's, changing its mode would need CAP_FOWNER.
   if (::chmod(pet_disk.c_str(), 0600) != 0 || ::chown(pet_disk.c_str(), who.uid, who.gid) != 0)
     return system_error(fmt::format("handing the pet disk {} to QEMU's user {}:{}",
@@ -83,16 +84,21 @@ Result<void> hand_over_files(const Credentials& who, const std::filesystem::path
     return system_error(fmt::format("opening BERTH_RUNTIME_DIR {} to QEMU's group {}",
                                     runtime_dir.string(), who.gid),
                         errno);
-  struct stat base {};
-  if (::stat(base_image.c_str(), &base) != 0 || !may_access(base, who, 04))
-    return invalid_input(fmt::format(
-        "QEMU (uid {}, gid {}) cannot read the base image {} ({}); the image cache keeps it "
-        "0644",
-        who.uid, who.gid, base_image.string(), describe_mode(base)));
+  std::vector<std::pair<std::filesystem::path, std::string>> cached = {{base_image, "base image"}};
+  for (const auto& iso : cdroms)
+    cached.emplace_back(iso, "CD-ROM's ISO");
+  for (const auto& [image, what] : cached) {
+    struct stat st {};
+    if (::stat(image.c_str(), &st) != 0 || !may_access(st, who, 04))
+      return invalid_input(fmt::format(
+          "QEMU (uid {}, gid {}) cannot read the {} {} ({}); the image cache keeps it 0644",
+          who.uid, who.gid, what, image.string(), describe_mode(st)));
+    if (auto reachable = check_reachable(image, who, "the " + what); !reachable)
+      return reachable;
+  }
   const std::filesystem::path inside_runtime = runtime_dir / "";  // its folders and itself
   for (const auto& [file, what] :
-       {std::pair{&pet_disk, "the pet disk"}, std::pair{&base_image, "the base image"},
-        std::pair{&inside_runtime, "the runtime folder"}})
+       {std::pair{&pet_disk, "the pet disk"}, std::pair{&inside_runtime, "the runtime folder"}})
     if (auto reachable = check_reachable(*file, who, what); !reachable)
       return reachable;
   return {};

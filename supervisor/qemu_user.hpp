@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/error.hpp"
 #include "qemu/kvm.hpp"
@@ -47,12 +48,14 @@ qemu::KvmProbe kvm_for_qemu(qemu::KvmProbe probe, const char* device,
 // reads and grows it); the runtime folder becomes root:gid, mode 0710 (QEMU's group may traverse
 // it to the config-drive ISO, 0644, but neither list nor create; the QMP socket and the control
 // token stay root's 0600). The base image (the pet disk's backing file) stays root's: QEMU must
-// be able to read it, and to traverse every folder above these three. Errors: kSystem (chown or
-// chmod failed, with the path), kInvalidInput (QEMU could not reach or read a file; the message
-// names the folder and its mode).
+// be able to read it, and to traverse every folder above these three; the same goes for the
+// bootable CD-ROMs' ISOs (`cdroms`, in the image cache too). Errors: kSystem (chown or chmod
+// failed, with the path), kInvalidInput (QEMU could not reach or read a file; the message names
+// the folder and its mode).
 Result<void> hand_over_files(const Credentials& who, const std::filesystem::path& pet_disk,
                              const std::filesystem::path& base_image,
-                             const std::filesystem::path& runtime_dir);
+                             const std::filesystem::path& runtime_dir,
+                             const std::vector<std::filesystem::path>& cdroms = {});
 
 // Creates `path` empty (a stale file there is removed first; never through a symlink), mode 0600,
 // owned by `user` when berth is root, so that QEMU can write it (screendump) without write access

@@ -17,6 +17,7 @@
 #include "drive/disk/pet_disk.hpp"
 #include "drive/files.hpp"
 #include "drive/image/image_cache.hpp"
+#include "drive/image/image_format.hpp"
 #include "net/network.hpp"
 #include "qemu/config_drive_medium.hpp"
 #include "qemu/kvm.hpp"
@@ -358,11 +359,50 @@ asio::awaitable<StepResult> Supervisor::fetch_base_image() {
   if (image->outcome == drive::CacheOutcome::kDownloaded)
     state_.image_fetched(image->size);
   image_ = std::move(*image);
+  auto iso = drive::is_iso9660_file(image_.path);
+  if (!iso)
+    co_return Failure{ExitCode::kImage, iso.error().message};
+  image_is_iso_ = *iso;
+  if (image_is_iso_) {
+    if (!config_.vm_disk_size)
+      co_return Failure{ExitCode::kConfig,
+                        fmt::format("IMG_SOURCE: {} is an ISO 9660 image (an installer): it is "
+                                    "attached as a CD-ROM and the system disk is a blank pet "
+                                    "disk, whose size VM_DISK_SIZE must give, e.g. "
+                                    "VM_DISK_SIZE=20Gi",
+                                    config_.img_source)};
+    log_->info("IMG_SOURCE is an ISO 9660 image: a bootable CD-ROM ({}) behind a blank pet disk",
+               image_.path.string());
+    cdroms_.push_back(image_.path);
+  }
+  auto cdrom = co_await fetch_cdrom();
+  co_return cdrom;
+}
+
+asio::awaitable<StepResult> Supervisor::fetch_cdrom() {
+  if (!config_.cdrom)
+    co_return StepResult{};
+  auto params = cdrom_fetch_params(config_);
+  params.on_progress = [this] { state_.progress(); };
+  auto log = log_->clone("cdrom");
+  auto image = co_await drive::fetch_image(std::move(params), std::move(log));
+  if (!image)
+    co_return Failure{ExitCode::kImage, "VM_CDROM: " + image.error().message};
+  auto iso = drive::is_iso9660_file(image->path);
+  if (!iso)
+    co_return Failure{ExitCode::kImage, iso.error().message};
+  if (!*iso)
+    co_return Failure{ExitCode::kImage,
+                      fmt::format("VM_CDROM: {} is not an ISO 9660 image (no \"CD001\" at byte "
+                                  "0x8001); give a disk image as IMG_SOURCE instead",
+                                  config_.cdrom->source)};
+  log_->info("VM_CDROM: a bootable CD-ROM ({})", image->path.string());
+  cdroms_.push_back(image->path);
   co_return StepResult{};
 }
 
 asio::awaitable<StepResult> Supervisor::prepare_disk() {
-  auto params = pet_disk_params(config_, pod_.hostname, image_);
+  auto params = pet_disk_params(config_, pod_.hostname, image_, image_is_iso_);
   auto run = program_runner();
   auto log = log_->clone("disk");
   auto disk = co_await drive::prepare_pet_disk(std::move(params), std::move(run), std::move(log));
@@ -440,6 +480,7 @@ qemu::MachineSpec Supervisor::machine_spec(qemu::Accelerator accel) const {
   inputs.accel = accel;
   inputs.disk = pet_disk_;
   inputs.config_drive = drive_params_.iso;
+  inputs.cdroms = cdroms_;
   inputs.mac = mac_;
   inputs.mtu = pod_.mtu;
   inputs.pod_address = pod_.address.address();
@@ -476,7 +517,8 @@ StepResult Supervisor::prepare_for_qemu() {
         ::geteuid(), config_.qemu_user.uid, config_.qemu_user.gid);
     return {};
   }
-  if (auto handed = hand_over_files(*qemu_user_, pet_disk_, image_.path, config_.runtime_dir);
+  if (auto handed =
+          hand_over_files(*qemu_user_, pet_disk_, image_.path, config_.runtime_dir, cdroms_);
       !handed)
     return Failure{ExitCode::kDisk, handed.error().message};
   if (auto handed = hand_over_data_disks(*qemu_user_, data_disks_); !handed)

@@ -82,6 +82,8 @@ class Supervisor {
   boost::asio::awaitable<StepResult> read_vnc_password();
   boost::asio::awaitable<StepResult> make_runtime_dir();
   boost::asio::awaitable<StepResult> fetch_base_image();
+  // VM_CDROM, fetched and cached like the base image; part of the image phase.
+  boost::asio::awaitable<StepResult> fetch_cdrom();
   boost::asio::awaitable<StepResult> prepare_disk();
   boost::asio::awaitable<StepResult> prepare_firmware();
   boost::asio::awaitable<StepResult> build_drive();
@@ -146,6 +148,8 @@ class Supervisor {
   net::Pod pod_;
   std::optional<net::PodNetwork> network_;
   drive::CachedImage image_;
+  bool image_is_iso_ = false;  // IMG_SOURCE is an installer ISO: a CD-ROM and a blank disk
+  std::vector<std::filesystem::path> cdroms_;  // bootable CD-ROMs, in boot order
   std::filesystem::path pet_disk_;
   bool pet_disk_created_ = false;
   std::vector<qemu::DataDrive> data_disks_;   // VM_DISKS, prepared

@@ -21,19 +21,24 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// What the sidecar records. An empty base means a standalone disk (no backing file).
+// What the sidecar records. An empty base means a standalone disk (no backing file); a blank disk
+// made for an install from an ISO also records that ISO.
 struct PetRecord {
   std::string base;
   std::string base_sha256;
   std::string base_format;
+  std::string install_iso;  // empty: not made for an install
+  std::string install_iso_sha256;
 };
 
 std::string serialize(const PetRecord& r) {
-  return Record()
-      .set("base", r.base)
-      .set("base_sha256", r.base_sha256)
-      .set("base_format", r.base_format)
-      .serialize();
+  Record record;
+  record.set("base", r.base).set("base_sha256", r.base_sha256).set("base_format", r.base_format);
+  if (!r.install_iso.empty())
+    record.set("made_for", "install")
+        .set("install_iso", r.install_iso)
+        .set("install_iso_sha256", r.install_iso_sha256);
+  return record.serialize();
 }
 
 std::optional<PetRecord> parse_record(std::string_view text) {
@@ -43,6 +48,8 @@ std::optional<PetRecord> parse_record(std::string_view text) {
       || !record->strings(
           {{"base", &r.base}, {"base_sha256", &r.base_sha256}, {"base_format", &r.base_format}}))
     return std::nullopt;
+  r.install_iso = record->string("install_iso").value_or("");
+  r.install_iso_sha256 = record->string("install_iso_sha256").value_or("");
   return r;
 }
 
@@ -74,11 +81,17 @@ Result<Target> check_params(const PetDiskParams& params) {
       || host.find('\0') != std::string::npos || host.size() > 253)
     return Error{ErrorKind::kInvalidInput,
                  fmt::format("the hostname \"{}\" cannot name a pet disk file", host)};
+  if (params.install && !params.size)
+    return Error{ErrorKind::kInvalidInput,
+                 fmt::format("a blank pet disk for installing from {} needs a size (VM_DISK_SIZE)",
+                             params.install->iso)};
   std::error_code ec;
   Target t;
-  t.base = fs::absolute(params.base, ec);
-  if (ec)
-    return system_error(fmt::format("cannot make {} absolute", params.base), ec);
+  if (!params.install) {
+    t.base = fs::absolute(params.base, ec);
+    if (ec)
+      return system_error(fmt::format("cannot make {} absolute", params.base), ec);
+  }
   fs::create_directories(params.disk_dir, ec);
   if (ec)
     return system_error(
@@ -87,7 +100,10 @@ Result<Target> check_params(const PetDiskParams& params) {
   t.disk.path = pet_disk_path(params.disk_dir, host);
   t.sidecar = t.disk.path.string() + ".berth.json";
   t.format = std::string(image_format_name(params.base_format));
-  t.wanted = PetRecord{t.base.string(), params.base_sha256, t.format};
+  if (params.install)
+    t.wanted = PetRecord{"", "", "", params.install->iso.string(), params.install->sha256};
+  else
+    t.wanted = PetRecord{t.base.string(), params.base_sha256, t.format, "", ""};
   return t;
 }
 
@@ -170,6 +186,21 @@ asio::awaitable<Result<void>> reuse(Target& t, const PetDiskParams& params, RunP
   co_return Result<void>{};
 }
 
+// Renames the new disk `temp` to the pet disk's name, never over an existing one (a pet disk that
+// appeared meanwhile wins and this is an error; `temp` is removed), then writes its record.
+Result<void> publish(const Target& t, const fs::path& temp, const PetDiskParams& params) {
+  if (auto renamed = rename_no_replace(temp, t.disk.path); !renamed) {
+    std::error_code ec;
+    fs::remove(temp, ec);
+    return Error{ErrorKind::kConflict,
+                 fmt::format("{}; is another pod using the same BERTH_DISK_DIR and hostname?",
+                             renamed.error().message)};
+  }
+  if (auto w = write_file_atomic(t.sidecar, serialize(t.wanted)); !w)
+    return w.error();
+  return fsync_directory(params.disk_dir);
+}
+
 // Written here rather than by `qemu-img create`: the header is a few hundred bytes, and a pod's
 // start-up should not wait for a process that maps all of QEMU's block layer.
 Result<void> create(Target& t, const PetDiskParams& params, spdlog::logger& log) {
@@ -189,21 +220,67 @@ Result<void> create(Target& t, const PetDiskParams& params, spdlog::logger& log)
     fs::remove(temp, ec);
     return written.error();
   }
-  // Never overwrite: if a pet disk appeared meanwhile, it wins and this is an error.
-  if (auto renamed = rename_no_replace(temp, t.disk.path); !renamed) {
-    fs::remove(temp, ec);
-    return Error{ErrorKind::kConflict,
-                 fmt::format("{}; is another pod using the same BERTH_DISK_DIR and hostname?",
-                             renamed.error().message)};
-  }
-  if (auto w = write_file_atomic(t.sidecar, serialize(t.wanted)); !w)
-    return w.error();
-  if (auto synced = fsync_directory(params.disk_dir); !synced)
-    return synced.error();
+  if (auto published = publish(t, temp, params); !published)
+    return published;
   t.disk.virtual_size = size;
   log.info("created the pet disk {} ({}) over {} ({})", t.disk.path.string(), format_bytes(size),
            t.base.string(), t.format);
   return {};
+}
+
+// An install's blank disk that exists: reused whatever ISO it was made for (the installed system
+// is on it), never one over a base image (that is another kind of pet disk).
+Result<void> reuse_blank(Target& t, const PetDiskParams& params, spdlog::logger& log) {
+  t.disk.outcome = PetOutcome::kReused;
+  auto info = read_qcow2(t.disk.path);
+  if (!info)
+    return info.error();
+  if (info->backing)
+    return Error{ErrorKind::kConflict,
+                 fmt::format("IMG_SOURCE is an ISO, so the pet disk should be a blank disk to "
+                             "install on, but {} is an overlay over the base image {}; point "
+                             "IMG_SOURCE back at that image (and give the ISO as VM_CDROM), or "
+                             "delete the pet disk and {} to install afresh",
+                             t.disk.path, *info->backing, t.sidecar)};
+  auto text = read_file(t.sidecar, 64 * 1024);
+  auto record = text ? parse_record(*text) : std::nullopt;
+  if (!record) {
+    log.info("recording that the pet disk {} is a standalone disk, used to install from {}",
+             t.disk.path.string(), params.install->iso.string());
+    if (auto w = write_file_atomic(t.sidecar, serialize(t.wanted)); !w)
+      return w.error();
+  } else if (record->install_iso_sha256 != params.install->sha256) {
+    log.info("the pet disk {} was made for {}; booting it, with {} as the CD-ROM behind it",
+             t.disk.path.string(),
+             record->install_iso.empty() ? "another image" : record->install_iso,
+             params.install->iso.string());
+  }
+  t.disk.virtual_size = info->virtual_size;
+  log.info("reusing the pet disk {} ({}); the VM boots it when it is bootable, else the CD-ROM",
+           t.disk.path.string(), format_bytes(info->virtual_size));
+  return {};
+}
+
+// A blank disk to install on: `qemu-img create` to a temporary name, renamed without replacing.
+asio::awaitable<Result<void>> create_blank(Target& t, const PetDiskParams& params, RunProgram& run,
+                                           spdlog::logger& log) {
+  t.disk.outcome = PetOutcome::kCreated;
+  const std::uint64_t size = (*params.size + 511) / 512 * 512;
+  const fs::path temp = temporary_path(t.disk.path);
+  std::vector<std::string> argv{params.qemu_img,     "create", "-q", "-f", "qcow2", temp.string(),
+                                std::to_string(size)};
+  auto r = co_await run(std::move(argv));
+  std::error_code ec;
+  if (r.exit_code != 0 || r.timed_out) {
+    fs::remove(temp, ec);
+    co_return program_error(fmt::format("creating the blank pet disk {}", t.disk.path), r);
+  }
+  if (auto published = publish(t, temp, params); !published)
+    co_return published;
+  t.disk.virtual_size = size;
+  log.info("created the blank pet disk {} ({}) to install on from {}", t.disk.path.string(),
+           format_bytes(size), params.install->iso.string());
+  co_return Result<void>{};
 }
 
 // Grows the disk to VM_DISK_SIZE when that is larger; never shrinks it.
@@ -241,14 +318,20 @@ asio::awaitable<Result<PetDisk>> prepare_pet_disk(PetDiskParams params, RunProgr
   if (!target)
     co_return target.error();
   struct stat st {};
-  if (::stat(target->disk.path.c_str(), &st) == 0) {
-    if (auto r = co_await reuse(*target, params, run, *log); !r)
-      co_return r.error();
-  } else if (errno != ENOENT) {
+  const bool exists = ::stat(target->disk.path.c_str(), &st) == 0;
+  if (!exists && errno != ENOENT)
     co_return system_error(fmt::format("cannot stat the pet disk {}", target->disk.path), errno);
-  } else if (auto r = create(*target, params, *log); !r) {
-    co_return r.error();
-  }
+  Result<void> made;
+  if (params.install && exists)
+    made = reuse_blank(*target, params, *log);
+  else if (params.install)
+    made = co_await create_blank(*target, params, run, *log);
+  else if (exists)
+    made = co_await reuse(*target, params, run, *log);
+  else
+    made = create(*target, params, *log);
+  if (!made)
+    co_return made.error();
   if (params.size)
     if (auto r = co_await grow(target->disk, params, run, *log); !r)
       co_return r.error();

@@ -1,8 +1,13 @@
 #include "drive/image/image_format.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <fmt/std.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <cerrno>
 #include <cstring>
 
 namespace berth::drive {
@@ -76,5 +81,22 @@ Result<Qcow2Header> parse_qcow2_header(std::span<const char> head) {
 }
 
 namespace {}  // namespace
+
+bool is_iso9660(std::span<const char> at_magic) {
+  return has_at(at_magic, 0, kIso9660Magic);
+}
+
+Result<bool> is_iso9660_file(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return system_error(fmt::format("cannot open {}", path), errno);
+  std::array<char, kIso9660Magic.size()> bytes{};
+  const ssize_t got = ::pread(fd, bytes.data(), bytes.size(), kIso9660MagicOffset);
+  const int error = errno;
+  ::close(fd);
+  if (got < 0)
+    return system_error(fmt::format("cannot read {}", path), error);
+  return is_iso9660(std::span<const char>(bytes.data(), static_cast<std::size_t>(got)));
+}
 
 }  // namespace berth::drive

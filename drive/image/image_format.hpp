@@ -1,8 +1,10 @@
 #pragma once
-// Disk image formats as told by their bytes (never by the file name), and the few qcow2 header
-// fields the pet disk logic needs (drive/disk/qcow2 writes and reads the overlays). Pure.
+// Disk image formats as told by their bytes (never by the file name), the few qcow2 header
+// fields the pet disk logic needs (drive/disk/qcow2 writes and reads the overlays), and ISO 9660
+// images (installers) told by their bytes too. Pure, but for is_iso9660_file.
 
 #include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <span>
 #include <string>
@@ -38,5 +40,18 @@ struct Qcow2Header {
 
 // Parses the fixed part of a qcow2 header (the first 32 bytes at least). Errors: not qcow2.
 Result<Qcow2Header> parse_qcow2_header(std::span<const char> head);
+
+// An ISO 9660 image has its first volume descriptor at sector 16 (byte 0x8000): a type byte, then
+// "CD001". Nothing else Berth caches has those bytes there (a qcow2 or MBR disk holds data or
+// zeros at 32 KiB), and a hybrid ISO (an MBR too) is still an ISO.
+inline constexpr std::uint64_t kIso9660MagicOffset = 0x8001;
+inline constexpr std::string_view kIso9660Magic = "CD001";
+
+// True when `at_magic`, the bytes of an image from kIso9660MagicOffset on, starts with "CD001".
+bool is_iso9660(std::span<const char> at_magic);
+
+// Whether the file at `path` is an ISO 9660 image (a file shorter than 32 KiB is not).
+// Errors: kSystem (cannot open or read it).
+Result<bool> is_iso9660_file(const std::filesystem::path& path);
 
 }  // namespace berth::drive

@@ -95,6 +95,8 @@ def check_vm(name, vm, docs, values, where):
         "IMG_SOURCE": rootfs["sourceurl"],
         "IMG_TARGET": rootfs.get("localtarget") or None,
         "IMG_CHECKSUM": rootfs.get("checksum") or None,
+        "VM_CDROM": (vmc.get("iso") or {}).get("sourceurl") or None,
+        "VM_CDROM_CHECKSUM": (vmc.get("iso") or {}).get("checksum") or None,
         "VM_CPUS": str(cpu["vcpu"]),
         "VM_MEMORY": f"{cpu['ram_mb']}Mi",
         "VM_ACCEL": cpu["accel"],

@@ -2,10 +2,12 @@
 // ids are exactly the labels cloud-init looks for, and the inputs are found in files or ConfigMap
 // directories.
 
+#include <fstream>
 #include <thread>
 
 #include "drive/configdrive/config_drive.hpp"
 #include "drive/configdrive/iso_builder.hpp"
+#include "drive/image/image_format.hpp"
 #include "test/drive/support.hpp"
 
 namespace berth::drive {
@@ -67,6 +69,31 @@ TEST_CASE("drive iso: the volume ids are exactly config-2 and cidata", "[drive]"
   REQUIRE(nocloud);
   CHECK(volume_id(*nocloud, 16) == "cidata");
   CHECK(volume_id(*nocloud, 17) == "cidata");
+}
+
+TEST_CASE("drive iso: an ISO 9660 image is told by its bytes, not by its name", "[drive]") {
+  TempDir dir;
+  auto iso = build_iso(sample(DriveLayout::kConfigDrive));
+  REQUIRE(iso);
+  auto write = [&dir](const std::string& name, const std::string& bytes) {
+    std::ofstream(dir / name, std::ios::binary) << bytes;
+    return dir / name;
+  };
+  auto named_disk = is_iso9660_file(write("disk.qcow2", *iso));
+  REQUIRE(named_disk);
+  CHECK(*named_disk);
+  // A disk (MBR and zeros, or data) and a file shorter than 32 KiB are not ISOs, whatever
+  // their names say.
+  std::string disk(1 << 20, '\0');
+  disk[510] = '\x55';
+  disk[511] = '\xaa';
+  CHECK_FALSE(*is_iso9660_file(write("installer.iso", disk)));
+  CHECK_FALSE(*is_iso9660_file(write("short.iso", iso->substr(0, 0x8003))));
+  CHECK(is_iso9660(std::string_view("CD001\x01")));
+  CHECK_FALSE(is_iso9660(std::string_view("CD00")));
+  auto missing = is_iso9660_file(dir / "missing.iso");
+  REQUIRE_FALSE(missing);
+  CHECK(missing.error().kind == ErrorKind::kSystem);
 }
 
 TEST_CASE("drive config drive: inputs from files, ConfigMap directories, or nowhere", "[drive]") {

@@ -37,7 +37,7 @@ struct PetFixture : ProgramFixture {
   }
 
   PetDiskParams params(std::optional<std::uint64_t> size = std::nullopt) const {
-    return {dir / "disks", "vm-0", base.path, base.format, base.sha256, size, "qemu-img"};
+    return {dir / "disks", "vm-0", base.path, base.format, base.sha256, size, "qemu-img", {}};
   }
 
   Result<PetDisk> prepare(PetDiskParams p) {
@@ -144,6 +144,77 @@ TEST_CASE_METHOD(PetFixture, "drive pet disk: a foreign disk without a record is
   REQUIRE_FALSE(refused);
   CHECK(refused.error().kind == ErrorKind::kConflict);
   CHECK_THAT(refused.error().message, Catch::Contains((dir / "source.qcow2").string()));
+}
+
+TEST_CASE_METHOD(PetFixture,
+                 "drive pet disk: a blank disk for an install from an ISO, made once and kept",
+                 "[pet]") {
+  auto p = params(96 << 20);
+  p.install = InstallMedium{dir / "images" / "installer.iso", std::string(64, 'c')};
+  auto created = prepare(p);
+  INFO(log.text());
+  REQUIRE(created);
+  CHECK(created->outcome == PetOutcome::kCreated);
+  CHECK(created->virtual_size == 96 << 20);
+  auto i = info(created->path);
+  CHECK(i["format"].as_string() == "qcow2");
+  CHECK(i["virtual-size"].as_int64() == 96 << 20);
+  CHECK_FALSE(i.contains("backing-filename"));
+  const auto sidecar =
+      boost::json::parse(slurp(created->path.string() + ".berth.json")).as_object();
+  CHECK(sidecar.at("made_for").as_string() == "install");
+  CHECK(sidecar.at("install_iso").as_string() == (dir / "images" / "installer.iso").string());
+  CHECK(sidecar.at("install_iso_sha256").as_string() == std::string(64, 'c'));
+  CHECK(sidecar.at("base").as_string() == "");
+  CHECK(std::distance(fs::directory_iterator(dir / "disks"), fs::directory_iterator()) == 2);
+
+  // "Installed": data on the disk; the next start keeps it, whatever ISO it is given now.
+  REQUIRE(
+      run_command({"qemu-io", "-c", "write -P 0x5a 0 64k", "-f", "qcow2", created->path.string()})
+      == 0);
+  const auto before = inode(created->path);
+  p.install->sha256 = std::string(64, 'd');
+  p.size = 128 << 20;
+  auto reused = prepare(p);
+  REQUIRE(reused);
+  CHECK(reused->outcome == PetOutcome::kReused);
+  CHECK(reused->grown_from == std::optional<std::uint64_t>(96 << 20));
+  CHECK(inode(reused->path) == before);
+  std::string out;
+  CHECK(run_command({"qemu-io", "-c", "read -P 0x5a 0 64k", "-f", "qcow2", reused->path.string()},
+                    &out)
+        == 0);
+  CHECK_THAT(out, !Catch::Contains("Pattern verification failed"));
+  CHECK_THAT(log.text(), Catch::Contains("was made for"));
+
+  // Then a disk image as IMG_SOURCE: the installed disk is a standalone disk, reused as it is.
+  auto as_image = prepare(params());
+  REQUIRE(as_image);
+  CHECK(as_image->outcome == PetOutcome::kReused);
+  CHECK(inode(as_image->path) == before);
+}
+
+TEST_CASE_METHOD(PetFixture,
+                 "drive pet disk: an install needs VM_DISK_SIZE and never takes an overlay",
+                 "[pet]") {
+  auto p = params();
+  p.install = InstallMedium{dir / "images" / "installer.iso", std::string(64, 'c')};
+  auto no_size = prepare(p);
+  REQUIRE_FALSE(no_size);
+  CHECK(no_size.error().kind == ErrorKind::kInvalidInput);
+  CHECK_THAT(no_size.error().message, Catch::Contains("VM_DISK_SIZE"));
+  CHECK_FALSE(fs::exists(dir / "disks" / "vm-0.qcow2"));
+
+  auto overlay = prepare(params());
+  REQUIRE(overlay);
+  const auto before = inode(overlay->path);
+  p.size = 64 << 20;
+  auto refused = prepare(p);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().kind == ErrorKind::kConflict);
+  CHECK_THAT(refused.error().message,
+             Catch::Contains("IMG_SOURCE is an ISO") && Catch::Contains(base.path.string()));
+  CHECK(inode(dir / "disks" / "vm-0.qcow2") == before);
 }
 
 TEST_CASE_METHOD(PetFixture, "drive pet disk: over a raw base image", "[pet]") {

@@ -1,5 +1,7 @@
 #include "qemu/command_line.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 
@@ -112,6 +114,34 @@ TEST_CASE("no VNC, no NIC, an empty CD-ROM, and extra arguments last", "[qemu]")
   CHECK(value_of(argv, "-netdev").empty());
   CHECK(has_pair(argv, "-drive", "if=none,id=configdrive-media,media=cdrom"));
   CHECK(Argv(argv.end() - 2, argv.end()) == Argv{"-device", "pvpanic"});
+}
+
+TEST_CASE("bootable CD-ROMs boot after the disk, beside the config drive, in their order",
+          "[qemu]") {
+  auto spec = sample();
+  const Argv none = build_command_line(spec, {.qmp = 7});
+  CHECK(std::count(none.begin(), none.end(),
+                   "scsi-cd,bus=scsi0.0,drive=cdrom0-media,id=cdrom0,"
+                   "bootindex=1")
+        == 0);
+  spec.cdroms = {"/images/debian,netinst.iso", "/images/virtio-win.iso"};
+  const Argv argv = build_command_line(spec, {.qmp = 7});
+  CHECK(has_pair(argv, "-device", "virtio-blk-pci,drive=disk0,bootindex=0"));
+  CHECK(has_pair(argv, "-drive",
+                 "if=none,id=cdrom0-media,media=cdrom,readonly=on,format=raw,"
+                 "file=/images/debian,,netinst.iso"));
+  CHECK(has_pair(argv, "-device", "scsi-cd,bus=scsi0.0,drive=cdrom0-media,id=cdrom0,bootindex=1"));
+  CHECK(has_pair(argv, "-drive",
+                 "if=none,id=cdrom1-media,media=cdrom,readonly=on,format=raw,"
+                 "file=/images/virtio-win.iso"));
+  CHECK(has_pair(argv, "-device", "scsi-cd,bus=scsi0.0,drive=cdrom1-media,id=cdrom1,bootindex=2"));
+  // The config drive stays the first CD-ROM on the bus, with no boot index (it is not bootable).
+  const auto config = std::find(
+      argv.begin(), argv.end(),
+      fmt::format("scsi-cd,bus=scsi0.0,drive={},id={}", kConfigDriveDrive, kConfigDriveDevice));
+  const auto install = std::find(argv.begin(), argv.end(),
+                                 "scsi-cd,bus=scsi0.0,drive=cdrom0-media,id=cdrom0,bootindex=1");
+  CHECK(config < install);
 }
 
 TEST_CASE("commas in paths are doubled, as QEMU's option syntax requires", "[qemu]") {

@@ -143,6 +143,32 @@ TEST_CASE("every variable set to a valid non-default value", "[config]") {
   CHECK(c.web_dir == "/opt/berth/web/");
 }
 
+TEST_CASE("VM_CDROM: an ISO source cached under its file name, with its own checksum", "[config]") {
+  CHECK_FALSE(parse_ok(minimal()).cdrom);
+  const std::string sum = "sha256:" + std::string(64, 'B');
+  auto env = with(with(minimal(), "VM_CDROM", "https://cd.example.org/debian-12-netinst.iso"),
+                  "VM_CDROM_CHECKSUM", sum);
+  const Config c = parse_ok(env);
+  REQUIRE(c.cdrom);
+  CHECK(c.cdrom->source == "https://cd.example.org/debian-12-netinst.iso");
+  CHECK(c.cdrom->target == "debian-12-netinst.iso");
+  CHECK(c.cdrom_sha256 == std::string(64, 'b'));
+  CHECK_FALSE(c.img_sha256);
+  CHECK(parse_ok(with(minimal(), "VM_CDROM", "/isos/virtio-win.iso.xz")).cdrom->target
+        == "virtio-win.iso");
+
+  auto alone = parse_one_error(with(minimal(), "VM_CDROM_CHECKSUM", sum));
+  CHECK(alone.variable == "VM_CDROM_CHECKSUM");
+  CHECK_THAT(alone.message, Catch::Contains("VM_CDROM is not"));
+  auto bad_sum = parse_one_error(with(env, "VM_CDROM_CHECKSUM", "sha256:abc"));
+  CHECK(bad_sum.variable == "VM_CDROM_CHECKSUM");
+  // Two sources for one cache entry would overwrite each other's meaning.
+  auto clash = parse_one_error(with(minimal(), "VM_CDROM", "/isos/debian-12.qcow2"));
+  CHECK(clash.variable == "VM_CDROM");
+  CHECK_THAT(clash.message, Catch::Contains("set IMG_TARGET"));
+  CHECK(parse_ok(with(minimal(), "VM_CDROM", minimal().at("IMG_SOURCE"))).cdrom);
+}
+
 TEST_CASE("each invalid value is named with its value and the accepted form", "[config]") {
   struct Case {
     std::string variable, value, expected_fragment;
@@ -156,6 +182,8 @@ TEST_CASE("each invalid value is named with its value and the accepted form", "[
       {"IMG_CHECKSUM", "md5:d41d8cd98f00b204e9800998ecf8427e", "expected sha256:<64 hex digits>"},
       {"IMG_CHECKSUM", "sha256:" + std::string(63, 'a'), "is not a SHA-256 checksum"},
       {"IMG_CHECKSUM", "sha256:" + std::string(64, 'g'), "is not a SHA-256 checksum"},
+      {"VM_CDROM", "ftp://host/x.iso", "is neither an http(s) URL nor an absolute path"},
+      {"VM_CDROM", "https://host/", "does not end in a file name"},
       {"NO_VNC", "maybe", "is not a yes/no value"},
       {"BERTH_VNC_INSECURE_NO_AUTH", "maybe", "is not a yes/no value"},
       {"BERTH_VNC_PASSWORD_FILE", "secrets/vnc", "is not an absolute path"},

@@ -18,42 +18,7 @@ namespace {
 
 constexpr auto kBoot = 240s;  // to the ready line, under TCG on a loaded machine
 
-// One pod (network namespace) and one volume (disk dir) that several berth runs share in turn.
-struct FirmwarePod {
-  TempDir dir;
-  PodNet net;
-  int runs = 0;
-
-  // Starts berth on `image` with `firmware`; `env` adds or overrides. Logs go to run-N/.
-  std::unique_ptr<BerthProcess> start(const std::string& image, const std::string& firmware,
-                                      std::vector<std::string> env = {}) {
-    const fs::path logs = dir.path / ("run-" + std::to_string(++runs));
-    fs::create_directories(logs);
-    std::vector<std::string> all = {"IMG_SOURCE=" + image,
-                                    "VM_FIRMWARE=" + firmware,
-                                    "VM_ACCEL=tcg",
-                                    "VM_MEMORY=512M",
-                                    "NO_VNC=1",
-                                    "BERTH_SHUTDOWN_TIMEOUT=30"};
-    // The pod's folders, each in this pod's own folder (the disk dir is the shared volume).
-    for (const auto& [variable, folder] :
-         {std::pair{"BERTH_DISK_DIR", "disks"}, std::pair{"BERTH_RUNTIME_DIR", "run"},
-          std::pair{"BERTH_IMAGE_DIR", "images"}, std::pair{"BERTH_USERDATA", "userdata"},
-          std::pair{"BERTH_METADATA", "metadata"}, std::pair{"BERTH_NETWORKDATA", "networkdata"}})
-      all.push_back(std::string(variable) + "=" + (dir.path / folder).string());
-    all.insert(all.end(), env.begin(), env.end());
-    return std::make_unique<BerthProcess>(logs, all, net.in_pod());
-  }
-
-  // The files in the disk dir whose names end in `suffix`.
-  std::vector<fs::path> disk_files(const std::string& suffix) const {
-    std::vector<fs::path> found;
-    for (const auto& entry : fs::directory_iterator(dir.path / "disks"))
-      if (entry.path().filename().string().ends_with(suffix))
-        found.push_back(entry.path());
-    return found;
-  }
-};
+using FirmwarePod = VolumePod;
 
 // Boots to the ready line, checks the guest's UEFI lines, then stops berth with SIGTERM.
 void boot_and_stop(BerthProcess& berth, const std::string& secureboot, const std::string& efivar) {

@@ -120,6 +120,22 @@ TEST_CASE("image, disk and drive parameters come from the configuration", "[modu
   CHECK(pet.base_sha256 == image.sha256);
   CHECK(pet.size == c.vm_disk_size);
   CHECK(pet.hostname == "vm-0");
+  CHECK_FALSE(pet.install);
+  // An installer ISO as IMG_SOURCE: a blank disk made for it, the ISO recorded.
+  const auto blank = pet_disk_params(c, "vm-0", image, true);
+  REQUIRE(blank.install);
+  CHECK(blank.install->iso == image.path);
+  CHECK(blank.install->sha256 == image.sha256);
+  CHECK(blank.size == c.vm_disk_size);
+  // VM_CDROM: its own source, name and checksum, IMG_SOURCE's cache and limits.
+  c.cdrom = Config::Cdrom{"https://cd.example.org/netinst.iso", "netinst.iso"};
+  c.cdrom_sha256 = std::string(64, 'e');
+  const auto cd = cdrom_fetch_params(c);
+  CHECK(cd.source == "https://cd.example.org/netinst.iso");
+  CHECK(cd.target == "netinst.iso");
+  CHECK(cd.sha256 == c.cdrom_sha256);
+  CHECK(cd.image_dir == fetch_params(c).image_dir);
+  CHECK(cd.max_size == fetch_params(c).max_size);
   c.drive_format = DriveFormat::kNoCloud;
   const auto drive = config_drive_params(c, "vm-0");
   CHECK(drive.layout == drive::DriveLayout::kNoCloud);
@@ -151,7 +167,9 @@ TEST_CASE("the machine spec combines the configuration with what start-up made",
   inputs.config_drive = "/run/berth/config-drive.iso";
   inputs.mtu = 1450;
   inputs.tap = "tap0";
+  inputs.cdroms = {"/images/netinst.iso"};
   const auto spec = machine_spec(c, inputs);
+  CHECK(spec.cdroms == std::vector<std::filesystem::path>{"/images/netinst.iso"});
   CHECK(spec.accel == qemu::Accelerator::kKvm);
   CHECK(spec.cpus == 2);
   CHECK(spec.memory_mib == 512);

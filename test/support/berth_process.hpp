@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <regex>
 #include <sstream>
@@ -26,7 +27,8 @@ using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 // The berth binary and the test guest images: the environment (BERTH_BINARY, BERTH_TEST_GUEST,
-// BERTH_TEST_GUEST_UEFI, BERTH_TEST_GUEST_UEFI_UNSIGNED) overrides the paths the build compiled in.
+// BERTH_TEST_GUEST_UEFI, BERTH_TEST_GUEST_UEFI_UNSIGNED, BERTH_TEST_INSTALLER_ISO) overrides the
+// paths the build compiled in.
 #ifndef BERTH_BINARY_PATH
 #define BERTH_BINARY_PATH ""
 #endif
@@ -38,6 +40,9 @@ namespace fs = std::filesystem;
 #endif
 #ifndef BERTH_TEST_GUEST_UEFI_UNSIGNED_PATH
 #define BERTH_TEST_GUEST_UEFI_UNSIGNED_PATH ""
+#endif
+#ifndef BERTH_TEST_INSTALLER_ISO_PATH
+#define BERTH_TEST_INSTALLER_ISO_PATH ""
 #endif
 inline std::string env_or(const char* name, const char* fallback) {
   const char* env = std::getenv(name);
@@ -55,6 +60,10 @@ inline std::string test_guest_uefi() {
 }
 inline std::string test_guest_uefi_unsigned() {
   return env_or("BERTH_TEST_GUEST_UEFI_UNSIGNED", BERTH_TEST_GUEST_UEFI_UNSIGNED_PATH);
+}
+// The test installer ISO (test/guest/build-installer-iso.sh): writes a test guest onto /dev/vda.
+inline std::string test_installer_iso() {
+  return env_or("BERTH_TEST_INSTALLER_ISO", BERTH_TEST_INSTALLER_ISO_PATH);
 }
 
 inline std::string slurp(const fs::path& path) {
@@ -286,6 +295,44 @@ struct BerthProcess {
       ::kill(pid, SIGKILL);
       wait_exit(10s);
     }
+  }
+};
+
+// One pod (network namespace) and one volume (disk dir) that several berth runs share in turn,
+// each booting under TCG with 512 MiB, no VNC; logs of run N in <dir>/run-N/.
+struct VolumePod {
+  TempDir dir;
+  PodNet net;
+  int runs = 0;
+
+  // Starts berth on `image` with `firmware`; `env` adds or overrides.
+  std::unique_ptr<BerthProcess> start(const std::string& image, const std::string& firmware,
+                                      std::vector<std::string> env = {}) {
+    const fs::path logs = dir.path / ("run-" + std::to_string(++runs));
+    fs::create_directories(logs);
+    std::vector<std::string> all = {"IMG_SOURCE=" + image,
+                                    "VM_FIRMWARE=" + firmware,
+                                    "VM_ACCEL=tcg",
+                                    "VM_MEMORY=512M",
+                                    "NO_VNC=1",
+                                    "BERTH_SHUTDOWN_TIMEOUT=30"};
+    // The pod's folders, each in this pod's own folder (the disk dir is the shared volume).
+    for (const auto& [variable, folder] :
+         {std::pair{"BERTH_DISK_DIR", "disks"}, std::pair{"BERTH_RUNTIME_DIR", "run"},
+          std::pair{"BERTH_IMAGE_DIR", "images"}, std::pair{"BERTH_USERDATA", "userdata"},
+          std::pair{"BERTH_METADATA", "metadata"}, std::pair{"BERTH_NETWORKDATA", "networkdata"}})
+      all.push_back(std::string(variable) + "=" + (dir.path / folder).string());
+    all.insert(all.end(), env.begin(), env.end());
+    return std::make_unique<BerthProcess>(logs, all, net.in_pod());
+  }
+
+  // The files in the disk dir whose names end in `suffix`.
+  std::vector<fs::path> disk_files(const std::string& suffix) const {
+    std::vector<fs::path> found;
+    for (const auto& entry : fs::directory_iterator(dir.path / "disks"))
+      if (entry.path().filename().string().ends_with(suffix))
+        found.push_back(entry.path());
+    return found;
   }
 };
 
