@@ -74,6 +74,7 @@ good=(
   "vnc-auth cases/vnc-auth.yaml"
   "consoles cases/consoles.yaml"
   "firmware cases/firmware.yaml"
+  "disks cases/disks.yaml"
 )
 for entry in "${good[@]}"; do
   read -r name files <<<"$entry"
