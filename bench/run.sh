@@ -47,6 +47,8 @@ step "bridge, tap and NAT vs ip + iptables (net_bench)"
 "$build/bench/net/net_bench" 30 | tee "$out/net.txt"
 step "the screen: browser viewer vs a native VNC client (bench/console/run.sh)"
 bench/console/run.sh "$build" "${BENCH_KEYS:-40}" "${BENCH_IDLE:-30}" "$out" | tee "$out/console.txt"
+step "data disks in the guest vs the host (bench/disks/run.sh)"
+bench/disks/run.sh "$build" "$out" | tee "$out/disks-run.txt"
 step "idle supervisors side by side (bench/scale.py)"
 python3 bench/scale.py ${BENCH_VMS:+--vms "$BENCH_VMS"} --window "${BENCH_WINDOW:-60}" \
   --berth "$build/supervisor/berth" --json "$out/scale.json" | tee "$out/scale.txt"
