@@ -175,23 +175,23 @@ def parse_disks(text):
 
 
 def disks_section(p, d, params, aio):
-    size, reads, accel = (params.split() + ["?", "?", "?"])[:3]
+    size, reads, accel, repeat = (params.split() + ["?"] * 4)[:4]
     p("## Data disks: inside the guest against the host")
     p()
     p(f"`bench/disks/run.sh`: one VM (the built-in test guest, {accel.upper()}, 2 vCPUs, 512 MiB) "
       "with three data disks from `VM_DISKS`: a qcow2 file and a raw file, each in a folder, and a "
       f"loop device standing in for a Block volume (`host_device`, raw, `cache=none`, {aio or 'aio=?'}). "
       f"`bench/disks/io.sh`, the guest's user-data, runs busybox `dd` with O_DIRECT on each: "
-      f"{size} MiB of random data written and read back in 1 MiB blocks, then {reads} reads of "
+      f"{size} MiB of random data written and read back {repeat} times in 1 MiB blocks, then {reads} reads of "
       "4 KiB at random offsets (one `dd` each), and as many 4 KiB `dd` reads of /dev/zero, which "
       "time a `dd`'s start alone. Then the same script on the host, against a file in the same "
       "folder (for the two files) and against the loop device itself (for the block disk). Best "
       "of two passes each. Ratio: guest ÷ host for rates, host ÷ guest for times.")
     p()
-    p("| disk | seq. write | ratio | seq. read | ratio | random 4 KiB read (less a dd's start) | ratio |")
-    p("|---|---|---|---|---|---|---|")
+    p("| disk | seq. write | ratio | seq. read | ratio | random 4 KiB read, one dd each | ratio | "
+      "a dd of /dev/zero |")
+    p("|---|---|---|---|---|---|---|---|")
     host_of = {"bench-qcow2": "host-file", "bench-raw": "host-file", "bench-blk": "host-blk"}
-    net = lambda x: max(x["rand"] - x["spawn"], 0.01)  # noqa: E731
     for label, title in (("bench-qcow2", "qcow2 file"), ("bench-raw", "raw file"),
                          ("bench-blk", "block (loop) device")):
         g, h = d.get(label), d.get(host_of[label])
@@ -199,19 +199,20 @@ def disks_section(p, d, params, aio):
             continue
         p(f"| {title} | {g['write']:.0f} MiB/s | {ratio(h['write'], g['write'], True)} | "
           f"{g['read']:.0f} MiB/s | {ratio(h['read'], g['read'], True)} | "
-          f"{g['rand']:.2f} ms ({net(g):.2f} ms) | {ratio(net(h), net(g))} |")
+          f"{g['rand']:.2f} ms | {ratio(h['rand'], g['rand'])} | {g['spawn']:.2f} ms |")
     for label, title in (("host-file", "host: a file in the same folder"),
                          ("host-blk", "host: the loop device")):
         h = d.get(label)
         if h:
             p(f"| {title} | {h['write']:.0f} MiB/s | | {h['read']:.0f} MiB/s | | "
-              f"{h['rand']:.2f} ms ({net(h):.2f} ms) | |")
+              f"{h['rand']:.2f} ms | | {h['spawn']:.2f} ms |")
     p()
     p("Under TCG the guest's CPU is emulated: the guest's kernel and busybox spend most of these "
       "times on instructions, not on the disk path, so the ratios say how much slower a TCG guest "
       "is, not what the virtio path costs; under KVM they are the figure to watch (not measured "
-      "here: no /dev/kvm). A `dd` per random read makes the guest's random column mostly process "
-      "start (the number in brackets takes the /dev/zero `dd`'s time away). The host's page cache "
+      "here: no /dev/kvm). busybox has no random-read tool, so each random read is a `dd` of its "
+      "own: the random column is mostly that process's start (the last column: a `dd` of "
+      "/dev/zero alone), and is a rough figure; fio is not in the shared test guest. The host's page cache "
       "is out of the way on both sides: O_DIRECT in the guest, `cache=none` for the block disk; "
       "the two files go through the host's page cache (`cache=writeback`), which is why their "
       "reads can beat the host's O_DIRECT reads.")

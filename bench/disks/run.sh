@@ -6,8 +6,8 @@
 # loop device itself once QEMU has let go of it. The figure is the guest's rate over the host's.
 #   bench/disks/run.sh [BUILD_DIR] [OUT_DIR]    (root; defaults: build, a fresh /var/tmp folder)
 # Writes OUT_DIR/disks.txt (the berth-disk-bench lines, guest then host) and prints them.
-# Env: BENCH_SIZE_MIB (sequential MiB per pass, default 128), BENCH_READS (random 4 KiB reads per
-# pass, default 200), BENCH_ACCEL (default tcg).
+# Env: BENCH_SIZE_MIB (MiB written per pass, default 128), BENCH_REPEAT (times it is read back,
+# default 4), BENCH_READS (random 4 KiB reads per pass, default 200), BENCH_ACCEL (default tcg).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -18,7 +18,7 @@ mkdir -p "$out"
 berth=$build/supervisor/berth
 [[ -x $berth ]] || { echo "disks bench: no $berth; build first (scripts/build.sh)" >&2; exit 1; }
 size=${BENCH_SIZE_MIB:-128}
-export BENCH_SIZE_MIB=$size BENCH_READS=${BENCH_READS:-200}
+export BENCH_SIZE_MIB=$size BENCH_READS=${BENCH_READS:-200} BENCH_REPEAT=${BENCH_REPEAT:-4}
 disk_mib=$((size * 2))
 guest=$("$root/test/guest/build-guest.sh")
 
@@ -62,5 +62,5 @@ pid=
 grep -o 'berth-disk-bench: bench-.*' "$work/console.log" | tr -d '\r' | sed 's/^berth-disk-bench: /guest /' >"$out/disks.txt"
 TMPDIR=$work "$here/io.sh" --host host-file "$work/vol-raw/host.file" host-blk "$loop" |
   grep -v ' done$' | sed 's/^berth-disk-bench: /host /' >>"$out/disks.txt"
-echo "$size $BENCH_READS ${BENCH_ACCEL:-tcg}" >"$out/disks.params"
+echo "$size $BENCH_READS ${BENCH_ACCEL:-tcg} $BENCH_REPEAT" >"$out/disks.params"
 cat "$out/disks.txt"
