@@ -16,7 +16,7 @@ set -u
 size=${BENCH_SIZE_MIB:-128}
 reads=${BENCH_READS:-200}
 repeat=${BENCH_REPEAT:-4}
-dd=dd
+dd="dd"
 command -v busybox >/dev/null 2>&1 && dd="busybox dd"
 say() { echo "berth-disk-bench: $*"; }
 # Seconds: nanoseconds where date has them (the host), else /proc/uptime (10 ms; busybox's date).
@@ -73,4 +73,4 @@ else
   [ -n "$found" ] || say "no virtio disk with a bench- serial: nothing measured"
 fi
 rm -f "$src" "$offsets"
-say done
+say "done"
