@@ -301,6 +301,9 @@ would refuse at start (exit 3) and on what Kubernetes would refuse late (a dupli
 {{- end }}
 {{- end }}
 {{- $diskSize := toString ($disk.diskSize | default "") }}
+{{- if and (not $diskSize) (not $size) }}
+{{- fail (printf "%s: a Filesystem disk on existingClaim %q needs size (or diskSize): the size of the file berth makes in it, e.g. size: 20Gi" $at $existing) }}
+{{- end }}
 {{- if not $diskSize }}
 {{- if not (regexMatch "^[0-9]+(Ki|Mi|Gi|Ti)$" $size) }}
 {{- fail (printf "%s: give diskSize (the disk file's size, binary units, e.g. 19Gi): size %q is not a whole number of Ki, Mi, Gi or Ti to take it from" $at $size) }}
