@@ -280,7 +280,7 @@ kc wait --for=condition=Ready "pod/$DISK_POD" --timeout=300s || fail "the new da
 disk_ip=$(kc get pod "$DISK_POD" -o jsonpath='{.status.podIP}')
 read_back=$(markers "$disk_ip") || fail "the new data-disk guest never served /fsdata and /blkdata"
 [[ $read_back == "$written" ]] || fail "the data disks lost what was written: '$read_back' != '$written'"
-mark "data disks (Filesystem + Block) kept across a new pod"
+mark "data disks (file + block) kept, new pod"
 
 kc patch configmap "$VM-cloudconfig" --type merge \
   -p '{"data": {"userdata": "#!/bin/sh\necho v2 > /www/value\n"}}'
