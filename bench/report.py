@@ -212,10 +212,12 @@ def disks_section(p, d, params, aio):
       "is, not what the virtio path costs; under KVM they are the figure to watch (not measured "
       "here: no /dev/kvm). busybox has no random-read tool, so each random read is a `dd` of its "
       "own: the random column is mostly that process's start (the last column: a `dd` of "
-      "/dev/zero alone), and is a rough figure; fio is not in the shared test guest. The host's page cache "
-      "is out of the way on both sides: O_DIRECT in the guest, `cache=none` for the block disk; "
-      "the two files go through the host's page cache (`cache=writeback`), which is why their "
-      "reads can beat the host's O_DIRECT reads.")
+      "/dev/zero alone), and is a rough figure; fio is not in the shared test guest. O_DIRECT keeps "
+      "the guest's page cache out of the way; on the host, `cache=none` keeps QEMU off the page "
+      "cache for the block disk, while the two files go through it (`cache=writeback`), which is "
+      "why their reads can come close to or beat the host's O_DIRECT reads. The loop device reads its backing file through "
+      "the host's page cache too (a loop without direct I/O), so its reads, the guest's and the "
+      "host's, come from memory: a real block volume's would not.")
     p()
 
 
