@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Every benchmark in one run, each figure beside the tool a user would otherwise use, written to
 # docs/benchmarks.md (and the raw outputs to BENCH_OUT, default a fresh folder under /var/tmp).
-# Root; installs what it needs; about 10 minutes on 2 CPUs. Run it on an otherwise idle machine:
+# Root; installs what it needs; about 13 minutes on 2 CPUs. Run it on an otherwise idle machine:
 # the figures are wall-clock times.
 #   bench/run.sh                 or   cmake --build build --target bench
 # Env: BENCH_RUNS (start-up runs per tool, default 7), BENCH_VMS (scale test VMs, default: as many
 # as memory allows, capped at 40), BENCH_WINDOW (idle window of the scale test, s, default 60),
 # BENCH_FETCH_MIB (image size of the fetch benchmark, default 1024), BENCH_KEYS (keystrokes per
 # client of the screen benchmark, default 40), BENCH_IDLE (its idle window, s, default 30),
-# BENCH_DOC (output file).
+# BENCH_DOC (output file); bench/disks/run.sh reads BENCH_SIZE_MIB, BENCH_REPEAT, BENCH_READS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/as-root.sh
