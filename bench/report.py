@@ -193,6 +193,73 @@ def firmware_section(p, fw, separate_run=False):
       "longer than on an idle machine; the modes alternated, so the differences are fairer than "
       "the totals. Under TCG, OVMF's own start dominates what UEFI adds; Secure Boot adds SMM and "
       "the signature checks; the TPM adds swtpm's start and OVMF's measurements into it.")
+
+
+DISK_LINE = re.compile(r"^(guest|host) (\S+) pass (\d+) write ([\d.]+) MiB/s read ([\d.]+) MiB/s "
+                       r"rand4k ([\d.]+) ms/read spawn ([\d.]+) ms/read")
+
+
+def parse_disks(text):
+    """{label: {"write", "read", "rand", "spawn"}} from bench/disks/run.sh's disks.txt: the best
+    of the passes for the rates, the lowest time per read (the passes warm caches alike on both
+    sides)."""
+    out = {}
+    for line in text.splitlines():
+        m = DISK_LINE.match(line.strip())
+        if not m:
+            continue
+        d = out.setdefault(m.group(2), {"write": 0, "read": 0, "rand": None, "spawn": None})
+        d["write"] = max(d["write"], float(m.group(4)))
+        d["read"] = max(d["read"], float(m.group(5)))
+        for key, value in (("rand", float(m.group(6))), ("spawn", float(m.group(7)))):
+            d[key] = value if d[key] is None else min(d[key], value)
+    return out
+
+
+def disks_section(p, d, params, aio):
+    size, reads, accel, repeat = (params.split() + ["?"] * 4)[:4]
+    p("## Data disks: inside the guest against the host")
+    p()
+    p(f"`bench/disks/run.sh`: one VM (the built-in test guest, {accel.upper()}, 2 vCPUs, 512 MiB) "
+      "with three data disks from `VM_DISKS`: a qcow2 file and a raw file, each in a folder, and a "
+      f"loop device standing in for a Block volume (`host_device`, raw, `cache=none`, {aio or 'aio=?'}). "
+      f"`bench/disks/io.sh`, the guest's user-data, runs busybox `dd` with O_DIRECT on each: "
+      f"{size} MiB of random data written and read back {repeat} times in 1 MiB blocks, then {reads} reads of "
+      "4 KiB at random offsets (one `dd` each), and as many 4 KiB `dd` reads of /dev/zero, which "
+      "time a `dd`'s start alone. Then the same script on the host, against a file in the same "
+      "folder (for the two files) and against the loop device itself (for the block disk). Best "
+      "of two passes each. Ratio: guest ÷ host for rates, host ÷ guest for times.")
+    p()
+    p("| disk | seq. write | ratio | seq. read | ratio | random 4 KiB read, one dd each | ratio | "
+      "a dd of /dev/zero |")
+    p("|---|---|---|---|---|---|---|---|")
+    host_of = {"bench-qcow2": "host-file", "bench-raw": "host-file", "bench-blk": "host-blk"}
+    for label, title in (("bench-qcow2", "qcow2 file"), ("bench-raw", "raw file"),
+                         ("bench-blk", "block (loop) device")):
+        g, h = d.get(label), d.get(host_of[label])
+        if not g or not h:
+            continue
+        p(f"| {title} | {g['write']:.0f} MiB/s | {ratio(h['write'], g['write'], True)} | "
+          f"{g['read']:.0f} MiB/s | {ratio(h['read'], g['read'], True)} | "
+          f"{g['rand']:.2f} ms | {ratio(h['rand'], g['rand'])} | {g['spawn']:.2f} ms |")
+    for label, title in (("host-file", "host: a file in the same folder"),
+                         ("host-blk", "host: the loop device")):
+        h = d.get(label)
+        if h:
+            p(f"| {title} | {h['write']:.0f} MiB/s | | {h['read']:.0f} MiB/s | | "
+              f"{h['rand']:.2f} ms | | {h['spawn']:.2f} ms |")
+    p()
+    p("Under TCG the guest's CPU is emulated: the guest's kernel and busybox spend most of these "
+      "times on instructions, not on the disk path, so the ratios say how much slower a TCG guest "
+      "is, not what the virtio path costs; under KVM they are the figure to watch (not measured "
+      "here: no /dev/kvm). busybox has no random-read tool, so each random read is a `dd` of its "
+      "own: the random column is mostly that process's start (the last column: a `dd` of "
+      "/dev/zero alone), and is a rough figure; fio is not in the shared test guest. O_DIRECT keeps "
+      "the guest's page cache out of the way; on the host, `cache=none` keeps QEMU off the page "
+      "cache for the block disk, while the two files go through it (`cache=writeback`), which is "
+      "why their reads can come close to or beat the host's O_DIRECT reads. The loop device reads its backing file through "
+      "the host's page cache too (a loop without direct I/O), so its reads, the guest's and the "
+      "host's, come from memory: a real block volume's would not.")
     p()
 
 
@@ -404,6 +471,10 @@ def main(folder):
         console_section(p, console)
     if firmware:
         firmware_section(p, firmware)
+    if os.path.exists(os.path.join(folder, "disks.txt")):
+        params = read("disks.params") if os.path.exists(os.path.join(folder, "disks.params")) else ""
+        aio = read("aio").strip() if os.path.exists(os.path.join(folder, "aio")) else ""
+        disks_section(p, parse_disks(read("disks.txt")), params, aio)
 
     # ---- scale ----
     p(f"## Many VMs on one machine ({scale['vms']} idle VMs side by side)")
@@ -451,7 +522,7 @@ def main(folder):
     p("sudo bench/run.sh        # about 20 min; writes this file. Pieces: bench/startup.py, "
       "bench/dhcp/run.sh,")
     p("                         # bench/drive/bench.sh, build/bench/net/net_bench, bench/scale.py,")
-    p("                         # bench/console/run.sh, bench/firmware/run.sh")
+    p("                         # bench/console/run.sh, bench/firmware/run.sh, bench/disks/run.sh")
     p("```")
     p()
     p("Wall-clock figures move by ±20 % between runs on a shared 2-CPU machine; the ratios, "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark in one run, each figure beside the tool a user would otherwise use, written to
 # docs/benchmarks.md (and the raw outputs to BENCH_OUT, default a fresh folder under /var/tmp).
-# Root; installs what it needs; about 20 minutes on 2 CPUs. Run it on an otherwise idle machine:
+# Root; installs what it needs; about 25 minutes on 2 CPUs. Run it on an otherwise idle machine:
 # the figures are wall-clock times.
 #   bench/run.sh                 or   cmake --build build --target bench
 # Env: BENCH_RUNS (start-up runs per tool, default 7), BENCH_VMS (scale test VMs, default: as many
@@ -9,7 +9,7 @@
 # BENCH_FETCH_MIB (image size of the fetch benchmark, default 1024), BENCH_KEYS (keystrokes per
 # client of the screen benchmark, default 40), BENCH_IDLE (its idle window, s, default 30),
 # BENCH_FIRMWARE_RUNS (boots per firmware of the firmware benchmark, default 5), BENCH_DOC (output
-# file).
+# file); bench/disks/run.sh reads BENCH_SIZE_MIB, BENCH_REPEAT, BENCH_READS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/as-root.sh
@@ -50,6 +50,8 @@ step "the screen: browser viewer vs a native VNC client (bench/console/run.sh)"
 bench/console/run.sh "$build" "${BENCH_KEYS:-40}" "${BENCH_IDLE:-30}" "$out" | tee "$out/console.txt"
 step "boot time per firmware and swtpm's memory (bench/firmware/run.sh)"
 bench/firmware/run.sh "$build" "${BENCH_FIRMWARE_RUNS:-5}" "$out" | tee "$out/firmware.txt"
+step "data disks in the guest vs the host (bench/disks/run.sh)"
+bench/disks/run.sh "$build" "$out" | tee "$out/disks-run.txt"
 step "idle supervisors side by side (bench/scale.py)"
 python3 bench/scale.py ${BENCH_VMS:+--vms "$BENCH_VMS"} --window "${BENCH_WINDOW:-60}" \
   --berth "$build/supervisor/berth" --json "$out/scale.json" | tee "$out/scale.txt"

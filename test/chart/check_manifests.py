@@ -218,6 +218,7 @@ def check_vm(name, vm, docs, values, where):
     check(("vnc" in ports) == bool(vmc["vnc"]), f"{where}: VNC port {'missing' if vmc['vnc'] else 'present'}")
     check_vnc_auth(vmc, resource, env, mounts, volumes, by_kind, where)
     check_consoles(vm, resource, c, env, mounts, volumes, by_kind, selector, where)
+    check_disks(vmc.get("disks") or [], c, env, mounts, volumes, claims, where)
 
     # The Service: the user's ports, selecting the pod.
     wanted = []
@@ -247,6 +248,48 @@ def check_vm(name, vm, docs, values, where):
                 args = test_pod["spec"]["containers"][0]["command"]
                 target = f"{resource}.{NAMESPACE}.svc:{number}"
                 check(target in args, f"{where}: helm test does not check {target}")
+
+
+def check_disks(disks, c, env, mounts, volumes, claims, where):
+    """Each data disk is in VM_DISKS, in order, and is the volume it names: a folder mounted at its
+    path (Filesystem) or a device at its devicePath (Block), from a claim template or the existing
+    claim."""
+    entries = []
+    devices = {d["devicePath"]: d for d in c.get("volumeDevices", [])}
+    for disk in disks:
+        name, block = disk["name"], disk.get("volumeMode") == "Block"
+        if block:
+            path = disk["devicePath"]
+            entries.append(f"{name}={path}")
+            volume = devices.get(path)
+            check(path not in mounts, f"{where}: Block disk {name} is mounted as a folder")
+        else:
+            path = disk.get("mountPath") or f"/var/lib/berth/data/{name}"
+            size = disk.get("diskSize") or disk["size"]
+            entries.append(f"{name}={path}:{size}" + (":raw" if disk.get("format") == "raw" else ""))
+            volume = mounts.get(path)
+            check(path not in devices, f"{where}: Filesystem disk {name} is a volumeDevice")
+        if not check(volume is not None, f"{where}: disk {name}: nothing at {path}"):
+            continue
+        if disk.get("existingClaim"):
+            claim = volumes.get(volume["name"], {}).get("persistentVolumeClaim", {})
+            check(claim.get("claimName") == disk["existingClaim"],
+                  f"{where}: disk {name} is not claim {disk['existingClaim']}: {claim}")
+            check(volume["name"] not in claims, f"{where}: disk {name} also has a claim template")
+            continue
+        template = claims.get(volume["name"])
+        if not check(template is not None, f"{where}: disk {name}'s volume is not a claim template"):
+            continue
+        cs = template["spec"]
+        check(cs.get("volumeMode") == ("Block" if block else "Filesystem"),
+              f"{where}: disk {name}'s claim has volumeMode {cs.get('volumeMode')}")
+        check(cs["resources"]["requests"]["storage"] == disk["size"], f"{where}: disk {name}'s claim size")
+        check(cs.get("storageClassName") == (disk.get("storageClass") or None),
+              f"{where}: disk {name}'s storageClassName {cs.get('storageClassName')!r}")
+        check(cs["accessModes"] == (disk.get("accessModes") or ["ReadWriteOnce"]),
+              f"{where}: disk {name}'s accessModes {cs['accessModes']}")
+    check(env.get("VM_DISKS") == (",".join(entries) or None),
+          f"{where}: VM_DISKS={env.get('VM_DISKS')!r}, expected {','.join(entries)!r}")
 
 
 def check_secret_file(path, mounts, volumes, secret_name, key, what, where):

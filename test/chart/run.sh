@@ -75,6 +75,7 @@ good=(
   "consoles cases/consoles.yaml"
   "firmware cases/firmware.yaml"
   "install-iso cases/install-iso.yaml"
+  "disks cases/disks.yaml"
 )
 for entry in "${good[@]}"; do
   read -r name files <<<"$entry"

@@ -9,8 +9,9 @@
 #   command, Ctrl-C, detach with ctrl-p ctrl-q, the pod still Ready), `kubectl logs` showing the
 #   console, the screen and serial WebSockets through `kubectl port-forward` (ws_probe.py: refused
 #   without the token, 101 with it) and the viewer's Service variant (its token Secret kept by
-#   `helm upgrade`); the chart's privileged and devicePlugin variants both admitted;
-#   `helm uninstall` leaves no pod.
+#   `helm upgrade`); a VM with data disks (vmconfig.disks: a Filesystem claim and a Block claim on
+#   a local PV over a loop device) keeps what its guest wrote to both across `kubectl delete pod`;
+#   the chart's privileged and devicePlugin variants both admitted; `helm uninstall` leaves no pod.
 # Root. Needs the caches of build-kube.sh (else it says so and exits 77: skipped).
 #   test/cluster/e2e.sh            BERTH_E2E_KEEP=1 leaves the cluster up afterwards
 set -euo pipefail
@@ -78,10 +79,12 @@ mark "images (berth, test, guest)"
 BERTH_CLUSTER_IMAGES="$image $test_image" "$cluster" up
 work=$(mktemp -d /var/tmp/berth-e2e-XXXXXX)
 pids=()
+loop=
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   if [[ -z ${BERTH_E2E_KEEP:-} ]]; then
     "$cluster" down || log "cluster down reported leftovers"
+    [[ -z $loop ]] || losetup -d "$loop"
   fi
   rm -rf "$work"
 }
@@ -96,8 +99,9 @@ in_node busybox httpd -f -p "$NODE_IP:8081" -h "$work/www" &
 pids+=($!)
 until_ok 10 "image server" in_node curl -sf -o /dev/null "http://$NODE_IP:8081/guest.qcow2"
 
-# PersistentVolumes for the pet-disk claims (hostPath on the node, no StorageClass).
-for i in 1 2 3 4; do
+# PersistentVolumes for the pet-disk claims and the Filesystem data disk (hostPath on the node, no
+# StorageClass).
+for i in 1 2 3 4 5 6; do
   mkdir -p "$work/pv$i"
   kc apply -f - <<EOF
 apiVersion: v1
@@ -140,11 +144,33 @@ vmlist:
         (while :; do setsid getty -L 115200 ttyS0 vt100; sleep 1; done) </dev/null >/dev/null 2>&1 &
 EOF
 hm install "$RELEASE" "$root/charts/berth" -f "$work/values.yaml" --wait=false
+# The Block data disk's volume: a local PV on a loop device of the node.
+truncate -s 64M "$work/block.img"
+loop=$(losetup --find --show "$work/block.img")
+kc apply -f - <<EOF
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: e2e-pv-block}
+spec:
+  capacity: {storage: 64Mi}
+  volumeMode: Block
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: ""
+  local: {path: $loop}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+        - matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [berth-node]}]
+EOF
+# The data-disk VM boots beside it (test/cluster/disks-values.yaml, disks-userdata.sh).
+install_variant e2e-disks disks- -f "$here/disks-values.yaml" \
+  --set-file "vmlist.$VM.cloudconfig.userdata=$here/disks-userdata.sh"
 # The viewer's Service variant boots beside it: berth's control API on the pod IP behind the token
 # Secret the chart makes.
 install_variant e2e-view view- --set "vmlist.$VM.vmconfig.cpu.ram_mb=256" \
   --set "vmlist.$VM.viewer.service.enabled=true"
-mark "helm install (+ the viewer-Service variant)"
+mark "helm install (+ the data-disk and viewer-Service variants)"
 
 kc wait --for=condition=Ready "pod/$POD" --timeout=300s || {
   kc describe pod "$POD" | tail -30 >&2
@@ -225,6 +251,37 @@ boots2=$(in_node curl -sf -m 5 "http://$pod_ip/boot-count")
 [[ $boots2 -eq $((boots + 1)) ]] || fail "boot-count $boots2 after $boots: not the same disk"
 mark "pod deleted, back on the same disk"
 
+# The data-disk VM: what its guest wrote to the Filesystem and the Block disk survives a new pod.
+DISK_POD=disks-$POD
+kc wait --for=condition=Ready "pod/$DISK_POD" --timeout=300s || {
+  kc describe pod "$DISK_POD" | tail -30 >&2
+  fail "the data-disk variant's pod did not become Ready"
+}
+[[ $(kc get pvc "data-fsdata-$DISK_POD" "data-blkdata-$DISK_POD" -o jsonpath='{.items[*].status.phase}') == "Bound Bound" ]] ||
+  fail "the data-disk claims are not both Bound"
+[[ $(kc get pvc "data-blkdata-$DISK_POD" -o jsonpath='{.spec.volumeName}') == e2e-pv-block ]] ||
+  fail "the Block claim is not on the loop device's PV"
+# markers IP: the two markers the guest serves, once its user-data has written them.
+markers() {
+  local ip=$1 fs blk
+  for _ in $(seq 1 60); do
+    fs=$(in_node curl -sf -m 3 "http://$ip/fsdata") && blk=$(in_node curl -sf -m 3 "http://$ip/blkdata") &&
+      [[ -n $fs && $blk == blk-* ]] && { echo "$fs $blk"; return 0; }
+    sleep 2
+  done
+  return 1
+}
+disk_ip=$(kc get pod "$DISK_POD" -o jsonpath='{.status.podIP}')
+written=$(markers "$disk_ip") || fail "the data-disk guest never served /fsdata and /blkdata"
+log "data disks written: $written"
+kc delete pod "$DISK_POD" --wait=true --timeout=120s
+until_ok 60 "the data-disk StatefulSet's new pod" kc get pod "$DISK_POD"
+kc wait --for=condition=Ready "pod/$DISK_POD" --timeout=300s || fail "the new data-disk pod did not become Ready"
+disk_ip=$(kc get pod "$DISK_POD" -o jsonpath='{.status.podIP}')
+read_back=$(markers "$disk_ip") || fail "the new data-disk guest never served /fsdata and /blkdata"
+[[ $read_back == "$written" ]] || fail "the data disks lost what was written: '$read_back' != '$written'"
+mark "data disks (file + block) kept, new pod"
+
 kc patch configmap "$VM-cloudconfig" --type merge \
   -p '{"data": {"userdata": "#!/bin/sh\necho v2 > /www/value\n"}}'
 until_ok 180 "the ConfigMap edit in the guest" \
@@ -251,6 +308,7 @@ kc logs "dp-$POD" --tail=3 >&2 || kc logs "dp-$POD" --previous --tail=3 >&2 || t
 mark "devicePlugin variant admitted"
 
 hm uninstall e2e-dp --wait --timeout 3m
+hm uninstall e2e-disks --wait --timeout 3m
 hm uninstall e2e-view --wait --timeout 3m
 hm uninstall "$RELEASE" --wait --timeout 3m
 until_ok 120 "no pod left" sh -c "[ -z \"\$($cluster kubectl get pods -o name)\" ]"

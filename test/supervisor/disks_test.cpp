@@ -8,7 +8,6 @@
 
 #include <array>
 #include <catch2/catch.hpp>
-#include <sstream>
 
 #include "test/support/berth_process.hpp"
 
@@ -201,29 +200,4 @@ TEST_CASE(
     CHECK(pet.wait_exit(60s) == 3);
     CHECK(pet.wait_log("VM_DISKS: the disk \"" + name + "\" would be the pet disk", 0ms));
   }
-}
-
-TEST_CASE("disks: sequential O_DIRECT throughput in the guest per kind of data disk",
-          "[.][disks-bench]") {
-  TempDir dir;
-  make_volumes(dir.path, "data_disks_bench.sh");
-  LoopDevice loop(dir.path / "block.img");
-  REQUIRE(std::system(("dd if=/dev/urandom of=" + (dir.path / "block.img").string()
-                       + " bs=1M count=64 conv=notrunc status=none")
-                          .c_str())
-          == 0);
-  std::printf("host: %s", capture("dd if=" + (dir.path / "block.img").string()
-                                  + " of=/dev/null bs=1M count=64 iflag=direct 2>&1 | tail -n 1")
-                              .c_str());
-  const std::string disks = "data=" + (dir.path / "vol-data").string()
-                            + ":128Mi,scratch=" + (dir.path / "vol-scratch").string()
-                            + ":128Mi:raw,blk=" + loop.device.string();
-  PodNet net;
-  BerthProcess berth(dir.path, disks_env(dir.path, disks), net.in_pod());
-  REQUIRE(berth.wait_console("berth-bench: done", 600s));
-  const std::string console = slurp(berth.console);
-  std::istringstream lines(console);
-  for (std::string line; std::getline(lines, line);)
-    if (line.starts_with("berth-bench:"))
-      std::printf("%s\n", line.c_str());
 }

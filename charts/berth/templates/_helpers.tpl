@@ -204,6 +204,7 @@ Fails, naming the value, on anything the schema cannot express.
 {{- $_ := set $vm "vncSecret" (dict "name" (printf "%s-vnc" $resource) "key" "password" "create" true) }}
 {{- end }}
 {{- end }}
+{{- $_ := set $vm "dataDisks" (include "berth.dataDisks" (dict "disks" $vm.vmconfig.disks "where" (printf "%s.vmconfig.disks" $where)) | fromJsonArray) }}
 {{- $_ := set $vm "resourceName" $resource }}
 {{- $_ := set $vm "hostname" (printf "%s-0" $resource) }}
 {{- $_ := set $vm "unusedKeys" $unused }}
@@ -228,4 +229,124 @@ Fails, naming the value, on anything the schema cannot express.
 {{- end }}
 {{- end }}
 {{- toJson $ports }}
+{{- end }}
+
+{{/*
+berth.dataDisks: vmconfig.disks checked and completed, as a JSON list of {name, volumeMode,
+volume ("data-<name>"), path (the mount folder or device node), claim (a volumeClaimTemplate's
+spec, or absent with existingClaim), existingClaim, entry (the disk's VM_DISKS entry)}.
+Context: dict "disks" <the list> "where" <the value's path, for messages>. Fails on what berth
+would refuse at start (exit 3) and on what Kubernetes would refuse late (a duplicate path).
+*/}}
+{{- define "berth.dataDisks" -}}
+{{- $where := .where }}
+{{- $disks := .disks | default list }}
+{{- if not (kindIs "slice" $disks) }}
+{{- fail (printf "%s must be a list of disks ([{name: data, size: 20Gi}]), not %s" $where (toJson $disks)) }}
+{{- end }}
+{{- $reserved := list "/var/lib/berth/images" "/var/lib/berth/disks" "/userdata" "/metadata" "/networkdata" "/etc/berth/vnc" "/etc/berth/control" "/run/berth" }}
+{{- $names := list }}
+{{- $paths := list }}
+{{- $out := list }}
+{{- range $index, $disk := $disks }}
+{{- $at := printf "%s[%d]" $where $index }}
+{{- if not (kindIs "map" $disk) }}
+{{- fail (printf "%s must be a map (name, size, volumeMode, ...), not %s" $at (toJson $disk)) }}
+{{- end }}
+{{- $name := toString ($disk.name | default "") }}
+{{- if not (regexMatch "^[a-z0-9][-a-z0-9]{0,19}$" $name) }}
+{{- fail (printf "%s.name %q must be 1-20 characters of a-z, 0-9 and '-', not starting with '-': it is the disk's virtio serial number (/dev/disk/by-id/virtio-<name>) and names its volume" $at $name) }}
+{{- end }}
+{{- $at = printf "%s (%s)" $at $name }}
+{{- if has $name $names }}
+{{- fail (printf "%s: the disk name %q is used twice; each disk needs a name of its own" $at $name) }}
+{{- end }}
+{{- $names = append $names $name }}
+{{- $mode := $disk.volumeMode | default "Filesystem" }}
+{{- $size := toString ($disk.size | default "") }}
+{{- $existing := $disk.existingClaim | default "" }}
+{{- if and (not $size) (not $existing) }}
+{{- fail (printf "%s: give size (a claim from volumeClaimTemplates, e.g. size: 20Gi) or existingClaim (a claim that exists)" $at) }}
+{{- end }}
+{{- if and $existing (or $disk.storageClass $disk.accessModes) }}
+{{- fail (printf "%s: storageClass and accessModes describe a claim the chart makes; with existingClaim %q the claim has its own, drop them" $at $existing) }}
+{{- end }}
+{{- $entry := "" }}
+{{- $path := "" }}
+{{- if eq $mode "Block" }}
+{{- $path = $disk.devicePath | default "" }}
+{{- if not $path }}
+{{- fail (printf "%s: a Block disk needs devicePath, the device node in the pod that berth hands to QEMU (e.g. devicePath: /dev/%s)" $at $name) }}
+{{- end }}
+{{- if or (not (regexMatch "^/dev/[^:,=]*[^/:,=]$" $path)) (contains "/../" (printf "%s/" $path)) }}
+{{- fail (printf "%s.devicePath %q must be a path under /dev/ without '..', ':', ',' or '='" $at $path) }}
+{{- end }}
+{{- range $key := list "mountPath" "diskSize" "format" }}
+{{- if get $disk $key }}
+{{- fail (printf "%s: %s is for Filesystem disks (a file in a folder); a Block disk is the claim's device itself, raw, at devicePath" $at $key) }}
+{{- end }}
+{{- end }}
+{{- $entry = printf "%s=%s" $name $path }}
+{{- else }}
+{{- if $disk.devicePath }}
+{{- fail (printf "%s: devicePath is for volumeMode: Block; a Filesystem disk is a file in the folder mountPath" $at) }}
+{{- end }}
+{{- $path = $disk.mountPath | default (printf "/var/lib/berth/data/%s" $name) }}
+{{- if or (not (regexMatch "^/[^:,=]*[^/:,=]$" $path)) (contains "/../" (printf "%s/" $path)) }}
+{{- fail (printf "%s.mountPath %q must be an absolute path without '..', ':', ',' or '=' (and not /)" $at $path) }}
+{{- end }}
+{{- range $taken := $reserved }}
+{{- if or (eq $path $taken) (hasPrefix (printf "%s/" $path) $taken) (hasPrefix (printf "%s/" $taken) $path) }}
+{{- fail (printf "%s.mountPath %q overlaps %s, which the chart mounts for berth; use another folder, e.g. /var/lib/berth/data/%s" $at $path $taken $name) }}
+{{- end }}
+{{- end }}
+{{- $diskSize := toString ($disk.diskSize | default "") }}
+{{- if and (not $diskSize) (not $size) }}
+{{- fail (printf "%s: a Filesystem disk on existingClaim %q needs size (or diskSize): the size of the file berth makes in it, e.g. size: 20Gi" $at $existing) }}
+{{- end }}
+{{- if not $diskSize }}
+{{- if not (regexMatch "^[0-9]+(Ki|Mi|Gi|Ti)$" $size) }}
+{{- fail (printf "%s: give diskSize (the disk file's size, binary units, e.g. 19Gi): size %q is not a whole number of Ki, Mi, Gi or Ti to take it from" $at $size) }}
+{{- end }}
+{{- $diskSize = $size }}
+{{- end }}
+{{- $entry = printf "%s=%s:%s" $name $path $diskSize }}
+{{- if eq ($disk.format | default "qcow2") "raw" }}
+{{- $entry = printf "%s:raw" $entry }}
+{{- end }}
+{{- end }}
+{{- range $other := $paths }}
+{{- if or (eq $other $path) (hasPrefix (printf "%s/" $other) $path) (hasPrefix (printf "%s/" $path) $other) }}
+{{- fail (printf "%s: %s overlaps %s of another disk; each disk needs a path of its own" $at $path $other) }}
+{{- end }}
+{{- end }}
+{{- $paths = append $paths $path }}
+{{- $out_disk := dict "name" $name "volumeMode" $mode "volume" (printf "data-%s" $name) "path" $path "entry" $entry "existingClaim" $existing }}
+{{- if not $existing }}
+{{- $claim := dict "accessModes" ($disk.accessModes | default (list "ReadWriteOnce")) "volumeMode" $mode "resources" (dict "requests" (dict "storage" $size)) }}
+{{- with $disk.storageClass }}
+{{- $_ := set $claim "storageClassName" . }}
+{{- end }}
+{{- $_ := set $out_disk "claim" $claim }}
+{{- end }}
+{{- $out = append $out $out_disk }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}
+
+{{/* VM_DISKS from berth.dataDisks' list. */}}
+{{- define "berth.diskList" -}}
+{{- $entries := list }}
+{{- range . }}{{ $entries = append $entries .entry }}{{ end }}
+{{- join "," $entries }}
+{{- end }}
+
+{{/* The volumeDevices entries of the Block disks of berth.dataDisks' list, or nothing. */}}
+{{- define "berth.blockDisks" -}}
+{{- range . }}
+{{- if eq .volumeMode "Block" }}
+- name: {{ .volume }}
+  devicePath: {{ .path }}
+{{- end }}
+{{- end }}
 {{- end }}
