@@ -103,6 +103,44 @@ std::string data_disk_device(const DataDrive& drive, unsigned queues) {
                      drive.name);
 }
 
+namespace {
+
+// Each data disk on a PCIe root port of its own (hot-plug), with its IOThread.
+void add_data_disks(const MachineSpec& spec, std::vector<std::string>& argv) {
+  unsigned chassis = 0;
+  for (const auto& drive : spec.data_disks) {
+    argv.insert(argv.end(), {"-device", fmt::format("pcie-root-port,id={},chassis={}",
+                                                    data_disk_port(drive.name), ++chassis)});
+    argv.insert(argv.end(), {"-object", "iothread,id=" + data_disk_iothread(drive.name)});
+    argv.insert(argv.end(), {"-blockdev", data_disk_blockdev(drive)});
+    argv.insert(argv.end(), {"-device", data_disk_device(drive, spec.cpus)});
+  }
+}
+
+// The SCSI bus with the config drive (never bootable) and the bootable CD-ROMs after the disk.
+void add_cdroms(const MachineSpec& spec, std::vector<std::string>& argv) {
+  argv.insert(argv.end(), {"-device", "virtio-scsi-pci,id=scsi0"});
+  const std::string config_drive =
+      spec.config_drive ? fmt::format("if=none,id={},media=cdrom,readonly=on,format=raw,file={}",
+                                      kConfigDriveDrive, escape_commas(spec.config_drive->string()))
+                        : fmt::format("if=none,id={},media=cdrom", kConfigDriveDrive);
+  argv.insert(argv.end(), {"-drive", config_drive});
+  argv.insert(argv.end(), {"-device", fmt::format("scsi-cd,bus=scsi0.0,drive={},id={}",
+                                                  kConfigDriveDrive, kConfigDriveDevice)});
+  for (std::size_t i = 0; i < spec.cdroms.size(); ++i) {
+    argv.insert(argv.end(),
+                {"-drive", fmt::format("if=none,id=cdrom{}-media,media=cdrom,readonly=on,"
+                                       "format=raw,file={}",
+                                       i, escape_commas(spec.cdroms[i].string()))});
+    argv.insert(argv.end(),
+                {"-device", fmt::format("scsi-cd,bus=scsi0.0,drive=cdrom{}-media,id=cdrom{},"
+                                        "bootindex={}",
+                                        i, i, i + 1)});
+  }
+}
+
+}  // namespace
+
 std::string cpu_model(Accelerator accel) {
   return accel == Accelerator::kKvm ? "host,arch-capabilities=off" : "max";
 }
@@ -156,29 +194,8 @@ std::vector<std::string> build_command_line(const MachineSpec& spec, const Inher
     add("-vnc",
         fmt::format("unix:{},id=viewer,password=off", escape_commas(spec.viewer_socket->string())));
   add_pet_disk(spec, argv);
-  unsigned chassis = 0;
-  for (const auto& drive : spec.data_disks) {
-    add("-device",
-        fmt::format("pcie-root-port,id={},chassis={}", data_disk_port(drive.name), ++chassis));
-    add("-object", "iothread,id=" + data_disk_iothread(drive.name));
-    add("-blockdev", data_disk_blockdev(drive));
-    add("-device", data_disk_device(drive, spec.cpus));
-  }
-  add("-device", "virtio-scsi-pci,id=scsi0");
-  if (spec.config_drive) {
-    add("-drive", fmt::format("if=none,id={},media=cdrom,readonly=on,format=raw,file={}",
-                              kConfigDriveDrive, escape_commas(spec.config_drive->string())));
-  } else {
-    add("-drive", fmt::format("if=none,id={},media=cdrom", kConfigDriveDrive));
-  }
-  add("-device",
-      fmt::format("scsi-cd,bus=scsi0.0,drive={},id={}", kConfigDriveDrive, kConfigDriveDevice));
-  for (std::size_t i = 0; i < spec.cdroms.size(); ++i) {
-    add("-drive", fmt::format("if=none,id=cdrom{}-media,media=cdrom,readonly=on,format=raw,file={}",
-                              i, escape_commas(spec.cdroms[i].string())));
-    add("-device", fmt::format("scsi-cd,bus=scsi0.0,drive=cdrom{}-media,id=cdrom{},bootindex={}", i,
-                               i, i + 1));
-  }
+  add_data_disks(spec, argv);
+  add_cdroms(spec, argv);
   if (fds.tap >= 0) {
     add("-netdev", fmt::format("tap,id=net0,fd={}", fds.tap));
     add("-device", fmt::format("virtio-net-pci,netdev=net0,mac={},host_mtu={}",
