@@ -16,6 +16,8 @@ constexpr std::uint8_t kOptionMtu = 5;
 constexpr std::uint8_t kOptionRdnss = 25;  // RFC 8106
 constexpr std::uint8_t kOptionDnssl = 31;  // RFC 8106
 constexpr std::size_t kMaxOptionUnits = 255;
+// (255 * 8 - 8) / 16: the addresses one RDNSS option holds.
+constexpr std::size_t kMaxRdnssAddresses = 127;
 
 constexpr std::uint8_t kFlagManaged = 0x80;
 constexpr std::uint8_t kFlagOther = 0x40;
@@ -182,25 +184,35 @@ std::optional<Bytes> serialize_router_advertisement(const RouterAdvertisement& a
   }
   for (const auto& prefix : advert.prefixes)
     put_option(out, kOptionPrefixInformation, prefix_body(prefix));
-  if (!advert.dns_servers.empty()) {
+  // Lists longer than one option holds go into several (a parser merges them again).
+  for (std::size_t first = 0; first < advert.dns_servers.size(); first += kMaxRdnssAddresses) {
+    const auto chunk =
+        std::span(advert.dns_servers)
+            .subspan(first, std::min(kMaxRdnssAddresses, advert.dns_servers.size() - first));
     Bytes body;
     put_u16(body, 0);
     put_u32(body, advert.dns_lifetime);
-    put_bytes(body, encode_addresses(advert.dns_servers));
-    if (!put_option(out, kOptionRdnss, body))
-      return std::nullopt;
+    put_bytes(body, encode_addresses(chunk));
+    put_option(out, kOptionRdnss, body);
   }
-  if (!advert.search_domains.empty()) {
-    const auto names = encode_domain_list(advert.search_domains);
-    if (!names)
+  Bytes body;
+  for (const auto& domain : advert.search_domains) {
+    const std::string one[] = {domain};
+    const auto name = encode_domain_list(one);
+    if (!name)
       return std::nullopt;
-    Bytes body;
-    put_u16(body, 0);
-    put_u32(body, advert.search_lifetime);
-    put_bytes(body, *names);
-    if (!put_option(out, kOptionDnssl, body))
-      return std::nullopt;
+    if (!body.empty() && body.size() + name->size() + 2 > kMaxOptionUnits * 8) {
+      put_option(out, kOptionDnssl, body);
+      body.clear();
+    }
+    if (body.empty()) {
+      put_u16(body, 0);
+      put_u32(body, advert.search_lifetime);
+    }
+    put_bytes(body, *name);
   }
+  if (!body.empty())
+    put_option(out, kOptionDnssl, body);
   return out;
 }
 

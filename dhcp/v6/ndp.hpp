@@ -58,8 +58,9 @@ struct RouterAdvertisement {
 // bytes of address is ignored (another link type); unknown options are skipped.
 ParseResult<RouterSolicitation> parse_router_solicitation(ByteView icmp);
 
-// The message with its options in this order: source link-layer, MTU, prefixes, RDNSS, DNSSL.
-// nullopt when a search domain is not a valid name, or an option would be over 2040 bytes.
+// The message with its options in this order: source link-layer, MTU, prefixes, RDNSS, DNSSL
+// (split into several options when longer than one holds: 127 servers, 2040 bytes of names).
+// nullopt when a search domain is not a valid name.
 std::optional<Bytes> serialize_router_advertisement(const RouterAdvertisement& advert);
 
 // For tests and the fuzz target. Errors as for the solicitation (type 134); RDNSS and DNSSL

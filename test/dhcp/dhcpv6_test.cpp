@@ -378,3 +378,31 @@ TEST_CASE("ndp: eui64_address is the address Linux SLAAC makes from the MAC") {
   CHECK(eui64_address(make_address_v6("2001:db8:1:2::"), {0x02, 0, 0, 0, 0, 1})
         == make_address_v6("2001:db8:1:2::ff:fe00:1"));
 }
+
+TEST_CASE("ndp: lists longer than one option holds are split and read back the same") {
+  RouterAdvertisement advert;
+  for (unsigned i = 1; i <= 200; ++i) {
+    auto bytes = make_address_v6("fd00:b3::").to_bytes();
+    bytes[14] = static_cast<std::uint8_t>(i >> 8);
+    bytes[15] = static_cast<std::uint8_t>(i);
+    advert.dns_servers.emplace_back(bytes);
+  }
+  advert.dns_lifetime = 600;
+  for (unsigned i = 0; i < 40; ++i)
+    advert.search_domains.push_back(std::string(60, static_cast<char>('a' + i % 26)) + "."
+                                    + std::to_string(i) + ".svc.cluster.local");
+  advert.search_lifetime = 600;
+  const auto bytes = serialize_router_advertisement(advert);
+  REQUIRE(bytes);
+  const auto again = parse_router_advertisement(*bytes);
+  REQUIRE(again);
+  CHECK(again->dns_servers.size() == 200);
+  CHECK(again->search_domains.size() == 40);
+  CHECK(*again == advert);
+  // The fuzz target's find: several DNSSL options merged to more than one holds.
+  const auto merged = parse_router_advertisement(fixture("ndp-fuzz-long-dnssl.bin"));
+  REQUIRE(merged);
+  const auto reencoded = serialize_router_advertisement(*merged);
+  REQUIRE(reencoded);
+  CHECK(parse_router_advertisement(*reencoded).value() == *merged);
+}
