@@ -33,10 +33,10 @@ struct FamilyParts {
   ip::address pod_ip;
   ip::address vm_ip;
   ip::address vm_gw;
-  ip::address loopback;
-  Prefix vm_source;        // what leaves as the pod: VM_IP/32, or the VM's /64
-  Prefix loopback_source;  // 127.0.0.0/8, ::1/128
-  std::string gateway_name;  // in comments: "VM_GW", "the gateway"
+  // 127.0.0.1, whose connections reach the VM (kubectl port-forward); none for IPv6, where the
+  // answers could not come back: the kernel routes ::1 only on lo, and has no route_localnet.
+  std::optional<ip::address_v4> loopback;
+  Prefix vm_source;  // what leaves as the pod: VM_IP/32, or the VM's /64
   std::vector<Rule> input_icmp;  // the ICMP the guest may send to the pod itself
   std::uint16_t dhcp_server_port;
   std::string dhcp_name;
@@ -56,14 +56,18 @@ Table build_table(const NatSpec& spec, const FamilyParts& parts) {
 
   Chain output{"output", ChainType::kNat, Hook::kOutput, -100, Verdict::kAccept, {}};
   const auto kept = port_numbers({&spec.reserved_tcp_ports, &spec.local_tcp_ports});
+  std::vector<ip::address> local_destinations{parts.pod_ip};
+  if (parts.loopback)
+    local_destinations.push_back(*parts.loopback);
   if (!kept.empty())
     output.rules.push_back(
-        {{DestinationIn{{parts.loopback, parts.pod_ip}}, TcpPortIn{kept}, accept},
+        {{DestinationIn{local_destinations}, TcpPortIn{kept}, accept},
          "stays with the pod: " + port_names({&spec.reserved_tcp_ports, &spec.local_tcp_ports})});
-  output.rules.push_back(
-      {{DestinationIn{{parts.loopback}}, ProtocolIn{{IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP}},
-        Counter{}, Dnat{parts.vm_ip}},
-       "localhost ports reach the VM (kubectl port-forward)"});
+  if (parts.loopback)
+    output.rules.push_back(
+        {{DestinationIn{{*parts.loopback}}, ProtocolIn{{IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP}},
+          Counter{}, Dnat{parts.vm_ip}},
+         "localhost ports reach the VM (kubectl port-forward)"});
   output.rules.push_back({{DestinationIn{{parts.pod_ip}}, Counter{}, Dnat{parts.vm_ip}},
                           "the pod IP reaches the VM from inside the pod too"});
 
@@ -71,9 +75,10 @@ Table build_table(const NatSpec& spec, const FamilyParts& parts) {
   postrouting.rules.push_back(
       {{OifName{spec.pod_interface}, SourceIn{parts.vm_source}, Counter{}, Snat{parts.pod_ip}},
        "the VM leaves as the pod IP"});
-  postrouting.rules.push_back(
-      {{OifName{spec.bridge}, SourceIn{parts.loopback_source}, Counter{}, Snat{parts.vm_gw}},
-       "localhost connections reach the VM from " + parts.gateway_name});
+  if (parts.loopback)
+    postrouting.rules.push_back({{OifName{spec.bridge}, SourceIn{ip::network_v4(*parts.loopback, 8)},
+                                  Counter{}, Snat{parts.vm_gw}},
+                                 "localhost connections reach the VM from VM_GW"});
 
   Chain forward{"forward", ChainType::kFilter, Hook::kForward, 0, Verdict::kDrop, {}};
   forward.rules.push_back({{TcpSyn{}, ClampMss{}}, "clamp TCP MSS to the route MTU"});
@@ -123,8 +128,6 @@ Table build_nat_table(const NatSpec& spec) {
                                        spec.vm_gw,
                                        loopback,
                                        ip::network_v4(spec.vm_ip, 32),
-                                       ip::network_v4(loopback, 8),
-                                       "VM_GW",
                                        {icmp},
                                        kDhcpServer,
                                        "DHCP"});
@@ -132,7 +135,6 @@ Table build_nat_table(const NatSpec& spec) {
 
 Table build_nat6_table(const NatSpec& spec) {
   const NatSpec6& v6 = spec.ipv6.value();
-  const ip::address_v6 loopback = ip::address_v6::loopback();
   const Final accept{Verdict::kAccept};
   // Neighbour discovery is how the pod and the guest find each other at all; the errors are
   // what path MTU discovery needs (IPv6 routers never fragment: Packet Too Big is the only way
@@ -151,10 +153,8 @@ Table build_nat6_table(const NatSpec& spec) {
                                        v6.pod_ip,
                                        v6.vm_ip,
                                        v6.vm_gw,
-                                       loopback,
+                                       std::nullopt,
                                        ip::network_v6(v6.vm_ip, 64).canonical(),
-                                       ip::network_v6(loopback, 128),
-                                       "the gateway",
                                        icmp,
                                        kDhcpv6Server,
                                        "DHCPv6"});

@@ -63,10 +63,12 @@ nft::Table build_nat_table(const NatSpec& spec);
 // `table ip6 <table>` for spec.ipv6 (which must be set): the same chains for IPv6.
 //   prerouting  as for IPv4, to the pod's IPv6 address (ICMPv6 neighbour discovery is untracked
 //               by conntrack, so it never reaches a NAT rule and stays with the pod)
-//   output      to ::1 (TCP/UDP/SCTP) or the pod's IPv6 address: DNAT to the VM's address
+//   output      to the pod's IPv6 address: DNAT to the VM's address. Not ::1: the answers could
+//               not come back (the kernel routes ::1 only on lo and has no route_localnet for
+//               IPv6), so [::1] stays the pod's, and kubectl port-forward, which dials 127.0.0.1
+//               first, takes the IPv4 table's path
 //   postrouting the VM's whole /64 out of the pod interface: SNAT to the pod's address (a guest's
-//               privacy or stable-privacy address leaves as the pod too); ::1 out of the bridge:
-//               SNAT to the gateway
+//               privacy or stable-privacy address leaves as the pod too)
 //   forward     as for IPv4 with the /64; ICMPv6 errors of tracked flows (Packet Too Big among
 //               them) are `related` and pass
 //   input       from the bridge: established/related, neighbour discovery (RS, NS, NA), echo and
