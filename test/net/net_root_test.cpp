@@ -673,7 +673,8 @@ void wait_for_bridge_ipv6(const Topology& t) {
 
 NetworkSpec dual_spec(const Topology& t, const Pod& discovered) {
   auto spec = t.spec(discovered, Vnc::kOn);
-  spec.ipv6 = NatSpec6{kPodIp6, kVmIp6, kVmGw6};
+  REQUIRE(discovered.ipv6);
+  spec.ipv6 = NatSpec6{discovered.ipv6->address().address(), kVmIp6, kVmGw6};
   return spec;
 }
 
@@ -817,6 +818,18 @@ void check_guest_side_ipv6(const Topology& t) {
 void check_dual_stack_pod(PodStyle style) {
   Topology t(style, Stack::kDual);
   const Pod discovered = t.discover();
+  REQUIRE(discovered.ipv6);
+  CHECK(discovered.ipv6->addresses
+        == std::vector{boost::asio::ip::make_network_v6(style == PodStyle::kCalico ? "fd77::5/128"
+                                                                                   : "fd77::5/64")});
+  CHECK(discovered.ipv6->gateway
+        == boost::asio::ip::make_address_v6(style == PodStyle::kCalico ? "fe80::ecee:eeff:feee:eeee"
+                                                                       : "fd77::1"));
+  REQUIRE(discovered.resolv_conf.nameservers.size() == 2);
+  CHECK(discovered.resolv_conf.nameservers[1] == boost::asio::ip::make_address("fd77:53::10"));
+  const auto vm_prefix = boost::asio::ip::make_network_v6("fd00:b:e:7::/64");
+  CHECK(check_vm_prefix6(discovered, vm_prefix).has_value());
+  CHECK_FALSE(check_vm_prefix6(discovered, boost::asio::ip::make_network_v6("fd77::/64")));
   auto network = set_up(t, dual_spec(t, discovered));
   wait_for_bridge_ipv6(t);
   CHECK(t.listed_table() == golden("berth-calico.nft"));  // IPv4 exactly as before
