@@ -1,7 +1,7 @@
 #include "net/nat.hpp"
 
-#include <netinet/in.h>
 #include <netinet/icmp6.h>
+#include <netinet/in.h>
 #include <netinet/ip_icmp.h>
 
 namespace berth::net {
@@ -36,7 +36,7 @@ struct FamilyParts {
   // 127.0.0.1, whose connections reach the VM (kubectl port-forward); none for IPv6, where the
   // answers could not come back: the kernel routes ::1 only on lo, and has no route_localnet.
   std::optional<ip::address_v4> loopback;
-  Prefix vm_source;  // what leaves as the pod: VM_IP/32, or the VM's /64
+  Prefix vm_source;              // what leaves as the pod: VM_IP/32, or the VM's /64
   std::vector<Rule> input_icmp;  // the ICMP the guest may send to the pod itself
   std::uint16_t dhcp_server_port;
   std::string dhcp_name;
@@ -76,9 +76,10 @@ Table build_table(const NatSpec& spec, const FamilyParts& parts) {
       {{OifName{spec.pod_interface}, SourceIn{parts.vm_source}, Counter{}, Snat{parts.pod_ip}},
        "the VM leaves as the pod IP"});
   if (parts.loopback)
-    postrouting.rules.push_back({{OifName{spec.bridge}, SourceIn{ip::network_v4(*parts.loopback, 8)},
-                                  Counter{}, Snat{parts.vm_gw}},
-                                 "localhost connections reach the VM from VM_GW"});
+    postrouting.rules.push_back(
+        {{OifName{spec.bridge}, SourceIn{ip::network_v4(*parts.loopback, 8)}, Counter{},
+          Snat{parts.vm_gw}},
+         "localhost connections reach the VM from VM_GW"});
 
   Chain forward{"forward", ChainType::kFilter, Hook::kForward, 0, Verdict::kDrop, {}};
   forward.rules.push_back({{TcpSyn{}, ClampMss{}}, "clamp TCP MSS to the route MTU"});
@@ -117,10 +118,11 @@ Table build_table(const NatSpec& spec, const FamilyParts& parts) {
 
 Table build_nat_table(const NatSpec& spec) {
   const ip::address_v4 loopback = ip::address_v4::loopback();
-  const Rule icmp{{IifName{spec.bridge},
-                   IcmpTypeIn{{ICMP_ECHO, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, ICMP_PARAMETERPROB}},
-                   Final{Verdict::kAccept}},
-                  "ping, and the errors path MTU discovery needs"};
+  const Rule icmp{
+      {IifName{spec.bridge},
+       IcmpTypeIn{{ICMP_ECHO, ICMP_DEST_UNREACH, ICMP_TIME_EXCEEDED, ICMP_PARAMETERPROB}},
+       Final{Verdict::kAccept}},
+      "ping, and the errors path MTU discovery needs"};
   constexpr std::uint16_t kDhcpServer = 67;
   return build_table(spec, FamilyParts{Family::kIp,
                                        spec.pod_ip,
@@ -149,15 +151,9 @@ Table build_nat6_table(const NatSpec& spec) {
         accept},
        "ping, and the errors path MTU discovery needs"}};
   constexpr std::uint16_t kDhcpv6Server = 547;
-  return build_table(spec, FamilyParts{Family::kIp6,
-                                       v6.pod_ip,
-                                       v6.vm_ip,
-                                       v6.vm_gw,
-                                       std::nullopt,
-                                       ip::network_v6(v6.vm_ip, 64).canonical(),
-                                       icmp,
-                                       kDhcpv6Server,
-                                       "DHCPv6"});
+  return build_table(
+      spec, FamilyParts{Family::kIp6, v6.pod_ip, v6.vm_ip, v6.vm_gw, std::nullopt,
+                        ip::network_v6(v6.vm_ip, 64).canonical(), icmp, kDhcpv6Server, "DHCPv6"});
 }
 
 std::vector<Table> build_nat_tables(const NatSpec& spec) {

@@ -31,17 +31,17 @@ NetworkSpec network_spec(const Pod& pod, boost::asio::ip::address_v4 vm_ip,
 }
 
 PlumbingSpec plumbing_spec(const NetworkSpec& spec) {
-  PlumbingSpec plumbing{spec.pod_interface, spec.bridge, spec.tap,
-                        boost::asio::ip::network_v4(spec.vm_gw, 30), spec.mtu, std::nullopt};
+  PlumbingSpec plumbing{spec.pod_interface, spec.bridge,
+                        spec.tap,           boost::asio::ip::network_v4(spec.vm_gw, 30),
+                        spec.mtu,           std::nullopt};
   if (spec.ipv6)
     plumbing.gateway6 = boost::asio::ip::network_v6(spec.ipv6->vm_gw, 64);
   return plumbing;
 }
 
 NatSpec nat_spec(const NetworkSpec& spec) {
-  return NatSpec{spec.table,          spec.pod_interface,   spec.pod_ip,
-                 spec.bridge,         spec.vm_ip,           spec.vm_gw,
-                 spec.reserved_tcp_ports, spec.local_tcp_ports, spec.ipv6};
+  return NatSpec{spec.table, spec.pod_interface,      spec.pod_ip,          spec.bridge, spec.vm_ip,
+                 spec.vm_gw, spec.reserved_tcp_ports, spec.local_tcp_ports, spec.ipv6};
 }
 
 Result<PodNetwork> PodNetwork::setup(const NetworkSpec& spec) {

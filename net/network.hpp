@@ -31,7 +31,7 @@ struct NetworkSpec {
   std::vector<ReservedPort> local_tcp_ports;     // also stay with the pod locally: {9251,"control"}
   std::string bridge = "br0";
   std::string tap = "tap0";
-  std::string table = "berth";  // `nft list table ip berth` (and ip6 berth)
+  std::string table = "berth";   // `nft list table ip berth` (and ip6 berth)
   std::optional<NatSpec6> ipv6;  // a dual-stack pod: the bridge gets vm_gw/64, `table ip6` too
 };
 

@@ -14,8 +14,8 @@
 #include <linux/netfilter/nf_conntrack_common.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
-#include <netinet/in.h>
 #include <netinet/icmp6.h>
+#include <netinet/in.h>
 #include <netinet/ip_icmp.h>
 #include <poll.h>
 
@@ -296,8 +296,7 @@ class RuleEncoder {
   void add(const IifName& m) { interface_name(NFT_META_IIFNAME, m.name); }
   void add(const OifName& m) { interface_name(NFT_META_OIFNAME, m.name); }
   // The source address (`size` bytes at `offset`) has `bytes`' first `length` bits.
-  void source_prefix(std::uint32_t offset, std::uint32_t size, const Key& bytes,
-                     unsigned length) {
+  void source_prefix(std::uint32_t offset, std::uint32_t size, const Key& bytes, unsigned length) {
     if (length % 8 == 0) {
       payload(NFT_PAYLOAD_NETWORK_HEADER, offset, length / 8);
       cmp(NFT_CMP_EQ, bytes.data(), length / 8);
@@ -312,8 +311,8 @@ class RuleEncoder {
     cmp(NFT_CMP_EQ, bytes.data(), size);
   }
   void add(const SourceIn& m) {
-    constexpr std::uint32_t kSourceOffset = 12;   // in the IPv4 header
-    constexpr std::uint32_t kSource6Offset = 8;   // in the IPv6 header
+    constexpr std::uint32_t kSourceOffset = 12;  // in the IPv4 header
+    constexpr std::uint32_t kSource6Offset = 8;  // in the IPv6 header
     if (const auto* v4 = std::get_if<boost::asio::ip::network_v4>(&m.prefix)) {
       const auto network = v4->canonical();
       source_prefix(kSourceOffset, 4, key_of(network.address()), network.prefix_length());
@@ -537,16 +536,17 @@ void append_table(BatchWriter& writer, const Table& table, std::uint32_t& next_s
     nftnl_chain_set_u32(encoded.get(), NFTNL_CHAIN_POLICY, verdict_code(chain.policy));
     nlmsghdr* message = writer.header(NFT_MSG_NEWCHAIN, NLM_F_CREATE, table.family);
     nftnl_chain_nlmsg_build_payload(message, encoded.get());
-    writer.append(message, fmt::format("{}chain {}", table.family == Family::kIp ? "" : family + " ",
-                                       chain.name));
+    writer.append(
+        message,
+        fmt::format("{}chain {}", table.family == Family::kIp ? "" : family + " ", chain.name));
   }
 
   for (const Chain& chain : table.chains) {
     for (std::size_t i = 0; i < chain.rules.size(); ++i) {
       const Rule& rule = chain.rules[i];
-      const std::string label = fmt::format("rule {} of {}chain {}", i + 1,
-                                            table.family == Family::kIp ? "" : family + " ",
-                                            chain.name);
+      const std::string label =
+          fmt::format("rule {} of {}chain {}", i + 1,
+                      table.family == Family::kIp ? "" : family + " ", chain.name);
       RulePtr encoded(nftnl_rule_alloc());
       nftnl_rule_set_str(encoded.get(), NFTNL_RULE_TABLE, table.name.c_str());
       nftnl_rule_set_str(encoded.get(), NFTNL_RULE_CHAIN, chain.name.c_str());

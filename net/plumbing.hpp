@@ -31,7 +31,7 @@ struct PlumbingSpec {
 
 // What setup_plumbing changed that teardown_plumbing must put back.
 struct PlumbingState {
-  std::uint32_t pod_forwarding = 0;  // the pod interface's `forwarding` before setup
+  std::uint32_t pod_forwarding = 0;    // the pod interface's `forwarding` before setup
   std::optional<int> ipv6_forwarding;  // net.ipv6.conf.all.forwarding before setup, if changed
   std::optional<int> pod_accept_ra;    // the pod interface's accept_ra before setup, if changed
 };

@@ -44,17 +44,13 @@ template <>
 struct RouteFamily<Route> {
   static constexpr int kFamily = AF_INET;
   static ip::address_v4 address(nl_addr* a) { return to_address_v4(a); }
-  static ip::network_v4 network(nl_addr* a, unsigned short length) {
-    return {address(a), length};
-  }
+  static ip::network_v4 network(nl_addr* a, unsigned short length) { return {address(a), length}; }
 };
 template <>
 struct RouteFamily<Route6> {
   static constexpr int kFamily = AF_INET6;
   static ip::address_v6 address(nl_addr* a) { return to_address_v6(a); }
-  static ip::network_v6 network(nl_addr* a, unsigned short length) {
-    return {address(a), length};
-  }
+  static ip::network_v6 network(nl_addr* a, unsigned short length) { return {address(a), length}; }
 };
 
 std::string interface_names(nl_cache* links) {
@@ -328,8 +324,9 @@ std::vector<ip::network_v6> usable_pod_ipv6(const std::vector<Ipv6AddressInfo>& 
 
 Result<ip::network_v6> check_vm_prefix6(const Pod& pod, ip::network_v6 prefix,
                                         std::string_view bridge) {
-  const std::string advice = "choose a /64 the pod network does not use (a unique local "
-                             "fdXX:XXXX:XXXX:XXXX::/64)";
+  const std::string advice =
+      "choose a /64 the pod network does not use (a unique local "
+      "fdXX:XXXX:XXXX:XXXX::/64)";
   if (prefix.prefix_length() != 64 || unusable(prefix.address())
       || prefix.canonical().address() != prefix.address())
     return Error{ErrorKind::kInvalidInput,
@@ -351,8 +348,8 @@ Result<ip::network_v6> check_vm_prefix6(const Pod& pod, ip::network_v6 prefix,
     if (route.destination.prefix_length() == 0 || route.interface == bridge)
       continue;
     if (overlaps6(prefix, route.destination))
-      return Error{ErrorKind::kOverlap, fmt::format("{} overlaps the pod route {}; {}", what,
-                                                    to_string(route), advice)};
+      return Error{ErrorKind::kOverlap,
+                   fmt::format("{} overlaps the pod route {}; {}", what, to_string(route), advice)};
   }
   return prefix;
 }

@@ -66,7 +66,8 @@ struct DiscoveryOptions {
 // link-local, multicast or loopback, not tentative, deprecated, failed DAD nor temporary (privacy)
 // ones; permanent ones (what the CNI assigned) before those SLAAC made, otherwise in the kernel's
 // order. Pure.
-std::vector<boost::asio::ip::network_v6> usable_pod_ipv6(const std::vector<Ipv6AddressInfo>& listed);
+std::vector<boost::asio::ip::network_v6> usable_pod_ipv6(
+    const std::vector<Ipv6AddressInfo>& listed);
 
 // Reads the pod's network over netlink, plus hostname and resolv.conf. Errors: kNoInterface (the
 // message lists the interfaces there are), kNoIpv4, kSystem (netlink, resolv.conf unreadable).

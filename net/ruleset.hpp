@@ -47,7 +47,8 @@ struct IcmpTypeIn {
   std::vector<std::uint8_t> types;  // icmp type { destination-unreachable, echo-request } (ICMP_*)
 };
 struct Icmpv6TypeIn {
-  std::vector<std::uint8_t> types;  // icmpv6 type { packet-too-big, nd-neighbor-solicit } (RFC 4443)
+  std::vector<std::uint8_t>
+      types;  // icmpv6 type { packet-too-big, nd-neighbor-solicit } (RFC 4443)
 };
 struct TcpSyn {};  // tcp flags syn: SYN and SYN/ACK
 struct CtStateIn {
@@ -75,8 +76,8 @@ struct Final {
 };
 
 using Expression = std::variant<IifName, OifName, SourceIn, DestinationIn, ProtocolIn, TcpPortIn,
-                                UdpPortIn, IcmpTypeIn, Icmpv6TypeIn, TcpSyn, CtStateIn, CtStatusDnat, Counter,
-                                Dnat, Snat, ClampMss, Reject, Final>;
+                                UdpPortIn, IcmpTypeIn, Icmpv6TypeIn, TcpSyn, CtStateIn,
+                                CtStatusDnat, Counter, Dnat, Snat, ClampMss, Reject, Final>;
 
 struct Rule {
   std::vector<Expression> expressions;  // in order: matches first, then statements
@@ -101,7 +102,8 @@ struct Table {
 // "ip" or "ip6", as nft names the family.
 std::string family_name(Family family);
 
-// The table as `nft list table <family> <name>` prints it with nft 1.0 (tabs, counters as given: zero).
+// The table as `nft list table <family> <name>` prints it with nft 1.0 (tabs, counters as given:
+// zero).
 std::string render(const Table& table);
 
 // One rule as it appears in that listing, without indentation or newline.

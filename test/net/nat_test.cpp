@@ -145,12 +145,14 @@ TEST_CASE("net: IPv6: the VM's whole /64 leaves as the pod, one address is reach
   const auto text = nft::render(build_nat6_table(nat_spec(spec)));
   for (const char* absent : {"fd77::5", "fd00:b:e:7", " ip "})
     CHECK(text.find(absent) == std::string::npos);
-  CHECK_THAT(text, Catch::Contains("oifname \"eth0\" ip6 saddr fd12:3456:789a:1::/64 counter packets "
-                                   "0 bytes 0 snat to 2001:db8:42::17"));
+  CHECK_THAT(text,
+             Catch::Contains("oifname \"eth0\" ip6 saddr fd12:3456:789a:1::/64 counter packets "
+                             "0 bytes 0 snat to 2001:db8:42::17"));
   CHECK_THAT(text, Catch::Contains("iifname \"eth0\" ip6 daddr 2001:db8:42::17 counter packets 0 "
                                    "bytes 0 dnat to fd12:3456:789a:1:5054:ff:fe00:1"));
-  CHECK_THAT(text, Catch::Contains("iifname \"br0\" oifname \"eth0\" ip6 saddr fd12:3456:789a:1::/64 "
-                                   "accept"));
+  CHECK_THAT(text,
+             Catch::Contains("iifname \"br0\" oifname \"eth0\" ip6 saddr fd12:3456:789a:1::/64 "
+                             "accept"));
   CHECK_THAT(text, Catch::Contains("ip6 daddr fd12:3456:789a:1::1 udp dport 53 accept"));
 }
 

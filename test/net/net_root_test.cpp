@@ -90,8 +90,9 @@ struct Topology {
     const std::string v = "ip -n " + vm.name() + " ";
     if (stack == Stack::kDual)  // no address of the test's own waits for duplicate detection
       for (const auto* ns : {&node, &vm})
-        must(ns->exec("sysctl -qw net.ipv6.conf.all.accept_dad=0 "
-                      "net.ipv6.conf.default.accept_dad=0"));
+        must(
+            ns->exec("sysctl -qw net.ipv6.conf.all.accept_dad=0 "
+                     "net.ipv6.conf.default.accept_dad=0"));
     must(n + "link add cali0 type veth peer name eth0 netns " + pod.name());
     if (stack == Stack::kDual) {
       must(pod.exec("sysctl -qw net.ipv6.conf.eth0.accept_dad=0"));
@@ -301,8 +302,8 @@ struct Exchange {
   Fd client;
   Datagram received;
 };
-Exchange expect_datagram(const Netns& from, std::uint16_t from_port, const Netns& in,
-                         Address bind, Endpoint to) {
+Exchange expect_datagram(const Netns& from, std::uint16_t from_port, const Netns& in, Address bind,
+                         Endpoint to) {
   INFO("UDP from " << from.name() << " to " << to_string(to));
   const Address any = to.address.is_v6() ? Address(kAny6) : Address(kAny);
   Exchange exchange{udp_bind(in, bind, to.port), udp_bind(from, any, from_port), {}};
@@ -723,8 +724,8 @@ void check_vm_answers_on_the_pod_ipv6(const Topology& t) {
     CHECK(accepted.peer.address == Address(kPodIp6));
     must("ip -n " + t.vm.name() + " -6 addr add fd00:b:e:7:1234:5678:9abc:def0/64 dev eth0 nodad");
     auto node_socket = udp_bind(t.node, kAny6, port);
-    auto privacy = udp_bind(t.vm, boost::asio::ip::make_address_v6("fd00:b:e:7:1234:5678:9abc:def0"),
-                            0);
+    auto privacy =
+        udp_bind(t.vm, boost::asio::ip::make_address_v6("fd00:b:e:7:1234:5678:9abc:def0"), 0);
     udp_send(privacy, {t.node_ip6, port}, "from a privacy address");
     auto received = udp_receive(node_socket);
     REQUIRE(received);
@@ -820,8 +821,8 @@ void check_dual_stack_pod(PodStyle style) {
   const Pod discovered = t.discover();
   REQUIRE(discovered.ipv6);
   CHECK(discovered.ipv6->addresses
-        == std::vector{boost::asio::ip::make_network_v6(style == PodStyle::kCalico ? "fd77::5/128"
-                                                                                   : "fd77::5/64")});
+        == std::vector{boost::asio::ip::make_network_v6(
+            style == PodStyle::kCalico ? "fd77::5/128" : "fd77::5/64")});
   CHECK(discovered.ipv6->gateway
         == boost::asio::ip::make_address_v6(style == PodStyle::kCalico ? "fe80::ecee:eeff:feee:eeee"
                                                                        : "fd77::1"));
@@ -833,9 +834,9 @@ void check_dual_stack_pod(PodStyle style) {
   auto network = set_up(t, dual_spec(t, discovered));
   wait_for_bridge_ipv6(t);
   CHECK(t.listed_table() == golden("berth-calico.nft"));  // IPv4 exactly as before
-  const auto listed6 = std::regex_replace(shell(t.pod.exec("nft list table ip6 berth")).output,
-                                          std::regex("packets [0-9]+ bytes [0-9]+"),
-                                          "packets 0 bytes 0");
+  const auto listed6 =
+      std::regex_replace(shell(t.pod.exec("nft list table ip6 berth")).output,
+                         std::regex("packets [0-9]+ bytes [0-9]+"), "packets 0 bytes 0");
   CHECK(listed6 == golden("berth-calico6.nft"));
   CHECK(t.pod_sysctl("net.ipv6.conf.all.forwarding") == "1");
   CHECK(t.pod_sysctl("net.ipv6.conf.eth0.accept_ra") == "2");

@@ -160,7 +160,7 @@ TEST_CASE("net: the pod's own IPv6 addresses: permanent first, no link-local or 
   const std::vector<Ipv6AddressInfo> listed{
       {make_network_v6("fe80::a84e:f1ff:fecb:46bc/64"), IFA_F_PERMANENT},
       {make_network_v6("2001:db8:1:0:a84e:f1ff:fecb:46bc/64"), IFA_F_MANAGETEMPADDR},  // SLAAC
-      {make_network_v6("2001:db8:1::1234/64"), IFA_F_TEMPORARY},                      // privacy
+      {make_network_v6("2001:db8:1::1234/64"), IFA_F_TEMPORARY},                       // privacy
       {make_network_v6("2001:db8:1::dead/64"), IFA_F_TENTATIVE | IFA_F_PERMANENT},
       {make_network_v6("2001:db8:1::beef/64"), IFA_F_DEPRECATED},
       {make_network_v6("2001:db8:1::5/64"), IFA_F_PERMANENT},  // what the CNI assigned
@@ -175,10 +175,10 @@ TEST_CASE("net: the pod's own IPv6 addresses: permanent first, no link-local or 
 TEST_CASE("net: VM_IP6 fits a Calico dual-stack pod, a plain one and an IPv4-only one", "[pod]") {
   CHECK(check_vm_prefix6(calico_pod6(), make_network_v6("fd00:b:e:7::/64")).has_value());
   Pod plain = plain_pod();
-  plain.ipv6 = PodIpv6{{make_network_v6("2001:db8:1::5/64")},
-                       make_address_v6("2001:db8:1::1"),
-                       {route6("2001:db8:1::/64", nullptr, "eth0"),
-                        route6("::/0", "2001:db8:1::1", "eth0")}};
+  plain.ipv6 = PodIpv6{
+      {make_network_v6("2001:db8:1::5/64")},
+      make_address_v6("2001:db8:1::1"),
+      {route6("2001:db8:1::/64", nullptr, "eth0"), route6("::/0", "2001:db8:1::1", "eth0")}};
   CHECK(check_vm_prefix6(plain, make_network_v6("fd00:b:e:7::/64")).has_value());
   CHECK(check_vm_prefix6(plain_pod(), make_network_v6("fd00:b:e:7::/64")).has_value());
   // Berth's own bridge route, left by a crashed run, does not count.
@@ -205,7 +205,8 @@ TEST_CASE("net: VM_IP6 overlapping the pod's address, gateway or a route is refu
              Catch::Contains("overlaps the pod route fd00:b::/32 via fe80::ecee:eeff:feee:eeee "
                              "dev eth0"));
   Pod plain = plain_pod();
-  plain.ipv6 = PodIpv6{{make_network_v6("2001:db8:1::5/128")}, make_address_v6("2001:db8:2::1"), {}};
+  plain.ipv6 =
+      PodIpv6{{make_network_v6("2001:db8:1::5/128")}, make_address_v6("2001:db8:2::1"), {}};
   CHECK_THAT(prefix_error(plain, "2001:db8:2::/64"),
              Catch::Contains("contains the pod's gateway 2001:db8:2::1"));
 }
