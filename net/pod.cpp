@@ -71,6 +71,18 @@ bool overlaps(const ip::network_v4& a, const ip::network_v4& b) {
   return contains(a, b.network()) || contains(b, a.network());
 }
 
+// The first of `routes` that `overlaps` the VM's network, default routes and routes on Berth's
+// own `bridge` (left by a crashed run) aside; null when none does.
+template <class R, class Overlaps>
+const R* overlapping_route(const std::vector<R>& routes, std::string_view bridge,
+                           Overlaps overlaps) {
+  for (const R& route : routes)
+    if (route.destination.prefix_length() != 0 && route.interface != bridge
+        && overlaps(route.destination))
+      return &route;
+  return nullptr;
+}
+
 Result<std::string> read_text(const std::filesystem::path& path) {
   std::ifstream in(path);
   if (!in)
@@ -278,13 +290,12 @@ Result<ip::network_v4> check_vm_subnet(const Pod& pod, ip::address_v4 vm_ip, ip:
   if (pod.gateway && contains(subnet, *pod.gateway))
     return Error{ErrorKind::kOverlap, fmt::format("{} contains the pod's gateway {}; {}", what,
                                                   pod.gateway->to_string(), advice)};
-  for (const Route& route : pod.routes) {
-    if (route.destination.prefix_length() == 0 || route.interface == bridge)
-      continue;
-    if (overlaps(subnet, route.destination))
-      return Error{ErrorKind::kOverlap,
-                   fmt::format("{} overlaps the pod route {}; {}", what, to_string(route), advice)};
-  }
+  const auto* route = overlapping_route(pod.routes, bridge, [&](const ip::network_v4& destination) {
+    return overlaps(subnet, destination);
+  });
+  if (route)
+    return Error{ErrorKind::kOverlap,
+                 fmt::format("{} overlaps the pod route {}; {}", what, to_string(*route), advice)};
   return subnet;
 }
 
@@ -344,13 +355,12 @@ Result<ip::network_v6> check_vm_prefix6(const Pod& pod, ip::network_v6 prefix,
   if (pod.ipv6->gateway && contains6(prefix, *pod.ipv6->gateway))
     return Error{ErrorKind::kOverlap, fmt::format("{} contains the pod's gateway {}; {}", what,
                                                   pod.ipv6->gateway->to_string(), advice)};
-  for (const Route6& route : pod.ipv6->routes) {
-    if (route.destination.prefix_length() == 0 || route.interface == bridge)
-      continue;
-    if (overlaps6(prefix, route.destination))
-      return Error{ErrorKind::kOverlap,
-                   fmt::format("{} overlaps the pod route {}; {}", what, to_string(route), advice)};
-  }
+  const auto* route = overlapping_route(
+      pod.ipv6->routes, bridge,
+      [&](const ip::network_v6& destination) { return overlaps6(prefix, destination); });
+  if (route)
+    return Error{ErrorKind::kOverlap,
+                 fmt::format("{} overlaps the pod route {}; {}", what, to_string(*route), advice)};
   return prefix;
 }
 

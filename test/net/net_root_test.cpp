@@ -315,6 +315,43 @@ Exchange expect_datagram(const Netns& from, std::uint16_t from_port, const Netns
   return exchange;
 }
 
+// The addresses of one family a check uses: the VM's listening address, the pod's, the node's.
+struct Addresses {
+  Address vm_any;
+  Address pod;
+  Address node;
+};
+
+// Large transfers both ways through the MSS clamp: node and VM both think the path is 1500
+// bytes; the clamp makes them agree on the pod's (less `headers`: IP and TCP).
+void check_large_transfers(const Topology& t, const Addresses& a, int headers, std::size_t bytes) {
+  const auto port = random_port();
+  auto vm_listener = tcp_listen(t.vm, a.vm_any, port);
+  auto client = tcp_connect(t.node, {a.pod, port});
+  REQUIRE(client.error == 0);
+  auto server = tcp_accept(vm_listener);
+  REQUIRE(server);
+  CHECK(tcp_mss(server->socket) <= static_cast<int>(t.mtu) - headers);
+  CHECK(tcp_mss(client.socket) <= static_cast<int>(t.mtu) - headers);
+  CHECK(transfer(client.socket, server->socket, bytes));
+
+  auto node_listener = tcp_listen(t.node, Address(a.vm_any), port);
+  auto vm_client = tcp_connect(t.vm, {a.node, port});
+  REQUIRE(vm_client.error == 0);
+  auto node_server = tcp_accept(node_listener);
+  REQUIRE(node_server);
+  CHECK(transfer(vm_client.socket, node_server->socket, bytes));
+}
+
+// The control port stays with the pod for local clients (at `local`), from outside it is the VM's.
+void check_control_port(const Topology& t, const Address& local, const Addresses& a) {
+  auto pod_control = tcp_listen(t.pod, local, kControl);
+  auto vm_control = tcp_listen(t.vm, a.vm_any, kControl);
+  expect_accepted(t.pod, {local, kControl}, pod_control);
+  CHECK_FALSE(tcp_accept(vm_control, 200ms));
+  expect_accepted(t.node, {a.pod, kControl}, vm_control);
+}
+
 void check_vm_answers_on_the_pod_ip(const Topology& t, Vnc vnc) {
   {  // TCP to any port of the pod IP reaches the VM, from the client's address
     const auto port = random_port();
@@ -389,32 +426,9 @@ void check_vm_answers_on_the_pod_ip(const Topology& t, Vnc vnc) {
     REQUIRE(reply);
     CHECK(reply->from == Endpoint{kLoopback, udp_port});
 
-    // The control port stays with the pod for local clients, but from outside it is the VM's.
-    auto pod_control = tcp_listen(t.pod, kLoopback, kControl);
-    auto vm_control = tcp_listen(t.vm, kAny, kControl);
-    expect_accepted(t.pod, {kLoopback, kControl}, pod_control);
-    CHECK_FALSE(tcp_accept(vm_control, 200ms));
-    expect_accepted(t.node, {kPodIp, kControl}, vm_control);
+    check_control_port(t, kLoopback, {kAny, kPodIp, t.node_ip});
   }
-  {  // large transfers both ways through the MSS clamp
-    // Node and VM both think the path is 1500 bytes; the clamp makes them agree on the pod's.
-    const auto port = random_port();
-    auto vm_listener = tcp_listen(t.vm, kAny, port);
-    auto client = tcp_connect(t.node, {kPodIp, port});
-    REQUIRE(client.error == 0);
-    auto server = tcp_accept(vm_listener);
-    REQUIRE(server);
-    CHECK(tcp_mss(server->socket) <= static_cast<int>(t.mtu) - 40);
-    CHECK(tcp_mss(client.socket) <= static_cast<int>(t.mtu) - 40);
-    CHECK(transfer(client.socket, server->socket, 4 << 20));
-
-    auto node_listener = tcp_listen(t.node, kAny, port);
-    auto vm_client = tcp_connect(t.vm, {t.node_ip, port});
-    REQUIRE(vm_client.error == 0);
-    auto node_server = tcp_accept(node_listener);
-    REQUIRE(node_server);
-    CHECK(transfer(vm_client.socket, node_server->socket, 4 << 20));
-  }
+  check_large_transfers(t, {kAny, kPodIp, t.node_ip}, 40, 4 << 20);
 }
 
 void check_pod(PodStyle style) {
@@ -739,29 +753,9 @@ void check_vm_answers_on_the_pod_ipv6(const Topology& t) {
     auto pod_listener = tcp_listen(t.pod, kLoopback6, port);
     expect_accepted(t.pod, {kLoopback6, port}, pod_listener);
     CHECK_FALSE(tcp_accept(vm_listener, 200ms));
-    // The control port stays with the pod for local clients, from outside it is the VM's.
-    auto pod_control = tcp_listen(t.pod, kPodIp6, kControl);
-    auto vm_control = tcp_listen(t.vm, kAny6, kControl);
-    expect_accepted(t.pod, {kPodIp6, kControl}, pod_control);
-    CHECK_FALSE(tcp_accept(vm_control, 200ms));
-    expect_accepted(t.node, {kPodIp6, kControl}, vm_control);
+    check_control_port(t, kPodIp6, {kAny6, kPodIp6, t.node_ip6});
   }
-  {  // 1 MB both ways through the MSS clamp (node and VM think the path is 1500 bytes)
-    const auto port = random_port();
-    auto vm_listener = tcp_listen(t.vm, kAny6, port);
-    auto client = tcp_connect(t.node, {kPodIp6, port});
-    REQUIRE(client.error == 0);
-    auto server = tcp_accept(vm_listener);
-    REQUIRE(server);
-    CHECK(tcp_mss(server->socket) <= static_cast<int>(t.mtu) - 60);
-    CHECK(transfer(client.socket, server->socket, 1 << 20));
-    auto node_listener = tcp_listen(t.node, kAny6, port);
-    auto vm_client = tcp_connect(t.vm, {t.node_ip6, port});
-    REQUIRE(vm_client.error == 0);
-    auto node_server = tcp_accept(node_listener);
-    REQUIRE(node_server);
-    CHECK(transfer(vm_client.socket, node_server->socket, 1 << 20));
-  }
+  check_large_transfers(t, {kAny6, kPodIp6, t.node_ip6}, 60, 1 << 20);
 }
 
 // A router beyond the node with a 1280-byte link: its Packet Too Big, sent to the pod's address,
