@@ -11,6 +11,8 @@
 // only the MSS clamp saves.
 
 #include <linux/capability.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -854,4 +856,46 @@ TEST_CASE("net: a Calico-style dual-stack pod: the VM answers on the pod's IPv6 
 TEST_CASE("net: a plain dual-stack pod: the VM answers on the pod's IPv6 address too",
           "[root][plain6]") {
   check_dual_stack_pod(PodStyle::kPlain);
+}
+
+TEST_CASE("net: a read-only /proc/sys: the IPv6 setup says which sysctl to set in the pod spec",
+          "[root][sysctl6]") {
+  Topology t(PodStyle::kCalico, Stack::kDual);
+  const auto spec = dual_spec(t, t.discover());
+  // A child process with its own mount namespace where /proc/sys is read-only, as in a pod.
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::close(fds[0]);
+    std::string answer = "ok";
+    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr)
+        || ::mount("/proc/sys", "/proc/sys", nullptr, MS_BIND, nullptr)
+        || ::mount(nullptr, "/proc/sys", nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr)) {
+      answer = std::string("mount: ") + std::strerror(errno);
+    } else {
+      auto network = t.pod.run([&] { return PodNetwork::setup(spec); });
+      if (!network)
+        answer =
+            std::to_string(static_cast<int>(network.error().kind)) + " " + network.error().message;
+    }
+    (void)!::write(fds[1], answer.data(), answer.size());
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string answer;
+  char buffer[1024];
+  for (ssize_t n; (n = ::read(fds[0], buffer, sizeof buffer)) > 0;)
+    answer.append(buffer, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  INFO("child said: " << answer);
+  CHECK(answer.starts_with(std::to_string(static_cast<int>(berth::ErrorKind::kPermission)) + " "));
+  CHECK_THAT(answer, Catch::Contains("setting net.ipv6.conf.eth0.accept_ra=2 for the VM's IPv6: "
+                                     "Read-only file system: /proc/sys is read-only")
+                         && Catch::Contains("securityContext.sysctls"));
+  t.check_clean();  // the failed setup removed what it had made
+  CHECK(t.pod_sysctl("net.ipv6.conf.all.forwarding") == "0");
 }
