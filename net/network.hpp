@@ -10,6 +10,7 @@
 
 #include <boost/asio/ip/address_v4.hpp>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,7 +31,8 @@ struct NetworkSpec {
   std::vector<ReservedPort> local_tcp_ports;     // also stay with the pod locally: {9251,"control"}
   std::string bridge = "br0";
   std::string tap = "tap0";
-  std::string table = "berth";  // `nft list table ip berth`
+  std::string table = "berth";   // `nft list table ip berth` (and ip6 berth)
+  std::optional<NatSpec6> ipv6;  // a dual-stack pod: the bridge gets vm_gw/64, `table ip6` too
 };
 
 // A NetworkSpec for the discovered pod: its interface, address and MTU, the given /30 and ports,
@@ -48,7 +50,8 @@ NatSpec nat_spec(const NetworkSpec& spec);
 // QEMU has exited, on every exit path), the destructor does not.
 class PodNetwork {
  public:
-  // Plumbs bridge and tap, turns forwarding on and commits the table. Leftovers of a crashed run
+  // Plumbs bridge and tap, turns forwarding on and commits the table (both tables, in one batch,
+  // when spec.ipv6 is set). Leftovers of a crashed run
   // (bridge, tap, table of the same names) are replaced. When a step fails, everything done so
   // far and any leftovers are removed, and the error says which step failed: kPermission (no
   // NET_ADMIN), kNoInterface, kConflict, kInvalid, kUnsupported, kSystem.

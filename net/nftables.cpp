@@ -14,6 +14,7 @@
 #include <linux/netfilter/nf_conntrack_common.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
+#include <netinet/icmp6.h>
 #include <netinet/in.h>
 #include <netinet/ip_icmp.h>
 #include <poll.h>
@@ -51,13 +52,38 @@ using MnlSocket = std::unique_ptr<mnl_socket, MnlSocketClose>;
 // nft's datatype numbers (src/datatype.h) and byte orders, stored with each anonymous set so
 // `nft list` prints its elements as addresses, protocols and ports.
 constexpr std::uint32_t kTypeIpv4Address = 7;
+constexpr std::uint32_t kTypeIpv6Address = 8;
 constexpr std::uint32_t kTypeInetProtocol = 12;
 constexpr std::uint32_t kTypeInetService = 13;
 constexpr std::uint32_t kTypeIcmpType = 14;
+constexpr std::uint32_t kTypeIcmpv6Type = 29;
 constexpr std::uint32_t kByteorderHost = 1;
 constexpr std::uint32_t kByteorderBig = 2;
 constexpr std::uint8_t kTcpOptionMaxseg = 2;
-constexpr std::uint16_t kFamily = NFPROTO_IPV4;
+
+std::uint16_t family_number(Family family) {
+  return family == Family::kIp6 ? NFPROTO_IPV6 : NFPROTO_IPV4;
+}
+
+// A set key or compared value: its bytes in network order, then zeros (all keys of one set have the
+// same length, so the zeros do not change their order).
+using Key = std::array<std::uint8_t, 16>;
+
+Key key_of(std::uint32_t value, std::uint32_t length) {
+  Key key{};
+  for (std::uint32_t i = 0; i < length; ++i)
+    key[i] = static_cast<std::uint8_t>(value >> (8 * (length - 1 - i)));
+  return key;
+}
+
+Key key_of(const boost::asio::ip::address& address) {
+  if (address.is_v4())
+    return key_of(address.to_v4().to_uint(), 4);
+  Key key{};
+  const auto bytes = address.to_v6().to_bytes();
+  std::copy(bytes.begin(), bytes.end(), key.begin());
+  return key;
+}
 
 // Appends netlink messages, each built in a scratch buffer large enough for any message here
 // (libmnl's attribute writers do not check bounds), then copied to the batch.
@@ -77,8 +103,8 @@ class BatchWriter {
     ++seq_;
   }
 
-  nlmsghdr* header(std::uint16_t type, std::uint16_t flags) {
-    return nftnl_nlmsg_build_hdr(scratch(), type, kFamily, flags | NLM_F_ACK, seq_);
+  nlmsghdr* header(std::uint16_t type, std::uint16_t flags, Family family) {
+    return nftnl_nlmsg_build_hdr(scratch(), type, family_number(family), flags | NLM_F_ACK, seq_);
   }
 
   NftBatch finish() { return std::move(batch_); }
@@ -114,10 +140,11 @@ std::uint32_t verdict_code(Verdict verdict) {
 // into the batch before it (the kernel binds them by transaction-local set id).
 class RuleEncoder {
  public:
-  RuleEncoder(BatchWriter& writer, const std::string& table, std::uint32_t& next_set_id,
+  RuleEncoder(BatchWriter& writer, const Table& table, std::uint32_t& next_set_id,
               std::string rule_label)
       : writer_(writer),
-        table_(table),
+        table_(table.name),
+        family_(table.family),
         next_set_id_(next_set_id),
         rule_label_(std::move(rule_label)) {}
 
@@ -187,14 +214,14 @@ class RuleEncoder {
     nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
     nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, verdict);
   }
-  void nat(std::uint32_t type, boost::asio::ip::address_v4 to) {
-    const auto bytes = to.to_bytes();
+  void nat(std::uint32_t type, const boost::asio::ip::address& to) {
+    const Key bytes = key_of(to);
     nftnl_expr* immediate = expr("immediate");
     nftnl_expr_set_u32(immediate, NFTNL_EXPR_IMM_DREG, NFT_REG_1);
-    nftnl_expr_set(immediate, NFTNL_EXPR_IMM_DATA, bytes.data(), bytes.size());
+    nftnl_expr_set(immediate, NFTNL_EXPR_IMM_DATA, bytes.data(), to.is_v6() ? 16 : 4);
     nftnl_expr* e = expr("nat");
     nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_TYPE, type);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_FAMILY, NFPROTO_IPV4);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_FAMILY, to.is_v6() ? NFPROTO_IPV6 : NFPROTO_IPV4);
     nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_ADDR_MIN, NFT_REG_1);
   }
   // `meta l4proto tcp` (udp, icmp), which nft adds (and hides when listing) before the first
@@ -208,28 +235,22 @@ class RuleEncoder {
   }
   void tcp_dependency() { l4_dependency(IPPROTO_TCP); }
 
-  // Register 1 equals one of `keys`, each the low `key_length` bytes of the number in network
-  // order: a cmp for one key, else a lookup in an anonymous constant set sent just before the
-  // rule. Keys go out in ascending order, as nft sends them.
-  void one_of(std::vector<std::uint32_t> keys, std::uint32_t key_type, std::uint32_t key_length,
+  // Register 1 equals one of `keys` (all `key_length` bytes in network order): a cmp for one
+  // key, else a lookup in an anonymous constant set sent just before the rule. Keys go out in
+  // ascending order, as nft sends them.
+  void one_of(std::vector<Key> keys, std::uint32_t key_type, std::uint32_t key_length,
               std::uint32_t byteorder) {
     std::sort(keys.begin(), keys.end());
     keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
-    const auto bytes_of = [key_length](std::uint32_t key) {
-      std::array<std::uint8_t, 4> bytes{};
-      for (std::uint32_t i = 0; i < key_length; ++i)
-        bytes[i] = static_cast<std::uint8_t>(key >> (8 * (key_length - 1 - i)));
-      return bytes;
-    };
     if (keys.size() == 1) {
-      cmp(NFT_CMP_EQ, bytes_of(keys.front()).data(), key_length);
+      cmp(NFT_CMP_EQ, keys.front().data(), key_length);
       return;
     }
     const std::uint32_t set_id = next_set_id_++;
     SetPtr set(nftnl_set_alloc());
     nftnl_set_set_str(set.get(), NFTNL_SET_TABLE, table_.c_str());
     nftnl_set_set_str(set.get(), NFTNL_SET_NAME, "__set%d");
-    nftnl_set_set_u32(set.get(), NFTNL_SET_FAMILY, kFamily);
+    nftnl_set_set_u32(set.get(), NFTNL_SET_FAMILY, family_number(family_));
     nftnl_set_set_u32(set.get(), NFTNL_SET_FLAGS, NFT_SET_ANONYMOUS | NFT_SET_CONSTANT);
     nftnl_set_set_u32(set.get(), NFTNL_SET_KEY_TYPE, key_type);
     nftnl_set_set_u32(set.get(), NFTNL_SET_KEY_LEN, key_length);
@@ -239,15 +260,15 @@ class RuleEncoder {
     nftnl_udata_put_u32(udata.get(), NFTNL_UDATA_SET_KEYBYTEORDER, byteorder);
     nftnl_set_set_data(set.get(), NFTNL_SET_USERDATA, nftnl_udata_buf_data(udata.get()),
                        nftnl_udata_buf_len(udata.get()));
-    for (std::uint32_t key : keys) {
+    for (const Key& key : keys) {
       nftnl_set_elem* element = nftnl_set_elem_alloc();
-      nftnl_set_elem_set(element, NFTNL_SET_ELEM_KEY, bytes_of(key).data(), key_length);
+      nftnl_set_elem_set(element, NFTNL_SET_ELEM_KEY, key.data(), key_length);
       nftnl_set_elem_add(set.get(), element);  // the set owns it from here
     }
-    nlmsghdr* message = writer_.header(NFT_MSG_NEWSET, NLM_F_CREATE);
+    nlmsghdr* message = writer_.header(NFT_MSG_NEWSET, NLM_F_CREATE, family_);
     nftnl_set_nlmsg_build_payload(message, set.get());
     writer_.append(message, "anonymous set of " + rule_label_);
-    message = writer_.header(NFT_MSG_NEWSETELEM, NLM_F_CREATE);
+    message = writer_.header(NFT_MSG_NEWSETELEM, NLM_F_CREATE, family_);
     nftnl_set_elems_nlmsg_build_payload(message, set.get());
     writer_.append(message, "elements of the set of " + rule_label_);
 
@@ -255,6 +276,14 @@ class RuleEncoder {
     nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
     nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, "__set%d");
     nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SET_ID, set_id);
+  }
+
+  template <class T>
+  static std::vector<Key> keys_of(const std::vector<T>& values, std::uint32_t length) {
+    std::vector<Key> keys;
+    for (T value : values)
+      keys.push_back(key_of(value, length));
+    return keys;
   }
 
   void interface_name(std::uint32_t key, const std::string& name) {
@@ -266,47 +295,66 @@ class RuleEncoder {
 
   void add(const IifName& m) { interface_name(NFT_META_IIFNAME, m.name); }
   void add(const OifName& m) { interface_name(NFT_META_OIFNAME, m.name); }
-  void add(const SourceIn& m) {
-    constexpr std::uint32_t kSourceOffset = 12;
-    const auto network = m.prefix.canonical();
-    const auto bytes = network.address().to_bytes();
-    const unsigned length = network.prefix_length();
+  // The source address (`size` bytes at `offset`) has `bytes`' first `length` bits.
+  void source_prefix(std::uint32_t offset, std::uint32_t size, const Key& bytes, unsigned length) {
     if (length % 8 == 0) {
-      payload(NFT_PAYLOAD_NETWORK_HEADER, kSourceOffset, length / 8);
+      payload(NFT_PAYLOAD_NETWORK_HEADER, offset, length / 8);
       cmp(NFT_CMP_EQ, bytes.data(), length / 8);
+      return;
+    }
+    Key mask{};
+    for (unsigned bit = 0; bit < length; ++bit)
+      mask[bit / 8] |= static_cast<std::uint8_t>(0x80u >> (bit % 8));
+    const Key zero{};
+    payload(NFT_PAYLOAD_NETWORK_HEADER, offset, size);
+    bitwise(mask.data(), zero.data(), size);
+    cmp(NFT_CMP_EQ, bytes.data(), size);
+  }
+  void add(const SourceIn& m) {
+    constexpr std::uint32_t kSourceOffset = 12;  // in the IPv4 header
+    constexpr std::uint32_t kSource6Offset = 8;  // in the IPv6 header
+    if (const auto* v4 = std::get_if<boost::asio::ip::network_v4>(&m.prefix)) {
+      const auto network = v4->canonical();
+      source_prefix(kSourceOffset, 4, key_of(network.address()), network.prefix_length());
     } else {
-      const auto mask = network.netmask().to_bytes();
-      const std::array<std::uint8_t, 4> zero{};
-      payload(NFT_PAYLOAD_NETWORK_HEADER, kSourceOffset, 4);
-      bitwise(mask.data(), zero.data(), 4);
-      cmp(NFT_CMP_EQ, bytes.data(), 4);
+      const auto network = std::get<boost::asio::ip::network_v6>(m.prefix).canonical();
+      source_prefix(kSource6Offset, 16, key_of(network.address()), network.prefix_length());
     }
   }
   void add(const DestinationIn& m) {
-    std::vector<std::uint32_t> keys;
-    for (auto address : m.addresses)
-      keys.push_back(address.to_uint());
-    payload(NFT_PAYLOAD_NETWORK_HEADER, 16, 4);
-    one_of(std::move(keys), kTypeIpv4Address, 4, kByteorderBig);
+    std::vector<Key> keys;
+    for (const auto& address : m.addresses)
+      keys.push_back(key_of(address));
+    const bool v6 = !m.addresses.empty() && m.addresses.front().is_v6();
+    constexpr std::uint32_t kDestinationOffset = 16;   // in the IPv4 header
+    constexpr std::uint32_t kDestination6Offset = 24;  // in the IPv6 header
+    const std::uint32_t length = v6 ? 16 : 4;
+    payload(NFT_PAYLOAD_NETWORK_HEADER, v6 ? kDestination6Offset : kDestinationOffset, length);
+    one_of(std::move(keys), v6 ? kTypeIpv6Address : kTypeIpv4Address, length, kByteorderBig);
   }
   void add(const ProtocolIn& m) {
     meta(NFT_META_L4PROTO);
-    one_of({m.protocols.begin(), m.protocols.end()}, kTypeInetProtocol, 1, kByteorderHost);
+    one_of(keys_of(m.protocols, 1), kTypeInetProtocol, 1, kByteorderHost);
   }
   void add(const TcpPortIn& m) {
     tcp_dependency();
     payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
-    one_of({m.ports.begin(), m.ports.end()}, kTypeInetService, 2, kByteorderBig);
+    one_of(keys_of(m.ports, 2), kTypeInetService, 2, kByteorderBig);
   }
   void add(const UdpPortIn& m) {
     l4_dependency(IPPROTO_UDP);
     payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
-    one_of({m.ports.begin(), m.ports.end()}, kTypeInetService, 2, kByteorderBig);
+    one_of(keys_of(m.ports, 2), kTypeInetService, 2, kByteorderBig);
   }
   void add(const IcmpTypeIn& m) {
     l4_dependency(IPPROTO_ICMP);
     payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1);
-    one_of({m.types.begin(), m.types.end()}, kTypeIcmpType, 1, kByteorderBig);
+    one_of(keys_of(m.types, 1), kTypeIcmpType, 1, kByteorderBig);
+  }
+  void add(const Icmpv6TypeIn& m) {
+    l4_dependency(IPPROTO_ICMPV6);
+    payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1);
+    one_of(keys_of(m.types, 1), kTypeIcmpv6Type, 1, kByteorderBig);
   }
   void add(const TcpSyn&) {
     constexpr std::uint8_t kSyn = 0x02;
@@ -363,13 +411,15 @@ class RuleEncoder {
     } else {
       e = expr("reject");
       nftnl_expr_set_u32(e, NFTNL_EXPR_REJECT_TYPE, NFT_REJECT_ICMP_UNREACH);
-      nftnl_expr_set_u8(e, NFTNL_EXPR_REJECT_CODE, ICMP_PORT_UNREACH);
+      nftnl_expr_set_u8(e, NFTNL_EXPR_REJECT_CODE,
+                        family_ == Family::kIp6 ? ICMP6_DST_UNREACH_NOPORT : ICMP_PORT_UNREACH);
     }
   }
   void add(const Final& s) { immediate_verdict(verdict_code(s.verdict)); }
 
   BatchWriter& writer_;
   const std::string& table_;
+  Family family_;
   std::uint32_t& next_set_id_;
   std::string rule_label_;  // "rule 2 of chain forward"
   nftnl_rule* rule_ = nullptr;
@@ -377,11 +427,11 @@ class RuleEncoder {
 };
 
 void append_table_message(BatchWriter& writer, std::uint16_t type, std::uint16_t flags,
-                          std::string_view name, std::string description) {
+                          Family family, std::string_view name, std::string description) {
   TablePtr table(nftnl_table_alloc());
   nftnl_table_set_str(table.get(), NFTNL_TABLE_NAME, std::string(name).c_str());
-  nftnl_table_set_u32(table.get(), NFTNL_TABLE_FAMILY, kFamily);
-  nlmsghdr* message = writer.header(type, flags);
+  nftnl_table_set_u32(table.get(), NFTNL_TABLE_FAMILY, family_number(family));
+  nlmsghdr* message = writer.header(type, flags, family);
   nftnl_table_nlmsg_build_payload(message, table.get());
   writer.append(message, std::move(description));
 }
@@ -455,7 +505,7 @@ Result<void> send_batch(const NftBatch& batch, std::string_view what, int tolera
       if (error == EOPNOTSUPP || (error == ENOENT && index > 0))
         return Error{ErrorKind::kUnsupported,
                      fmt::format("{}: {}; the kernel lacks an nftables feature this rule needs "
-                                 "(nft_nat, nft_ct, nft_rt, nft_exthdr?)",
+                                 "(nft_nat, nft_ct, nft_rt, nft_exthdr, IPv6 NAT?)",
                                  culprit, std::strerror(error))};
       return detail::errno_error(error, culprit);
     }
@@ -463,44 +513,45 @@ Result<void> send_batch(const NftBatch& batch, std::string_view what, int tolera
   return {};
 }
 
-}  // namespace
-
-NftBatch encode_replace_batch(const Table& table, std::uint32_t first_seq) {
-  BatchWriter writer(first_seq);
-  begin(writer);
-  // add + delete + add: one transaction that works whether or not a previous run left the table.
-  append_table_message(writer, NFT_MSG_NEWTABLE, NLM_F_CREATE, table.name,
-                       fmt::format("table ip {} (ensure)", table.name));
-  append_table_message(writer, NFT_MSG_DELTABLE, 0, table.name,
-                       fmt::format("table ip {} (delete the old one)", table.name));
-  append_table_message(writer, NFT_MSG_NEWTABLE, NLM_F_CREATE | NLM_F_EXCL, table.name,
-                       fmt::format("table ip {}", table.name));
+// The table's messages: add + delete + add (one transaction that works whether or not a
+// previous run left the table), then its chains, anonymous sets and rules.
+void append_table(BatchWriter& writer, const Table& table, std::uint32_t& next_set_id) {
+  const std::string family = family_name(table.family);
+  append_table_message(writer, NFT_MSG_NEWTABLE, NLM_F_CREATE, table.family, table.name,
+                       fmt::format("table {} {} (ensure)", family, table.name));
+  append_table_message(writer, NFT_MSG_DELTABLE, 0, table.family, table.name,
+                       fmt::format("table {} {} (delete the old one)", family, table.name));
+  append_table_message(writer, NFT_MSG_NEWTABLE, NLM_F_CREATE | NLM_F_EXCL, table.family,
+                       table.name, fmt::format("table {} {}", family, table.name));
 
   for (const Chain& chain : table.chains) {
     ChainPtr encoded(nftnl_chain_alloc());
     nftnl_chain_set_str(encoded.get(), NFTNL_CHAIN_TABLE, table.name.c_str());
     nftnl_chain_set_str(encoded.get(), NFTNL_CHAIN_NAME, chain.name.c_str());
-    nftnl_chain_set_u32(encoded.get(), NFTNL_CHAIN_FAMILY, kFamily);
+    nftnl_chain_set_u32(encoded.get(), NFTNL_CHAIN_FAMILY, family_number(table.family));
     nftnl_chain_set_u32(encoded.get(), NFTNL_CHAIN_HOOKNUM, hook_number(chain.hook));
     nftnl_chain_set_s32(encoded.get(), NFTNL_CHAIN_PRIO, chain.priority);
     nftnl_chain_set_str(encoded.get(), NFTNL_CHAIN_TYPE,
                         chain.type == ChainType::kNat ? "nat" : "filter");
     nftnl_chain_set_u32(encoded.get(), NFTNL_CHAIN_POLICY, verdict_code(chain.policy));
-    nlmsghdr* message = writer.header(NFT_MSG_NEWCHAIN, NLM_F_CREATE);
+    nlmsghdr* message = writer.header(NFT_MSG_NEWCHAIN, NLM_F_CREATE, table.family);
     nftnl_chain_nlmsg_build_payload(message, encoded.get());
-    writer.append(message, fmt::format("chain {}", chain.name));
+    writer.append(
+        message,
+        fmt::format("{}chain {}", table.family == Family::kIp ? "" : family + " ", chain.name));
   }
 
-  std::uint32_t next_set_id = 1;
   for (const Chain& chain : table.chains) {
     for (std::size_t i = 0; i < chain.rules.size(); ++i) {
       const Rule& rule = chain.rules[i];
-      const std::string label = fmt::format("rule {} of chain {}", i + 1, chain.name);
+      const std::string label =
+          fmt::format("rule {} of {}chain {}", i + 1,
+                      table.family == Family::kIp ? "" : family + " ", chain.name);
       RulePtr encoded(nftnl_rule_alloc());
       nftnl_rule_set_str(encoded.get(), NFTNL_RULE_TABLE, table.name.c_str());
       nftnl_rule_set_str(encoded.get(), NFTNL_RULE_CHAIN, chain.name.c_str());
-      nftnl_rule_set_u32(encoded.get(), NFTNL_RULE_FAMILY, kFamily);
-      RuleEncoder encoder(writer, table.name, next_set_id, label);
+      nftnl_rule_set_u32(encoded.get(), NFTNL_RULE_FAMILY, family_number(table.family));
+      RuleEncoder encoder(writer, table, next_set_id, label);
       encoder.begin(encoded.get(), rule);
       for (const Expression& expression : rule.expressions)
         encoder.encode(encoded.get(), expression);
@@ -510,31 +561,55 @@ NftBatch encode_replace_batch(const Table& table, std::uint32_t first_seq) {
         nftnl_rule_set_data(encoded.get(), NFTNL_RULE_USERDATA, nftnl_udata_buf_data(udata.get()),
                             nftnl_udata_buf_len(udata.get()));
       }
-      nlmsghdr* message = writer.header(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND);
+      nlmsghdr* message = writer.header(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND, table.family);
       nftnl_rule_nlmsg_build_payload(message, encoded.get());
       writer.append(message, fmt::format("{}: {}", label, render(rule)));
     }
   }
+}
+
+}  // namespace
+
+NftBatch encode_replace_batch(const std::vector<Table>& tables, std::uint32_t first_seq) {
+  BatchWriter writer(first_seq);
+  begin(writer);
+  std::uint32_t next_set_id = 1;
+  for (const Table& table : tables)
+    append_table(writer, table, next_set_id);
   end(writer);
   return writer.finish();
 }
 
-NftBatch encode_delete_batch(std::string_view table, std::uint32_t first_seq) {
+NftBatch encode_replace_batch(const Table& table, std::uint32_t first_seq) {
+  return encode_replace_batch(std::vector<Table>{table}, first_seq);
+}
+
+NftBatch encode_delete_batch(std::string_view table, std::uint32_t first_seq, Family family) {
   BatchWriter writer(first_seq);
   begin(writer);
-  append_table_message(writer, NFT_MSG_DELTABLE, 0, table, fmt::format("table ip {}", table));
+  append_table_message(writer, NFT_MSG_DELTABLE, 0, family, table,
+                       fmt::format("table {} {}", family_name(family), table));
   end(writer);
   return writer.finish();
+}
+
+Result<void> commit_tables(const std::vector<Table>& tables) {
+  std::string names;
+  for (const Table& table : tables)
+    names += fmt::format("{}table {} {}", names.empty() ? "" : " and ", family_name(table.family),
+                         table.name);
+  const auto batch = encode_replace_batch(tables, 1);
+  return send_batch(batch, fmt::format("nftables: committing {}", names));
 }
 
 Result<void> commit_table(const Table& table) {
-  const auto batch = encode_replace_batch(table, 1);
-  return send_batch(batch, fmt::format("nftables: committing table ip {}", table.name));
+  return commit_tables({table});
 }
 
-Result<void> delete_table(std::string_view table) {
-  const auto batch = encode_delete_batch(table, 1);
-  return send_batch(batch, fmt::format("nftables: deleting table ip {}", table), ENOENT);
+Result<void> delete_table(std::string_view table, Family family) {
+  const auto batch = encode_delete_batch(table, 1, family);
+  return send_batch(
+      batch, fmt::format("nftables: deleting table {} {}", family_name(family), table), ENOENT);
 }
 
 }  // namespace berth::net

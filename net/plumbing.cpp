@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 
 #include "net/netlink.hpp"
 
@@ -85,6 +86,113 @@ Result<void> add_gateway_address(nl_sock* socket, const PlumbingSpec& spec, int 
   return {};
 }
 
+// The bridge's IPv6 address, without duplicate address detection (the bridge is the only router
+// on its link, and a tentative address could not be bound or used as a source for a second).
+Result<void> add_gateway_address6(nl_sock* socket, const PlumbingSpec& spec, int bridge_index) {
+  const auto& gateway = *spec.gateway6;
+  const std::string what = fmt::format("adding {} to {}", gateway.to_string(), spec.bridge);
+  const auto bytes = gateway.address().to_bytes();
+  const NlAddr local(nl_addr_build(AF_INET6, bytes.data(), bytes.size()));
+  const RtnlAddr address(rtnl_addr_alloc());
+  if (!local || !address)
+    return Error{ErrorKind::kSystem, what + ": out of memory"};
+  nl_addr_set_prefixlen(local.get(), gateway.prefix_length());
+  rtnl_addr_set_ifindex(address.get(), bridge_index);
+  rtnl_addr_set_local(address.get(), local.get());
+  rtnl_addr_set_flags(address.get(), IFA_F_NODAD);
+  if (int err = rtnl_addr_add(socket, address.get(), 0); err < 0)
+    return libnl_error(err, what + " (is IPv6 disabled in the pod? net.ipv6.conf.*.disable_ipv6)");
+  return {};
+}
+
+// /proc/sys/<key with dots as slashes>.
+std::filesystem::path sysctl_path(std::string_view key) {
+  std::string path(key);
+  std::replace(path.begin(), path.end(), '.', '/');
+  return std::filesystem::path("/proc/sys") / path;
+}
+
+// The integer value of sysctl `key` in the calling thread's network namespace. Errors:
+// kUnsupported (no such key: IPv6 off in this kernel or namespace), kSystem.
+Result<int> read_sysctl(std::string_view key) {
+  const auto path = sysctl_path(key);
+  errno = 0;
+  std::ifstream in(path);
+  int value = 0;
+  if (in >> value)
+    return value;
+  const int error = errno != 0 ? errno : EIO;
+  if (error == ENOENT)
+    return Error{ErrorKind::kUnsupported,
+                 fmt::format("reading {}: there is no such setting; IPv6 is off in this kernel or "
+                             "pod, and a dual-stack VM needs it",
+                             path.string())};
+  return detail::errno_error(error, fmt::format("reading {}", path.string()));
+}
+
+// Sets sysctl `key` to `value`. Pods usually mount /proc/sys read-only, hence the advice.
+Result<void> write_sysctl(std::string_view key, int value) {
+  const auto path = sysctl_path(key);
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  const std::string text = std::to_string(value);
+  int error = fd < 0 ? errno : 0;
+  if (fd >= 0) {
+    if (::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+      error = errno;
+    ::close(fd);
+  }
+  if (error == 0)
+    return {};
+  const std::string what = fmt::format("setting {}={} for the VM's IPv6", key, value);
+  if (error == EROFS || error == EACCES || error == EPERM)
+    return Error{ErrorKind::kPermission,
+                 fmt::format("{}: {}: /proc/sys is read-only in this container; set it in the "
+                             "pod instead (securityContext.sysctls: name {}, value \"{}\"; the "
+                             "kubelet must allow it with --allowed-unsafe-sysctls) or run the "
+                             "container privileged",
+                             what, std::strerror(error), key, value)};
+  return detail::errno_error(error, what);
+}
+
+// IPv6 forwarding for a dual-stack pod, recording in `state` what it changed. accept_ra goes to
+// 2 first where it was 1: with forwarding on, 1 would make the kernel ignore the router
+// advertisements a plain CNI's pod may have learned its default route from.
+Result<void> enable_ipv6_forwarding(const PlumbingSpec& spec, PlumbingState& state) {
+  const std::string accept_ra = fmt::format("net.ipv6.conf.{}.accept_ra", spec.pod_interface);
+  auto ra = read_sysctl(accept_ra);
+  if (!ra)
+    return ra.error();
+  if (*ra == 1) {
+    if (auto done = write_sysctl(accept_ra, 2); !done)
+      return done;
+    state.pod_accept_ra = *ra;
+  }
+  constexpr std::string_view kForwarding = "net.ipv6.conf.all.forwarding";
+  auto forwarding = read_sysctl(kForwarding);
+  if (!forwarding)
+    return forwarding.error();
+  if (*forwarding != 1) {
+    if (auto done = write_sysctl(kForwarding, 1); !done)
+      return done;
+    state.ipv6_forwarding = *forwarding;
+  }
+  return {};
+}
+
+// Puts back what enable_ipv6_forwarding changed; the first error.
+Result<void> restore_ipv6(const PlumbingSpec& spec, const PlumbingState& state) {
+  Result<void> first;
+  if (state.ipv6_forwarding)
+    first = write_sysctl("net.ipv6.conf.all.forwarding", *state.ipv6_forwarding);
+  if (state.pod_accept_ra) {
+    auto done = write_sysctl(fmt::format("net.ipv6.conf.{}.accept_ra", spec.pod_interface),
+                             *state.pod_accept_ra);
+    if (!done && first)
+      first = std::move(done);
+  }
+  return first;
+}
+
 // Opens /dev/net/tun and attaches it to the tap `name` (created when absent), with the flags QEMU
 // uses: IFF_TAP | IFF_NO_PI | IFF_VNET_HDR. The descriptor is close-on-exec.
 Result<int> attach_tap(const std::string& name, std::string_view what) {
@@ -129,6 +237,9 @@ Result<void> plumb(nl_sock* socket, const PlumbingSpec& spec) {
     return bridge_index.error();
   if (auto done = add_gateway_address(socket, spec, *bridge_index); !done)
     return done;
+  if (spec.gateway6)
+    if (auto done = add_gateway_address6(socket, spec, *bridge_index); !done)
+      return done;
   if (auto done = create_tap(spec.tap); !done)
     return done;
 
@@ -165,6 +276,9 @@ Result<void> check_spec(const PlumbingSpec& spec) {
     return Error{ErrorKind::kInvalidInput,
                  fmt::format("pod interface {}, bridge {} and tap {} need three different names",
                              spec.pod_interface, spec.bridge, spec.tap)};
+  if (spec.gateway6 && spec.gateway6->prefix_length() != 64)
+    return Error{ErrorKind::kInvalidInput,
+                 fmt::format("gateway {} is not in a /64", spec.gateway6->to_string())};
   if (spec.gateway.prefix_length() > 30)
     return Error{ErrorKind::kInvalidInput,
                  fmt::format("gateway {} leaves no room for the VM", spec.gateway.to_string())};
@@ -213,7 +327,10 @@ Result<PlumbingState> setup_plumbing(const PlumbingSpec& spec) {
     if (auto removed = detail::delete_link_of_kind(socket->get(), *name, kind); !removed)
       return removed.error();
 
-  if (auto done = plumb(socket->get(), spec); !done) {
+  auto done = plumb(socket->get(), spec);
+  if (done && spec.gateway6)
+    done = enable_ipv6_forwarding(spec, state);
+  if (!done) {
     (void)teardown_plumbing(spec, state);  // best effort; the first error is the one to report
     return done.error();
   }
@@ -244,6 +361,7 @@ Result<void> teardown_plumbing(const PlumbingSpec& spec, const PlumbingState& st
         socket->get(), spec.pod_interface, changes.get(),
         fmt::format("restoring forwarding={} on {}", state.pod_forwarding, spec.pod_interface)));
   }
+  keep_first(restore_ipv6(spec, state));
   return first;
 }
 

@@ -7,7 +7,10 @@
 
 #include <array>
 #include <boost/asio/ip/network_v4.hpp>
+#include <boost/asio/ip/network_v6.hpp>
 #include <cstdint>
+#include <filesystem>
+#include <optional>
 #include <string>
 
 #include "common/error.hpp"
@@ -20,11 +23,17 @@ struct PlumbingSpec {
   std::string tap = "tap0";             // QEMU gets a descriptor of it (open_tap)
   boost::asio::ip::network_v4 gateway;  // VM_GW/30
   unsigned mtu = 1500;                  // the pod interface's MTU, for bridge and tap
+  // A dual-stack pod: the bridge's IPv6 address in the VM's /64 (<prefix>::1/64), and IPv6
+  // forwarding (net.ipv6.conf.all.forwarding=1; accept_ra=2 on the pod interface first when it
+  // was 1, so a pod that learned its default route from router advertisements keeps it).
+  std::optional<boost::asio::ip::network_v6> gateway6;
 };
 
 // What setup_plumbing changed that teardown_plumbing must put back.
 struct PlumbingState {
-  std::uint32_t pod_forwarding = 0;  // the pod interface's `forwarding` before setup
+  std::uint32_t pod_forwarding = 0;    // the pod interface's `forwarding` before setup
+  std::optional<int> ipv6_forwarding;  // net.ipv6.conf.all.forwarding before setup, if changed
+  std::optional<int> pod_accept_ra;    // the pod interface's accept_ra before setup, if changed
 };
 
 // Creates the bridge and the tap, addresses, enslaves and brings them up, and turns forwarding on.

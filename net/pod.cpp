@@ -29,6 +29,30 @@ ip::address_v4 to_address_v4(nl_addr* address) {
   return ip::address_v4(bytes);
 }
 
+ip::address_v6 to_address_v6(nl_addr* address) {
+  ip::address_v6::bytes_type bytes{};
+  if (address != nullptr && nl_addr_get_family(address) == AF_INET6
+      && nl_addr_get_len(address) >= bytes.size())
+    std::memcpy(bytes.data(), nl_addr_get_binary_addr(address), bytes.size());
+  return ip::address_v6(bytes);
+}
+
+// What differs between IPv4 and IPv6 routes.
+template <class R>
+struct RouteFamily;
+template <>
+struct RouteFamily<Route> {
+  static constexpr int kFamily = AF_INET;
+  static ip::address_v4 address(nl_addr* a) { return to_address_v4(a); }
+  static ip::network_v4 network(nl_addr* a, unsigned short length) { return {address(a), length}; }
+};
+template <>
+struct RouteFamily<Route6> {
+  static constexpr int kFamily = AF_INET6;
+  static ip::address_v6 address(nl_addr* a) { return to_address_v6(a); }
+  static ip::network_v6 network(nl_addr* a, unsigned short length) { return {address(a), length}; }
+};
+
 std::string interface_names(nl_cache* links) {
   std::string names;
   for (nl_object* object = nl_cache_get_first(links); object; object = nl_cache_get_next(object)) {
@@ -47,6 +71,18 @@ bool overlaps(const ip::network_v4& a, const ip::network_v4& b) {
   return contains(a, b.network()) || contains(b, a.network());
 }
 
+// The first of `routes` that `overlaps` the VM's network, default routes and routes on Berth's
+// own `bridge` (left by a crashed run) aside; null when none does.
+template <class R, class Overlaps>
+const R* overlapping_route(const std::vector<R>& routes, std::string_view bridge,
+                           Overlaps overlaps) {
+  for (const R& route : routes)
+    if (route.destination.prefix_length() != 0 && route.interface != bridge
+        && overlaps(route.destination))
+      return &route;
+  return nullptr;
+}
+
 Result<std::string> read_text(const std::filesystem::path& path) {
   std::ifstream in(path);
   if (!in)
@@ -59,7 +95,10 @@ Result<std::string> read_text(const std::filesystem::path& path) {
 
 }  // namespace
 
-std::string to_string(const Route& route) {
+namespace {
+
+template <class R>
+std::string route_text(const R& route) {
   std::string text =
       route.destination.prefix_length() == 0 ? "default" : route.destination.to_string();
   if (route.gateway)
@@ -69,6 +108,16 @@ std::string to_string(const Route& route) {
   if (route.table != RT_TABLE_MAIN)
     text += fmt::format(" table {}", route.table);
   return text;
+}
+
+}  // namespace
+
+std::string to_string(const Route& route) {
+  return route_text(route);
+}
+
+std::string to_string(const Route6& route) {
+  return route_text(route);
 }
 
 namespace {
@@ -94,17 +143,19 @@ Result<ip::network_v4> primary_ipv4(nl_sock* socket, int ifindex, const std::str
                            interface)};
 }
 
-// One kernel route as a Route (first next hop only), naming its interface through `links`.
-Route to_route(rtnl_route* kernel_route, nl_cache* links) {
+// One kernel route as a Route or Route6 (first next hop only), naming its interface through
+// `links`.
+template <class R>
+R to_route(rtnl_route* kernel_route, nl_cache* links) {
   nl_addr* dst = rtnl_route_get_dst(kernel_route);
-  Route route;
+  R route;
   route.table = rtnl_route_get_table(kernel_route);
-  route.destination = ip::network_v4(
-      to_address_v4(dst), static_cast<unsigned short>(dst ? nl_addr_get_prefixlen(dst) : 0));
+  route.destination = RouteFamily<R>::network(
+      dst, static_cast<unsigned short>(dst ? nl_addr_get_prefixlen(dst) : 0));
   if (rtnl_route_get_nnexthops(kernel_route) > 0) {
     rtnl_nexthop* hop = rtnl_route_nexthop_n(kernel_route, 0);
     if (nl_addr* gateway = rtnl_route_nh_get_gateway(hop))
-      route.gateway = to_address_v4(gateway);
+      route.gateway = RouteFamily<R>::address(gateway);
     std::array<char, 64> name{};
     if (rtnl_link_i2name(links, rtnl_route_nh_get_ifindex(hop), name.data(), name.size()))
       route.interface = name.data();
@@ -112,28 +163,64 @@ Route to_route(rtnl_route* kernel_route, nl_cache* links) {
   return route;
 }
 
-// Every IPv4 route outside the local table into pod.routes, and pod.gateway from the main table's
-// default route (one through the pod interface preferred).
-Result<void> read_routes(nl_sock* socket, nl_cache* links, Pod& pod) {
+// Every route of R's family outside the local table into `routes`, and `gateway` from the main
+// table's default route (one through the pod interface preferred).
+template <class R, class Gateway>
+Result<void> read_routes(nl_sock* socket, nl_cache* links, const std::string& interface,
+                         std::vector<R>& routes, Gateway& gateway) {
   nl_cache* raw = nullptr;
-  if (int err = rtnl_route_alloc_cache(socket, AF_INET, 0, &raw); err < 0)
+  if (int err = rtnl_route_alloc_cache(socket, RouteFamily<R>::kFamily, 0, &raw); err < 0)
     return detail::libnl_error(err, "netlink: listing routes");
-  const detail::NlCache routes(raw);
-  std::optional<Route> default_route;
-  for (nl_object* object = nl_cache_get_first(routes.get()); object;
+  const detail::NlCache cache(raw);
+  std::optional<R> default_route;
+  for (nl_object* object = nl_cache_get_first(cache.get()); object;
        object = nl_cache_get_next(object)) {
     auto* kernel_route = reinterpret_cast<rtnl_route*>(object);
     if (rtnl_route_get_table(kernel_route) == RT_TABLE_LOCAL)
       continue;
-    Route route = to_route(kernel_route, links);
-    const bool better_default = !default_route || default_route->interface != pod.interface;
+    R route = to_route<R>(kernel_route, links);
+    const bool better_default = !default_route || default_route->interface != interface;
     if (route.table == RT_TABLE_MAIN && route.destination.prefix_length() == 0 && route.gateway
         && better_default)
       default_route = route;
-    pod.routes.push_back(std::move(route));
+    routes.push_back(std::move(route));
   }
   if (default_route)
-    pod.gateway = default_route->gateway;
+    gateway = default_route->gateway;
+  return {};
+}
+
+// The pod interface's IPv6 addresses as the kernel lists them.
+Result<std::vector<Ipv6AddressInfo>> list_ipv6(nl_sock* socket, int ifindex) {
+  nl_cache* raw = nullptr;
+  if (int err = rtnl_addr_alloc_cache(socket, &raw); err < 0)
+    return detail::libnl_error(err, "netlink: listing addresses");
+  const detail::NlCache addresses(raw);
+  std::vector<Ipv6AddressInfo> listed;
+  for (nl_object* object = nl_cache_get_first(addresses.get()); object;
+       object = nl_cache_get_next(object)) {
+    auto* address = reinterpret_cast<rtnl_addr*>(object);
+    if (rtnl_addr_get_family(address) != AF_INET6 || rtnl_addr_get_ifindex(address) != ifindex)
+      continue;
+    const auto prefix = static_cast<unsigned short>(rtnl_addr_get_prefixlen(address));
+    listed.push_back({ip::network_v6(to_address_v6(rtnl_addr_get_local(address)), prefix),
+                      rtnl_addr_get_flags(address)});
+  }
+  return listed;
+}
+
+// pod.ipv6 when the pod interface has a usable IPv6 address.
+Result<void> read_ipv6(nl_sock* socket, nl_cache* links, int ifindex, Pod& pod) {
+  auto listed = list_ipv6(socket, ifindex);
+  if (!listed)
+    return listed.error();
+  PodIpv6 ipv6;
+  ipv6.addresses = usable_pod_ipv6(*listed);
+  if (ipv6.addresses.empty())
+    return {};
+  if (auto routes = read_routes(socket, links, pod.interface, ipv6.routes, ipv6.gateway); !routes)
+    return routes;
+  pod.ipv6 = std::move(ipv6);
   return {};
 }
 
@@ -163,8 +250,12 @@ Result<Pod> discover_pod(const DiscoveryOptions& options) {
   if (!address)
     return address.error();
   pod.address = *address;
-  if (auto routes = read_routes(socket->get(), links.get(), pod); !routes)
+  if (auto routes = read_routes(socket->get(), links.get(), pod.interface, pod.routes, pod.gateway);
+      !routes)
     return routes.error();
+  if (auto ipv6 = read_ipv6(socket->get(), links.get(), rtnl_link_get_ifindex(link.get()), pod);
+      !ipv6)
+    return ipv6.error();
 
   std::array<char, 256> hostname{};
   if (::gethostname(hostname.data(), hostname.size() - 1) != 0)
@@ -199,14 +290,78 @@ Result<ip::network_v4> check_vm_subnet(const Pod& pod, ip::address_v4 vm_ip, ip:
   if (pod.gateway && contains(subnet, *pod.gateway))
     return Error{ErrorKind::kOverlap, fmt::format("{} contains the pod's gateway {}; {}", what,
                                                   pod.gateway->to_string(), advice)};
-  for (const Route& route : pod.routes) {
-    if (route.destination.prefix_length() == 0 || route.interface == bridge)
-      continue;
-    if (overlaps(subnet, route.destination))
-      return Error{ErrorKind::kOverlap,
-                   fmt::format("{} overlaps the pod route {}; {}", what, to_string(route), advice)};
-  }
+  const auto* route = overlapping_route(pod.routes, bridge, [&](const ip::network_v4& destination) {
+    return overlaps(subnet, destination);
+  });
+  if (route)
+    return Error{ErrorKind::kOverlap,
+                 fmt::format("{} overlaps the pod route {}; {}", what, to_string(*route), advice)};
   return subnet;
+}
+
+}  // namespace berth::net
+
+namespace berth::net {
+namespace {
+
+bool contains6(const ip::network_v6& network, const ip::address_v6& address) {
+  return ip::network_v6(address, network.prefix_length()).canonical() == network.canonical();
+}
+
+bool overlaps6(const ip::network_v6& a, const ip::network_v6& b) {
+  return contains6(a, b.network()) || contains6(b, a.network());
+}
+
+bool unusable(const ip::address_v6& address) {
+  return address.is_link_local() || address.is_multicast() || address.is_loopback()
+         || address.is_unspecified() || address.is_v4_mapped();
+}
+
+}  // namespace
+
+std::vector<ip::network_v6> usable_pod_ipv6(const std::vector<Ipv6AddressInfo>& listed) {
+  constexpr std::uint32_t kUnusable =
+      IFA_F_TENTATIVE | IFA_F_DEPRECATED | IFA_F_DADFAILED | IFA_F_TEMPORARY;
+  std::vector<ip::network_v6> permanent;
+  std::vector<ip::network_v6> dynamic;
+  for (const Ipv6AddressInfo& info : listed) {
+    if (unusable(info.address.address()) || (info.flags & kUnusable) != 0)
+      continue;
+    ((info.flags & IFA_F_PERMANENT) != 0 ? permanent : dynamic).push_back(info.address);
+  }
+  permanent.insert(permanent.end(), dynamic.begin(), dynamic.end());
+  return permanent;
+}
+
+Result<ip::network_v6> check_vm_prefix6(const Pod& pod, ip::network_v6 prefix,
+                                        std::string_view bridge) {
+  const std::string advice =
+      "choose a /64 the pod network does not use (a unique local "
+      "fdXX:XXXX:XXXX:XXXX::/64)";
+  if (prefix.prefix_length() != 64 || unusable(prefix.address())
+      || prefix.canonical().address() != prefix.address())
+    return Error{ErrorKind::kInvalidInput,
+                 fmt::format("VM_IP6 {} is not a /64 prefix of unicast addresses with its host "
+                             "bits zero; {}",
+                             prefix.to_string(), advice)};
+  const std::string what = fmt::format("VM_IP6 {}", prefix.to_string());
+  if (!pod.ipv6)
+    return prefix;
+  for (const auto& address : pod.ipv6->addresses)
+    if (overlaps6(prefix, address))
+      return Error{ErrorKind::kOverlap,
+                   fmt::format("{} overlaps the pod address {} on {}; {}", what,
+                               address.to_string(), pod.interface, advice)};
+  if (pod.ipv6->gateway && contains6(prefix, *pod.ipv6->gateway))
+    return Error{ErrorKind::kOverlap, fmt::format("{} contains the pod's gateway {}; {}", what,
+                                                  pod.ipv6->gateway->to_string(), advice)};
+  const auto* route = overlapping_route(
+      pod.ipv6->routes, bridge,
+      [&](const ip::network_v6& destination) { return overlaps6(prefix, destination); });
+  if (route)
+    return Error{ErrorKind::kOverlap,
+                 fmt::format("{} overlaps the pod route {}; {}", what, to_string(*route), advice)};
+  return prefix;
 }
 
 }  // namespace berth::net

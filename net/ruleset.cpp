@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <type_traits>
 
 namespace berth::net::nft {
 namespace {
@@ -60,6 +61,52 @@ std::string icmp_type_name(std::uint8_t type) {
   }
 }
 
+std::string icmpv6_type_name(std::uint8_t type) {
+  switch (type) {
+    case 1:
+      return "destination-unreachable";
+    case 2:
+      return "packet-too-big";
+    case 3:
+      return "time-exceeded";
+    case 4:
+      return "parameter-problem";
+    case 128:
+      return "echo-request";
+    case 129:
+      return "echo-reply";
+    case 133:
+      return "nd-router-solicit";
+    case 134:
+      return "nd-router-advert";
+    case 135:
+      return "nd-neighbor-solicit";
+    case 136:
+      return "nd-neighbor-advert";
+    case 137:
+      return "nd-redirect";
+    default:
+      return std::to_string(type);
+  }
+}
+
+// "ip" before an IPv4 address match, "ip6" before an IPv6 one.
+std::string family_of(bool v6) {
+  return v6 ? "ip6" : "ip";
+}
+
+// A prefix as nft prints it: a full-length one as the bare address.
+std::string prefix_text(const Prefix& prefix) {
+  return std::visit(
+      [](const auto& network) {
+        constexpr unsigned kBits =
+            std::is_same_v<std::decay_t<decltype(network)>, boost::asio::ip::network_v4> ? 32 : 128;
+        return network.prefix_length() == kBits ? network.address().to_string()
+                                                : network.canonical().to_string();
+      },
+      prefix);
+}
+
 std::string verdict_name(Verdict verdict) {
   return verdict == Verdict::kAccept ? "accept" : "drop";
 }
@@ -97,17 +144,14 @@ std::string render_expression(const Expression& expression) {
           [](const IifName& m) { return fmt::format("iifname \"{}\"", m.name); },
           [](const OifName& m) { return fmt::format("oifname \"{}\"", m.name); },
           [](const SourceIn& m) {
-            return "ip saddr "
-                   + (m.prefix.prefix_length() == 32 ? m.prefix.address().to_string()
-                                                     : m.prefix.canonical().to_string());
+            return family_of(m.prefix.index() == 1) + " saddr " + prefix_text(m.prefix);
           },
           [](const DestinationIn& m) {
-            std::vector<std::uint32_t> values;
-            for (auto address : m.addresses)
-              values.push_back(address.to_uint());
-            return "ip daddr " + one_or_set(values, [](std::uint32_t value) {
-                     return boost::asio::ip::address_v4(value).to_string();
-                   });
+            const bool v6 = !m.addresses.empty() && m.addresses.front().is_v6();
+            return family_of(v6) + " daddr "
+                   + one_or_set(m.addresses, [](const boost::asio::ip::address& address) {
+                       return address.to_string();
+                     });
           },
           [](const ProtocolIn& m) {
             return "meta l4proto " + one_or_set(m.protocols, protocol_name);
@@ -121,6 +165,9 @@ std::string render_expression(const Expression& expression) {
                    + one_or_set(m.ports, [](std::uint16_t port) { return std::to_string(port); });
           },
           [](const IcmpTypeIn& m) { return "icmp type " + one_or_set(m.types, icmp_type_name); },
+          [](const Icmpv6TypeIn& m) {
+            return "icmpv6 type " + one_or_set(m.types, icmpv6_type_name);
+          },
           [](const TcpSyn&) { return std::string("tcp flags syn"); },
           [](const CtStateIn& m) {
             // nft lists the states in bit order: established (2) before related (4).
@@ -152,6 +199,10 @@ std::string render_expression(const Expression& expression) {
 
 }  // namespace
 
+std::string family_name(Family family) {
+  return family == Family::kIp6 ? "ip6" : "ip";
+}
+
 std::string render(const Rule& rule) {
   std::string text;
   for (const Expression& expression : rule.expressions)
@@ -162,7 +213,7 @@ std::string render(const Rule& rule) {
 }
 
 std::string render(const Table& table) {
-  std::string text = fmt::format("table ip {} {{\n", table.name);
+  std::string text = fmt::format("table {} {} {{\n", family_name(table.family), table.name);
   for (std::size_t i = 0; i < table.chains.size(); ++i) {
     const Chain& chain = table.chains[i];
     if (i > 0)

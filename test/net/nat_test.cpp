@@ -119,3 +119,56 @@ TEST_CASE("net: the supervisor's spec maps onto plumbing and NAT", "[nat]") {
   CHECK(plumbing.tap == "tap0");
   CHECK(plumbing.pod_interface == "eth0");
 }
+
+TEST_CASE("net: the IPv6 table of the sample dual-stack pod reads as the snapshot", "[nat]") {
+  // golden/berth-calico6.nft is also what `nft list table ip6 berth` prints (root test).
+  const auto spec = nat_spec(test::sample_spec6());
+  CHECK(nft::render(build_nat6_table(spec)) == test::golden("berth-calico6.nft"));
+  const auto tables = build_nat_tables(spec);
+  REQUIRE(tables.size() == 2);
+  CHECK(nft::render(tables[0]) == test::golden("berth-calico.nft"));  // IPv4 unchanged
+  CHECK(tables[1].family == nft::Family::kIp6);
+  CHECK(tables[1].name == "berth");
+}
+
+TEST_CASE("net: an IPv4-only pod gets the ip table alone", "[nat]") {
+  const auto tables = build_nat_tables(nat_spec(test::sample_spec()));
+  REQUIRE(tables.size() == 1);
+  CHECK(tables[0].family == nft::Family::kIp);
+}
+
+TEST_CASE("net: IPv6: the VM's whole /64 leaves as the pod, one address is reached", "[nat]") {
+  auto spec = test::sample_spec6();
+  spec.ipv6->vm_ip = boost::asio::ip::make_address_v6("fd12:3456:789a:1:5054:ff:fe00:1");
+  spec.ipv6->vm_gw = boost::asio::ip::make_address_v6("fd12:3456:789a:1::1");
+  spec.ipv6->pod_ip = boost::asio::ip::make_address_v6("2001:db8:42::17");
+  const auto text = nft::render(build_nat6_table(nat_spec(spec)));
+  for (const char* absent : {"fd77::5", "fd00:b:e:7", " ip "})
+    CHECK(text.find(absent) == std::string::npos);
+  CHECK_THAT(text,
+             Catch::Contains("oifname \"eth0\" ip6 saddr fd12:3456:789a:1::/64 counter packets "
+                             "0 bytes 0 snat to 2001:db8:42::17"));
+  CHECK_THAT(text, Catch::Contains("iifname \"eth0\" ip6 daddr 2001:db8:42::17 counter packets 0 "
+                                   "bytes 0 dnat to fd12:3456:789a:1:5054:ff:fe00:1"));
+  CHECK_THAT(text,
+             Catch::Contains("iifname \"br0\" oifname \"eth0\" ip6 saddr fd12:3456:789a:1::/64 "
+                             "accept"));
+  CHECK_THAT(text, Catch::Contains("ip6 daddr fd12:3456:789a:1::1 udp dport 53 accept"));
+}
+
+TEST_CASE("net: IPv6: the guest's neighbour discovery and Packet Too Big reach the pod", "[nat]") {
+  const auto table = build_nat6_table(nat_spec(test::sample_spec6()));
+  const auto& input = table.chains[4];
+  REQUIRE(input.name == "input");
+  std::vector<std::uint8_t> accepted;
+  for (const auto& rule : input.rules)
+    for (const auto& expression : rule.expressions)
+      if (const auto* types = std::get_if<nft::Icmpv6TypeIn>(&expression))
+        accepted.insert(accepted.end(), types->types.begin(), types->types.end());
+  std::sort(accepted.begin(), accepted.end());
+  // destination unreachable, packet too big, time exceeded, parameter problem, echo request,
+  // router solicitation, neighbour solicitation and advertisement; not 134 (RA) nor 137 (redirect).
+  CHECK(accepted == std::vector<std::uint8_t>{1, 2, 3, 4, 128, 133, 135, 136});
+  // Reject last: nothing the guest is allowed comes after it.
+  CHECK(std::holds_alternative<nft::Reject>(input.rules.back().expressions.back()));
+}

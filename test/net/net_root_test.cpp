@@ -11,6 +11,8 @@
 // only the MSS clamp saves.
 
 #include <linux/capability.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,12 +38,20 @@ namespace {
 
 enum class PodStyle { kCalico, kPlain };
 enum class Vnc { kOn, kOff };
+enum class Stack { kIpv4, kDual };
 
 const address_v4 kPodIp = make_address_v4("10.77.0.5");
 const address_v4 kVmIp = make_address_v4("192.168.254.2");
 const address_v4 kVmGw = make_address_v4("192.168.254.1");
 const address_v4 kLoopback = make_address_v4("127.0.0.1");
 const address_v4 kAny = make_address_v4("0.0.0.0");
+// Dual stack: the pod's fd77::5 (Calico /128, plain /64), the VM's EUI-64 address of its MAC
+// 52:54:00:12:34:56 in fd00:b:e:7::/64, the gateway fd00:b:e:7::1 on br0.
+const auto kPodIp6 = boost::asio::ip::make_address_v6("fd77::5");
+const auto kVmIp6 = boost::asio::ip::make_address_v6("fd00:b:e:7:5054:ff:fe12:3456");
+const auto kVmGw6 = boost::asio::ip::make_address_v6("fd00:b:e:7::1");
+const auto kAny6 = boost::asio::ip::address_v6::any();
+const auto kLoopback6 = boost::asio::ip::address_v6::loopback();
 constexpr std::uint16_t kVnc = 5900;
 constexpr std::uint16_t kHealth = 9250;
 constexpr std::uint16_t kControl = 9251;
@@ -67,15 +77,30 @@ struct Topology {
   address_v4 node_ip;
   unsigned mtu;
   std::string resolv_conf = "/tmp/" + prefix() + "resolv.conf";
+  Stack stack;
+  boost::asio::ip::address_v6 node_ip6;
 
-  explicit Topology(PodStyle pod_style)
+  explicit Topology(PodStyle pod_style, Stack ip_stack = Stack::kIpv4)
       : style(pod_style),
         node_ip(make_address_v4(pod_style == PodStyle::kCalico ? "10.77.9.1" : "10.77.0.1")),
-        mtu(pod_style == PodStyle::kCalico ? 1450 : 1500) {
+        mtu(pod_style == PodStyle::kCalico ? 1450 : 1500),
+        stack(ip_stack),
+        node_ip6(boost::asio::ip::make_address_v6(pod_style == PodStyle::kCalico ? "fd77:9::1"
+                                                                                 : "fd77::1")) {
     const std::string n = "ip -n " + node.name() + " ";
     const std::string p = "ip -n " + pod.name() + " ";
     const std::string v = "ip -n " + vm.name() + " ";
+    if (stack == Stack::kDual)  // no address of the test's own waits for duplicate detection
+      for (const auto* ns : {&node, &vm})
+        must(
+            ns->exec("sysctl -qw net.ipv6.conf.all.accept_dad=0 "
+                     "net.ipv6.conf.default.accept_dad=0"));
     must(n + "link add cali0 type veth peer name eth0 netns " + pod.name());
+    if (stack == Stack::kDual) {
+      must(pod.exec("sysctl -qw net.ipv6.conf.eth0.accept_dad=0"));
+      if (style == PodStyle::kCalico)
+        must(n + "link set cali0 address ee:ee:ee:ee:ee:ee");
+    }
     must(n + "link set cali0 mtu 1500 up");
     must(p + "link set eth0 mtu " + std::to_string(mtu) + " up");
     if (style == PodStyle::kCalico) {
@@ -99,14 +124,42 @@ struct Topology {
       must(p + "route add default via 10.77.0.1 dev eth0");
     }
     must(v + "link add eth0 type veth peer name vmport netns " + pod.name());
+    if (stack == Stack::kDual) {
+      add_ipv6();
+      must(pod.exec("sysctl -qw net.ipv6.conf.vmport.accept_dad=0"));
+      must(v + "link set eth0 address 52:54:00:12:34:56");
+    }
     must(v + "link set eth0 mtu 1500 up");
     must(v + "addr add 192.168.254.2/30 dev eth0");
     must(v + "route add default via 192.168.254.1");
     must(p + "link set vmport mtu 1500 up");
+    if (stack == Stack::kDual) {
+      must(v + "-6 addr add fd00:b:e:7:5054:ff:fe12:3456/64 dev eth0 nodad");
+      must(v + "-6 route add default via fd00:b:e:7::1");
+    }
     std::ofstream(resolv_conf) << "search default.svc.cluster.local svc.cluster.local "
-                                  "cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n";
+                                  "cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
+                               << (stack == Stack::kDual ? "nameserver fd77:53::10\n" : "");
   }
   ~Topology() { std::remove(resolv_conf.c_str()); }
+
+  // IPv6 beside IPv4. Calico: the node's veth has MAC ee:ee:ee:ee:ee:ee, hence the link-local
+  // fe80::ecee:eeff:feee:eeee the pod's default route points at, and a /128 route per pod.
+  void add_ipv6() const {
+    const std::string n = "ip -n " + node.name() + " ";
+    const std::string p = "ip -n " + pod.name() + " ";
+    if (style == PodStyle::kCalico) {
+      must(n + "-6 addr add fd77:9::1/128 dev lo");
+      must(n + "-6 route add fd77::5/128 dev cali0");
+      must(n + "-6 route add default dev uplink");
+      must(p + "-6 addr add fd77::5/128 dev eth0 nodad");
+      must(p + "-6 route add default via fe80::ecee:eeff:feee:eeee dev eth0");
+    } else {
+      must(n + "-6 addr add fd77::1/64 dev cali0 nodad");
+      must(p + "-6 addr add fd77::5/64 dev eth0 nodad");
+      must(p + "-6 route add default via fd77::1 dev eth0");
+    }
+  }
 
   // Plugs the stand-in VM into the bridge, as QEMU's tap would be.
   void attach_vm() const { must("ip -n " + pod.name() + " link set vmport master br0"); }
@@ -251,16 +304,54 @@ struct Exchange {
   Fd client;
   Datagram received;
 };
-Exchange expect_datagram(const Netns& from, std::uint16_t from_port, const Netns& in,
-                         address_v4 bind, Endpoint to) {
+Exchange expect_datagram(const Netns& from, std::uint16_t from_port, const Netns& in, Address bind,
+                         Endpoint to) {
   INFO("UDP from " << from.name() << " to " << to_string(to));
-  Exchange exchange{udp_bind(in, bind, to.port), udp_bind(from, kAny, from_port), {}};
+  const Address any = to.address.is_v6() ? Address(kAny6) : Address(kAny);
+  Exchange exchange{udp_bind(in, bind, to.port), udp_bind(from, any, from_port), {}};
   udp_send(exchange.client, to, "hello");
   auto received = udp_receive(exchange.server);
   REQUIRE(received);
   CHECK(received->payload == "hello");
   exchange.received = *received;
   return exchange;
+}
+
+// The addresses of one family a check uses: the VM's listening address, the pod's, the node's.
+struct Addresses {
+  Address vm_any;
+  Address pod;
+  Address node;
+};
+
+// Large transfers both ways through the MSS clamp: node and VM both think the path is 1500
+// bytes; the clamp makes them agree on the pod's (less `headers`: IP and TCP).
+void check_large_transfers(const Topology& t, const Addresses& a, int headers, std::size_t bytes) {
+  const auto port = random_port();
+  auto vm_listener = tcp_listen(t.vm, a.vm_any, port);
+  auto client = tcp_connect(t.node, {a.pod, port});
+  REQUIRE(client.error == 0);
+  auto server = tcp_accept(vm_listener);
+  REQUIRE(server);
+  CHECK(tcp_mss(server->socket) <= static_cast<int>(t.mtu) - headers);
+  CHECK(tcp_mss(client.socket) <= static_cast<int>(t.mtu) - headers);
+  CHECK(transfer(client.socket, server->socket, bytes));
+
+  auto node_listener = tcp_listen(t.node, Address(a.vm_any), port);
+  auto vm_client = tcp_connect(t.vm, {a.node, port});
+  REQUIRE(vm_client.error == 0);
+  auto node_server = tcp_accept(node_listener);
+  REQUIRE(node_server);
+  CHECK(transfer(vm_client.socket, node_server->socket, bytes));
+}
+
+// The control port stays with the pod for local clients (at `local`), from outside it is the VM's.
+void check_control_port(const Topology& t, const Address& local, const Addresses& a) {
+  auto pod_control = tcp_listen(t.pod, local, kControl);
+  auto vm_control = tcp_listen(t.vm, a.vm_any, kControl);
+  expect_accepted(t.pod, {local, kControl}, pod_control);
+  CHECK_FALSE(tcp_accept(vm_control, 200ms));
+  expect_accepted(t.node, {a.pod, kControl}, vm_control);
 }
 
 void check_vm_answers_on_the_pod_ip(const Topology& t, Vnc vnc) {
@@ -337,32 +428,9 @@ void check_vm_answers_on_the_pod_ip(const Topology& t, Vnc vnc) {
     REQUIRE(reply);
     CHECK(reply->from == Endpoint{kLoopback, udp_port});
 
-    // The control port stays with the pod for local clients, but from outside it is the VM's.
-    auto pod_control = tcp_listen(t.pod, kLoopback, kControl);
-    auto vm_control = tcp_listen(t.vm, kAny, kControl);
-    expect_accepted(t.pod, {kLoopback, kControl}, pod_control);
-    CHECK_FALSE(tcp_accept(vm_control, 200ms));
-    expect_accepted(t.node, {kPodIp, kControl}, vm_control);
+    check_control_port(t, kLoopback, {kAny, kPodIp, t.node_ip});
   }
-  {  // large transfers both ways through the MSS clamp
-    // Node and VM both think the path is 1500 bytes; the clamp makes them agree on the pod's.
-    const auto port = random_port();
-    auto vm_listener = tcp_listen(t.vm, kAny, port);
-    auto client = tcp_connect(t.node, {kPodIp, port});
-    REQUIRE(client.error == 0);
-    auto server = tcp_accept(vm_listener);
-    REQUIRE(server);
-    CHECK(tcp_mss(server->socket) <= static_cast<int>(t.mtu) - 40);
-    CHECK(tcp_mss(client.socket) <= static_cast<int>(t.mtu) - 40);
-    CHECK(transfer(client.socket, server->socket, 4 << 20));
-
-    auto node_listener = tcp_listen(t.node, kAny, port);
-    auto vm_client = tcp_connect(t.vm, {t.node_ip, port});
-    REQUIRE(vm_client.error == 0);
-    auto node_server = tcp_accept(node_listener);
-    REQUIRE(node_server);
-    CHECK(transfer(vm_client.socket, node_server->socket, 4 << 20));
-  }
+  check_large_transfers(t, {kAny, kPodIp, t.node_ip}, 40, 4 << 20);
 }
 
 void check_pod(PodStyle style) {
@@ -598,4 +666,236 @@ TEST_CASE("net: the guest reaches only DHCP, DNS and ICMP of the pod itself", "[
     CHECK(by_gw.peer.address == kVmGw);
   }
   tear_down(t, network);
+}
+
+namespace {
+
+// `ping` (iputils) of `to` from `ns`: one echo request of `bytes` ICMP payload; true when answered.
+bool ping6(const Netns& ns, const boost::asio::ip::address_v6& to, std::size_t bytes = 56) {
+  return shell(ns.exec("ping -6 -n -c 1 -W 2 -s " + std::to_string(bytes) + " " + to.to_string()))
+             .status
+         == 0;
+}
+
+// Waits (up to 5 s) until no IPv6 address on br0 is tentative: the kernel's own link-local waits
+// out duplicate address detection, and until then the pod cannot solicit the VM's neighbours.
+void wait_for_bridge_ipv6(const Topology& t) {
+  for (int i = 0; i < 50; ++i) {
+    if (shell("ip -n " + t.pod.name() + " -6 addr show dev br0 tentative").output.empty())
+      return;
+    ::usleep(100 * 1000);
+  }
+  FAIL("br0's IPv6 addresses stayed tentative");
+}
+
+NetworkSpec dual_spec(const Topology& t, const Pod& discovered) {
+  auto spec = t.spec(discovered, Vnc::kOn);
+  REQUIRE(discovered.ipv6);
+  spec.ipv6 = NatSpec6{discovered.ipv6->address().address(), kVmIp6, kVmGw6};
+  return spec;
+}
+
+void check_vm_answers_on_the_pod_ipv6(const Topology& t) {
+  {  // TCP to any port of the pod's IPv6 address reaches the VM's EUI-64 address
+    const auto port = random_port();
+    auto vm_listener = tcp_listen(t.vm, kVmIp6, port);
+    auto accepted = expect_accepted(t.node, {kPodIp6, port}, vm_listener);
+    CHECK(accepted.peer.address == Address(t.node_ip6));  // DNAT keeps the client's address
+  }
+  {  // so does UDP, and the VM's answer comes back from the pod's address
+    const auto port = random_port();
+    auto vm_socket = udp_bind(t.vm, kVmIp6, port);
+    auto node_socket = udp_bind(t.node, kAny6, 0);
+    udp_send(node_socket, {kPodIp6, port}, "hello VM");
+    auto request = udp_receive(vm_socket);
+    REQUIRE(request);
+    CHECK(request->from.address == Address(t.node_ip6));
+    udp_send(vm_socket, request->from, "hello node");
+    auto reply = udp_receive(node_socket);
+    REQUIRE(reply);
+    CHECK(reply->from == Endpoint{kPodIp6, port});
+  }
+  {  // and ICMPv6 echo: with the pod silent the VM answers; with the VM silent nobody does
+    must(t.pod.exec("sysctl -qw net.ipv6.icmp.echo_ignore_all=1"));
+    CHECK(ping6(t.node, kPodIp6, t.mtu - 48));  // the full pod MTU
+    must(t.vm.exec("sysctl -qw net.ipv6.icmp.echo_ignore_all=1"));
+    CHECK_FALSE(ping6(t.node, kPodIp6));
+    must(t.vm.exec("sysctl -qw net.ipv6.icmp.echo_ignore_all=0"));
+    must(t.pod.exec("sysctl -qw net.ipv6.icmp.echo_ignore_all=0"));
+    CHECK(ping6(t.vm, t.node_ip6));
+  }
+  {  // the reserved ports stay with the pod
+    auto pod_listener = tcp_listen(t.pod, kPodIp6, kHealth);
+    auto vm_listener = tcp_listen(t.vm, kAny6, kHealth);
+    expect_accepted(t.node, {kPodIp6, kHealth}, pod_listener);
+    CHECK_FALSE(tcp_accept(vm_listener, 200ms));
+    auto vm_vnc = tcp_listen(t.vm, kAny6, kVnc);
+    CHECK(tcp_connect(t.node, {kPodIp6, kVnc}).error == ECONNREFUSED);
+    CHECK_FALSE(tcp_accept(vm_vnc, 200ms));
+  }
+  {  // the VM reaches the node as the pod's address, from any address of its /64
+    const auto port = random_port();
+    auto node_listener = tcp_listen(t.node, kAny6, port);
+    auto accepted = expect_accepted(t.vm, {t.node_ip6, port}, node_listener);
+    CHECK(accepted.peer.address == Address(kPodIp6));
+    must("ip -n " + t.vm.name() + " -6 addr add fd00:b:e:7:1234:5678:9abc:def0/64 dev eth0 nodad");
+    auto node_socket = udp_bind(t.node, kAny6, port);
+    auto privacy =
+        udp_bind(t.vm, boost::asio::ip::make_address_v6("fd00:b:e:7:1234:5678:9abc:def0"), 0);
+    udp_send(privacy, {t.node_ip6, port}, "from a privacy address");
+    auto received = udp_receive(node_socket);
+    REQUIRE(received);
+    CHECK(received->from.address == Address(kPodIp6));
+  }
+  {  // inside the pod: the pod's address reaches the VM; [::1] stays the pod's (no route back)
+    const auto port = random_port();
+    auto vm_listener = tcp_listen(t.vm, kAny6, port);
+    auto by_pod_ip = expect_accepted(t.pod, {kPodIp6, port}, vm_listener);
+    CHECK(by_pod_ip.peer.address == Address(kPodIp6));
+    auto pod_listener = tcp_listen(t.pod, kLoopback6, port);
+    expect_accepted(t.pod, {kLoopback6, port}, pod_listener);
+    CHECK_FALSE(tcp_accept(vm_listener, 200ms));
+    check_control_port(t, kPodIp6, {kAny6, kPodIp6, t.node_ip6});
+  }
+  check_large_transfers(t, {kAny6, kPodIp6, t.node_ip6}, 60, 1 << 20);
+}
+
+// A router beyond the node with a 1280-byte link: its Packet Too Big, sent to the pod's address,
+// reaches the guest (conntrack relates it to the guest's flow and undoes the NAT inside it).
+void check_packet_too_big_reaches_the_guest(const Topology& t) {
+  const std::string n = "ip -n " + t.node.name() + " ";
+  must(n + "link add far type veth peer name far-peer");
+  must(n + "link set far mtu 1280 up");
+  must(n + "link set far-peer mtu 1280 up");
+  must(n + "-6 route add fd77:ff::/64 dev far");
+  must(t.node.exec("sysctl -qw net.ipv6.conf.all.forwarding=1"));
+  const auto far = boost::asio::ip::make_address_v6("fd77:ff::1");
+  auto vm_socket = udp_bind(t.vm, kAny6, 0);
+  udp_send(vm_socket, {far, 9}, std::string(1300, 'x'));  // 1348 bytes: fits 1450, not 1280
+  std::string route;
+  for (int i = 0; i < 20 && route.find("mtu 1280") == std::string::npos; ++i) {
+    ::usleep(100 * 1000);
+    route = must("ip -n " + t.vm.name() + " -6 route get fd77:ff::1");
+  }
+  INFO("the guest's route: " << route);
+  CHECK_THAT(route, Catch::Contains("mtu 1280"));
+}
+
+// What the guest may send to the pod itself over IPv6.
+void check_guest_side_ipv6(const Topology& t) {
+  const auto other = random_port();
+  for (const std::uint16_t port : {kHealth, kControl, other}) {
+    auto pod_listener = tcp_listen(t.pod, kAny6, port);
+    for (const auto& address : {kVmGw6, kPodIp6}) {
+      INFO("TCP from the guest to the pod's own " << to_string(Endpoint{address, port}));
+      CHECK(tcp_connect(t.vm, {address, port}).error == ECONNREFUSED);
+      CHECK_FALSE(tcp_accept(pod_listener, 100ms));
+    }
+  }
+  {  // UDP to another port is refused
+    auto pod_socket = udp_bind(t.pod, kAny6, other);
+    auto vm_socket = udp_bind(t.vm, kAny6, 0);
+    udp_send(vm_socket, {kVmGw6, other}, "not for the guest");
+    CHECK_FALSE(udp_receive(pod_socket, 300ms));
+  }
+  expect_datagram(t.vm, 546, t.pod, kAny6, {kVmGw6, 547});  // DHCPv6
+  {
+    const Endpoint to{kVmGw6, 53};
+    auto dns = expect_datagram(t.vm, 0, t.pod, kVmGw6, to);
+    udp_send(dns.server, dns.received.from, "answer");
+    auto answer = udp_receive(dns.client);
+    REQUIRE(answer);
+    auto tcp_server = tcp_listen(t.pod, kVmGw6, 53);
+    expect_accepted(t.vm, to, tcp_server);
+  }
+  CHECK(ping6(t.vm, kVmGw6));
+  CHECK(ping6(t.vm, kVmGw6, t.mtu - 48));
+}
+
+void check_dual_stack_pod(PodStyle style) {
+  Topology t(style, Stack::kDual);
+  const Pod discovered = t.discover();
+  REQUIRE(discovered.ipv6);
+  CHECK(discovered.ipv6->addresses
+        == std::vector{boost::asio::ip::make_network_v6(
+            style == PodStyle::kCalico ? "fd77::5/128" : "fd77::5/64")});
+  CHECK(discovered.ipv6->gateway
+        == boost::asio::ip::make_address_v6(style == PodStyle::kCalico ? "fe80::ecee:eeff:feee:eeee"
+                                                                       : "fd77::1"));
+  REQUIRE(discovered.resolv_conf.nameservers.size() == 2);
+  CHECK(discovered.resolv_conf.nameservers[1] == boost::asio::ip::make_address("fd77:53::10"));
+  const auto vm_prefix = boost::asio::ip::make_network_v6("fd00:b:e:7::/64");
+  CHECK(check_vm_prefix6(discovered, vm_prefix).has_value());
+  CHECK_FALSE(check_vm_prefix6(discovered, boost::asio::ip::make_network_v6("fd77::/64")));
+  auto network = set_up(t, dual_spec(t, discovered));
+  wait_for_bridge_ipv6(t);
+  CHECK(t.listed_table() == golden("berth-calico.nft"));  // IPv4 exactly as before
+  const auto listed6 =
+      std::regex_replace(shell(t.pod.exec("nft list table ip6 berth")).output,
+                         std::regex("packets [0-9]+ bytes [0-9]+"), "packets 0 bytes 0");
+  CHECK(listed6 == golden("berth-calico6.nft"));
+  CHECK(t.pod_sysctl("net.ipv6.conf.all.forwarding") == "1");
+  CHECK(t.pod_sysctl("net.ipv6.conf.eth0.accept_ra") == "2");
+  check_vm_answers_on_the_pod_ipv6(t);
+  check_vm_answers_on_the_pod_ip(t, Vnc::kOn);  // IPv4 beside it, unchanged
+  check_guest_side_ipv6(t);
+  check_packet_too_big_reaches_the_guest(t);
+  tear_down(t, network);
+  CHECK(shell(t.pod.exec("nft list table ip6 berth")).status != 0);
+  CHECK(t.pod_sysctl("net.ipv6.conf.all.forwarding") == "0");
+  CHECK(t.pod_sysctl("net.ipv6.conf.eth0.accept_ra") == "1");
+}
+
+}  // namespace
+
+TEST_CASE("net: a Calico-style dual-stack pod: the VM answers on the pod's IPv6 address too",
+          "[root][calico6]") {
+  check_dual_stack_pod(PodStyle::kCalico);
+}
+
+TEST_CASE("net: a plain dual-stack pod: the VM answers on the pod's IPv6 address too",
+          "[root][plain6]") {
+  check_dual_stack_pod(PodStyle::kPlain);
+}
+
+TEST_CASE("net: a read-only /proc/sys: the IPv6 setup says which sysctl to set in the pod spec",
+          "[root][sysctl6]") {
+  Topology t(PodStyle::kCalico, Stack::kDual);
+  const auto spec = dual_spec(t, t.discover());
+  // A child process with its own mount namespace where /proc/sys is read-only, as in a pod.
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::close(fds[0]);
+    std::string answer = "ok";
+    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr)
+        || ::mount("/proc/sys", "/proc/sys", nullptr, MS_BIND, nullptr)
+        || ::mount(nullptr, "/proc/sys", nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr)) {
+      answer = std::string("mount: ") + std::strerror(errno);
+    } else {
+      auto network = t.pod.run([&] { return PodNetwork::setup(spec); });
+      if (!network)
+        answer =
+            std::to_string(static_cast<int>(network.error().kind)) + " " + network.error().message;
+    }
+    (void)!::write(fds[1], answer.data(), answer.size());
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string answer;
+  char buffer[1024];
+  for (ssize_t n; (n = ::read(fds[0], buffer, sizeof buffer)) > 0;)
+    answer.append(buffer, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  INFO("child said: " << answer);
+  CHECK(answer.starts_with(std::to_string(static_cast<int>(berth::ErrorKind::kPermission)) + " "));
+  CHECK_THAT(answer, Catch::Contains("setting net.ipv6.conf.eth0.accept_ra=2 for the VM's IPv6: "
+                                     "Read-only file system: /proc/sys is read-only")
+                         && Catch::Contains("securityContext.sysctls"));
+  t.check_clean();  // the failed setup removed what it had made
+  CHECK(t.pod_sysctl("net.ipv6.conf.all.forwarding") == "0");
 }

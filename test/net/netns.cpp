@@ -27,16 +27,57 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-sockaddr_in to_sockaddr(Endpoint endpoint) {
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(endpoint.port);
-  address.sin_addr.s_addr = htonl(endpoint.address.to_uint());
-  return address;
+// An IPv4 or IPv6 socket address.
+struct SocketAddress {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+};
+
+SocketAddress to_sockaddr(Endpoint endpoint) {
+  SocketAddress socket_address;
+  if (endpoint.address.is_v6()) {
+    sockaddr_in6 address{};
+    address.sin6_family = AF_INET6;
+    address.sin6_port = htons(endpoint.port);
+    const auto bytes = endpoint.address.to_v6().to_bytes();
+    std::memcpy(&address.sin6_addr, bytes.data(), bytes.size());
+    std::memcpy(&socket_address.storage, &address, sizeof address);
+    socket_address.length = sizeof address;
+  } else {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(endpoint.port);
+    address.sin_addr.s_addr = htonl(endpoint.address.to_v4().to_uint());
+    std::memcpy(&socket_address.storage, &address, sizeof address);
+    socket_address.length = sizeof address;
+  }
+  return socket_address;
 }
 
-Endpoint from_sockaddr(const sockaddr_in& address) {
+Endpoint from_sockaddr(const sockaddr_storage& storage) {
+  if (storage.ss_family == AF_INET6) {
+    sockaddr_in6 address{};
+    std::memcpy(&address, &storage, sizeof address);
+    boost::asio::ip::address_v6::bytes_type bytes{};
+    std::memcpy(bytes.data(), &address.sin6_addr, bytes.size());
+    return {boost::asio::ip::address_v6(bytes), ntohs(address.sin6_port)};
+  }
+  sockaddr_in address{};
+  std::memcpy(&address, &storage, sizeof address);
   return {address_v4(ntohl(address.sin_addr.s_addr)), ntohs(address.sin_port)};
+}
+
+// A socket of `type` for `address`'s family inside `ns`; IPv6 sockets are IPv6 only.
+Fd socket_for(const Netns& ns, const Address& address, int type) {
+  const int family = address.is_v6() ? AF_INET6 : AF_INET;
+  Fd socket = ns.run([&] { return Fd(::socket(family, type | SOCK_CLOEXEC, 0)); });
+  REQUIRE(socket);
+  if (family == AF_INET6) {
+    const int on = 1;
+    ::setsockopt(socket.get(), IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+  }
+  return socket;
 }
 
 // Milliseconds left until `deadline`, at least 0.
@@ -152,29 +193,28 @@ Netns::Entered::~Entered() {
 }
 
 std::string to_string(const Endpoint& endpoint) {
+  if (endpoint.address.is_v6())
+    return "[" + endpoint.address.to_string() + "]:" + std::to_string(endpoint.port);
   return endpoint.address.to_string() + ":" + std::to_string(endpoint.port);
 }
 
-Fd tcp_listen(const Netns& ns, address_v4 address, std::uint16_t port) {
-  Fd socket = ns.run([] { return Fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)); });
-  REQUIRE(socket);
+Fd tcp_listen(const Netns& ns, Address address, std::uint16_t port) {
+  Fd socket = socket_for(ns, address, SOCK_STREAM);
   const int on = 1;
   ::setsockopt(socket.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
   const auto bound = to_sockaddr({address, port});
   INFO("listen on " << to_string({address, port}) << " in " << ns.name());
-  REQUIRE(::bind(socket.get(), reinterpret_cast<const sockaddr*>(&bound), sizeof bound) == 0);
+  REQUIRE(::bind(socket.get(), bound.get(), bound.length) == 0);
   REQUIRE(::listen(socket.get(), 16) == 0);
   return socket;
 }
 
 Connected tcp_connect(const Netns& ns, Endpoint to, std::chrono::milliseconds timeout) {
   Connected connected;
-  connected.socket =
-      ns.run([] { return Fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)); });
-  REQUIRE(connected.socket);
+  connected.socket = socket_for(ns, to.address, SOCK_STREAM | SOCK_NONBLOCK);
   const auto address = to_sockaddr(to);
   const int fd = connected.socket.get();
-  if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0)
+  if (::connect(fd, address.get(), address.length) == 0)
     return connected;
   if (errno != EINPROGRESS) {
     connected.error = errno;
@@ -194,7 +234,7 @@ Connected tcp_connect(const Netns& ns, Endpoint to, std::chrono::milliseconds ti
 std::optional<Accepted> tcp_accept(const Fd& listener, std::chrono::milliseconds timeout) {
   if (!wait_for(listener.get(), POLLIN, Clock::now() + timeout))
     return std::nullopt;
-  sockaddr_in peer{};
+  sockaddr_storage peer{};
   socklen_t length = sizeof peer;
   Fd socket(::accept4(listener.get(), reinterpret_cast<sockaddr*>(&peer), &length, SOCK_CLOEXEC));
   if (!socket)
@@ -202,18 +242,16 @@ std::optional<Accepted> tcp_accept(const Fd& listener, std::chrono::milliseconds
   return Accepted{std::move(socket), from_sockaddr(peer)};
 }
 
-Fd udp_bind(const Netns& ns, address_v4 address, std::uint16_t port) {
-  Fd socket = ns.run([] { return Fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)); });
-  REQUIRE(socket);
+Fd udp_bind(const Netns& ns, Address address, std::uint16_t port) {
+  Fd socket = socket_for(ns, address, SOCK_DGRAM);
   const auto bound = to_sockaddr({address, port});
-  REQUIRE(::bind(socket.get(), reinterpret_cast<const sockaddr*>(&bound), sizeof bound) == 0);
+  REQUIRE(::bind(socket.get(), bound.get(), bound.length) == 0);
   return socket;
 }
 
 void udp_send(const Fd& socket, Endpoint to, const std::string& payload) {
   const auto address = to_sockaddr(to);
-  REQUIRE(::sendto(socket.get(), payload.data(), payload.size(), 0,
-                   reinterpret_cast<const sockaddr*>(&address), sizeof address)
+  REQUIRE(::sendto(socket.get(), payload.data(), payload.size(), 0, address.get(), address.length)
           == static_cast<ssize_t>(payload.size()));
 }
 
@@ -221,7 +259,7 @@ std::optional<Datagram> udp_receive(const Fd& socket, std::chrono::milliseconds 
   if (!wait_for(socket.get(), POLLIN, Clock::now() + timeout))
     return std::nullopt;
   std::array<char, 2048> buffer{};
-  sockaddr_in from{};
+  sockaddr_storage from{};
   socklen_t length = sizeof from;
   const ssize_t n = ::recvfrom(socket.get(), buffer.data(), buffer.size(), MSG_DONTWAIT,
                                reinterpret_cast<sockaddr*>(&from), &length);
@@ -252,9 +290,7 @@ std::optional<address_v4> ping(const Netns& ns, address_v4 to, std::size_t ip_by
   std::memcpy(packet.data() + offsetof(icmphdr, checksum), &checksum, sizeof checksum);
 
   const auto address = to_sockaddr({to, 0});
-  if (::sendto(socket.get(), packet.data(), packet.size(), 0,
-               reinterpret_cast<const sockaddr*>(&address), sizeof address)
-      < 0) {
+  if (::sendto(socket.get(), packet.data(), packet.size(), 0, address.get(), address.length) < 0) {
     UNSCOPED_INFO("ping " << to.to_string() << " from " << ns.name() << ": "
                           << std::strerror(errno));
     return std::nullopt;
@@ -262,7 +298,7 @@ std::optional<address_v4> ping(const Netns& ns, address_v4 to, std::size_t ip_by
   const auto deadline = Clock::now() + timeout;
   std::vector<std::uint8_t> reply(65536);
   while (wait_for(socket.get(), POLLIN, deadline)) {
-    sockaddr_in from{};
+    sockaddr_storage from{};
     socklen_t length = sizeof from;
     const ssize_t n = ::recvfrom(socket.get(), reply.data(), reply.size(), MSG_DONTWAIT,
                                  reinterpret_cast<sockaddr*>(&from), &length);
@@ -275,7 +311,7 @@ std::optional<address_v4> ping(const Netns& ns, address_v4 to, std::size_t ip_by
     std::memcpy(&answer, reply.data() + header_length, sizeof answer);
     if (answer.type == ICMP_ECHOREPLY && ntohs(answer.un.echo.id) == id
         && static_cast<std::size_t>(n) == ip_bytes)
-      return from_sockaddr(from).address;
+      return from_sockaddr(from).address.to_v4();
   }
   return std::nullopt;
 }

@@ -3,7 +3,7 @@
 // setns(2) so product code and sockets run inside them, and small socket probes with deadlines.
 // Every probe returns within its timeout; every namespace is deleted by its destructor.
 
-#include <boost/asio/ip/address_v4.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -13,6 +13,7 @@
 namespace berth::net::test {
 
 using boost::asio::ip::address_v4;
+using Address = boost::asio::ip::address;  // IPv4 or IPv6: the sockets' family follows it
 using namespace std::chrono_literals;
 
 struct ShellResult {
@@ -74,14 +75,14 @@ class Netns {
 };
 
 struct Endpoint {
-  address_v4 address;
+  Address address;
   std::uint16_t port = 0;
   bool operator==(const Endpoint&) const = default;
 };
 std::string to_string(const Endpoint& endpoint);
 
-// A TCP listener on address:port inside `ns` (address 0.0.0.0 for any).
-Fd tcp_listen(const Netns& ns, address_v4 address, std::uint16_t port);
+// A TCP listener on address:port inside `ns` (address 0.0.0.0 or :: for any).
+Fd tcp_listen(const Netns& ns, Address address, std::uint16_t port);
 
 // A TCP connection from inside `ns`, or the errno that ended the attempt (ETIMEDOUT after
 // `timeout`).
@@ -99,7 +100,7 @@ struct Accepted {
 std::optional<Accepted> tcp_accept(const Fd& listener, std::chrono::milliseconds timeout = 2s);
 
 // A UDP socket bound to address:port inside `ns`.
-Fd udp_bind(const Netns& ns, address_v4 address, std::uint16_t port);
+Fd udp_bind(const Netns& ns, Address address, std::uint16_t port);
 // Sends `payload` from `socket` to `to`.
 void udp_send(const Fd& socket, Endpoint to, const std::string& payload);
 // The next datagram on `socket` and its sender, or nothing after `timeout`.

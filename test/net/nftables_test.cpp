@@ -3,6 +3,7 @@
 #include <libmnl/libmnl.h>
 #include <libnftnl/rule.h>
 #include <libnftnl/set.h>
+#include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 
@@ -117,6 +118,38 @@ TEST_CASE("net: the encoded rules are the expressions nft itself sends", "[nftab
   CHECK(netlink_dump(batch) == test::golden("berth-calico.netlink"));
 }
 
+TEST_CASE("net: the encoded IPv6 rules are the expressions nft itself sends", "[nftables]") {
+  // golden/berth-calico6.netlink: `nft --debug=netlink -f golden/berth-calico6.nft` (nft 1.0.6),
+  // from the first set on.
+  const auto batch = encode_replace_batch(build_nat6_table(nat_spec(test::sample_spec6())), 100);
+  CHECK(netlink_dump(batch) == test::golden("berth-calico6.netlink"));
+}
+
+TEST_CASE("net: a dual-stack pod's two tables go in one batch, the ip one as before",
+          "[nftables]") {
+  const auto spec = nat_spec(test::sample_spec6());
+  const auto both = encode_replace_batch(build_nat_tables(spec), 100);
+  const auto ip_only = encode_replace_batch(build_nat_table(spec), 100);
+  const auto messages = messages_of(both);
+  REQUIRE(messages.size() == both.descriptions.size());
+  CHECK(messages.front()->nlmsg_type == NFNL_MSG_BATCH_BEGIN);
+  CHECK(messages.back()->nlmsg_type == NFNL_MSG_BATCH_END);
+  std::size_t batch_ends = 0;
+  for (const auto* message : messages)
+    batch_ends += message->nlmsg_type == NFNL_MSG_BATCH_END ? 1 : 0;
+  CHECK(batch_ends == 1);
+  // The ip table's messages come first and are exactly those of the IPv4-only batch.
+  const std::size_t ip_bytes = ip_only.bytes.size() - messages_of(ip_only).back()->nlmsg_len;
+  CHECK(std::equal(ip_only.bytes.begin(), ip_only.bytes.begin() + ip_bytes, both.bytes.begin()));
+  const auto ip6_start = ip_only.descriptions.size() - 1;
+  CHECK(both.descriptions[ip6_start] == "table ip6 berth (ensure)");
+  CHECK(reinterpret_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(messages[ip6_start]))->nfgen_family
+        == NFPROTO_IPV6);
+  CHECK(both.descriptions[both.descriptions.size() - 2]
+        == "rule 8 of ip6 chain input: iifname \"br0\" reject comment \"the rest of the pod is "
+           "not the VM's\"");
+}
+
 TEST_CASE("net: one batch replaces the table atomically", "[nftables]") {
   const auto table = build_nat_table(nat_spec(test::sample_spec()));
   const auto batch = encode_replace_batch(table, 100);
@@ -152,4 +185,6 @@ TEST_CASE("net: the delete batch deletes one table", "[nftables]") {
   REQUIRE(messages.size() == 3);
   CHECK(nft_type(messages[1]) == NFT_MSG_DELTABLE);
   CHECK(batch.descriptions[1] == "table ip berth");
+  const auto batch6 = encode_delete_batch("berth", 7, berth::net::nft::Family::kIp6);
+  CHECK(batch6.descriptions[1] == "table ip6 berth");
 }

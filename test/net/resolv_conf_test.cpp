@@ -37,3 +37,12 @@ TEST_CASE("net: resolv.conf quirks: comments, limits, bad lines, last search win
   CHECK(conf.ndots == 15);
   CHECK(parse_resolv_conf("").nameservers.empty());
 }
+
+TEST_CASE("net: a dual-stack pod's resolv.conf keeps its IPv6 nameservers", "[resolv]") {
+  const auto conf = parse_resolv_conf(
+      "nameserver fd00:10:96::a\nnameserver 10.96.0.10\nnameserver fe80::1%eth0\n");
+  REQUIRE(conf.nameservers.size() == 3);
+  CHECK(conf.nameservers[0] == boost::asio::ip::make_address("fd00:10:96::a"));
+  CHECK(conf.nameservers[1].is_v4());
+  CHECK(conf.nameservers[2] == boost::asio::ip::make_address("fe80::1"));  // the scope dropped
+}

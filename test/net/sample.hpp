@@ -24,6 +24,16 @@ inline NetworkSpec sample_spec() {
   return spec;
 }
 
+// The sample pod dual-stack: Calico's fd77::5/128, the VM's EUI-64 address of 52:54:00:12:34:56
+// in fd00:b:e:7::/64, the gateway ::1 of that prefix.
+inline NetworkSpec sample_spec6() {
+  NetworkSpec spec = sample_spec();
+  spec.ipv6 = NatSpec6{boost::asio::ip::make_address_v6("fd77::5"),
+                       boost::asio::ip::make_address_v6("fd00:b:e:7:5054:ff:fe12:3456"),
+                       boost::asio::ip::make_address_v6("fd00:b:e:7::1")};
+  return spec;
+}
+
 // The text of test/net/golden/<name>.
 inline std::string golden(const std::string& name) {
   std::ifstream in(std::filesystem::path(BERTH_NET_GOLDEN_DIR) / name);
