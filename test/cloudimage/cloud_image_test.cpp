@@ -177,8 +177,7 @@ TEST_CASE(
   const fs::path qcow2 = folder / "data.qcow2";
   const fs::path block_file = cluster.dir.path / "block.img";
   LoopDevice loop(block_file, "64M");
-  const std::string disks =
-      "VM_DISKS=data=" + folder.string() + ":1Gi,blk=" + loop.device.string();
+  const std::string disks = "VM_DISKS=data=" + folder.string() + ":1Gi,blk=" + loop.device.string();
   const auto start = std::chrono::steady_clock::now();
   auto berth = cluster.start_pod({disks});
   REQUIRE(cluster.wait_ssh(*berth, kBootLimit));
@@ -186,8 +185,7 @@ TEST_CASE(
 
   // udev's names from the serials, and the sizes berth gave.
   const std::string listed = cluster.ssh(kDisks);
-  CHECK_THAT(listed, Catch::Contains("vdb data 1073741824")
-                         && Catch::Contains("vdc blk 67108864"));
+  CHECK_THAT(listed, Catch::Contains("vdb data 1073741824") && Catch::Contains("vdc blk 67108864"));
   CHECK(cluster.ssh(std::string("readlink -f ") + kData + " " + kBlk) == "/dev/vdb\n/dev/vdc");
   CHECK(cluster.ssh(std::string("sudo blockdev --getsize64 ") + kData + " " + kBlk)
         == "1073741824\n67108864");
