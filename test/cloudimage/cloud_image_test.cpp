@@ -11,6 +11,7 @@
 #include <cstdio>
 
 #include "test/cloudimage/cloud_cluster.hpp"
+#include "test/support/data_disks.hpp"
 #include "test/support/pty_berth.hpp"
 
 using namespace berth::test;
@@ -23,6 +24,32 @@ namespace {
 std::string cloud_image() {
   return env_or("BERTH_TEST_CLOUD_IMAGE", BERTH_TEST_CLOUD_IMAGE_PATH);
 }
+
+// Runs `command` in the guest until it prints `expected` (at most `limit`); whether it did.
+bool wait_guest(const CloudCluster& cluster, const std::string& command,
+                const std::string& expected, std::chrono::seconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    const std::string out = cluster.ssh(command, 30);
+    if (out == expected)
+      return true;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      std::fprintf(stderr, "the guest's \"%s\" printed \"%s\", not \"%s\"\n", command.c_str(),
+                   out.c_str(), expected.c_str());
+      return false;
+    }
+    std::this_thread::sleep_for(1s);
+  }
+}
+
+double mib(std::uint64_t bytes) {
+  return static_cast<double>(bytes) / 1048576;
+}
+
+// The guest's disks as lsblk lists them (name, serial, bytes), once udev has settled.
+constexpr const char* kDisks = "sudo udevadm settle && lsblk -bdnr -o NAME,SERIAL,SIZE";
+constexpr const char* kData = "/dev/disk/by-id/virtio-data";
+constexpr const char* kBlk = "/dev/disk/by-id/virtio-blk";
 
 }  // namespace
 
@@ -136,4 +163,102 @@ TEST_CASE("cloud image: a login on ttyS0 through berth's terminal runs a command
   termios after{};
   REQUIRE(::tcgetattr(berth.slave, &after) == 0);
   CHECK(after.c_lflag == berth.before.c_lflag);
+}
+
+TEST_CASE(
+    "cloud image: VM_DISKS under systemd and udev - by-id names and sizes - fstrim thins the"
+    " qcow2 - hot-plug out and back in - the data survives berth's restart",
+    "[cloudimage]") {
+  CloudCluster cluster(cloud_image());
+  // A filesystem-mode volume (a folder: berth makes data.qcow2, 1 GiB) and a block-mode one (a
+  // loop device over a sparse file in the test's folder).
+  const fs::path folder = cluster.dir.path / "vol-data";
+  fs::create_directories(folder);
+  const fs::path qcow2 = folder / "data.qcow2";
+  const fs::path block_file = cluster.dir.path / "block.img";
+  LoopDevice loop(block_file, "64M");
+  const std::string disks = "VM_DISKS=data=" + folder.string() + ":1Gi,blk=" + loop.device.string();
+  const auto start = std::chrono::steady_clock::now();
+  auto berth = cluster.start_pod({disks});
+  REQUIRE(cluster.wait_ssh(*berth, kBootLimit));
+  std::printf("cloud image disks: SSH login %.1f s after berth started\n", seconds_since(start));
+
+  // udev's names from the serials, and the sizes berth gave.
+  const std::string listed = cluster.ssh(kDisks);
+  CHECK_THAT(listed, Catch::Contains("vdb data 1073741824") && Catch::Contains("vdc blk 67108864"));
+  CHECK(cluster.ssh(std::string("readlink -f ") + kData + " " + kBlk) == "/dev/vdb\n/dev/vdc");
+  CHECK(cluster.ssh(std::string("sudo blockdev --getsize64 ") + kData + " " + kBlk)
+        == "1073741824\n67108864");
+
+  // An ext4 file system on the qcow2 disk with a marker, and one written raw on the loop device
+  // that the host reads back from the file under it.
+  CHECK(cluster.ssh(std::string("sudo mkfs.ext4 -q -F -L berth-data -E "
+                                "lazy_itable_init=0,lazy_journal_init=0 ")
+                        + kData + " && sudo mkdir -p /mnt/data && sudo mount " + kData
+                        + " /mnt/data && echo berth-cloud-data | sudo tee /mnt/data/marker"
+                          " && sync",
+                    180)
+        == "berth-cloud-data");
+  CHECK(cluster.ssh(std::string("echo berth-cloud-blk | sudo dd of=") + kBlk
+                    + " conv=fsync status=none && echo written")
+        == "written");
+  CHECK(capture("head -c 15 " + block_file.string()) == "berth-cloud-blk");
+
+  // 128 MiB of random data into the qcow2, deleted and trimmed: the file gives the space back.
+  const auto formatted = allocated(qcow2);
+  const auto fill_start = std::chrono::steady_clock::now();
+  CHECK(cluster.ssh("sudo dd if=/dev/urandom of=/mnt/data/big bs=1M count=128 conv=fsync"
+                    " status=none && echo filled",
+                    300)
+        == "filled");
+  std::printf("cloud image disks: 128 MiB written in %.1f s\n", seconds_since(fill_start));
+  const auto filled = allocated(qcow2);
+  CHECK_THAT(cluster.ssh("sudo rm /mnt/data/big && sync && sudo fstrim -v /mnt/data", 120),
+             Catch::Contains("/mnt/data: ") && Catch::Contains("trimmed"));
+  const auto trimmed = allocated(qcow2);
+  std::printf(
+      "cloud image disks: data.qcow2 allocated %.1f MiB formatted, %.1f MiB filled, %.1f MiB after "
+      "fstrim\n",
+      mib(formatted), mib(filled), mib(trimmed));
+  CHECK(filled >= formatted + (120u << 20));
+  CHECK(trimmed + (112u << 20) <= filled);
+
+  // Hot-plug through the control API: out of the running guest (unmounted first), and back.
+  const fs::path run = cluster.dir.path / "run";
+  CHECK(cluster.ssh("sudo umount /mnt/data && echo unmounted") == "unmounted");
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto out_reply = hotplug(cluster.net, run, "detach", "data");
+  CHECK(out_reply.status == 200);
+  const std::string gone = std::string("test -e ") + kData + " && echo present || echo gone";
+  CHECK(wait_guest(cluster, gone, "gone", 60s));
+  const auto t1 = std::chrono::steady_clock::now();
+  CHECK_THAT(cluster.ssh(kDisks), !Catch::Contains(" data ") && Catch::Contains("vdc blk"));
+  const auto in_reply = hotplug(cluster.net, run, "attach", folder.string());
+  INFO(in_reply.body);
+  CHECK(in_reply.status == 200);
+  CHECK(wait_guest(cluster, gone, "present", 60s));
+  const auto t2 = std::chrono::steady_clock::now();
+  std::printf("cloud image disks: hot-plug detach %.1f s, attach %.1f s (to udev's by-id link)\n",
+              std::chrono::duration<double>(t1 - t0).count(),
+              std::chrono::duration<double>(t2 - t1).count());
+  CHECK_THAT(cluster.ssh(kDisks), Catch::Contains(" data 1073741824"));
+  // Back with its data, and written to again; left mounted for systemd to unmount at power-off.
+  CHECK(cluster.ssh(std::string("sudo mount ") + kData
+                    + " /mnt/data && cat /mnt/data/marker && echo after-hotplug | sudo tee"
+                      " /mnt/data/second")
+        == "berth-cloud-data\nafter-hotplug");
+  power_off(cluster, *berth);
+
+  // berth again on the same folders: the same names, and both disks' data.
+  const auto restart = std::chrono::steady_clock::now();
+  berth = cluster.start_pod({disks});
+  REQUIRE(cluster.wait_ssh(*berth, kBootLimit));
+  std::printf("cloud image disks: restart: SSH login %.1f s after berth started\n",
+              seconds_since(restart));
+  CHECK(cluster.ssh(std::string("readlink -f ") + kData + " " + kBlk) == "/dev/vdb\n/dev/vdc");
+  CHECK(cluster.ssh(std::string("sudo mount ") + kData
+                    + " /mnt/data && cat /mnt/data/marker /mnt/data/second")
+        == "berth-cloud-data\nafter-hotplug");
+  CHECK(cluster.ssh(std::string("sudo head -c 15 ") + kBlk) == "berth-cloud-blk");
+  power_off(cluster, *berth);
 }

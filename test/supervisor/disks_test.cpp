@@ -10,56 +10,13 @@
 #include <catch2/catch.hpp>
 
 #include "test/support/berth_process.hpp"
+#include "test/support/data_disks.hpp"
 
 using namespace berth::test;
 
 namespace {
 
 constexpr auto kBoot = 240s;
-
-std::uint64_t allocated(const fs::path& path) {
-  struct stat st {};
-  REQUIRE(::stat(path.c_str(), &st) == 0);
-  return static_cast<std::uint64_t>(st.st_blocks) * 512;
-}
-
-// A loop device over a file in the test folder, detached again (and its node's owner and mode
-// put back: berth hands it to QEMU's user) at the end.
-struct LoopDevice {
-  fs::path device;
-  struct stat original {};
-  explicit LoopDevice(const fs::path& file) {
-    REQUIRE(std::system(("truncate -s 64M " + file.string()).c_str()) == 0);
-    std::string out = capture("losetup --find --show " + file.string());
-    while (!out.empty() && out.back() == '\n')
-      out.pop_back();
-    REQUIRE(out.starts_with("/dev/loop"));
-    device = out;
-    REQUIRE(::stat(device.c_str(), &original) == 0);
-  }
-  ~LoopDevice() {
-    ::chown(device.c_str(), original.st_uid, original.st_gid);
-    ::chmod(device.c_str(), original.st_mode & 07777);
-    [[maybe_unused]] int rc = std::system(("losetup -d " + device.string()).c_str());
-  }
-};
-
-// POST /api/v1/disks/<action> {"disk": disk} on the control API as `kubectl port-forward` reaches
-// it (loopback in the pod), with berth's token unless `with_token` is false.
-HttpResult hotplug(const PodNet& net, const fs::path& dir, const std::string& action,
-                   const std::string& disk, bool with_token = true) {
-  std::string token = with_token ? slurp(dir / "run/control-token") : "";
-  while (!token.empty() && token.back() == '\n')
-    token.pop_back();
-  const std::string out = capture(
-      "ip netns exec " + net.pod() + " curl -s -m 90 -X POST -H 'Content-Type: application/json' "
-      + (token.empty() ? "" : "-H 'Authorization: Bearer " + token + "' ") + "-d '{\"disk\":\""
-      + disk + "\"}' -w '\n%{http_code}' http://127.0.0.1:9251/api/v1/disks/" + action);
-  const auto nl = out.rfind('\n');
-  if (nl == std::string::npos)
-    return {};
-  return {std::atoi(out.c_str() + nl + 1), out.substr(0, nl)};
-}
 
 // The folders of the two file-backed data disks, vol-data and vol-scratch, in `dir`, and
 // test/supervisor/<script> as the guest's user-data.
@@ -132,12 +89,13 @@ TEST_CASE(
     REQUIRE(berth.wait_console("berth-guest: ready", 120s));
     if (boot == 2) {
       // Hot-plug: out and back in through the control API, by name and by folder.
+      const fs::path run = dir.path / "run";
       const auto t0 = std::chrono::steady_clock::now();
-      auto out_reply = hotplug(net, dir.path, "detach", "scratch");
+      auto out_reply = hotplug(net, run, "detach", "scratch");
       CHECK(out_reply.status == 200);
       CHECK(berth.wait_console("berth-disks: serials now: blk data\\s", 60s));
       const auto t1 = std::chrono::steady_clock::now();
-      auto in_reply = hotplug(net, dir.path, "attach", (dir.path / "vol-scratch").string());
+      auto in_reply = hotplug(net, run, "attach", (dir.path / "vol-scratch").string());
       INFO(in_reply.body);
       CHECK(in_reply.status == 200);
       CHECK(berth.wait_console("berth-disks: serials now: blk data scratch", 60s));
@@ -145,12 +103,12 @@ TEST_CASE(
       std::printf("hot-plug: detach %.1f s, attach %.1f s (to the guest's view)\n",
                   std::chrono::duration<double>(t1 - t0).count(),
                   std::chrono::duration<double>(t2 - t1).count());
-      CHECK(hotplug(net, dir.path, "attach", "scratch").status == 409);
+      CHECK(hotplug(net, run, "attach", "scratch").status == 409);
       // Nothing but the disks of VM_DISKS, and only with the token.
-      CHECK(hotplug(net, dir.path, "attach", (dir.path / "block.img").string()).status == 403);
-      CHECK(hotplug(net, dir.path, "attach", "/etc/passwd").status == 403);
-      CHECK(hotplug(net, dir.path, "attach", "other").status == 403);
-      CHECK(hotplug(net, dir.path, "detach", "scratch", false).status == 401);
+      CHECK(hotplug(net, run, "attach", (dir.path / "block.img").string()).status == 403);
+      CHECK(hotplug(net, run, "attach", "/etc/passwd").status == 403);
+      CHECK(hotplug(net, run, "attach", "other").status == 403);
+      CHECK(hotplug(net, run, "detach", "scratch", false).status == 401);
     }
     berth.signal(SIGTERM);
     REQUIRE(berth.wait_exit(90s) == 0);
