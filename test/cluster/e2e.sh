@@ -208,7 +208,17 @@ before=$(ready_restarts "$POD")
 after=$(ready_restarts "$POD")
 [[ $after == "true ${before#* }" ]] || fail "after detaching: ready/restarts '$after', before '$before'"
 mark "kubectl attach -it (login, Ctrl-C, detach)"
-kc logs "$POD" | grep -q 'attach-42' || fail "kubectl logs does not show the console's attach-42"
+# The console line reaches the container log through berth's stdout and containerd's log writer,
+# which may lag the attach under load: wait for it, and show the log's end if it never comes.
+logs_show_attach() { kc logs "$POD" | grep -q 'attach-42'; }
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+  if logs_show_attach; then break; fi
+  sleep 2
+done
+logs_show_attach || {
+  kc logs "$POD" --tail=30 >&2
+  fail "kubectl logs does not show the console's attach-42 within 20 s (its last lines above)"
+}
 mark "kubectl logs shows the console"
 
 kc exec "$POD" -- cat /run/berth/control-token >"$work/token" || fail "no control token in the pod"
