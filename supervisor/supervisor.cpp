@@ -228,6 +228,7 @@ asio::awaitable<void> Supervisor::clean_up() {
   }
   std::error_code ignored;
   std::filesystem::remove(qmp_socket_path(config_), ignored);
+  std::filesystem::remove(agent_socket_path(config_), ignored);
   if (config_.viewer)
     std::filesystem::remove_all(viewer_dir(config_), ignored);
   if (generated_token_)
