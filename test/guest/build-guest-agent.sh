@@ -17,7 +17,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/../lib/disk-image.sh"
 out=${1:-${BERTH_CACHE:-/var/cache/berth}/guest/berth-guest-agent.qcow2}
-packages=(qemu-guest-agent libglib2.0-0 libnuma1 libudev1 liburing2 libffi8 libmount1 libblkid1
+packages=(qemu-guest-agent libc6 libgcc-s1 libglib2.0-0 libnuma1 libudev1 liburing2 libffi8 libmount1 libblkid1
 	libselinux1 libpcre2-8-0 zlib1g)
 boot_start=2048 # build-guest.sh's layout (syslinux_disk): the FAT boot partition's first sector
 boot_mib=32

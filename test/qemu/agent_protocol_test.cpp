@@ -62,6 +62,15 @@ TEST_CASE("the handshake finds its own reply after stale bytes", "[agent]") {
     CHECK(scan.state == SyncScan::State::kSynced);
     CHECK(scan.consumed == in.size());
   }
+  SECTION("as qemu-ga 7.2 answers: its complaint about the delimiter, then the reply") {
+    // Captured from Debian 12's qemu-ga on the test guest (build-guest-agent.sh).
+    const std::string in =
+        "{\"error\": {\"class\": \"GenericError\", \"desc\": \"JSON parse error, stray "
+        "'\\uFFFD'\"}}\n\xff{\"return\": 1234}\n";
+    auto scan = scan_sync(in, 1234);
+    CHECK(scan.state == SyncScan::State::kSynced);
+    CHECK(scan.consumed == in.size());
+  }
   SECTION("stale replies, an old handshake, then ours and a fresh reply") {
     const std::string in =
         "{\"return\": {}}\n{\"error\": {\"class\": \"GenericError\", \"desc\": \"x\"}}\n"
