@@ -377,8 +377,10 @@ asio::awaitable<bool> Vm::wait_exit(std::chrono::steady_clock::duration limit) {
 
 asio::awaitable<bool> Vm::power_down(std::chrono::seconds timeout, std::chrono::seconds repeat) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  // With an agent channel, the last third of the time is the agent's (guest-shutdown).
-  const auto acpi_deadline = agent_ ? deadline - timeout / 3 : deadline;
+  // With an agent that answers (the guest agent's poll keeps this fresh), the last third of the
+  // time is the agent's (guest-shutdown); without one, nothing changes.
+  const bool agent_answers = agent_ && agent_->answering();
+  const auto acpi_deadline = agent_answers ? deadline - timeout / 3 : deadline;
   log_->info("asking the guest to power off (ACPI power button), up to {}s", timeout.count());
   while (running()) {
     const auto left = acpi_deadline - std::chrono::steady_clock::now();
@@ -389,7 +391,7 @@ asio::awaitable<bool> Vm::power_down(std::chrono::seconds timeout, std::chrono::
       log_->warn("system_powerdown: {}", result.describe());
     co_await wait_exit(std::min<std::chrono::steady_clock::duration>(repeat, left));
   }
-  if (running() && agent_)
+  if (running() && agent_answers)
     co_await agent_shutdown(deadline);
   if (!running())
     co_return shutdown_by_guest_;

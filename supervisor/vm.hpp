@@ -70,7 +70,7 @@ class Vm {
       std::chrono::steady_clock::duration limit = std::chrono::steady_clock::duration::max());
 
   // Graceful: ACPI power-down every `repeat` until the guest powers off or `timeout` passes (with
-  // an agent channel: two thirds of it, then guest-shutdown through the agent for the rest);
+  // a guest agent that answers: two thirds of it, then guest-shutdown through the agent);
   // then `quit`, then SIGKILL. Returns true when the guest powered off by itself.
   boost::asio::awaitable<bool> power_down(std::chrono::seconds timeout,
                                           std::chrono::seconds repeat = std::chrono::seconds(5));
