@@ -172,8 +172,8 @@ asio::awaitable<FreezeOutcome> GuestAgent::freeze() {
   // The thaw is armed first: a freeze whose reply is lost may still have frozen the guest.
   frozen_ = true;
   const auto generation = ++freeze_generation_;
-  asio::co_spawn(co_await asio::this_coro::executor, thaw_later(generation),
-                 log_exceptions(log_, "automatic thaw"));
+  auto executor = co_await asio::this_coro::executor;  // named: GCC 12 and co_await
+  asio::co_spawn(executor, thaw_later(generation), log_exceptions(log_, "automatic thaw"));
   auto result = co_await client->execute("guest-fsfreeze-freeze", {}, kFreezeDeadline);
   if (result.error && generation == freeze_generation_) {
     frozen_ = false;  // the agent refused, or failed and thawed what it had frozen
