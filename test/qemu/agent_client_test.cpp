@@ -96,12 +96,15 @@ auto null_log() { return std::make_shared<spdlog::logger>("agent-test", std::mak
 template <class Body>
 void run(asio::io_context& io, Body body) {
   bool finished = false;
+  std::exception_ptr error;
   asio::co_spawn(io, body(), [&](std::exception_ptr e) {
     finished = true;
-    if (e)
-      std::rethrow_exception(e);
+    error = e;
+    io.stop();  // the scripted agent's accept loop would keep the loop running
   });
   io.run_for(60s);
+  if (error)
+    std::rethrow_exception(error);
   REQUIRE(finished);
 }
 
