@@ -36,7 +36,8 @@ json::array interfaces_json(const std::vector<agent::Interface>& interfaces) {
   for (const auto& interface : interfaces) {
     json::array addresses;
     for (const auto& a : interface.addresses)
-      addresses.push_back(json::object{{"type", a.type}, {"address", a.address}, {"prefix", a.prefix}});
+      addresses.push_back(
+          json::object{{"type", a.type}, {"address", a.address}, {"prefix", a.prefix}});
     out.push_back(json::object{
         {"name", interface.name}, {"mac", interface.mac}, {"addresses", std::move(addresses)}});
   }
@@ -58,8 +59,9 @@ json::array filesystems_json(const std::vector<agent::Filesystem>& filesystems) 
 // lack some commands).
 template <class Parse>
 auto read_fact(const agent::CommandResult& result, Parse parse, spdlog::logger& log,
-               std::string_view command) -> std::optional<
-    std::variant_alternative_t<0, decltype(parse(std::declval<const json::value&>()))>> {
+               std::string_view command)
+    -> std::optional<
+        std::variant_alternative_t<0, decltype(parse(std::declval<const json::value&>()))>> {
   if (!result.ok()) {
     log.debug("guest agent {}: {}", command, result.describe());
     return std::nullopt;
@@ -79,8 +81,8 @@ json::object guest_facts_json(const GuestFacts& facts) {
   out["os"] = facts.os ? json::value(os_json(*facts.os)) : json::value(nullptr);
   out["hostname"] = facts.hostname;
   if (facts.timezone)
-    out["timezone"] = json::object{{"zone", facts.timezone->zone},
-                                   {"offset_seconds", facts.timezone->offset}};
+    out["timezone"] =
+        json::object{{"zone", facts.timezone->zone}, {"offset_seconds", facts.timezone->offset}};
   else
     out["timezone"] = nullptr;
   out["interfaces"] = interfaces_json(facts.interfaces);
@@ -134,8 +136,8 @@ asio::awaitable<void> GuestAgent::refresh(std::shared_ptr<agent::Client> client)
   auto os = co_await client->execute("guest-get-osinfo", {}, kInfoDeadline);
   facts.os = read_fact(os, agent::parse_osinfo, *log_, "guest-get-osinfo");
   auto host = co_await client->execute("guest-get-host-name", {}, kInfoDeadline);
-  facts.hostname = read_fact(host, agent::parse_hostname, *log_, "guest-get-host-name")
-                       .value_or(std::string());
+  facts.hostname =
+      read_fact(host, agent::parse_hostname, *log_, "guest-get-host-name").value_or(std::string());
   auto zone = co_await client->execute("guest-get-timezone", {}, kInfoDeadline);
   facts.timezone = read_fact(zone, agent::parse_timezone, *log_, "guest-get-timezone");
   auto interfaces = co_await client->execute("guest-network-get-interfaces", {}, kInfoDeadline);

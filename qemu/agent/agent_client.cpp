@@ -63,7 +63,8 @@ class Client::Turn {
 
 std::shared_ptr<Client> Client::create(asio::any_io_executor executor, std::filesystem::path socket,
                                        std::shared_ptr<spdlog::logger> log) {
-  return std::shared_ptr<Client>(new Client(std::move(executor), std::move(socket), std::move(log)));
+  return std::shared_ptr<Client>(
+      new Client(std::move(executor), std::move(socket), std::move(log)));
 }
 
 Client::Client(asio::any_io_executor executor, std::filesystem::path socket,

@@ -158,8 +158,9 @@ std::variant<std::vector<Interface>, ParseError> parse_interfaces(const json::va
     const auto* name = o ? o->if_contains("name") : nullptr;
     if (name == nullptr || !name->is_string())
       return ParseError{"guest-network-get-interfaces: an interface without a string \"name\""};
-    Interface interface{std::string(name->get_string()), string_or_empty(*o, "hardware-address"),
-                        {}};
+    Interface interface {
+      std::string(name->get_string()), string_or_empty(*o, "hardware-address"), {}
+    };
     const auto* addresses = o->if_contains("ip-addresses");
     if (addresses != nullptr) {
       auto inner = list_of(*addresses, "ip-addresses");
@@ -216,8 +217,7 @@ std::variant<std::vector<User>, ParseError> parse_users(const json::value& value
 }
 
 std::variant<std::string, ParseError> parse_fsfreeze_status(const json::value& value) {
-  if (!value.is_string()
-      || (value.get_string() != "thawed" && value.get_string() != "frozen"))
+  if (!value.is_string() || (value.get_string() != "thawed" && value.get_string() != "frozen"))
     return ParseError{"guest-fsfreeze-status: neither \"thawed\" nor \"frozen\""};
   return std::string(value.get_string());
 }

@@ -74,7 +74,7 @@ struct OsInfo {
   std::string machine;  // "x86_64"
 };
 struct Timezone {
-  std::string zone;    // "UTC"; empty when the guest does not name it
+  std::string zone;         // "UTC"; empty when the guest does not name it
   std::int64_t offset = 0;  // seconds east of UTC
 };
 struct IpAddress {
@@ -96,7 +96,7 @@ struct Filesystem {
 };
 struct User {
   std::string name;
-  std::string domain;   // Windows only
+  std::string domain;     // Windows only
   double login_time = 0;  // seconds since the epoch
 };
 

@@ -40,8 +40,8 @@ struct AgentCluster : PodCluster {
   }
   // The control API in the pod (curl there): "<status>\n<body>".
   std::string control(const std::string& method, const std::string& path) const {
-    return in_ns(net.pod(), "curl -s -m 90 -X " + method + " -H \"Authorization: Bearer "
-                                + kToken + "\" -H \"Content-Type: application/json\""
+    return in_ns(net.pod(), "curl -s -m 90 -X " + method + " -H \"Authorization: Bearer " + kToken
+                                + "\" -H \"Content-Type: application/json\""
                                 + (method == "POST" ? " -d {}" : "")
                                 + " -w \"\\n%{http_code}\" http://127.0.0.1:9251" + path);
   }
@@ -60,8 +60,8 @@ struct AgentCluster : PodCluster {
   }
   // GET http://<pod IP>/cgi-bin/<name> from the node: the guest's CGI scripts.
   std::string guest_cgi(const std::string& name, int seconds = 10) const {
-    return in_ns(net.node(), "curl -s -m " + std::to_string(seconds) + " http://"
-                                 + PodNet::kPodIp + "/cgi-bin/" + name);
+    return in_ns(net.node(), "curl -s -m " + std::to_string(seconds) + " http://" + PodNet::kPodIp
+                                 + "/cgi-bin/" + name);
   }
   // Polls `done` every 500 ms for at most `limit`.
   template <class Pred>
@@ -126,7 +126,8 @@ TEST_CASE("e2e: the guest agent: status, metrics, readiness, freeze and thaw, ki
   CHECK(data);
   const std::string metrics = cluster.health("/metrics");
   CHECK(metric_has(metrics, "berth_guest_agent_connected 1"));
-  CHECK(metric_has(metrics, "berth_guest_filesystem_size_bytes{mountpoint=\"/data\",type=\"ext4\"}"));
+  CHECK(
+      metric_has(metrics, "berth_guest_filesystem_size_bytes{mountpoint=\"/data\",type=\"ext4\"}"));
   CHECK(cluster.readyz_code() == "200");
 
   // A freeze: a write to /data blocks until the thaw.

@@ -10,11 +10,11 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/read_until.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/json/parse.hpp>
@@ -90,7 +90,10 @@ asio::awaitable<void> agent(std::shared_ptr<stream::acceptor> acceptor, Script s
   }
 }
 
-auto null_log() { return std::make_shared<spdlog::logger>("agent-test", std::make_shared<spdlog::sinks::null_sink_mt>()); }
+auto null_log() {
+  return std::make_shared<spdlog::logger>("agent-test",
+                                          std::make_shared<spdlog::sinks::null_sink_mt>());
+}
 
 // Runs `body` on a fresh loop to completion.
 template <class Body>
@@ -136,9 +139,8 @@ TEST_CASE("guest agent client: commands, deadlines, late replies and reconnects"
       return std::string(kMaxReplyBytes + 10, 'x');
     if (name == "guest-shutdown")
       return std::nullopt;
-    return std::string(
-        "{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The command " + name
-        + " has not been found\"}}\n");
+    return std::string("{\"error\": {\"class\": \"CommandNotFound\", \"desc\": \"The command "
+                       + name + " has not been found\"}}\n");
   };
   asio::co_spawn(io, agent(acceptor, script), asio::detached);
   auto client = Client::create(io.get_executor(), path, null_log());
@@ -163,11 +165,14 @@ TEST_CASE("guest agent client: commands, deadlines, late replies and reconnects"
     // Commands from several coroutines take turns.
     int done = 0;
     for (int i = 0; i < 3; ++i)
-      asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-        auto r = co_await client->execute("guest-ping", {}, 5s);
-        CHECK(r.ok());
-        ++done;
-      }, asio::detached);
+      asio::co_spawn(
+          io,
+          [&]() -> asio::awaitable<void> {
+            auto r = co_await client->execute("guest-ping", {}, 5s);
+            CHECK(r.ok());
+            ++done;
+          },
+          asio::detached);
     auto last = co_await client->execute("guest-ping", {}, 5s);
     CHECK(last.ok());
     asio::steady_timer settle(io, 100ms);

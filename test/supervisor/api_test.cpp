@@ -207,8 +207,7 @@ TEST_CASE("control: freeze and thaw without a guest agent answer 409 with why", 
   CHECK_THAT(f.get(f.control, "/api/v1/status"), Catch::Contains("\"guest_agent\":null"));
 }
 
-TEST_CASE("control: a guest agent that does not answer: 409, status and metrics say so",
-          "[api]") {
+TEST_CASE("control: a guest agent that does not answer: 409, status and metrics say so", "[api]") {
   GuestAgent agent(quiet(), std::chrono::seconds(60));  // outlives the fixture's loop
   Fixture f;
   f.state.set_guest_agent(&agent);
