@@ -100,6 +100,7 @@ GuestAgent::GuestAgent(std::shared_ptr<spdlog::logger> log, std::chrono::seconds
 void GuestAgent::attach(std::shared_ptr<agent::Client> client) {
   client_ = std::move(client);
   connected_ = false;
+  missed_ = 0;
   frozen_ = false;  // a new QEMU runs a booting guest
   ++freeze_generation_;
   refreshed_.reset();
@@ -116,11 +117,13 @@ asio::awaitable<void> GuestAgent::run(Duration period, Duration refresh_every) {
       connected_ = false;
       continue;
     }
-    auto pong = co_await client->execute("guest-ping", {}, 2s);
+    auto pong = co_await client->execute("guest-ping", {}, 3s);
     if (client != client_)
       continue;  // a new QEMU meanwhile
     const bool was = connected_;
-    connected_ = pong.ok();
+    // Two misses in a row before it counts as gone: one slow answer (a loaded host, TCG) is not.
+    missed_ = pong.ok() ? 0 : missed_ + 1;
+    connected_ = pong.ok() || (was && missed_ < 2);
     if (was && !connected_)
       log_->warn("the guest agent stopped answering: {}", pong.describe());
     if (!was && connected_)

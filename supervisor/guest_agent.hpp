@@ -57,7 +57,7 @@ class GuestAgent {
   boost::asio::awaitable<void> run(Duration period = std::chrono::seconds(2),
                                    Duration refresh = std::chrono::seconds(30));
 
-  // Whether the agent answered the last ping.
+  // Whether the agent answers: the last ping, or the one before it, got an answer.
   bool connected() const { return connected_; }
   const GuestFacts& facts() const { return facts_; }
   bool frozen() const { return frozen_; }
@@ -84,6 +84,7 @@ class GuestAgent {
   std::chrono::seconds auto_thaw_;
   std::shared_ptr<agent::Client> client_;
   bool connected_ = false;
+  int missed_ = 0;  // pings in a row without an answer
   bool frozen_ = false;
   std::uint64_t freeze_generation_ = 0;
   std::uint64_t auto_thaws_ = 0;
