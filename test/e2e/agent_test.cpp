@@ -35,6 +35,7 @@ struct AgentCluster : PodCluster {
   }
   std::unique_ptr<BerthProcess> start_berth(std::vector<std::string> extra) {
     extra.push_back("NO_VNC=1");
+    extra.push_back("BERTH_VIEWER=no");
     extra.push_back("BERTH_CONTROL_TOKEN_FILE=" + (dir.path / "token").string());
     return start(std::move(extra));
   }
