@@ -1,7 +1,5 @@
 #include "qemu/agent/agent_client.hpp"
 
-#include <fmt/format.h>
-
 #include <array>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -13,14 +11,6 @@ namespace berth::agent {
 namespace asio = boost::asio;
 using boost::system::error_code;
 namespace errc = boost::system::errc;
-
-std::string CommandResult::describe() const {
-  if (transport)
-    return transport.message();
-  if (error)
-    return fmt::format("{}: {}", error->error_class, error->description);
-  return "ok";
-}
 
 // The right to use the socket, in the frame of the command that holds it: its destructor hands
 // it on (or leaves the queue) however the command ends, a deadline's cancellation included.
@@ -177,7 +167,8 @@ asio::awaitable<CommandResult> Client::read_reply() {
       }
       if (auto* error = std::get_if<Error>(&reply)) {
         synced_ = true;
-        co_return CommandResult{{}, std::move(*error), {}};
+        co_return CommandResult{
+            {}, qmp::Error{0, std::move(error->error_class), std::move(error->description)}, {}};
       }
       log_->warn("the guest agent sent an unreadable reply: {}",
                  std::get<ParseError>(reply).reason);

@@ -24,20 +24,14 @@
 #include <string>
 
 #include "qemu/agent/agent_protocol.hpp"
+#include "qemu/qmp/qmp_client.hpp"
 
 namespace berth::agent {
 
-// The outcome of one command: a transport error (timed_out, not_connected, eof, protocol_error for
-// an unreadable reply), an agent error, or the returned value.
-struct CommandResult {
-  boost::system::error_code transport;
-  std::optional<Error> error;
-  boost::json::value value;
-
-  bool ok() const { return !transport && !error; }
-  // "Connection timed out" / "GenericError: ..." / "ok".
-  std::string describe() const;
-};
+// The outcome of one command, in QMP's shape: a transport error (timed_out, not_connected, eof,
+// protocol_error for an unreadable reply), the agent's error (class and description; id 0), or
+// the returned value.
+using CommandResult = qmp::CommandResult;
 
 class Client : public std::enable_shared_from_this<Client> {
  public:

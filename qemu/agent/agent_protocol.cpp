@@ -1,5 +1,7 @@
 #include "qemu/agent/agent_protocol.hpp"
 
+#include <fmt/format.h>
+
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -32,14 +34,26 @@ std::optional<std::uint64_t> unsigned_of(const json::object& object, std::string
   return std::nullopt;
 }
 
-// The array of a list reply, or why it is not one.
-std::variant<const json::array*, ParseError> list_of(const json::value& value,
-                                                     std::string_view what) {
-  if (!value.is_array())
-    return ParseError{std::string(what) + " is not a list"};
-  if (value.get_array().size() > kMaxItems)
-    return ParseError{std::string(what) + " has more than 256 entries"};
-  return &value.get_array();
+// Reads a list reply: at most kMaxItems objects, each with a string member `key`, each made into
+// a T by `make(object, key's value)` (which may refuse it with a ParseError).
+template <class T, class Make>
+std::variant<std::vector<T>, ParseError> read_list(const json::value& value, std::string_view what,
+                                                   std::string_view key, Make make) {
+  const auto* array = value.if_array();
+  if (array == nullptr || array->size() > kMaxItems)
+    return ParseError{std::string(what) + ": not a list of at most 256 entries"};
+  std::vector<T> out;
+  for (const auto& item : *array) {
+    const auto* object = item.if_object();
+    const auto* name = object ? object->if_contains(key) : nullptr;
+    if (name == nullptr || !name->is_string())
+      return ParseError{fmt::format("{}: an entry without a string \"{}\"", what, key)};
+    auto made = make(*object, std::string(name->get_string()));
+    if (auto* bad = std::get_if<ParseError>(&made))
+      return std::move(*bad);
+    out.push_back(std::move(std::get<T>(made)));
+  }
+  return out;
 }
 
 }  // namespace
@@ -50,11 +64,10 @@ Reply parse_reply(std::string_view line) {
     return ParseError{"reply longer than 1 MiB"};
   boost::system::error_code ec;
   json::value value = json::parse(line, ec);
-  if (ec)
-    return ParseError{"not JSON: " + ec.message()};
-  if (!value.is_object())
-    return ParseError{"not a JSON object"};
-  json::object& object = value.get_object();
+  json::object* parsed = ec ? nullptr : value.if_object();
+  if (parsed == nullptr)
+    return ParseError{ec ? "not JSON: " + ec.message() : std::string("not a JSON object")};
+  json::object& object = *parsed;
   if (object.size() != 1)
     return ParseError{"a reply has exactly one member, \"return\" or \"error\""};
   if (auto* ret = object.if_contains("return"))
@@ -149,71 +162,50 @@ std::variant<Timezone, ParseError> parse_timezone(const json::value& value) {
 }
 
 std::variant<std::vector<Interface>, ParseError> parse_interfaces(const json::value& value) {
-  auto list = list_of(value, "guest-network-get-interfaces");
-  if (auto* bad = std::get_if<ParseError>(&list))
-    return *bad;
-  std::vector<Interface> out;
-  for (const auto& item : *std::get<const json::array*>(list)) {
-    const auto* o = item.if_object();
-    const auto* name = o ? o->if_contains("name") : nullptr;
-    if (name == nullptr || !name->is_string())
-      return ParseError{"guest-network-get-interfaces: an interface without a string \"name\""};
-    Interface interface {
-      std::string(name->get_string()), string_or_empty(*o, "hardware-address"), {}
-    };
-    const auto* addresses = o->if_contains("ip-addresses");
-    if (addresses != nullptr) {
-      auto inner = list_of(*addresses, "ip-addresses");
-      if (auto* bad = std::get_if<ParseError>(&inner))
-        return *bad;
-      for (const auto& a : *std::get<const json::array*>(inner)) {
-        const auto* fields = a.if_object();
-        const auto* prefix = fields ? fields->if_contains("prefix") : nullptr;
-        if (prefix == nullptr || !prefix->is_int64() || prefix->get_int64() < 0
-            || prefix->get_int64() > 128)
-          return ParseError{"ip-addresses: an address without a prefix of 0 to 128"};
-        interface.addresses.push_back({string_or_empty(*fields, "ip-address-type"),
-                                       string_or_empty(*fields, "ip-address"),
-                                       static_cast<int>(prefix->get_int64())});
-      }
-    }
-    out.push_back(std::move(interface));
-  }
-  return out;
+  return read_list<Interface>(
+      value, "guest-network-get-interfaces", "name",
+      [](const json::object& o, std::string name) -> std::variant<Interface, ParseError> {
+        Interface interface {
+          std::move(name), string_or_empty(o, "hardware-address"), {}
+        };
+        const auto* addresses = o.if_contains("ip-addresses");
+        if (addresses == nullptr)
+          return interface;
+        auto list = read_list<IpAddress>(
+            *addresses, "ip-addresses", "ip-address",
+            [](const json::object& a, std::string address) -> std::variant<IpAddress, ParseError> {
+              const auto* prefix = a.if_contains("prefix");
+              if (prefix == nullptr || !prefix->is_int64() || prefix->get_int64() < 0
+                  || prefix->get_int64() > 128)
+                return ParseError{"ip-addresses: an address without a prefix of 0 to 128"};
+              return IpAddress{string_or_empty(a, "ip-address-type"), std::move(address),
+                               static_cast<int>(prefix->get_int64())};
+            });
+        if (auto* bad = std::get_if<ParseError>(&list))
+          return std::move(*bad);
+        interface.addresses = std::move(std::get<std::vector<IpAddress>>(list));
+        return interface;
+      });
 }
 
 std::variant<std::vector<Filesystem>, ParseError> parse_fsinfo(const json::value& value) {
-  auto list = list_of(value, "guest-get-fsinfo");
-  if (auto* bad = std::get_if<ParseError>(&list))
-    return *bad;
-  std::vector<Filesystem> out;
-  for (const auto& item : *std::get<const json::array*>(list)) {
-    const auto* o = item.if_object();
-    const auto* mountpoint = o ? o->if_contains("mountpoint") : nullptr;
-    if (mountpoint == nullptr || !mountpoint->is_string())
-      return ParseError{"guest-get-fsinfo: a filesystem without a string \"mountpoint\""};
-    out.push_back({string_or_empty(*o, "name"), std::string(mountpoint->get_string()),
-                   string_or_empty(*o, "type"), unsigned_of(*o, "used-bytes"),
-                   unsigned_of(*o, "total-bytes")});
-  }
-  return out;
+  return read_list<Filesystem>(
+      value, "guest-get-fsinfo", "mountpoint",
+      [](const json::object& o, std::string mountpoint) -> std::variant<Filesystem, ParseError> {
+        return Filesystem{string_or_empty(o, "name"), std::move(mountpoint),
+                          string_or_empty(o, "type"), unsigned_of(o, "used-bytes"),
+                          unsigned_of(o, "total-bytes")};
+      });
 }
 
 std::variant<std::vector<User>, ParseError> parse_users(const json::value& value) {
-  auto list = list_of(value, "guest-get-users");
-  if (auto* bad = std::get_if<ParseError>(&list))
-    return *bad;
-  std::vector<User> out;
-  for (const auto& item : *std::get<const json::array*>(list)) {
-    const auto* o = item.if_object();
-    const auto* user = o ? o->if_contains("user") : nullptr;
-    if (user == nullptr || !user->is_string())
-      return ParseError{"guest-get-users: a user without a string \"user\""};
-    const auto* login = o->if_contains("login-time");
-    out.push_back({std::string(user->get_string()), string_or_empty(*o, "domain"),
-                   login != nullptr && login->is_number() ? login->to_number<double>() : 0.0});
-  }
-  return out;
+  return read_list<User>(
+      value, "guest-get-users", "user",
+      [](const json::object& o, std::string user) -> std::variant<User, ParseError> {
+        const auto* login = o.if_contains("login-time");
+        return User{std::move(user), string_or_empty(o, "domain"),
+                    login != nullptr && login->is_number() ? login->to_number<double>() : 0.0};
+      });
 }
 
 std::variant<std::string, ParseError> parse_fsfreeze_status(const json::value& value) {
