@@ -410,10 +410,13 @@ asio::awaitable<void> Vm::agent_shutdown(std::chrono::steady_clock::time_point d
   auto client = agent_;
   const auto send_within = std::min<std::chrono::steady_clock::duration>(left, 5s);
   auto result = co_await client->send("guest-shutdown", mode, send_within, 1s);
-  if (!result.ok()) {
+  if (result.error) {
     log_->warn("guest-shutdown: {}", result.describe());
     co_return;
   }
+  // Sent (no answer), or the socket closed under it: QEMU is most likely exiting.
+  if (result.transport)
+    log_->info("guest-shutdown: {}", result.describe());
   co_await wait_exit(deadline - std::chrono::steady_clock::now());
 }
 
