@@ -203,6 +203,12 @@ std::vector<std::string> build_command_line(const MachineSpec& spec, const Inher
   }
   if (spec.tpm)
     add_tpm(*spec.tpm, argv);
+  if (fds.agent >= 0) {
+    add("-chardev", fmt::format("socket,id=agent,fd={},server=on,wait=off", fds.agent));
+    add("-device", "virtio-serial-pci,id=agent-serial");
+    add("-device",
+        fmt::format("virtserialport,bus=agent-serial.0,chardev=agent,name={}", kAgentPort));
+  }
   argv.insert(argv.end(), spec.extra_args.begin(), spec.extra_args.end());
   return argv;
 }

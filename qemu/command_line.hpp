@@ -96,6 +96,8 @@ struct MachineSpec {
   // API's token). Independent of `vnc`: either gives the machine its display adapter.
   std::optional<std::filesystem::path> viewer_socket;
   std::filesystem::path qmp_socket;  // where berth binds QMP's socket (InheritedFds::qmp)
+  // Where berth binds the guest agent's socket (InheritedFds::agent); empty: no agent channel.
+  std::filesystem::path agent_socket;
   Firmware firmware = Firmware::kBios;
   FirmwareFlash flash;                  // used with kUefi and kUefiSecure only
   std::vector<std::string> extra_args;  // BERTH_QEMU_ARGS, appended last
@@ -110,10 +112,16 @@ std::string cpu_model(Accelerator accel);
 struct InheritedFds {
   int qmp = -1;  // the listening unix socket of QMP (qmp::listen_socket); required
   int tap = -1;  // the tap, attached (net::open_tap); -1: no NIC
+  // The listening unix socket of the guest agent's port (qmp::listen_socket); -1: no port.
+  int agent = -1;
 };
 
+// The name of the virtio-serial port the QEMU guest agent (qemu-ga) opens in the guest.
+inline constexpr std::string_view kAgentPort = "org.qemu.guest_agent.0";
+
 // Builds the argv (argv[0] = spec.binary). The serial console is QEMU's stdout; QMP listens on
-// fds.qmp and the NIC uses fds.tap; QEMU runs sandboxed (-sandbox on), without defaults or user
+// fds.qmp, the NIC uses fds.tap, and with fds.agent a virtio-serial port named kAgentPort is
+// connected to that socket; QEMU runs sandboxed (-sandbox on), without defaults or user
 // config. No secret is ever part of it: VNC's password goes over QMP.
 std::vector<std::string> build_command_line(const MachineSpec& spec, const InheritedFds& fds);
 

@@ -96,6 +96,11 @@ const std::vector<VariableDoc> kDocs = {
      "File holding the bearer token of the control API; required off loopback."},
     {"BERTH_READY_TCP", "", "TCP port 1-65535",
      "Readiness also requires the guest to accept TCP connections on this port."},
+    {"BERTH_READY_AGENT", "no", "yes/no (1/true/yes/on, 0/false/no/off)",
+     "Readiness also requires the QEMU guest agent in the guest to answer guest-ping."},
+    {"BERTH_FSFREEZE_TIMEOUT", "60", "seconds 1-3600",
+     "The longest a freeze (POST /api/v1/fsfreeze) lasts: berth then thaws the guest's "
+     "filesystems itself."},
     {"BERTH_SHUTDOWN_TIMEOUT", "25", "seconds 1-3600",
      "Time the guest gets to power off after SIGTERM before QEMU is quit."},
     {"BERTH_PHASE_BUDGETS", "", "phase=seconds,... e.g. image=300,disk=600",
@@ -459,13 +464,15 @@ void parse_machine(Reader& r, Config& c) {
                                "than 0 (QEMU never runs as root); expected e.g. 107:107",
                                user));
 
-  c.shutdown_timeout = std::chrono::seconds(r.parse<unsigned>(
-      "BERTH_SHUTDOWN_TIMEOUT",
-      [](std::string_view t) {
-        auto n = parse_int<unsigned>(t);
-        return n && *n >= 1 && *n <= 3600 ? n : std::nullopt;
-      },
-      "is not a number of seconds"));
+  auto seconds_1_to_3600 = [](std::string_view t) {
+    auto n = parse_int<unsigned>(t);
+    return n && *n >= 1 && *n <= 3600 ? n : std::nullopt;
+  };
+  c.shutdown_timeout = std::chrono::seconds(
+      r.parse<unsigned>("BERTH_SHUTDOWN_TIMEOUT", seconds_1_to_3600, "is not a number of seconds"));
+  c.fsfreeze_timeout = std::chrono::seconds(
+      r.parse<unsigned>("BERTH_FSFREEZE_TIMEOUT", seconds_1_to_3600, "is not a number of seconds"));
+  c.ready_agent = r.parse<bool>("BERTH_READY_AGENT", parse_bool, "is not a yes/no value");
 
   if (auto budgets = r.given("BERTH_PHASE_BUDGETS")) {
     if (auto parsed = parse_phase_budgets(*budgets); parsed)
@@ -655,6 +662,8 @@ std::string describe_config(const Config& c, const EnvLookup& env) {
       {"BERTH_WEB_DIR", c.web_dir ? c.web_dir->string() : ""},
       {"BERTH_CONTROL_TOKEN_FILE", c.control_token_file ? c.control_token_file->string() : ""},
       {"BERTH_READY_TCP", c.ready_tcp ? std::to_string(*c.ready_tcp) : ""},
+      {"BERTH_READY_AGENT", c.ready_agent ? "yes" : "no"},
+      {"BERTH_FSFREEZE_TIMEOUT", std::to_string(c.fsfreeze_timeout.count())},
       {"BERTH_SHUTDOWN_TIMEOUT", std::to_string(c.shutdown_timeout.count())},
       {"BERTH_PHASE_BUDGETS", format_phase_budgets(c.phase_budgets)},
       {"BERTH_QEMU_ARGS", qemu::quote_command(c.qemu_args)},

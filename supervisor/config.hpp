@@ -98,7 +98,9 @@ struct Config {
   // at start (web_dir_candidates), and set there.
   std::optional<std::filesystem::path> web_dir;
   std::optional<std::uint16_t> ready_tcp;  // readiness also needs the guest to accept TCP here
+  bool ready_agent = false;  // BERTH_READY_AGENT: readiness also needs the guest agent's guest-ping
   std::chrono::seconds shutdown_timeout{0};
+  std::chrono::seconds fsfreeze_timeout{0};  // BERTH_FSFREEZE_TIMEOUT: the automatic thaw's delay
   PhaseBudgets phase_budgets;          // BERTH_PHASE_BUDGETS over the defaults (phase_budget.cpp)
   bool vm_tpm = false;                 // VM_TPM: a TPM 2.0 emulated by swtpm
   std::vector<std::string> qemu_args;  // BERTH_QEMU_ARGS, split like a shell would

@@ -18,6 +18,10 @@ std::filesystem::path qmp_socket_path(const Config& config) {
   return config.runtime_dir / "qmp.sock";
 }
 
+std::filesystem::path agent_socket_path(const Config& config) {
+  return config.runtime_dir / "agent.sock";
+}
+
 std::filesystem::path swtpm_socket_path(const Config& config) {
   return config.runtime_dir / "swtpm" / "swtpm.sock";
 }
@@ -156,6 +160,7 @@ qemu::MachineSpec machine_spec(const Config& config, const MachineInputs& inputs
       config.vnc_auth == VncAuth::kNone ? qemu::VncAuth::kNone : qemu::VncAuth::kPassword;
   spec.vnc_address = inputs.pod_address;
   spec.qmp_socket = qmp_socket_path(config);
+  spec.agent_socket = agent_socket_path(config);
   if (config.viewer)
     spec.viewer_socket = viewer_socket_path(config);
   spec.config_drive = inputs.config_drive;

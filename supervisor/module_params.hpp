@@ -26,6 +26,8 @@ MacAddress mac_for(const std::string& hostname);
 // Berth's files in BERTH_RUNTIME_DIR, named in one place.
 std::filesystem::path qmp_socket_path(const Config& config);     // QEMU's QMP socket
 std::filesystem::path control_token_path(const Config& config);  // a generated control token
+// The guest agent's socket: QEMU listens (a descriptor berth made, 0600), berth connects.
+std::filesystem::path agent_socket_path(const Config& config);
 // The browser viewer's VNC socket, in a folder of its own that QEMU's user owns (0700): QEMU
 // creates the socket there, without write access to the runtime folder.
 std::filesystem::path viewer_dir(const Config& config);

@@ -16,6 +16,7 @@
 #include "common/metrics.hpp"
 #include "qemu/command_line.hpp"
 #include "qemu/qmp/qmp_client.hpp"
+#include "supervisor/guest_agent.hpp"
 #include "supervisor/lifecycle.hpp"
 
 namespace berth {
@@ -96,6 +97,9 @@ class RuntimeState {
   unsigned disk_queues() const { return disk_queues_; }
   // QMP events of every VM so far, for any number of listeners.
   EventBus& events() { return events_; }
+  // The guest agent's state and commands; null where no supervisor set one (tests).
+  GuestAgent* guest_agent() const { return guest_agent_; }
+  void set_guest_agent(GuestAgent* agent) { guest_agent_ = agent; }
 
   // Registers berth_info, berth_phase, berth_uptime_seconds, berth_qemu_starts_total,
   // berth_accel_fallbacks_total, berth_lease_given and berth_image_fetched_bytes_total, read from
@@ -120,6 +124,7 @@ class RuntimeState {
   std::uint64_t accel_fallbacks_ = 0;
   std::uint64_t image_bytes_fetched_ = 0;
   EventBus events_;
+  GuestAgent* guest_agent_ = nullptr;
   std::vector<qemu::DataDrive> data_disks_;
   unsigned disk_queues_ = 1;
 };

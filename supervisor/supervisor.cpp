@@ -14,6 +14,7 @@
 #include <csignal>
 #include <cstring>
 
+#include "common/async.hpp"
 #include "drive/disk/pet_disk.hpp"
 #include "drive/files.hpp"
 #include "drive/image/image_cache.hpp"
@@ -51,6 +52,8 @@ Supervisor::Supervisor(Config config, asio::io_context& io)
       stop_signal_(io, asio::steady_timer::time_point::max()) {
   signals_.add(SIGQUIT);
   state_.register_metrics(registry_);
+  state_.set_guest_agent(&guest_agent_);
+  guest_agent_.register_metrics(registry_);
   registry_.counter("berth_console_lines_dropped_total",
                     "Guest console lines dropped because stdout's reader did not keep up.",
                     [this] { return static_cast<double>(console_out_.dropped()); });
@@ -218,6 +221,7 @@ asio::awaitable<void> Supervisor::clean_up() {
       co_await tpm_->stop();
   }
   state_.vm_gone();
+  guest_agent_.attach(nullptr);
   if (network_) {
     if (auto done = network_->teardown(); !done)
       log_->error("network teardown: {}", done.error().message);
@@ -228,6 +232,7 @@ asio::awaitable<void> Supervisor::clean_up() {
   }
   std::error_code ignored;
   std::filesystem::remove(qmp_socket_path(config_), ignored);
+  std::filesystem::remove(agent_socket_path(config_), ignored);
   if (config_.viewer)
     std::filesystem::remove_all(viewer_dir(config_), ignored);
   if (generated_token_)
@@ -597,6 +602,7 @@ asio::awaitable<Result<void>> Supervisor::start_vm(qemu::Accelerator accel) {
   accel_ = accel;
   vm_started_ = std::chrono::steady_clock::now();
   state_.vm_gone();
+  guest_agent_.attach(nullptr);
   if (config_.vm_tpm) {
     if (auto tpm = co_await start_tpm(); !tpm)
       co_return tpm;
@@ -609,6 +615,9 @@ asio::awaitable<Result<void>> Supervisor::start_vm(qemu::Accelerator accel) {
   auto started = co_await vm_->start(std::move(spec), std::move(run_as), std::move(vnc_password));
   if (started) {
     state_.vm_started(accel, vm_->qmp());
+    guest_agent_.attach(vm_->agent());
+    if (!std::exchange(guest_agent_polling_, true))
+      asio::co_spawn(io_, guest_agent_.run(), log_exceptions(log_, "guest agent poll"));
     vm_->qmp()->subscribe([this](const qmp::Event& event) { state_.events().publish(event); });
   }
   co_return started;

@@ -29,6 +29,7 @@
 #include "supervisor/http/http_server.hpp"
 #include "supervisor/http/vnc_proxy.hpp"
 #include "supervisor/lifecycle.hpp"
+#include "supervisor/logging.hpp"
 #include "supervisor/loop_lag.hpp"
 #include "supervisor/runtime_state.hpp"
 #include "supervisor/tpm.hpp"
@@ -169,6 +170,9 @@ class Supervisor {
   std::unique_ptr<Swtpm> tpm_;  // VM_TPM: the swtpm of the current QEMU
   bool tpm_failed_ = false;     // swtpm could not be started
   RuntimeState state_;
+  // The guest agent of every QEMU in turn (BERTH_FSFREEZE_TIMEOUT), known to state_.
+  GuestAgent guest_agent_{component_logger("agent"), config_.fsfreeze_timeout};
+  bool guest_agent_polling_ = false;  // its poll loop runs (from the first QEMU on)
   // Every figure on /metrics. Its readers point into the modules above and the API below, so it is
   // declared after the modules (destroyed before them) and rendered only through api_.
   MetricsRegistry registry_;

@@ -95,24 +95,31 @@ struct HandOver {
   ~HandOver() { close(); }
   std::vector<int> open_fds() const {
     std::vector<int> open;
-    for (const int fd : {fds.qmp, fds.tap})
+    for (const int fd : {fds.qmp, fds.tap, fds.agent})
       if (fd >= 0)
         open.push_back(fd);
     return open;
   }
   void close() {
-    for (int* fd : {&fds.qmp, &fds.tap})
+    for (int* fd : {&fds.qmp, &fds.tap, &fds.agent})
       if (*fd >= 0)
         ::close(std::exchange(*fd, -1));
   }
 };
 
-// The QMP listener at spec.qmp_socket and, when the machine has a NIC, a descriptor of its tap.
+// The QMP listener at spec.qmp_socket, the guest agent's at spec.agent_socket (when set) and, when
+// the machine has a NIC, a descriptor of its tap.
 Result<void> open_hand_over(const qemu::MachineSpec& spec, HandOver& out) {
   auto qmp = qmp::listen_socket(spec.qmp_socket);
   if (!qmp)
     return qmp.error();
   out.fds.qmp = *qmp;
+  if (!spec.agent_socket.empty()) {
+    auto agent = qmp::listen_socket(spec.agent_socket);
+    if (!agent)
+      return agent.error();
+    out.fds.agent = *agent;
+  }
   if (spec.tap) {
     auto tap = net::open_tap(*spec.tap);
     if (!tap)
@@ -218,6 +225,8 @@ asio::awaitable<Result<void>> Vm::start(qemu::MachineSpec spec, std::optional<Cr
         connected};
   }
   log_->info("QMP connected (QEMU {})", qmp_->qemu_version());
+  if (!spec.agent_socket.empty())
+    agent_ = agent::Client::create(io_.get_executor(), spec.agent_socket, log_->clone("agent"));
   co_return co_await finish_start(std::move(vnc_password));
 }
 
@@ -368,9 +377,13 @@ asio::awaitable<bool> Vm::wait_exit(std::chrono::steady_clock::duration limit) {
 
 asio::awaitable<bool> Vm::power_down(std::chrono::seconds timeout, std::chrono::seconds repeat) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
+  // With an agent that answers (the guest agent's poll keeps this fresh), the last third of the
+  // time is the agent's (guest-shutdown); without one, nothing changes.
+  const bool agent_answers = agent_ && agent_->answering();
+  const auto acpi_deadline = agent_answers ? deadline - timeout / 3 : deadline;
   log_->info("asking the guest to power off (ACPI power button), up to {}s", timeout.count());
   while (running()) {
-    const auto left = deadline - std::chrono::steady_clock::now();
+    const auto left = acpi_deadline - std::chrono::steady_clock::now();
     if (left <= 0s)
       break;
     auto result = co_await qmp_->execute("system_powerdown", {}, 2s);
@@ -378,11 +391,33 @@ asio::awaitable<bool> Vm::power_down(std::chrono::seconds timeout, std::chrono::
       log_->warn("system_powerdown: {}", result.describe());
     co_await wait_exit(std::min<std::chrono::steady_clock::duration>(repeat, left));
   }
+  if (running() && agent_answers)
+    co_await agent_shutdown(deadline);
   if (!running())
     co_return shutdown_by_guest_;
   log_->warn("the guest did not power off within {}s; quitting QEMU", timeout.count());
   co_await quit();
   co_return false;
+}
+
+asio::awaitable<void> Vm::agent_shutdown(std::chrono::steady_clock::time_point deadline) {
+  const auto left = deadline - std::chrono::steady_clock::now();
+  if (left <= 0s)
+    co_return;
+  log_->warn("the guest ignored the ACPI power button; asking its agent (guest-shutdown)");
+  boost::json::object mode;
+  mode["mode"] = "powerdown";
+  auto client = agent_;
+  const auto send_within = std::min<std::chrono::steady_clock::duration>(left, 5s);
+  auto result = co_await client->send("guest-shutdown", mode, send_within, 1s);
+  if (result.error) {
+    log_->warn("guest-shutdown: {}", result.describe());
+    co_return;
+  }
+  // Sent (no answer), or the socket closed under it: QEMU is most likely exiting.
+  if (result.transport)
+    log_->info("guest-shutdown: {}", result.describe());
+  co_await wait_exit(deadline - std::chrono::steady_clock::now());
 }
 
 asio::awaitable<void> Vm::quit() {

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "common/error.hpp"
+#include "qemu/agent/agent_client.hpp"
 #include "qemu/command_line.hpp"
 #include "qemu/qmp/qmp_client.hpp"
 #include "supervisor/children.hpp"
@@ -68,7 +69,8 @@ class Vm {
   boost::asio::awaitable<bool> wait_exit(
       std::chrono::steady_clock::duration limit = std::chrono::steady_clock::duration::max());
 
-  // Graceful: ACPI power-down every `repeat` until the guest powers off or `timeout` passes;
+  // Graceful: ACPI power-down every `repeat` until the guest powers off or `timeout` passes (with
+  // a guest agent that answers: two thirds of it, then guest-shutdown through the agent);
   // then `quit`, then SIGKILL. Returns true when the guest powered off by itself.
   boost::asio::awaitable<bool> power_down(std::chrono::seconds timeout,
                                           std::chrono::seconds repeat = std::chrono::seconds(5));
@@ -89,6 +91,8 @@ class Vm {
   // The last lines QEMU wrote to stderr.
   std::string stderr_tail() const;
   const std::shared_ptr<qmp::Client>& qmp() const { return qmp_; }
+  // The guest agent's client (null before QMP connected, or without an agent channel).
+  const std::shared_ptr<agent::Client>& agent() const { return agent_; }
 
  private:
   boost::asio::awaitable<void> pump_console(
@@ -96,6 +100,8 @@ class Vm {
   boost::asio::awaitable<void> pump_stderr(
       std::shared_ptr<boost::asio::posix::stream_descriptor> in);
   boost::asio::awaitable<void> check_status_after_stop();
+  // guest-shutdown through the agent, then waits for the exit until `deadline`.
+  boost::asio::awaitable<void> agent_shutdown(std::chrono::steady_clock::time_point deadline);
   // change-vnc-password; the password is in no message.
   boost::asio::awaitable<Result<void>> set_vnc_password(std::string password);
   // After QMP connected: VNC's password (QEMU is killed when it fails), then the event and close
@@ -116,6 +122,7 @@ class Vm {
   std::shared_ptr<spdlog::logger> log_;
   std::shared_ptr<spdlog::logger> qemu_log_;
   std::shared_ptr<qmp::Client> qmp_;
+  std::shared_ptr<agent::Client> agent_;
   pid_t pid_ = -1;
   std::optional<ExitStatus> exit_status_;
   boost::asio::steady_timer exited_;  // cancelled when QEMU has been reaped

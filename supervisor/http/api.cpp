@@ -196,6 +196,13 @@ asio::awaitable<HttpReply> Api::readyz(unsigned version) {
     co_return not_ready("the VM is " + (vm.empty() ? "not answering" : vm));
   if (auto lease = state_.lease_problem())
     co_return not_ready(std::move(*lease));
+  if (config_.ready_agent) {
+    GuestAgent* agent = state_.guest_agent();
+    if (agent == nullptr)
+      co_return not_ready("the VM has no guest agent channel");
+    if (auto silent = co_await agent->ping(2s))
+      co_return not_ready(std::move(*silent));
+  }
   if (config_.ready_tcp) {
     asio::ip::tcp::socket socket(io_);
     error_code ec;
@@ -420,6 +427,10 @@ asio::awaitable<HttpReply> Api::control_post(HttpRequest request) {
     const auto plug = path == "/api/v1/disks/attach" ? Plug::kAttach : Plug::kDetach;
     co_return co_await hotplug(plug, std::move(wanted), version);
   }
+  if (path == "/api/v1/fsfreeze" || path == "/api/v1/fsthaw") {
+    const auto action = path == "/api/v1/fsfreeze" ? Freeze::kFreeze : Freeze::kThaw;
+    co_return co_await fsfreeze(action, version);
+  }
   if (path != "/api/v1/qmp")
     co_return json_error(http::status::not_found, "no such endpoint", version);
   auto body = json::parse(request.body(), ec);
@@ -435,6 +446,29 @@ asio::awaitable<HttpReply> Api::control_post(HttpRequest request) {
   if (arguments)
     args = arguments->get_object();
   co_return co_await run_qmp(std::move(command), std::move(args), version);
+}
+
+asio::awaitable<HttpReply> Api::fsfreeze(Freeze action, unsigned version) {
+  GuestAgent* agent = state_.guest_agent();
+  if (agent == nullptr)
+    co_return json_error(http::status::conflict, "the VM has no guest agent channel", version);
+  log_->info("control API: {}", action == Freeze::kFreeze ? "fsfreeze" : "fsthaw");
+  FreezeOutcome outcome;  // no ?: with co_await in both branches (GCC 12)
+  if (action == Freeze::kFreeze)
+    outcome = co_await agent->freeze();
+  else
+    outcome = co_await agent->thaw();
+  if (outcome.status == FreezeOutcome::Status::kNoAgent)
+    co_return json_error(http::status::conflict, outcome.reason, version);
+  if (outcome.status == FreezeOutcome::Status::kFailed)
+    co_return json_error(http::status::bad_gateway, outcome.reason, version);
+  json::object body;
+  body["status"] = "ok";
+  body["filesystems"] = outcome.filesystems;
+  body["frozen"] = agent->frozen();
+  if (action == Freeze::kFreeze)
+    body["thaw_within_seconds"] = agent->auto_thaw().count();
+  co_return json_reply(http::status::ok, json::serialize(body), version);
 }
 
 asio::awaitable<HttpReply> Api::status(unsigned version) {
@@ -460,6 +494,9 @@ asio::awaitable<HttpReply> Api::status(unsigned version) {
     if (result.ok())
       body["vm"] = result.value;
   }
+  body["guest_agent"] = nullptr;
+  if (const GuestAgent* agent = state_.guest_agent())
+    body["guest_agent"] = agent->status();
   co_return json_reply(http::status::ok, json::serialize(body), version);
 }
 

@@ -61,6 +61,10 @@ class Api {
   enum class Plug { kAttach, kDetach };
   boost::asio::awaitable<HttpReply> hotplug(Plug plug, std::string disk, unsigned version);
   HttpReply events();
+  // POST /api/v1/fsfreeze|fsthaw: the guest's filesystems through its agent (409 without one,
+  // 502 when the agent fails).
+  enum class Freeze { kFreeze, kThaw };
+  boost::asio::awaitable<HttpReply> fsfreeze(Freeze action, unsigned version);
   // GET or HEAD of a file under /web/ (web_files.hpp).
   boost::asio::awaitable<HttpReply> web_file(HttpRequest request);
   bool authorized(const HttpRequest& request) const;

@@ -53,6 +53,10 @@ inline constexpr std::string_view kConsoleHtml = R"HTML(<!doctype html>
     <button data-action="reset" class="danger">Reset</button>
     <button data-action="stop">Pause</button>
     <button data-action="cont">Resume</button>
+    <h2 style="margin-top:12px">Guest (QEMU guest agent)</h2>
+    <dl id="guest"></dl>
+    <button data-action="fsfreeze">Freeze filesystems</button>
+    <button data-action="fsthaw">Thaw</button>
   </section>
   <section>
     <h2>QMP (allow-listed commands only)</h2>
@@ -97,6 +101,7 @@ async function refresh() {
       const dd = document.createElement("dd"); dd.textContent = v;
       $("status").append(dt, dd);
     }
+    showGuest(s.guest_agent);
     if (!$("command").options.length) {
       for (const c of s.qmp_allowed) $("command").add(new Option(c, c));
       $("command").value = "query-status";
@@ -104,6 +109,30 @@ async function refresh() {
     $("shot").disabled = !s.vnc && !s.viewer;
     for (const a of document.querySelectorAll("a[href='/web/screen.html']")) a.hidden = !s.viewer;
   } catch (e) { $("state").textContent = "berth unreachable"; $("state").className = "bad"; }
+}
+
+// What the guest's agent said, as text only: the guest is untrusted.
+function showGuest(g) {
+  const rows = { agent: g && g.connected ? "connected" : "not answering" };
+  if (g && g.os) {
+    rows.OS = g.os.pretty_name || g.os.name;
+    rows.kernel = g.os.kernel_release;
+  }
+  if (g && g.hostname) rows["guest hostname"] = g.hostname;
+  if (g && g.timezone) rows["time zone"] = g.timezone.zone + " (" + g.timezone.offset_seconds + " s)";
+  for (const i of (g && g.interfaces) || [])
+    if (i.addresses.length) rows[i.name] = i.addresses.map((a) => a.address + "/" + a.prefix).join(" ");
+  const gib = (n) => (n / 2 ** 30).toFixed(2);
+  for (const f of (g && g.filesystems) || [])
+    rows[f.mountpoint] = f.type + (f.total_bytes ? " " + gib(f.used_bytes) + "/" + gib(f.total_bytes) + " GiB" : "");
+  if (g && g.users && g.users.length) rows.users = g.users.map((u) => u.name).join(" ");
+  if (g && g.frozen) rows.filesystems = "FROZEN";
+  $("guest").innerHTML = "";
+  for (const [k, v] of Object.entries(rows)) {
+    const dt = document.createElement("dt"); dt.textContent = k;
+    const dd = document.createElement("dd"); dd.textContent = v;
+    $("guest").append(dt, dd);
+  }
 }
 
 async function post(path, body) {

@@ -110,6 +110,9 @@ def check_vm(name, vm, docs, values, where):
         "VM_GW": net.get("vmGateway") or None,
         "VM_MAC": net.get("mac") or None,
         "BERTH_READY_TCP": str(net["readinessTcpProbe"]) if net.get("readinessTcpProbe") else None,
+        "BERTH_READY_AGENT": "yes" if net.get("readinessAgent") else None,
+        "BERTH_FSFREEZE_TIMEOUT": (str(vmc["fsfreezeTimeout"])
+                                   if vmc.get("fsfreezeTimeout", 60) != 60 else None),
         "BERTH_HEALTH_PORT": str(net["healthPort"]),
         "BERTH_SHUTDOWN_TIMEOUT": str(vmc["shutdownTimeout"]),
         "BERTH_DRIVE_FORMAT": cloud["format"],

@@ -25,8 +25,8 @@ MachineSpec sample() {
   return spec;
 }
 
-// What berth hands QEMU in the sample: the QMP listener and the tap.
-constexpr InheritedFds kFds{.qmp = 7, .tap = 8};
+// What berth hands QEMU in the sample: the QMP listener, the tap and the agent's listener.
+constexpr InheritedFds kFds{.qmp = 7, .tap = 8, .agent = 9};
 
 // The value following `option` (the n-th occurrence), or "" when absent.
 std::string value_of(const Argv& argv, const std::string& option, int nth = 0) {
@@ -59,6 +59,11 @@ TEST_CASE("the command line for TCG with every device", "[qemu]") {
   CHECK(value_of(argv, "-chardev", 0) == "socket,id=qmp,fd=7,server=on,wait=off");
   CHECK(value_of(argv, "-mon") == "chardev=qmp,mode=control");
   CHECK(value_of(argv, "-qmp").empty());
+  // The guest agent's port on the listening socket berth made, under the name qemu-ga opens.
+  CHECK(value_of(argv, "-chardev", 2) == "socket,id=agent,fd=9,server=on,wait=off");
+  CHECK(has_pair(argv, "-device", "virtio-serial-pci,id=agent-serial"));
+  CHECK(has_pair(argv, "-device",
+                 "virtserialport,bus=agent-serial.0,chardev=agent,name=org.qemu.guest_agent.0"));
   CHECK(has_pair(argv, "-drive",
                  "if=none,id=disk0,file=/var/lib/berth/disks/vm-0.qcow2,format=qcow2,"
                  "cache=writeback,discard=unmap,detect-zeroes=unmap"));
@@ -120,6 +125,8 @@ TEST_CASE("bootable CD-ROMs boot after the disk, beside the config drive, in the
           "[qemu]") {
   auto spec = sample();
   const Argv none = build_command_line(spec, {.qmp = 7});
+  CHECK(std::none_of(none.begin(), none.end(),
+                     [](const std::string& arg) { return arg.find("guest_agent") != arg.npos; }));
   CHECK(std::count(none.begin(), none.end(),
                    "scsi-cd,bus=scsi0.0,drive=cdrom0-media,id=cdrom0,"
                    "bootindex=1")

@@ -197,6 +197,33 @@ TEST_CASE("control: routes, JSON-only POSTs, cross-origin refusal, allow-list", 
   CHECK_THAT(f.get(f.control, "/api/v1/nothing"), Catch::StartsWith("HTTP/1.1 404"));
 }
 
+TEST_CASE("control: freeze and thaw without a guest agent answer 409 with why", "[api]") {
+  Fixture f;
+  f.state.enter_phase(Phase::kRunning);
+  f.start();
+  // No agent at all.
+  CHECK_THAT(f.post("/api/v1/fsfreeze", "{}"),
+             Catch::StartsWith("HTTP/1.1 409") && Catch::Contains("no guest agent channel"));
+  CHECK_THAT(f.get(f.control, "/api/v1/status"), Catch::Contains("\"guest_agent\":null"));
+}
+
+TEST_CASE("control: a guest agent that does not answer: 409, status and metrics say so", "[api]") {
+  GuestAgent agent(quiet(), std::chrono::seconds(60));  // outlives the fixture's loop
+  Fixture f;
+  f.state.set_guest_agent(&agent);
+  agent.register_metrics(f.registry);
+  f.state.enter_phase(Phase::kRunning);
+  f.start();
+  for (const char* path : {"/api/v1/fsfreeze", "/api/v1/fsthaw"}) {
+    INFO(path);
+    CHECK_THAT(f.post(path, "{}"),
+               Catch::StartsWith("HTTP/1.1 409") && Catch::Contains("no guest agent answers"));
+  }
+  CHECK_THAT(f.get(f.control, "/api/v1/status"),
+             Catch::Contains("\"guest_agent\":{") && Catch::Contains("\"connected\":false"));
+  CHECK_THAT(f.get(f.health, "/metrics"), Catch::Contains("berth_guest_agent_connected 0\n"));
+}
+
 TEST_CASE("control: a token, when set, is required as a bearer header or cookie", "[api]") {
   Fixture f(std::string("0123456789abcdef0123"));
   f.start();

@@ -76,6 +76,8 @@ TEST_CASE("every default of the runtime contract", "[config]") {
   CHECK(c.shutdown_timeout == std::chrono::seconds(25));
   CHECK_FALSE(c.control_token_file);
   CHECK_FALSE(c.ready_tcp);
+  CHECK_FALSE(c.ready_agent);
+  CHECK(c.fsfreeze_timeout == std::chrono::seconds(60));
   CHECK(c.qemu_args.empty());
   CHECK(c.qemu_user == QemuUser{107, 107});  // KubeVirt's qemu user; never root
   CHECK(c.log_format == LogFormat::kText);
@@ -108,6 +110,8 @@ TEST_CASE("every variable set to a valid non-default value", "[config]") {
              {"BERTH_PHASE_BUDGETS", "image=600,disk=900"},
              {"BERTH_CONTROL_TOKEN_FILE", "/secrets/token"},
              {"BERTH_READY_TCP", "22"},
+             {"BERTH_READY_AGENT", "yes"},
+             {"BERTH_FSFREEZE_TIMEOUT", "15"},
              {"BERTH_QEMU_ARGS", "-device 'virtio-rng-pci,id=rng 0' -smp \"2\""},
              {"BERTH_QEMU_USER", "64055:993"},
              {"BERTH_LOG_FORMAT", "json"},
@@ -135,6 +139,8 @@ TEST_CASE("every variable set to a valid non-default value", "[config]") {
   CHECK(c.phase_budgets.of(Phase::kNetwork)->limit == PhaseBudgets().of(Phase::kNetwork)->limit);
   CHECK(c.control_token_file == "/secrets/token");
   CHECK(c.ready_tcp == 22);
+  CHECK(c.ready_agent);
+  CHECK(c.fsfreeze_timeout == std::chrono::seconds(15));
   CHECK(c.qemu_args == std::vector<std::string>{"-device", "virtio-rng-pci,id=rng 0", "-smp", "2"});
   CHECK(c.qemu_user == QemuUser{64055, 993});
   CHECK(c.log_format == LogFormat::kJson);

@@ -41,6 +41,9 @@ namespace fs = std::filesystem;
 #ifndef BERTH_TEST_GUEST_UEFI_UNSIGNED_PATH
 #define BERTH_TEST_GUEST_UEFI_UNSIGNED_PATH ""
 #endif
+#ifndef BERTH_TEST_GUEST_AGENT_PATH
+#define BERTH_TEST_GUEST_AGENT_PATH ""
+#endif
 #ifndef BERTH_TEST_INSTALLER_ISO_PATH
 #define BERTH_TEST_INSTALLER_ISO_PATH ""
 #endif
@@ -60,6 +63,10 @@ inline std::string test_guest_uefi() {
 }
 inline std::string test_guest_uefi_unsigned() {
   return env_or("BERTH_TEST_GUEST_UEFI_UNSIGNED", BERTH_TEST_GUEST_UEFI_UNSIGNED_PATH);
+}
+// The guest-agent variant (test/guest/build-guest-agent.sh): the test guest running qemu-ga.
+inline std::string test_guest_agent() {
+  return env_or("BERTH_TEST_GUEST_AGENT", BERTH_TEST_GUEST_AGENT_PATH);
 }
 // The test installer ISO (test/guest/build-installer-iso.sh): writes a test guest onto /dev/vda.
 inline std::string test_installer_iso() {
