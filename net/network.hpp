@@ -23,7 +23,7 @@ namespace berth::net {
 
 struct NetworkSpec {
   std::string pod_interface = "eth0";
-  boost::asio::ip::address_v4 pod_ip;
+  std::optional<boost::asio::ip::address_v4> pod_ip;  // nullopt: an IPv6-only pod
   unsigned mtu = 1500;  // the pod interface's
   boost::asio::ip::address_v4 vm_ip;
   boost::asio::ip::address_v4 vm_gw;
