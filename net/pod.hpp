@@ -47,7 +47,7 @@ struct PodIpv6 {
 };
 
 struct Pod {
-  std::string interface;                               // "eth0"
+  std::string interface;  // "eth0"
   // Pod IP and prefix (Calico /32, else /24...); nullopt in an IPv6-only pod.
   std::optional<boost::asio::ip::network_v4> address;
   unsigned mtu = 0;                                    // the pod interface's MTU

@@ -92,8 +92,7 @@ drive::ConfigDriveParams config_drive_params(const Config& config, const std::st
   return params;
 }
 
-std::optional<net::NatSpec6> ipv6_spec(const Config& config, const net::Pod& pod,
-                                       MacAddress mac) {
+std::optional<net::NatSpec6> ipv6_spec(const Config& config, const net::Pod& pod, MacAddress mac) {
   if (!pod.ipv6 || !config.vm_ip6)
     return std::nullopt;
   const auto prefix = config.vm_ip6->address();

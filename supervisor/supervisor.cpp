@@ -495,8 +495,8 @@ asio::awaitable<StepResult> Supervisor::set_up_network() {
     co_return Failure{ExitCode::kNetwork, network.error().message};
   network_ = std::move(*network);
   const auto& spec = network_->spec();
-  log_->info("network: {} {}/30 and {} bridged, NAT {} <-> {} (nft list table ip {})",
-             spec.bridge, config_.vm_gw.to_string(), spec.tap,
+  log_->info("network: {} {}/30 and {} bridged, NAT {} <-> {} (nft list table ip {})", spec.bridge,
+             config_.vm_gw.to_string(), spec.tap,
              spec.pod_ip ? spec.pod_ip->to_string() : "none (IPv6-only pod)",
              config_.vm_ip.to_string(), spec.table);
   if (ipv6_)
@@ -920,10 +920,9 @@ StepResult Supervisor::start_listeners() {
   control_server_->register_metrics(registry_);
   // The health port is reserved from the VM's NAT, so it is answered here on every pod address.
   // With IPv6 on the pod: [::], which takes IPv4 too (HttpServer clears IPV6_V6ONLY).
-  const asio::ip::tcp::endpoint health{
-      pod_.ipv6 ? asio::ip::address(asio::ip::address_v6::any())
-                : asio::ip::address(asio::ip::address_v4::any()),
-      config_.health_port};
+  const asio::ip::tcp::endpoint health{pod_.ipv6 ? asio::ip::address(asio::ip::address_v6::any())
+                                                 : asio::ip::address(asio::ip::address_v4::any()),
+                                       config_.health_port};
   if (auto ec = health_server_->listen(health))
     return Failure{ExitCode::kNetwork, fmt::format("BERTH_HEALTH_PORT {}: cannot listen: {}",
                                                    config_.health_port, ec.message())};

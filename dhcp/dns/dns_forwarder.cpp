@@ -232,9 +232,8 @@ Result<void> DnsForwarder::Impl::start(const std::shared_ptr<Impl>& self) {
   if (auto valid = validate_config(config); !valid)
     return valid.error();
   const udp::endpoint udp_endpoint(config.listen_address, config.listen_port);
-  const std::string where =
-      fmt::format("{}{}", endpoint_text(udp_endpoint),
-                  config.interface.empty() ? "" : " on " + config.interface);
+  const std::string where = fmt::format("{}{}", endpoint_text(udp_endpoint),
+                                        config.interface.empty() ? "" : " on " + config.interface);
   boost::system::error_code ec;
   auto fail = [&](std::string_view what) {
     close();

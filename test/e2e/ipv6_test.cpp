@@ -98,8 +98,8 @@ void check_guest_over_ipv6(Cluster6& cluster, BerthProcess& berth, const std::st
   CHECK_THAT(ip6, Catch::Contains("default via fe80::1 dev eth0"));
   // TCP: the guest's httpd, reached at the pod's IPv6 address; 1 MiB across the 1450-byte MTU.
   CHECK(cluster.guest_http6("/ipv6-done") == "done");
-  const std::string md5 = in_ns(cluster.net.node(),
-                                "curl -g -s -m 60 http://[fd77::5]/big | md5sum | cut -d \" \" -f 1");
+  const std::string md5 = in_ns(
+      cluster.net.node(), "curl -g -s -m 60 http://[fd77::5]/big | md5sum | cut -d \" \" -f 1");
   CHECK(md5.size() == 32);
   CHECK(md5 == cluster.guest_http6("/big.md5"));
   // UDP (echo, inetd on udp6) and ICMPv6 at the full MTU.
@@ -149,8 +149,9 @@ TEST_CASE("e2e: IPv6: an IPv6-only pod: the guest is reached on IPv6, its IPv4 s
           "[e2e][ipv6]") {
   Cluster6 cluster("ipv6only");
   // The node serves the image over IPv4 only; this pod has none, so the image is a local file.
-  auto berth = cluster.start({"NO_VNC=1", "BERTH_VNC_PASSWORD_FILE=",
-                              "IMG_SOURCE=" + test_guest().string(), "IMG_CHECKSUM="});
+  auto berth =
+      cluster.start({"NO_VNC=1", "BERTH_VNC_PASSWORD_FILE=", "IMG_SOURCE=" + test_guest().string(),
+                     "IMG_CHECKSUM="});
   const auto address = berth->wait_log("IPv6: IPv6-only: the VM is (\\S+) in VM_IP6", 30s);
   REQUIRE(address);
   REQUIRE(berth->wait_console("berth-guest: ready", 180s));

@@ -292,8 +292,8 @@ TEST_CASE("VM_IP6 is a /64 of unicast addresses, a ULA by default, or off", "[co
     DYNAMIC_SECTION(text) {
       const auto error = parse_one_error(with(minimal(), "VM_IP6", text));
       CHECK(error.variable == "VM_IP6");
-      CHECK_THAT(error.message, Catch::Contains("/64") && Catch::Contains(text)
-                                    && Catch::Contains("off"));
+      CHECK_THAT(error.message,
+                 Catch::Contains("/64") && Catch::Contains(text) && Catch::Contains("off"));
     }
   }
 }
