@@ -64,9 +64,9 @@ struct Cluster6 : PodCluster {
   std::unique_ptr<Background> peers;
   explicit Cluster6(const std::string& style)
       : PodCluster([&] {
-          PodClusterOptions options(test_guest(), kUserdata);
-          options.style = style;
-          return options;
+          PodClusterOptions opts(test_guest(), kUserdata);
+          opts.style = style;
+          return opts;
         }()) {
     peers = std::make_unique<Background>(net.node(), peer_logger(dir.path / "peers"));
   }
@@ -150,7 +150,7 @@ TEST_CASE("e2e: IPv6: an IPv6-only pod: the guest is reached on IPv6, its IPv4 s
   Cluster6 cluster("ipv6only");
   // The node serves the image over IPv4 only; this pod has none, so the image is a local file.
   auto berth =
-      cluster.start({"NO_VNC=1", "BERTH_VNC_PASSWORD_FILE=", "IMG_SOURCE=" + test_guest().string(),
+      cluster.start({"NO_VNC=1", "BERTH_VNC_PASSWORD_FILE=", "IMG_SOURCE=" + test_guest(),
                      "IMG_CHECKSUM="});
   const auto address = berth->wait_log("IPv6: IPv6-only: the VM is (\\S+) in VM_IP6", 30s);
   REQUIRE(address);
