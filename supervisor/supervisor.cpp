@@ -491,6 +491,13 @@ asio::awaitable<StepResult> Supervisor::build_drive() {
 
 asio::awaitable<StepResult> Supervisor::set_up_network() {
   auto network = net::PodNetwork::setup(network_spec(config_, pod_, ipv6_));
+  if (!network && ipv6_ && pod_.address) {
+    // A dual-stack pod whose IPv6 side cannot be set up (a read-only /proc/sys, IPv6 disabled)
+    // keeps the VM on IPv4, as before berth had IPv6, rather than failing the pod.
+    log_->warn("IPv6: off for the VM, which stays on IPv4: {}", network.error().message);
+    ipv6_.reset();
+    network = net::PodNetwork::setup(network_spec(config_, pod_, ipv6_));
+  }
   if (!network)
     co_return Failure{ExitCode::kNetwork, network.error().message};
   network_ = std::move(*network);

@@ -149,9 +149,8 @@ TEST_CASE("e2e: IPv6: an IPv6-only pod: the guest is reached on IPv6, its IPv4 s
           "[e2e][ipv6]") {
   Cluster6 cluster("ipv6only");
   // The node serves the image over IPv4 only; this pod has none, so the image is a local file.
-  auto berth =
-      cluster.start({"NO_VNC=1", "BERTH_VNC_PASSWORD_FILE=", "IMG_SOURCE=" + test_guest(),
-                     "IMG_CHECKSUM="});
+  auto berth = cluster.start(
+      {"NO_VNC=1", "BERTH_VNC_PASSWORD_FILE=", "IMG_SOURCE=" + test_guest(), "IMG_CHECKSUM="});
   const auto address = berth->wait_log("IPv6: IPv6-only: the VM is (\\S+) in VM_IP6", 30s);
   REQUIRE(address);
   REQUIRE(berth->wait_console("berth-guest: ready", 180s));
