@@ -30,7 +30,7 @@ std::string port_names(const std::vector<const std::vector<ReservedPort>*>& list
 // What differs between the ip and the ip6 table.
 struct FamilyParts {
   Family family;
-  ip::address pod_ip;
+  std::optional<ip::address> pod_ip;  // none: an IPv6-only pod's ip table (no way in or out)
   ip::address vm_ip;
   ip::address vm_gw;
   // 127.0.0.1, whose connections reach the VM (kubectl port-forward); none for IPv6, where the
@@ -42,24 +42,38 @@ struct FamilyParts {
   std::string dhcp_name;
 };
 
+// The rules that need the pod's address: from the pod interface to it, to the VM (but the
+// reserved ports); the VM leaving as it.
+void add_pod_ip_rules(const NatSpec& spec, const FamilyParts& parts, Chain& prerouting,
+                      Chain& postrouting) {
+  const Final accept{Verdict::kAccept};
+  if (!spec.reserved_tcp_ports.empty())
+    prerouting.rules.push_back({{IifName{spec.pod_interface}, DestinationIn{{*parts.pod_ip}},
+                                 TcpPortIn{port_numbers({&spec.reserved_tcp_ports})}, accept},
+                                "stays with the pod: " + port_names({&spec.reserved_tcp_ports})});
+  prerouting.rules.push_back(
+      {{IifName{spec.pod_interface}, DestinationIn{{*parts.pod_ip}}, Counter{}, Dnat{parts.vm_ip}},
+       "everything else reaches the VM"});
+  postrouting.rules.push_back(
+      {{OifName{spec.pod_interface}, SourceIn{parts.vm_source}, Counter{}, Snat{*parts.pod_ip}},
+       "the VM leaves as the pod IP"});
+}
+
 Table build_table(const NatSpec& spec, const FamilyParts& parts) {
   const Final accept{Verdict::kAccept};
 
   Chain prerouting{"prerouting", ChainType::kNat, Hook::kPrerouting, -100, Verdict::kAccept, {}};
-  if (!spec.reserved_tcp_ports.empty())
-    prerouting.rules.push_back({{IifName{spec.pod_interface}, DestinationIn{{parts.pod_ip}},
-                                 TcpPortIn{port_numbers({&spec.reserved_tcp_ports})}, accept},
-                                "stays with the pod: " + port_names({&spec.reserved_tcp_ports})});
-  prerouting.rules.push_back(
-      {{IifName{spec.pod_interface}, DestinationIn{{parts.pod_ip}}, Counter{}, Dnat{parts.vm_ip}},
-       "everything else reaches the VM"});
-
   Chain output{"output", ChainType::kNat, Hook::kOutput, -100, Verdict::kAccept, {}};
+  Chain postrouting{"postrouting", ChainType::kNat, Hook::kPostrouting, 100, Verdict::kAccept, {}};
+  if (parts.pod_ip)
+    add_pod_ip_rules(spec, parts, prerouting, postrouting);
   const auto kept = port_numbers({&spec.reserved_tcp_ports, &spec.local_tcp_ports});
-  std::vector<ip::address> local_destinations{parts.pod_ip};
+  std::vector<ip::address> local_destinations;
+  if (parts.pod_ip)
+    local_destinations.push_back(*parts.pod_ip);
   if (parts.loopback)
     local_destinations.push_back(*parts.loopback);
-  if (!kept.empty())
+  if (!kept.empty() && !local_destinations.empty())
     output.rules.push_back(
         {{DestinationIn{local_destinations}, TcpPortIn{kept}, accept},
          "stays with the pod: " + port_names({&spec.reserved_tcp_ports, &spec.local_tcp_ports})});
@@ -68,13 +82,9 @@ Table build_table(const NatSpec& spec, const FamilyParts& parts) {
         {{DestinationIn{{*parts.loopback}}, ProtocolIn{{IPPROTO_TCP, IPPROTO_UDP, IPPROTO_SCTP}},
           Counter{}, Dnat{parts.vm_ip}},
          "localhost ports reach the VM (kubectl port-forward)"});
-  output.rules.push_back({{DestinationIn{{parts.pod_ip}}, Counter{}, Dnat{parts.vm_ip}},
-                          "the pod IP reaches the VM from inside the pod too"});
-
-  Chain postrouting{"postrouting", ChainType::kNat, Hook::kPostrouting, 100, Verdict::kAccept, {}};
-  postrouting.rules.push_back(
-      {{OifName{spec.pod_interface}, SourceIn{parts.vm_source}, Counter{}, Snat{parts.pod_ip}},
-       "the VM leaves as the pod IP"});
+  if (parts.pod_ip)
+    output.rules.push_back({{DestinationIn{{*parts.pod_ip}}, Counter{}, Dnat{parts.vm_ip}},
+                            "the pod IP reaches the VM from inside the pod too"});
   if (parts.loopback)
     postrouting.rules.push_back(
         {{OifName{spec.bridge}, SourceIn{ip::network_v4(*parts.loopback, 8)}, Counter{},
@@ -84,12 +94,20 @@ Table build_table(const NatSpec& spec, const FamilyParts& parts) {
   Chain forward{"forward", ChainType::kFilter, Hook::kForward, 0, Verdict::kDrop, {}};
   forward.rules.push_back({{TcpSyn{}, ClampMss{}}, "clamp TCP MSS to the route MTU"});
   forward.rules.push_back({{CtStateIn{{CtState::kEstablished, CtState::kRelated}}, accept}, ""});
-  forward.rules.push_back(
-      {{IifName{spec.bridge}, OifName{spec.pod_interface}, SourceIn{parts.vm_source}, accept},
-       "the VM reaches the cluster"});
+  if (parts.pod_ip)
+    forward.rules.push_back(
+        {{IifName{spec.bridge}, OifName{spec.pod_interface}, SourceIn{parts.vm_source}, accept},
+         "the VM reaches the cluster"});
   forward.rules.push_back(
       {{IifName{spec.pod_interface}, OifName{spec.bridge}, CtStatusDnat{}, accept},
        "connections to the pod IP reach the VM"});
+  if (!parts.pod_ip) {
+    // An IPv6-only pod: the guest's IPv4 goes nowhere, and is refused at once so that its
+    // programs fall back to IPv6 rather than wait out a timeout.
+    const std::string why = "no IPv4 beyond the pod: the VM uses IPv6";
+    forward.rules.push_back({{IifName{spec.bridge}, Reject{RejectWith::kTcpReset}}, why});
+    forward.rules.push_back({{IifName{spec.bridge}, Reject{RejectWith::kPortUnreachable}}, why});
+  }
 
   // What the guest sends to the pod itself (the gateway, the pod IP, loopback: whatever reaches
   // the input hook from the bridge) is refused except DHCP, DNS and ICMP. Reject rather than
@@ -124,8 +142,11 @@ Table build_nat_table(const NatSpec& spec) {
        Final{Verdict::kAccept}},
       "ping, and the errors path MTU discovery needs"};
   constexpr std::uint16_t kDhcpServer = 67;
+  std::optional<ip::address> pod_ip;
+  if (spec.pod_ip)
+    pod_ip = *spec.pod_ip;
   return build_table(spec, FamilyParts{Family::kIp,
-                                       spec.pod_ip,
+                                       pod_ip,
                                        spec.vm_ip,
                                        spec.vm_gw,
                                        loopback,

@@ -35,7 +35,10 @@ struct NatSpec6 {
 struct NatSpec {
   std::string table = "berth";
   std::string pod_interface = "eth0";
-  boost::asio::ip::address_v4 pod_ip;
+  // nullopt in an IPv6-only pod: the ip table then keeps only what needs no pod IPv4 (the guest's
+  // DHCP, DNS and ICMP to the bridge, the rest of the pod refused, 127.0.0.1 to the VM); nothing
+  // is forwarded between the pod interface and the VM over IPv4.
+  std::optional<boost::asio::ip::address_v4> pod_ip;
   std::string bridge = "br0";
   boost::asio::ip::address_v4 vm_ip;
   boost::asio::ip::address_v4 vm_gw;

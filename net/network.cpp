@@ -21,7 +21,8 @@ NetworkSpec network_spec(const Pod& pod, boost::asio::ip::address_v4 vm_ip,
                          std::vector<ReservedPort> local_tcp_ports) {
   NetworkSpec spec;
   spec.pod_interface = pod.interface;
-  spec.pod_ip = pod.address.address();
+  if (pod.address)
+    spec.pod_ip = pod.address->address();
   spec.mtu = pod.mtu;
   spec.vm_ip = vm_ip;
   spec.vm_gw = vm_gw;

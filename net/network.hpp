@@ -23,8 +23,8 @@ namespace berth::net {
 
 struct NetworkSpec {
   std::string pod_interface = "eth0";
-  boost::asio::ip::address_v4 pod_ip;
-  unsigned mtu = 1500;  // the pod interface's
+  std::optional<boost::asio::ip::address_v4> pod_ip;  // nullopt: an IPv6-only pod
+  unsigned mtu = 1500;                                // the pod interface's
   boost::asio::ip::address_v4 vm_ip;
   boost::asio::ip::address_v4 vm_gw;
   std::vector<ReservedPort> reserved_tcp_ports;  // stay with the pod: {5900,"vnc"}, {9250,"health"}

@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <linux/if.h>
+#include <linux/if_link.h>
 #include <linux/if_tun.h>
 #include <linux/ip.h>
 #include <netlink/route/link/bridge.h>
 #include <netlink/route/link/inet.h>
+#include <netlink/route/link/inet6.h>
 #include <netlink/route/neighbour.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -59,6 +61,18 @@ Result<int> create_bridge(nl_sock* socket, const PlumbingSpec& spec) {
                                           spec.mtu, spec.bridge));
       !done)
     return done.error();
+  if (spec.gateway6) {
+    // No link-local address of the kernel's making (it would come after duplicate address
+    // detection, beside fe80::1, and the router advertisements could come from either).
+    const RtnlLink no_link_local(rtnl_link_alloc());
+    rtnl_link_inet6_set_addr_gen_mode(no_link_local.get(), IN6_ADDR_GEN_MODE_NONE);
+    if (auto done = change_link(socket, spec.bridge, no_link_local.get(),
+                                fmt::format("setting addr_gen_mode none on {} (is IPv6 disabled "
+                                            "in the pod? net.ipv6.conf.*.disable_ipv6)",
+                                            spec.bridge));
+        !done)
+      return done.error();
+  }
 
   auto created = detail::find_link(socket, spec.bridge);
   if (!created)
@@ -86,23 +100,33 @@ Result<void> add_gateway_address(nl_sock* socket, const PlumbingSpec& spec, int 
   return {};
 }
 
-// The bridge's IPv6 address, without duplicate address detection (the bridge is the only router
-// on its link, and a tentative address could not be bound or used as a source for a second).
-Result<void> add_gateway_address6(nl_sock* socket, const PlumbingSpec& spec, int bridge_index) {
-  const auto& gateway = *spec.gateway6;
-  const std::string what = fmt::format("adding {} to {}", gateway.to_string(), spec.bridge);
-  const auto bytes = gateway.address().to_bytes();
+// An IPv6 address on the bridge, without duplicate address detection (the bridge is the only
+// router on its link, and a tentative address could not be bound or used as a source).
+Result<void> add_address6(nl_sock* socket, const PlumbingSpec& spec, int bridge_index,
+                          const boost::asio::ip::network_v6& network) {
+  const std::string what = fmt::format("adding {} to {}", network.to_string(), spec.bridge);
+  const auto bytes = network.address().to_bytes();
   const NlAddr local(nl_addr_build(AF_INET6, bytes.data(), bytes.size()));
   const RtnlAddr address(rtnl_addr_alloc());
   if (!local || !address)
     return Error{ErrorKind::kSystem, what + ": out of memory"};
-  nl_addr_set_prefixlen(local.get(), gateway.prefix_length());
+  nl_addr_set_prefixlen(local.get(), network.prefix_length());
   rtnl_addr_set_ifindex(address.get(), bridge_index);
   rtnl_addr_set_local(address.get(), local.get());
   rtnl_addr_set_flags(address.get(), IFA_F_NODAD);
   if (int err = rtnl_addr_add(socket, address.get(), 0); err < 0)
     return libnl_error(err, what + " (is IPv6 disabled in the pod? net.ipv6.conf.*.disable_ipv6)");
   return {};
+}
+
+// The bridge's IPv6 gateway address, and fe80::1/64: a link-local address usable at once (the
+// kernel's own goes through duplicate address detection first), the source of the router
+// advertisements and so the guest's default router, the same on every start.
+Result<void> add_gateway_address6(nl_sock* socket, const PlumbingSpec& spec, int bridge_index) {
+  if (auto done = add_address6(socket, spec, bridge_index, *spec.gateway6); !done)
+    return done;
+  return add_address6(socket, spec, bridge_index,
+                      boost::asio::ip::make_network_v6(std::string(kBridgeLinkLocal) + "/64"));
 }
 
 // /proc/sys/<key with dots as slashes>.

@@ -23,11 +23,15 @@ struct PlumbingSpec {
   std::string tap = "tap0";             // QEMU gets a descriptor of it (open_tap)
   boost::asio::ip::network_v4 gateway;  // VM_GW/30
   unsigned mtu = 1500;                  // the pod interface's MTU, for bridge and tap
-  // A dual-stack pod: the bridge's IPv6 address in the VM's /64 (<prefix>::1/64), and IPv6
-  // forwarding (net.ipv6.conf.all.forwarding=1; accept_ra=2 on the pod interface first when it
+  // A pod with IPv6: the bridge's IPv6 address in the VM's /64 (<prefix>::1/64) and fe80::1, and
+  // IPv6 forwarding (net.ipv6.conf.all.forwarding=1; accept_ra=2 on the pod interface first when it
   // was 1, so a pod that learned its default route from router advertisements keeps it).
   std::optional<boost::asio::ip::network_v6> gateway6;
 };
+
+// The bridge's own link-local address beside gateway6 (no duplicate address detection): where
+// the router advertisements come from, the guest's IPv6 default router.
+inline constexpr const char* kBridgeLinkLocal = "fe80::1";
 
 // What setup_plumbing changed that teardown_plumbing must put back.
 struct PlumbingState {

@@ -123,7 +123,8 @@ std::string to_string(const Route6& route) {
 namespace {
 
 // The pod interface's primary IPv4 address and prefix.
-Result<ip::network_v4> primary_ipv4(nl_sock* socket, int ifindex, const std::string& interface) {
+// The pod interface's primary IPv4 address; nullopt when it has none (an IPv6-only pod).
+Result<std::optional<ip::network_v4>> primary_ipv4(nl_sock* socket, int ifindex) {
   nl_cache* raw = nullptr;
   if (int err = rtnl_addr_alloc_cache(socket, &raw); err < 0)
     return detail::libnl_error(err, "netlink: listing addresses");
@@ -135,12 +136,9 @@ Result<ip::network_v4> primary_ipv4(nl_sock* socket, int ifindex, const std::str
         || (rtnl_addr_get_flags(address) & IFA_F_SECONDARY) != 0)
       continue;
     const auto prefix = static_cast<unsigned short>(rtnl_addr_get_prefixlen(address));
-    return ip::network_v4(to_address_v4(rtnl_addr_get_local(address)), prefix);
+    return std::optional(ip::network_v4(to_address_v4(rtnl_addr_get_local(address)), prefix));
   }
-  return Error{ErrorKind::kNoIpv4,
-               fmt::format("pod interface {} has no IPv4 address; Berth needs an IPv4 pod "
-                           "network (IPv6-only clusters are not supported)",
-                           interface)};
+  return std::optional<ip::network_v4>();
 }
 
 // One kernel route as a Route or Route6 (first next hop only), naming its interface through
@@ -246,7 +244,7 @@ Result<Pod> discover_pod(const DiscoveryOptions& options) {
                              options.interface, interface_names(links.get()))};
   pod.mtu = rtnl_link_get_mtu(link.get());
 
-  auto address = primary_ipv4(socket->get(), rtnl_link_get_ifindex(link.get()), pod.interface);
+  auto address = primary_ipv4(socket->get(), rtnl_link_get_ifindex(link.get()));
   if (!address)
     return address.error();
   pod.address = *address;
@@ -256,6 +254,11 @@ Result<Pod> discover_pod(const DiscoveryOptions& options) {
   if (auto ipv6 = read_ipv6(socket->get(), links.get(), rtnl_link_get_ifindex(link.get()), pod);
       !ipv6)
     return ipv6.error();
+  if (!pod.address && !pod.ipv6)
+    return Error{ErrorKind::kNoIpv4,
+                 fmt::format("pod interface {} has neither an IPv4 address nor a usable IPv6 one "
+                             "(global or unique local, not tentative); is the pod network up?",
+                             pod.interface)};
 
   std::array<char, 256> hostname{};
   if (::gethostname(hostname.data(), hostname.size() - 1) != 0)
@@ -284,9 +287,9 @@ Result<ip::network_v4> check_vm_subnet(const Pod& pod, ip::address_v4 vm_ip, ip:
   const std::string what = fmt::format("the VM subnet {} (VM_IP {}, VM_GW {})", subnet.to_string(),
                                        vm_ip.to_string(), vm_gw.to_string());
   const std::string advice = "choose VM_IP and VM_GW in a /30 the pod network does not use";
-  if (overlaps(subnet, pod.address))
+  if (pod.address && overlaps(subnet, *pod.address))
     return Error{ErrorKind::kOverlap, fmt::format("{} overlaps the pod address {} on {}; {}", what,
-                                                  pod.address.to_string(), pod.interface, advice)};
+                                                  pod.address->to_string(), pod.interface, advice)};
   if (pod.gateway && contains(subnet, *pod.gateway))
     return Error{ErrorKind::kOverlap, fmt::format("{} contains the pod's gateway {}; {}", what,
                                                   pod.gateway->to_string(), advice)};

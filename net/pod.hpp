@@ -47,8 +47,9 @@ struct PodIpv6 {
 };
 
 struct Pod {
-  std::string interface;                               // "eth0"
-  boost::asio::ip::network_v4 address;                 // pod IP and prefix: Calico /32, else /24...
+  std::string interface;  // "eth0"
+  // Pod IP and prefix (Calico /32, else /24...); nullopt in an IPv6-only pod.
+  std::optional<boost::asio::ip::network_v4> address;
   unsigned mtu = 0;                                    // the pod interface's MTU
   std::optional<boost::asio::ip::address_v4> gateway;  // default route's next hop (169.254.1.1)
   std::vector<Route> routes;                           // every IPv4 route outside the local table
@@ -69,8 +70,9 @@ struct DiscoveryOptions {
 std::vector<boost::asio::ip::network_v6> usable_pod_ipv6(
     const std::vector<Ipv6AddressInfo>& listed);
 
-// Reads the pod's network over netlink, plus hostname and resolv.conf. Errors: kNoInterface (the
-// message lists the interfaces there are), kNoIpv4, kSystem (netlink, resolv.conf unreadable).
+// Reads the pod's network over netlink, plus hostname and resolv.conf. An IPv6-only pod has no
+// `address`. Errors: kNoInterface (the message lists the interfaces there are), kNoIpv4 (neither
+// an IPv4 nor a usable IPv6 address), kSystem (netlink, resolv.conf unreadable).
 // Needs no privilege.
 Result<Pod> discover_pod(const DiscoveryOptions& options = {});
 

@@ -38,6 +38,10 @@ const std::vector<VariableDoc> kDocs = {
      "The VM's address on the private /30."},
     {"VM_GW", "192.168.254.1", "an IPv4 address such as 192.168.254.1",
      "The gateway (bridge) address on the same /30."},
+    {"VM_IP6", "fd62:6572:7468::/64", "an IPv6 /64 prefix such as fd62:6572:7468::/64, or off",
+     "The VM's private IPv6 prefix, used when the pod has IPv6: the guest gets the EUI-64 "
+     "address of its MAC in it (SLAAC and DHCPv6), the bridge <prefix>::1. off: no IPv6 for the "
+     "VM."},
     {"NO_VNC", "", "yes/no (1/true/yes/on, 0/false/no/off)",
      "Set: no VNC; TCP 5900 is forwarded to the VM like every other port."},
     {"BERTH_VNC_PASSWORD_FILE", "", "absolute path",
@@ -351,6 +355,15 @@ void parse_network(Reader& r, Config& c) {
                       c.vm_ip.to_string(), c.vm_gw.to_string()));
     }
   }
+  const std::string ip6 = r.get("VM_IP6");
+  if (ip6 == "off") {
+    c.vm_ip6.reset();
+  } else if (auto prefix = parse_ipv6_prefix(ip6)) {
+    c.vm_ip6 = *prefix;
+  } else {
+    r.fail("VM_IP6", ip6, "is not a /64 prefix of unicast addresses with its host bits zero");
+    c.vm_ip6.reset();
+  }
   if (auto mac_text = r.given("VM_MAC")) {
     auto mac = parse_mac(*mac_text);
     if (!mac)
@@ -635,6 +648,7 @@ std::string describe_config(const Config& c, const EnvLookup& env) {
       {"VM_CDROM_CHECKSUM", c.cdrom_sha256 ? "sha256:" + *c.cdrom_sha256 : ""},
       {"VM_IP", c.vm_ip.to_string()},
       {"VM_GW", c.vm_gw.to_string()},
+      {"VM_IP6", c.vm_ip6 ? c.vm_ip6->to_string() : "off"},
       {"NO_VNC", c.vnc ? "no" : "yes"},
       {"BERTH_VNC_PASSWORD_FILE", c.vnc_password_file ? c.vnc_password_file->string() : ""},
       {"BERTH_VNC_INSECURE_NO_AUTH", c.vnc_auth == VncAuth::kNone ? "yes" : "no"},
@@ -855,6 +869,18 @@ std::optional<ip::address_v4> parse_ipv4(std::string_view text) {
   if (ec || address.is_unspecified())
     return std::nullopt;
   return address;
+}
+
+std::optional<ip::network_v6> parse_ipv6_prefix(std::string_view text) {
+  boost::system::error_code ec;
+  const auto prefix = ip::make_network_v6(std::string(text), ec);
+  if (ec || prefix.prefix_length() != 64 || prefix.canonical() != prefix)
+    return std::nullopt;
+  const auto address = prefix.address();
+  if (address.is_link_local() || address.is_multicast() || address.is_loopback()
+      || address.is_unspecified() || address.is_v4_mapped() || address.is_site_local())
+    return std::nullopt;
+  return prefix;
 }
 
 std::optional<Endpoint> parse_endpoint(std::string_view text) {

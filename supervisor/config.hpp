@@ -5,6 +5,7 @@
 #include <array>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/address_v4.hpp>
+#include <boost/asio/ip/network_v6.hpp>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -69,6 +70,9 @@ struct Config {
   std::optional<std::string> cdrom_sha256;  // VM_CDROM_CHECKSUM: 64 lower-case hex digits
   boost::asio::ip::address_v4 vm_ip;
   boost::asio::ip::address_v4 vm_gw;
+  // VM_IP6: the VM's private IPv6 /64 (used only when the pod has IPv6); nullopt: VM_IP6=off.
+  std::optional<boost::asio::ip::network_v6> vm_ip6 =
+      boost::asio::ip::make_network_v6("fd62:6572:7468::/64");
   bool vnc = true;  // false when NO_VNC is set
   VncAuth vnc_auth = VncAuth::kPassword;
   std::optional<std::filesystem::path> vnc_password_file;  // read at start, never logged
@@ -159,6 +163,9 @@ std::optional<std::uint64_t> parse_size(std::string_view text);
 // Canonical form of a size for display: the largest binary unit that divides it, e.g. "2Gi".
 std::string format_size(std::uint64_t bytes);
 std::optional<boost::asio::ip::address_v4> parse_ipv4(std::string_view text);
+// A /64 of unicast addresses (not link-local, site-local, multicast, loopback, unspecified nor
+// IPv4-mapped) with its host bits zero: "fd62:6572:7468::/64".
+std::optional<boost::asio::ip::network_v6> parse_ipv6_prefix(std::string_view text);
 // "127.0.0.1:9251", "[::1]:9251", "0.0.0.0:9251".
 std::optional<Endpoint> parse_endpoint(std::string_view text);
 std::string format_endpoint(const Endpoint& endpoint);

@@ -96,7 +96,18 @@ drive::ConfigDriveParams config_drive_params(const Config& config, const std::st
   return params;
 }
 
-net::NetworkSpec network_spec(const Config& config, const net::Pod& pod) {
+std::optional<net::NatSpec6> ipv6_spec(const Config& config, const net::Pod& pod, MacAddress mac) {
+  if (!pod.ipv6 || !config.vm_ip6)
+    return std::nullopt;
+  const auto prefix = config.vm_ip6->address();
+  auto gateway = prefix.to_bytes();
+  gateway.back() = 1;
+  return net::NatSpec6{pod.ipv6->address().address(), dhcp::v6::eui64_address(prefix, mac),
+                       boost::asio::ip::address_v6(gateway)};
+}
+
+net::NetworkSpec network_spec(const Config& config, const net::Pod& pod,
+                              std::optional<net::NatSpec6> ipv6) {
   std::vector<net::ReservedPort> reserved = {{config.health_port, "health"}};
   if (config.vnc)
     reserved.push_back({5900, "vnc"});
@@ -110,7 +121,10 @@ net::NetworkSpec network_spec(const Config& config, const net::Pod& pod) {
     local.push_back(control);
   else
     reserved.push_back(control);
-  return net::network_spec(pod, config.vm_ip, config.vm_gw, std::move(reserved), std::move(local));
+  auto spec =
+      net::network_spec(pod, config.vm_ip, config.vm_gw, std::move(reserved), std::move(local));
+  spec.ipv6 = std::move(ipv6);
+  return spec;
 }
 
 dhcp::DhcpConfig dhcp_config(const Config& config, const net::Pod& pod, const std::string& bridge,
@@ -133,7 +147,7 @@ std::optional<dhcp::DnsConfig> dns_config(const Config& config, const net::Pod& 
                                           const std::string& bridge) {
   std::vector<boost::asio::ip::udp::endpoint> upstreams;
   for (const auto& server : pod.resolv_conf.nameservers)
-    if (server.is_v4() && upstreams.size() < 3)
+    if ((server.is_v4() ? pod.address.has_value() : pod.ipv6.has_value()) && upstreams.size() < 3)
       upstreams.emplace_back(server, 53);
   if (upstreams.empty())
     return std::nullopt;
@@ -143,6 +157,46 @@ std::optional<dhcp::DnsConfig> dns_config(const Config& config, const net::Pod& 
   dns.allowed_clients = boost::asio::ip::network_v4(config.vm_gw, 30).canonical();
   dns.upstreams = std::move(upstreams);
   return dns;
+}
+
+std::optional<dhcp::DnsConfig> dns6_config(const Config& config, const net::Pod& pod,
+                                           const std::string& bridge, const net::NatSpec6& ipv6) {
+  auto dns = dns_config(config, pod, bridge);
+  if (!dns)
+    return std::nullopt;
+  dns->listen_address = ipv6.vm_gw;
+  dns->allowed_clients6 = boost::asio::ip::network_v6(ipv6.vm_ip, 64).canonical();
+  return dns;
+}
+
+dhcp::v6::Ipv6ServerConfig ipv6_server_config(const net::Pod& pod, const std::string& bridge,
+                                              const net::NatSpec6& ipv6, bool dns) {
+  constexpr std::uint32_t kValid = 7200, kPreferred = 3600, kRouter = 1800;
+  const auto prefix = boost::asio::ip::network_v6(ipv6.vm_ip, 64).canonical().address();
+  dhcp::v6::Ipv6ServerConfig server;
+  auto& dhcp = server.dhcp;
+  dhcp.interface = bridge;
+  // DUID-LL (RFC 8415 §11.4) of a MAC made from the hostname: stable across restarts.
+  const MacAddress duid_mac = mac_for(pod.hostname + "/dhcpv6");
+  dhcp.server_duid = {0x00, 0x03, 0x00, 0x01};
+  dhcp.server_duid.insert(dhcp.server_duid.end(), duid_mac.begin(), duid_mac.end());
+  dhcp.client_address = ipv6.vm_ip;
+  dhcp.prefix = prefix;
+  dhcp.prefix_length = 64;
+  if (dns)
+    dhcp.dns_servers = {ipv6.vm_gw};
+  dhcp.search_domains = pod.resolv_conf.search;
+  auto& advert = server.advert;
+  advert.managed = true;
+  advert.other = true;
+  advert.router_lifetime = kRouter;
+  advert.mtu = pod.mtu;
+  advert.prefixes.push_back({prefix, 64, true, true, kValid, kPreferred});
+  advert.dns_servers = dhcp.dns_servers;
+  advert.dns_lifetime = dns ? kRouter : 0;
+  advert.search_domains = pod.resolv_conf.search;
+  advert.search_lifetime = kRouter;
+  return server;
 }
 
 qemu::MachineSpec machine_spec(const Config& config, const MachineInputs& inputs) {

@@ -9,6 +9,7 @@
 #include "common/mac.hpp"
 #include "dhcp/dhcp_server.hpp"
 #include "dhcp/dns/dns_forwarder.hpp"
+#include "dhcp/v6/ipv6_server.hpp"
 #include "drive/configdrive/config_drive.hpp"
 #include "drive/disk/pet_disk.hpp"
 #include "drive/image/image_cache.hpp"
@@ -59,18 +60,35 @@ drive::PetDiskParams pet_disk_params(const Config& config, const std::string& ho
 // The config drive's sources and layout; the ISO goes to <BERTH_RUNTIME_DIR>/config-drive.iso.
 drive::ConfigDriveParams config_drive_params(const Config& config, const std::string& hostname);
 
+// The VM's IPv6 side, when the pod has IPv6 and VM_IP6 is not off: the pod's first usable IPv6
+// address, the VM's address (the EUI-64 one of `mac` in VM_IP6, what SLAAC makes and DHCPv6 hands
+// out) and the bridge's (<VM_IP6>::1). nullopt otherwise.
+std::optional<net::NatSpec6> ipv6_spec(const Config& config, const net::Pod& pod, MacAddress mac);
+
 // The pod network, with the health port (and VNC, when on) reserved from the VM's NAT and the
-// control port kept local.
-net::NetworkSpec network_spec(const Config& config, const net::Pod& pod);
+// control port kept local; `ipv6` (ipv6_spec) adds the ip6 side.
+net::NetworkSpec network_spec(const Config& config, const net::Pod& pod,
+                              std::optional<net::NatSpec6> ipv6 = std::nullopt);
 
 // The DHCP server on `bridge`: the VM's /30 lease for `mac`, berth as router and DNS server.
 dhcp::DhcpConfig dhcp_config(const Config& config, const net::Pod& pod, const std::string& bridge,
                              MacAddress mac);
 
-// The DNS forwarder on `bridge` towards the pod's first three IPv4 nameservers; nullopt when
-// /etc/resolv.conf names no IPv4 nameserver (the guest then gets no forwarder).
+// The DNS forwarder on `bridge` at VM_GW towards the pod's first three nameservers of a family
+// the pod has (IPv4 when it has an IPv4 address, IPv6 when it has IPv6); nullopt when
+// /etc/resolv.conf names none (the guest then gets no forwarder).
 std::optional<dhcp::DnsConfig> dns_config(const Config& config, const net::Pod& pod,
                                           const std::string& bridge);
+
+// The same forwarder's twin on the bridge's IPv6 address, answering the VM's /64 only.
+std::optional<dhcp::DnsConfig> dns6_config(const Config& config, const net::Pod& pod,
+                                           const std::string& bridge, const net::NatSpec6& ipv6);
+
+// Router advertisements and DHCPv6 on `bridge`: VM_IP6 on-link and autonomous with the M and O
+// flags, the bridge as default router, the pod MTU, the bridge's address as DNS server (RDNSS
+// and DHCPv6 option 23) when `dns`, the pod's search list; DHCPv6 hands out ipv6.vm_ip.
+dhcp::v6::Ipv6ServerConfig ipv6_server_config(const net::Pod& pod, const std::string& bridge,
+                                              const net::NatSpec6& ipv6, bool dns);
 
 // What start-up made that QEMU needs besides the configuration.
 struct MachineInputs {

@@ -207,6 +207,10 @@ asio::awaitable<void> Supervisor::clean_up() {
     watcher_->stop();
   if (dns_)
     dns_->stop();
+  if (dns6_)
+    dns6_->stop();
+  if (ipv6_server_)
+    ipv6_server_->stop();  // a last advertisement: the guest drops its default route at once
   if (dhcp_)
     dhcp_->stop();
   if (vm_ && vm_->running()) {
@@ -293,12 +297,44 @@ asio::awaitable<StepResult> Supervisor::discover_pod() {
   for (const auto& server : pod_.resolv_conf.nameservers)
     servers.push_back(server.to_string());
   log_->info("pod: {} {} mtu {}, gateway {}, hostname {}, nameservers [{}], search [{}]",
-             pod_.interface, pod_.address.to_string(), pod_.mtu,
+             pod_.interface, pod_.address ? pod_.address->to_string() : "no IPv4", pod_.mtu,
              pod_.gateway ? pod_.gateway->to_string() : "none", pod_.hostname,
              fmt::join(servers, " "), fmt::join(pod_.resolv_conf.search, " "));
   mac_ = config_.vm_mac.value_or(mac_for(pod_.hostname));
+  if (auto chosen = choose_ipv6(); !chosen)
+    co_return chosen;
   state_.pod_discovered(pod_.hostname, config_.vm_ip);
   co_return StepResult{};
+}
+
+StepResult Supervisor::choose_ipv6() {
+  if (!pod_.ipv6) {
+    if (!pod_.address)  // discover_pod fails a pod with neither
+      return Failure{ExitCode::kNetwork, "the pod has no IPv4 address and no IPv6 one"};
+    log_->info("IPv6: none (the pod has no IPv6 address on {})", pod_.interface);
+    return {};
+  }
+  const auto& pod6 = *pod_.ipv6;
+  if (!config_.vm_ip6) {
+    if (!pod_.address)
+      return Failure{ExitCode::kConfig,
+                     fmt::format("VM_IP6=off, but the pod is IPv6-only ({} has {} and no IPv4 "
+                                 "address): the VM would have no network; unset VM_IP6",
+                                 pod_.interface, pod6.address().to_string())};
+    log_->info("IPv6: off (VM_IP6=off); the pod's {} stays the pod's", pod6.address().to_string());
+    return {};
+  }
+  if (auto prefix = net::check_vm_prefix6(pod_, *config_.vm_ip6); !prefix)
+    return Failure{ExitCode::kNetwork, prefix.error().message};
+  ipv6_ = ipv6_spec(config_, pod_, mac_);
+  log_->info(
+      "IPv6: {}: the VM is {} in VM_IP6 {} (SLAAC and DHCPv6), bridge {}, NAT66 to the pod's {}, "
+      "pod gateway {}{}",
+      pod_.address ? "dual-stack" : "IPv6-only", ipv6_->vm_ip.to_string(),
+      config_.vm_ip6->to_string(), ipv6_->vm_gw.to_string(), ipv6_->pod_ip.to_string(),
+      pod6.gateway ? pod6.gateway->to_string() : "none",
+      pod_.address ? "" : "; the VM's IPv4 (VM_IP) reaches only berth (DHCP, DNS)");
+  return {};
 }
 
 asio::awaitable<StepResult> Supervisor::open_listeners() {
@@ -312,7 +348,7 @@ asio::awaitable<StepResult> Supervisor::read_vnc_password() {
     log_->warn(
         "VNC: NO AUTHENTICATION (BERTH_VNC_INSECURE_NO_AUTH): whoever reaches {}:5900 gets the "
         "VM's screen and keyboard; set BERTH_VNC_PASSWORD_FILE instead",
-        pod_.address.address().to_string());
+        vnc_address().to_string());
     co_return StepResult{};
   }
   auto text = read_secret_file("BERTH_VNC_PASSWORD_FILE", *config_.vnc_password_file);
@@ -326,8 +362,8 @@ asio::awaitable<StepResult> Supervisor::read_vnc_password() {
         "VNC: the password in {} has {} characters; VNC authentication uses only the first "
         "{}",
         config_.vnc_password_file->string(), password->size(), kVncPasswordLength);
-  log_->info("VNC: on {}:5900 and 127.0.0.1:5900, password from {}",
-             pod_.address.address().to_string(), config_.vnc_password_file->string());
+  log_->info("VNC: on {}:5900 and 127.0.0.1:5900, password from {}", vnc_address().to_string(),
+             config_.vnc_password_file->string());
   vnc_password_ = std::move(*password);
   co_return StepResult{};
 }
@@ -459,13 +495,26 @@ asio::awaitable<StepResult> Supervisor::build_drive() {
 }
 
 asio::awaitable<StepResult> Supervisor::set_up_network() {
-  auto network = net::PodNetwork::setup(network_spec(config_, pod_));
+  auto network = net::PodNetwork::setup(network_spec(config_, pod_, ipv6_));
+  if (!network && ipv6_ && pod_.address) {
+    // A dual-stack pod whose IPv6 side cannot be set up (a read-only /proc/sys, IPv6 disabled)
+    // keeps the VM on IPv4, as before berth had IPv6, rather than failing the pod.
+    log_->warn("IPv6: off for the VM, which stays on IPv4: {}", network.error().message);
+    ipv6_.reset();
+    network = net::PodNetwork::setup(network_spec(config_, pod_, ipv6_));
+  }
   if (!network)
     co_return Failure{ExitCode::kNetwork, network.error().message};
   network_ = std::move(*network);
-  log_->info("network: {} {}/30 and {} bridged, NAT {} <-> {} (nft list table ip {})",
-             network_->spec().bridge, config_.vm_gw.to_string(), network_->spec().tap,
-             pod_.address.address().to_string(), config_.vm_ip.to_string(), network_->spec().table);
+  const auto& spec = network_->spec();
+  log_->info("network: {} {}/30 and {} bridged, NAT {} <-> {} (nft list table ip {})", spec.bridge,
+             config_.vm_gw.to_string(), spec.tap,
+             spec.pod_ip ? spec.pod_ip->to_string() : "none (IPv6-only pod)",
+             config_.vm_ip.to_string(), spec.table);
+  if (ipv6_)
+    log_->info("network: {} {}/64, NAT66 {} <-> {} (nft list table ip6 {})", spec.bridge,
+               ipv6_->vm_gw.to_string(), ipv6_->pod_ip.to_string(), ipv6_->vm_ip.to_string(),
+               spec.table);
   co_return StepResult{};
 }
 
@@ -480,6 +529,10 @@ asio::awaitable<StepResult> Supervisor::boot_and_watch() {
   co_return booted;
 }
 
+asio::ip::address_v4 Supervisor::vnc_address() const {
+  return pod_.address ? pod_.address->address() : asio::ip::address_v4::loopback();
+}
+
 qemu::MachineSpec Supervisor::machine_spec(qemu::Accelerator accel) const {
   MachineInputs inputs;
   inputs.accel = accel;
@@ -488,7 +541,7 @@ qemu::MachineSpec Supervisor::machine_spec(qemu::Accelerator accel) const {
   inputs.cdroms = cdroms_;
   inputs.mac = mac_;
   inputs.mtu = pod_.mtu;
-  inputs.pod_address = pod_.address.address();
+  inputs.pod_address = vnc_address();
   if (network_)
     inputs.tap = network_->spec().tap;
   inputs.flash = flash_;
@@ -733,6 +786,30 @@ StepResult Supervisor::start_guest_services() {
       return Failure{ExitCode::kNetwork, started.error().message};
     dns_->register_metrics(registry_);
   }
+  if (ipv6_)
+    return start_ipv6_services(dns_config.has_value());
+  return {};
+}
+
+StepResult Supervisor::start_ipv6_services(bool dns) {
+  const auto& bridge = network_->spec().bridge;
+  if (dns) {
+    auto dns6_config = berth::dns6_config(config_, pod_, bridge, *ipv6_);
+    dns6_ = std::make_unique<dhcp::DnsForwarder>(io_, *dns6_config, log_->clone("dns"));
+    if (auto started = dns6_->start(); !started)
+      return Failure{ExitCode::kNetwork, started.error().message};
+  }
+  ipv6_server_ = std::make_unique<dhcp::v6::Ipv6Server>(
+      io_, ipv6_server_config(pod_, bridge, *ipv6_, dns), log_->clone("ipv6"));
+  ipv6_server_->on_lease([this, logged = false](const asio::ip::address_v6& address) mutable {
+    if (!logged)
+      log_->info("the guest took its IPv6 address {} (DHCPv6) after {:.1f}s", address.to_string(),
+                 std::chrono::duration<double>(lifecycle_.since_start()).count());
+    logged = true;
+  });
+  if (auto started = ipv6_server_->start(); !started)
+    return Failure{ExitCode::kNetwork, "IPv6: " + started.error().message};
+  ipv6_server_->register_metrics(registry_);
   return {};
 }
 
@@ -858,7 +935,10 @@ StepResult Supervisor::start_listeners() {
   health_server_->register_metrics(registry_);
   control_server_->register_metrics(registry_);
   // The health port is reserved from the VM's NAT, so it is answered here on every pod address.
-  const asio::ip::tcp::endpoint health{asio::ip::address_v4::any(), config_.health_port};
+  // With IPv6 on the pod: [::], which takes IPv4 too (HttpServer clears IPV6_V6ONLY).
+  const asio::ip::tcp::endpoint health{pod_.ipv6 ? asio::ip::address(asio::ip::address_v6::any())
+                                                 : asio::ip::address(asio::ip::address_v4::any()),
+                                       config_.health_port};
   if (auto ec = health_server_->listen(health))
     return Failure{ExitCode::kNetwork, fmt::format("BERTH_HEALTH_PORT {}: cannot listen: {}",
                                                    config_.health_port, ec.message())};

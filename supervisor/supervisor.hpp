@@ -13,6 +13,7 @@
 
 #include "dhcp/dhcp_server.hpp"
 #include "dhcp/dns/dns_forwarder.hpp"
+#include "dhcp/v6/ipv6_server.hpp"
 #include "drive/configdrive/config_drive.hpp"
 #include "drive/configdrive/config_watch.hpp"
 #include "drive/image/image_cache.hpp"
@@ -95,6 +96,10 @@ class Supervisor {
   drive::RunProgram program_runner();
   // DHCP server and DNS forwarder on the bridge.
   StepResult start_guest_services();
+  // Router advertisements, DHCPv6 and the forwarder's IPv6 twin, when the VM has IPv6.
+  StepResult start_ipv6_services(bool dns);
+  // The VM's IPv6 side (ipv6_), chosen and checked once the pod is known.
+  StepResult choose_ipv6();
   // A DHCP lease event: readiness, and the neighbour announcement for a new address.
   void on_lease(const dhcp::LeaseEvent& event);
   // The ConfigMap watch that rebuilds and swaps the config drive into the running VM.
@@ -133,6 +138,8 @@ class Supervisor {
   // Starts the health and control listeners; a failure to bind is a start-up failure.
   StepResult start_listeners();
   qemu::MachineSpec machine_spec(qemu::Accelerator accel) const;
+  // Where VNC listens besides 127.0.0.1: the pod's IPv4 address (none in an IPv6-only pod).
+  boost::asio::ip::address_v4 vnc_address() const;
 
   Config config_;
   boost::asio::io_context& io_;
@@ -147,6 +154,7 @@ class Supervisor {
 
   // What start-up found and made.
   net::Pod pod_;
+  std::optional<net::NatSpec6> ipv6_;  // the VM's IPv6 side: the pod has IPv6, VM_IP6 not off
   std::optional<net::PodNetwork> network_;
   drive::CachedImage image_;
   bool image_is_iso_ = false;  // IMG_SOURCE is an installer ISO: a CD-ROM and a blank disk
@@ -159,6 +167,8 @@ class Supervisor {
   drive::ConfigDriveParams drive_params_;
   std::unique_ptr<dhcp::DhcpServer> dhcp_;
   std::unique_ptr<dhcp::DnsForwarder> dns_;
+  std::unique_ptr<dhcp::DnsForwarder> dns6_;  // on the bridge's IPv6 address
+  std::unique_ptr<dhcp::v6::Ipv6Server> ipv6_server_;
   std::shared_ptr<drive::ConfigDriveWatcher> watcher_;
   MacAddress mac_{};
   using Announced = std::pair<boost::asio::ip::address_v4, MacAddress>;

@@ -6,6 +6,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -29,7 +30,7 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 // Identifies a guest query in flight, to drop its retransmits.
 struct PendingKey {
-  std::uint32_t address;
+  asio::ip::address_v6::bytes_type address;  // an IPv4 client's as ::ffff:a.b.c.d
   std::uint16_t port;
   std::uint16_t id;
   std::uint16_t type;
@@ -42,7 +43,10 @@ PendingKey pending_key(const udp::endpoint& client, const dns::Message& query) {
   std::string name(query.question->name.begin(), query.question->name.end());
   for (char& c : name)
     c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-  return {client.address().to_v4().to_uint(),
+  const auto& address = client.address();
+  return {(address.is_v4() ? asio::ip::make_address_v6(asio::ip::v4_mapped, address.to_v4())
+                           : address.to_v6())
+              .to_bytes(),
           client.port(),
           query.header.id,
           query.question->type,
@@ -113,6 +117,12 @@ std::string endpoint_text(const udp::endpoint& endpoint) {
   return endpoint.address().is_v6()
              ? fmt::format("[{}]:{}", endpoint.address().to_string(), endpoint.port())
              : fmt::format("{}:{}", endpoint.address().to_string(), endpoint.port());
+}
+
+// The clients a forwarder answers, for the log.
+std::string clients_text(const DnsConfig& config) {
+  return config.listen_address.is_v6() ? config.allowed_clients6.to_string()
+                                       : config.allowed_clients.to_string();
 }
 
 }  // namespace
@@ -222,16 +232,19 @@ Result<void> DnsForwarder::Impl::start(const std::shared_ptr<Impl>& self) {
   if (auto valid = validate_config(config); !valid)
     return valid.error();
   const udp::endpoint udp_endpoint(config.listen_address, config.listen_port);
-  const std::string where =
-      fmt::format("{}:{}{}", config.listen_address.to_string(), config.listen_port,
-                  config.interface.empty() ? "" : " on " + config.interface);
+  const std::string where = fmt::format("{}{}", endpoint_text(udp_endpoint),
+                                        config.interface.empty() ? "" : " on " + config.interface);
   boost::system::error_code ec;
   auto fail = [&](std::string_view what) {
     close();
     return Error{ErrorKind::kSystem, fmt::format("DNS: {} {}: {}", what, where, ec.message()), ec};
   };
-  if (listener.open(udp::v4(), ec); ec)
+  if (listener.open(udp_endpoint.protocol(), ec); ec)
     return fail("cannot open UDP");
+  if (config.listen_address.is_v6()) {
+    if (listener.set_option(asio::ip::v6_only(true), ec); ec)
+      return fail("cannot set IPV6_V6ONLY for UDP");
+  }
   if (listener.set_option(asio::socket_base::reuse_address(true), ec); ec)
     return fail("cannot set SO_REUSEADDR for UDP");
   if (!config.interface.empty()) {
@@ -243,8 +256,12 @@ Result<void> DnsForwarder::Impl::start(const std::shared_ptr<Impl>& self) {
   if (listener.non_blocking(true, ec); ec)
     return fail("cannot make UDP non-blocking");
 
-  if (acceptor.open(tcp::v4(), ec); ec)
+  if (acceptor.open(udp_endpoint.address().is_v6() ? tcp::v6() : tcp::v4(), ec); ec)
     return fail("cannot open TCP");
+  if (config.listen_address.is_v6()) {
+    if (acceptor.set_option(asio::ip::v6_only(true), ec); ec)
+      return fail("cannot set IPV6_V6ONLY for TCP");
+  }
   if (acceptor.set_option(asio::socket_base::reuse_address(true), ec); ec)
     return fail("cannot set SO_REUSEADDR for TCP");
   if (!config.interface.empty()) {
@@ -259,8 +276,8 @@ Result<void> DnsForwarder::Impl::start(const std::shared_ptr<Impl>& self) {
   std::string upstreams;
   for (const auto& upstream : config.upstreams)
     upstreams += (upstreams.empty() ? "" : ", ") + endpoint_text(upstream);
-  log->info("DNS: forwarding {} (UDP and TCP, clients {}) to {}", where,
-            config.allowed_clients.to_string(), upstreams);
+  log->info("DNS: forwarding {} (UDP and TCP, clients {}) to {}", where, clients_text(config),
+            upstreams);
   spawn(serve_udp(self), "DNS: the UDP listener");
   spawn(serve_tcp(self), "DNS: the TCP listener");
   return {};
@@ -276,6 +293,11 @@ void DnsForwarder::Impl::close() {
 }
 
 bool DnsForwarder::Impl::allowed(const asio::ip::address& address) const {
+  if (config.listen_address.is_v6())
+    return address.is_v6()
+           && asio::ip::network_v6(address.to_v6(), config.allowed_clients6.prefix_length())
+                      .canonical()
+                  == config.allowed_clients6.canonical();
   if (!address.is_v4())
     return false;
   const std::uint32_t mask = config.allowed_clients.netmask().to_uint();
@@ -310,7 +332,7 @@ void DnsForwarder::Impl::handle_datagram(ByteView datagram, const udp::endpoint&
   if (!allowed(client.address())) {
     ++counters.refused_clients;
     log->debug("DNS: ignored a query from {}, outside {}", endpoint_text(client),
-               config.allowed_clients.to_string());
+               clients_text(config));
     return;
   }
   auto view = dns::parse_message(datagram);
@@ -509,8 +531,7 @@ asio::awaitable<void> DnsForwarder::Impl::serve_tcp(std::shared_ptr<Impl> self) 
     if (remote_ec || !allowed(remote.address())) {
       ++counters.refused_clients;
       log->debug("DNS: closed a TCP connection from {}, outside {}",
-                 remote_ec ? "?" : remote.address().to_string(),
-                 config.allowed_clients.to_string());
+                 remote_ec ? "?" : remote.address().to_string(), clients_text(config));
       continue;  // the socket closes here
     }
     if (sessions.size() >= config.max_tcp_connections) {

@@ -10,7 +10,9 @@
 #include <spdlog/logger.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/network_v4.hpp>
+#include <boost/asio/ip/network_v6.hpp>
 #include <boost/asio/ip/udp.hpp>
 #include <chrono>
 #include <cstdint>
@@ -25,10 +27,12 @@
 namespace berth::dhcp {
 
 struct DnsConfig {
-  boost::asio::ip::address_v4 listen_address;  // VM_GW
+  boost::asio::ip::address listen_address;  // VM_GW, or the bridge's address in VM_IP6
   std::uint16_t listen_port = 53;
   std::string interface;                        // the bridge; empty: not bound to a device
   boost::asio::ip::network_v4 allowed_clients;  // the VM's subnet; other sources get nothing
+  // With an IPv6 listen_address: the VM's /64, the only IPv6 clients answered.
+  boost::asio::ip::network_v6 allowed_clients6;
   std::vector<boost::asio::ip::udp::endpoint> upstreams;  // 1 to 3, tried in order (same port
                                                           // for TCP)
   std::chrono::milliseconds attempt_timeout{1500};        // per try; below the guest's 5 s

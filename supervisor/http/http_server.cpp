@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -60,6 +61,8 @@ HttpServer::~HttpServer() {
 error_code HttpServer::listen(const tcp::endpoint& endpoint) {
   error_code ec;
   acceptor_.open(endpoint.protocol(), ec);
+  if (!ec && endpoint.address().is_v6() && endpoint.address().is_unspecified())
+    acceptor_.set_option(asio::ip::v6_only(false), ec);  // [::] takes IPv4 as well
   if (!ec)
     acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
   if (!ec)

@@ -570,3 +570,44 @@ TEST_CASE("dhcp/dns: configuration validation", "[dns][forwarder]") {
   c.attempt_timeout = 5s;
   CHECK_FALSE(validate_config(c));
 }
+
+TEST_CASE("dhcp/dns: on an IPv6 address: answers the allowed /64 only, AAAA passed through",
+          "[dns][forwarder]") {
+  Harness h;
+  h.config.listen_address = asio::ip::make_address_v6("::1");
+  h.config.allowed_clients6 = asio::ip::make_network_v6("::1/128");
+  h.add_upstream(answer(1));
+  h.start();
+  asio::io_context client_io;
+  udp::socket client(client_io, udp::endpoint(asio::ip::address_v6::loopback(), 0));
+  client.non_blocking(true);
+  const Bytes query = make_query(0x6666, "vm.test", 28);  // AAAA
+  client.send_to(asio::buffer(query), udp::endpoint(h.config.listen_address, h.config.listen_port));
+  std::optional<Bytes> reply;
+  for (int i = 0; i < 200 && !reply; ++i) {
+    Bytes buffer(65536);
+    boost::system::error_code ec;
+    const std::size_t n = client.receive(asio::buffer(buffer), 0, ec);
+    if (!ec)
+      reply = Bytes(buffer.begin(), buffer.begin() + static_cast<std::ptrdiff_t>(n));
+    else
+      std::this_thread::sleep_for(10ms);
+  }
+  REQUIRE(reply);
+  CHECK(parsed(*reply).header.id == 0x6666);
+  CHECK(parsed(*reply).question->type == 28);
+  CHECK(h.counters().answered == 1);
+
+  // A source outside the allowed prefix gets nothing.
+  Harness other;
+  other.config.listen_address = asio::ip::make_address_v6("::1");
+  other.config.allowed_clients6 = asio::ip::make_network_v6("fd62:6572:7468::/64");
+  other.add_upstream(answer(1));
+  other.start();
+  client.send_to(asio::buffer(query),
+                 udp::endpoint(other.config.listen_address, other.config.listen_port));
+  for (int i = 0; i < 100 && other.counters().refused_clients == 0; ++i)
+    std::this_thread::sleep_for(10ms);
+  CHECK(other.counters().refused_clients == 1);
+  CHECK(other.counters().answered == 0);
+}

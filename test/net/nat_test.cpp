@@ -172,3 +172,23 @@ TEST_CASE("net: IPv6: the guest's neighbour discovery and Packet Too Big reach t
   // Reject last: nothing the guest is allowed comes after it.
   CHECK(std::holds_alternative<nft::Reject>(input.rules.back().expressions.back()));
 }
+
+TEST_CASE("net: an IPv6-only pod's ip table forwards nothing and refuses the guest's IPv4",
+          "[nat]") {
+  auto spec = test::sample_spec6();
+  spec.pod_ip.reset();
+  const auto tables = build_nat_tables(nat_spec(spec));
+  REQUIRE(tables.size() == 2);
+  const auto text = nft::render(tables[0]);
+  INFO(text);
+  CHECK_THAT(text, !Catch::Contains("10.77.0.5"));
+  CHECK_THAT(text, !Catch::Contains("iifname \"eth0\" ip daddr"));  // nothing DNATed from eth0
+  CHECK_THAT(text, !Catch::Contains("oifname \"eth0\""));
+  // 127.0.0.1 still reaches the VM (kubectl port-forward), the control port stays the pod's.
+  CHECK_THAT(text, Catch::Contains("ip daddr 127.0.0.1 tcp dport { 5900, 9250, 9251 } accept"));
+  CHECK_THAT(text, Catch::Contains("dnat to 192.168.254.2"));
+  // The guest's DHCP and DNS to the bridge stay; IPv4 beyond the pod is refused at once.
+  CHECK_THAT(text, Catch::Contains("udp dport 67 accept"));
+  CHECK_THAT(text, Catch::Contains("iifname \"br0\" reject with tcp reset"));
+  CHECK(nft::render(tables[1]) == test::golden("berth-calico6.nft"));  // IPv6 unchanged
+}

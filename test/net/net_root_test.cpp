@@ -436,8 +436,8 @@ void check_vm_answers_on_the_pod_ip(const Topology& t, Vnc vnc) {
 void check_pod(PodStyle style) {
   Topology t(style);
   const Pod discovered = t.discover();
-  CHECK(discovered.address.address() == kPodIp);
-  CHECK(discovered.address.prefix_length() == (style == PodStyle::kCalico ? 32 : 24));
+  CHECK(discovered.address->address() == kPodIp);
+  CHECK(discovered.address->prefix_length() == (style == PodStyle::kCalico ? 32 : 24));
   CHECK(discovered.mtu == t.mtu);
   CHECK(discovered.gateway
         == make_address_v4(style == PodStyle::kCalico ? "169.254.1.1" : "10.77.0.1"));

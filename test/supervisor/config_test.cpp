@@ -288,14 +288,32 @@ TEST_CASE("VM_IP and VM_GW must be the two hosts of one /30", "[config]") {
   }
 }
 
+TEST_CASE("VM_IP6 is a /64 of unicast addresses, a ULA by default, or off", "[config]") {
+  CHECK(parse_ok(minimal()).vm_ip6->to_string() == "fd62:6572:7468::/64");
+  CHECK(parse_ok(with(minimal(), "VM_IP6", "2001:db8:1:2::/64")).vm_ip6->to_string()
+        == "2001:db8:1:2::/64");
+  CHECK_FALSE(parse_ok(with(minimal(), "VM_IP6", "off")).vm_ip6);
+  for (const std::string text : {"fd00::/48", "fd00::1/64", "fe80::/64", "ff02::/64", "::/64",
+                                 "fd00::", "192.168.254.2", "off6", "fec0::/64"}) {
+    DYNAMIC_SECTION(text) {
+      const auto error = parse_one_error(with(minimal(), "VM_IP6", text));
+      CHECK(error.variable == "VM_IP6");
+      CHECK_THAT(error.message,
+                 Catch::Contains("/64") && Catch::Contains(text) && Catch::Contains("off"));
+    }
+  }
+}
+
 TEST_CASE("every invalid variable is reported, not only the first", "[config]") {
-  auto result = parse_config(lookup({{"VM_IP", "300.1.1.1"}, {"VM_CPUS", "x"}}));
+  auto result =
+      parse_config(lookup({{"VM_IP", "300.1.1.1"}, {"VM_IP6", "fd00::/8"}, {"VM_CPUS", "x"}}));
   REQUIRE_FALSE(result.config);
   std::vector<std::string> names;
   for (const auto& e : result.errors)
     names.push_back(e.variable);
   CHECK(names
-        == std::vector<std::string>{"IMG_SOURCE", "BERTH_VNC_PASSWORD_FILE", "VM_IP", "VM_CPUS"});
+        == std::vector<std::string>{"IMG_SOURCE", "BERTH_VNC_PASSWORD_FILE", "VM_IP", "VM_IP6",
+                                    "VM_CPUS"});
 }
 
 TEST_CASE("empty values count as unset (Helm renders left-out values as \"\")", "[config]") {

@@ -105,6 +105,79 @@ TEST_CASE("DNS forwards to the first three IPv4 nameservers, or is left out with
   CHECK(dns->allowed_clients.to_string() == "10.0.2.0/30");
 }
 
+namespace {
+
+net::Pod dual_stack_pod(std::vector<ip::address> nameservers) {
+  net::Pod p = pod(std::move(nameservers));
+  p.ipv6 = net::PodIpv6{{ip::make_network_v6("2001:db8:7::5/128")},
+                        ip::make_address_v6("fe80::ecee:eeff:feee:eeee"),
+                        {}};
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("IPv6: the VM is the EUI-64 address of its MAC in VM_IP6, the bridge <prefix>::1",
+          "[module_params]") {
+  auto c = config();
+  const MacAddress mac{0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
+  CHECK_FALSE(ipv6_spec(c, pod({}), mac));  // the pod has no IPv6
+  auto six = ipv6_spec(c, dual_stack_pod({}), mac);
+  REQUIRE(six);
+  CHECK(six->vm_ip.to_string() == "fd62:6572:7468:0:5054:ff:fe12:3456");
+  CHECK(six->vm_gw.to_string() == "fd62:6572:7468::1");
+  CHECK(six->pod_ip.to_string() == "2001:db8:7::5");
+  const auto spec = network_spec(c, dual_stack_pod({}), six);
+  REQUIRE(spec.ipv6);
+  CHECK(spec.ipv6->vm_ip == six->vm_ip);
+  CHECK(spec.pod_ip == ip::make_address_v4("10.244.1.7"));
+  c.vm_ip6.reset();  // VM_IP6=off
+  CHECK_FALSE(ipv6_spec(c, dual_stack_pod({}), mac));
+}
+
+TEST_CASE("IPv6: router advertisements and DHCPv6 give the one address, DNS and the MTU",
+          "[module_params]") {
+  const auto c = config();
+  const MacAddress mac{0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
+  const auto p = dual_stack_pod({ip::make_address("10.96.0.10")});
+  const auto six = *ipv6_spec(c, p, mac);
+  const auto server = ipv6_server_config(p, "br0", six, true);
+  CHECK(server.dhcp.interface == "br0");
+  CHECK(server.dhcp.client_address == six.vm_ip);
+  CHECK(server.dhcp.prefix.to_string() == "fd62:6572:7468::");
+  CHECK(server.dhcp.dns_servers == std::vector{six.vm_gw});
+  CHECK(server.dhcp.search_domains == p.resolv_conf.search);
+  CHECK(server.advert.managed);
+  CHECK(server.advert.other);
+  CHECK(server.advert.router_lifetime > 0);
+  CHECK(server.advert.mtu == 1450u);
+  REQUIRE(server.advert.prefixes.size() == 1);
+  CHECK(server.advert.prefixes[0].on_link);
+  CHECK(server.advert.prefixes[0].autonomous);
+  CHECK(server.advert.dns_servers == std::vector{six.vm_gw});
+  CHECK(dhcp::v6::validate_config(server.dhcp));
+  CHECK(ipv6_server_config(p, "br0", six, false).advert.dns_servers.empty());
+
+  const auto dns6 = dns6_config(c, p, "br0", six);
+  REQUIRE(dns6);
+  CHECK(dns6->listen_address == ip::address(six.vm_gw));
+  CHECK(dns6->allowed_clients6.to_string() == "fd62:6572:7468::/64");
+  CHECK(dns6->upstreams[0].address().to_string() == "10.96.0.10");
+}
+
+TEST_CASE("IPv6-only pod: IPv6 nameservers are the upstreams, no IPv4 NAT", "[module_params]") {
+  const auto c = config();
+  auto p = dual_stack_pod({ip::make_address("10.96.0.10"), ip::make_address("fd00:96::a")});
+  p.address.reset();
+  const auto dns = dns_config(c, p, "br0");
+  REQUIRE(dns);
+  REQUIRE(dns->upstreams.size() == 1);
+  CHECK(dns->upstreams[0].address().to_string() == "fd00:96::a");
+  const auto spec = network_spec(c, p, ipv6_spec(c, p, mac_for("vm-0")));
+  CHECK_FALSE(spec.pod_ip);
+  CHECK(spec.ipv6);
+}
+
 TEST_CASE("image, disk and drive parameters come from the configuration", "[module_params]") {
   auto c = config();
   c.img_source = "https://example.com/img.qcow2";

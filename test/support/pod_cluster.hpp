@@ -71,6 +71,7 @@ struct PodClusterOptions {
   std::optional<std::string> metadata;  // the metadata ConfigMap's key "metadata", if any
   std::string memory = "256M";          // VM_MEMORY
   int shutdown_timeout_s = 20;          // BERTH_SHUTDOWN_TIMEOUT
+  std::string style = "calico";         // podnet.sh's: calico, plain, calico6, ipv6only
 
   PodClusterOptions(fs::path image_path, std::string user_data,
                     std::optional<std::string> meta_data = std::nullopt)
@@ -81,6 +82,7 @@ struct PodClusterOptions {
 
 struct PodCluster {
   static constexpr const char* kNodeIp = "10.77.9.1";
+  static constexpr const char* kNodeIp6 = "fd77:9::1";  // calico6 and ipv6only pods
   // A name that only the node's DNS server knows (it answers kNodeIp).
   static constexpr const char* kNodeOnlyName = "e2e.berth.test";
 
@@ -91,7 +93,7 @@ struct PodCluster {
   std::unique_ptr<Background> dns;
   std::string checksum;
 
-  explicit PodCluster(PodClusterOptions opts) : options(std::move(opts)) {
+  explicit PodCluster(PodClusterOptions opts) : net(opts.style), options(std::move(opts)) {
     // The node serves the image over HTTP and answers DNS for kNodeOnlyName.
     fs::create_directories(dir.path / "www");
     fs::copy_file(options.image, dir.path / "www" / "guest.qcow2");
@@ -102,12 +104,19 @@ struct PodCluster {
         net.node(),
         std::vector<std::string>{"busybox", "httpd", "-f", "-p", std::string(kNodeIp) + ":8080",
                                  "-h", (dir.path / "www").string()});
-    dns = std::make_unique<Background>(
-        net.node(),
-        std::vector<std::string>{"dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts",
-                                 "--bind-interfaces", std::string("--listen-address=") + kNodeIp,
-                                 std::string("--address=/") + kNodeOnlyName + "/" + kNodeIp,
-                                 "--pid-file=" + (dir.path / "dnsmasq.pid").string()});
+    std::vector<std::string> dnsmasq{"dnsmasq",
+                                     "--no-daemon",
+                                     "--no-resolv",
+                                     "--no-hosts",
+                                     "--bind-interfaces",
+                                     std::string("--listen-address=") + kNodeIp,
+                                     std::string("--address=/") + kNodeOnlyName + "/" + kNodeIp,
+                                     "--pid-file=" + (dir.path / "dnsmasq.pid").string()};
+    if (options.style == "calico6" || options.style == "ipv6only") {  // AAAA too, over IPv6
+      dnsmasq.push_back(std::string("--listen-address=") + kNodeIp6);
+      dnsmasq.push_back(std::string("--address=/") + kNodeOnlyName + "/" + kNodeIp6);
+    }
+    dns = std::make_unique<Background>(net.node(), dnsmasq);
     write_text(dir.path / "vnc-password", "e2e-vnc\n");
     write_userdata(options.userdata);
     if (options.metadata) {
