@@ -12,7 +12,8 @@
 #   `helm upgrade`); a VM with data disks (vmconfig.disks: a Filesystem claim and a Block claim on
 #   a local PV over a loop device) keeps what its guest wrote to both across `kubectl delete pod`;
 #   the chart's privileged and devicePlugin variants both admitted; `helm uninstall` leaves no pod.
-# Root. Needs the caches of build-kube.sh (else it says so and exits 77: skipped).
+# Root. Installs the host tools it needs (setup.sh) and builds the Kubernetes binaries when they are
+# not cached (build-kube.sh, ~20 min once; BERTH_E2E_SKIP_BUILD=1 exits 77, skipped, instead).
 #   test/cluster/e2e.sh            BERTH_E2E_KEEP=1 leaves the cluster up afterwards
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -67,10 +68,16 @@ until_ok() {
 }
 
 [[ $(id -u) -eq 0 ]] || fail "needs root"
+"$here/setup.sh"  # the host tools the tier calls, installed when missing
 if ! "$here/build-kube.sh" --check >/dev/null 2>&1; then
-  log "SKIPPED: no Kubernetes binaries cached; build them once with test/cluster/build-kube.sh (~16 min)"
-  exit 77
+  if [[ -n ${BERTH_E2E_SKIP_BUILD:-} ]]; then
+    log "SKIPPED: no Kubernetes binaries cached (BERTH_E2E_SKIP_BUILD set); test/cluster/build-kube.sh builds them"
+    exit 77
+  fi
+  log "no Kubernetes binaries cached: building them (test/cluster/build-kube.sh, ~20 min on 2 cores, once)"
+  "$here/build-kube.sh" >/dev/null
 fi
+mark "host tools, Kubernetes binaries"
 image=$("$here/build-image.sh" | tail -1)
 test_image=$("$here/build-test-image.sh" | tail -1)
 guest=$("$root/test/guest/build-guest.sh")
