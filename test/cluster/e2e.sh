@@ -146,6 +146,7 @@ vmlist:
         [ -e /data/first-boot ] || cat /proc/sys/kernel/random/uuid > /data/first-boot
         cp /data/first-boot /www/first-boot
         echo v1 > /www/value
+        grep MemTotal /proc/meminfo > /www/memtotal
         # A login on the serial console, as a cloud image's serial-getty gives one: root, no password.
         sed -i 's/^root:x:/root::/' /etc/passwd
         (while :; do setsid getty -L 115200 ttyS0 vt100; sleep 1; done) </dev/null >/dev/null 2>&1 &
@@ -257,6 +258,63 @@ boots2=$(in_node curl -sf -m 5 "http://$pod_ip/boot-count")
 [[ $again == "$first" ]] || fail "the first boot's file is gone: '$again' != '$first'"
 [[ $boots2 -eq $((boots + 1)) ]] || fail "boot-count $boots2 after $boots: not the same disk"
 mark "pod deleted, back on the same disk"
+
+# ---- helm upgrade and rollback ----
+# An upgrade that changes nothing leaves the VM running (same pod, same container, no restart); one
+# that changes the VM's memory rolls the StatefulSet: a new pod, the VM back on the same disk with
+# the new memory; `helm rollback` rolls it back the same way.
+uid_of() { kc get pod "$POD" -o jsonpath='{.metadata.uid}'; }
+restarts_of() { kc get pod "$POD" -o jsonpath='{.status.containerStatuses[0].restartCount}'; }
+# guest_file PATH: what the guest serves at PATH (retried: user-data writes it after boot).
+guest_file() {
+  local ip out
+  ip=$(kc get pod "$POD" -o jsonpath='{.status.podIP}')
+  for _ in $(seq 1 30); do
+    out=$(in_node curl -sf -m 3 "http://$ip/$1") && [[ -n $out ]] && { echo "$out"; return 0; }
+    sleep 2
+  done
+  return 1
+}
+mem_kb() { guest_file memtotal | awk '{ print $2 }'; }
+pod_replaced() { local u; u=$(uid_of) && [[ -n $u && $u != "$1" ]]; }
+# rolled WHAT OLD_UID: waits for the StatefulSet's new pod, Ready, the VM on the same disk.
+rolled() {
+  until_ok 180 "$1: the StatefulSet's new pod" pod_replaced "$2"
+  kc wait --for=condition=Ready "pod/$POD" --timeout=300s || fail "$1: the new pod did not become Ready"
+  [[ $(guest_file first-boot) == "$first" ]] || fail "$1: the first boot's file is gone: not the same disk"
+  boots=$((boots + 1))
+  [[ $(guest_file boot-count) -eq $boots ]] || fail "$1: boot-count is not $boots: not the same disk"
+}
+uid=$(uid_of)
+restarts=$(restarts_of)
+revision=$(kc get statefulset "$VM" -o jsonpath='{.status.updateRevision}')
+mem1=$(mem_kb) || fail "the guest serves no /memtotal"
+hm upgrade "$RELEASE" "$root/charts/berth" -f "$work/values.yaml" --wait=false
+sleep 15  # time for a controller to act on a change, were there one
+[[ $(kc get statefulset "$VM" -o jsonpath='{.status.updateRevision}') == "$revision" ]] ||
+  fail "helm upgrade with the same values changed the pod template"
+[[ $(uid_of) == "$uid" && $(restarts_of) == "$restarts" ]] ||
+  fail "helm upgrade with the same values restarted the VM (pod $(uid_of), restarts $(restarts_of))"
+kc wait --for=condition=Ready "pod/$POD" --timeout=10s >/dev/null || fail "not Ready after the no-op upgrade"
+mark "helm upgrade, nothing changed: VM kept running"
+
+boots=$(guest_file boot-count)
+hm upgrade "$RELEASE" "$root/charts/berth" -f "$work/values.yaml" --set "vmlist.$VM.vmconfig.cpu.ram_mb=384" \
+  --wait=false
+rolled "helm upgrade (ram_mb 384)" "$uid"
+mem2=$(mem_kb) || fail "no /memtotal after the upgrade"
+((mem2 > mem1 + 100000)) || fail "the guest's MemTotal went from $mem1 to $mem2 kB, not up by 128 MiB"
+log "helm upgrade: guest MemTotal $mem1 -> $mem2 kB, boot-count $boots, same first boot"
+mark "helm upgrade ram_mb: pod rolled, same disk"
+
+uid=$(uid_of)
+hm rollback "$RELEASE" --wait=false
+rolled "helm rollback" "$uid"
+mem3=$(mem_kb) || fail "no /memtotal after the rollback"
+[[ $mem3 == "$mem1" ]] || fail "after helm rollback the guest's MemTotal is $mem3 kB, was $mem1 kB"
+pod_ip=$(kc get pod "$POD" -o jsonpath='{.status.podIP}')
+log "helm rollback: guest MemTotal back to $mem3 kB, boot-count $boots, same first boot"
+mark "helm rollback: pod rolled back, same disk"
 
 # The data-disk VM: what its guest wrote to the Filesystem and the Block disk survives a new pod.
 DISK_POD=disks-$POD
