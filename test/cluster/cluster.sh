@@ -517,14 +517,10 @@ cmd_up() {
   T0=$(now)
   STEP_T=$T0
   [[ $(id -u) == 0 ]] || die "needs root"
+  # The host tools (containerd, runc, buildah, the CNI plugins, ...), installed when missing.
+  "$here/setup.sh"
   resolve_kube_bin 1
   local bin=$KUBE_BIN
-  local need
-  for need in containerd ctr runc buildah gcc openssl nsenter ip curl "$CNI_BIN/ptp" "$CNI_BIN/host-local" \
-    "$CNI_BIN/portmap" "$CNI_BIN/loopback"; do
-    command -v "$need" >/dev/null || [[ -x $need ]] ||
-      die "$need missing (apt-get install containerd runc buildah gcc libc6-dev containernetworking-plugins curl)"
-  done
   local images=() img
   for img in ${BERTH_CLUSTER_IMAGES:-}; do
     [[ -s $img ]] || die "BERTH_CLUSTER_IMAGES: no such archive: $img"

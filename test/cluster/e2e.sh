@@ -12,7 +12,8 @@
 #   `helm upgrade`); a VM with data disks (vmconfig.disks: a Filesystem claim and a Block claim on
 #   a local PV over a loop device) keeps what its guest wrote to both across `kubectl delete pod`;
 #   the chart's privileged and devicePlugin variants both admitted; `helm uninstall` leaves no pod.
-# Root. Needs the caches of build-kube.sh (else it says so and exits 77: skipped).
+# Root. Installs the host tools it needs (setup.sh) and builds the Kubernetes binaries when they are
+# not cached (build-kube.sh, ~20 min once; BERTH_E2E_SKIP_BUILD=1 exits 77, skipped, instead).
 #   test/cluster/e2e.sh            BERTH_E2E_KEEP=1 leaves the cluster up afterwards
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -67,10 +68,16 @@ until_ok() {
 }
 
 [[ $(id -u) -eq 0 ]] || fail "needs root"
+"$here/setup.sh"  # the host tools the tier calls, installed when missing
 if ! "$here/build-kube.sh" --check >/dev/null 2>&1; then
-  log "SKIPPED: no Kubernetes binaries cached; build them once with test/cluster/build-kube.sh (~16 min)"
-  exit 77
+  if [[ -n ${BERTH_E2E_SKIP_BUILD:-} ]]; then
+    log "SKIPPED: no Kubernetes binaries cached (BERTH_E2E_SKIP_BUILD set); test/cluster/build-kube.sh builds them"
+    exit 77
+  fi
+  log "no Kubernetes binaries cached: building them (test/cluster/build-kube.sh, ~20 min on 2 cores, once)"
+  "$here/build-kube.sh" >/dev/null
 fi
+mark "host tools, Kubernetes binaries"
 image=$("$here/build-image.sh" | tail -1)
 test_image=$("$here/build-test-image.sh" | tail -1)
 guest=$("$root/test/guest/build-guest.sh")
@@ -139,6 +146,7 @@ vmlist:
         [ -e /data/first-boot ] || cat /proc/sys/kernel/random/uuid > /data/first-boot
         cp /data/first-boot /www/first-boot
         echo v1 > /www/value
+        grep MemTotal /proc/meminfo > /www/memtotal
         # A login on the serial console, as a cloud image's serial-getty gives one: root, no password.
         sed -i 's/^root:x:/root::/' /etc/passwd
         (while :; do setsid getty -L 115200 ttyS0 vt100; sleep 1; done) </dev/null >/dev/null 2>&1 &
@@ -260,6 +268,63 @@ boots2=$(in_node curl -sf -m 5 "http://$pod_ip/boot-count")
 [[ $again == "$first" ]] || fail "the first boot's file is gone: '$again' != '$first'"
 [[ $boots2 -eq $((boots + 1)) ]] || fail "boot-count $boots2 after $boots: not the same disk"
 mark "pod deleted, back on the same disk"
+
+# ---- helm upgrade and rollback ----
+# An upgrade that changes nothing leaves the VM running (same pod, same container, no restart); one
+# that changes the VM's memory rolls the StatefulSet: a new pod, the VM back on the same disk with
+# the new memory; `helm rollback` rolls it back the same way.
+uid_of() { kc get pod "$POD" -o jsonpath='{.metadata.uid}'; }
+restarts_of() { kc get pod "$POD" -o jsonpath='{.status.containerStatuses[0].restartCount}'; }
+# guest_file PATH: what the guest serves at PATH (retried: user-data writes it after boot).
+guest_file() {
+  local ip out
+  ip=$(kc get pod "$POD" -o jsonpath='{.status.podIP}')
+  for _ in $(seq 1 30); do
+    out=$(in_node curl -sf -m 3 "http://$ip/$1") && [[ -n $out ]] && { echo "$out"; return 0; }
+    sleep 2
+  done
+  return 1
+}
+mem_kb() { guest_file memtotal | awk '{ print $2 }'; }
+pod_replaced() { local u; u=$(uid_of) && [[ -n $u && $u != "$1" ]]; }
+# rolled WHAT OLD_UID: waits for the StatefulSet's new pod, Ready, the VM on the same disk.
+rolled() {
+  until_ok 180 "$1: the StatefulSet's new pod" pod_replaced "$2"
+  kc wait --for=condition=Ready "pod/$POD" --timeout=300s || fail "$1: the new pod did not become Ready"
+  [[ $(guest_file first-boot) == "$first" ]] || fail "$1: the first boot's file is gone: not the same disk"
+  boots=$((boots + 1))
+  [[ $(guest_file boot-count) -eq $boots ]] || fail "$1: boot-count is not $boots: not the same disk"
+}
+uid=$(uid_of)
+restarts=$(restarts_of)
+revision=$(kc get statefulset "$VM" -o jsonpath='{.status.updateRevision}')
+mem1=$(mem_kb) || fail "the guest serves no /memtotal"
+hm upgrade "$RELEASE" "$root/charts/berth" -f "$work/values.yaml" --wait=false
+sleep 15  # time for a controller to act on a change, were there one
+[[ $(kc get statefulset "$VM" -o jsonpath='{.status.updateRevision}') == "$revision" ]] ||
+  fail "helm upgrade with the same values changed the pod template"
+[[ $(uid_of) == "$uid" && $(restarts_of) == "$restarts" ]] ||
+  fail "helm upgrade with the same values restarted the VM (pod $(uid_of), restarts $(restarts_of))"
+kc wait --for=condition=Ready "pod/$POD" --timeout=10s >/dev/null || fail "not Ready after the no-op upgrade"
+mark "helm upgrade, nothing changed: VM kept running"
+
+boots=$(guest_file boot-count)
+hm upgrade "$RELEASE" "$root/charts/berth" -f "$work/values.yaml" --set "vmlist.$VM.vmconfig.cpu.ram_mb=384" \
+  --wait=false
+rolled "helm upgrade (ram_mb 384)" "$uid"
+mem2=$(mem_kb) || fail "no /memtotal after the upgrade"
+((mem2 > mem1 + 100000)) || fail "the guest's MemTotal went from $mem1 to $mem2 kB, not up by 128 MiB"
+log "helm upgrade: guest MemTotal $mem1 -> $mem2 kB, boot-count $boots, same first boot"
+mark "helm upgrade ram_mb: pod rolled, same disk"
+
+uid=$(uid_of)
+hm rollback "$RELEASE" --wait=false
+rolled "helm rollback" "$uid"
+mem3=$(mem_kb) || fail "no /memtotal after the rollback"
+[[ $mem3 == "$mem1" ]] || fail "after helm rollback the guest's MemTotal is $mem3 kB, was $mem1 kB"
+pod_ip=$(kc get pod "$POD" -o jsonpath='{.status.podIP}')
+log "helm rollback: guest MemTotal back to $mem3 kB, boot-count $boots, same first boot"
+mark "helm rollback: pod rolled back, same disk"
 
 # The data-disk VM: what its guest wrote to the Filesystem and the Block disk survives a new pod.
 DISK_POD=disks-$POD
