@@ -264,6 +264,31 @@ def disks_section(p, d, params, aio):
     p()
 
 
+def cloud_section(p, cloud):
+    p(f"## A Debian cloud image to SSH: Berth against the seed's script ({cloud['runs']} runs "
+      "each, alternating)")
+    p()
+    p(f"`bench/startup.py --cloud-image`: the Debian 12 cloud image test/cloudimage builds from "
+      "Debian packages (cloud-init, sshd), the same cached image, the same user-data, "
+      f"VM_MEMORY={cloud['memory_size']} and VM_CPUS={cloud['cpus']} for both, each run in a fresh "
+      "pod with a fresh pet disk (so cloud-init's first boot runs every time), timed from the "
+      "start of the tool to sshd's banner at the pod IP's port 22. The baseline is "
+      "`bench/baseline/startvm.sh` (bash, curl, qemu-img, genisoimage, ip, iptables, dnsmasq, "
+      "then `qemu-system-x86_64 -machine q35,accel=tcg -cpu max`); Berth ran with "
+      f"VM_ACCEL={cloud['berth_accel']}. A first run of each, not counted, filled the caches.")
+    p()
+    p("| from start to | Berth | baseline | ratio |")
+    p("|---|---|---|---|")
+    for key, what in (("exec", "QEMU exec"), ("service", "sshd answering at the pod IP")):
+        b, s = cloud[f"berth_{key}"], cloud[f"baseline_{key}"]
+        p(f"| {what} | {ms(b['median'])} ({ms(b['min'])}–{ms(b['max'])}) | {ms(s['median'])} "
+          f"({ms(s['min'])}–{ms(s['max'])}) | {ratio(s['median'], b['median'])} |")
+    p()
+    for tool in ("berth", "baseline"):
+        p(f"Every run, {tool}: " + ", ".join(f"{v:.1f} s" for v in cloud["all"][tool]) + ".")
+        p()
+
+
 def main(folder):
     read = lambda name: open(os.path.join(folder, name)).read()
     st = json.loads(read("startup.json"))
@@ -275,6 +300,8 @@ def main(folder):
     console = json.loads(read("console.json")) if os.path.exists(console_path) else None
     firmware_path = os.path.join(folder, "firmware.json")
     firmware = json.loads(read("firmware.json")) if os.path.exists(firmware_path) else None
+    cloud = (json.loads(read("cloud.json")) if os.path.exists(os.path.join(folder, "cloud.json"))
+             else None)
     seconds = int(read("seconds")) if os.path.exists(os.path.join(folder, "seconds")) else None
     commit = read("commit").strip() if os.path.exists(os.path.join(folder, "commit")) else "?"
     p = print
@@ -331,6 +358,10 @@ def main(folder):
     p(f"| Idle supervisor RSS ≤ 16 MiB | max {rss_mib:.1f} MiB (PSS "
       f"{scale['pss_kib_median'] / 1024:.1f}, private {scale['private_kib_median'] / 1024:.1f}) | "
       f"{verdict(rss_mib <= 16)} |")
+    if cloud:
+        cb, cs = cloud["berth_service"]["median"], cloud["baseline_service"]["median"]
+        p(f"| A Debian cloud image reaches SSH at the pod IP no later than under the seed's script "
+          f"(median of {cloud['runs']}) | {cb:.1f} vs {cs:.1f} s | {verdict(cb <= cs)} |")
     p()
 
     # ---- start-up ----
@@ -384,6 +415,9 @@ def main(folder):
       "cleans up on exit. The baseline has none of these (no probes, no graceful shutdown, no "
       "config-drive updates, nothing removed when it stops).")
     p()
+
+    if cloud:
+        cloud_section(p, cloud)
 
     # ---- components ----
     p("## Components, each against its baseline")

@@ -1,8 +1,10 @@
 #include "dhcp/dns/dns_forwarder.hpp"
 
 #include <fmt/format.h>
+#include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -10,6 +12,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <cerrno>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <set>
@@ -110,6 +114,11 @@ struct UpstreamSocket {
 // (like dnsmasq's 64 random sockets); a socket per query costs about a third of the rate.
 constexpr std::size_t kSocketsPerUpstream = 64;
 constexpr unsigned kQueriesPerSocket = 100;
+// Replies read per system call, and the largest accepted: the queries advertise
+// dns::kAdvertisedUdpSize, and a conforming upstream sends no more over UDP.
+constexpr std::size_t kReplyBatch = 16;
+constexpr std::size_t kReplyMax = 4096;
+static_assert(kReplyMax >= dns::kAdvertisedUdpSize);
 
 // `message` with the two-byte length in front, as DNS over TCP frames it (RFC 1035 §4.2.2).
 Bytes tcp_frame(ByteView message) {
@@ -224,6 +233,9 @@ struct DnsForwarder::Impl : std::enable_shared_from_this<DnsForwarder::Impl> {
   void retire(UpstreamSocket& socket);
   asio::awaitable<void> read_upstream(std::shared_ptr<Impl> self,
                                       std::shared_ptr<UpstreamSocket> socket);
+  // Up to kReplyBatch replies from `socket` in one recvmmsg, each delivered; how many there were
+  // (0 with `ec` set on an error other than "nothing queued").
+  std::size_t receive_replies(UpstreamSocket& socket, boost::system::error_code& ec);
   void deliver(UpstreamSocket& socket, const udp::endpoint& from, ByteView datagram);
   // Wakes every query waiting on `socket` with `ec`, and retires it.
   void fail_waiting(UpstreamSocket& socket, boost::system::error_code ec);
@@ -268,7 +280,7 @@ struct DnsForwarder::Impl : std::enable_shared_from_this<DnsForwarder::Impl> {
   // the coroutines that use them until their last query ends).
   std::map<udp::endpoint, std::vector<std::shared_ptr<UpstreamSocket>>> upstream_pool;
   std::set<std::shared_ptr<UpstreamSocket>> upstream_open;  // every open pool socket
-  Bytes upstream_buffer = Bytes(65536);                     // the readers' receive buffer
+  Bytes upstream_buffer = Bytes(kReplyBatch * kReplyMax);   // the readers' receive buffers
   bool stopped = false;
 };
 
@@ -586,24 +598,55 @@ asio::awaitable<void> DnsForwarder::Impl::read_upstream(std::shared_ptr<Impl> /*
       ec = wait_ec ? wait_ec : asio::error::operation_aborted;
       break;
     }
-    // Drain what is queued: one wake-up, many replies.
-    for (int i = 0; i < 64 && !ec; ++i) {
-      udp::endpoint from;
-      const std::size_t size =
-          socket->socket.receive_from(asio::buffer(upstream_buffer), from, 0, ec);
-      if (ec == asio::error::would_block) {
-        ec = {};
-        break;
-      }
-      if (!ec)
-        deliver(*socket, from, ByteView(upstream_buffer.data(), size));
-    }
+    // Drain what is queued, kReplyBatch replies per system call: a batch that is not full
+    // emptied the queue, and what arrives later wakes the wait again.
+    std::size_t received = kReplyBatch;
+    while (received == kReplyBatch && !ec)
+      received = receive_replies(*socket, ec);
   }
   // Closed, or failed (refused, unreachable): every query still on it tries elsewhere.
   fail_waiting(*socket, ec ? ec : asio::error::operation_aborted);
   boost::system::error_code ignored;
   socket->socket.close(ignored);
   upstream_open.erase(socket);
+}
+
+std::size_t DnsForwarder::Impl::receive_replies(UpstreamSocket& socket,
+                                                boost::system::error_code& ec) {
+  std::array<mmsghdr, kReplyBatch> headers{};
+  std::array<iovec, kReplyBatch> parts{};
+  std::array<sockaddr_storage, kReplyBatch> sources{};
+  for (std::size_t i = 0; i < kReplyBatch; ++i) {
+    parts[i] = {upstream_buffer.data() + i * kReplyMax, kReplyMax};
+    headers[i].msg_hdr.msg_iov = &parts[i];
+    headers[i].msg_hdr.msg_iovlen = 1;
+    headers[i].msg_hdr.msg_name = &sources[i];
+    headers[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+  }
+  const int count =
+      ::recvmmsg(socket.socket.native_handle(), headers.data(), kReplyBatch, MSG_DONTWAIT, nullptr);
+  if (count < 0 && errno == EINTR)
+    return kReplyBatch;  // try again
+  if (count < 0) {
+    if (errno != EAGAIN)  // EWOULDBLOCK is the same on Linux
+      ec = boost::system::error_code(errno, boost::system::system_category());
+    return 0;
+  }
+  for (int i = 0; i < count; ++i) {
+    const msghdr& header = headers[i].msg_hdr;
+    udp::endpoint from;
+    if (header.msg_namelen <= from.capacity()) {
+      std::memcpy(from.data(), &sources[i], header.msg_namelen);
+      from.resize(header.msg_namelen);
+    }
+    if ((header.msg_flags & MSG_TRUNC) != 0) {
+      ++counters.mismatched;  // larger than any reply to the size we advertise
+      log->debug("DNS: dropped an oversized reply from {}", endpoint_text(from));
+      continue;
+    }
+    deliver(socket, from, ByteView(upstream_buffer.data() + i * kReplyMax, headers[i].msg_len));
+  }
+  return static_cast<std::size_t>(count);
 }
 
 // Accepts `datagram` only as the reply to a query waiting on `socket`: from its upstream, with
