@@ -33,7 +33,8 @@ def machine():
                 os_name = line.split("=", 1)[1].strip().strip('"')
     kvm = "/dev/kvm present" if os.path.exists("/dev/kvm") else "no /dev/kvm"
     return (f"{os.cpu_count()} × {cpu}, {mem_gib:.0f} GiB, {os_name}, Linux {os.uname().release}; "
-            f"{kvm} (the benchmarks' guests run under TCG, VM_ACCEL=tcg, as the baseline's)")
+            f"{kvm} (Berth's guests run with VM_ACCEL=tcg, as the baseline's, where a section does not "
+            "say otherwise)")
 
 
 def ms(seconds):
