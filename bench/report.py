@@ -251,10 +251,12 @@ def disks_section(p, d, params, aio):
             p(f"| {title} | {h['write']:.0f} MiB/s | | {h['read']:.0f} MiB/s | | "
               f"{h['rand']:.2f} ms | | {h['spawn']:.2f} ms |")
     p()
-    p("Under TCG the guest's CPU is emulated: the guest's kernel and busybox spend most of these "
-      "times on instructions, not on the disk path, so the ratios say how much slower a TCG guest "
-      "is, not what the virtio path costs; under KVM they are the figure to watch (not measured "
-      "here: no /dev/kvm). busybox has no random-read tool, so each random read is a `dd` of its "
+    if accel.lower() == "tcg":
+        p("Under TCG the guest's CPU is emulated: the guest's kernel and busybox spend most of "
+          "these times on instructions, not on the disk path, so the ratios say how much slower a "
+          "TCG guest is, not what the virtio path costs; under KVM they are the figure to watch "
+          "(this run used TCG).")
+    p("busybox has no random-read tool, so each random read is a `dd` of its "
       "own: the random column is mostly that process's start (the last column: a `dd` of "
       "/dev/zero alone), and is a rough figure; fio is not in the shared test guest. O_DIRECT keeps "
       "the guest's page cache out of the way; on the host, `cache=none` keeps QEMU off the page "
