@@ -8,7 +8,8 @@
 # as memory allows, capped at 40), BENCH_WINDOW (idle window of the scale test, s, default 60),
 # BENCH_FETCH_MIB (image size of the fetch benchmark, default 1024), BENCH_KEYS (keystrokes per
 # client of the screen benchmark, default 40), BENCH_IDLE (its idle window, s, default 30),
-# BENCH_FIRMWARE_RUNS (boots per firmware of the firmware benchmark, default 5), BENCH_DOC (output
+# BENCH_FIRMWARE_RUNS (boots per firmware of the firmware benchmark, default 5), BENCH_CLOUD_RUNS
+# (cloud image boots to SSH per tool, default 5; about a minute each under TCG), BENCH_DOC (output
 # file); bench/disks/run.sh reads BENCH_SIZE_MIB, BENCH_REPEAT, BENCH_READS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +41,9 @@ started=$(date +%s)
 step "whole start-up, berth vs the baseline script (bench/startup.py)"
 python3 bench/startup.py --runs "${BENCH_RUNS:-7}" --berth "$build/supervisor/berth" \
   --json "$out/startup.json" | tee "$out/startup.txt"
+step "a Debian cloud image to SSH, berth vs the baseline script (bench/startup.py --cloud-image)"
+python3 bench/startup.py --cloud-image --runs "${BENCH_CLOUD_RUNS:-5}" \
+  --berth "$build/supervisor/berth" --json "$out/cloud.json" | tee "$out/cloud.txt"
 step "DNS and DHCP, berth vs dnsmasq (bench/dhcp/run.sh)"
 BERTH_BUILD_DIR=$build bench/dhcp/run.sh 10 | tee "$out/dhcp.txt"
 step "image fetch vs curl, config drive vs genisoimage (bench/drive/bench.sh)"

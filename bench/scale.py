@@ -3,7 +3,7 @@
 (test/e2e/podnet.sh), all sharing one image cache, with idle guests. Root only.
 
 Once every guest is ready and the machine has settled, it watches an idle window and reports, per
-supervisor: CPU time used (utime+stime from /proc/PID/stat), wake-ups (context switches), RSS,
+supervisor: CPU time used (the scheduler's on-CPU time of every thread, in nanoseconds), wake-ups (context switches), RSS,
 and PSS and private memory from /proc/PID/smaps_rollup (shared libraries count once across all
 supervisors in PSS); QEMU's RSS beside it for scale. Idle means the guest runs and nobody talks to
 it, which is the state of almost every VM most of the time; a supervisor that polled would show up
@@ -35,6 +35,20 @@ def stat_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def cpu_seconds(pid):
+    """On-CPU time of every thread of the process, in ns resolution (the scheduler's own
+    accounting in /proc/PID/task/TID/schedstat; utime+stime count whole 10 ms ticks, too coarse
+    for a supervisor that sleeps)."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # the thread ended
+    return total / 1e9
 
 
 def status(pid):
@@ -180,12 +194,12 @@ def main():
         pids = [v.proc.pid for v in vms]
         qemus = [qemu_of(p) for p in pids]
         t0 = time.time()
-        ticks0 = [stat_ticks(p) for p in pids]
+        cpu0 = [cpu_seconds(p) for p in pids]
         sw0 = [switches(p) for p in pids]
         q0 = [stat_ticks(q) for q in qemus if q]
         time.sleep(args.window)
         elapsed = time.time() - t0
-        cpu = [(stat_ticks(p) - a) / TICK for p, a in zip(pids, ticks0)]
+        cpu = [cpu_seconds(p) - a for p, a in zip(pids, cpu0)]
         wakeups = [(switches(p) - a) / elapsed for p, a in zip(pids, sw0)]
         qcpu = [(stat_ticks(q) - a) / TICK for q, a in zip([q for q in qemus if q], q0)]
         rss = [int(status(p)["VmRSS"]) for p in pids]
@@ -209,8 +223,8 @@ def main():
             "qemu_cpu_percent_median": 100 * med(qcpu) / elapsed if qcpu else None,
         }
         print(f"{n} idle VMs ({args.memory} MiB guests, TCG), {elapsed:.0f} s window, load {load}:")
-        print(f"  berth CPU per supervisor: median {out['cpu_percent_median']:.3f} %, max "
-              f"{out['cpu_percent_max']:.3f} % ({sum(cpu):.2f} CPU-s for all {n})")
+        print(f"  berth CPU per supervisor: median {out['cpu_percent_median']:.4f} %, max "
+              f"{out['cpu_percent_max']:.4f} % ({sum(cpu):.2f} CPU-s for all {n})")
         print(f"  berth wake-ups per supervisor: median {out['wakeups_per_s_median']:.2f}/s, max "
               f"{out['wakeups_per_s_max']:.2f}/s")
         print(f"  berth memory per supervisor: RSS median {med(rss) / 1024:.1f} MiB (max "

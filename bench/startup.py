@@ -17,7 +17,13 @@ Memory (separate runs, since sampling costs CPU): every 2 ms, the sum of VmHWM o
 the pod's network namespace except QEMU; the largest such sum, and the same 2 s after the service
 answered (what stays resident). Processes that live less than 2 ms can be missed.
 
+With --cloud-image the guest is the Debian cloud image that test/cloudimage builds (cloud-init,
+sshd; cached under /var/cache/berth/cloudimage), "service" is sshd's banner at the pod IP's port
+22, there is no "lease" line, both get --memory and --cpus, and berth runs with --accel (default
+auto, as a new user would: the first, uncounted run pays a failed KVM try once per node).
+
   bench/startup.py [--runs N] [--berth PATH] [--json OUT]
+  bench/startup.py --cloud-image [--runs N] [--memory 1G] [--cpus 1] [--accel auto] [--json OUT]
 """
 import argparse
 import ctypes
@@ -126,7 +132,7 @@ def non_qemu(pod_ino, field):
     return by
 
 
-def one_run(tool, cmd, env, work, measure_memory):
+def one_run(tool, cmd, env, work, measure_memory, probe="http", limit=120):
     """Starts the tool in a fresh pod and returns its milestones (seconds from start) and memory."""
     run_dir = tempfile.mkdtemp(dir=work)
     os.chmod(run_dir, 0o711)  # berth's QEMU runs as BERTH_QEMU_USER and opens its disk below here
@@ -166,11 +172,15 @@ def one_run(tool, cmd, env, work, measure_memory):
                 try:
                     # A short timeout: a SYN that reaches the guest before it has configured its
                     # address is dropped, and waiting for it would measure the poller.
-                    with socket.create_connection((POD_IP, 80), timeout=0.05) as s:
+                    with socket.create_connection((POD_IP, 22 if probe == "ssh" else 80),
+                                                  timeout=0.05) as s:
                         s.settimeout(2)  # the answer itself may take a while under TCG
-                        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-                        head = s.recv(64)
-                        if b" 200 " in head:
+                        if probe == "ssh":
+                            head = s.recv(64)  # sshd speaks first: "SSH-2.0-OpenSSH..."
+                        else:
+                            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                            head = s.recv(64)
+                        if (probe == "ssh" and head.startswith(b"SSH-")) or b" 200 " in head:
                             result["service"] = time.time() - t0
                             return
                 except OSError:
@@ -193,7 +203,7 @@ def one_run(tool, cmd, env, work, measure_memory):
             threads.append(threading.Thread(target=sampler, daemon=True))
         for t in threads:
             t.start()
-        deadline = time.time() + 120
+        deadline = time.time() + limit
         while time.time() < deadline and proc.poll() is None and "service" not in result:
             time.sleep(0.05)
         if "service" in result:
@@ -238,9 +248,23 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--berth", default=os.path.join(ROOT, "build/supervisor/berth"))
     ap.add_argument("--json")
+    ap.add_argument("--cloud-image", action="store_true",
+                    help="boot the Debian cloud image to sshd instead of the test guest")
+    ap.add_argument("--memory", default=None, help="VM_MEMORY for both (default 256M, 1G cloud)")
+    ap.add_argument("--cpus", default="1", help="VM_CPUS for both")
+    ap.add_argument("--accel", default=None, help="berth's VM_ACCEL (default tcg; auto for the "
+                    "cloud image); the baseline always runs accel=tcg")
     args = ap.parse_args()
-    guest = subprocess.run([f"{ROOT}/test/guest/build-guest.sh"], check=True, capture_output=True,
-                           text=True).stdout.strip()
+    cloud = args.cloud_image
+    memory_size = args.memory or ("1G" if cloud else "256M")
+    accel = args.accel or ("auto" if cloud else "tcg")
+    probe, limit = ("ssh", 400) if cloud else ("http", 120)
+    if cloud:
+        guest = subprocess.run([f"{ROOT}/test/cloudimage/build-cloud-image.sh"], check=True,
+                               capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    else:
+        guest = subprocess.run([f"{ROOT}/test/guest/build-guest.sh"], check=True,
+                               capture_output=True, text=True).stdout.strip()
     work = tempfile.mkdtemp(prefix="berth-startup-", dir="/var/tmp")
     os.chmod(work, 0o711)  # traversable for QEMU's user, as /var/lib/berth on a node
     try:
@@ -250,7 +274,10 @@ def main():
         sha = subprocess.run(["sha256sum", os.path.join(www, "guest.qcow2")], check=True,
                              capture_output=True, text=True).stdout.split()[0]
         with open(os.path.join(work, "user.sh"), "w") as f:
-            f.write('#!/bin/sh\necho "hello from user-data" > /www/value\n')
+            if cloud:
+                f.write("#cloud-config\nruncmd:\n  - [sh, -c, 'echo bench > /var/tmp/bench']\n")
+            else:
+                f.write('#!/bin/sh\necho "hello from user-data" > /www/value\n')
         with open(os.path.join(work, "meta.json"), "w") as f:
             f.write('{"uuid": "bench-0", "hostname": "bench-vm"}\n')
         sh(f"{ROOT}/test/e2e/configmap.sh", f"{work}/userdata", f"userdata={work}/user.sh")
@@ -266,38 +293,47 @@ def main():
             envs[tool] = dict(os.environ, _WWW=www, IMG_SOURCE=f"http://{NODE_IP}:8080/guest.qcow2",
                               IMG_CHECKSUM=f"sha256:{sha}", BERTH_IMAGE_DIR=f"{work}/{tool}-images",
                               BERTH_USERDATA=f"{work}/userdata", BERTH_METADATA=f"{work}/metadata",
-                              BERTH_NETWORKDATA=f"{work}/none", VM_ACCEL="tcg", VM_MEMORY="256M",
+                              BERTH_NETWORKDATA=f"{work}/none", VM_ACCEL=accel, VM_MEMORY=memory_size,
+                              VM_CPUS=args.cpus,
                               BERTH_VNC_PASSWORD_FILE=f"{work}/vnc-password")
         runs = {tool: [] for tool in tools}
         for i in range(args.runs + 1):
             for tool, cmd in tools.items():
-                r = one_run(tool, cmd, envs[tool], work, measure_memory=False)
+                r = one_run(tool, cmd, envs[tool], work, measure_memory=False, probe=probe,
+                            limit=limit)
                 if "error" in r:
                     print(f"startup: {tool} run {i} failed: {r['error']}", file=sys.stderr)
                     return 1
                 label = "fills the cache, not counted" if i == 0 else f"run {i}"
+                lease = f"{r['lease']:.2f} s" if "lease" in r else "-"
                 print(f"startup: {tool:8s} {label}: exec {r['exec'] * 1000:.1f} ms, lease "
-                      f"{r['lease']:.2f} s, service {r['service']:.2f} s", file=sys.stderr)
+                      f"{lease}, service {r['service']:.2f} s", file=sys.stderr)
                 if i > 0:
                     runs[tool].append(r)
         memory = {}
-        for tool, cmd in tools.items():
-            r = one_run(tool, cmd, envs[tool], work, measure_memory=True)
-            memory[tool] = {"peak": r.get("peak_kib"), "resident": r.get("resident_kib")}
-            print(f"startup: {tool:8s} memory: peak {r['peak_kib']['sum']} KiB {r['peak_kib']['by']}, "
-                  f"resident {r.get('resident_kib')}", file=sys.stderr)
-        summary = {"runs": args.runs, "lease_lines": {}, "memory": memory}
+        if not cloud:
+            for tool, cmd in tools.items():
+                r = one_run(tool, cmd, envs[tool], work, measure_memory=True)
+                memory[tool] = {"peak": r.get("peak_kib"), "resident": r.get("resident_kib")}
+                print(f"startup: {tool:8s} memory: peak {r['peak_kib']['sum']} KiB "
+                      f"{r['peak_kib']['by']}, resident {r.get('resident_kib')}", file=sys.stderr)
+        summary = {"runs": args.runs, "lease_lines": {}, "memory": memory, "guest":
+                   "cloud" if cloud else "test", "probe": probe, "memory_size": memory_size,
+                   "cpus": args.cpus, "berth_accel": accel,
+                   "all": {tool: [r["service"] for r in runs[tool]] for tool in tools}}
+        keys = ("exec", "service") if cloud else ("exec", "lease", "service")
         for tool in tools:
-            summary["lease_lines"][tool] = runs[tool][-1]["lease_line"]
-            for key in ("exec", "lease", "service"):
+            if not cloud:
+                summary["lease_lines"][tool] = runs[tool][-1]["lease_line"]
+            for key in keys:
                 values = sorted(r[key] for r in runs[tool])
                 summary[f"{tool}_{key}"] = {"median": statistics.median(values), "min": values[0],
                                             "max": values[-1]}
-        for key in ("exec", "lease", "service"):
+        for key in keys:
             b, s = summary[f"berth_{key}"]["median"], summary[f"baseline_{key}"]["median"]
             print(f"start -> {key:8s} median of {args.runs}: berth {b * 1000:8.1f} ms   baseline "
-                  f"{s * 1000:8.1f} ms   baseline/berth {s / b:5.1f}x")
-        for tool in tools:
+                  f"{s * 1000:8.1f} ms   baseline/berth {s / b:5.2f}x")
+        for tool in summary["lease_lines"]:
             print(f"{tool} lease: {summary['lease_lines'][tool]}")
         if args.json:
             with open(args.json, "w") as f:

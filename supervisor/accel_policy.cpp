@@ -4,7 +4,8 @@
 
 namespace berth {
 
-AccelPlan plan_accel(Accel requested, const qemu::KvmProbe& probe) {
+AccelPlan plan_accel(Accel requested, const qemu::KvmProbe& probe,
+                     const std::optional<std::string>& failed_before) {
   switch (requested) {
     case Accel::kTcg:
       return {AccelStart::kTcg, "VM_ACCEL=tcg"};
@@ -18,6 +19,9 @@ AccelPlan plan_accel(Accel requested, const qemu::KvmProbe& probe) {
     case Accel::kAuto:
       if (!probe.usable)
         return {AccelStart::kTcg, "KVM is not usable: " + probe.reason};
+      if (failed_before)
+        return {AccelStart::kTcg,
+                "a guest did not run under KVM on this node before: " + *failed_before};
       return {AccelStart::kKvmElseTcg, "VM_ACCEL=auto and KVM is usable"};
   }
   return {AccelStart::kTcg, "?"};

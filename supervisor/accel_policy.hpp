@@ -3,6 +3,7 @@
 // is started again under TCG. Pure; Supervisor::boot and run_until_end act on the answers.
 
 #include <chrono>
+#include <optional>
 #include <string>
 
 #include "qemu/command_line.hpp"
@@ -29,8 +30,11 @@ struct AccelPlan {
   std::string reason;  // for the log (or the failure): why this plan
 };
 
-// The plan for `requested` given what probe_kvm found (`probe` is ignored for VM_ACCEL=tcg).
-AccelPlan plan_accel(Accel requested, const qemu::KvmProbe& probe);
+// The plan for `requested` given what probe_kvm found (`probe` is ignored for VM_ACCEL=tcg) and
+// the failure of an earlier KVM try remembered on this node (kvm_verdict.hpp), which sends
+// VM_ACCEL=auto straight to TCG; VM_ACCEL=kvm tries KVM whatever was remembered.
+AccelPlan plan_accel(Accel requested, const qemu::KvmProbe& probe,
+                     const std::optional<std::string>& failed_before = std::nullopt);
 
 // True when a VM that ended (`end`) while running under `running` is started again under TCG:
 // VM_ACCEL=auto, KVM, and an internal error or QEMU exiting (a KVM failure), never a guest's

@@ -605,7 +605,10 @@ asio::awaitable<StepResult> Supervisor::boot() {
   const auto probe = config_.vm_accel == Accel::kTcg
                          ? qemu::KvmProbe{}
                          : kvm_for_qemu(qemu::probe_kvm(kKvmDevice), kKvmDevice, qemu_user_);
-  const auto plan = plan_accel(config_.vm_accel, probe);
+  std::optional<std::string> failed_before;
+  if (config_.vm_accel == Accel::kAuto && probe.usable)
+    failed_before = kvm_failed_before();
+  const auto plan = plan_accel(config_.vm_accel, probe, failed_before);
   switch (plan.start) {
     case AccelStart::kFailKvmNotUsable:
       co_return Failure{ExitCode::kQemu, plan.reason};
@@ -637,6 +640,7 @@ asio::awaitable<StepResult> Supervisor::boot() {
       }
       log_->warn("acceleration: TCG, because the guest did not run under KVM: {}",
                  ran.error().message);
+      remember_kvm_failure(ran.error().message);
       if (vm_->running())
         co_await vm_->quit();
       if (stop_kind_)
@@ -647,6 +651,32 @@ asio::awaitable<StepResult> Supervisor::boot() {
   if (auto started = co_await start_vm(qemu::Accelerator::kTcg); !started)
     co_return Failure{tpm_failed_ ? ExitCode::kTpm : ExitCode::kQemu, started.error().message};
   co_return StepResult{};
+}
+
+std::optional<std::string> Supervisor::kvm_failed_before() {
+  if (!kvm_host_)
+    kvm_host_ = describe_kvm_host(qemu::MachineSpec{}.binary);
+  auto failed = read_kvm_failure(config_.image_dir, *kvm_host_);
+  if (!failed)
+    return std::nullopt;
+  return fmt::format("{}; to try KVM again, delete {}", *failed,
+                     (config_.image_dir / kvm_verdict_name(*kvm_host_)).string());
+}
+
+void Supervisor::remember_kvm_failure(const std::string& reason) {
+  if (config_.vm_accel != Accel::kAuto)
+    return;
+  if (!kvm_host_)
+    kvm_host_ = describe_kvm_host(qemu::MachineSpec{}.binary);
+  const auto path = config_.image_dir / kvm_verdict_name(*kvm_host_);
+  if (auto recorded = record_kvm_failure(config_.image_dir, *kvm_host_, reason); !recorded)
+    log_->warn("acceleration: could not remember the KVM failure for this node: {}",
+               recorded.error().message);
+  else
+    log_->info(
+        "acceleration: remembered in {}: later starts on this node (same kernel, CPU and QEMU) "
+        "use TCG without trying KVM; delete the file to try KVM again",
+        path.string());
 }
 
 asio::awaitable<Result<void>> Supervisor::start_vm(qemu::Accelerator accel) {
@@ -726,6 +756,10 @@ asio::awaitable<int> Supervisor::run_until_end() {
         "acceleration: TCG, because the guest stopped running under KVM after {:.1f}s: {}",
         std::chrono::duration<double>(std::chrono::steady_clock::now() - vm_started_).count(),
         vm_->describe_end());
+    remember_kvm_failure(fmt::format(
+        "the guest stopped running under KVM after {:.1f}s: {}",
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - vm_started_).count(),
+        vm_->describe_end()));
     if (auto started = co_await start_vm(qemu::Accelerator::kTcg); !started) {
       log_->error("{}", started.error().message);
       co_return to_int(tpm_failed_ ? ExitCode::kTpm : ExitCode::kQemu);

@@ -29,6 +29,7 @@
 #include "supervisor/http/api.hpp"
 #include "supervisor/http/http_server.hpp"
 #include "supervisor/http/vnc_proxy.hpp"
+#include "supervisor/kvm_verdict.hpp"
 #include "supervisor/lifecycle.hpp"
 #include "supervisor/logging.hpp"
 #include "supervisor/loop_lag.hpp"
@@ -114,6 +115,10 @@ class Supervisor {
   // when none is and the viewer is on.
   StepResult find_web_dir();
   boost::asio::awaitable<StepResult> boot();
+  // VM_ACCEL=auto: a KVM failure recorded for this node in the image cache (kvm_verdict.hpp),
+  // with how to clear it; and recording one (a warning when the file cannot be written).
+  std::optional<std::string> kvm_failed_before();
+  void remember_kvm_failure(const std::string& reason);
   // Runs the guest under KVM for the probation time; fails with why KVM did not work.
   boost::asio::awaitable<Result<void>> try_kvm();
   boost::asio::awaitable<int> run_until_end();
@@ -198,6 +203,7 @@ class Supervisor {
   std::unique_ptr<HttpServer> control_server_;
   qemu::Accelerator accel_ = qemu::Accelerator::kTcg;
   std::chrono::steady_clock::time_point vm_started_;
+  std::optional<KvmHost> kvm_host_;  // described on first use
 };
 
 }  // namespace berth

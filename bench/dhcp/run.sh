@@ -5,10 +5,12 @@
 # The upstream is dnsmasq in `node` answering *.test itself, so the forwarder is what is measured.
 # Needs root, dnsperf, dnsmasq, tcpdump, busybox, and a build (berth-dhcpd).
 #   BERTH_BUILD_DIR=build-dhcp bench/dhcp/run.sh [seconds-per-throughput-run]
+# Env: BENCH_DNS_ONLY=1: only Berth's forwarder and dnsmasq without a cache (for comparing
+# builds); BERTH_DHCPD: the berth-dhcpd to run (default: the build's).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${BERTH_BUILD_DIR:-build}
-daemon=$(realpath "$build/test/dhcp/berth-dhcpd")
+daemon=$(realpath "${BERTH_DHCPD:-$build/bench/berth-dhcpd}")
 here=$(realpath bench/dhcp)
 seconds=${1:-10}
 pod=bdhcp-bench-pod-$$ vm=bdhcp-bench-vm-$$ node=bdhcp-bench-node-$$
@@ -89,6 +91,7 @@ dhcp_round() {  # dhcp_round LABEL COMMAND...: 20 udhcpc runs, timed on the wire
 dns_round berth "$daemon" --no-dhcp --upstream 10.77.0.1
 dns_round dnsmasq-nocache dnsmasq -k --conf-file=/dev/null --no-resolv --no-hosts --pid-file= \
   --server=10.77.0.1 --listen-address=192.168.254.1 --bind-interfaces --cache-size=0
+[[ ${BENCH_DNS_ONLY:-} == 1 ]] && exit 0
 dns_round dnsmasq-cache150 dnsmasq -k --conf-file=/dev/null --no-resolv --no-hosts --pid-file= \
   --server=10.77.0.1 --listen-address=192.168.254.1 --bind-interfaces
 dhcp_round berth "$daemon" --no-dns

@@ -96,7 +96,7 @@ printf '{"links": [{"id": "eth0", "type": "phy"}], "networks": [{"id": "n0", "li
 out=$("$tool" iso --out "$work/berth.iso" --userdata "$work/in/openstack/latest/user_data" \
   --metadata "$work/in/openstack/latest/meta_data.json" --networkdata "$work/in/openstack/latest/network_data.json" \
   --repeat 200 2>/dev/null)
-echo "berth in-process (read, validate, build, per build): $(sed -n 's/.*per_build_ms \([0-9.]*\).*/\1/p' <<<"$out") ms"
+echo "berth in-process (read, validate, build, atomic write; per build): $(sed -n 's/.*per_build_ms \([0-9.]*\).*/\1/p' <<<"$out") ms"
 start=$(date +%s.%N)
 for _ in $(seq 200); do
   "$tool" iso --out "$work/berth.iso" --userdata "$work/in/openstack/latest/user_data" \

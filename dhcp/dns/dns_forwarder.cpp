@@ -1,16 +1,22 @@
 #include "dhcp/dns/dns_forwarder.hpp"
 
 #include <fmt/format.h>
+#include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <cerrno>
+#include <cstring>
 #include <deque>
+#include <map>
 #include <set>
 #include <tuple>
 
@@ -81,6 +87,42 @@ struct TcpSession {
   bool reading_done = false;
   std::size_t in_flight = 0;
 };
+
+// A query waiting on a pooled upstream socket: the reply the reader hands over, or the error
+// that ended the socket. The timer is the try's deadline; the reader cancels it to wake the query.
+struct UdpWaiter {
+  UdpWaiter(const asio::any_io_executor& executor, std::uint16_t query_id, dns::Question asked)
+      : id(query_id), question(std::move(asked)), timer(executor) {}
+  std::uint16_t id;
+  dns::Question question;
+  asio::steady_timer timer;
+  std::optional<Answer> answer;
+  boost::system::error_code error;
+};
+
+// One socket of the upstream pool: connected to one upstream (the kernel drops datagrams from any
+// other source and reports ICMP errors), from a source port the kernel picked at random. It takes
+// at most kQueriesPerSocket queries, then retires; it is closed as soon as no query waits on it,
+// so a lightly loaded forwarder uses a fresh port for every query.
+struct UpstreamSocket {
+  UpstreamSocket(asio::io_context& io, udp::endpoint to) : socket(io), upstream(std::move(to)) {}
+  udp::socket socket;
+  udp::endpoint upstream;
+  std::map<std::uint16_t, UdpWaiter*> waiting;  // by upstream ID; the waiters live in ask_udp
+  unsigned queries = 0;                         // sent on it so far
+  bool retired = false;                         // takes no new query
+};
+
+// Upstream sockets open at once per upstream, and queries per socket before it is replaced. Under
+// load a query's source port is one of up to kSocketsPerUpstream random ports that keep changing
+// (like dnsmasq's 64 random sockets); a socket per query costs about a third of the rate.
+constexpr std::size_t kSocketsPerUpstream = 64;
+constexpr unsigned kQueriesPerSocket = 100;
+// Replies read per system call, and the largest accepted: the queries advertise
+// dns::kAdvertisedUdpSize, and a conforming upstream sends no more over UDP.
+constexpr std::size_t kReplyBatch = 16;
+constexpr std::size_t kReplyMax = 4096;
+static_assert(kReplyMax >= dns::kAdvertisedUdpSize);
 
 // `message` with the two-byte length in front, as DNS over TCP frames it (RFC 1035 §4.2.2).
 Bytes tcp_frame(ByteView message) {
@@ -185,10 +227,29 @@ struct DnsForwarder::Impl : std::enable_shared_from_this<DnsForwarder::Impl> {
 
   // The guest's answer to `query`: from the first upstream that answers, SERVFAIL if none does.
   asio::awaitable<Bytes> resolve(Bytes query, dns::Message view, dns::Transport transport);
-  asio::awaitable<std::optional<Answer>> ask_udp(udp::endpoint upstream, Bytes message,
-                                                 std::uint16_t id, dns::Question question);
-  asio::awaitable<Tried<Answer>> receive_udp(udp::socket& socket, udp::endpoint upstream,
-                                             std::uint16_t id, dns::Question question);
+  // One UDP try of the guest's `query` (parsed as `view`; both live in the caller's frame) at
+  // `upstream`, over a pooled socket with a fresh random ID.
+  asio::awaitable<std::optional<Answer>> ask_udp(udp::endpoint upstream, const Bytes& query,
+                                                 const dns::Message& view);
+  // A socket of the pool for `upstream` (a new one while there are fewer than
+  // kSocketsPerUpstream), or null with `ec` set when none could be opened.
+  std::shared_ptr<UpstreamSocket> upstream_socket(const udp::endpoint& upstream,
+                                                  boost::system::error_code& ec);
+  std::shared_ptr<UpstreamSocket> open_upstream_socket(const udp::endpoint& upstream,
+                                                       boost::system::error_code& ec);
+  std::uint16_t unused_id(const UpstreamSocket& socket);
+  // Ends `socket`'s use by one query: closes it when no query waits on it any more.
+  void release(const std::shared_ptr<UpstreamSocket>& socket);
+  void retire(UpstreamSocket& socket);
+  asio::awaitable<void> read_upstream(std::shared_ptr<Impl> self,
+                                      std::shared_ptr<UpstreamSocket> socket);
+  // Up to kReplyBatch replies from `socket` in one recvmmsg, each delivered; how many there were
+  // (0 with `ec` set on an error other than "nothing queued").
+  std::size_t receive_replies(UpstreamSocket& socket, boost::system::error_code& ec);
+  void deliver(UpstreamSocket& socket, const udp::endpoint& from, ByteView datagram);
+  // Wakes every query waiting on `socket` with `ec`, and retires it.
+  void fail_waiting(UpstreamSocket& socket, boost::system::error_code ec);
+  void close_upstream_sockets();
   asio::awaitable<std::optional<Answer>> ask_tcp(tcp::endpoint upstream, Bytes message,
                                                  std::uint16_t id, dns::Question question);
   // The value of an upstream try that ended in time without a failure; otherwise counts and logs
@@ -225,6 +286,11 @@ struct DnsForwarder::Impl : std::enable_shared_from_this<DnsForwarder::Impl> {
   std::size_t in_flight = 0;     // UDP and TCP queries in flight
   std::set<std::shared_ptr<TcpSession>> sessions;
   std::size_t preferred = 0;  // the upstream that answered last
+  // The upstream pool: per upstream, the sockets that still take queries (retired ones live on in
+  // the coroutines that use them until their last query ends).
+  std::map<udp::endpoint, std::vector<std::shared_ptr<UpstreamSocket>>> upstream_pool;
+  std::set<std::shared_ptr<UpstreamSocket>> upstream_open;  // every open pool socket
+  Bytes upstream_buffer = Bytes(kReplyBatch * kReplyMax);   // the readers' receive buffers
   bool stopped = false;
 };
 
@@ -290,6 +356,7 @@ void DnsForwarder::Impl::close() {
   for (const auto& session : sessions)
     session->socket.close(ignored);
   sessions.clear();
+  close_upstream_sockets();
 }
 
 bool DnsForwarder::Impl::allowed(const asio::ip::address& address) const {
@@ -399,12 +466,10 @@ asio::awaitable<Bytes> DnsForwarder::Impl::resolve(Bytes query, dns::Message vie
     // UDP first whatever the guest used (a TCP connection per query is what upstreams like
     // least); TCP when the UDP answer is truncated and the guest asked over TCP.
     // (No co_await inside ?: in this function: GCC 12 miscompiles it.)
-    std::uint16_t id = random.u16();
-    std::optional<Answer> answer =
-        co_await ask_udp(upstream, dns::make_upstream_query(query, view, id), id, *view.question);
+    std::optional<Answer> answer = co_await ask_udp(upstream, query, view);
     if (answer && answer->view.header.truncated() && transport == dns::Transport::kTcp
         && !stopped) {
-      id = random.u16();
+      const std::uint16_t id = random.u16();
       answer = co_await ask_tcp(tcp::endpoint(upstream.address(), upstream.port()),
                                 dns::make_upstream_query(query, view, id), id, *view.question);
     }
@@ -440,58 +505,211 @@ asio::awaitable<Bytes> DnsForwarder::Impl::resolve(Bytes query, dns::Message vie
 }
 
 asio::awaitable<std::optional<Answer>> DnsForwarder::Impl::ask_udp(udp::endpoint upstream,
-                                                                   Bytes message, std::uint16_t id,
-                                                                   dns::Question question) {
-  // A new socket per try: the kernel picks a random ephemeral source port for it, and connect()
-  // makes the kernel drop datagrams from any other source.
-  udp::socket socket(io);
+                                                                   const Bytes& query,
+                                                                   const dns::Message& view) {
   boost::system::error_code ec;
-  socket.open(upstream.protocol(), ec);
-  if (!ec)
-    socket.connect(upstream, ec);
-  if (!ec)
-    socket.non_blocking(true, ec);
-  if (!ec)
-    socket.send(asio::buffer(message), 0, ec);
-  if (ec) {
+  const std::shared_ptr<UpstreamSocket> socket = upstream_socket(upstream, ec);
+  if (!socket) {
     ++counters.upstream_errors;
     log->debug("DNS: query to {} not sent: {}", endpoint_text(upstream), ec.message());
     co_return std::nullopt;
   }
-  co_return outcome(
-      co_await with_deadline(receive_udp(socket, upstream, id, question), config.attempt_timeout),
-      endpoint_text(upstream));
+  UdpWaiter waiter(io.get_executor(), unused_id(*socket), *view.question);
+  const Bytes message = dns::make_upstream_query(query, view, waiter.id);
+  socket->socket.send(asio::buffer(message), 0, ec);
+  if (ec) {
+    ++counters.upstream_errors;
+    log->debug("DNS: query to {} not sent: {}", endpoint_text(upstream), ec.message());
+    retire(*socket);
+    release(socket);
+    co_return std::nullopt;
+  }
+  socket->waiting.emplace(waiter.id, &waiter);
+  waiter.timer.expires_after(config.attempt_timeout);
+  // Ends at the deadline, or cancelled by the reader with an answer or an error: both are in the
+  // waiter, so how the wait ended says nothing more.
+  [[maybe_unused]] auto [woken] = co_await waiter.timer.async_wait(use_tuple);
+  // The reader took the waiter out when it answered or failed it; otherwise it is still there.
+  if (auto it = socket->waiting.find(waiter.id);
+      it != socket->waiting.end() && it->second == &waiter)
+    socket->waiting.erase(it);
+  release(socket);
+  if (waiter.answer)
+    co_return std::move(waiter.answer);
+  if (stopped)
+    co_return std::nullopt;
+  if (waiter.error) {
+    ++counters.upstream_errors;
+    log->debug("DNS: {} receive: {}", endpoint_text(upstream), waiter.error.message());
+  } else {
+    ++counters.upstream_timeouts;
+    log->debug("DNS: {} did not answer in {}ms", endpoint_text(upstream),
+               config.attempt_timeout.count());
+  }
+  co_return std::nullopt;
 }
 
-// Waits on `socket` (connected to `upstream`) for the reply to query `id`, dropping (and counting)
-// datagrams that do not match it (RFC 5452). Without side effects when cancelled by a deadline.
-asio::awaitable<Tried<Answer>> DnsForwarder::Impl::receive_udp(udp::socket& socket,
-                                                               udp::endpoint upstream,
-                                                               std::uint16_t id,
-                                                               dns::Question question) {
-  while (true) {
-    auto [wait_ec] = co_await socket.async_wait(udp::socket::wait_read, use_tuple);
-    if (wait_ec || stopped)
-      co_return Tried<Answer>{std::nullopt,
-                              Failure{"wait", wait_ec ? wait_ec : asio::error::operation_aborted}};
-    boost::system::error_code ec;
-    const std::size_t available = socket.available(ec);
-    Bytes reply(std::max<std::size_t>(available, 1));
+std::shared_ptr<UpstreamSocket> DnsForwarder::Impl::upstream_socket(const udp::endpoint& upstream,
+                                                                    boost::system::error_code& ec) {
+  std::vector<std::shared_ptr<UpstreamSocket>>& usable = upstream_pool[upstream];
+  std::shared_ptr<UpstreamSocket> socket;
+  if (usable.size() < kSocketsPerUpstream) {
+    socket = open_upstream_socket(upstream, ec);
+    if (!socket)
+      return nullptr;
+    usable.push_back(socket);
+  } else {
+    socket = usable[random.u16() % usable.size()];
+  }
+  if (++socket->queries >= kQueriesPerSocket)
+    retire(*socket);
+  return socket;
+}
+
+std::shared_ptr<UpstreamSocket> DnsForwarder::Impl::open_upstream_socket(
+    const udp::endpoint& upstream, boost::system::error_code& ec) {
+  // connect() without bind(): the kernel picks a random ephemeral source port.
+  auto socket = std::make_shared<UpstreamSocket>(io, upstream);
+  socket->socket.open(upstream.protocol(), ec);
+  if (!ec)
+    socket->socket.connect(upstream, ec);
+  if (!ec)
+    socket->socket.non_blocking(true, ec);
+  if (ec)
+    return nullptr;
+  upstream_open.insert(socket);
+  spawn(read_upstream(shared_from_this(), socket), "DNS: an upstream socket's reader");
+  return socket;
+}
+
+std::uint16_t DnsForwarder::Impl::unused_id(const UpstreamSocket& socket) {
+  // At most kQueriesPerSocket IDs are taken on a socket: a free one comes within a few draws.
+  std::uint16_t id = random.u16();
+  while (socket.waiting.contains(id))
+    id = random.u16();
+  return id;
+}
+
+void DnsForwarder::Impl::retire(UpstreamSocket& socket) {
+  if (socket.retired)
+    return;
+  socket.retired = true;
+  auto pool = upstream_pool.find(socket.upstream);
+  if (pool == upstream_pool.end())
+    return;
+  std::erase_if(pool->second, [&](const auto& open) { return open.get() == &socket; });
+}
+
+void DnsForwarder::Impl::release(const std::shared_ptr<UpstreamSocket>& socket) {
+  if (!socket->waiting.empty())
+    return;
+  retire(*socket);
+  boost::system::error_code ignored;
+  socket->socket.close(ignored);  // ends its reader
+  upstream_open.erase(socket);
+}
+
+// Reads what `socket`'s upstream sends and hands each reply to the query it answers, until the
+// socket is closed or fails.
+asio::awaitable<void> DnsForwarder::Impl::read_upstream(std::shared_ptr<Impl> /*keep_alive*/,
+                                                        std::shared_ptr<UpstreamSocket> socket) {
+  boost::system::error_code ec;
+  while (!ec && !stopped && socket->socket.is_open()) {
+    auto [wait_ec] = co_await socket->socket.async_wait(udp::socket::wait_read, use_tuple);
+    if (wait_ec || stopped) {
+      ec = wait_ec ? wait_ec : asio::error::operation_aborted;
+      break;
+    }
+    // Drain what is queued, kReplyBatch replies per system call: a batch that is not full
+    // emptied the queue, and what arrives later wakes the wait again.
+    std::size_t received = kReplyBatch;
+    while (received == kReplyBatch && !ec)
+      received = receive_replies(*socket, ec);
+  }
+  // Closed, or failed (refused, unreachable): every query still on it tries elsewhere.
+  fail_waiting(*socket, ec ? ec : asio::error::operation_aborted);
+  boost::system::error_code ignored;
+  socket->socket.close(ignored);
+  upstream_open.erase(socket);
+}
+
+std::size_t DnsForwarder::Impl::receive_replies(UpstreamSocket& socket,
+                                                boost::system::error_code& ec) {
+  std::array<mmsghdr, kReplyBatch> headers{};
+  std::array<iovec, kReplyBatch> parts{};
+  std::array<sockaddr_storage, kReplyBatch> sources{};
+  for (std::size_t i = 0; i < kReplyBatch; ++i) {
+    parts[i] = {upstream_buffer.data() + i * kReplyMax, kReplyMax};
+    headers[i].msg_hdr.msg_iov = &parts[i];
+    headers[i].msg_hdr.msg_iovlen = 1;
+    headers[i].msg_hdr.msg_name = &sources[i];
+    headers[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+  }
+  const int count =
+      ::recvmmsg(socket.socket.native_handle(), headers.data(), kReplyBatch, MSG_DONTWAIT, nullptr);
+  if (count < 0 && errno == EINTR)
+    return kReplyBatch;  // try again
+  if (count < 0) {
+    if (errno != EAGAIN)  // EWOULDBLOCK is the same on Linux
+      ec = boost::system::error_code(errno, boost::system::system_category());
+    return 0;
+  }
+  for (int i = 0; i < count; ++i) {
+    const msghdr& header = headers[i].msg_hdr;
     udp::endpoint from;
-    const std::size_t size = socket.receive_from(asio::buffer(reply), from, 0, ec);
-    if (ec == asio::error::would_block)
-      continue;
-    if (ec)
-      co_return Tried<Answer>{std::nullopt, Failure{"receive", ec}};
-    reply.resize(size);
-    auto view = dns::parse_message(reply);
-    if (from != upstream || !view || !dns::is_reply_to(*view, id, question)) {
-      ++counters.mismatched;
-      log->debug("DNS: rejected a reply from {} for {}", endpoint_text(from), question.name_text());
+    if (header.msg_namelen <= from.capacity()) {
+      std::memcpy(from.data(), &sources[i], header.msg_namelen);
+      from.resize(header.msg_namelen);
+    }
+    if ((header.msg_flags & MSG_TRUNC) != 0) {
+      ++counters.mismatched;  // larger than any reply to the size we advertise
+      log->debug("DNS: dropped an oversized reply from {}", endpoint_text(from));
       continue;
     }
-    co_return Tried<Answer>{Answer{std::move(reply), std::move(*view)}, {}};
+    deliver(socket, from, ByteView(upstream_buffer.data() + i * kReplyMax, headers[i].msg_len));
   }
+  return static_cast<std::size_t>(count);
+}
+
+// Accepts `datagram` only as the reply to a query waiting on `socket`: from its upstream, with
+// that query's ID and question (RFC 5452); anything else is dropped and counted.
+void DnsForwarder::Impl::deliver(UpstreamSocket& socket, const udp::endpoint& from,
+                                 ByteView datagram) {
+  Bytes reply(datagram.begin(), datagram.end());
+  auto view = dns::parse_message(reply);
+  auto waiting = view ? socket.waiting.find(view->header.id) : socket.waiting.end();
+  if (from != socket.upstream || waiting == socket.waiting.end()
+      || !dns::is_reply_to(*view, waiting->second->id, waiting->second->question)) {
+    ++counters.mismatched;
+    log->debug("DNS: rejected a reply from {}", endpoint_text(from));
+    return;
+  }
+  UdpWaiter& waiter = *waiting->second;
+  socket.waiting.erase(waiting);
+  waiter.answer = Answer{std::move(reply), std::move(*view)};
+  waiter.timer.cancel();
+}
+
+void DnsForwarder::Impl::fail_waiting(UpstreamSocket& socket, boost::system::error_code ec) {
+  retire(socket);
+  for (auto& [id, waiter] : socket.waiting) {
+    waiter->error = ec;
+    waiter->timer.cancel();
+  }
+  socket.waiting.clear();
+}
+
+void DnsForwarder::Impl::close_upstream_sockets() {
+  // Copied first: closing ends readers, which change the set.
+  const std::vector<std::shared_ptr<UpstreamSocket>> open(upstream_open.begin(),
+                                                          upstream_open.end());
+  boost::system::error_code ignored;
+  for (const auto& socket : open) {
+    fail_waiting(*socket, asio::error::operation_aborted);
+    socket->socket.close(ignored);
+  }
+  upstream_open.clear();
+  upstream_pool.clear();
 }
 
 asio::awaitable<std::optional<Answer>> DnsForwarder::Impl::ask_tcp(tcp::endpoint upstream,

@@ -1,7 +1,8 @@
 #pragma once
 // The DNS forwarder the VM uses (option 6 → VM_GW): UDP and TCP on VM_GW:53, bound to the bridge,
 // answering the VM's subnet only; each query goes to the pod's upstreams (resolv.conf) with a
-// fresh random ID and source port, a per-try timeout and failover (over UDP; over TCP as well for
+// fresh random ID from a random source port (a rotating pool of connected sockets on ports the
+// kernel picked at random), a per-try timeout and failover (over UDP; over TCP as well for
 // a guest TCP query whose UDP answer came back truncated). Replies are accepted only when
 // ID, question and upstream match (RFC 5452); EDNS0 is handled hop by hop and UDP answers are cut
 // to what the guest accepts (TC set). Single-threaded: call everything from the io_context's

@@ -104,22 +104,18 @@ int main(int argc, char** argv) {
     params.iso = options["out"];
     const int repeat = options.contains("repeat") ? std::stoi(options["repeat"]) : 1;
     const auto started = std::chrono::steady_clock::now();
+    // Each build is what the supervisor does per build: read, validate, build and write the file
+    // atomically (removed first, so that every build writes, as genisoimage does).
     for (int i = 0; i < repeat; ++i) {
-      auto built = make_config_drive(params, *log);
-      if (!built) {
-        std::fprintf(stderr, "error: %s\n", built.error().message.c_str());
+      std::remove(params.iso.c_str());
+      auto written = build_config_drive(params, *log);
+      if (!written) {
+        std::fprintf(stderr, "error: %s\n", written.error().message.c_str());
         return 1;
       }
-      if (i == repeat - 1) {
-        std::remove(params.iso.c_str());
-        auto written = build_config_drive(params, *log);
-        if (!written) {
-          std::fprintf(stderr, "error: %s\n", written.error().message.c_str());
-          return 1;
-        }
+      if (i == repeat - 1)
         std::printf("iso %s label %s size %llu\n", params.iso.c_str(), written->label.c_str(),
                     static_cast<unsigned long long>(written->size));
-      }
     }
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

@@ -33,3 +33,18 @@ TEST_CASE("only VM_ACCEL=auto falls back to TCG, and only when KVM failed", "[ac
   CHECK_FALSE(fall_back_to_tcg(Accel::kKvm, Accelerator::kKvm, VmEnd::kInternalError));
   CHECK_FALSE(fall_back_to_tcg(Accel::kTcg, Accelerator::kTcg, VmEnd::kQemuExited));
 }
+
+TEST_CASE("a KVM failure remembered on the node sends VM_ACCEL=auto straight to TCG", "[accel]") {
+  const qemu::KvmProbe usable{true, ""};
+  const std::optional<std::string> failed = "KVM internal error (recorded 2026-12-03T10:00:00Z)";
+  const auto plan = plan_accel(Accel::kAuto, usable, failed);
+  CHECK(plan.start == AccelStart::kTcg);
+  CHECK_THAT(plan.reason, Catch::Contains("did not run under KVM on this node before")
+                              && Catch::Contains("KVM internal error"));
+  // VM_ACCEL=kvm asks for KVM whatever happened before; tcg never looks.
+  CHECK(plan_accel(Accel::kKvm, usable, failed).start == AccelStart::kKvmOrFail);
+  CHECK(plan_accel(Accel::kTcg, usable, failed).start == AccelStart::kTcg);
+  // Without a usable KVM, that is the reason given.
+  const auto missing = plan_accel(Accel::kAuto, {false, "/dev/kvm: No such file"}, failed);
+  CHECK_THAT(missing.reason, Catch::Contains("KVM is not usable"));
+}
