@@ -493,11 +493,13 @@ TEST_CASE("net: errors say what is wrong and leave nothing behind", "[root][erro
     CHECK(network.error().kind == berth::ErrorKind::kNoInterface);
     t.check_clean();
   }
-  SECTION("no IPv4 address on the pod interface") {
+  SECTION("no address of either family on the pod interface") {
     must("ip -n " + t.pod.name() + " addr flush dev eth0");
     auto discovered = t.discover_error();
     CHECK(discovered.kind == berth::ErrorKind::kNoIpv4);
-    CHECK_THAT(discovered.message, Catch::StartsWith("pod interface eth0 has no IPv4 address"));
+    CHECK_THAT(discovered.message,
+               Catch::StartsWith("pod interface eth0 has neither an IPv4 address nor a usable IPv6 "
+                                 "one"));
   }
   SECTION("the VM /30 overlaps a pod route") {
     must("ip -n " + t.pod.name() + " route add 192.168.254.0/24 via 169.254.1.1 dev eth0");
