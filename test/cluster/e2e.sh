@@ -256,7 +256,8 @@ agent_field() { # agent_field KEY: guest_agent.KEY of /api/v1/status, as JSON
 agent_connected() { [[ $(agent_field connected) == true ]]; }
 api_post() { # api_post PATH: POST /api/v1/PATH, the body in $work/PATH.json, prints the status code
   in_node curl -s -m 30 -o "$work/$1.json" -w '%{http_code}' -X POST \
-    -H "Authorization: Bearer $(cat "$work/token")" "http://127.0.0.1:19251/api/v1/$1"
+    -H "Authorization: Bearer $(cat "$work/token")" -H 'Content-Type: application/json' -d '{}' \
+    "http://127.0.0.1:19251/api/v1/$1"
 }
 until_ok 120 "the guest agent answering (status through kubectl port-forward)" agent_connected
 code=$(api_post fsfreeze)
