@@ -220,8 +220,13 @@ after=$(ready_restarts "$POD")
 [[ $after == "true ${before#* }" ]] || fail "after detaching: ready/restarts '$after', before '$before'"
 mark "kubectl attach -it (login, Ctrl-C, detach)"
 # The console line reaches the container log through berth's stdout and containerd's log writer,
-# which may lag the attach under load: wait for it, and show the log's end if it never comes.
-logs_show_attach() { kc logs "$POD" | grep -q 'attach-42'; }
+# which may lag the attach under load: wait for it, and show the log's end if it never comes. The
+# log is read whole first: `kubectl logs | grep -q` fails under pipefail when grep's early exit
+# stops kubectl with SIGPIPE (the longer the log, the likelier).
+logs_show_attach() {
+  local text
+  text=$(kc logs "$POD") && [[ $text == *attach-42* ]]
+}
 for _ in 1 2 3 4 5 6 7 8 9 10; do
   if logs_show_attach; then break; fi
   sleep 2
