@@ -43,8 +43,7 @@ inline std::string cloud_config(const std::string& public_key, const std::string
 
 // The image, 1 GiB for cloud-init's Python, and time for systemd to stop its services under TCG,
 // in a pod of podnet.sh's `style`; the user-data is written once the SSH key exists.
-inline PodClusterOptions options_for_cloud_image(const fs::path& image,
-                                                 const std::string& style) {
+inline PodClusterOptions options_for_cloud_image(const fs::path& image, const std::string& style) {
   PodClusterOptions options(image, "");
   REQUIRE(fs::exists(options.image));
   options.style = style;

@@ -340,8 +340,8 @@ TEST_CASE(
   // tentative, and the default route through the bridge's fe80::1.
   const std::string addresses = wait_guest_contains(
       cluster, "ip -6 -o addr show scope global | grep -v tentative", *address + "/64", 120s);
-  std::printf("cloud image: IPv6 addresses %.1f s after berth started:\n%s\n",
-              seconds_since(start), addresses.c_str());
+  std::printf("cloud image: IPv6 addresses %.1f s after berth started:\n%s\n", seconds_since(start),
+              addresses.c_str());
   std::printf("cloud image: IPv6 routes:\n%s\n", cluster.ssh("ip -6 route show").c_str());
   INFO(cluster.ssh("networkctl status --no-pager -n 0; cat /etc/netplan/*.yaml"));
   CHECK_THAT(addresses, Catch::Contains(*address + "/64"));
@@ -363,7 +363,8 @@ TEST_CASE(
               seconds_since(start));
 
   // The guest's own connection to the node arrives from the pod's IPv6 address (SNAT66).
-  CHECK(cluster.ssh("bash -c \"echo from-guest > /dev/tcp/fd77:9::1/9999\" && echo sent") == "sent");
+  CHECK(cluster.ssh("bash -c \"echo from-guest > /dev/tcp/fd77:9::1/9999\" && echo sent")
+        == "sent");
   for (int i = 0; i < 10 && slurp(cluster.dir.path / "peers").empty(); ++i)
     std::this_thread::sleep_for(1s);
   CHECK(slurp(cluster.dir.path / "peers") == std::string(PodCluster::kPodIp6) + "\n");
@@ -374,8 +375,7 @@ TEST_CASE(
   CHECK_THAT(cluster.ssh("resolvectl dns"), Catch::Contains(vm_gw6));
   CHECK_THAT(cluster.ssh(std::string("getent ahostsv6 ") + PodCluster::kNodeOnlyName),
              Catch::Contains(PodCluster::kNodeIp6));
-  CHECK(cluster.ssh("python3 /var/tmp/berth-aaaa.py " + vm_gw6 + " "
-                    + PodCluster::kNodeOnlyName)
+  CHECK(cluster.ssh("python3 /var/tmp/berth-aaaa.py " + vm_gw6 + " " + PodCluster::kNodeOnlyName)
         == PodCluster::kNodeIp6);
 
   power_off(cluster, *berth);
