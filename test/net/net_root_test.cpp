@@ -235,6 +235,20 @@ void tear_down(const Topology& topology, PodNetwork& network, const std::string&
   CHECK(again.has_value());  // idempotent
 }
 
+// The parent's side of a forked check: closes the pipe's write end, reads what the child wrote to
+// it until the child closes it, and reaps the child.
+std::string child_answer(const int (&fds)[2], pid_t child) {
+  ::close(fds[1]);
+  std::string answer;
+  char buffer[1024];
+  for (ssize_t n; (n = ::read(fds[0], buffer, sizeof buffer)) > 0;)
+    answer.append(buffer, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  return answer;
+}
+
 // Runs `f` (returning Result<T>) in a child process inside `ns` whose capabilities lack
 // CAP_NET_ADMIN, and returns its error, or nothing when it succeeded.
 template <class F>
@@ -267,14 +281,7 @@ std::optional<Error> without_net_admin(const Netns& ns, F f) {
     (void)!::write(fds[1], answer.data(), answer.size());
     ::_exit(0);
   }
-  ::close(fds[1]);
-  std::string answer;
-  char buffer[1024];
-  for (ssize_t n; (n = ::read(fds[0], buffer, sizeof buffer)) > 0;)
-    answer.append(buffer, static_cast<std::size_t>(n));
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(child, &status, 0);
+  const std::string answer = child_answer(fds, child);
   INFO("child said: " << answer);
   REQUIRE(answer != "exception");
   REQUIRE(answer != "capset failed");
@@ -885,14 +892,7 @@ TEST_CASE("net: a read-only /proc/sys: the IPv6 setup says which sysctl to set i
     (void)!::write(fds[1], answer.data(), answer.size());
     ::_exit(0);
   }
-  ::close(fds[1]);
-  std::string answer;
-  char buffer[1024];
-  for (ssize_t n; (n = ::read(fds[0], buffer, sizeof buffer)) > 0;)
-    answer.append(buffer, static_cast<std::size_t>(n));
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(child, &status, 0);
+  const std::string answer = child_answer(fds, child);
   INFO("child said: " << answer);
   CHECK(answer.starts_with(std::to_string(static_cast<int>(berth::ErrorKind::kPermission)) + " "));
   CHECK_THAT(answer, Catch::Contains("setting net.ipv6.conf.eth0.accept_ra=2 for the VM's IPv6: "
