@@ -818,11 +818,22 @@ StepResult Supervisor::start_guest_services() {
     dns_ = std::make_unique<dhcp::DnsForwarder>(io_, *dns_config, log_->clone("dns"));
     if (auto started = dns_->start(); !started)
       return Failure{ExitCode::kNetwork, started.error().message};
-    dns_->register_metrics(registry_);
   }
   if (ipv6_)
-    return start_ipv6_services(dns_config.has_value());
+    if (auto started = start_ipv6_services(dns_config.has_value()); !started)
+      return started;
+  register_dns_metrics();
   return {};
+}
+
+void Supervisor::register_dns_metrics() {
+  std::vector<dhcp::DnsForwarder::Listener> listeners;
+  if (dns_)
+    listeners.push_back({"ipv4", dns_.get()});
+  if (dns6_)
+    listeners.push_back({"ipv6", dns6_.get()});
+  if (!listeners.empty())
+    dhcp::DnsForwarder::register_metrics(registry_, std::move(listeners));
 }
 
 StepResult Supervisor::start_ipv6_services(bool dns) {

@@ -99,6 +99,7 @@ class Supervisor {
   StepResult start_guest_services();
   // Router advertisements, DHCPv6 and the forwarder's IPv6 twin, when the VM has IPv6.
   StepResult start_ipv6_services(bool dns);
+  void register_dns_metrics();
   // The VM's IPv6 side (ipv6_), chosen and checked once the pod is known.
   StepResult choose_ipv6();
   // A DHCP lease event: readiness, and the neighbour announcement for a new address.

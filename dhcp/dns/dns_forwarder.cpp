@@ -888,7 +888,7 @@ DnsCounters DnsForwarder::counters() const {
 
 namespace berth::dhcp {
 
-void DnsForwarder::register_metrics(MetricsRegistry& registry) const {
+void DnsForwarder::register_metrics(MetricsRegistry& registry, std::vector<Listener> listeners) {
   static constexpr CounterField<DnsCounters> kCounters[] = {
       {"berth_dns_udp_queries_total", "DNS queries from the guest over UDP.",
        &DnsCounters::udp_queries},
@@ -919,7 +919,14 @@ void DnsForwarder::register_metrics(MetricsRegistry& registry) const {
       {"berth_dns_mismatched_total", "Upstream datagrams rejected (wrong ID, question or source).",
        &DnsCounters::mismatched},
   };
-  register_counter_fields(registry, kCounters, [this] { return counters(); });
+  for (const auto& f : kCounters)
+    registry.family(MetricType::kCounter, f.name, f.help, [listeners, field = f.field] {
+      std::vector<Sample> samples;
+      for (const auto& listener : listeners)
+        samples.push_back({{{"family", listener.family}},
+                           static_cast<double>(listener.forwarder->counters().*field)});
+      return samples;
+    });
 }
 
 }  // namespace berth::dhcp

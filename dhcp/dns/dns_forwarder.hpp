@@ -81,9 +81,14 @@ class DnsForwarder {
 
   DnsCounters counters() const;
 
-  // Registers every DnsCounters field as a berth_dns_*_total counter read from this forwarder;
-  // the registry must not be rendered after the forwarder is destroyed.
-  void register_metrics(MetricsRegistry& registry) const;
+  // One forwarder per address family the guest asks on (its gateway's IPv4 and IPv6 addresses).
+  struct Listener {
+    std::string family;  // the `family` label: "ipv4" or "ipv6"
+    const DnsForwarder* forwarder = nullptr;
+  };
+  // Registers every DnsCounters field as a berth_dns_*_total counter with one sample per listener,
+  // labelled by its family; the registry must not be rendered after a forwarder is destroyed.
+  static void register_metrics(MetricsRegistry& registry, std::vector<Listener> listeners);
 
  private:
   struct Impl;

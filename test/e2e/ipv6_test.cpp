@@ -103,6 +103,15 @@ void check_guest_over_ipv6(Cluster6& cluster, BerthProcess& berth, const std::st
   CHECK_THAT(aaaa6, Catch::Contains("fd77:9::1"));
   CHECK_THAT(aaaa6, Catch::Contains(kVmGw6));
   CHECK_THAT(cluster.guest_http6("/aaaa4"), Catch::Contains("fd77:9::1"));
+  // Each forwarder counts its own queries on /metrics: the lookups above asked both.
+  const std::string metrics =
+      in_ns(cluster.net.node(), "curl -g -s -m 5 http://[fd77::5]:9250/metrics");
+  for (const char* family : {"ipv4", "ipv6"}) {
+    const std::regex answered(std::string("berth_dns_answered_total\\{family=\"") + family
+                              + "\"\\} ([1-9][0-9]*)");
+    INFO(family << " in\n" << metrics);
+    CHECK(std::regex_search(metrics, answered));
+  }
   // The kubelet's probe over IPv6.
   CHECK(in_ns(cluster.net.node(),
               "curl -g -s -o /dev/null -w %{http_code} http://[fd77::5]:9250/readyz")
