@@ -1,0 +1,85 @@
+// End to end: busybox's DHCPv6 client against berth's stateful DHCPv6 server. The dhcpv6 guest
+// variant (test/guest/build-guest-dhcpv6.sh: the built-in guest plus a udhcpc6 built from Debian's
+// busybox source) turns the kernel's SLAAC off on eth0 and runs udhcpc6 (dhcpv6_userdata.sh) in a
+// Calico-style dual-stack pod; it must end with exactly the EUI-64 address berth hands out (as a
+// /128: no SLAAC /64 beside it) and berth's forwarder as its DNS server, and the node must reach
+// it over TCP at the pod's IPv6 address.
+
+#include <catch2/catch.hpp>
+#include <thread>
+
+#include "test/support/pod_cluster.hpp"
+
+using namespace berth::test;
+
+namespace {
+
+constexpr const char* kVmGw6 = "fd62:6572:7468::1";  // VM_IP6's default prefix, ::1
+
+std::string userdata() {
+  return slurp(std::string(BERTH_SOURCE_DIR) + "/test/e2e/dhcpv6_userdata.sh");
+}
+
+struct Cluster : PodCluster {
+  Cluster()
+      : PodCluster([] {
+          PodClusterOptions opts(test_guest_dhcpv6(), userdata());
+          opts.style = "calico6";
+          return opts;
+        }()) {}
+
+  // GET http://[fd77::5]/<path> from the node.
+  std::string guest_http6(const std::string& path) const {
+    return in_ns(net.node(), "curl -g -s -m 10 http://[fd77::5]" + path);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("e2e: DHCPv6: busybox udhcpc6 without SLAAC takes berth's address and DNS server",
+          "[e2e][ipv6][dhcpv6]") {
+  Cluster cluster;
+  auto berth = cluster.start({"NO_VNC=1", "BERTH_VNC_PASSWORD_FILE="});
+  const auto address = berth->wait_log("IPv6: dual-stack: the VM is (\\S+) in VM_IP6", 30s);
+  REQUIRE(address);
+  REQUIRE(berth->wait_console("berth-guest: ready", 180s));
+  // udhcpc6's REQUEST, as berth saw it, and the lease as the guest's script applied it.
+  const auto leased = berth->wait_log("the guest took its IPv6 address (\\S+) \\(DHCPv6\\)", 120s);
+  REQUIRE(leased);
+  CHECK(*leased == *address);
+  const auto console = berth->wait_console("berth-guest: dhcpv6 lease (\\S+) dns", 60s);
+  REQUIRE(console);
+  CHECK(*console == *address);
+  // Published over IPv4 (the guest's IPv6 is what is under test); then over IPv6 from the node.
+  std::string done;
+  for (int i = 0; i < 120 && done != "done"; ++i) {
+    done = in_ns(cluster.net.node(), "curl -s -m 5 http://10.77.0.5/dhcpv6-done");
+    if (done != "done")
+      std::this_thread::sleep_for(1s);
+  }
+  REQUIRE(done == "done");
+  const auto over4 = [&](const std::string& path) {
+    return in_ns(cluster.net.node(), "curl -s -m 5 http://10.77.0.5" + path);
+  };
+  // SLAAC's address was gone before udhcpc6 ran; udhcpc6 took a lease and quit (-q) with 0.
+  CHECK(over4("/flushed").empty());
+  INFO(over4("/udhcpc6.log"));
+  CHECK(over4("/udhcpc6.rc") == "0");
+  // Exactly berth's EUI-64 address, as a /128 from DHCPv6 and no SLAAC /64.
+  const std::string ip6 = over4("/ip6");
+  INFO(ip6);
+  CHECK_THAT(ip6, Catch::Contains(*address + "/128"));
+  CHECK_THAT(ip6, !Catch::Contains(*address + "/64"));
+  CHECK_THAT(ip6, !Catch::Contains("dynamic"));  // no address from a router advertisement
+  // The DNS server (option 23): berth's forwarder, written to resolv.conf and answering AAAA.
+  const std::string lease = over4("/lease");
+  INFO(lease);
+  CHECK_THAT(lease, Catch::Contains(std::string("dns=") + kVmGw6));
+  CHECK_THAT(over4("/resolv"), Catch::Contains(std::string("nameserver ") + kVmGw6));
+  CHECK_THAT(over4("/aaaa6"), Catch::Contains(PodCluster::kNodeIp6));
+  // TCP from the node to the pod's IPv6 address reaches the guest (NAT66 to the leased address).
+  CHECK(cluster.guest_http6("/dhcpv6-done") == "done");
+  CHECK(cluster.guest_http6("/ip6") == ip6);
+  berth->signal(SIGTERM);
+  CHECK(berth->wait_exit(60s) == 0);
+}
