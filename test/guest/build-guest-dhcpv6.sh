@@ -37,7 +37,7 @@ trap 'rm -rf "$work" "$out.tmp" "$bin.tmp"' EXIT
 # The source version behind the busybox binary package's candidate ("busybox (1:1.35.0-4+deb12u1)"
 # for a binNMU, or just "busybox" when both versions agree).
 candidate=$(apt-cache policy busybox | awk '$1 == "Candidate:" { print $2 }')
-[ -n "$candidate" ] && [ "$candidate" != "(none)" ] || die "apt knows no busybox candidate"
+if [ -z "$candidate" ] || [ "$candidate" = "(none)" ]; then die "apt knows no busybox candidate"; fi
 source_version=$(apt-cache show "busybox=$candidate" | awk -F'[()]' '/^Source:/ { print $2; exit }')
 source_version=${source_version:-$candidate}
 
@@ -47,7 +47,7 @@ build_udhcpc6() {
 	# The archive and suite of the candidate ("500 http://... bookworm/main amd64 Packages").
 	local origin uri suite keyring apt_opts
 	origin=$(apt-cache policy busybox | awk -v v="$candidate" '
-		$1 == "***" || ($1 == v) { f = $1 == "***" ? $2 == v : 1; next }
+		/^ (\*\*\*|   ) [^ ]/ { f = $1 == v || ($1 == "***" && $2 == v); next } # a version line
 		f && /Packages$/ { print $2, $3; exit }')
 	[ -n "$origin" ] || die "no archive offers busybox $candidate"
 	uri=${origin% *}
