@@ -2,8 +2,8 @@
 # Builds the test guest with busybox's DHCPv6 client: the built-in guest (build-guest.sh, built
 # or reused first) with a static udhcpc6, compiled from Debian's own busybox source package (the
 # version of the busybox binary package apt would install; Debian builds it without udhcpc6), and
-# its event script dhcpv6/default6.script added to its initramfs. Nothing runs it at boot: a test's
-# user-data does.
+# its event script dhcpv6/default6.script added to its initramfs (a second cpio archive appended
+# to the base's). Nothing runs it at boot: a test's user-data does.
 #
 #   test/guest/build-guest-dhcpv6.sh [OUTPUT]
 #   default OUTPUT: ${BERTH_CACHE:-/var/cache/berth}/guest/berth-guest-dhcpv6.qcow2
@@ -11,7 +11,7 @@
 # A variant under its own name: berth-guest.qcow2 and its stamp stay as build-guest.sh makes
 # them. Prints OUTPUT on stdout; cached like build-guest.sh (OUTPUT.stamp: this script, dhcpv6/,
 # the base image's stamp). The udhcpc6 binary is cached beside OUTPUT (OUTPUT's directory,
-# busybox-udhcpc6 and its stamp: this script and the source version). Root is not needed. Host
+# busybox-udhcpc6 and its stamp: the recipe and the source version). Root is not needed. Host
 # tools: those of build-guest.sh, dpkg-source, a C compiler, make and glibc's static libc (libc6-dev).
 # The source package is fetched with apt-get source through a private deb-src list made from the
 # archive and suite the busybox candidate comes from; the system's apt configuration is untouched.
@@ -21,7 +21,6 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/../lib/disk-image.sh"
 out=${1:-${BERTH_CACHE:-/var/cache/berth}/guest/berth-guest-dhcpv6.qcow2}
 boot_start=2048 # build-guest.sh's layout (syslinux_disk): the FAT boot partition's first sector
-boot_mib=32
 script=/usr/share/udhcpc/default6.script # udhcpc6's default -s
 
 log() { echo "build-guest-dhcpv6: $*" >&2; }
@@ -41,8 +40,8 @@ if [ -z "$candidate" ] || [ "$candidate" = "(none)" ]; then die "apt knows no bu
 source_version=$(apt-cache show "busybox=$candidate" | awk -F'[()]' '/^Source:/ { print $2; exit }')
 source_version=${source_version:-$candidate}
 
-# The static udhcpc6, built once per source version and script.
-bin_hash=$( (sha256sum "$here/build-guest-dhcpv6.sh"; echo "busybox $source_version") | sha256sum | cut -d' ' -f1)
+# The static udhcpc6, built once per source version and recipe (this function's text: edits
+# elsewhere in this script do not recompile it).
 build_udhcpc6() {
 	# The archive and suite of the candidate ("500 http://... bookworm/main amd64 Packages").
 	local origin uri suite keyring apt_opts
@@ -86,6 +85,7 @@ build_udhcpc6() {
 	echo "$bin_hash" > "$bin.stamp"
 	cd "$work"
 }
+bin_hash=$( (declare -f build_udhcpc6; echo "script $script busybox $source_version") | sha256sum | cut -d' ' -f1)
 (
 	exec 8> "$bin.lock"
 	flock 8
@@ -106,21 +106,17 @@ hash=$(inputs_hash)
 FORCE=${BERTH_GUEST_FORCE:-} image_cache_check "$out" "$hash" build-guest-dhcpv6
 
 cd "$work"
-log "unpacking $base"
+log "adding udhcpc6 to $base"
 qemu-img convert -f qcow2 -O raw "$base" disk.raw
-dd if=disk.raw of=boot.img bs=512 skip=$boot_start count=$((boot_mib * 2048)) status=none
-mcopy -i boot.img ::initrd.img initrd.old
-root=$work/initrd
-mkdir -p "$root"
-(cd "$root" && gzip -dc ../initrd.old | cpio -idm --quiet)
-[ ! -e "$root/usr/bin/udhcpc6" ] || die "the base already has a udhcpc6"
-
-install -m 755 "$bin" "$root/usr/bin/udhcpc6" # busybox runs the applet its name says
-install -D -m 755 "$here/dhcpv6/default6.script" "$root$script"
-
-(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -9 > initrd.img
-mcopy -o -i boot.img initrd.img ::initrd.img
-dd if=boot.img of=disk.raw bs=512 seek=$boot_start conv=notrunc status=none
+boot="disk.raw@@$((boot_start * 512))" # mtools reads and writes the FAT partition in place
+mcopy -i "$boot" ::initrd.img initrd.img
+zcat initrd.img | cpio -it --quiet > base.list
+if grep -qx 'usr/bin/udhcpc6' base.list; then die "the base already has a udhcpc6"; fi
+# A second cpio archive after the base's: the kernel unpacks both, in order.
+install -D -m 755 "$bin" overlay/usr/bin/udhcpc6 # busybox runs the applet its name says
+install -D -m 755 "$here/dhcpv6/default6.script" "overlay$script"
+(cd overlay && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -9 >> initrd.img
+mcopy -o -i "$boot" initrd.img ::initrd.img
 image_cache_store disk.raw "$out" "$hash"
 log "built $out ($(du -h "$out" | cut -f1), udhcpc6 of busybox $source_version)"
 echo "$out"
