@@ -69,10 +69,26 @@ struct Cluster : PodCluster {
 TEST_CASE("e2e: DHCPv6: busybox udhcpc6 without SLAAC takes berth's address and DNS server",
           "[e2e][ipv6][dhcpv6]") {
   Cluster cluster;
-  auto berth = cluster.start({"NO_VNC=1", "BERTH_VNC_PASSWORD_FILE="});
+  const char* pcap_dir = std::getenv("DIAG_PCAP_DIR");
+  std::unique_ptr<Background> capture;
+  if (pcap_dir)
+    capture = std::make_unique<Background>(
+        cluster.net.pod(), std::vector<std::string>{"tcpdump", "-i", "any", "-U", "-w",
+                                                    std::string(pcap_dir) + "/" + std::to_string(::time(nullptr)) + ".pcap", "ip6"});
+  auto berth = cluster.start({"NO_VNC=1", "BERTH_VNC_PASSWORD_FILE=", "BERTH_LOG_LEVEL=debug"});
   const auto address = berth->wait_log("IPv6: dual-stack: the VM is (\\S+) in VM_IP6", 30s);
   REQUIRE(address);
   REQUIRE(berth->wait_console("berth-guest: ready", 180s));
+  {
+    std::string d;
+    for (int i = 0; i < 120 && d != "done"; ++i) {
+      d = in_ns(cluster.net.node(), "curl -s -m 5 http://10.77.0.5/dhcpv6-done");
+      if (d != "done")
+        std::this_thread::sleep_for(1s);
+    }
+    std::string all = in_ns(cluster.net.node(), "curl -s -m 5 http://10.77.0.5/before; curl -s -m 5 http://10.77.0.5/udhcpc6.log; curl -s -m 5 http://10.77.0.5/udhcpc6.rc");
+    std::fprintf(stderr, "DIAG guest:\n%s\n", all.c_str());
+  }
   // udhcpc6's REQUEST, as berth saw it, and the lease as the guest's script applied it.
   const auto leased = berth->wait_log("the guest took its IPv6 address (\\S+) \\(DHCPv6\\)", 120s);
   REQUIRE(leased);

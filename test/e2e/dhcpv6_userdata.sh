@@ -11,6 +11,7 @@ echo 0 > /proc/sys/net/ipv6/conf/eth0/autoconf
 ip -6 addr flush dev eth0 scope global
 while ip -6 route del default dev eth0 2> /dev/null; do :; done
 (
+  { date; cat /proc/uptime; ip -6 addr show dev eth0; ip -6 route; } > /www/before
   ip -6 addr show dev eth0 scope global > /www/flushed
   udhcpc6 -i eth0 -f -q -n -t 10 -T 2 > /www/udhcpc6.log 2>&1
   echo $? > /www/udhcpc6.rc
