@@ -6,6 +6,9 @@
 // it over TCP at the pod's IPv6 address.
 
 #include <algorithm>
+#include <cstdlib>
+#include <ctime>
+#include <memory>
 #include <boost/asio/ip/address_v6.hpp>
 #include <catch2/catch.hpp>
 #include <sstream>
@@ -69,47 +72,44 @@ struct Cluster : PodCluster {
 TEST_CASE("e2e: DHCPv6: busybox udhcpc6 without SLAAC takes berth's address and DNS server",
           "[e2e][ipv6][dhcpv6]") {
   Cluster cluster;
-  const char* pcap_dir = std::getenv("DIAG_PCAP_DIR");
+  // BERTH_TEST_PCAP_DIR: the pod namespace's IPv6 traffic (bridge and tap included) as a pcap.
   std::unique_ptr<Background> capture;
-  if (pcap_dir)
+  if (const char* pcap_dir = std::getenv("BERTH_TEST_PCAP_DIR"))
     capture = std::make_unique<Background>(
-        cluster.net.pod(), std::vector<std::string>{"tcpdump", "-i", "any", "-U", "-w",
-                                                    std::string(pcap_dir) + "/" + std::to_string(::time(nullptr)) + ".pcap", "ip6"});
+        cluster.net.pod(),
+        std::vector<std::string>{"tcpdump", "-i", "any", "-U", "-w",
+                                 std::string(pcap_dir) + "/udhcpc6-"
+                                     + std::to_string(::time(nullptr)) + ".pcap",
+                                 "ip6"});
+  // Debug: berth logs every DHCPv6 message it saw and what it answered.
   auto berth = cluster.start({"NO_VNC=1", "BERTH_VNC_PASSWORD_FILE=", "BERTH_LOG_LEVEL=debug"});
   const auto address = berth->wait_log("IPv6: dual-stack: the VM is (\\S+) in VM_IP6", 30s);
   REQUIRE(address);
   REQUIRE(berth->wait_console("berth-guest: ready", 180s));
-  {
-    std::string d;
-    for (int i = 0; i < 120 && d != "done"; ++i) {
-      d = in_ns(cluster.net.node(), "curl -s -m 5 http://10.77.0.5/dhcpv6-done");
-      if (d != "done")
-        std::this_thread::sleep_for(1s);
-    }
-    std::string all = in_ns(cluster.net.node(), "curl -s -m 5 http://10.77.0.5/before; curl -s -m 5 http://10.77.0.5/udhcpc6.log; curl -s -m 5 http://10.77.0.5/udhcpc6.rc");
-    std::fprintf(stderr, "DIAG guest:\n%s\n", all.c_str());
-  }
-  // udhcpc6's REQUEST, as berth saw it, and the lease as the guest's script applied it.
-  const auto leased = berth->wait_log("the guest took its IPv6 address (\\S+) \\(DHCPv6\\)", 120s);
-  REQUIRE(leased);
-  CHECK(*leased == *address);
-  const auto console = berth->wait_console("berth-guest: dhcpv6 lease (\\S+) dns", 60s);
-  REQUIRE(console);
-  CHECK(canonical6(*console) == *address);
   // Published over IPv4 (the guest's IPv6 is what is under test); then over IPv6 from the node.
+  const auto over4 = [&](const std::string& path) {
+    return in_ns(cluster.net.node(), "curl -s -m 5 http://10.77.0.5" + path);
+  };
   std::string done;
   for (int i = 0; i < 120 && done != "done"; ++i) {
-    done = in_ns(cluster.net.node(), "curl -s -m 5 http://10.77.0.5/dhcpv6-done");
+    done = over4("/dhcpv6-done");
     if (done != "done")
       std::this_thread::sleep_for(1s);
   }
   REQUIRE(done == "done");
-  const auto over4 = [&](const std::string& path) {
-    return in_ns(cluster.net.node(), "curl -s -m 5 http://10.77.0.5" + path);
-  };
+  // What eth0 held when udhcpc6 started, and what udhcpc6 said: the first things to read when
+  // the lease below is missing.
+  INFO("eth0 before udhcpc6:\n" << over4("/before"));
+  INFO("udhcpc6 (exit " << over4("/udhcpc6.rc") << "):\n" << over4("/udhcpc6.log"));
+  // udhcpc6's REQUEST, as berth saw it, and the lease as the guest's script applied it.
+  const auto leased = berth->wait_log("the guest took its IPv6 address (\\S+) \\(DHCPv6\\)", 10s);
+  REQUIRE(leased);
+  CHECK(*leased == *address);
+  const auto console = berth->wait_console("berth-guest: dhcpv6 lease (\\S+) dns", 10s);
+  REQUIRE(console);
+  CHECK(canonical6(*console) == *address);
   // SLAAC's address was gone before udhcpc6 ran; udhcpc6 took a lease and quit (-q) with 0.
   CHECK(over4("/flushed").empty());
-  INFO(over4("/udhcpc6.log"));
   CHECK(over4("/udhcpc6.rc") == "0");
   // Exactly berth's EUI-64 address, as a /128 from DHCPv6 and no SLAAC /64.
   const std::string ip6 = over4("/ip6");
