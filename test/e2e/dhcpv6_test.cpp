@@ -6,11 +6,11 @@
 // it over TCP at the pod's IPv6 address.
 
 #include <algorithm>
+#include <boost/asio/ip/address_v6.hpp>
+#include <catch2/catch.hpp>
 #include <cstdlib>
 #include <ctime>
 #include <memory>
-#include <boost/asio/ip/address_v6.hpp>
-#include <catch2/catch.hpp>
 #include <sstream>
 #include <thread>
 #include <vector>
@@ -76,11 +76,10 @@ TEST_CASE("e2e: DHCPv6: busybox udhcpc6 without SLAAC takes berth's address and 
   std::unique_ptr<Background> capture;
   if (const char* pcap_dir = std::getenv("BERTH_TEST_PCAP_DIR"))
     capture = std::make_unique<Background>(
-        cluster.net.pod(),
-        std::vector<std::string>{"tcpdump", "-i", "any", "-U", "-w",
-                                 std::string(pcap_dir) + "/udhcpc6-"
-                                     + std::to_string(::time(nullptr)) + ".pcap",
-                                 "ip6"});
+        cluster.net.pod(), std::vector<std::string>{"tcpdump", "-i", "any", "-U", "-w",
+                                                    std::string(pcap_dir) + "/udhcpc6-"
+                                                        + std::to_string(::time(nullptr)) + ".pcap",
+                                                    "ip6"});
   // Debug: berth logs every DHCPv6 message it saw and what it answered.
   auto berth = cluster.start({"NO_VNC=1", "BERTH_VNC_PASSWORD_FILE=", "BERTH_LOG_LEVEL=debug"});
   const auto address = berth->wait_log("IPv6: dual-stack: the VM is (\\S+) in VM_IP6", 30s);
