@@ -2,7 +2,8 @@
 # Builds the test guest with busybox's DHCPv6 client: the built-in guest (build-guest.sh, built
 # or reused first) with a static udhcpc6, compiled from Debian's own busybox source package (the
 # version of the busybox binary package apt would install; Debian builds it without udhcpc6), and
-# its event script dhcpv6/default6.script added to its initramfs (a second cpio archive appended
+# its event script dhcpv6/default6.script and dhcpv6/wait-for-ll6 (waits for eth0's link-local
+# address to leave DAD, to run before udhcpc6) added to its initramfs (a second cpio archive appended
 # to the base's). Nothing runs it at boot: a test's user-data does.
 #
 #   test/guest/build-guest-dhcpv6.sh [OUTPUT]
@@ -115,6 +116,7 @@ if grep -qx 'usr/bin/udhcpc6' base.list; then die "the base already has a udhcpc
 # A second cpio archive after the base's: the kernel unpacks both, in order.
 install -D -m 755 "$bin" overlay/usr/bin/udhcpc6 # busybox runs the applet its name says
 install -D -m 755 "$here/dhcpv6/default6.script" "overlay$script"
+install -D -m 755 "$here/dhcpv6/wait-for-ll6" overlay/usr/sbin/wait-for-ll6
 (cd overlay && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) | gzip -9 >> initrd.img
 mcopy -o -i "$boot" initrd.img ::initrd.img
 image_cache_store disk.raw "$out" "$hash"
