@@ -44,6 +44,9 @@ namespace fs = std::filesystem;
 #ifndef BERTH_TEST_GUEST_AGENT_PATH
 #define BERTH_TEST_GUEST_AGENT_PATH ""
 #endif
+#ifndef BERTH_TEST_GUEST_DHCPV6_PATH
+#define BERTH_TEST_GUEST_DHCPV6_PATH ""
+#endif
 #ifndef BERTH_TEST_INSTALLER_ISO_PATH
 #define BERTH_TEST_INSTALLER_ISO_PATH ""
 #endif
@@ -67,6 +70,10 @@ inline std::string test_guest_uefi_unsigned() {
 // The guest-agent variant (test/guest/build-guest-agent.sh): the test guest running qemu-ga.
 inline std::string test_guest_agent() {
   return env_or("BERTH_TEST_GUEST_AGENT", BERTH_TEST_GUEST_AGENT_PATH);
+}
+// The DHCPv6 variant (test/guest/build-guest-dhcpv6.sh): the test guest with busybox udhcpc6.
+inline std::string test_guest_dhcpv6() {
+  return env_or("BERTH_TEST_GUEST_DHCPV6", BERTH_TEST_GUEST_DHCPV6_PATH);
 }
 // The test installer ISO (test/guest/build-installer-iso.sh): writes a test guest onto /dev/vda.
 inline std::string test_installer_iso() {
