@@ -29,6 +29,7 @@ import argparse
 import ctypes
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -132,17 +133,54 @@ def non_qemu(pod_ino, field):
     return by
 
 
-def one_run(tool, cmd, env, work, measure_memory, probe="http", limit=120):
-    """Starts the tool in a fresh pod and returns its milestones (seconds from start) and memory."""
+def guest_report(key, out):
+    """What the guest says about its own boot, over SSH from the node (user debian, the key that
+    --keep put in the user-data): systemd's and cloud-init's stage times and the network's state.
+    Guest-CPU relative and noisy under TCG; differences between the tools' stages are the point."""
+    commands = [
+        "systemd-analyze", "systemd-analyze critical-chain", "systemd-analyze blame | head -25",
+        "cloud-init analyze show", "cloud-init analyze blame | head -20",
+        "networkctl status --no-pager -n 0 | head -30", "cat /etc/resolv.conf",
+        "resolvectl status --no-pager | head -30", "ls /etc/netplan /run/systemd/network",
+        "cat /run/systemd/network/*",
+        "journalctl -b --no-pager -o short-monotonic -u systemd-networkd -u "
+        "systemd-networkd-wait-online -u cloud-init-local -u cloud-init -u systemd-resolved",
+        "journalctl -b --no-pager -o short-monotonic | grep -iE 'timed out|timeout|resolv|dhcp|"
+        "carrier|wait-online|Reached target|Finished cloud-init|ssh' | head -80",
+        "grep -iE 'resolv|dns|timed out|Traceback|WARNING|took' /var/log/cloud-init.log | head -60",
+        "journalctl -b --no-pager -o short-monotonic",
+    ]
+    script = "".join(f"echo {shlex.quote('### ' + c)}; {c} 2>&1\n" for c in commands)
+    with open(out, "w") as f:
+        for _ in range(20):
+            r = subprocess.run(
+                ["ip", "netns", "exec", NODE, "ssh", "-i", key, "-o", "StrictHostKeyChecking=no",
+                 "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=20", "-o",
+                 "BatchMode=yes", f"debian@{POD_IP}", "sudo", "sh"], input=script, capture_output=True, text=True,
+                errors="replace", timeout=300)
+            if r.returncode != 255:
+                f.write(r.stdout + r.stderr)
+                return
+            time.sleep(3)
+        f.write("ssh failed: " + r.stderr)
+
+
+def one_run(tool, cmd, env, work, measure_memory, probe="http", limit=120, keep=None, key=None):
+    """Starts the tool in a fresh pod and returns its milestones (seconds from start) and memory.
+    keep: a path prefix; the console (each line with its time from start), the tool's log and
+    QEMU's command line are kept there, and with key the guest's own boot report (guest_report)."""
     run_dir = tempfile.mkdtemp(dir=work)
     os.chmod(run_dir, 0o711)  # berth's QEMU runs as BERTH_QEMU_USER and opens its disk below here
     stamp = os.path.join(run_dir, "qemu-exec")
     open(stamp, "w").close()
     os.chmod(stamp, 0o666)  # the wrapper below runs as QEMU's user
+    open(f"{stamp}.args", "w").close()
+    os.chmod(f"{stamp}.args", 0o666)
     wrap = os.path.join(run_dir, "bin")
     os.makedirs(wrap)
     with open(os.path.join(wrap, "qemu-system-x86_64"), "w") as f:
         f.write(f'#!/bin/bash\necho "$EPOCHREALTIME" >>{stamp}\n'
+                f'printf "%s\\n" "$@" >{stamp}.args\n'
                 f'exec {shutil.which("qemu-system-x86_64")} "$@"\n')
     os.chmod(os.path.join(wrap, "qemu-system-x86_64"), 0o755)
     env = dict(env, PATH=f"{wrap}:{os.environ['PATH']}",
@@ -157,9 +195,13 @@ def one_run(tool, cmd, env, work, measure_memory, probe="http", limit=120):
         proc = subprocess.Popen(["ip", "netns", "exec", POD] + cmd, env=env, stdout=subprocess.PIPE,
                                 stderr=log, text=True, errors="replace")
 
+        console_log = open(f"{keep}.console", "w") if keep else None
+
         def console():
             for line in proc.stdout:
                 now = time.time()
+                if console_log:
+                    console_log.write(f"{now - t0:8.3f} {line}")
                 if "berth-guest: lease" in line and "lease" not in result:
                     result["lease"] = now - t0
                     result["lease_line"] = line.strip()[line.find("berth-guest"):]
@@ -210,6 +252,8 @@ def one_run(tool, cmd, env, work, measure_memory, probe="http", limit=120):
             time.sleep(2)
             if measure_memory:
                 result["resident_kib"] = non_qemu(pod_ino, "VmRSS")
+            if keep and key:
+                guest_report(key, f"{keep}.guest")
         done.set()
         try:
             with open(stamp) as f:
@@ -236,6 +280,10 @@ def one_run(tool, cmd, env, work, measure_memory, probe="http", limit=120):
         log.close()
         for t in threads:
             t.join(timeout=2)
+        if keep:
+            console_log.close()
+            shutil.copy(os.path.join(run_dir, "log"), f"{keep}.log")
+            shutil.copy(f"{stamp}.args", f"{keep}.qemu-args")
         if "service" not in result:
             with open(os.path.join(run_dir, "log")) as f:
                 result["error"] = f.read()[-2000:]
@@ -252,6 +300,8 @@ def main():
                     help="boot the Debian cloud image to sshd instead of the test guest")
     ap.add_argument("--memory", default=None, help="VM_MEMORY for both (default 256M, 1G cloud)")
     ap.add_argument("--cpus", default="1", help="VM_CPUS for both")
+    ap.add_argument("--keep", help="a folder to keep each run's console (timed), log, QEMU command "
+                    "line and, for the cloud image, the guest's boot report over SSH")
     ap.add_argument("--accel", default=None, help="berth's VM_ACCEL (default tcg; auto for the "
                     "cloud image); the baseline always runs accel=tcg")
     args = ap.parse_args()
@@ -273,9 +323,18 @@ def main():
         shutil.copy(guest, os.path.join(www, "guest.qcow2"))
         sha = subprocess.run(["sha256sum", os.path.join(www, "guest.qcow2")], check=True,
                              capture_output=True, text=True).stdout.split()[0]
+        key = None
+        if args.keep:
+            os.makedirs(args.keep, exist_ok=True)
+        if args.keep and cloud:
+            key = os.path.join(work, "key")
+            sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key)
         with open(os.path.join(work, "user.sh"), "w") as f:
             if cloud:
                 f.write("#cloud-config\nruncmd:\n  - [sh, -c, 'echo bench > /var/tmp/bench']\n")
+                if key:
+                    with open(f"{key}.pub") as pub:
+                        f.write(f"ssh_authorized_keys:\n  - {pub.read().strip()}\n")
             else:
                 f.write('#!/bin/sh\necho "hello from user-data" > /www/value\n')
         with open(os.path.join(work, "meta.json"), "w") as f:
@@ -299,8 +358,9 @@ def main():
         runs = {tool: [] for tool in tools}
         for i in range(args.runs + 1):
             for tool, cmd in tools.items():
+                keep = os.path.join(args.keep, f"{i}-{tool}") if args.keep else None
                 r = one_run(tool, cmd, envs[tool], work, measure_memory=False, probe=probe,
-                            limit=limit)
+                            limit=limit, keep=keep, key=key)
                 if "error" in r:
                     print(f"startup: {tool} run {i} failed: {r['error']}", file=sys.stderr)
                     return 1
