@@ -133,6 +133,19 @@ def non_qemu(pod_ino, field):
     return by
 
 
+def qemu_cpu_seconds(pid_file):
+    """The CPU time (user + system, all threads) QEMU has used so far: the work the boot took,
+    which the machine's load changes much less than the wall time."""
+    try:
+        with open(pid_file) as f:
+            pid = int(f.read())
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def guest_report(key, out):
     """What the guest says about its own boot, over SSH from the node (user debian, the key that
     --keep put in the user-data): systemd's and cloud-init's stage times and the network's state.
@@ -174,13 +187,14 @@ def one_run(tool, cmd, env, work, measure_memory, probe="http", limit=120, keep=
     stamp = os.path.join(run_dir, "qemu-exec")
     open(stamp, "w").close()
     os.chmod(stamp, 0o666)  # the wrapper below runs as QEMU's user
-    open(f"{stamp}.args", "w").close()
-    os.chmod(f"{stamp}.args", 0o666)
+    for extra in ("args", "pid"):
+        open(f"{stamp}.{extra}", "w").close()
+        os.chmod(f"{stamp}.{extra}", 0o666)
     wrap = os.path.join(run_dir, "bin")
     os.makedirs(wrap)
     with open(os.path.join(wrap, "qemu-system-x86_64"), "w") as f:
         f.write(f'#!/bin/bash\necho "$EPOCHREALTIME" >>{stamp}\n'
-                f'printf "%s\\n" "$@" >{stamp}.args\n'
+                f'printf "%s\\n" "$@" >{stamp}.args\necho $$ >{stamp}.pid\n'
                 f'exec {shutil.which("qemu-system-x86_64")} "$@"\n')
     os.chmod(os.path.join(wrap, "qemu-system-x86_64"), 0o755)
     env = dict(env, PATH=f"{wrap}:{os.environ['PATH']}",
@@ -224,6 +238,9 @@ def one_run(tool, cmd, env, work, measure_memory, probe="http", limit=120, keep=
                             head = s.recv(64)
                         if (probe == "ssh" and head.startswith(b"SSH-")) or b" 200 " in head:
                             result["service"] = time.time() - t0
+                            cpu = qemu_cpu_seconds(f"{stamp}.pid")
+                            if cpu is not None:
+                                result["qemu_cpu"] = cpu
                             return
                 except OSError:
                     pass
@@ -366,8 +383,9 @@ def main():
                     return 1
                 label = "fills the cache, not counted" if i == 0 else f"run {i}"
                 lease = f"{r['lease']:.2f} s" if "lease" in r else "-"
+                cpu = f", QEMU CPU {r['qemu_cpu']:.2f} s" if "qemu_cpu" in r else ""
                 print(f"startup: {tool:8s} {label}: exec {r['exec'] * 1000:.1f} ms, lease "
-                      f"{lease}, service {r['service']:.2f} s", file=sys.stderr)
+                      f"{lease}, service {r['service']:.2f} s{cpu}", file=sys.stderr)
                 if i > 0:
                     runs[tool].append(r)
         memory = {}
@@ -381,7 +399,9 @@ def main():
                    "cloud" if cloud else "test", "probe": probe, "memory_size": memory_size,
                    "cpus": args.cpus, "berth_accel": accel,
                    "all": {tool: [r["service"] for r in runs[tool]] for tool in tools}}
-        keys = ("exec", "service") if cloud else ("exec", "lease", "service")
+        keys = [key for key in (("exec", "service", "qemu_cpu") if cloud else
+                                ("exec", "lease", "service", "qemu_cpu"))
+                if all(key in r for tool in tools for r in runs[tool])]
         for tool in tools:
             if not cloud:
                 summary["lease_lines"][tool] = runs[tool][-1]["lease_line"]
@@ -391,7 +411,8 @@ def main():
                                             "max": values[-1]}
         for key in keys:
             b, s = summary[f"berth_{key}"]["median"], summary[f"baseline_{key}"]["median"]
-            print(f"start -> {key:8s} median of {args.runs}: berth {b * 1000:8.1f} ms   baseline "
+            what = "QEMU CPU to service" if key == "qemu_cpu" else f"start -> {key}"
+            print(f"{what:19s} median of {args.runs}: berth {b * 1000:8.1f} ms   baseline "
                   f"{s * 1000:8.1f} ms   baseline/berth {s / b:5.2f}x")
         for tool in summary["lease_lines"]:
             print(f"{tool} lease: {summary['lease_lines'][tool]}")
