@@ -22,7 +22,17 @@ sshd; cached under /var/cache/berth/cloudimage), "service" is sshd's banner at t
 22, there is no "lease" line, both get --memory and --cpus, and berth runs with --accel (default
 auto, as a new user would: the first, uncounted run pays a failed KVM try once per node).
 
-  bench/startup.py [--runs N] [--berth PATH] [--json OUT]
+Every run also records QEMU's CPU time (user + system, all its threads, from /proc) when the
+service first answers: the work the boot took, which the machine's load changes far less than the
+wall time (a loaded machine delays a TCG guest; it does not make it do more).
+
+--keep DIR keeps, per run (0-berth, 1-baseline, ...): the console with each line's time from the
+start (.console), the tool's log (.log) and QEMU's arguments (.qemu-args); with --cloud-image the
+user-data also holds a fresh SSH key, and once sshd answers the guest's own account of its boot is
+fetched over SSH from the node (.guest: systemd-analyze, cloud-init analyze, networkd, resolved,
+the journal), after the timing, so that stages can be compared side by side.
+
+  bench/startup.py [--runs N] [--berth PATH] [--json OUT] [--keep DIR]
   bench/startup.py --cloud-image [--runs N] [--memory 1G] [--cpus 1] [--accel auto] [--json OUT]
 """
 import argparse
