@@ -22,13 +22,24 @@ sshd; cached under /var/cache/berth/cloudimage), "service" is sshd's banner at t
 22, there is no "lease" line, both get --memory and --cpus, and berth runs with --accel (default
 auto, as a new user would: the first, uncounted run pays a failed KVM try once per node).
 
-  bench/startup.py [--runs N] [--berth PATH] [--json OUT]
+Every run also records QEMU's CPU time (user + system, all its threads, from /proc) when the
+service first answers: the work the boot took, which the machine's load changes far less than the
+wall time (a loaded machine delays a TCG guest; it does not make it do more).
+
+--keep DIR keeps, per run (0-berth, 1-baseline, ...): the console with each line's time from the
+start (.console), the tool's log (.log) and QEMU's arguments (.qemu-args); with --cloud-image the
+user-data also holds a fresh SSH key, and once sshd answers the guest's own account of its boot is
+fetched over SSH from the node (.guest: systemd-analyze, cloud-init analyze, networkd, resolved,
+the journal), after the timing, so that stages can be compared side by side.
+
+  bench/startup.py [--runs N] [--berth PATH] [--json OUT] [--keep DIR]
   bench/startup.py --cloud-image [--runs N] [--memory 1G] [--cpus 1] [--accel auto] [--json OUT]
 """
 import argparse
 import ctypes
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -132,17 +143,68 @@ def non_qemu(pod_ino, field):
     return by
 
 
-def one_run(tool, cmd, env, work, measure_memory, probe="http", limit=120):
-    """Starts the tool in a fresh pod and returns its milestones (seconds from start) and memory."""
+def qemu_cpu_seconds(pid_file):
+    """The CPU time (user + system, all threads) QEMU has used so far: the work the boot took,
+    which the machine's load changes much less than the wall time."""
+    try:
+        with open(pid_file) as f:
+            pid = int(f.read())
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def guest_report(key, out):
+    """What the guest says about its own boot, over SSH from the node (user debian, the key that
+    --keep put in the user-data): systemd's and cloud-init's stage times and the network's state.
+    Guest-CPU relative and noisy under TCG; differences between the tools' stages are the point."""
+    commands = [
+        "systemd-analyze", "systemd-analyze critical-chain", "systemd-analyze blame | head -25",
+        "cloud-init analyze show", "cloud-init analyze blame | head -20",
+        "networkctl status --no-pager -n 0 | head -30", "cat /etc/resolv.conf",
+        "resolvectl status --no-pager | head -30", "ls /etc/netplan /run/systemd/network",
+        "cat /run/systemd/network/*",
+        "journalctl -b --no-pager -o short-monotonic -u systemd-networkd -u "
+        "systemd-networkd-wait-online -u cloud-init-local -u cloud-init -u systemd-resolved",
+        "journalctl -b --no-pager -o short-monotonic | grep -iE 'timed out|timeout|resolv|dhcp|"
+        "carrier|wait-online|Reached target|Finished cloud-init|ssh' | head -80",
+        "grep -iE 'resolv|dns|timed out|Traceback|WARNING|took' /var/log/cloud-init.log | head -60",
+        "journalctl -b --no-pager -o short-monotonic",
+    ]
+    script = "".join(f"echo {shlex.quote('### ' + c)}; {c} 2>&1\n" for c in commands)
+    with open(out, "w") as f:
+        for _ in range(20):
+            r = subprocess.run(
+                ["ip", "netns", "exec", NODE, "ssh", "-i", key, "-o", "StrictHostKeyChecking=no",
+                 "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=20", "-o",
+                 "BatchMode=yes", f"debian@{POD_IP}", "sudo", "sh"], input=script, capture_output=True, text=True,
+                errors="replace", timeout=300)
+            if r.returncode != 255:
+                f.write(r.stdout + r.stderr)
+                return
+            time.sleep(3)
+        f.write("ssh failed: " + r.stderr)
+
+
+def one_run(tool, cmd, env, work, measure_memory, probe="http", limit=120, keep=None, key=None):
+    """Starts the tool in a fresh pod and returns its milestones (seconds from start) and memory.
+    keep: a path prefix; the console (each line with its time from start), the tool's log and
+    QEMU's command line are kept there, and with key the guest's own boot report (guest_report)."""
     run_dir = tempfile.mkdtemp(dir=work)
     os.chmod(run_dir, 0o711)  # berth's QEMU runs as BERTH_QEMU_USER and opens its disk below here
     stamp = os.path.join(run_dir, "qemu-exec")
     open(stamp, "w").close()
     os.chmod(stamp, 0o666)  # the wrapper below runs as QEMU's user
+    for extra in ("args", "pid"):
+        open(f"{stamp}.{extra}", "w").close()
+        os.chmod(f"{stamp}.{extra}", 0o666)
     wrap = os.path.join(run_dir, "bin")
     os.makedirs(wrap)
     with open(os.path.join(wrap, "qemu-system-x86_64"), "w") as f:
         f.write(f'#!/bin/bash\necho "$EPOCHREALTIME" >>{stamp}\n'
+                f'printf "%s\\n" "$@" >{stamp}.args\necho $$ >{stamp}.pid\n'
                 f'exec {shutil.which("qemu-system-x86_64")} "$@"\n')
     os.chmod(os.path.join(wrap, "qemu-system-x86_64"), 0o755)
     env = dict(env, PATH=f"{wrap}:{os.environ['PATH']}",
@@ -157,9 +219,13 @@ def one_run(tool, cmd, env, work, measure_memory, probe="http", limit=120):
         proc = subprocess.Popen(["ip", "netns", "exec", POD] + cmd, env=env, stdout=subprocess.PIPE,
                                 stderr=log, text=True, errors="replace")
 
+        console_log = open(f"{keep}.console", "w") if keep else None
+
         def console():
             for line in proc.stdout:
                 now = time.time()
+                if console_log:
+                    console_log.write(f"{now - t0:8.3f} {line}")
                 if "berth-guest: lease" in line and "lease" not in result:
                     result["lease"] = now - t0
                     result["lease_line"] = line.strip()[line.find("berth-guest"):]
@@ -182,6 +248,9 @@ def one_run(tool, cmd, env, work, measure_memory, probe="http", limit=120):
                             head = s.recv(64)
                         if (probe == "ssh" and head.startswith(b"SSH-")) or b" 200 " in head:
                             result["service"] = time.time() - t0
+                            cpu = qemu_cpu_seconds(f"{stamp}.pid")
+                            if cpu is not None:
+                                result["qemu_cpu"] = cpu
                             return
                 except OSError:
                     pass
@@ -210,6 +279,8 @@ def one_run(tool, cmd, env, work, measure_memory, probe="http", limit=120):
             time.sleep(2)
             if measure_memory:
                 result["resident_kib"] = non_qemu(pod_ino, "VmRSS")
+            if keep and key:
+                guest_report(key, f"{keep}.guest")
         done.set()
         try:
             with open(stamp) as f:
@@ -236,6 +307,10 @@ def one_run(tool, cmd, env, work, measure_memory, probe="http", limit=120):
         log.close()
         for t in threads:
             t.join(timeout=2)
+        if keep:
+            console_log.close()
+            shutil.copy(os.path.join(run_dir, "log"), f"{keep}.log")
+            shutil.copy(f"{stamp}.args", f"{keep}.qemu-args")
         if "service" not in result:
             with open(os.path.join(run_dir, "log")) as f:
                 result["error"] = f.read()[-2000:]
@@ -252,6 +327,8 @@ def main():
                     help="boot the Debian cloud image to sshd instead of the test guest")
     ap.add_argument("--memory", default=None, help="VM_MEMORY for both (default 256M, 1G cloud)")
     ap.add_argument("--cpus", default="1", help="VM_CPUS for both")
+    ap.add_argument("--keep", help="a folder to keep each run's console (timed), log, QEMU command "
+                    "line and, for the cloud image, the guest's boot report over SSH")
     ap.add_argument("--accel", default=None, help="berth's VM_ACCEL (default tcg; auto for the "
                     "cloud image); the baseline always runs accel=tcg")
     args = ap.parse_args()
@@ -273,9 +350,18 @@ def main():
         shutil.copy(guest, os.path.join(www, "guest.qcow2"))
         sha = subprocess.run(["sha256sum", os.path.join(www, "guest.qcow2")], check=True,
                              capture_output=True, text=True).stdout.split()[0]
+        key = None
+        if args.keep:
+            os.makedirs(args.keep, exist_ok=True)
+        if args.keep and cloud:
+            key = os.path.join(work, "key")
+            sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key)
         with open(os.path.join(work, "user.sh"), "w") as f:
             if cloud:
                 f.write("#cloud-config\nruncmd:\n  - [sh, -c, 'echo bench > /var/tmp/bench']\n")
+                if key:
+                    with open(f"{key}.pub") as pub:
+                        f.write(f"ssh_authorized_keys:\n  - {pub.read().strip()}\n")
             else:
                 f.write('#!/bin/sh\necho "hello from user-data" > /www/value\n')
         with open(os.path.join(work, "meta.json"), "w") as f:
@@ -299,15 +385,17 @@ def main():
         runs = {tool: [] for tool in tools}
         for i in range(args.runs + 1):
             for tool, cmd in tools.items():
+                keep = os.path.join(args.keep, f"{i}-{tool}") if args.keep else None
                 r = one_run(tool, cmd, envs[tool], work, measure_memory=False, probe=probe,
-                            limit=limit)
+                            limit=limit, keep=keep, key=key)
                 if "error" in r:
                     print(f"startup: {tool} run {i} failed: {r['error']}", file=sys.stderr)
                     return 1
                 label = "fills the cache, not counted" if i == 0 else f"run {i}"
                 lease = f"{r['lease']:.2f} s" if "lease" in r else "-"
+                cpu = f", QEMU CPU {r['qemu_cpu']:.2f} s" if "qemu_cpu" in r else ""
                 print(f"startup: {tool:8s} {label}: exec {r['exec'] * 1000:.1f} ms, lease "
-                      f"{lease}, service {r['service']:.2f} s", file=sys.stderr)
+                      f"{lease}, service {r['service']:.2f} s{cpu}", file=sys.stderr)
                 if i > 0:
                     runs[tool].append(r)
         memory = {}
@@ -321,7 +409,9 @@ def main():
                    "cloud" if cloud else "test", "probe": probe, "memory_size": memory_size,
                    "cpus": args.cpus, "berth_accel": accel,
                    "all": {tool: [r["service"] for r in runs[tool]] for tool in tools}}
-        keys = ("exec", "service") if cloud else ("exec", "lease", "service")
+        keys = [key for key in (("exec", "service", "qemu_cpu") if cloud else
+                                ("exec", "lease", "service", "qemu_cpu"))
+                if all(key in r for tool in tools for r in runs[tool])]
         for tool in tools:
             if not cloud:
                 summary["lease_lines"][tool] = runs[tool][-1]["lease_line"]
@@ -331,7 +421,8 @@ def main():
                                             "max": values[-1]}
         for key in keys:
             b, s = summary[f"berth_{key}"]["median"], summary[f"baseline_{key}"]["median"]
-            print(f"start -> {key:8s} median of {args.runs}: berth {b * 1000:8.1f} ms   baseline "
+            what = "QEMU CPU to service" if key == "qemu_cpu" else f"start -> {key}"
+            print(f"{what:19s} median of {args.runs}: berth {b * 1000:8.1f} ms   baseline "
                   f"{s * 1000:8.1f} ms   baseline/berth {s / b:5.2f}x")
         for tool in summary["lease_lines"]:
             print(f"{tool} lease: {summary['lease_lines'][tool]}")

@@ -107,7 +107,7 @@ void GuestAgent::attach(std::shared_ptr<agent::Client> client) {
   facts_ = {};
 }
 
-asio::awaitable<void> GuestAgent::run(Duration period, Duration refresh_every) {
+asio::awaitable<void> GuestAgent::run(Duration period, Duration refresh_every, Duration settle) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
   for (;;) {
     timer.expires_after(period);
@@ -126,10 +126,15 @@ asio::awaitable<void> GuestAgent::run(Duration period, Duration refresh_every) {
     connected_ = pong.ok() || (was && missed_ < 2);
     if (was && !connected_)
       log_->warn("the guest agent stopped answering: {}", pong.describe());
-    if (!was && connected_)
-      log_->info("the guest agent answers guest-ping");
     const auto now = std::chrono::steady_clock::now();
-    if (connected_ && !frozen_ && (!was || !refreshed_ || now - *refreshed_ >= refresh_every))
+    if (!was && connected_) {
+      log_->info("the guest agent answers guest-ping");
+      answering_since_ = now;
+      refreshed_.reset();  // a new agent or a rebooted guest: its facts are asked for anew
+    }
+    const bool due =
+        refreshed_ ? now - *refreshed_ >= refresh_every : now - answering_since_ >= settle;
+    if (connected_ && !frozen_ && due)
       co_await refresh(client);
   }
 }

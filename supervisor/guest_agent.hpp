@@ -52,10 +52,13 @@ class GuestAgent {
 
   // The agent of a new QEMU (null: none); its facts are forgotten until it answers.
   void attach(std::shared_ptr<agent::Client> client);
-  // Pings every `period` and refreshes the facts every `refresh` while the agent answers; runs
-  // until the loop stops.
+  // Pings every `period` and refreshes the facts every `refresh` while the agent answers, the
+  // first time `settle` after it (again) answers: an agent appears while its guest boots (it
+  // starts beside sshd and the other services), and six commands then would take that CPU from
+  // them. Runs until the loop stops.
   boost::asio::awaitable<void> run(Duration period = std::chrono::seconds(2),
-                                   Duration refresh = std::chrono::seconds(30));
+                                   Duration refresh = std::chrono::seconds(30),
+                                   Duration settle = std::chrono::seconds(10));
 
   // Whether the agent answers: the last ping, or the one before it, got an answer.
   bool connected() const { return connected_; }
@@ -89,6 +92,7 @@ class GuestAgent {
   std::uint64_t freeze_generation_ = 0;
   std::uint64_t auto_thaws_ = 0;
   std::optional<std::chrono::steady_clock::time_point> refreshed_;
+  std::chrono::steady_clock::time_point answering_since_;  // when it last began to answer
   GuestFacts facts_;
 };
 

@@ -23,6 +23,8 @@
 #include <filesystem>
 #include <functional>
 
+#include "test/support/scripted_agent.hpp"
+
 using namespace berth::agent;
 namespace asio = boost::asio;
 namespace json = boost::json;
@@ -31,69 +33,10 @@ using stream = asio::local::stream_protocol;
 
 namespace {
 
-struct Dir {
-  std::filesystem::path path;
-  Dir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "berth-agent-XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path = pattern;
-  }
-  ~Dir() { std::filesystem::remove_all(path); }
-};
-
-// How the scripted agent answers one command (without the delimiter); the reply's text, or
-// nullopt for no reply at all.
-using Script = std::function<std::optional<std::string>(const std::string& command)>;
-
-// Serves one connection: answers each handshake at once (delimiter and id) and each other
-// command as `script` says; `held` replies are written before the next handshake's reply.
-asio::awaitable<void> serve(stream::socket socket, Script script) {
-  std::string buffer;
-  for (;;) {
-    boost::system::error_code ec;
-    const auto n = co_await asio::async_read_until(socket, asio::dynamic_buffer(buffer), '\n',
-                                                   asio::redirect_error(asio::use_awaitable, ec));
-    if (ec)
-      co_return;
-    std::string line = buffer.substr(0, n);
-    buffer.erase(0, n);
-    while (!line.empty() && line.front() == '\xff')
-      line.erase(0, 1);
-    auto command = json::parse(line).as_object();
-    const std::string name(command.at("execute").as_string());
-    std::string reply;
-    if (name == "guest-sync-delimited") {
-      auto pending = script(name);  // a late reply the scenario wants before the handshake's
-      if (pending)
-        reply = *pending;
-      reply += "\xff{\"return\": " + json::serialize(command.at("arguments").at("id")) + "}\n";
-    } else if (auto answer = script(name)) {
-      reply = *answer;
-    } else {
-      continue;
-    }
-    co_await asio::async_write(socket, asio::buffer(reply),
-                               asio::redirect_error(asio::use_awaitable, ec));
-    if (ec)
-      co_return;
-  }
-}
-
-// Accepts connections on `path` and serves each with `script`.
-asio::awaitable<void> agent(std::shared_ptr<stream::acceptor> acceptor, Script script) {
-  for (;;) {
-    boost::system::error_code ec;
-    auto socket = co_await acceptor->async_accept(asio::redirect_error(asio::use_awaitable, ec));
-    if (ec)
-      co_return;
-    asio::co_spawn(acceptor->get_executor(), serve(std::move(socket), script), asio::detached);
-  }
-}
-
-auto null_log() {
-  return std::make_shared<spdlog::logger>("agent-test",
-                                          std::make_shared<spdlog::sinks::null_sink_mt>());
-}
+using berth::test::agent;
+using berth::test::Dir;
+using berth::test::null_log;
+using berth::test::Script;
 
 // Runs `body` on a fresh loop to completion.
 template <class Body>
