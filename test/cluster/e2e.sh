@@ -161,6 +161,10 @@ vmlist:
         # A login on the serial console, as a cloud image's serial-getty gives one: root, no password.
         sed -i 's/^root:x:/root::/' /etc/passwd
         (while :; do setsid getty -L 115200 ttyS0 vt100; sleep 1; done) </dev/null >/dev/null 2>&1 &
+        # The image's inetd answers echo (port 7) on IPv4 only ("tcp" in /etc/inetd.conf); a second
+        # one answers it on IPv6, which helm test's name lookup of the dual-stack Service may pick.
+        printf 'echo\tstream\ttcp6\tnowait\troot\tinternal\n' > /tmp/inetd6.conf
+        /usr/sbin/inetutils-inetd --pidfile=/tmp/inetd6.pid /tmp/inetd6.conf
         # IPv6: the guest configures nothing; once its kernel has a global address (not tentative)
         # and a default route from berth's router advertisements, it serves them at /ip6.
         (for i in \$(seq 1 90); do
@@ -249,7 +253,7 @@ if ((dualstack)); then
     sleep 2
   done
   [[ $(guest6 "$pod_ip6" value) == v1 ]] || fail "http://[$pod_ip6]/value is not v1"
-  log "guest at the pod's IPv6 $pod_ip6: $(grep -o "inet6 $vm_ip6/64 [a-z ]*" <<<"$ip6" || true)"
+  log "guest at the pod's IPv6 $pod_ip6: $(grep -o "inet6 $vm_ip6/64 [a-z0-9 ]*" <<<"$ip6" || true)"
   read -r fam1 fam2 svc_ip6 <<<"$(kc get service "$VM" -o jsonpath='{.spec.ipFamilies[*]} {.spec.clusterIPs[1]}')"
   [[ $fam1 == IPv4 && $fam2 == IPv6 && $svc_ip6 == fd00:10:96:* ]] ||
     fail "the Service $VM is not dual-stack: families '$fam1 $fam2', IPv6 ClusterIP '$svc_ip6'"
