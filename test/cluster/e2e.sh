@@ -266,7 +266,7 @@ if ((dualstack)); then
   mark "dual-stack: pod IPv6 (SLAAC), Service IPv6"
 fi
 
-hm test "$RELEASE" --timeout 5m || fail "helm test"
+hm test "$RELEASE" --timeout 5m --logs || fail "helm test (the test pod's log above)"
 mark "helm test"
 
 # ---- the consoles ----
