@@ -161,10 +161,12 @@ vmlist:
         # A login on the serial console, as a cloud image's serial-getty gives one: root, no password.
         sed -i 's/^root:x:/root::/' /etc/passwd
         (while :; do setsid getty -L 115200 ttyS0 vt100; sleep 1; done) </dev/null >/dev/null 2>&1 &
-        # The image's inetd answers echo (port 7) on IPv4 only ("tcp" in /etc/inetd.conf); a second
-        # one answers it on IPv6, which helm test's name lookup of the dual-stack Service may pick.
-        printf 'echo\tstream\ttcp6\tnowait\troot\tinternal\n' > /tmp/inetd6.conf
-        /usr/sbin/inetutils-inetd --pidfile=/tmp/inetd6.pid /tmp/inetd6.conf
+        # The image's inetd answers echo (port 7) on IPv4 only ("tcp" and "udp" in /etc/inetd.conf),
+        # and helm test's name lookup of the dual-stack Service picks its IPv6 address: an inetd on
+        # "tcp6" and "udp6" (dual-stack sockets: inetutils clears IPV6_V6ONLY) replaces it.
+        printf 'echo\tstream\ttcp6\tnowait\troot\tinternal\necho\tdgram\tudp6\twait\troot\tinternal\n' > /run/inetd6.conf
+        pid=\$(cat /run/inetd.pid) && kill "\$pid" && while kill -0 "\$pid" 2>/dev/null; do sleep 0.1; done
+        /usr/sbin/inetutils-inetd /run/inetd6.conf
         # IPv6: the guest configures nothing; once its kernel has a global address (not tentative)
         # and a default route from berth's router advertisements, it serves them at /ip6.
         (for i in \$(seq 1 90); do
