@@ -268,7 +268,11 @@ if ((dualstack)); then
   mark "dual-stack: pod IPv6 (SLAAC), Service IPv6"
 fi
 
-hm test "$RELEASE" --timeout 5m --logs || fail "helm test (the test pod's log above)"
+# (not --logs: it fails once hook-succeeded has deleted the test pod; a failed one stays)
+hm test "$RELEASE" --timeout 5m || {
+  kc logs "$RELEASE-berth-test" >&2 || true
+  fail "helm test (the test pod's log above)"
+}
 mark "helm test"
 
 # ---- the consoles ----
