@@ -22,7 +22,8 @@
 #     node IP 10.250.0.1/32 on node0 (a veth whose peer is in there too: this kernel has no dummy
 #     devices); kube-proxy's and CNI's rules and all pod veths live there and vanish with it.
 #     Pods: ptp + host-local, 10.88.0.0/16, routed via the node. Services: 10.96.0.0/24
-#     (kubernetes = 10.96.0.1), kube-proxy in iptables mode. No cluster DNS.
+#     (kubernetes = 10.96.0.1), kube-proxy in iptables mode. Dual-stack by default: the node
+#     also has fd00:10:250::1, pods fd00:10:88::/64, Services fd00:10:96::/112.
 #   /var/lib/berth-cluster   state: pki/, kubeconfigs, configs, logs/<daemon>.log, kubelet/ (root
 #                            dir), etcd/ and containerd/root/ (both tmpfs mounts)
 #   /run/berth-cluster       sockets, pid files, containerd state, runc state
@@ -37,6 +38,8 @@
 #   BERTH_CLUSTER_CONTAINERD_TMPFS  size limit of containerd's tmpfs root (default 8g)
 #   BERTH_CLUSTER_ETCD_TMPFS        size limit of etcd's tmpfs data dir (default 1g)
 #   KUBE_PROXY_MODE                 iptables (default) or nftables
+#   BERTH_CLUSTER_DUALSTACK         1 (default): IPv4 and IPv6 for the node, the pods and Services;
+#                                   0: IPv4 only
 set -Eeuo pipefail
 shopt -s inherit_errexit nullglob
 # No silent exits under errexit: say where.
@@ -52,6 +55,23 @@ NODE_NAME=berth-node
 POD_CIDR=10.88.0.0/16
 SERVICE_CIDR=10.96.0.0/24
 SERVICE_IP=10.96.0.1
+# Dual-stack (BERTH_CLUSTER_DUALSTACK, default 1): ULAs beside the IPv4 ranges, IPv4 first (the
+# primary family: status.podIP and a Service's clusterIP stay IPv4). The pods' /64 must not overlap
+# berth's own VM_IP6 default, fd62:6572:7468::/64.
+DUALSTACK=${BERTH_CLUSTER_DUALSTACK:-1}
+[[ $DUALSTACK == 0 || $DUALSTACK == 1 ]] || { echo "cluster: BERTH_CLUSTER_DUALSTACK must be 0 or 1" >&2; exit 2; }
+NODE_IP6=fd00:10:250::1
+POD_CIDR6=fd00:10:88::/64
+SERVICE_CIDR6=fd00:10:96::/112
+if ((DUALSTACK)); then
+  NODE_IPS=$NODE_IP,$NODE_IP6
+  POD_CIDRS=$POD_CIDR,$POD_CIDR6
+  SERVICE_CIDRS=$SERVICE_CIDR,$SERVICE_CIDR6
+else
+  NODE_IPS=$NODE_IP
+  POD_CIDRS=$POD_CIDR
+  SERVICE_CIDRS=$SERVICE_CIDR
+fi
 CLUSTER_DOMAIN=cluster.local
 CNI_NETWORK=berth-pod-net
 
@@ -311,6 +331,13 @@ pause_image() { # sets PAUSE_ARCHIVE, PAUSE_REF
 write_configs() {
   local bin=$1
   mkdir -p "$STATE/cni/net.d" "$STATE/cni/ipam" "$STATE/containerd" "$STATE/kubelet" "$STATE/pod-logs"
+  # host-local: one range set per family; ptp gives the pod its address (a /32, or a /64 with a
+  # route to the gateway for IPv6), the gateway on the host-side veth and a host route per pod.
+  local ranges='[{ "subnet": "'$POD_CIDR'" }]' routes='{ "dst": "0.0.0.0/0" }'
+  if ((DUALSTACK)); then
+    ranges+=', [{ "subnet": "'$POD_CIDR6'" }]'
+    routes+=', { "dst": "::/0" }'
+  fi
   cat >"$STATE/cni/net.d/10-$CNI_NETWORK.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
@@ -322,8 +349,8 @@ write_configs() {
       "mtu": 1500,
       "ipam": {
         "type": "host-local",
-        "ranges": [[{ "subnet": "$POD_CIDR" }]],
-        "routes": [{ "dst": "0.0.0.0/0" }],
+        "ranges": [$ranges],
+        "routes": [$routes],
         "dataDir": "$STATE/cni/ipam"
       }
     },
@@ -441,7 +468,7 @@ clientConnection:
   kubeconfig: $STATE/kube-proxy.kubeconfig
 hostnameOverride: $NODE_NAME
 mode: ${KUBE_PROXY_MODE:-iptables}
-clusterCIDR: $POD_CIDR
+clusterCIDR: $POD_CIDRS
 nodePortAddresses: [primary]
 healthzBindAddress: 127.0.0.1:10256
 metricsBindAddress: 127.0.0.1:10249
@@ -469,6 +496,12 @@ setup_netns() {
   # ClusterIPs: kube-proxy's nat OUTPUT rules rewrite them, but only after a route was found.
   ip -n "$NETNS" route add "$SERVICE_CIDR" dev node0
   in_ns sysctl -qw net.ipv4.ip_forward=1
+  if ((DUALSTACK)); then
+    # nodad: usable at once (nothing else is on that link to collide with).
+    ip -n "$NETNS" addr add "$NODE_IP6/128" dev node0 nodad
+    ip -n "$NETNS" -6 route add "$SERVICE_CIDR6" dev node0
+    in_ns sysctl -qw net.ipv6.conf.all.forwarding=1
+  fi
 }
 cgroup_v1_dirs() { # mount points of the cgroup v1 hierarchies
   awk '$3 == "cgroup" { print $2 }' /proc/self/mounts
@@ -498,11 +531,13 @@ apiserver_ready() {
 node_ready() {
   [[ $(kubectl_ get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
 }
-proxy_synced() { # the kubernetes Service's rule is in place
+proxy_synced() { # the kubernetes Service's rule is in place (and, dual-stack, the IPv6 proxier runs)
   if [[ ${KUBE_PROXY_MODE:-iptables} == nftables ]]; then
-    grep -q "$SERVICE_IP" <<<"$(in_ns nft list table ip kube-proxy 2>/dev/null)"
+    grep -q "$SERVICE_IP" <<<"$(in_ns nft list table ip kube-proxy 2>/dev/null)" || return 1
+    ((DUALSTACK == 0)) || in_ns nft list table ip6 kube-proxy >/dev/null 2>&1
   else
-    grep -q "$SERVICE_IP/32" <<<"$(in_ns iptables -w -t nat -S KUBE-SERVICES 2>/dev/null)"
+    grep -q "$SERVICE_IP/32" <<<"$(in_ns iptables -w -t nat -S KUBE-SERVICES 2>/dev/null)" || return 1
+    ((DUALSTACK == 0)) || in_ns ip6tables -w -t nat -S KUBE-SERVICES >/dev/null 2>&1
   fi
 }
 
@@ -572,7 +607,7 @@ cmd_up() {
     --kubelet-certificate-authority="$PKI/ca.crt" --kubelet-preferred-address-types=InternalIP,Hostname \
     --service-account-issuer="https://kubernetes.default.svc.$CLUSTER_DOMAIN" \
     --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
-    --service-cluster-ip-range="$SERVICE_CIDR" --allow-privileged=true \
+    --service-cluster-ip-range="$SERVICE_CIDRS" --allow-privileged=true \
     --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
     --requestheader-client-ca-file="$PKI/front-proxy-ca.crt" --requestheader-allowed-names=front-proxy-client \
     --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
@@ -596,6 +631,11 @@ cmd_up() {
 
   wait_until "the apiserver's /readyz" 90 apiserver_ready
   done_step apiserver-ready
+  # The node's spec.podCIDRs: host-local's ranges whole (one node). The per-family mask flags are
+  # refused on a single-stack cluster.
+  local node_cidr_masks=(--node-cidr-mask-size="${POD_CIDR#*/}")
+  ((DUALSTACK == 0)) ||
+    node_cidr_masks=(--node-cidr-mask-size-ipv4="${POD_CIDR#*/}" --node-cidr-mask-size-ipv6="${POD_CIDR6#*/}")
   start_daemon kube-controller-manager "$bin/kube-controller-manager" \
     --kubeconfig="$STATE/controller-manager.kubeconfig" \
     --authentication-kubeconfig="$STATE/controller-manager.kubeconfig" \
@@ -603,7 +643,8 @@ cmd_up() {
     --bind-address=127.0.0.1 --leader-elect=false --use-service-account-credentials=true \
     --service-account-private-key-file="$PKI/sa.key" --root-ca-file="$PKI/ca.crt" \
     --cluster-signing-cert-file="$PKI/ca.crt" --cluster-signing-key-file="$PKI/ca.key" \
-    --service-cluster-ip-range="$SERVICE_CIDR" --cluster-name=berth \
+    --service-cluster-ip-range="$SERVICE_CIDRS" --cluster-name=berth \
+    --allocate-node-cidrs=true --cluster-cidr="$POD_CIDRS" "${node_cidr_masks[@]}" \
     --flex-volume-plugin-dir="$STATE/kubelet-plugins" --profiling=false --v=1
   start_daemon kube-scheduler "$bin/kube-scheduler" \
     --kubeconfig="$STATE/scheduler.kubeconfig" \
@@ -611,7 +652,7 @@ cmd_up() {
     --authorization-kubeconfig="$STATE/scheduler.kubeconfig" \
     --bind-address=127.0.0.1 --leader-elect=false --profiling=false --v=1
   start_daemon kubelet "$bin/kubelet" --config="$STATE/kubelet-config.yaml" \
-    --kubeconfig="$STATE/kubelet.kubeconfig" --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" \
+    --kubeconfig="$STATE/kubelet.kubeconfig" --hostname-override="$NODE_NAME" --node-ip="$NODE_IPS" \
     --root-dir="$STATE/kubelet" --cert-dir="$STATE/kubelet/pki" --v=1
   start_daemon kube-proxy "$bin/kube-proxy" --config="$STATE/kube-proxy-config.yaml" --v=1
   start_daemon coredns "$bin/coredns" -conf "$STATE/Corefile"
@@ -937,6 +978,10 @@ export BERTH_CLUSTER_NETNS=$NETNS
 export BERTH_CLUSTER_NODE=$NODE_NAME
 export BERTH_CLUSTER_NODE_IP=$NODE_IP
 export BERTH_CLUSTER_POD_CIDR=$POD_CIDR
+export BERTH_CLUSTER_DUALSTACK=$DUALSTACK
+export BERTH_CLUSTER_NODE_IPS=$NODE_IPS
+export BERTH_CLUSTER_POD_CIDRS=$POD_CIDRS
+export BERTH_CLUSTER_SERVICE_CIDRS=$SERVICE_CIDRS
 export BERTH_CLUSTER_KUBE_BIN=$bin
 export BERTH_CLUSTER_CONTAINERD_SOCK=$CTRD_SOCK
 # Run a command where the apiserver and the pod IPs are reachable:

@@ -13,6 +13,10 @@
 #   `helm upgrade`); a VM with data disks (vmconfig.disks: a Filesystem claim and a Block claim on
 #   a local PV over a loop device) keeps what its guest wrote to both across `kubectl delete pod`;
 #   the chart's privileged and devicePlugin variants both admitted; `helm uninstall` leaves no pod.
+#   On the dual-stack cluster (cluster.sh's default; BERTH_CLUSTER_DUALSTACK=0: IPv4 only), the VM's
+#   Service is RequireDualStack and the pod has both IPs: the guest, whose kernel made its IPv6
+#   address by SLAAC from berth's router advertisements, is reached at the pod's IPv6 address and at
+#   the Service's IPv6 ClusterIP.
 # Root. Installs the host tools it needs (setup.sh) and builds the Kubernetes binaries when they are
 # not cached (build-kube.sh, ~20 min once; BERTH_E2E_SKIP_BUILD=1 exits 77, skipped, instead).
 #   test/cluster/e2e.sh            BERTH_E2E_KEEP=1 leaves the cluster up afterwards
@@ -27,6 +31,9 @@ VM=guest
 POD=$VM-0
 VIEW_POD=view-$POD  # the viewer-Service variant (release e2e-view, vmNamePrefix view-)
 python=/usr/bin/python3  # Debian's: attach.py and ws_probe.py need only its standard library
+dualstack=${BERTH_CLUSTER_DUALSTACK:-1}  # cluster.sh reads the same variable, with the same default
+family_policy=SingleStack
+((dualstack == 0)) || family_policy=RequireDualStack
 
 LOG_PREFIX=e2e
 # shellcheck source=lib.sh
@@ -142,6 +149,7 @@ vmlist:
     netconfig:
       ports: {http: 80, echo: 7}
       readinessTcpProbe: 80
+      service: {ipFamilyPolicy: $family_policy}
     cloudconfig:
       metadata: '{"uuid": "e2e-guest-1", "hostname": "$POD"}'
       userdata: |
@@ -153,6 +161,21 @@ vmlist:
         # A login on the serial console, as a cloud image's serial-getty gives one: root, no password.
         sed -i 's/^root:x:/root::/' /etc/passwd
         (while :; do setsid getty -L 115200 ttyS0 vt100; sleep 1; done) </dev/null >/dev/null 2>&1 &
+        # The image's inetd answers echo (port 7) on IPv4 only ("tcp" and "udp" in /etc/inetd.conf),
+        # and helm test's name lookup of the dual-stack Service picks its IPv6 address: an inetd on
+        # "tcp6" and "udp6" (dual-stack sockets: inetutils clears IPV6_V6ONLY) replaces it.
+        printf 'echo\tstream\ttcp6\tnowait\troot\tinternal\necho\tdgram\tudp6\twait\troot\tinternal\n' > /run/inetd6.conf
+        pid=\$(cat /run/inetd.pid) && kill "\$pid" && while kill -0 "\$pid" 2>/dev/null; do sleep 0.1; done
+        /usr/sbin/inetutils-inetd /run/inetd6.conf
+        # IPv6: the guest configures nothing; once its kernel has a global address (not tentative)
+        # and a default route from berth's router advertisements, it serves them at /ip6.
+        (for i in \$(seq 1 90); do
+          ip -6 addr show dev eth0 scope global > /tmp/addr
+          grep -q inet6 /tmp/addr && ! grep -q tentative /tmp/addr &&
+            ip -6 route show default | grep -q via && break
+          sleep 1
+        done
+        { ip -6 addr show dev eth0; ip -6 route show; } > /www/ip6) </dev/null >/dev/null 2>&1 &
 EOF
 hm install "$RELEASE" "$root/charts/berth" -f "$work/values.yaml" --wait=false
 # The Block data disk's volume: a local PV on a loop device of the node.
@@ -206,7 +229,50 @@ for try in $(seq 1 30); do
 done
 mark "reached at the pod IP and the Service"
 
-hm test "$RELEASE" --timeout 5m || fail "helm test"
+# ---- dual-stack: the VM over IPv6 at the pod's address and the Service's ----
+if ((dualstack)); then
+  read -r -a pod_ips <<<"$(kc get pod "$POD" -o jsonpath='{.status.podIPs[*].ip}')"
+  [[ ${#pod_ips[@]} == 2 && ${pod_ips[0]} == "$pod_ip" && ${pod_ips[1]} == fd00:10:88:* ]] ||
+    fail "status.podIPs is '${pod_ips[*]}', not the IPv4 $pod_ip and an IPv6 address in fd00:10:88::/64"
+  pod_ip6=${pod_ips[1]}
+  # berth's choice: the guest's EUI-64 address in VM_IP6, NATed to the pod's IPv6 address.
+  berth_log=$(kc logs "$POD")
+  re='IPv6: dual-stack: the VM is ([0-9a-f:]+) in VM_IP6 fd62:6572:7468::/64 \(SLAAC and DHCPv6\), bridge fd62:6572:7468::1, NAT66 to the pod.s ([0-9a-f:]+),'
+  [[ $berth_log =~ $re ]] || fail "berth did not log its dual-stack IPv6 choice (kubectl logs $POD)"
+  vm_ip6=${BASH_REMATCH[1]}
+  [[ ${BASH_REMATCH[2]} == "$pod_ip6" ]] ||
+    fail "berth NATs IPv6 to ${BASH_REMATCH[2]}, the pod's IPv6 address is $pod_ip6"
+  # The guest (busybox: no DHCPv6 client) made that address itself, by SLAAC; read over TCP at the
+  # pod's IPv6 address (its httpd).
+  guest6() { in_node curl -g -sf -m 5 "http://[$1]/$2"; }
+  ip6_ok() {
+    ip6=$(guest6 "$pod_ip6" ip6) &&
+      [[ $ip6 == *"inet6 $vm_ip6/64 scope global dynamic"* && $ip6 == *"default via fe80::1 dev eth0"* ]]
+  }
+  for try in $(seq 1 45); do
+    ip6_ok && break
+    ((try < 45)) || fail "the guest at http://[$pod_ip6]/ip6 did not show $vm_ip6/64 by SLAAC (dynamic) and a default route via fe80::1 within 90 s: '${ip6:-nothing}'"
+    sleep 2
+  done
+  [[ $(guest6 "$pod_ip6" value) == v1 ]] || fail "http://[$pod_ip6]/value is not v1"
+  log "guest at the pod's IPv6 $pod_ip6: $(grep -o "inet6 $vm_ip6/64 [a-z0-9 ]*" <<<"$ip6" || true)"
+  read -r fam1 fam2 svc_ip6 <<<"$(kc get service "$VM" -o jsonpath='{.spec.ipFamilies[*]} {.spec.clusterIPs[1]}')"
+  [[ $fam1 == IPv4 && $fam2 == IPv6 && $svc_ip6 == fd00:10:96:* ]] ||
+    fail "the Service $VM is not dual-stack: families '$fam1 $fam2', IPv6 ClusterIP '$svc_ip6'"
+  for try in $(seq 1 30); do
+    [[ $(guest6 "$svc_ip6" value 2>/dev/null) == v1 ]] && break
+    ((try < 30)) || fail "nothing through the Service's IPv6 ClusterIP $svc_ip6 within 30 s"
+    sleep 1
+  done
+  log "guest through the Service's IPv6 ClusterIP $svc_ip6"
+  mark "dual-stack: pod IPv6 (SLAAC), Service IPv6"
+fi
+
+# (not --logs: it fails once hook-succeeded has deleted the test pod; a failed one stays)
+hm test "$RELEASE" --timeout 5m || {
+  kc logs "$RELEASE-berth-test" >&2 || true
+  fail "helm test (the test pod's log above)"
+}
 mark "helm test"
 
 # ---- the consoles ----
