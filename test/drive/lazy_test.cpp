@@ -78,10 +78,11 @@ TEST_CASE_METHOD(LazyFixture, "drive lazy: a read is fetched on demand, the fill
   auto image = open(params("/files/disk.img?a"));
   const std::uint64_t offset = data.size() - 5000;  // the short last chunk and the one before
   CHECK(read(*image, offset, 4096) == data.substr(offset, 4096));
-  CHECK(ranges("/files/disk.img?a").back()
-        == fmt::format("bytes={}-{}", (data.size() / kChunk) * kChunk - kChunk, data.size() - 1)
-        || ranges("/files/disk.img?a").back()
-               == fmt::format("bytes={}-{}", (data.size() / kChunk) * kChunk, data.size() - 1));
+  const std::uint64_t first = offset / kChunk * kChunk;
+  const std::uint64_t last = std::min<std::uint64_t>((offset + 4095) / kChunk * kChunk + kChunk,
+                                                     data.size())
+                             - 1;
+  CHECK(ranges("/files/disk.img?a").back() == fmt::format("bytes={}-{}", first, last));
   auto stats = image->stats();
   CHECK(stats.demand_requests == 1);
   CHECK(stats.present_bytes == stats.demand_bytes);
@@ -176,9 +177,9 @@ TEST_CASE_METHOD(LazyFixture, "drive lazy: qemu-img reads the whole image throug
                      [image](std::uint64_t offset, std::uint32_t length) {
                        return image->read(offset, length);
                      }};
-  auto server = NbdServer::listen(io.get_executor(), exported, log.logger);
-  REQUIRE(server);
-  asio::co_spawn(io, (*server)->run(), log_exceptions(log.logger, "NBD server"));
+  auto nbd = NbdServer::listen(io.get_executor(), exported, log.logger);
+  REQUIRE(nbd);
+  asio::co_spawn(io, (*nbd)->run(), log_exceptions(log.logger, "NBD server"));
   auto guard = asio::make_work_guard(io);
   std::thread loop([&] { io.run(); });
   const fs::path copy = dir / "copy.raw";
@@ -187,15 +188,15 @@ TEST_CASE_METHOD(LazyFixture, "drive lazy: qemu-img reads the whole image throug
                               "nbd+unix:///base?socket=" + (dir / "image.sock").string(),
                               copy.string()},
                              &output);
-  asio::post(io, [&] { (*server)->close(); });
+  asio::post(io, [&] { (*nbd)->close(); });
   guard.reset();
   io.stop();
   loop.join();
   INFO(output << log.text());
   REQUIRE(rc == 0);
   CHECK((slurp(copy) == data));
-  CHECK((*server)->counters().reads > 0);
-  CHECK((*server)->counters().read_errors == 0);
+  CHECK((*nbd)->counters().reads > 0);
+  CHECK((*nbd)->counters().read_errors == 0);
   CHECK(image->stats().demand_bytes == data.size());
 }
 
