@@ -66,7 +66,8 @@ TEST_CASE("chunk map: encode and decode round trip, and what decode refuses", "[
   CHECK(back->encode() == bytes);
 
   auto past_end = bytes;
-  past_end.back() |= 0x80;  // chunk 23 of 21
+  REQUIRE_FALSE(past_end.empty());
+  past_end[past_end.size() - 1] = static_cast<std::uint8_t>(past_end[past_end.size() - 1] | 0x80);  // chunk 23 of 21
   auto bad_magic = bytes;
   bad_magic[0] = 'X';
   auto short_bits = bytes;
