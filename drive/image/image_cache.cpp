@@ -615,7 +615,8 @@ class Fetch {
     std::optional<RangeRequest> range;
     if (d.pipeline->raw_bytes() > 0)
       range = RangeRequest{d.pipeline->raw_bytes(),
-                           !d.resume.etag.empty() ? d.resume.etag : d.resume.last_modified, std::nullopt};
+                           !d.resume.etag.empty() ? d.resume.etag : d.resume.last_modified,
+                           std::nullopt};
     d.complete = false;
     auto on_head = [&](const HttpHead& head) { return accept_head(d, progress, range, head); };
     auto on_body = [&](std::span<const char> chunk) -> Result<void> {

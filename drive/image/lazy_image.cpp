@@ -77,8 +77,8 @@ asio::awaitable<Result<RangeProbe>> probe_ranges(HttpOptions options, std::strin
       probe.reason = fmt::format("the server answered {} to a Range request", head.status);
       return HeadAction::kSkipBody;
     }
-    probe.validator = !head.etag.empty() && !head.etag.starts_with("W/") ? head.etag
-                                                                         : head.last_modified;
+    probe.validator =
+        !head.etag.empty() && !head.etag.starts_with("W/") ? head.etag : head.last_modified;
     if (probe.validator.empty()) {
       probe.reason = "the server sends neither a strong ETag nor Last-Modified";
       return HeadAction::kSkipBody;
@@ -141,7 +141,7 @@ LazyStats LazyImage::stats() const {
 }
 
 asio::awaitable<Result<std::vector<std::uint8_t>>> LazyImage::read(std::uint64_t offset,
-                                                                  std::uint32_t length) {
+                                                                   std::uint32_t length) {
   const auto span = map_.span_of(offset, length);
   if (!span)
     co_return invalid_input(fmt::format("a read of {} bytes at {} is outside the image of {}",
@@ -244,8 +244,8 @@ asio::awaitable<Result<void>> LazyImage::fetch_once(std::uint64_t from, std::uin
   std::optional<RangeRequest> range = RangeRequest{from, probe_.validator, last_byte};
   auto result = co_await http_get(params_.http, params_.url, range, on_head, on_body);
   if (result && at != last_byte + 1)
-    co_return Error{ErrorKind::kTransient,
-                    fmt::format("the range {}-{} ended after {} bytes", from, last_byte, at - from)};
+    co_return Error{ErrorKind::kTransient, fmt::format("the range {}-{} ended after {} bytes", from,
+                                                       last_byte, at - from)};
   co_return result;
 }
 
@@ -258,8 +258,8 @@ asio::awaitable<Result<void>> LazyImage::commit(std::uint64_t first, std::uint64
   auto work = [fd = fd_.get(), path = map_path_, encoded = std::move(encoded)]() -> Result<void> {
     if (::fdatasync(fd) != 0)
       return system_error("fdatasync of the lazily filled image", errno);
-    return write_file_atomic(path, std::string_view(reinterpret_cast<const char*>(encoded.data()),
-                                                    encoded.size()));
+    return write_file_atomic(
+        path, std::string_view(reinterpret_cast<const char*>(encoded.data()), encoded.size()));
   };
   auto durable = co_await run_blocking(std::move(work));
   if (!durable)

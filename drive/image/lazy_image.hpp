@@ -49,10 +49,10 @@ struct LazyParams {
 
 // What one Range probe (GET bytes=0-0) says of the source.
 struct RangeProbe {
-  bool ranges = false;    // 206 with the total size: the lazy path can be taken
+  bool ranges = false;     // 206 with the total size: the lazy path can be taken
   std::uint64_t size = 0;  // the whole file
-  std::string validator;  // a strong ETag, else Last-Modified (If-Range on every request)
-  std::string reason;     // why not, when !ranges ("the server answered 200 ...")
+  std::string validator;   // a strong ETag, else Last-Modified (If-Range on every request)
+  std::string reason;      // why not, when !ranges ("the server answered 200 ...")
 };
 
 // Probes `url`. Errors: those of http_get (a server that answers but without Range support is
@@ -79,7 +79,7 @@ class LazyImage {
   // The bytes [offset, offset + length), after fetching the chunks of it that are missing.
   // Errors: kInvalidInput (outside the image), those of the Range requests, kSystem (files).
   boost::asio::awaitable<Result<std::vector<std::uint8_t>>> read(std::uint64_t offset,
-                                                                std::uint32_t length);
+                                                                 std::uint32_t length);
 
   // Fetches every missing chunk, hashes the file, checks it against params.sha256 and renames
   // T.lazy to T (T.chunks removed). Errors: kIntegrity (checksum mismatch: T.lazy and T.chunks

@@ -3,8 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <string_view>
 #include <optional>
+#include <string_view>
 
 namespace berth::drive::nbd {
 namespace {
@@ -273,8 +273,9 @@ bool ServerSession::step_command() {
     return false;
   }
   in_offset_ += kRequestSize;
-  handle_command(static_cast<std::uint16_t>(load(in, 4, 2)), static_cast<std::uint16_t>(load(in, 6, 2)),
-                 load(in, 8, 8), load(in, 16, 8), static_cast<std::uint32_t>(load(in, 24, 4)));
+  handle_command(static_cast<std::uint16_t>(load(in, 4, 2)),
+                 static_cast<std::uint16_t>(load(in, 6, 2)), load(in, 8, 8), load(in, 16, 8),
+                 static_cast<std::uint32_t>(load(in, 24, 4)));
   return !closed();
 }
 

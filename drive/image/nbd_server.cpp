@@ -70,8 +70,8 @@ asio::awaitable<void> NbdServer::serve(std::shared_ptr<NbdServer> self, Socket s
   for (;;) {
     const auto out = session.take_output();
     if (!out.empty()) {
-      auto [wec, written] =
-          co_await asio::async_write(socket, asio::buffer(out), asio::as_tuple(asio::use_awaitable));
+      auto [wec, written] = co_await asio::async_write(socket, asio::buffer(out),
+                                                       asio::as_tuple(asio::use_awaitable));
       (void)written;
       if (wec)
         break;

@@ -67,7 +67,8 @@ TEST_CASE("chunk map: encode and decode round trip, and what decode refuses", "[
 
   auto past_end = bytes;
   REQUIRE_FALSE(past_end.empty());
-  past_end[past_end.size() - 1] = static_cast<std::uint8_t>(past_end[past_end.size() - 1] | 0x80);  // chunk 23 of 21
+  past_end[past_end.size() - 1] =
+      static_cast<std::uint8_t>(past_end[past_end.size() - 1] | 0x80);  // chunk 23 of 21
   auto bad_magic = bytes;
   bad_magic[0] = 'X';
   auto short_bits = bytes;

@@ -79,9 +79,8 @@ TEST_CASE_METHOD(LazyFixture, "drive lazy: a read is fetched on demand and the f
   const std::uint64_t offset = data.size() - 5000;  // the short last chunk and the one before
   CHECK(read(*image, offset, 4096) == data.substr(offset, 4096));
   const std::uint64_t first = offset / kChunk * kChunk;
-  const std::uint64_t last = std::min<std::uint64_t>((offset + 4095) / kChunk * kChunk + kChunk,
-                                                     data.size())
-                             - 1;
+  const std::uint64_t last =
+      std::min<std::uint64_t>((offset + 4095) / kChunk * kChunk + kChunk, data.size()) - 1;
   CHECK(ranges("/files/disk.img?a").back() == fmt::format("bytes={}-{}", first, last));
   auto stats = image->stats();
   CHECK(stats.demand_requests == 1);
@@ -114,7 +113,8 @@ TEST_CASE_METHOD(LazyFixture, "drive lazy: reads during a slow fill get their by
   asio::co_spawn(io, image->fill(), [](std::exception_ptr, Result<void>) {});
   auto reads = [&]() -> asio::awaitable<Result<std::string>> {
     std::string joined;
-    for (std::uint64_t offset : {std::uint64_t{4} << 20, std::uint64_t{1} << 20, std::uint64_t{7}}) {
+    for (std::uint64_t offset :
+         {std::uint64_t{4} << 20, std::uint64_t{1} << 20, std::uint64_t{7}}) {
       auto bytes = co_await image->read(offset, 8192);
       if (!bytes)
         co_return bytes.error();
@@ -175,10 +175,9 @@ TEST_CASE_METHOD(LazyFixture, "drive lazy: a server without Range is told apart"
 TEST_CASE_METHOD(LazyFixture, "drive lazy: qemu-img reads the whole image through the NBD export",
                  "[.][lazy-nbd]") {
   auto image = open(params("/files/disk.img?d"));
-  NbdExport exported{dir / "image.sock", "base", data.size(),
-                     [image](std::uint64_t offset, std::uint32_t length) {
-                       return image->read(offset, length);
-                     }};
+  NbdExport exported{
+      dir / "image.sock", "base", data.size(),
+      [image](std::uint64_t offset, std::uint32_t length) { return image->read(offset, length); }};
   auto nbd = NbdServer::listen(io.get_executor(), exported, log.logger);
   REQUIRE(nbd);
   asio::co_spawn(io, (*nbd)->run(), log_exceptions(log.logger, "NBD server"));
@@ -187,10 +186,10 @@ TEST_CASE_METHOD(LazyFixture, "drive lazy: qemu-img reads the whole image throug
   std::thread loop([&] { io.run(); });
   const fs::path copy = dir / "copy.raw";
   std::string output;
-  const int rc = run_command({"timeout", "60", "qemu-img", "convert", "-f", "raw", "-O", "raw",
-                              "nbd+unix:///base?socket=" + (dir / "image.sock").string(),
-                              copy.string()},
-                             &output);
+  const int rc =
+      run_command({"timeout", "60", "qemu-img", "convert", "-f", "raw", "-O", "raw",
+                   "nbd+unix:///base?socket=" + (dir / "image.sock").string(), copy.string()},
+                  &output);
   asio::post(io, [&] { (*nbd)->close(); });
   guard.reset();
   io.stop();

@@ -42,7 +42,8 @@ Bytes go_data(const std::string& name, const std::vector<std::uint16_t>& infos) 
   return data;
 }
 
-Bytes request(std::uint16_t type, std::uint64_t cookie, std::uint64_t offset, std::uint32_t length) {
+Bytes request(std::uint16_t type, std::uint64_t cookie, std::uint64_t offset,
+              std::uint32_t length) {
   Bytes out;
   put(out, kRequestMagic, 4);
   put(out, 0, 2);
@@ -71,7 +72,8 @@ std::vector<Reply> option_replies(const Bytes& out) {
   while (at < out.size()) {
     REQUIRE(load(out, at, 8) == kReplyMagic);
     Reply reply{static_cast<std::uint32_t>(load(out, at + 8, 4)),
-                static_cast<std::uint32_t>(load(out, at + 12, 4)), {}};
+                static_cast<std::uint32_t>(load(out, at + 12, 4)),
+                {}};
     const auto length = load(out, at + 16, 4);
     reply.data.assign(out.begin() + static_cast<std::ptrdiff_t>(at + 20),
                       out.begin() + static_cast<std::ptrdiff_t>(at + 20 + length));
@@ -116,7 +118,8 @@ TEST_CASE("nbd: QEMU's handshake, a read, its reply and a disconnect", "[nbd]") 
   REQUIRE(replies[1].data.size() == 12);
   CHECK(load(replies[1].data, 0, 2) == 0);
   CHECK(load(replies[1].data, 2, 8) == size);
-  CHECK(load(replies[1].data, 10, 2) == (kTransmitHasFlags | kTransmitReadOnly | kTransmitCanMultiConn));
+  CHECK(load(replies[1].data, 10, 2)
+        == (kTransmitHasFlags | kTransmitReadOnly | kTransmitCanMultiConn));
   REQUIRE(replies[2].data.size() == 14);
   CHECK(load(replies[2].data, 0, 2) == 3);
   CHECK(load(replies[2].data, 10, 4) == kMaxReadLength);
@@ -160,8 +163,7 @@ TEST_CASE("nbd: input split at every byte gives the same reads and replies", "[n
   CHECK(reads[2].offset == 1024);
 }
 
-TEST_CASE("nbd: EXPORT_NAME answers size and flags, with the 124 zeroes unless declined",
-          "[nbd]") {
+TEST_CASE("nbd: EXPORT_NAME answers size and flags, with the 124 zeroes unless declined", "[nbd]") {
   for (std::uint32_t flags : {1u, 3u}) {
     ServerSession session({"base", 4096});
     (void)session.take_output();
@@ -187,9 +189,9 @@ TEST_CASE("nbd: options that are refused keep the session in option haggling", "
   ServerSession session({"base", 4096});
   (void)session.take_output();
   Bytes in = client_flags(3);
-  for (const auto& o : {option(7, go_data("other", {})), option(7, Bytes{0, 0, 0, 9, 'b'}),
-                        option(3, Bytes{1}), option(99, {}), option(6, go_data("", {})),
-                        option(3, {})}) {
+  for (const auto& o :
+       {option(7, go_data("other", {})), option(7, Bytes{0, 0, 0, 9, 'b'}), option(3, Bytes{1}),
+        option(99, {}), option(6, go_data("", {})), option(3, {})}) {
     in.insert(in.end(), o.begin(), o.end());
   }
   session.feed(in);
@@ -217,9 +219,10 @@ TEST_CASE("nbd: writes, unknown commands and reads outside the export are refuse
   (void)session.take_output();
   Bytes in = request(1, 1, 0, 5);
   in.insert(in.end(), {1, 2, 3, 4, 5});  // the payload, skipped
-  for (const auto& r : {request(0, 2, 8192 - 512, 1024), request(0, 3, 0, 0),
-                        request(0, 4, ~std::uint64_t{0} - 10, 512), request(0, 5, 0, (32u << 20) + 1),
-                        request(3, 6, 0, 0), request(0, 7, 4096, 4096)}) {
+  for (const auto& r :
+       {request(0, 2, 8192 - 512, 1024), request(0, 3, 0, 0),
+        request(0, 4, ~std::uint64_t{0} - 10, 512), request(0, 5, 0, (32u << 20) + 1),
+        request(3, 6, 0, 0), request(0, 7, 4096, 4096)}) {
     in.insert(in.end(), r.begin(), r.end());
   }
   session.feed(in);
