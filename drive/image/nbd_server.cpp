@@ -47,6 +47,7 @@ void NbdServer::close() {
 
 asio::awaitable<void> NbdServer::run() {
   auto self = shared_from_this();
+  log_->debug("NBD {}: accepting", export_.socket.string());
   while (acceptor_.is_open()) {
     auto [ec, socket] = co_await acceptor_.async_accept(asio::as_tuple(asio::use_awaitable));
     if (ec == asio::error::operation_aborted || !acceptor_.is_open())
@@ -56,6 +57,7 @@ asio::awaitable<void> NbdServer::run() {
       continue;
     }
     const auto id = ++counters_.connections;
+    log_->debug("NBD {}: connection {}", export_.socket.string(), id);
     auto executor = acceptor_.get_executor();
     asio::co_spawn(executor, serve(self, std::move(socket), id),
                    log_exceptions(log_, fmt::format("NBD connection {}", id)));
@@ -72,7 +74,7 @@ asio::awaitable<void> NbdServer::serve(std::shared_ptr<NbdServer> self, Socket s
     if (!out.empty()) {
       auto [wec, written] = co_await asio::async_write(socket, asio::buffer(out),
                                                        asio::as_tuple(asio::use_awaitable));
-      (void)written;
+      log_->debug("NBD connection {}: wrote {} bytes: {}", id, written, wec.message());
       if (wec)
         break;
     }

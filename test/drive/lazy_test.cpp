@@ -181,19 +181,25 @@ TEST_CASE_METHOD(LazyFixture, "drive lazy: qemu-img reads the whole image throug
   auto nbd = NbdServer::listen(io.get_executor(), exported, log.logger);
   REQUIRE(nbd);
   asio::co_spawn(io, (*nbd)->run(), log_exceptions(log.logger, "NBD server"));
-  auto guard = asio::make_work_guard(io);
-  io.restart();  // run_sync left it stopped when it ran out of work
-  std::thread loop([&] { io.run(); });
+  // qemu-img runs beside the loop, which this thread pumps until it exits (at most 60 s).
   const fs::path copy = dir / "copy.raw";
-  std::string output;
-  const int rc =
-      run_command({"timeout", "60", "qemu-img", "convert", "-f", "raw", "-O", "raw",
-                   "nbd+unix:///base?socket=" + (dir / "image.sock").string(), copy.string()},
-                  &output);
-  asio::post(io, [&] { (*nbd)->close(); });
-  guard.reset();
-  io.stop();
-  loop.join();
+  ChildProcess qemu_img({"qemu-img", "convert", "-f", "raw", "-O", "raw",
+                         "nbd+unix:///base?socket=" + (dir / "image.sock").string(), copy.string()},
+                        false);
+  int status = -1;
+  io.restart();
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    io.run_for(50ms);
+    io.restart();
+    if (::waitpid(qemu_img.pid, &status, WNOHANG) == qemu_img.pid) {
+      qemu_img.pid = -1;
+      break;
+    }
+  }
+  (*nbd)->close();
+  const int rc = qemu_img.pid < 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  const std::string output;
   INFO(output << log.text());
   REQUIRE(rc == 0);
   CHECK((slurp(copy) == data));
