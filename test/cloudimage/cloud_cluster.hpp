@@ -41,11 +41,12 @@ inline std::string cloud_config(const std::string& public_key, const std::string
            "  - [sh, -c, 'echo runcmd-ran > /var/tmp/berth-runcmd']\n";
 }
 
-// The image, 1 GiB for cloud-init's Python, and time for systemd to stop its services under TCG;
-// the user-data is written once the SSH key exists.
-inline PodClusterOptions options_for_cloud_image(const fs::path& image) {
+// The image, 1 GiB for cloud-init's Python, and time for systemd to stop its services under TCG,
+// in a pod of podnet.sh's `style`; the user-data is written once the SSH key exists.
+inline PodClusterOptions options_for_cloud_image(const fs::path& image, const std::string& style) {
   PodClusterOptions options(image, "");
   REQUIRE(fs::exists(options.image));
+  options.style = style;
   options.memory = "1G";
   options.shutdown_timeout_s = 120;
   return options;
@@ -54,7 +55,8 @@ inline PodClusterOptions options_for_cloud_image(const fs::path& image) {
 struct CloudCluster : PodCluster {
   fs::path key;
 
-  explicit CloudCluster(const fs::path& image) : PodCluster(options_for_cloud_image(image)) {
+  explicit CloudCluster(const fs::path& image, const std::string& style = "calico")
+      : PodCluster(options_for_cloud_image(image, style)) {
     key = dir.path / "id_ed25519";
     REQUIRE(std::system(("ssh-keygen -q -t ed25519 -N '' -C berth-test -f " + key.string()).c_str())
             == 0);
@@ -77,24 +79,27 @@ struct CloudCluster : PodCluster {
   }
 
   // Runs `command` (no single quotes in it) as the image's default user over SSH from the node
-  // to the pod IP; its stdout, trimmed. SSH's own complaints go to ssh.log.
-  std::string ssh(const std::string& command, int seconds = 60) const {
+  // to the pod's address `host`; its stdout, trimmed. SSH's own complaints go to ssh.log.
+  std::string ssh(const std::string& command, int seconds = 60,
+                  const std::string& host = PodNet::kPodIp) const {
     std::string out = capture(
         "ip netns exec " + net.node() + " timeout " + std::to_string(seconds) + " ssh -i "
         + key.string()
         + " -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
           " -o ConnectTimeout=5 -o LogLevel=ERROR debian@"
-        + PodNet::kPodIp + " '" + command + "' 2>>" + (dir.path / "ssh.log").string());
+        + host + " '" + command + "' 2>>" + (dir.path / "ssh.log").string());
     while (!out.empty() && (out.back() == '\n' || out.back() == '\r'))
       out.pop_back();
     return out;
   }
 
-  // Waits until SSH logs in with the key (sshd up, cloud-init has installed the key).
-  bool wait_ssh(BerthProcess& berth, std::chrono::seconds limit) const {
+  // Waits until SSH logs in with the key (sshd up, cloud-init has installed the key) at the pod's
+  // address `host`.
+  bool wait_ssh(BerthProcess& berth, std::chrono::seconds limit,
+                const std::string& host = PodNet::kPodIp) const {
     const auto deadline = std::chrono::steady_clock::now() + limit;
     while (std::chrono::steady_clock::now() < deadline && !berth.poll_exit()) {
-      if (ssh("echo ssh-ok", 15) == "ssh-ok")
+      if (ssh("echo ssh-ok", 15, host) == "ssh-ok")
         return true;
       std::this_thread::sleep_for(2s);
     }

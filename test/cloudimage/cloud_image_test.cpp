@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
+#include <sstream>
 
 #include "test/cloudimage/cloud_cluster.hpp"
 #include "test/support/data_disks.hpp"
@@ -50,6 +51,55 @@ double mib(std::uint64_t bytes) {
 constexpr const char* kDisks = "sudo udevadm settle && lsblk -bdnr -o NAME,SERIAL,SIZE";
 constexpr const char* kData = "/dev/disk/by-id/virtio-data";
 constexpr const char* kBlk = "/dev/disk/by-id/virtio-blk";
+
+// A DNS query for the AAAA records of argv[2] sent straight to the server argv[1] over IPv6 (the
+// image has no dig): the addresses of the answer, one a line. Written into the guest by
+// cloud-init (write_files) and run there by python3; not a file the host runs.
+constexpr const char* kAaaaQuery = R"(import socket, struct, sys
+server, name = sys.argv[1], sys.argv[2]
+query = struct.pack(">HHHHHH", 0x6265, 0x0100, 1, 0, 0, 0)
+for label in name.split("."):
+    query += bytes([len(label)]) + label.encode()
+query += b"\0" + struct.pack(">HH", 28, 1)
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.sendto(query, (server, 53))
+reply, sender = s.recvfrom(4096)
+answers = struct.unpack(">H", reply[6:8])[0]
+i = len(query)
+for _ in range(answers):
+    while reply[i] and reply[i] < 0xC0:
+        i += reply[i] + 1
+    i += 2 if reply[i] >= 0xC0 else 1
+    kind, _, _, size = struct.unpack(">HHIH", reply[i:i + 10])
+    i += 10
+    if kind == 28:
+        print(socket.inet_ntop(socket.AF_INET6, reply[i:i + size]))
+    i += size
+)";
+
+// The dual-stack test's user-data: the SSH key and the AAAA query script, no network settings.
+std::string dual_stack_userdata(const std::string& public_key) {
+  std::string text = "#cloud-config\nssh_authorized_keys:\n  - " + public_key
+                     + "\nwrite_files:\n  - path: /var/tmp/berth-aaaa.py\n    content: |\n";
+  std::istringstream lines(kAaaaQuery);
+  for (std::string line; std::getline(lines, line);)
+    text += "      " + line + "\n";
+  return text;
+}
+
+// Runs `command` in the guest (over the pod's IPv4) until its output contains `expected`, at most
+// `limit`; its last output.
+std::string wait_guest_contains(const CloudCluster& cluster, const std::string& command,
+                                const std::string& expected, std::chrono::seconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  std::string out = cluster.ssh(command, 30);
+  while (out.find(expected) == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(2s);
+    out = cluster.ssh(command, 30);
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -260,5 +310,73 @@ TEST_CASE(
                     + " /mnt/data && cat /mnt/data/marker /mnt/data/second")
         == "berth-cloud-data\nafter-hotplug");
   CHECK(cluster.ssh(std::string("sudo head -c 15 ") + kBlk) == "berth-cloud-blk");
+  power_off(cluster, *berth);
+}
+
+TEST_CASE(
+    "cloud image: in a dual-stack pod the guest gets its IPv6 address with no configuration - SSH"
+    " over the pod's IPv6 - AAAA through berth",
+    "[cloudimage][ipv6]") {
+  // A Calico-style dual-stack pod (fd77::5/128 beside 10.77.0.5), berth's default config drive:
+  // no network data, so cloud-init renders its fallback (DHCPv4 on the NIC) for netplan and
+  // systemd-networkd, which takes IPv6 from berth's router advertisements and DHCPv6 by itself.
+  CloudCluster cluster(cloud_image(), "calico6");
+  cluster.write_userdata(dual_stack_userdata(cluster.public_key()));
+  Background peers(cluster.net.node(), peer_logger(cluster.dir.path / "peers"));
+  const auto start = std::chrono::steady_clock::now();
+  auto berth = cluster.start_pod();
+  const auto address = berth->wait_log("IPv6: dual-stack: the VM is (\\S+) in VM_IP6", 60s);
+  REQUIRE(address);
+  REQUIRE(cluster.wait_ssh(*berth, kBootLimit));
+  std::printf("cloud image: SSH login over IPv4 %.1f s after berth started\n",
+              seconds_since(start));
+  CHECK_THAT(cluster.ssh("cloud-init status --wait", 180), Catch::Contains("status: done"));
+  // Nothing about the network on the drive: cloud-init's fallback is what configured the NIC.
+  CHECK(cluster.ssh("sudo mount -o ro /dev/disk/by-label/config-2 /mnt && "
+                    "ls /mnt/openstack/latest; sudo umount /mnt")
+        == "meta_data.json\nuser_data");
+
+  // The EUI-64 address in VM_IP6's /64 that berth NATs the pod's IPv6 address to, no longer
+  // tentative, and the default route through the bridge's fe80::1.
+  const std::string addresses = wait_guest_contains(
+      cluster, "ip -6 -o addr show scope global | grep -v tentative", *address + "/64", 120s);
+  std::printf("cloud image: IPv6 addresses %.1f s after berth started:\n%s\n", seconds_since(start),
+              addresses.c_str());
+  std::printf("cloud image: IPv6 routes:\n%s\n", cluster.ssh("ip -6 route show").c_str());
+  INFO(cluster.ssh("networkctl status --no-pager -n 0; cat /etc/netplan/*.yaml"));
+  CHECK_THAT(addresses, Catch::Contains(*address + "/64"));
+  CHECK_THAT(cluster.ssh("ip -6 route show default"), Catch::Contains("via fe80::1 "));
+  // systemd-networkd's DHCPv6 client (the RA's M flag) asked berth too: the same address.
+  const auto leased = berth->wait_log("DHCPv6: (\\S+) given", 0ms);
+  std::printf("cloud image: DHCPv6 %s\n", leased ? leased->c_str() : "not asked");
+  if (leased)
+    CHECK(*leased == *address);
+
+  // SSH from the node to the pod's IPv6 address reaches the guest's address (DNAT66 only: the
+  // guest sees the node's own address).
+  REQUIRE(cluster.wait_ssh(*berth, 60s, PodCluster::kPodIp6));
+  const std::string connection = cluster.ssh("echo $SSH_CONNECTION", 30, PodCluster::kPodIp6);
+  INFO(connection);
+  CHECK(connection.rfind(std::string(PodCluster::kNodeIp6) + " ", 0) == 0);
+  CHECK_THAT(connection, Catch::EndsWith(" " + *address + " 22"));
+  std::printf("cloud image: SSH login over the pod's IPv6 %.1f s after berth started\n",
+              seconds_since(start));
+
+  // The guest's own connection to the node arrives from the pod's IPv6 address (SNAT66).
+  CHECK(cluster.ssh("bash -c \"echo from-guest > /dev/tcp/fd77:9::1/9999\" && echo sent")
+        == "sent");
+  for (int i = 0; i < 10 && slurp(cluster.dir.path / "peers").empty(); ++i)
+    std::this_thread::sleep_for(1s);
+  CHECK(slurp(cluster.dir.path / "peers") == std::string(PodCluster::kPodIp6) + "\n");
+
+  // AAAA: systemd-resolved learned berth's forwarder on <VM_IP6>::1 (RDNSS or DHCPv6) and
+  // resolves the node-only name through it; the forwarder answers AAAA over IPv6 directly too.
+  const std::string vm_gw6 = "fd62:6572:7468::1";
+  CHECK_THAT(cluster.ssh("resolvectl dns"), Catch::Contains(vm_gw6));
+  CHECK_THAT(cluster.ssh(std::string("getent ahostsv6 ") + PodCluster::kNodeOnlyName),
+             Catch::Contains(PodCluster::kNodeIp6));
+  CHECK(cluster.ssh("python3 /var/tmp/berth-aaaa.py " + vm_gw6 + " " + PodCluster::kNodeOnlyName)
+        == PodCluster::kNodeIp6);
+
   power_off(cluster, *berth);
 }

@@ -2,13 +2,14 @@
 # Berth's chart in a real single-node Kubernetes cluster (test/cluster/cluster.sh), end to end:
 #   the image built with buildah and imported; the built-in guest served over HTTP from the node;
 #   `helm install` with PersistentVolumes for the claims; the pod Ready through Berth's own probes;
-#   the guest reached at the pod IP and through the Service; `helm test`; `kubectl delete pod` and
+#   the guest (the guest-agent variant) reached at the pod IP and through the Service; `helm test`; `kubectl delete pod` and
 #   the StatefulSet brings it back on the same disk (a file written on the first boot is still
 #   there); a ConfigMap edit reaches the running guest; `kubectl port-forward` to the guest's port;
 #   the consoles: `kubectl attach -it` through a pty (attach.py: log in on the serial console, a
 #   command, Ctrl-C, detach with ctrl-p ctrl-q, the pod still Ready), `kubectl logs` showing the
 #   console, the screen and serial WebSockets through `kubectl port-forward` (ws_probe.py: refused
-#   without the token, 101 with it) and the viewer's Service variant (its token Secret kept by
+#   without the token, 101 with it), the guest agent's status, fsfreeze and fsthaw through the same
+#   port-forward, and the viewer's Service variant (its token Secret kept by
 #   `helm upgrade`); a VM with data disks (vmconfig.disks: a Filesystem claim and a Block claim on
 #   a local PV over a loop device) keeps what its guest wrote to both across `kubectl delete pod`;
 #   the chart's privileged and devicePlugin variants both admitted; `helm uninstall` leaves no pod.
@@ -80,7 +81,9 @@ fi
 mark "host tools, Kubernetes binaries"
 image=$("$here/build-image.sh" | tail -1)
 test_image=$("$here/build-test-image.sh" | tail -1)
-guest=$("$root/test/guest/build-guest.sh")
+# The guest-agent variant: the built-in guest plus qemu-ga, so freeze and thaw run through
+# kubectl port-forward below.
+guest=$("$root/test/guest/build-guest-agent.sh")
 mark "images (berth, test, guest)"
 
 BERTH_CLUSTER_IMAGES="$image $test_image" "$cluster" up
@@ -217,8 +220,13 @@ after=$(ready_restarts "$POD")
 [[ $after == "true ${before#* }" ]] || fail "after detaching: ready/restarts '$after', before '$before'"
 mark "kubectl attach -it (login, Ctrl-C, detach)"
 # The console line reaches the container log through berth's stdout and containerd's log writer,
-# which may lag the attach under load: wait for it, and show the log's end if it never comes.
-logs_show_attach() { kc logs "$POD" | grep -q 'attach-42'; }
+# which may lag the attach under load: wait for it, and show the log's end if it never comes. The
+# log is read whole first: `kubectl logs | grep -q` fails under pipefail when grep's early exit
+# stops kubectl with SIGPIPE (the longer the log, the likelier).
+logs_show_attach() {
+  local text
+  text=$(kc logs "$POD") && [[ $text == *attach-42* ]]
+}
 for _ in 1 2 3 4 5 6 7 8 9 10; do
   if logs_show_attach; then break; fi
   sleep 2
@@ -242,6 +250,29 @@ for page in screen serial; do
   [[ $code == 200 && -s $work/$page.html ]] || fail "GET /web/$page.html through the port-forward: $code"
 done
 mark "viewer via port-forward: WebSockets, pages"
+
+# The guest agent through the same port-forward: the status says it answers, a freeze and a thaw
+# answer 200 and the status follows them.
+agent_field() { # agent_field KEY: guest_agent.KEY of /api/v1/status, as JSON
+  in_node curl -s -m 5 -H "Authorization: Bearer $(cat "$work/token")" \
+    http://127.0.0.1:19251/api/v1/status |
+    "$python" -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["guest_agent"].get(sys.argv[1])))' "$1"
+}
+agent_connected() { [[ $(agent_field connected) == true ]]; }
+api_post() { # api_post PATH: POST /api/v1/PATH, the body in $work/PATH.json, prints the status code
+  in_node curl -s -m 30 -o "$work/$1.json" -w '%{http_code}' -X POST \
+    -H "Authorization: Bearer $(cat "$work/token")" -H 'Content-Type: application/json' -d '{}' \
+    "http://127.0.0.1:19251/api/v1/$1"
+}
+until_ok 120 "the guest agent answering (status through kubectl port-forward)" agent_connected
+code=$(api_post fsfreeze)
+[[ $code == 200 ]] || fail "POST /api/v1/fsfreeze through the port-forward: $code $(cat "$work/fsfreeze.json")"
+[[ $(agent_field frozen) == true ]] || fail "the status does not say frozen after fsfreeze"
+code=$(api_post fsthaw)
+[[ $code == 200 ]] || fail "POST /api/v1/fsthaw through the port-forward: $code $(cat "$work/fsthaw.json")"
+[[ $(agent_field frozen) == false ]] || fail "the status still says frozen after fsthaw"
+log "fsfreeze: $(cat "$work/fsfreeze.json"); fsthaw: $(cat "$work/fsthaw.json")"
+mark "guest agent via port-forward: status, fsfreeze, fsthaw"
 
 kc wait --for=condition=Ready "pod/$VIEW_POD" --timeout=300s || fail "the viewer-Service variant's pod"
 kc get secret "view-$VM-control" -o jsonpath='{.data.token}' | base64 -d >"$work/view-token"

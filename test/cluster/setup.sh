@@ -13,7 +13,8 @@ LOG_PREFIX=cluster-setup
 packages=(
   containerd runc                 # the node's container runtime (cluster.sh: containerd, ctr, runc)
   containernetworking-plugins     # the pod network's CNI plugins: ptp, host-local, portmap, loopback
-  buildah                         # images: berth's, the helm-test image, the pause sandbox image
+  buildah fuse-overlayfs          # images: berth's, the helm-test image, the pause sandbox image
+                                  # (fuse-overlayfs: buildah's recommend, present in every verified run)
   debootstrap debian-archive-keyring  # build-image.sh: the image's Debian base
   gcc libc6-dev                   # the static pause binary (pause.c)
   openssl                         # the cluster's PKI

@@ -45,21 +45,6 @@ printf "echo\tdgram\tudp6\twait\troot\tinternal\n" > /tmp/inetd6.conf
 ) > /dev/null 2>&1 &
 )";
 
-// A TCP listener in the node on [fd77:9::1]:9999 that writes each peer's address to `file`.
-std::vector<std::string> peer_logger(const fs::path& file) {
-  return {"python3", "-c",
-          "import socket, sys\n"
-          "s = socket.socket(socket.AF_INET6)\n"
-          "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-          "s.bind((\"fd77:9::1\", 9999))\n"
-          "s.listen()\n"
-          "while True:\n"
-          "    c, a = s.accept()\n"
-          "    open(sys.argv[1], \"a\").write(a[0] + \"\\n\")\n"
-          "    c.close()\n",
-          file.string()};
-}
-
 struct Cluster6 : PodCluster {
   std::unique_ptr<Background> peers;
   explicit Cluster6(const std::string& style)

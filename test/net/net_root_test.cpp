@@ -235,35 +235,17 @@ void tear_down(const Topology& topology, PodNetwork& network, const std::string&
   CHECK(again.has_value());  // idempotent
 }
 
-// Runs `f` (returning Result<T>) in a child process inside `ns` whose capabilities lack
-// CAP_NET_ADMIN, and returns its error, or nothing when it succeeded.
-template <class F>
-std::optional<Error> without_net_admin(const Netns& ns, F f) {
+// Runs `body` (returning the answer as a string) in a forked child and returns what it answered.
+// The child ends with _exit, so nothing of the test's state runs twice.
+template <class Body>
+std::string answer_of_child(Body body) {
   int fds[2];
   REQUIRE(::pipe(fds) == 0);
   const pid_t child = ::fork();
   REQUIRE(child >= 0);
   if (child == 0) {
     ::close(fds[0]);
-    std::string answer = "ok";
-    try {
-      __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
-      __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
-      ::syscall(SYS_capget, &header, data);
-      auto& word = data[CAP_TO_INDEX(CAP_NET_ADMIN)];
-      word.effective &= ~CAP_TO_MASK(CAP_NET_ADMIN);
-      word.permitted &= ~CAP_TO_MASK(CAP_NET_ADMIN);
-      ns.run([&] {
-        if (::syscall(SYS_capset, &header, data) != 0)
-          answer = "capset failed";
-        else if (auto result = f(); !result)
-          answer =
-              std::to_string(static_cast<int>(result.error().kind)) + " " + result.error().message;
-        return 0;
-      });
-    } catch (...) {
-      answer = "exception";
-    }
+    const std::string answer = body();
     (void)!::write(fds[1], answer.data(), answer.size());
     ::_exit(0);
   }
@@ -275,6 +257,40 @@ std::optional<Error> without_net_admin(const Netns& ns, F f) {
   ::close(fds[0]);
   int status = 0;
   ::waitpid(child, &status, 0);
+  return answer;
+}
+
+// "KIND MESSAGE" of a failed Result, as a child answers it.
+template <class R>
+std::string answer_of(const R& result) {
+  return std::to_string(static_cast<int>(result.error().kind)) + " " + result.error().message;
+}
+
+// Runs `f` (returning Result<T>) in a child process inside `ns` whose capabilities lack
+// CAP_NET_ADMIN, and returns its error, or nothing when it succeeded.
+template <class F>
+std::optional<Error> without_net_admin(const Netns& ns, F f) {
+  const std::string answer = answer_of_child([&] {
+    std::string said = "ok";
+    try {
+      __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+      __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+      ::syscall(SYS_capget, &header, data);
+      auto& word = data[CAP_TO_INDEX(CAP_NET_ADMIN)];
+      word.effective &= ~CAP_TO_MASK(CAP_NET_ADMIN);
+      word.permitted &= ~CAP_TO_MASK(CAP_NET_ADMIN);
+      ns.run([&] {
+        if (::syscall(SYS_capset, &header, data) != 0)
+          said = "capset failed";
+        else if (auto result = f(); !result)
+          said = answer_of(result);
+        return 0;
+      });
+    } catch (...) {
+      said = "exception";
+    }
+    return said;
+  });
   INFO("child said: " << answer);
   REQUIRE(answer != "exception");
   REQUIRE(answer != "capset failed");
@@ -865,34 +881,14 @@ TEST_CASE("net: a read-only /proc/sys: the IPv6 setup says which sysctl to set i
   Topology t(PodStyle::kCalico, Stack::kDual);
   const auto spec = dual_spec(t, t.discover());
   // A child process with its own mount namespace where /proc/sys is read-only, as in a pod.
-  int fds[2];
-  REQUIRE(::pipe(fds) == 0);
-  const pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    ::close(fds[0]);
-    std::string answer = "ok";
+  const std::string answer = answer_of_child([&]() -> std::string {
     if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr)
         || ::mount("/proc/sys", "/proc/sys", nullptr, MS_BIND, nullptr)
-        || ::mount(nullptr, "/proc/sys", nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr)) {
-      answer = std::string("mount: ") + std::strerror(errno);
-    } else {
-      auto network = t.pod.run([&] { return PodNetwork::setup(spec); });
-      if (!network)
-        answer =
-            std::to_string(static_cast<int>(network.error().kind)) + " " + network.error().message;
-    }
-    (void)!::write(fds[1], answer.data(), answer.size());
-    ::_exit(0);
-  }
-  ::close(fds[1]);
-  std::string answer;
-  char buffer[1024];
-  for (ssize_t n; (n = ::read(fds[0], buffer, sizeof buffer)) > 0;)
-    answer.append(buffer, static_cast<std::size_t>(n));
-  ::close(fds[0]);
-  int status = 0;
-  ::waitpid(child, &status, 0);
+        || ::mount(nullptr, "/proc/sys", nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr))
+      return std::string("mount: ") + std::strerror(errno);
+    auto network = t.pod.run([&] { return PodNetwork::setup(spec); });
+    return network ? std::string("ok") : answer_of(network);
+  });
   INFO("child said: " << answer);
   CHECK(answer.starts_with(std::to_string(static_cast<int>(berth::ErrorKind::kPermission)) + " "));
   CHECK_THAT(answer, Catch::Contains("setting net.ipv6.conf.eth0.accept_ra=2 for the VM's IPv6: "

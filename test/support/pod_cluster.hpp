@@ -65,6 +65,22 @@ inline void write_text(const fs::path& path, const std::string& text) {
   std::ofstream(path) << text;
 }
 
+// A TCP listener in the node on [fd77:9::1]:9999 (calico6 and ipv6only pods) that writes each
+// peer's address to `file`: where the guest's connections arrive from.
+inline std::vector<std::string> peer_logger(const fs::path& file) {
+  return {"python3", "-c",
+          "import socket, sys\n"
+          "s = socket.socket(socket.AF_INET6)\n"
+          "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+          "s.bind((\"fd77:9::1\", 9999))\n"
+          "s.listen()\n"
+          "while True:\n"
+          "    c, a = s.accept()\n"
+          "    open(sys.argv[1], \"a\").write(a[0] + \"\\n\")\n"
+          "    c.close()\n",
+          file.string()};
+}
+
 struct PodClusterOptions {
   fs::path image;                       // served as http://<node>:8080/guest.qcow2
   std::string userdata;                 // the userdata ConfigMap's key "userdata"
@@ -83,6 +99,7 @@ struct PodClusterOptions {
 struct PodCluster {
   static constexpr const char* kNodeIp = "10.77.9.1";
   static constexpr const char* kNodeIp6 = "fd77:9::1";  // calico6 and ipv6only pods
+  static constexpr const char* kPodIp6 = "fd77::5";     // the pod's IPv6 address there
   // A name that only the node's DNS server knows (it answers kNodeIp).
   static constexpr const char* kNodeOnlyName = "e2e.berth.test";
 
