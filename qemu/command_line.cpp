@@ -53,13 +53,25 @@ void add_firmware(const MachineSpec& spec, std::vector<std::string>& argv) {
 
 // The pet disk: qcow2 over the base image, its own IOThread, one queue per vCPU; discards reach
 // the file (discard=unmap) and written zeros become discards (detect-zeroes=unmap).
+// IMG_LAZY: the backing node over the NBD export, overriding the file the overlay names.
+std::string lazy_backing_options(const std::optional<NbdBacking>& backing) {
+  if (!backing)
+    return "";
+  return fmt::format(
+      ",backing.driver={},backing.file.driver=nbd,backing.file.server.type=unix,"
+      "backing.file.server.path={},backing.file.export={}",
+      backing->format == DiskFormat::kQcow2 ? "qcow2" : "raw",
+      escape_commas(backing->socket.string()), escape_commas(backing->export_name));
+}
+
 void add_pet_disk(const MachineSpec& spec, std::vector<std::string>& argv) {
   argv.insert(argv.end(),
               {"-object", "iothread,id=io-disk0", "-drive",
                fmt::format("if=none,id=disk0,file={},format={},cache=writeback,discard=unmap,"
-                           "detect-zeroes=unmap",
+                           "detect-zeroes=unmap{}",
                            escape_commas(spec.disk.string()),
-                           spec.disk_format == DiskFormat::kQcow2 ? "qcow2" : "raw"),
+                           spec.disk_format == DiskFormat::kQcow2 ? "qcow2" : "raw",
+                           lazy_backing_options(spec.lazy_backing)),
                "-device",
                fmt::format("virtio-blk-pci,drive=disk0,bootindex=0,iothread=io-disk0,num-queues={}",
                            spec.cpus)});

@@ -848,6 +848,13 @@ class Fetch {
 
 }  // namespace
 
+Result<void> record_cache_entry(const fs::path& image_dir, const std::string& target,
+                                const std::string& source, const std::string& sha256,
+                                std::uint64_t size, ImageFormat format) {
+  const Sidecar s{source, sha256, sha256, Compression::kNone, size, format};
+  return write_file_atomic(image_dir / (target + ".berth.json"), serialize(s));
+}
+
 asio::awaitable<Result<CachedImage>> fetch_image(FetchParams params,
                                                  std::shared_ptr<spdlog::logger> log) {
   Fetch fetch(std::move(params), std::move(log));

@@ -304,6 +304,9 @@ asio::awaitable<Result<void>> LazyImage::verify_and_publish() {
                                 "the lazily filled image was discarded",
                                 params_.url, *params_.sha256, *digest)};
   }
+  if (on_verified_)
+    if (auto recorded = on_verified_(*digest); !recorded)
+      co_return recorded.error();
   if (auto moved = rename_no_replace(partial_, final_); !moved)
     co_return moved.error();
   std::error_code ec;

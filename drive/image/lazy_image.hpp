@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -86,6 +87,12 @@ class LazyImage {
   // are removed; or the source changed under the fill), those of the Range requests, kSystem.
   boost::asio::awaitable<Result<void>> fill();
 
+  // Called with the SHA-256 once it matched, before T.lazy becomes T: the cache's record
+  // (image_cache.hpp's T.berth.json); its error fails fill().
+  void on_verified(std::function<Result<void>(const std::string& sha256)> record) {
+    on_verified_ = std::move(record);
+  }
+
   LazyStats stats() const;
   std::filesystem::path partial_path() const { return partial_; }
   std::filesystem::path final_path() const { return final_; }
@@ -122,6 +129,7 @@ class LazyImage {
   std::map<std::uint64_t, std::shared_ptr<Waiter>> in_flight_;
   LazyStats stats_;
   std::string sha256_;
+  std::function<Result<void>(const std::string& sha256)> on_verified_;
 };
 
 }  // namespace berth::drive

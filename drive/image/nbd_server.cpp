@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -17,6 +18,31 @@ namespace berth::drive {
 
 namespace asio = boost::asio;
 using asio::local::stream_protocol;
+
+namespace {
+
+constexpr std::uint64_t kSector = 512;
+
+// QEMU's client rounds an export's size up to 512 bytes and trims its last read to the size, but
+// then waits for the untrimmed length of a simple reply (QEMU 7.2): it hangs on the tail of an
+// unaligned image. So the export is announced padded to 512 bytes, the padding read as zeros.
+std::uint64_t padded(std::uint64_t size) {
+  return (size + kSector - 1) / kSector * kSector;
+}
+
+}  // namespace
+
+asio::awaitable<Result<std::vector<std::uint8_t>>> NbdServer::read_padded(std::uint64_t offset,
+                                                                          std::uint32_t length) {
+  const auto size = export_.size;
+  if (offset >= size)
+    co_return std::vector<std::uint8_t>(length, 0);
+  const auto inside = static_cast<std::uint32_t>(std::min<std::uint64_t>(length, size - offset));
+  auto data = co_await export_.read(offset, inside);
+  if (data)
+    data->resize(length, 0);
+  co_return data;
+}
 
 Result<std::shared_ptr<NbdServer>> NbdServer::listen(asio::any_io_executor executor,
                                                      NbdExport exported,
@@ -67,7 +93,7 @@ asio::awaitable<void> NbdServer::run() {
 asio::awaitable<void> NbdServer::serve(std::shared_ptr<NbdServer> self, Socket socket,
                                        std::uint64_t id) {
   (void)self;  // keeps the server alive while the connection lasts
-  nbd::ServerSession session({export_.name, export_.size});
+  nbd::ServerSession session({export_.name, padded(export_.size)});
   std::vector<std::uint8_t> buffer(64 << 10);
   for (;;) {
     const auto out = session.take_output();
@@ -89,7 +115,7 @@ asio::awaitable<void> NbdServer::serve(std::shared_ptr<NbdServer> self, Socket s
     counters_.refused += session.refused_commands() - before;
     for (const auto& request : session.take_reads()) {
       ++counters_.reads;
-      auto data = co_await export_.read(request.offset, request.length);
+      auto data = co_await read_padded(request.offset, request.length);
       if (data) {
         session.reply_read(request, *data);
         continue;

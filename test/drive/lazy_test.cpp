@@ -176,10 +176,10 @@ TEST_CASE_METHOD(LazyFixture, "drive lazy: a server without Range is told apart"
   CHECK_THAT(probe->reason, Catch::Contains("answered 200"));
 }
 
-// Hidden ([.]): qemu-img gets no greeting yet (the server's accept loop does not answer in this
-// test; see ARCHITECTURE.md, "Lazy image streaming", status). Run it with "[lazy-nbd]".
+// The image is not a multiple of 512 bytes: the export is padded with zeros (QEMU 7.2 hung on the
+// unaligned tail of a simple reply).
 TEST_CASE_METHOD(LazyFixture, "drive lazy: qemu-img reads the whole image through the NBD export",
-                 "[.][lazy-nbd]") {
+                 "[lazy][lazy-nbd]") {
   auto image = open(params("/files/disk.img?d"));
   NbdExport exported{
       dir / "image.sock", "base", data.size(),
@@ -208,7 +208,10 @@ TEST_CASE_METHOD(LazyFixture, "drive lazy: qemu-img reads the whole image throug
   const std::string output;
   INFO(output << log.text());
   REQUIRE(rc == 0);
-  CHECK((slurp(copy) == data));
+  const auto copied = slurp(copy);
+  REQUIRE(copied.size() == (data.size() + 511) / 512 * 512);
+  CHECK((copied.substr(0, data.size()) == data));
+  CHECK(copied.find_first_not_of('\0', data.size()) == std::string::npos);
   CHECK((*nbd)->counters().reads > 0);
   CHECK((*nbd)->counters().read_errors == 0);
   CHECK(image->stats().demand_bytes == data.size());
