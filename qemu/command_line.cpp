@@ -59,16 +59,15 @@ void add_firmware(const MachineSpec& spec, std::vector<std::string>& argv) {
 constexpr const char* kLazyBackingNode = "lazy-base";
 
 void add_lazy_backing(const NbdBacking& backing, std::vector<std::string>& argv) {
-  argv.insert(argv.end(),
-              {"-blockdev",
-               fmt::format("driver=nbd,node-name=lazy-base-nbd,server.type=unix,server.path={},"
-                           "export={},read-only=on",
-                           escape_commas(backing.socket.string()),
-                           escape_commas(backing.export_name)),
-               "-blockdev",
-               fmt::format("driver={},node-name={},file=lazy-base-nbd,read-only=on",
-                           backing.format == DiskFormat::kQcow2 ? "qcow2" : "raw",
-                           kLazyBackingNode)});
+  argv.insert(
+      argv.end(),
+      {"-blockdev",
+       fmt::format("driver=nbd,node-name=lazy-base-nbd,server.type=unix,server.path={},"
+                   "export={},read-only=on",
+                   escape_commas(backing.socket.string()), escape_commas(backing.export_name)),
+       "-blockdev",
+       fmt::format("driver={},node-name={},file=lazy-base-nbd,read-only=on",
+                   backing.format == DiskFormat::kQcow2 ? "qcow2" : "raw", kLazyBackingNode)});
 }
 
 void add_pet_disk(const MachineSpec& spec, std::vector<std::string>& argv) {

@@ -106,8 +106,8 @@ struct MachineInputs {
   unsigned mtu = 1500;             // the pod interface's
   std::optional<std::string> tap;  // none: no NIC
   boost::asio::ip::address_v4 pod_address = boost::asio::ip::address_v4::loopback();  // VNC's
-  std::optional<qemu::FirmwareFlash> flash;  // UEFI's flash (prepare_firmware); none: BIOS
-  std::vector<qemu::DataDrive> data_disks;   // VM_DISKS (prepare_data_disks)
+  std::optional<qemu::FirmwareFlash> flash;      // UEFI's flash (prepare_firmware); none: BIOS
+  std::vector<qemu::DataDrive> data_disks;       // VM_DISKS (prepare_data_disks)
   std::optional<qemu::NbdBacking> lazy_backing;  // IMG_LAZY while the base image fills
 };
 

@@ -450,11 +450,11 @@ asio::awaitable<StepResult> Supervisor::start_lazy_image() {
   lazy_image_ = start.image;
   lazy_lock_ = std::move(start.lock);
   lazy_export_ = *server;
-  lazy_format_ =
-      start.format == drive::ImageFormat::kQcow2 ? qemu::DiskFormat::kQcow2 : qemu::DiskFormat::kRaw;
-  image_ = drive::CachedImage{lazy_image_->final_path(), start.format,
-                              config_.img_sha256.value_or(""), size,
-                              drive::CacheOutcome::kDownloaded};
+  lazy_format_ = start.format == drive::ImageFormat::kQcow2 ? qemu::DiskFormat::kQcow2
+                                                            : qemu::DiskFormat::kRaw;
+  image_ =
+      drive::CachedImage{lazy_image_->final_path(), start.format, config_.img_sha256.value_or(""),
+                         size, drive::CacheOutcome::kDownloaded};
   asio::co_spawn(io_, lazy_export_->run(), log_exceptions(log_, "IMG_LAZY NBD export"));
   asio::co_spawn(io_, fill_lazy_image(), log_exceptions(log_, "IMG_LAZY fill"));
   log_->info("IMG_LAZY: QEMU reads the base image {} ({}, {} bytes) through {} while it fills",
@@ -678,14 +678,15 @@ StepResult Supervisor::prepare_for_qemu() {
   }
   // IMG_LAZY: QEMU reads the base through the export (its socket QEMU's), not the file.
   const bool lazy = lazy_export_ != nullptr;
-  const auto base = lazy && !lazy_image_->stats().verified ? lazy_image_->partial_path() : image_.path;
+  const auto base =
+      lazy && !lazy_image_->stats().verified ? lazy_image_->partial_path() : image_.path;
   if (auto handed = hand_over_files(*qemu_user_, pet_disk_, base, config_.runtime_dir, cdroms_);
       !handed)
     return Failure{ExitCode::kDisk, handed.error().message};
   if (lazy && ::chown(lazy_socket_path(config_).c_str(), qemu_user_->uid, qemu_user_->gid) != 0)
-    return Failure{ExitCode::kImage, fmt::format("IMG_LAZY: chown of {}: {}",
-                                                 lazy_socket_path(config_).string(),
-                                                 std::strerror(errno))};
+    return Failure{ExitCode::kImage,
+                   fmt::format("IMG_LAZY: chown of {}: {}", lazy_socket_path(config_).string(),
+                               std::strerror(errno))};
   if (auto handed = hand_over_data_disks(*qemu_user_, data_disks_); !handed)
     return Failure{ExitCode::kDisk, handed.error().message};
   if (flash_)

@@ -25,7 +25,7 @@ using NbdRead = std::function<boost::asio::awaitable<Result<std::vector<std::uin
 struct NbdExport {
   std::filesystem::path socket;  // created here (a stale file is replaced), mode 0600
   std::string name;              // the export name clients ask for
-  std::uint64_t size = 0;  // announced rounded up to 512 bytes, the padding read as zeros
+  std::uint64_t size = 0;        // announced rounded up to 512 bytes, the padding read as zeros
   NbdRead read;
 };
 
@@ -59,7 +59,7 @@ class NbdServer : public std::enable_shared_from_this<NbdServer> {
                                      std::uint64_t id);
   // export_.read, and zeros for the padding past export_.size (see nbd_server.cpp).
   boost::asio::awaitable<Result<std::vector<std::uint8_t>>> read_padded(std::uint64_t offset,
-                                                                       std::uint32_t length);
+                                                                        std::uint32_t length);
 
   boost::asio::local::stream_protocol::acceptor acceptor_;
   NbdExport export_;

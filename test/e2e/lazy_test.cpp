@@ -59,8 +59,9 @@ TEST_CASE("e2e lazy: the guest answers while its image still fills, and the cach
   if (!verified)
     berth->report("complete and verified");
   REQUIRE(verified);
-  CHECK(std::system(("cmp " + cached.string() + " " + (cluster.dir.path / "www" / "guest.qcow2").string())
-                        .c_str())
+  CHECK(std::system(
+            ("cmp " + cached.string() + " " + (cluster.dir.path / "www" / "guest.qcow2").string())
+                .c_str())
         == 0);
   CHECK_FALSE(fs::exists(cached.string() + ".lazy"));
   CHECK_FALSE(fs::exists(cached.string() + ".chunks"));
@@ -70,8 +71,8 @@ TEST_CASE("e2e lazy: the guest answers while its image still fills, and the cach
   CHECK(berth->wait_exit(60s) == 0);
   // The next start uses the cached file directly.
   auto again = cluster.start({"IMG_LAZY=yes"});
-  CHECK(again->wait_log("IMG_LAZY: a full download first, because the image is cached already",
-                        60s));
+  CHECK(
+      again->wait_log("IMG_LAZY: a full download first, because the image is cached already", 60s));
   CHECK(again->wait_console("berth-guest: ready", 240s));
   again->signal(SIGTERM);
   CHECK(again->wait_exit(60s) == 0);
@@ -99,7 +100,7 @@ TEST_CASE("e2e lazy: a server without Range falls back to the full download", "[
                    {"python3", "-m", "http.server", "--bind", PodCluster::kNodeIp, "--directory",
                     (cluster.dir.path / "www").string(), "8081"});
   auto berth = cluster.start({"IMG_LAZY=yes", std::string("IMG_SOURCE=http://")
-                                                   + PodCluster::kNodeIp + ":8081/guest.qcow2"});
+                                                  + PodCluster::kNodeIp + ":8081/guest.qcow2"});
   const auto fell_back =
       berth->wait_log("IMG_LAZY: a full download first, because the server answered 200", 90s);
   if (!fell_back)
