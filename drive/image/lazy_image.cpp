@@ -222,11 +222,17 @@ asio::awaitable<Result<void>> LazyImage::fetch_run(std::uint64_t first, std::uin
 asio::awaitable<Result<void>> LazyImage::fetch_once(std::uint64_t from, std::uint64_t last_byte) {
   std::uint64_t at = from;
   const int fd = fd_.get();
+  // Some servers (busybox httpd) answer every range with the rest of the file: what is past
+  // last_byte is not read, the connection is dropped once the asked bytes are there.
+  bool longer = false;
+  bool cut = false;
   auto on_head = [&](const HttpHead& head) -> Result<HeadAction> {
     const auto& range = head.content_range;
-    if (head.status == 206 && range && range->first == from && range->last == last_byte
-        && range->total == probe_.size)
+    if (head.status == 206 && range && range->first == from && range->last
+        && *range->last >= last_byte && range->total == probe_.size) {
+      longer = *range->last > last_byte;
       return HeadAction::kReadBody;
+    }
     if (is_transient_status(head.status))
       return Error{ErrorKind::kTransient, fmt::format("HTTP {} {}", head.status, head.reason)};
     return Error{ErrorKind::kIntegrity,
@@ -235,14 +241,22 @@ asio::awaitable<Result<void>> LazyImage::fetch_once(std::uint64_t from, std::uin
                              head.status, from, last_byte, params_.url)};
   };
   auto on_body = [&](std::span<const char> piece) -> Result<void> {
-    if (piece.size() > last_byte + 1 - at)
+    const auto wanted = last_byte + 1 - at;
+    if (piece.size() > wanted && !longer)
       return Error{ErrorKind::kIntegrity, "the server sent more than the range asked for"};
+    piece = piece.first(static_cast<std::size_t>(std::min<std::uint64_t>(piece.size(), wanted)));
     auto written = pwrite_all(fd, piece, at);
     at += piece.size();
+    if (written && longer && at == last_byte + 1) {
+      cut = true;
+      return Error{ErrorKind::kTransient, "the asked range is complete"};
+    }
     return written;
   };
   std::optional<RangeRequest> range = RangeRequest{from, probe_.validator, last_byte};
   auto result = co_await http_get(params_.http, params_.url, range, on_head, on_body);
+  if (!result && cut)
+    result = Result<void>{};
   if (result && at != last_byte + 1)
     co_return Error{ErrorKind::kTransient, fmt::format("the range {}-{} ended after {} bytes", from,
                                                        last_byte, at - from)};
