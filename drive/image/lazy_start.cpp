@@ -76,6 +76,11 @@ asio::awaitable<Result<LazyDecision>> start_lazy(LazyParams params,
     co_return decision;
   }
   auto probe = co_await probe_ranges(params.http, params.url);
+  if (!probe && probe.error().kind == ErrorKind::kTransient) {
+    // The full download retries with backoff; the probe does not.
+    decision.reason = fmt::format("the Range probe failed ({})", probe.error().message);
+    co_return decision;
+  }
   if (!probe)
     co_return probe.error();
   if (!probe->ranges) {
