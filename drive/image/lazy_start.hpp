@@ -29,8 +29,9 @@ struct LazyDecision {
 
 // Takes T.lock, then decides: the entry is already cached, the source is not http(s) or is
 // compressed (by its first bytes), an ISO, or its server does not answer Range with a validator
-// (or the probe failed transiently: the full download retries) -> no start, with the reason. Otherwise opens (or resumes) T.lazy, having read its first bytes.
-// Errors: those of the lock, the probe and LazyImage::open/read.
+// (or the probe failed transiently: the full download retries) -> no start, with the reason.
+// Otherwise opens (or resumes) T.lazy, having read its first bytes. Errors: those of the lock, the
+// probe and LazyImage::open/read.
 boost::asio::awaitable<Result<LazyDecision>> start_lazy(LazyParams params,
                                                         std::shared_ptr<spdlog::logger> log);
 

@@ -100,6 +100,11 @@ TEST_CASE("e2e lazy: a server without Range falls back to the full download", "[
   Background plain(cluster.net.node(),
                    {"python3", "-m", "http.server", "--bind", PodCluster::kNodeIp, "--directory",
                     (cluster.dir.path / "www").string(), "8081"});
+  // It resolves its own name before it listens (seconds without DNS): wait for it.
+  const std::string url = std::string("http://") + PodCluster::kNodeIp + ":8081/guest.qcow2";
+  REQUIRE(node_cmd(cluster, "for i in $(seq 60); do curl -s -o /dev/null -r 0-0 -w %{http_code} "
+                                + url + " && break; sleep 0.5; done")
+              .ends_with("200"));
   auto berth = cluster.start({"IMG_LAZY=yes", std::string("IMG_SOURCE=http://")
                                                   + PodCluster::kNodeIp + ":8081/guest.qcow2"});
   const auto fell_back =
