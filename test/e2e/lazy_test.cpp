@@ -116,3 +116,33 @@ TEST_CASE("e2e lazy: a server without Range falls back to the full download", "[
   berth->signal(SIGTERM);
   CHECK(berth->wait_exit(60s) == 0);
 }
+
+TEST_CASE("e2e lazy: kill -9 mid-fill, and the next start resumes from the chunk map",
+          "[e2e][lazy]") {
+  TempDir pad;
+  PodCluster cluster(PodClusterOptions(padded_guest(pad.path), kUserdata));
+  REQUIRE(std::system(("ip netns exec " + cluster.net.node()
+                       + " tc qdisc add dev cali0 root tbf rate 10mbit burst 64kb latency 500ms")
+                          .c_str())
+          == 0);
+  const fs::path cached = cluster.dir.path / "images" / "guest.qcow2";
+  {
+    auto berth = cluster.start({"IMG_LAZY=yes"});
+    // The fill's progress line, every 5 s: some chunks are durable.
+    const auto progress = berth->wait_log("lazy image: [1-9][0-9]* of [0-9]+ bytes present", 120s);
+    if (!progress)
+      berth->report("fill progress");
+    REQUIRE(progress);
+    berth->signal(SIGKILL);
+    REQUIRE(berth->wait_exit(30s));
+  }
+  CHECK(fs::exists(cached.string() + ".chunks"));
+  auto again = cluster.start({"IMG_LAZY=yes"});
+  const auto resumed =
+      again->wait_log("guest\\.qcow2\\.lazy: ([1-9][0-9]*) of [0-9]+ bytes present", 60s);
+  if (!resumed)
+    again->report("resumed");
+  CHECK(resumed);
+  again->signal(SIGTERM);
+  CHECK(again->wait_exit(60s));
+}
