@@ -227,6 +227,8 @@ asio::awaitable<void> Supervisor::clean_up() {
     if (!exited)
       co_await tpm_->stop();
   }
+  if (lazy_export_)
+    lazy_export_->close();  // QEMU is gone: the export's socket goes
   state_.vm_gone();
   guest_agent_.attach(nullptr);
   if (network_) {
