@@ -229,6 +229,14 @@ asio::awaitable<void> Supervisor::clean_up() {
   }
   if (lazy_export_)
     lazy_export_->close();  // QEMU is gone: the export's socket goes
+  if (image_failed_ && pet_disk_created_) {
+    // Made over bytes that failed the check: a next start makes it afresh.
+    std::error_code ec;
+    std::filesystem::remove(pet_disk_, ec);
+    std::filesystem::remove(pet_disk_.string() + ".berth.json", ec);
+    log_->warn("IMG_LAZY: the pet disk {} made over that image in this start was removed",
+               pet_disk_.string());
+  }
   state_.vm_gone();
   guest_agent_.attach(nullptr);
   if (network_) {
@@ -477,14 +485,6 @@ asio::awaitable<void> Supervisor::fill_lazy_image() {
     if (filled.error().kind == ErrorKind::kIntegrity) {
       log_->error("IMG_LAZY: {}; the VM is stopped and berth exits with code {}",
                   filled.error().message, to_int(ExitCode::kImage));
-      if (pet_disk_created_) {
-        // Made over bytes that failed the check: a next start makes it afresh.
-        std::error_code ec;
-        std::filesystem::remove(pet_disk_, ec);
-        std::filesystem::remove(pet_disk_.string() + ".berth.json", ec);
-        log_->warn("IMG_LAZY: the pet disk {} made over that image in this start was removed",
-                   pet_disk_.string());
-      }
       stop_for_image();
       co_return;
     }

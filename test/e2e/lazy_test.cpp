@@ -81,6 +81,11 @@ TEST_CASE("e2e lazy: the guest answers while its image still fills, and the cach
 TEST_CASE("e2e lazy: a wrong IMG_CHECKSUM stops the VM with exit 4 once the fill ends",
           "[e2e][lazy]") {
   PodCluster cluster(PodClusterOptions(test_guest(), kUserdata));
+  // 18 MB at 10 Mbit/s: QEMU runs for a while before the fill ends.
+  REQUIRE(std::system(("ip netns exec " + cluster.net.node()
+                       + " tc qdisc add dev cali0 root tbf rate 10mbit burst 64kb latency 500ms")
+                          .c_str())
+          == 0);
   auto berth = cluster.start({"IMG_LAZY=yes", "IMG_CHECKSUM=sha256:" + std::string(64, 'a')});
   const auto code = berth->wait_exit(300s);
   if (code != 4)
@@ -88,6 +93,7 @@ TEST_CASE("e2e lazy: a wrong IMG_CHECKSUM stops the VM with exit 4 once the fill
   CHECK(code == 4);
   CHECK(berth->wait_log("IMG_LAZY: .*IMG_CHECKSUM mismatch", 0ms));
   CHECK(berth->wait_log("QEMU reads the base image", 0ms));  // the VM had been started lazily
+  CHECK(berth->wait_log("QMP connected[^]*IMG_CHECKSUM mismatch", 0ms));  // before the end
   const fs::path cached = cluster.dir.path / "images" / "guest.qcow2";
   CHECK_FALSE(fs::exists(cached));
   CHECK_FALSE(fs::exists(cached.string() + ".lazy"));
