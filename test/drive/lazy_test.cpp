@@ -168,6 +168,17 @@ TEST_CASE_METHOD(LazyFixture, "drive lazy: a new process resumes from the chunk 
   CHECK((slurp(cache / "disk.img") == data));
 }
 
+TEST_CASE_METHOD(LazyFixture,
+                 "drive lazy: a server that sends the rest of the file for a range is cut off",
+                 "[lazy]") {
+  auto image = open(params("/files/disk.img?tillend=1"));
+  CHECK(read(*image, 3 * kChunk + 5, 100) == data.substr(3 * kChunk + 5, 100));
+  CHECK(image->stats().demand_bytes == kChunk);
+  INFO(log.text());
+  REQUIRE(run_sync(io, image->fill()));
+  CHECK((slurp(cache / "disk.img") == data));
+}
+
 TEST_CASE_METHOD(LazyFixture, "drive lazy: a server without Range is told apart", "[lazy]") {
   auto p = params("/files/disk.img?norange=1");
   auto probe = run_sync(io, probe_ranges(p.http, p.url));

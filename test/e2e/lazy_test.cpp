@@ -93,7 +93,7 @@ TEST_CASE("e2e lazy: a wrong IMG_CHECKSUM stops the VM with exit 4 once the fill
   CHECK(code == 4);
   CHECK(berth->wait_log("IMG_LAZY: .*IMG_CHECKSUM mismatch", 0ms));
   CHECK(berth->wait_log("QEMU reads the base image", 0ms));  // the VM had been started lazily
-  const std::string log = berth->log_text();  // QEMU ran before the fill ended
+  const std::string log = berth->log_text();                 // QEMU ran before the fill ended
   CHECK(log.find("QMP connected") < log.find("IMG_CHECKSUM mismatch"));
   CHECK(log.find("IMG_CHECKSUM mismatch") != std::string::npos);
   const fs::path cached = cluster.dir.path / "images" / "guest.qcow2";
