@@ -99,7 +99,12 @@ TEST_CASE("e2e lazy: a wrong IMG_CHECKSUM stops the VM with exit 4 once the fill
   const fs::path cached = cluster.dir.path / "images" / "guest.qcow2";
   CHECK_FALSE(fs::exists(cached));
   CHECK_FALSE(fs::exists(cached.string() + ".lazy"));
-  CHECK(fs::is_empty(cluster.dir.path / "disks"));  // the pet disk made over it is gone too
+  // The pet disk made over it is gone too (other records, e.g. the firmware's, may stay).
+  std::string listing;
+  for (const auto& entry : fs::directory_iterator(cluster.dir.path / "disks"))
+    listing += entry.path().filename().string() + " ";
+  INFO("disks: " << listing);
+  CHECK(listing.find(".qcow2 ") == std::string::npos);
 }
 
 TEST_CASE("e2e lazy: a server without Range falls back to the full download", "[e2e][lazy]") {
