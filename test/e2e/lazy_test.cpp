@@ -27,6 +27,14 @@ fs::path padded_guest(const fs::path& dir) {
   return copy;
 }
 
+// 10 Mbit/s from the node to the pod (tc on the node's veth).
+void throttle(const PodCluster& cluster) {
+  REQUIRE(std::system(("ip netns exec " + cluster.net.node()
+                       + " tc qdisc add dev cali0 root tbf rate 10mbit burst 64kb latency 500ms")
+                          .c_str())
+          == 0);
+}
+
 std::string node_cmd(const PodCluster& cluster, const std::string& command) {
   return in_ns(cluster.net.node(), command);
 }
@@ -38,10 +46,7 @@ TEST_CASE("e2e lazy: the guest answers while its image still fills, and the cach
   TempDir pad;
   PodCluster cluster(PodClusterOptions(padded_guest(pad.path), kUserdata));
   // 10 Mbit/s from the node to the pod: the 180 MB fill takes about two and a half minutes.
-  REQUIRE(std::system(("ip netns exec " + cluster.net.node()
-                       + " tc qdisc add dev cali0 root tbf rate 10mbit burst 64kb latency 500ms")
-                          .c_str())
-          == 0);
+  throttle(cluster);
   auto berth = cluster.start({"IMG_LAZY=yes"});
   const fs::path cached = cluster.dir.path / "images" / "guest.qcow2";
   const auto ready = berth->wait_console("berth-guest: ready", 240s);
@@ -82,10 +87,7 @@ TEST_CASE("e2e lazy: a wrong IMG_CHECKSUM stops the VM with exit 4 once the fill
           "[e2e][lazy]") {
   PodCluster cluster(PodClusterOptions(test_guest(), kUserdata));
   // 18 MB at 10 Mbit/s: QEMU runs for a while before the fill ends.
-  REQUIRE(std::system(("ip netns exec " + cluster.net.node()
-                       + " tc qdisc add dev cali0 root tbf rate 10mbit burst 64kb latency 500ms")
-                          .c_str())
-          == 0);
+  throttle(cluster);
   auto berth = cluster.start({"IMG_LAZY=yes", "IMG_CHECKSUM=sha256:" + std::string(64, 'a')});
   const auto code = berth->wait_exit(300s);
   if (code != 4)
@@ -134,10 +136,7 @@ TEST_CASE("e2e lazy: kill -9 mid-fill, and the next start resumes from the chunk
           "[e2e][lazy]") {
   TempDir pad;
   PodCluster cluster(PodClusterOptions(padded_guest(pad.path), kUserdata));
-  REQUIRE(std::system(("ip netns exec " + cluster.net.node()
-                       + " tc qdisc add dev cali0 root tbf rate 10mbit burst 64kb latency 500ms")
-                          .c_str())
-          == 0);
+  throttle(cluster);
   const fs::path cached = cluster.dir.path / "images" / "guest.qcow2";
   {
     auto berth = cluster.start({"IMG_LAZY=yes"});
