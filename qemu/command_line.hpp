@@ -68,6 +68,15 @@ std::string data_disk_blockdev(const DataDrive& drive);
 // queues, its serial.
 std::string data_disk_device(const DataDrive& drive, unsigned queues);
 
+// IMG_LAZY: the pet disk's backing image read through berth's NBD export on a unix socket
+// rather than from the (still filling) file the overlay names.
+struct NbdBacking {
+  std::filesystem::path socket;
+  std::string export_name;
+  DiskFormat format = DiskFormat::kRaw;  // the base image's format, over the export
+  bool operator==(const NbdBacking&) const = default;
+};
+
 struct MachineSpec {
   std::string binary = "qemu-system-x86_64";
   Accelerator accel = Accelerator::kTcg;
@@ -84,6 +93,7 @@ struct MachineSpec {
   std::optional<TpmSpec> tpm;  // none: no TPM
   std::optional<std::string>
       tap;  // tap for virtio-net, handed over as InheritedFds::tap; none: no NIC
+  std::optional<NbdBacking> lazy_backing;  // set: the pet disk's backing node is this export
   MacAddress mac{};
   unsigned mtu = 1500;  // virtio-net host_mtu: the guest learns the pod MTU without DHCP too
   Vnc vnc = Vnc::kOn;   // VNC display 0 (TCP 5900) on vnc_address and on 127.0.0.1

@@ -27,6 +27,10 @@ const std::vector<VariableDoc> kDocs = {
     {"IMG_CHECKSUM", "", "sha256:<64 hex digits>", "Checksum verified while the image streams in."},
     {"IMG_MAX_SIZE", "64Gi", "size, e.g. 20Gi (binary units)",
      "Largest download and decompressed image accepted; a larger one fails and nothing is cached."},
+    {"IMG_LAZY", "no", "yes/no (1/true/yes/on, 0/false/no/off)",
+     "First start boots while the base image downloads: QEMU reads it through berth, which "
+     "fetches missing blocks on demand (http(s) sources with Range, not compressed); the "
+     "checksum is checked when the download ends (the guest reads bytes before that)."},
     {"BERTH_CA_BUNDLE", "", "absolute path",
      "PEM file of CAs trusted for an https IMG_SOURCE, besides the system's."},
     {"VM_CDROM", "", "http(s) URL or absolute path",
@@ -289,6 +293,7 @@ void parse_image(Reader& r, Config& c) {
       c.ca_bundle = *bundle;
   }
   c.img_sha256 = parse_checksum(r, "IMG_CHECKSUM");
+  c.img_lazy = r.parse<bool>("IMG_LAZY", parse_bool, "is not a yes/no value");
   parse_cdrom(r, c);
 }
 
@@ -643,6 +648,7 @@ std::string describe_config(const Config& c, const EnvLookup& env) {
       {"IMG_TARGET", c.img_target},
       {"IMG_CHECKSUM", c.img_sha256 ? "sha256:" + *c.img_sha256 : ""},
       {"IMG_MAX_SIZE", format_size(c.img_max_size)},
+      {"IMG_LAZY", c.img_lazy ? "yes" : "no"},
       {"BERTH_CA_BUNDLE", c.ca_bundle ? c.ca_bundle->string() : ""},
       {"VM_CDROM", c.cdrom ? c.cdrom->source : ""},
       {"VM_CDROM_CHECKSUM", c.cdrom_sha256 ? "sha256:" + *c.cdrom_sha256 : ""},

@@ -57,9 +57,10 @@ struct Endpoint {
 struct Config {
   std::string img_source;
   SourceKind img_source_kind = SourceKind::kPath;
-  std::string img_target;                          // file name inside image_dir
-  std::optional<std::string> img_sha256;           // 64 lower-case hex digits
-  std::uint64_t img_max_size = 0;                  // bytes: of the download and of the image
+  std::string img_target;                 // file name inside image_dir
+  std::optional<std::string> img_sha256;  // 64 lower-case hex digits
+  std::uint64_t img_max_size = 0;         // bytes: of the download and of the image
+  bool img_lazy = false;  // IMG_LAZY: boot while the base image fills (drive/image/lazy_image.hpp)
   std::optional<std::filesystem::path> ca_bundle;  // extra CAs for an https IMG_SOURCE
   // VM_CDROM: an ISO attached as a bootable CD-ROM, cached as `target` in image_dir.
   struct Cdrom {

@@ -14,6 +14,10 @@ MacAddress mac_for(const std::string& hostname) {
           static_cast<std::uint8_t>(hash)};
 }
 
+std::filesystem::path lazy_socket_path(const Config& config) {
+  return config.runtime_dir / "image.nbd";
+}
+
 std::filesystem::path qmp_socket_path(const Config& config) {
   return config.runtime_dir / "qmp.sock";
 }
@@ -60,6 +64,16 @@ drive::FetchParams fetch_params(const Config& config) {
   fetch.max_size = config.img_max_size;
   fetch.ca_file = config.ca_bundle;
   return fetch;
+}
+
+drive::LazyParams lazy_params(const Config& config) {
+  drive::LazyParams lazy;
+  lazy.url = config.img_source;
+  lazy.image_dir = config.image_dir;
+  lazy.target = config.img_target;
+  lazy.sha256 = config.img_sha256;
+  lazy.http.ca_file = config.ca_bundle;
+  return lazy;
 }
 
 drive::FetchParams cdrom_fetch_params(const Config& config) {
@@ -220,6 +234,7 @@ qemu::MachineSpec machine_spec(const Config& config, const MachineInputs& inputs
   spec.config_drive = inputs.config_drive;
   spec.cdroms = inputs.cdroms;
   spec.tap = inputs.tap;
+  spec.lazy_backing = inputs.lazy_backing;
   if (config.vm_tpm)
     spec.tpm = qemu::TpmSpec{.socket = swtpm_socket_path(config),
                              .interface = config.vm_firmware == Firmware::kBios

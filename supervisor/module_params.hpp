@@ -13,6 +13,7 @@
 #include "drive/configdrive/config_drive.hpp"
 #include "drive/disk/pet_disk.hpp"
 #include "drive/image/image_cache.hpp"
+#include "drive/image/lazy_image.hpp"
 #include "net/network.hpp"
 #include "net/pod.hpp"
 #include "qemu/command_line.hpp"
@@ -41,12 +42,17 @@ std::vector<std::filesystem::path> web_dir_candidates(const Config& config,
                                                       const std::filesystem::path& exe);
 
 std::filesystem::path swtpm_socket_path(const Config& config);  // swtpm's control socket
+// IMG_LAZY: the NBD export of the filling base image (berth listens, 0600, QEMU's user).
+std::filesystem::path lazy_socket_path(const Config& config);
 
 // VM_TPM's state folder on the pet-disk volume: <BERTH_DISK_DIR>/<hostname>.tpm (never wiped).
 std::filesystem::path tpm_state_dir(const Config& config, const std::string& hostname);
 
 // IMG_SOURCE, IMG_TARGET, IMG_CHECKSUM, BERTH_IMAGE_DIR and the CA bundle, for fetch_image.
 drive::FetchParams fetch_params(const Config& config);
+// The same, for the lazily filled image (IMG_LAZY); the cache record is written when it is
+// verified.
+drive::LazyParams lazy_params(const Config& config);
 
 // VM_CDROM, VM_CDROM_CHECKSUM, BERTH_IMAGE_DIR and the CA bundle, for fetch_image; the limits as
 // IMG_SOURCE's. Requires config.cdrom.
@@ -100,8 +106,9 @@ struct MachineInputs {
   unsigned mtu = 1500;             // the pod interface's
   std::optional<std::string> tap;  // none: no NIC
   boost::asio::ip::address_v4 pod_address = boost::asio::ip::address_v4::loopback();  // VNC's
-  std::optional<qemu::FirmwareFlash> flash;  // UEFI's flash (prepare_firmware); none: BIOS
-  std::vector<qemu::DataDrive> data_disks;   // VM_DISKS (prepare_data_disks)
+  std::optional<qemu::FirmwareFlash> flash;      // UEFI's flash (prepare_firmware); none: BIOS
+  std::vector<qemu::DataDrive> data_disks;       // VM_DISKS (prepare_data_disks)
+  std::optional<qemu::NbdBacking> lazy_backing;  // IMG_LAZY while the base image fills
 };
 
 // QEMU's machine: VM_CPUS, VM_MEMORY, VNC (on the pod address, with its auth), the QMP socket in

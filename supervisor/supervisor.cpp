@@ -52,6 +52,7 @@ Supervisor::Supervisor(Config config, asio::io_context& io)
       stop_signal_(io, asio::steady_timer::time_point::max()) {
   signals_.add(SIGQUIT);
   state_.register_metrics(registry_);
+  register_lazy_metrics();
   state_.set_guest_agent(&guest_agent_);
   guest_agent_.register_metrics(registry_);
   registry_.counter("berth_console_lines_dropped_total",
@@ -171,6 +172,8 @@ asio::awaitable<StepResult> Supervisor::until_stopped(Run step_run) {
 }
 
 int Supervisor::stop_exit_code() const {
+  if (image_failed_)
+    return to_int(ExitCode::kImage);
   return stop_kind_ == StopKind::kFast ? kSignalExitBase + stop_signal_number_
                                        : to_int(ExitCode::kOk);
 }
@@ -223,6 +226,16 @@ asio::awaitable<void> Supervisor::clean_up() {
     const bool exited = co_await tpm_->wait_exit(2s);
     if (!exited)
       co_await tpm_->stop();
+  }
+  if (lazy_export_)
+    lazy_export_->close();  // QEMU is gone: the export's socket goes
+  if (image_failed_ && pet_disk_created_) {
+    // Made over bytes that failed the check: a next start makes it afresh.
+    std::error_code ec;
+    std::filesystem::remove(pet_disk_, ec);
+    std::filesystem::remove(pet_disk_.string() + ".berth.json", ec);
+    log_->warn("IMG_LAZY: the pet disk {} made over that image in this start was removed",
+               pet_disk_.string());
   }
   state_.vm_gone();
   guest_agent_.attach(nullptr);
@@ -391,6 +404,11 @@ asio::awaitable<StepResult> Supervisor::make_runtime_dir() {
 }
 
 asio::awaitable<StepResult> Supervisor::fetch_base_image() {
+  if (config_.img_lazy) {
+    auto lazy = co_await start_lazy_image();
+    if (!lazy || lazy_image_)
+      co_return lazy;
+  }
   auto params = fetch_params(config_);
   params.on_progress = [this] { state_.progress(); };
   auto log = log_->clone("image");  // arguments named, not temporaries: a stop unwinds this
@@ -420,6 +438,95 @@ asio::awaitable<StepResult> Supervisor::fetch_base_image() {
   co_return cdrom;
 }
 
+asio::awaitable<StepResult> Supervisor::start_lazy_image() {
+  auto params = lazy_params(config_);
+  auto log = log_->clone("image");
+  auto decision = co_await drive::start_lazy(std::move(params), log);
+  if (!decision)
+    co_return Failure{ExitCode::kImage, decision.error().message};
+  if (!decision->start) {
+    log_->info("IMG_LAZY: a full download first, because {}", decision->reason);
+    co_return StepResult{};
+  }
+  auto& start = *decision->start;
+  const auto size = start.image->stats().image_size;
+  drive::NbdExport exported{lazy_socket_path(config_), "base", size,
+                            [image = start.image](std::uint64_t offset, std::uint32_t length) {
+                              return image->read(offset, length);
+                            }};
+  auto server = drive::NbdServer::listen(io_.get_executor(), std::move(exported), log);
+  if (!server)
+    co_return Failure{ExitCode::kImage, "IMG_LAZY: " + server.error().message};
+  lazy_image_ = start.image;
+  lazy_lock_ = std::move(start.lock);
+  lazy_export_ = *server;
+  lazy_format_ = start.format == drive::ImageFormat::kQcow2 ? qemu::DiskFormat::kQcow2
+                                                            : qemu::DiskFormat::kRaw;
+  image_ =
+      drive::CachedImage{lazy_image_->final_path(), start.format, config_.img_sha256.value_or(""),
+                         size, drive::CacheOutcome::kDownloaded};
+  asio::co_spawn(io_, lazy_export_->run(), log_exceptions(log_, "IMG_LAZY NBD export"));
+  asio::co_spawn(io_, fill_lazy_image(), log_exceptions(log_, "IMG_LAZY fill"));
+  log_->info("IMG_LAZY: QEMU reads the base image {} ({}, {} bytes) through {} while it fills",
+             image_.path.string(), drive::image_format_name(start.format), size,
+             lazy_socket_path(config_).string());
+  co_return StepResult{};
+}
+
+asio::awaitable<void> Supervisor::fill_lazy_image() {
+  auto image = lazy_image_;  // named: kept alive across the waits
+  for (unsigned attempt = 1;; ++attempt) {
+    auto filled = co_await image->fill();
+    if (filled) {
+      lazy_lock_ = drive::FileLock{};
+      state_.image_fetched(image->stats().image_size);
+      co_return;
+    }
+    if (filled.error().kind == ErrorKind::kIntegrity) {
+      log_->error("IMG_LAZY: {}; the VM is stopped and berth exits with code {}",
+                  filled.error().message, to_int(ExitCode::kImage));
+      stop_for_image();
+      co_return;
+    }
+    const auto pause = std::chrono::seconds(5 * std::min(attempt, 12u));
+    log_->warn("IMG_LAZY: the fill stopped ({}); retrying in {}s", filled.error().message,
+               pause.count());
+    asio::steady_timer timer(io_, pause);
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+void Supervisor::stop_for_image() {
+  image_failed_ = true;
+  if (!stop_kind_) {
+    stop_kind_ = StopKind::kFast;
+    stop_signal_number_ = 0;
+  }
+  stop_signal_.cancel();
+  if (vm_)
+    vm_->abandon_start();
+}
+
+void Supervisor::register_lazy_metrics() {
+  auto stats = [this] { return lazy_image_ ? lazy_image_->stats() : drive::LazyStats{}; };
+  registry_.gauge("berth_image_lazy_size_bytes",
+                  "IMG_LAZY: the size of the base image being served while it fills.",
+                  [stats] { return static_cast<double>(stats().image_size); });
+  registry_.gauge("berth_image_lazy_present_bytes",
+                  "IMG_LAZY: bytes of the base image on disk (durable) so far.",
+                  [stats] { return static_cast<double>(stats().present_bytes); });
+  registry_.counter("berth_image_lazy_on_demand_bytes_total",
+                    "IMG_LAZY: bytes fetched because the guest read them before the fill did.",
+                    [stats] { return static_cast<double>(stats().demand_bytes); });
+  registry_.counter("berth_image_lazy_fill_bytes_total",
+                    "IMG_LAZY: bytes fetched by the background fill.",
+                    [stats] { return static_cast<double>(stats().fill_bytes); });
+  registry_.gauge("berth_image_lazy_verified",
+                  "IMG_LAZY: 1 once the whole image matched IMG_CHECKSUM and was cached.",
+                  [stats] { return stats().verified ? 1.0 : 0.0; });
+}
+
 asio::awaitable<StepResult> Supervisor::fetch_cdrom() {
   if (!config_.cdrom)
     co_return StepResult{};
@@ -444,6 +551,8 @@ asio::awaitable<StepResult> Supervisor::fetch_cdrom() {
 
 asio::awaitable<StepResult> Supervisor::prepare_disk() {
   auto params = pet_disk_params(config_, pod_.hostname, image_, image_is_iso_);
+  if (lazy_image_ && !lazy_image_->stats().verified)
+    params.base_contents = lazy_image_->partial_path();
   auto run = program_runner();
   auto log = log_->clone("disk");
   auto disk = co_await drive::prepare_pet_disk(std::move(params), std::move(run), std::move(log));
@@ -546,6 +655,8 @@ qemu::MachineSpec Supervisor::machine_spec(qemu::Accelerator accel) const {
     inputs.tap = network_->spec().tap;
   inputs.flash = flash_;
   inputs.data_disks = data_disks_;
+  if (lazy_export_)
+    inputs.lazy_backing = qemu::NbdBacking{lazy_socket_path(config_), "base", lazy_format_};
   return berth::machine_spec(config_, inputs);
 }
 
@@ -575,10 +686,17 @@ StepResult Supervisor::prepare_for_qemu() {
         ::geteuid(), config_.qemu_user.uid, config_.qemu_user.gid);
     return {};
   }
-  if (auto handed =
-          hand_over_files(*qemu_user_, pet_disk_, image_.path, config_.runtime_dir, cdroms_);
+  // IMG_LAZY: QEMU reads the base through the export (its socket QEMU's), not the file.
+  const bool lazy = lazy_export_ != nullptr;
+  const auto base =
+      lazy && !lazy_image_->stats().verified ? lazy_image_->partial_path() : image_.path;
+  if (auto handed = hand_over_files(*qemu_user_, pet_disk_, base, config_.runtime_dir, cdroms_);
       !handed)
     return Failure{ExitCode::kDisk, handed.error().message};
+  if (lazy && ::chown(lazy_socket_path(config_).c_str(), qemu_user_->uid, qemu_user_->gid) != 0)
+    return Failure{ExitCode::kImage,
+                   fmt::format("IMG_LAZY: chown of {}: {}", lazy_socket_path(config_).string(),
+                               std::strerror(errno))};
   if (auto handed = hand_over_data_disks(*qemu_user_, data_disks_); !handed)
     return Failure{ExitCode::kDisk, handed.error().message};
   if (flash_)

@@ -17,6 +17,8 @@
 #include "drive/configdrive/config_drive.hpp"
 #include "drive/configdrive/config_watch.hpp"
 #include "drive/image/image_cache.hpp"
+#include "drive/image/lazy_start.hpp"
+#include "drive/image/nbd_server.hpp"
 #include "drive/program.hpp"
 #include "net/network.hpp"
 #include "net/pod.hpp"
@@ -87,6 +89,14 @@ class Supervisor {
   boost::asio::awaitable<StepResult> fetch_base_image();
   // VM_CDROM, fetched and cached like the base image; part of the image phase.
   boost::asio::awaitable<StepResult> fetch_cdrom();
+  // IMG_LAZY: boots from the base image while it fills (lazy_image_ set), or says why the full
+  // download is taken instead (lazy_image_ unset).
+  boost::asio::awaitable<StepResult> start_lazy_image();
+  // The background fill; a checksum mismatch stops the VM with ExitCode::kImage.
+  boost::asio::awaitable<void> fill_lazy_image();
+  // Ends berth with ExitCode::kImage: a fast stop of the VM, logged by the caller.
+  void stop_for_image();
+  void register_lazy_metrics();
   boost::asio::awaitable<StepResult> prepare_disk();
   boost::asio::awaitable<StepResult> prepare_firmware();
   boost::asio::awaitable<StepResult> build_drive();
@@ -185,6 +195,12 @@ class Supervisor {
   std::unique_ptr<Vm> vm_;
   std::unique_ptr<Swtpm> tpm_;  // VM_TPM: the swtpm of the current QEMU
   bool tpm_failed_ = false;     // swtpm could not be started
+  // IMG_LAZY: the filling base image, its NBD export and the cache lock held until it is done.
+  std::shared_ptr<drive::LazyImage> lazy_image_;
+  std::shared_ptr<drive::NbdServer> lazy_export_;
+  drive::FileLock lazy_lock_;
+  qemu::DiskFormat lazy_format_ = qemu::DiskFormat::kRaw;
+  bool image_failed_ = false;  // the lazily filled image failed its checksum: exit kImage
   RuntimeState state_;
   // The guest agent of every QEMU in turn (BERTH_FSFREEZE_TIMEOUT), known to state_.
   GuestAgent guest_agent_{component_logger("agent"), config_.fsfreeze_timeout};

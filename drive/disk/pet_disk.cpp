@@ -205,7 +205,7 @@ Result<void> publish(const Target& t, const fs::path& temp, const PetDiskParams&
 // start-up should not wait for a process that maps all of QEMU's block layer.
 Result<void> create(Target& t, const PetDiskParams& params, spdlog::logger& log) {
   t.disk.outcome = PetOutcome::kCreated;
-  auto base_size = virtual_size_of(t.base, params.base_format);
+  auto base_size = virtual_size_of(params.base_contents.value_or(t.base), params.base_format);
   if (!base_size)
     return base_size.error();
   std::uint64_t size = *base_size;

@@ -39,6 +39,9 @@ struct PetDiskParams {
   std::string qemu_img = "qemu-img";  // program name or path
   // Set: a blank disk of `size` (required) for installing from this ISO; `base` is not used.
   std::optional<InstallMedium> install;
+  // IMG_LAZY: where the base's bytes are while `base` is still filling (T.lazy): its size is read
+  // from there; the overlay still names `base`.
+  std::optional<std::filesystem::path> base_contents;
 };
 
 enum class PetOutcome { kCreated, kReused };

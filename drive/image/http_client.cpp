@@ -151,7 +151,10 @@ struct Exchange {
     request.set(http::field::accept_encoding, "identity");
     request.set(http::field::connection, "close");
     if (range) {
-      request.set(http::field::range, fmt::format("bytes={}-", range->from));
+      if (range->last)
+        request.set(http::field::range, fmt::format("bytes={}-{}", range->from, *range->last));
+      else
+        request.set(http::field::range, fmt::format("bytes={}-", range->from));
       if (!range->if_range.empty())
         request.set(http::field::if_range, range->if_range);
     }

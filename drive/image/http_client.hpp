@@ -48,11 +48,13 @@ struct HttpHead {
   std::optional<std::chrono::seconds> retry_after;  // delta-seconds form only
 };
 
-// Asks for the bytes from `from` on; `if_range` (an ETag or Last-Modified value, may be empty)
-// makes the server send the whole entity instead when it changed.
+// Asks for the bytes from `from` on (through `last`, inclusive, when set); `if_range` (an ETag or
+// Last-Modified value, may be empty) makes the server send the whole entity instead when it
+// changed.
 struct RangeRequest {
   std::uint64_t from = 0;
   std::string if_range;
+  std::optional<std::uint64_t> last;
 };
 
 enum class HeadAction { kReadBody, kSkipBody };

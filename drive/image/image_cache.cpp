@@ -615,7 +615,8 @@ class Fetch {
     std::optional<RangeRequest> range;
     if (d.pipeline->raw_bytes() > 0)
       range = RangeRequest{d.pipeline->raw_bytes(),
-                           !d.resume.etag.empty() ? d.resume.etag : d.resume.last_modified};
+                           !d.resume.etag.empty() ? d.resume.etag : d.resume.last_modified,
+                           std::nullopt};
     d.complete = false;
     auto on_head = [&](const HttpHead& head) { return accept_head(d, progress, range, head); };
     auto on_body = [&](std::span<const char> chunk) -> Result<void> {
@@ -846,6 +847,13 @@ class Fetch {
 };
 
 }  // namespace
+
+Result<void> record_cache_entry(const fs::path& image_dir, const std::string& target,
+                                const std::string& source, const std::string& sha256,
+                                std::uint64_t size, ImageFormat format) {
+  const Sidecar s{source, sha256, sha256, Compression::kNone, size, format};
+  return write_file_atomic(image_dir / (target + ".berth.json"), serialize(s));
+}
 
 asio::awaitable<Result<CachedImage>> fetch_image(FetchParams params,
                                                  std::shared_ptr<spdlog::logger> log) {

@@ -81,4 +81,10 @@ struct CachedImage {
 boost::asio::awaitable<Result<CachedImage>> fetch_image(FetchParams params,
                                                         std::shared_ptr<spdlog::logger> log);
 
+// Writes T.berth.json for an entry filled another way (IMG_LAZY, lazy_start.hpp), before T
+// appears: an uncompressed image of `size` bytes with `sha256`. Errors: kSystem.
+Result<void> record_cache_entry(const std::filesystem::path& image_dir, const std::string& target,
+                                const std::string& source, const std::string& sha256,
+                                std::uint64_t size, ImageFormat format);
+
 }  // namespace berth::drive

@@ -13,6 +13,7 @@ query), so each test uses its own path:
                    (stall_times=K: the first K requests)
   rate=B           at most B bytes/s (rate_times=K: only the first K requests)
   chunked=1        Transfer-Encoding: chunked (no Range)
+  tillend=1        answer a Range with the rest of the file, ignoring its end (busybox httpd)
 Other paths: /status/<code>; /redirect?to=<url>; /loop/a <-> /loop/b (a redirect loop).
 Prints "PORT <n>" on stdout once listening; logs one JSON object per request to --log.
 """
@@ -107,7 +108,7 @@ class Handler(BaseHTTPRequestHandler):
                 spec = wanted.split("=", 1)[1]
                 start, _, end = spec.partition("-")
                 first = int(start)
-                last = min(int(end), size - 1) if end else size - 1
+                last = min(int(end), size - 1) if end and "tillend" not in query else size - 1
                 if first >= size:
                     return self.simple(416, headers=[("Content-Range", "bytes */%d" % size)])
                 status = 206

@@ -37,7 +37,7 @@ struct PetFixture : ProgramFixture {
   }
 
   PetDiskParams params(std::optional<std::uint64_t> size = std::nullopt) const {
-    return {dir / "disks", "vm-0", base.path, base.format, base.sha256, size, "qemu-img", {}};
+    return {dir / "disks", "vm-0", base.path, base.format, base.sha256, size, "qemu-img", {}, {}};
   }
 
   Result<PetDisk> prepare(PetDiskParams p) {

@@ -153,6 +153,20 @@ TEST_CASE("bootable CD-ROMs boot after the disk, beside the config drive, in the
   CHECK(config < install);
 }
 
+TEST_CASE("IMG_LAZY: the pet disk's backing is the NBD export, as nodes the disk names", "[qemu]") {
+  auto spec = sample();
+  const Argv plain = build_command_line(spec, kFds);
+  CHECK(value_of(plain, "-blockdev").empty());
+  spec.lazy_backing = NbdBacking{"/run/berth/image.nbd", "base", DiskFormat::kQcow2};
+  const Argv argv = build_command_line(spec, kFds);
+  CHECK(value_of(argv, "-blockdev", 0)
+        == "driver=nbd,node-name=lazy-base-nbd,server.type=unix,server.path=/run/berth/image.nbd,"
+           "export=base,read-only=on");
+  CHECK(value_of(argv, "-blockdev", 1)
+        == "driver=qcow2,node-name=lazy-base,file=lazy-base-nbd,read-only=on");
+  CHECK(value_of(argv, "-drive").ends_with(",detect-zeroes=unmap,backing=lazy-base"));
+}
+
 TEST_CASE("commas in paths are doubled, as QEMU's option syntax requires", "[qemu]") {
   auto spec = sample();
   spec.disk = "/disks/a,b.qcow2";

@@ -584,3 +584,15 @@ TEST_CASE("VM_DISKS: every bad entry is reported at once and names the disk", "[
   CHECK(config.errors[0].message.starts_with("VM_DISKS: disk name \"A\""));
   CHECK(config.errors[1].variable == "VM_DISKS");
 }
+
+TEST_CASE("IMG_LAZY: no by default, yes/no words, anything else named with its form", "[config]") {
+  CHECK_FALSE(parse_ok(minimal()).img_lazy);
+  CHECK(parse_ok(with(minimal(), "IMG_LAZY", "yes")).img_lazy);
+  CHECK_FALSE(parse_ok(with(minimal(), "IMG_LAZY", "off")).img_lazy);
+  const auto error = parse_one_error(with(minimal(), "IMG_LAZY", "later"));
+  CHECK(error.variable == "IMG_LAZY");
+  CHECK(error.message == "IMG_LAZY: \"later\" is not a yes/no value; expected yes/no (1/true/yes/on, "
+                         "0/false/no/off)");
+  auto env = with(minimal(), "IMG_LAZY", "1");
+  CHECK_THAT(describe_config(parse_ok(env), lookup(env)), Catch::Contains("IMG_LAZY=yes  # set\n"));
+}
