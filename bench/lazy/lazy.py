@@ -203,6 +203,14 @@ def print_summary(s):
           f"the full download: {'met' if s['target_met'] else 'not met'}")
 
 
+def report(s, json_path):
+    print_summary(s)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(s, f, indent=1)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=3)
@@ -258,12 +266,7 @@ def main():
                 print(f"lazy bench: {method:8s} run {i}: service {r['service']:.2f} s{extra}",
                       file=sys.stderr, flush=True)
                 runs[method].append(r)
-        s = summarize(runs, args, size)
-        print_summary(s)
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(s, f, indent=1)
-        return 0
+        return report(summarize(runs, args, size), args.json)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
