@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark in one run, each figure beside the tool a user would otherwise use, written to
 # docs/benchmarks.md (and the raw outputs to BENCH_OUT, default a fresh folder under /var/tmp).
-# Root; installs what it needs; about 25 minutes on 2 CPUs. Run it on an otherwise idle machine:
+# Root; installs what it needs; about 35 minutes on 2 CPUs. Run it on an otherwise idle machine:
 # the figures are wall-clock times.
 #   bench/run.sh                 or   cmake --build build --target bench
 # Env: BENCH_RUNS (start-up runs per tool, default 7), BENCH_VMS (scale test VMs, default: as many
@@ -10,7 +10,8 @@
 # client of the screen benchmark, default 40), BENCH_IDLE (its idle window, s, default 30),
 # BENCH_FIRMWARE_RUNS (boots per firmware of the firmware benchmark, default 5), BENCH_CLOUD_RUNS
 # (cloud image boots to SSH per tool, default 5; about a minute each under TCG), BENCH_DOC (output
-# file); bench/disks/run.sh reads BENCH_SIZE_MIB, BENCH_REPEAT, BENCH_READS.
+# file); bench/disks/run.sh reads BENCH_SIZE_MIB, BENCH_REPEAT, BENCH_READS; bench/lazy/run.sh
+# BENCH_LAZY_RUNS, BENCH_LAZY_MBIT, BENCH_LAZY_MIB (about 3 min per round at the defaults).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/as-root.sh
@@ -48,6 +49,8 @@ step "DNS and DHCP, berth vs dnsmasq (bench/dhcp/run.sh)"
 BERTH_BUILD_DIR=$build bench/dhcp/run.sh 10 | tee "$out/dhcp.txt"
 step "image fetch vs curl, config drive vs genisoimage (bench/drive/bench.sh)"
 RUNS=3 SIZE_MIB=${BENCH_FETCH_MIB:-1024} bench/drive/bench.sh "$build" | tee "$out/drive.txt"
+step "first start over a slow link, IMG_LAZY vs full download vs the baseline (bench/lazy/run.sh)"
+bench/lazy/run.sh "$build" "$out"
 step "bridge, tap and NAT vs ip + iptables (net_bench)"
 "$build/bench/net/net_bench" 30 | tee "$out/net.txt"
 step "the screen: browser viewer vs a native VNC client (bench/console/run.sh)"
