@@ -120,6 +120,10 @@ void Supervisor::request_stop(StopKind kind, int signal_number) {
   }
   log_->info("SIG{} received: {} stop", abbrev ? abbrev : "?",
              kind == StopKind::kFast ? "fast" : "graceful");
+  begin_stop(kind, signal_number);
+}
+
+void Supervisor::begin_stop(StopKind kind, int signal_number) {
   stop_kind_ = kind;
   stop_signal_number_ = signal_number;
   stop_signal_.cancel();
@@ -230,10 +234,7 @@ asio::awaitable<void> Supervisor::clean_up() {
   if (lazy_export_)
     lazy_export_->close();  // QEMU is gone: the export's socket goes
   if (image_failed_ && pet_disk_created_) {
-    // Made over bytes that failed the check: a next start makes it afresh.
-    std::error_code ec;
-    std::filesystem::remove(pet_disk_, ec);
-    std::filesystem::remove(pet_disk_.string() + ".berth.json", ec);
+    drive::discard_pet_disk(pet_disk_);  // made over bytes that failed the check
     log_->warn("IMG_LAZY: the pet disk {} made over that image in this start was removed",
                pet_disk_.string());
   }
@@ -460,8 +461,6 @@ asio::awaitable<StepResult> Supervisor::start_lazy_image() {
   lazy_image_ = start.image;
   lazy_lock_ = std::move(start.lock);
   lazy_export_ = *server;
-  lazy_format_ = start.format == drive::ImageFormat::kQcow2 ? qemu::DiskFormat::kQcow2
-                                                            : qemu::DiskFormat::kRaw;
   image_ =
       drive::CachedImage{lazy_image_->final_path(), start.format, config_.img_sha256.value_or(""),
                          size, drive::CacheOutcome::kDownloaded};
@@ -499,13 +498,14 @@ asio::awaitable<void> Supervisor::fill_lazy_image() {
 
 void Supervisor::stop_for_image() {
   image_failed_ = true;
-  if (!stop_kind_) {
-    stop_kind_ = StopKind::kFast;
-    stop_signal_number_ = 0;
-  }
-  stop_signal_.cancel();
-  if (vm_)
-    vm_->abandon_start();
+  if (!stop_kind_)
+    begin_stop(StopKind::kFast, 0);  // already stopping: that stop goes on, exiting kImage
+}
+
+std::optional<std::filesystem::path> Supervisor::filling_base() const {
+  if (lazy_image_ && !lazy_image_->stats().verified)
+    return lazy_image_->partial_path();
+  return std::nullopt;
 }
 
 void Supervisor::register_lazy_metrics() {
@@ -551,8 +551,7 @@ asio::awaitable<StepResult> Supervisor::fetch_cdrom() {
 
 asio::awaitable<StepResult> Supervisor::prepare_disk() {
   auto params = pet_disk_params(config_, pod_.hostname, image_, image_is_iso_);
-  if (lazy_image_ && !lazy_image_->stats().verified)
-    params.base_contents = lazy_image_->partial_path();
+  params.base_contents = filling_base();
   auto run = program_runner();
   auto log = log_->clone("disk");
   auto disk = co_await drive::prepare_pet_disk(std::move(params), std::move(run), std::move(log));
@@ -656,7 +655,10 @@ qemu::MachineSpec Supervisor::machine_spec(qemu::Accelerator accel) const {
   inputs.flash = flash_;
   inputs.data_disks = data_disks_;
   if (lazy_export_)
-    inputs.lazy_backing = qemu::NbdBacking{lazy_socket_path(config_), "base", lazy_format_};
+    inputs.lazy_backing =
+        qemu::NbdBacking{lazy_socket_path(config_), "base",
+                         image_.format == drive::ImageFormat::kQcow2 ? qemu::DiskFormat::kQcow2
+                                                                     : qemu::DiskFormat::kRaw};
   return berth::machine_spec(config_, inputs);
 }
 
@@ -687,13 +689,12 @@ StepResult Supervisor::prepare_for_qemu() {
     return {};
   }
   // IMG_LAZY: QEMU reads the base through the export (its socket QEMU's), not the file.
-  const bool lazy = lazy_export_ != nullptr;
-  const auto base =
-      lazy && !lazy_image_->stats().verified ? lazy_image_->partial_path() : image_.path;
-  if (auto handed = hand_over_files(*qemu_user_, pet_disk_, base, config_.runtime_dir, cdroms_);
+  if (auto handed = hand_over_files(*qemu_user_, pet_disk_, filling_base().value_or(image_.path),
+                                    config_.runtime_dir, cdroms_);
       !handed)
     return Failure{ExitCode::kDisk, handed.error().message};
-  if (lazy && ::chown(lazy_socket_path(config_).c_str(), qemu_user_->uid, qemu_user_->gid) != 0)
+  if (lazy_export_
+      && ::chown(lazy_socket_path(config_).c_str(), qemu_user_->uid, qemu_user_->gid) != 0)
     return Failure{ExitCode::kImage,
                    fmt::format("IMG_LAZY: chown of {}: {}", lazy_socket_path(config_).string(),
                                std::strerror(errno))};

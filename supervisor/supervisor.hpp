@@ -96,6 +96,9 @@ class Supervisor {
   boost::asio::awaitable<void> fill_lazy_image();
   // Ends berth with ExitCode::kImage: a fast stop of the VM, logged by the caller.
   void stop_for_image();
+  // IMG_LAZY: the file holding the base image's bytes while it still fills (T.lazy); none once
+  // it is verified and cached, or without IMG_LAZY.
+  std::optional<std::filesystem::path> filling_base() const;
   void register_lazy_metrics();
   boost::asio::awaitable<StepResult> prepare_disk();
   boost::asio::awaitable<StepResult> prepare_firmware();
@@ -148,6 +151,8 @@ class Supervisor {
   boost::asio::awaitable<void> wait_for_stop();
   void watch_signals();
   void request_stop(StopKind kind, int signal_number);
+  // The stop itself, logged by the caller: its kind, the wake-up, a QMP connect abandoned.
+  void begin_stop(StopKind kind, int signal_number);
   void finish(int exit_code);
   // Moves the lifecycle on and tells the API.
   void enter(Phase phase);
@@ -199,7 +204,6 @@ class Supervisor {
   std::shared_ptr<drive::LazyImage> lazy_image_;
   std::shared_ptr<drive::NbdServer> lazy_export_;
   drive::FileLock lazy_lock_;
-  qemu::DiskFormat lazy_format_ = qemu::DiskFormat::kRaw;
   bool image_failed_ = false;  // the lazily filled image failed its checksum: exit kImage
   RuntimeState state_;
   // The guest agent of every QEMU in turn (BERTH_FSFREEZE_TIMEOUT), known to state_.

@@ -75,6 +75,11 @@ struct Target {
   PetDisk disk;
 };
 
+// The disk's record beside it: <disk>.berth.json.
+fs::path record_path(const fs::path& disk) {
+  return disk.string() + ".berth.json";
+}
+
 Result<Target> check_params(const PetDiskParams& params) {
   const auto& host = params.hostname;
   if (host.empty() || host == "." || host == ".." || host.find('/') != std::string::npos
@@ -98,7 +103,7 @@ Result<Target> check_params(const PetDiskParams& params) {
         fmt::format("cannot create the pet disk directory {} (BERTH_DISK_DIR)", params.disk_dir),
         ec);
   t.disk.path = pet_disk_path(params.disk_dir, host);
-  t.sidecar = t.disk.path.string() + ".berth.json";
+  t.sidecar = record_path(t.disk.path);
   t.format = std::string(image_format_name(params.base_format));
   if (params.install)
     t.wanted = PetRecord{"", "", "", params.install->iso.string(), params.install->sha256};
@@ -310,6 +315,12 @@ asio::awaitable<Result<void>> grow(PetDisk& disk, const PetDiskParams& params, R
 
 fs::path pet_disk_path(const fs::path& disk_dir, const std::string& hostname) {
   return disk_dir / (hostname + ".qcow2");
+}
+
+void discard_pet_disk(const fs::path& disk) {
+  std::error_code ec;
+  fs::remove(disk, ec);
+  fs::remove(record_path(disk), ec);
 }
 
 asio::awaitable<Result<PetDisk>> prepare_pet_disk(PetDiskParams params, RunProgram run,

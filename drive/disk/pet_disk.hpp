@@ -68,4 +68,8 @@ boost::asio::awaitable<Result<PetDisk>> prepare_pet_disk(PetDiskParams params, R
 std::filesystem::path pet_disk_path(const std::filesystem::path& disk_dir,
                                     const std::string& hostname);
 
+// Removes the pet disk `disk` and its record (a disk made over bytes that failed their check, so
+// that the next start makes it afresh). Missing files are not an error.
+void discard_pet_disk(const std::filesystem::path& disk);
+
 }  // namespace berth::drive
