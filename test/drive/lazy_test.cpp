@@ -5,10 +5,13 @@
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
+#include <cinttypes>
+#include <cstdio>
 #include <thread>
 
 #include "common/async.hpp"
 #include "drive/image/lazy_image.hpp"
+#include "drive/image/lazy_start.hpp"
 #include "drive/image/nbd_server.hpp"
 #include "drive/image/sha256.hpp"
 #include "test/drive/support.hpp"
@@ -131,6 +134,57 @@ TEST_CASE_METHOD(LazyFixture, "drive lazy: reads during a slow fill get their by
   while (!image->stats().verified)
     io.run_for(50ms);
   CHECK((slurp(cache / "disk.img") == data));
+}
+
+TEST_CASE_METHOD(LazyFixture,
+                 "drive lazy: a second start on the same image waits for the first one's fill, "
+                 "then uses the cached image: one download",
+                 "[lazy]") {
+  const std::string path = "/files/disk.img?rate=4000000";  // 5 MiB: about 1.3 s of fill
+  auto first = run_sync(io, start_lazy(params(path), log.logger));
+  REQUIRE(first);
+  REQUIRE(first->start);
+  auto image = first->start->image;
+  std::optional<Result<LazyDecision>> second;
+  asio::co_spawn(
+      io, start_lazy(params(path), log.logger),
+      [&second](std::exception_ptr, Result<LazyDecision> decided) { second = std::move(decided); });
+  bool filled = false;
+  asio::co_spawn(io, image->fill(), [&](std::exception_ptr, Result<void> done) {
+    filled = done.has_value();
+    first->start->lock = FileLock{};  // as the supervisor does when the fill ends
+  });
+  // run_sync left the loop stopped (out of work): restart it, and give up after a minute.
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  auto turn = [&] {
+    io.restart();
+    io.run_for(50ms);
+    REQUIRE(std::chrono::steady_clock::now() < deadline);
+  };
+  while (!image->stats().verified && !second)
+    turn();
+  CHECK_FALSE(second);  // it waited on T.lock while the first start filled
+  while (!second)
+    turn();
+  INFO(log.text());
+  CHECK(filled);
+  REQUIRE(*second);
+  CHECK_FALSE((*second)->start);
+  CHECK((*second)->reason == "another pod cached the image meanwhile");
+  CHECK((slurp(cache / "disk.img") == data));
+  // The server sent the image once: the ranges asked, besides the first start's probe, add up
+  // to its size.
+  const auto asked_ranges = ranges(path);
+  std::uint64_t asked = 0;
+  for (const auto& range : asked_ranges) {
+    if (range == "bytes=0-0")
+      continue;
+    std::uint64_t from = 0, to = 0;
+    REQUIRE(std::sscanf(range.c_str(), "bytes=%" SCNu64 "-%" SCNu64, &from, &to) == 2);
+    asked += to - from + 1;
+  }
+  CHECK(asked == data.size());
+  CHECK(std::count(asked_ranges.begin(), asked_ranges.end(), "bytes=0-0") == 1);
 }
 
 TEST_CASE_METHOD(LazyFixture, "drive lazy: a wrong checksum discards the filled image", "[lazy]") {
